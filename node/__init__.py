@@ -1,0 +1,1 @@
+"""The Commons node: store, network, reconciliation, CLI and local API."""

@@ -1,0 +1,639 @@
+"""The six record kinds of RECORD-FORMAT.md, as frozen, keyword-only dataclasses.
+
+Every class checks its rules when it is built, so an instance that breaks section 1 or 4 of the
+format cannot exist: a ``Record`` is always structurally well-formed, and its canonical bytes
+(``raw``) and id are computed once, at construction. Whether its *signature* verifies is a
+separate, more expensive question: :func:`protocol.validation.parse_record` answers it for bytes
+from outside, :func:`sign_record` produces records that verify by construction, and
+:func:`decode_trusted` skips it for bytes this node already validated (its own store).
+
+Violations raise :class:`protocol.errors.InvalidRecord` whose ``code`` names the rule; the full
+list of codes is in :mod:`protocol.validation`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Final, TypeAlias
+
+from protocol import codec
+from protocol.errors import InvalidRecord, RemoteProtocolError
+from protocol.signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, peer_id
+
+__all__ = [
+    "CONTRIBUTION_TYPES",
+    "ID_SIZE",
+    "KINDS",
+    "MAX_RECORD_SIZE",
+    "SIGNING_DOMAIN",
+    "Artifact",
+    "Body",
+    "ContributionBody",
+    "EndorsementBody",
+    "ProfileBody",
+    "ProjectBody",
+    "ProjectFields",
+    "ProjectUpdateBody",
+    "Record",
+    "RetractionBody",
+    "decode_trusted",
+    "id_hex",
+    "parse_id_prefix",
+    "record_id",
+    "resolve_prefix",
+    "sign_record",
+]
+
+VERSION: Final = 1
+ID_SIZE: Final = 32
+MAX_RECORD_SIZE: Final = codec.MAX_SIZE
+MAX_TIMESTAMP: Final = 2**63 - 1
+#: Prepended, with one zero byte, to the unsigned record's encoding before signing.
+SIGNING_DOMAIN: Final = b"commons-record-v1\x00"
+#: The shortest id prefix tools accept, in hex characters.
+MIN_PREFIX_LENGTH: Final = 8
+
+CONTRIBUTION_TYPES: Final = frozenset(
+    {
+        "code",
+        "design",
+        "docs",
+        "hardware",
+        "fabrication",
+        "testing",
+        "review",
+        "translation",
+        "research",
+        "community",
+        "other",
+    }
+)
+
+# Field limits of section 4, named once so the rules and their documentation agree.
+MAX_NAME: Final = 100
+MAX_DESCRIPTION: Final = 4000
+MAX_LICENSE: Final = 64
+MAX_LINKS: Final = 16
+MAX_LINK: Final = 2000
+MAX_TAGS: Final = 16
+MAX_TAG: Final = 32
+MAX_MAINTAINERS: Final = 64
+MAX_TITLE: Final = 200
+MAX_EFFORT_MINUTES: Final = 1_000_000
+MAX_ARTIFACTS: Final = 32
+MAX_URI: Final = 2000
+MAX_DIGEST: Final = 200
+MAX_COAUTHORS: Final = 32
+MIN_WEIGHT: Final = 1
+MAX_WEIGHT: Final = 10
+MAX_COMMENT: Final = 1000
+MAX_REASON: Final = 1000
+MAX_ABOUT: Final = 2000
+
+
+# --------------------------------------------------------------------------------------------
+# Field checks. ``name`` is the field's path as it appears in error codes (``title``,
+# ``set.name``, ``artifacts.uri``).
+
+
+def _text(name: str, value: object, lo: int, hi: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be text")
+    n = len(value.encode("utf-8"))
+    if n < lo:
+        raise InvalidRecord(f"field-too-short:{name}", f"{name} must not be empty")
+    if n > hi:
+        raise InvalidRecord(f"field-too-long:{name}", f"{name} is {n} bytes, at most {hi}")
+    return value
+
+
+def _opt_text(name: str, value: object, lo: int, hi: int) -> None:
+    if value is not None:
+        _text(name, value, lo, hi)
+
+
+def _list(name: str, value: object, hi: int) -> tuple[object, ...]:
+    if not isinstance(value, tuple):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be a list")
+    if not value:
+        raise InvalidRecord(f"empty-list:{name}", f"{name} must not be empty when present")
+    if len(value) > hi:
+        raise InvalidRecord(f"too-many:{name}", f"{name} has {len(value)} items, at most {hi}")
+    return value
+
+
+def _opt_text_list(name: str, value: object, hi: int, lo_item: int, hi_item: int) -> None:
+    if value is not None:
+        for item in _list(name, value, hi):
+            _text(name, item, lo_item, hi_item)
+
+
+def _key(name: str, value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be bytes")
+    if len(value) != PUBLIC_KEY_SIZE:
+        raise InvalidRecord(f"bad-length:{name}", f"{name} must be 32 bytes, not {len(value)}")
+    return value
+
+
+def _opt_key_list(name: str, value: object, hi: int) -> None:
+    if value is None:
+        return
+    keys = [_key(name, item) for item in _list(name, value, hi)]
+    if len(set(keys)) != len(keys):
+        raise InvalidRecord(f"duplicate:{name}", f"{name} lists the same key twice")
+
+
+def _opt_int(name: str, value: object, lo: int, hi: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be an integer")
+    if not lo <= value <= hi:
+        raise InvalidRecord(f"out-of-range:{name}", f"{name} is {value}, must be {lo}..{hi}")
+
+
+def _id(name: str, value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be bytes")
+    if len(value) != ID_SIZE:
+        raise InvalidRecord(f"bad-length:{name}", f"{name} must be 32 bytes, not {len(value)}")
+    return value
+
+
+def _put(out: dict[str, codec.Value], key: str, value: object) -> None:
+    """Add an optional field to an encodable map; ``None`` means absent."""
+    if value is None:
+        return
+    if isinstance(value, tuple):
+        out[key] = [item.to_value() if isinstance(item, Artifact) else item for item in value]
+    elif isinstance(value, ProjectFields):
+        out[key] = value.to_value()
+    else:
+        assert isinstance(value, int | str | bytes)
+        out[key] = value
+
+
+def _fields_from(
+    name: str, value: codec.Value, allowed: Iterable[str], required: Iterable[str] = ()
+) -> dict[str, object]:
+    """Turn a decoded map into constructor keywords: lists become tuples, keys are checked."""
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be a map")
+    prefix = "" if name == "body" else f"{name}."
+    allowed_set = set(allowed)
+    for key in value:
+        if key not in allowed_set:
+            raise InvalidRecord(f"unknown-field:{prefix}{key}", f"{prefix}{key} is not allowed")
+    for key in required:
+        if key not in value:
+            raise InvalidRecord(f"missing-field:{prefix}{key}", f"{prefix}{key} is required")
+    return {key: tuple(item) if isinstance(item, list) else item for key, item in value.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Bodies
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProjectBody:
+    """The genesis of a project."""
+
+    KIND: ClassVar[str] = "project"
+    name: str
+    description: str | None = None
+    license: str | None = None
+    links: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    maintainers: tuple[bytes, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _text("name", self.name, 1, MAX_NAME)
+        _opt_text("description", self.description, 0, MAX_DESCRIPTION)
+        _opt_text("license", self.license, 1, MAX_LICENSE)
+        _opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
+        _opt_text_list("tags", self.tags, MAX_TAGS, 1, MAX_TAG)
+        _opt_key_list("maintainers", self.maintainers, MAX_MAINTAINERS)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {"name": self.name}
+        for key in ("description", "license", "links", "tags", "maintainers"):
+            _put(out, key, getattr(self, key))
+        return out
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> ProjectBody:
+        fields = _fields_from("body", value, (*_PROJECT_FIELDS, "maintainers"), ("name",))
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+_PROJECT_FIELDS = ("name", "description", "license", "links", "tags")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProjectFields:
+    """The ``set`` map of a project update: the fields it replaces, at least one."""
+
+    name: str | None = None
+    description: str | None = None
+    license: str | None = None
+    links: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if all(getattr(self, key) is None for key in _PROJECT_FIELDS):
+            raise InvalidRecord("empty-list:set", "set must name at least one field")
+        _opt_text("set.name", self.name, 1, MAX_NAME)
+        _opt_text("set.description", self.description, 0, MAX_DESCRIPTION)
+        _opt_text("set.license", self.license, 1, MAX_LICENSE)
+        _opt_text_list("set.links", self.links, MAX_LINKS, 1, MAX_LINK)
+        _opt_text_list("set.tags", self.tags, MAX_TAGS, 1, MAX_TAG)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {}
+        for key in _PROJECT_FIELDS:
+            _put(out, key, getattr(self, key))
+        return out
+
+    def given(self) -> dict[str, object]:
+        """The fields this update sets, by name."""
+        return {k: getattr(self, k) for k in _PROJECT_FIELDS if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProjectUpdateBody:
+    KIND: ClassVar[str] = "project-update"
+    set: ProjectFields | None = None
+    add_maintainers: tuple[bytes, ...] | None = None
+    remove_maintainers: tuple[bytes, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.set is None and self.add_maintainers is None and self.remove_maintainers is None:
+            raise InvalidRecord(
+                "empty-update", "a project update needs set, add_maintainers or remove_maintainers"
+            )
+        if self.set is not None and not isinstance(self.set, ProjectFields):
+            raise InvalidRecord("bad-type:set", "set must be a map")
+        # The format does not forbid duplicates here; they are harmless to the fold.
+        for name in ("add_maintainers", "remove_maintainers"):
+            value = getattr(self, name)
+            if value is not None:
+                for item in _list(name, value, MAX_MAINTAINERS):
+                    _key(name, item)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {}
+        for key in ("set", "add_maintainers", "remove_maintainers"):
+            _put(out, key, getattr(self, key))
+        return out
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> ProjectUpdateBody:
+        fields = _fields_from("body", value, ("set", "add_maintainers", "remove_maintainers"))
+        raw_set = fields.get("set")
+        if raw_set is not None:
+            if not isinstance(raw_set, dict):
+                raise InvalidRecord("bad-type:set", "set must be a map")
+            fields["set"] = ProjectFields(**_fields_from("set", raw_set, _PROJECT_FIELDS))  # type: ignore[arg-type]
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Artifact:
+    """Something a contribution produced: a URI and, optionally, a digest of its content."""
+
+    uri: str
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        _text("artifacts.uri", self.uri, 1, MAX_URI)
+        _opt_text("artifacts.digest", self.digest, 1, MAX_DIGEST)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {"uri": self.uri}
+        _put(out, "digest", self.digest)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ContributionBody:
+    KIND: ClassVar[str] = "contribution"
+    type: str
+    title: str
+    description: str | None = None
+    effort_minutes: int | None = None
+    artifacts: tuple[Artifact, ...] | None = None
+    coauthors: tuple[bytes, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, str):
+            raise InvalidRecord("bad-type:type", "type must be text")
+        if self.type not in CONTRIBUTION_TYPES:
+            raise InvalidRecord(
+                "bad-value:type",
+                f"type {self.type[:40]!r} is not one of {', '.join(sorted(CONTRIBUTION_TYPES))}",
+            )
+        _text("title", self.title, 1, MAX_TITLE)
+        _opt_text("description", self.description, 0, MAX_DESCRIPTION)
+        _opt_int("effort_minutes", self.effort_minutes, 0, MAX_EFFORT_MINUTES)
+        if self.artifacts is not None:
+            for item in _list("artifacts", self.artifacts, MAX_ARTIFACTS):
+                if not isinstance(item, Artifact):
+                    raise InvalidRecord("bad-type:artifacts", "artifacts must be maps")
+        _opt_key_list("coauthors", self.coauthors, MAX_COAUTHORS)
+
+    @property
+    def minutes(self) -> int:
+        return self.effort_minutes or 0
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {"type": self.type, "title": self.title}
+        for key in ("description", "effort_minutes", "artifacts", "coauthors"):
+            _put(out, key, getattr(self, key))
+        return out
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> ContributionBody:
+        fields = _fields_from(
+            "body",
+            value,
+            ("type", "title", "description", "effort_minutes", "artifacts", "coauthors"),
+            ("type", "title"),
+        )
+        artifacts = fields.get("artifacts")
+        if isinstance(artifacts, tuple):
+            fields["artifacts"] = tuple(
+                Artifact(**_fields_from("artifacts", item, ("uri", "digest"), ("uri",)))  # type: ignore[arg-type]
+                for item in artifacts
+            )
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EndorsementBody:
+    KIND: ClassVar[str] = "endorsement"
+    target: bytes
+    weight: int | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        _id("target", self.target)
+        _opt_int("weight", self.weight, MIN_WEIGHT, MAX_WEIGHT)
+        _opt_text("comment", self.comment, 0, MAX_COMMENT)
+
+    @property
+    def effective_weight(self) -> int:
+        return 1 if self.weight is None else self.weight
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {"target": self.target}
+        _put(out, "weight", self.weight)
+        _put(out, "comment", self.comment)
+        return out
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> EndorsementBody:
+        fields = _fields_from("body", value, ("target", "weight", "comment"), ("target",))
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetractionBody:
+    KIND: ClassVar[str] = "retraction"
+    target: bytes
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _id("target", self.target)
+        _opt_text("reason", self.reason, 0, MAX_REASON)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {"target": self.target}
+        _put(out, "reason", self.reason)
+        return out
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> RetractionBody:
+        fields = _fields_from("body", value, ("target", "reason"), ("target",))
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileBody:
+    KIND: ClassVar[str] = "profile"
+    name: str
+    about: str | None = None
+    links: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _text("name", self.name, 1, MAX_NAME)
+        _opt_text("about", self.about, 0, MAX_ABOUT)
+        _opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {"name": self.name}
+        _put(out, "about", self.about)
+        _put(out, "links", self.links)
+        return out
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> ProfileBody:
+        fields = _fields_from("body", value, ("name", "about", "links"), ("name",))
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+Body: TypeAlias = (
+    ProjectBody
+    | ProjectUpdateBody
+    | ContributionBody
+    | EndorsementBody
+    | RetractionBody
+    | ProfileBody
+)
+
+_BODY_CLASSES: Final[dict[str, type[Body]]] = {
+    cls.KIND: cls
+    for cls in (
+        ProjectBody,
+        ProjectUpdateBody,
+        ContributionBody,
+        EndorsementBody,
+        RetractionBody,
+        ProfileBody,
+    )
+}
+KINDS: Final = frozenset(_BODY_CLASSES)
+#: Kinds that carry no ``project`` key.
+UNSCOPED_KINDS: Final = frozenset({"project", "profile"})
+_RECORD_KEYS: Final = frozenset({"v", "kind", "author", "ts", "project", "body", "sig"})
+
+
+# --------------------------------------------------------------------------------------------
+# The record
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Record:
+    """One signed record. ``raw`` (canonical bytes) and ``id`` are derived at construction."""
+
+    author: bytes
+    ts: int
+    body: Body
+    sig: bytes
+    project: bytes | None = None
+    raw: bytes = field(init=False, repr=False, compare=False)
+    id: bytes = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kind = getattr(type(self.body), "KIND", None)
+        if kind not in _BODY_CLASSES or not isinstance(self.body, _BODY_CLASSES[kind]):
+            raise InvalidRecord("bad-type:body", "body must be one of the record body classes")
+        _key("author", self.author)
+        if not isinstance(self.ts, int) or isinstance(self.ts, bool):
+            raise InvalidRecord("bad-type:ts", "ts must be an integer")
+        if not 0 <= self.ts <= MAX_TIMESTAMP:
+            raise InvalidRecord("bad-timestamp", f"ts {self.ts} is outside 0..2**63-1")
+        if kind in UNSCOPED_KINDS:
+            if self.project is not None:
+                raise InvalidRecord(
+                    "unexpected-field:project", f"a {kind} record has no project key"
+                )
+        elif self.project is None:
+            raise InvalidRecord("missing-field:project", f"a {kind} record needs a project")
+        else:
+            _id("project", self.project)
+        if not isinstance(self.sig, bytes):
+            raise InvalidRecord("bad-type:sig", "sig must be bytes")
+        if len(self.sig) != SIGNATURE_SIZE:
+            raise InvalidRecord("bad-length:sig", f"sig must be 64 bytes, not {len(self.sig)}")
+        raw = codec.encode(self.to_value())
+        if len(raw) > MAX_RECORD_SIZE:
+            raise InvalidRecord("too-large", f"{len(raw)} bytes, the limit is {MAX_RECORD_SIZE}")
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "id", hashlib.sha256(raw).digest())
+
+    @property
+    def kind(self) -> str:
+        return self.body.KIND
+
+    @property
+    def author_peer_id(self) -> str:
+        return peer_id(self.author)
+
+    @property
+    def id_hex(self) -> str:
+        return self.id.hex()
+
+    def unsigned_value(self) -> dict[str, codec.Value]:
+        out: dict[str, codec.Value] = {
+            "v": VERSION,
+            "kind": self.kind,
+            "author": self.author,
+            "ts": self.ts,
+            "body": self.body.to_value(),
+        }
+        if self.project is not None:
+            out["project"] = self.project
+        return out
+
+    def to_value(self) -> dict[str, codec.Value]:
+        out = self.unsigned_value()
+        out["sig"] = self.sig
+        return out
+
+    def signing_input(self) -> bytes:
+        return signing_input(self.unsigned_value())
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> Record:
+        """Build a record from a decoded map; the signature is not checked here."""
+        if not isinstance(value, dict):
+            raise InvalidRecord("not-a-map", "a record is a MessagePack map")
+        for key in value:
+            if key not in _RECORD_KEYS:
+                raise InvalidRecord(f"unknown-field:{key}", f"{key!r} is not a record key")
+        for key in ("v", "kind", "author", "ts", "body", "sig"):
+            if key not in value:
+                raise InvalidRecord(f"missing-field:{key}", f"a record needs {key}")
+        if value["v"] != VERSION or isinstance(value["v"], bool):
+            raise InvalidRecord("bad-version", f"v is {value['v']!r}, this library reads v=1")
+        kind = value["kind"]
+        if not isinstance(kind, str):
+            raise InvalidRecord("bad-type:kind", "kind must be text")
+        body_class = _BODY_CLASSES.get(kind)
+        if body_class is None:
+            raise InvalidRecord("unknown-kind", f"{kind[:40]!r} is not a record kind")
+        return cls(
+            author=_key("author", value["author"]),
+            ts=value["ts"],  # type: ignore[arg-type]  # checked in __post_init__
+            project=value.get("project"),  # type: ignore[arg-type]
+            body=body_class.from_value(value["body"]),
+            sig=value["sig"],  # type: ignore[arg-type]
+        )
+
+
+def signing_input(unsigned: Mapping[str, codec.Value]) -> bytes:
+    """The bytes an author signs: the domain string, then the record without ``sig``."""
+    return SIGNING_DOMAIN + codec.encode(unsigned)
+
+
+def sign_record(key: SigningKey, *, body: Body, ts: int, project: bytes | None = None) -> Record:
+    """Build and sign a record by ``key``; raises :class:`InvalidRecord` for a broken rule."""
+    draft = Record(author=key.public_key, ts=ts, body=body, project=project, sig=bytes(64))
+    return Record(
+        author=key.public_key,
+        ts=ts,
+        body=body,
+        project=project,
+        sig=key.sign(draft.signing_input()),
+    )
+
+
+def decode_trusted(raw: bytes) -> Record:
+    """Decode bytes that were validated before (e.g. read back from this node's own store).
+
+    Checks structure and canonical form but not the signature.
+    """
+    return Record.from_value(codec.decode(raw))
+
+
+def record_id(raw: bytes) -> bytes:
+    """The id of a record: SHA-256 of its complete canonical bytes."""
+    return hashlib.sha256(raw).digest()
+
+
+# --------------------------------------------------------------------------------------------
+# Text forms of ids
+
+
+def id_hex(record_or_id: bytes) -> str:
+    return record_or_id.hex()
+
+
+def parse_id_prefix(text: str) -> str:
+    """Normalise a hex id or id prefix typed by a person; at least 8 hex characters."""
+    prefix = text.strip().lower()
+    if len(prefix) < MIN_PREFIX_LENGTH or len(prefix) > 2 * ID_SIZE:
+        raise RemoteProtocolError("bad-id", f"{text[:70]!r}: an id is 8 to 64 hex characters")
+    if any(c not in "0123456789abcdef" for c in prefix):
+        raise RemoteProtocolError("bad-id", f"{text[:70]!r} is not hexadecimal")
+    return prefix
+
+
+def resolve_prefix(text: str, candidates: Iterable[bytes]) -> bytes:
+    """The one id among ``candidates`` that starts with the prefix ``text``.
+
+    Raises ``RemoteProtocolError`` with code ``bad-id``, ``unknown-id`` or ``ambiguous-id``.
+    """
+    prefix = parse_id_prefix(text)
+    matches = sorted({c for c in candidates if c.hex().startswith(prefix)})
+    if not matches:
+        raise RemoteProtocolError("unknown-id", f"no record id starts with {prefix}")
+    if len(matches) > 1:
+        shown = ", ".join(m.hex()[:16] for m in matches[:3])
+        raise RemoteProtocolError(
+            "ambiguous-id", f"{prefix} matches {len(matches)} ids ({shown}...): type more of it"
+        )
+    return matches[0]

@@ -67,15 +67,13 @@ def encode(value: object) -> bytes:
 
 
 def _encode_into(value: object, out: bytearray, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise LocalProtocolError("unencodable", f"nesting deeper than {MAX_DEPTH}")
     # bool is a subclass of int: refuse it explicitly, it is not part of the value model.
     if isinstance(value, bool) or value is None or isinstance(value, float):
         raise LocalProtocolError("unencodable", f"{type(value).__name__} is not allowed")
     if isinstance(value, int):
         _encode_int(value, out)
     elif isinstance(value, str):
-        data = value.encode("utf-8")
+        data = _utf8(value)
         n = len(data)
         if n < 32:
             out.append(0xA0 | n)
@@ -97,11 +95,12 @@ def _encode_into(value: object, out: bytearray, depth: int) -> None:
             out += b"\xc6" + _len32(n)
         out += data
     elif isinstance(value, Mapping):
+        _check_depth(depth)
         items: list[tuple[bytes, object]] = []
         for key, item in value.items():
             if not isinstance(key, str):
                 raise LocalProtocolError("unencodable", "map keys must be str")
-            items.append((key.encode("utf-8"), item))
+            items.append((_utf8(key), item))
         items.sort(key=lambda kv: kv[0])
         n = len(items)
         if n < 16:
@@ -114,6 +113,7 @@ def _encode_into(value: object, out: bytearray, depth: int) -> None:
             _encode_into(key_bytes.decode("utf-8"), out, depth + 1)
             _encode_into(item, out, depth + 1)
     elif isinstance(value, Sequence):
+        _check_depth(depth)
         n = len(value)
         if n < 16:
             out.append(0x90 | n)
@@ -125,6 +125,24 @@ def _encode_into(value: object, out: bytearray, depth: int) -> None:
             _encode_into(item, out, depth + 1)
     else:
         raise LocalProtocolError("unencodable", f"{type(value).__name__} is not allowed")
+
+
+def _check_depth(depth: int) -> None:
+    """Refuse a container nested deeper than ``MAX_DEPTH`` (``depth`` containers enclose it).
+
+    The check is on containers, not on every value: nine nested *empty* arrays hold no
+    scalar at depth nine, yet ``decode`` refuses them, so ``encode`` must refuse them too.
+    """
+    if depth >= MAX_DEPTH:
+        raise LocalProtocolError("unencodable", f"nesting deeper than {MAX_DEPTH}")
+
+
+def _utf8(text: str) -> bytes:
+    """The UTF-8 bytes of ``text``; a lone surrogate has none, so it is outside the model."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LocalProtocolError("unencodable", "text with a lone surrogate") from None
 
 
 def _len32(n: int) -> bytes:

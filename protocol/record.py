@@ -101,7 +101,10 @@ MAX_ABOUT: Final = 2000
 def _text(name: str, value: object, lo: int, hi: int) -> str:
     if not isinstance(value, str):
         raise InvalidRecord(f"bad-type:{name}", f"{name} must be text")
-    n = len(value.encode("utf-8"))
+    try:
+        n = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a surrogate-escaped argv
+        raise InvalidRecord("bad-utf8", f"{name} is not valid Unicode text") from None
     if n < lo:
         raise InvalidRecord(f"field-too-short:{name}", f"{name} must not be empty")
     if n > hi:
@@ -508,6 +511,14 @@ class Record:
             raise InvalidRecord("bad-type:sig", "sig must be bytes")
         if len(self.sig) != SIGNATURE_SIZE:
             raise InvalidRecord("bad-length:sig", f"sig must be 64 bytes, not {len(self.sig)}")
+        # A rule that spans the record and its body, so the body alone cannot check it.
+        body = self.body
+        if (
+            isinstance(body, ContributionBody)
+            and body.coauthors is not None
+            and self.author in body.coauthors
+        ):
+            raise InvalidRecord("coauthor-is-author", "the author cannot also be a coauthor")
         raw = codec.encode(self.to_value())
         if len(raw) > MAX_RECORD_SIZE:
             raise InvalidRecord("too-large", f"{len(raw)} bytes, the limit is {MAX_RECORD_SIZE}")

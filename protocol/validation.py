@@ -49,7 +49,7 @@ from typing import Final
 
 from protocol import codec
 from protocol.errors import InvalidRecord
-from protocol.record import ContributionBody, Record
+from protocol.record import Record
 from protocol.signing import verify
 
 __all__ = [
@@ -128,15 +128,9 @@ def parse_record(raw: bytes, *, now_ms: int | None, verify_sig: bool = True) -> 
     raw = bytes(raw)
     if len(raw) > codec.MAX_SIZE:
         raise InvalidRecord("too-large", f"{len(raw)} bytes, the limit is {codec.MAX_SIZE}")
+    # ``Record`` checks every rule of sections 1-4 that does not need the clock or the
+    # signature, including ``coauthor-is-author``, which spans the record and its body.
     record = Record.from_value(codec.decode(raw))
-    # Rules that span fields, not expressible on one body alone.
-    body = record.body
-    if (
-        isinstance(body, ContributionBody)
-        and body.coauthors is not None
-        and record.author in body.coauthors
-    ):
-        raise InvalidRecord("coauthor-is-author", "the author cannot also be a coauthor")
     if now_ms is not None and record.ts > now_ms + MAX_CLOCK_SKEW_MS:
         ahead = (record.ts - now_ms) / 60_000
         raise InvalidRecord(

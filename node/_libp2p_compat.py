@@ -1,0 +1,319 @@
+"""The private half of the libp2p adapter: building the host and working around py-libp2p.
+
+Only ``node.transport`` imports this module; together they are the only importers of libp2p.
+Everything here depends on internals of py-libp2p 0.8.1, which pyproject pins exactly; the
+tests in tests/node/test_transport.py exercise each workaround.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.discovery.mdns.broadcaster import PeerBroadcaster
+from libp2p.discovery.mdns.listener import PeerListener
+from libp2p.discovery.mdns.mdns import SERVICE_TYPE
+from libp2p.discovery.mdns.utils import stringGen
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from zeroconf import Zeroconf
+
+logger = logging.getLogger("node.transport")
+
+# `import libp2p` sets its logger to propagate=False without handlers, so its warnings bypass
+# the application's logging configuration: re-attach it, at WARNING.
+_libp2p_logger = logging.getLogger("libp2p")
+_libp2p_logger.propagate = True
+_libp2p_logger.setLevel(logging.WARNING)
+
+# libp2p logs these at ERROR for expected events: a peer lacks a protocol, is offline, churns.
+_EXPECTED_ERRORS = {
+    "libp2p.host.basic_host": ("Failed to open stream",),
+    "libp2p.transport.tcp.tcp": ("Failed to open TCP stream",),
+}
+
+
+class _DemoteExpectedErrors(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(self._prefixes):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+for _name, _prefixes in _EXPECTED_ERRORS.items():
+    logging.getLogger(_name).addFilter(_DemoteExpectedErrors(_prefixes))
+
+# libp2p's validation cache (300 s, rejects included) is keyed by message id, which for us is
+# the payload hash: blind to the topic, and it would hide repeat offenders from our reject
+# counter. Its check is `now - stamp > ttl`, so a negative ttl makes every entry stale.
+_VALIDATION_CACHE_DISABLED_TTL = -1
+MDNS_TTL_SECONDS = 120
+MDNS_CLEANUP_SECONDS = 60.0
+
+
+def message_id(msg: rpc_pb2.Message) -> bytes:
+    """Gossip message id: SHA-256 of the payload, i.e. our record id; the same on every node."""
+    return hashlib.sha256(msg.data).digest()
+
+
+@dataclass
+class Outcome:
+    """What happened to one message inside libp2p's ``push_msg``."""
+
+    rejected: bool = False  # a validator of ours said no
+    notified: bool = False  # accepted and due for local delivery
+
+
+# libp2p runs push_msg in one task per message (inline for a local publish). Our validator and
+# notify_subscriptions run inside it, so a ContextVar carries the outcome back to our wrapper.
+current_outcome: contextvars.ContextVar[Outcome | None] = contextvars.ContextVar(
+    "commons_push_outcome", default=None
+)
+# Set by Transport.publish so that the wrapper reports what happened to our own message.
+publish_outcome: contextvars.ContextVar[Outcome | None] = contextvars.ContextVar(
+    "commons_publish_outcome", default=None
+)
+
+
+class CommonsPubsub(Pubsub):
+    """Pubsub whose push_msg cannot crash the service and which delivers to our own inbox.
+
+    libp2p's ``notify_subscriptions`` feeds a 32-slot channel per topic with ``send_nowait``
+    (dropping silently when full) and loses the forwarding peer; we replace it with a flag and
+    deliver after ``push_msg`` has validated and forwarded the message, awaiting our inbox.
+    """
+
+    on_delivered: Callable[[ID, rpc_pb2.Message], Awaitable[None]]
+    on_error: Callable[[], None]
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        outcome = Outcome()
+        token = current_outcome.set(outcome)
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except Exception:  # e.g. a malformed key in a remote message: never kill pubsub
+            self.on_error()
+            logger.warning("libp2p failed on a message from %s", msg_forwarder, exc_info=True)
+            return
+        finally:
+            current_outcome.reset(token)
+        local = publish_outcome.get()
+        if local is not None and msg_forwarder == self.my_id:
+            local.rejected, local.notified = outcome.rejected, outcome.notified
+        elif outcome.notified:
+            await self.on_delivered(msg_forwarder, msg)
+
+    def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
+        outcome = current_outcome.get()
+        if outcome is not None:
+            outcome.notified = True
+
+
+class ConnectionNotifee(INotifee):
+    """Reports each connection opened (+1) or closed (-1); libp2p awaits this on the connection
+    path, so the callback must not block."""
+
+    def __init__(self, on_change: Callable[[str, int], None]) -> None:
+        self._on_change = on_change
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._on_change(str(conn.muxed_conn.peer_id), +1)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._on_change(str(conn.muxed_conn.peer_id), -1)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+
+async def _never_dial() -> None:
+    """Replaces the AutoConnector, which dials every peer that enters the peerstore."""
+
+
+def build_host(
+    *,
+    seed: bytes,
+    max_connections: int,
+    dial_timeout: float,
+    negotiation_timeout: float,
+    degree: int,
+    degree_low: int,
+    degree_high: int,
+    heartbeat_seconds: int,
+    seen_ttl_seconds: int,
+    max_inbound_rpc_bytes: int,
+) -> tuple[IHost, GossipSub, CommonsPubsub]:
+    private = Ed25519PrivateKey.from_bytes(seed)
+    key_pair = KeyPair(private, private.get_public_key())
+    noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},  # the default also offers plaintext
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        connection_config=ConnectionConfig(
+            max_connections=max_connections,
+            min_connections=0,
+            low_watermark=0,
+            high_watermark=max_connections,
+            max_connections_per_peer=1,  # otherwise every dial waits 250 ms (happy eyeballs)
+            dial_timeout=dial_timeout,
+            outbound_stream_protocol_negotiation_timeout=negotiation_timeout,
+            inbound_stream_protocol_negotiation_timeout=negotiation_timeout,
+        ),
+    )
+    host.get_network().auto_connector.maybe_connect = _never_dial  # type: ignore[attr-defined]
+    gossip = GossipSub(
+        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],  # the same order on every node
+        degree=degree,
+        degree_low=degree_low,
+        degree_high=degree_high,
+        heartbeat_interval=heartbeat_seconds,  # libp2p's default is 120 s
+        spam_protection_enabled=False,  # drops >10 msg/s silently; the node has its own limits
+        eclipse_protection_enabled=False,  # IP diversity means nothing on a LAN or loopback
+    )
+    pubsub = CommonsPubsub(
+        host,
+        gossip,
+        seen_ttl=seen_ttl_seconds,
+        strict_signing=True,  # the only mode that go/js peers and other py nodes accept
+        msg_id_constructor=message_id,
+        validation_cache_ttl=_VALIDATION_CACHE_DISABLED_TTL,
+        validation_cache_size=1,
+        max_inbound_rpc_size=max_inbound_rpc_bytes,
+    )
+    return host, gossip, pubsub
+
+
+async def run_mdns(
+    host: IHost,
+    interfaces: tuple[str, ...],
+    on_found: Callable[[str, list[str]], None],
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,  # trio-stubs (via libp2p) lacks TaskStatus
+) -> None:
+    """Announce ``host`` and report peers found by mDNS until cancelled; never dials.
+
+    We assemble libp2p's broadcaster and listener ourselves instead of ``enable_mDNS=True``:
+    ``new_host`` builds ``Zeroconf()`` on every interface with no way to choose, and its
+    registration is synchronous, stalling the trio loop for ~1.7 s. Zeroconf work runs in
+    worker threads here; its callbacks arrive on a zeroconf thread and are handed to trio.
+    """
+    token = trio.lowlevel.current_trio_token()
+    own_id = host.get_id()
+
+    def found(info: Libp2pPeerInfo) -> None:  # on a zeroconf thread
+        if info.peer_id == own_id:
+            return
+        addrs = [str(a) for a in info.addrs]
+        with contextlib.suppress(trio.RunFinishedError):  # the transport is stopping
+            trio.from_thread.run_sync(on_found, str(info.peer_id), addrs, trio_token=token)
+
+    def start() -> tuple[Zeroconf, PeerBroadcaster, PeerListener]:
+        zc = Zeroconf(interfaces=list(interfaces)) if interfaces else Zeroconf()
+        name = f"{stringGen(63)}.{SERVICE_TYPE}"
+        port = next(
+            (int(p) for a in host.get_transport_addrs() if (p := a.value_for_protocol("tcp"))),
+            0,
+        )
+        broadcaster = PeerBroadcaster(
+            zeroconf=zc,
+            service_type=SERVICE_TYPE,
+            service_name=name,
+            peer_id=str(own_id),
+            port=port,
+            host=host,
+        )
+        listener = PeerListener(
+            peerstore=host.get_peerstore(),
+            zeroconf=zc,
+            service_type=SERVICE_TYPE,
+            service_name=name,
+            ttl=MDNS_TTL_SECONDS,
+        )
+        return zc, broadcaster, listener
+
+    def stop(zc: Zeroconf, broadcaster: PeerBroadcaster, listener: PeerListener) -> None:
+        broadcaster.unregister()
+        listener.stop()
+        zc.close()
+
+    peerDiscovery.register_peer_discovered_handler(found)
+    try:
+        parts = await trio.to_thread.run_sync(start)
+        try:
+            task_status.started()  # registering probes the LAN for ~1.6 s: do not wait for it
+            await trio.to_thread.run_sync(parts[1].register)
+            while True:
+                await trio.sleep(MDNS_CLEANUP_SECONDS)
+                try:  # bounds the listener's memory of services seen on the LAN
+                    parts[2].cleanup_stale_entries(max_age=2 * MDNS_TTL_SECONDS)
+                except Exception as exc:
+                    logger.debug("mDNS cleanup failed: %r", exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(functools.partial(stop, *parts))
+    finally:
+        peerDiscovery.unregister_peer_discovered_handler(found)
+
+
+async def close_listeners(host: IHost) -> None:
+    """Close the host's listening sockets.
+
+    In 0.8.1, leaving ``host.run()`` skips this: the Swarm's cleanup runs in a cancelled
+    scope and stops at its first checkpoint, so the socket kept accepting (and completing
+    Noise handshakes for a stopped node) until trio.run ended, and the port stayed taken.
+    """
+    listeners: dict[str, Any] = getattr(host.get_network(), "listeners", {})
+    for listener in list(listeners.values()):
+        try:
+            await listener.close()
+        except Exception as exc:
+            logger.debug("closing a listener: %r", exc)
+
+
+def flatten_group(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The leaves of nested exception groups (libp2p nests several nurseries)."""
+    leaves: list[BaseException] = []
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            leaves.extend(flatten_group(inner))
+        else:
+            leaves.append(inner)
+    return leaves

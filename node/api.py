@@ -1,0 +1,264 @@
+"""The local HTTP API (INTERFACES.md): Starlette routes served by Hypercorn inside the node.
+
+Reads are open on the API address; every write needs ``Authorization: Bearer <api.token>``
+and otherwise gets 401. Errors are JSON ``{"error": "..."}`` with a 4xx status for anything
+the caller got wrong; a bug in a handler becomes a logged 500, never a dead node. Bodies are
+bounded before they are read in full.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from node.authoring import AuthoringError
+from node.transport import TransportError
+from node.views import ViewError, record_json
+from protocol.errors import InvalidRecord, ProtocolError
+from protocol.record import MAX_RECORD_SIZE
+
+if TYPE_CHECKING:
+    from node.runtime import Node
+
+__all__ = ["build_app", "serve_api"]
+
+log = logging.getLogger(__name__)
+
+#: The largest JSON request body accepted, in bytes.
+MAX_JSON_BODY = 256 * 1024
+#: The API's own bound on a ``limit`` query.
+MAX_LIMIT = 100_000
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes")
+        except ValueError:
+            raise ApiError(400, "bad Content-Length header") from None
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    data = await _body(request, MAX_JSON_BODY)
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return value
+
+
+def build_app(node: Node) -> Starlette:
+    token = node.home.api_token()
+
+    def authorised(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        )
+
+    def guard(handler: Handler, *, write: bool = False) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            if write and not authorised(request):
+                return _error(401, "this call needs Authorization: Bearer <api.token>")
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return _error(exc.status, str(exc))
+            except ViewError as exc:
+                return _error(exc.status, str(exc))
+            except AuthoringError as exc:
+                return _error(422, str(exc))
+            except InvalidRecord as exc:
+                return _error(422, str(exc))
+            except ProtocolError as exc:
+                return _error(400, str(exc))
+            except TransportError as exc:
+                return _error(502, str(exc))
+            except Exception:
+                log.exception("API handler %s failed", request.url.path)
+                return _error(500, "internal error (see the node's log)")
+
+        return wrapped
+
+    def limit_param(request: Request) -> int | None:
+        text = request.query_params.get("limit")
+        if text is None:
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise ApiError(400, "limit must be a whole number") from None
+        if not 0 <= value <= MAX_LIMIT:
+            raise ApiError(400, f"limit must be 0..{MAX_LIMIT}")
+        return value
+
+    async def in_thread(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return await trio.to_thread.run_sync(partial(fn, *args, **kw))
+
+    # ---- reads
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(await in_thread(node.status))
+
+    async def peers(request: Request) -> Response:
+        return JSONResponse(node.peers())
+
+    async def projects(request: Request) -> Response:
+        return JSONResponse(await in_thread(node.views.project_list))
+
+    async def project(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        return JSONResponse(await in_thread(node.views.project_show, pid))
+
+    async def ledger(request: Request) -> Response:
+        q = request.query_params
+        result = await in_thread(
+            node.views.ledger,
+            request.path_params["pid"],
+            author=q.get("author") or None,
+            type=q.get("type") or None,
+            limit=limit_param(request),
+        )
+        return JSONResponse(result)
+
+    async def shares(request: Request) -> Response:
+        return JSONResponse(await in_thread(node.views.shares, request.path_params["pid"]))
+
+    async def record(request: Request) -> Response:
+        r = await in_thread(node.views.record, request.path_params["rid"])
+        if request.query_params.get("raw") in ("1", "true"):
+            return JSONResponse({"id": r.id.hex(), "raw": r.raw.hex()})
+        return JSONResponse(record_json(r))
+
+    async def metrics(request: Request) -> Response:
+        text = await in_thread(node.metrics.render)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    # ---- writes
+
+    async def post_record(request: Request) -> Response:
+        raw = await _body(request, MAX_RECORD_SIZE + 1)
+        if not raw:
+            raise ApiError(422, "empty body: send one canonical signed record")
+        if len(raw) > MAX_RECORD_SIZE:
+            raise ApiError(422, "too-large: a record is at most 65536 bytes")
+        r, new = await node.submit(raw)
+        return JSONResponse({"id": r.id.hex()}, status_code=201 if new else 200)
+
+    def author(action: str, project_param: bool = False) -> Handler:
+        async def handler(request: Request) -> Response:
+            fields = await _json(request)
+            if project_param:
+                fields["project"] = request.path_params["pid"]
+            r = await node.author(action, fields)
+            return JSONResponse(record_json(r), status_code=201)
+
+        return handler
+
+    async def sync(request: Request) -> Response:
+        fields = await _json(request)
+        addr = fields.get("addr")
+        if addr is not None and not isinstance(addr, str):
+            raise ApiError(400, "addr must be a multiaddr string")
+        return JSONResponse(await node.sync_now(addr))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+
+    async def bad_method(request: Request, exc: Exception) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    routes = [
+        Route("/api/v1/status", guard(status)),
+        Route("/api/v1/peers", guard(peers)),
+        Route("/api/v1/projects", guard(projects)),
+        Route("/api/v1/projects", guard(author("project"), write=True), methods=["POST"]),
+        Route("/api/v1/projects/{pid}", guard(project)),
+        Route("/api/v1/projects/{pid}/ledger", guard(ledger)),
+        Route("/api/v1/projects/{pid}/shares", guard(shares)),
+        Route(
+            "/api/v1/projects/{pid}/updates",
+            guard(author("update", True), write=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/v1/projects/{pid}/contributions",
+            guard(author("contribution", True), write=True),
+            methods=["POST"],
+        ),
+        Route("/api/v1/endorsements", guard(author("endorsement"), write=True), methods=["POST"]),
+        Route("/api/v1/retractions", guard(author("retraction"), write=True), methods=["POST"]),
+        Route("/api/v1/profiles", guard(author("profile"), write=True), methods=["POST"]),
+        Route("/api/v1/records/{rid}", guard(record)),
+        Route("/api/v1/records", guard(post_record, write=True), methods=["POST"]),
+        Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
+        Route("/metrics", guard(metrics)),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
+
+
+async def serve_api(
+    node: Node, address: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve the API on ``address`` (HOST:PORT, port 0 picks one) until cancelled.
+
+    Reports the actual ``http://HOST:PORT`` through ``task_status``.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"API address {address!r} is not HOST:PORT")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        log.warning(
+            "the API listens on %s, beyond loopback: anyone who can reach it can read the "
+            "ledger, and writes depend only on the token",
+            address,
+        )
+    config = HypercornConfig()
+    config.bind = [address]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("node.api.server")
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 5.0
+    app = build_app(node)
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]
+        task_status.started(binds[0] if binds else f"http://{address}")

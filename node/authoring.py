@@ -1,0 +1,290 @@
+"""Turning what a person typed (CLI flags or API JSON) into record bodies, and signing them.
+
+The CLI and the HTTP API accept the same fields (INTERFACES.md: "JSON bodies with the same
+fields as the CLI flags"), so both call :func:`draft` with a plain mapping. Every problem is an
+:class:`AuthoringError` whose message says which field is wrong and how; the protocol's own
+rules (lengths, ranges) come back from the record classes with their error codes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from node.storage import Store
+from protocol.errors import InvalidRecord, ProtocolError
+from protocol.record import (
+    Artifact,
+    Body,
+    ContributionBody,
+    EndorsementBody,
+    ProfileBody,
+    ProjectBody,
+    ProjectFields,
+    ProjectUpdateBody,
+    Record,
+    RetractionBody,
+    sign_record,
+)
+from protocol.signing import SigningKey, public_key_from_peer_id
+
+__all__ = ["ACTIONS", "AuthoringError", "Draft", "draft", "sign_draft"]
+
+#: The authoring actions, by the name the API and CLI use.
+ACTIONS = ("project", "update", "contribution", "endorsement", "retraction", "profile")
+#: At most this many items in one list field of a request (the format's own limits are lower).
+MAX_LIST = 64
+
+
+class AuthoringError(Exception):
+    """The request cannot become a record; the message is for the person who made it."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    body: Body
+    project: bytes | None
+
+
+def _known(fields: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise AuthoringError(f"unknown field(s): {', '.join(unknown)}")
+
+
+def _str(fields: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        if required:
+            raise AuthoringError(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise AuthoringError(f"{name} must be text")
+    return value
+
+
+def _strs(fields: Mapping[str, Any], name: str) -> tuple[str, ...] | None:
+    value = fields.get(name)
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise AuthoringError(f"{name} must be a list of text")
+    if len(value) > MAX_LIST:
+        raise AuthoringError(f"{name} has {len(value)} items, too many")
+    return tuple(value)
+
+
+def _peers(fields: Mapping[str, Any], name: str) -> tuple[bytes, ...] | None:
+    items = _strs(fields, name)
+    if items is None:
+        return None
+    keys = []
+    for item in items:
+        try:
+            keys.append(public_key_from_peer_id(item))
+        except ProtocolError as exc:
+            raise AuthoringError(f"{name}: {exc.message}") from None
+    return tuple(keys)
+
+
+def _int(fields: Mapping[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AuthoringError(f"{name} must be a whole number")
+    return value
+
+
+def _record(store: Store, text: Any, name: str) -> Record:
+    if not isinstance(text, str):
+        raise AuthoringError(f"{name} must be a record id (hex, at least 8 characters)")
+    try:
+        record_id = store.resolve_prefix(text)
+    except ProtocolError as exc:
+        raise AuthoringError(f"{name}: {exc.message}") from None
+    record = store.get(record_id)
+    if record is None:  # pragma: no cover - resolve_prefix found it
+        raise AuthoringError(f"{name}: no record {text}")
+    return record
+
+
+def _project(store: Store, text: Any) -> Record:
+    record = _record(store, text, "project")
+    if record.kind != "project":
+        raise AuthoringError(f"{record.id.hex()[:16]} is a {record.kind} record, not a project")
+    return record
+
+
+def _minutes(fields: Mapping[str, Any]) -> int | None:
+    minutes = _int(fields, "minutes")
+    hours = fields.get("hours")
+    if hours is not None:
+        if minutes is not None:
+            raise AuthoringError("give minutes or hours, not both")
+        if (
+            isinstance(hours, bool)
+            or not isinstance(hours, int | float)
+            or not math.isfinite(hours)
+        ):
+            raise AuthoringError("hours must be a number")
+        if hours < 0:
+            raise AuthoringError("hours must not be negative")
+        minutes = round(hours * 60)
+    return minutes
+
+
+def _artifacts(fields: Mapping[str, Any]) -> tuple[Artifact, ...] | None:
+    value = fields.get("artifacts")
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list | tuple) or len(value) > MAX_LIST:
+        raise AuthoringError("artifacts must be a list")
+    out: list[tuple[str, str | None]] = []
+    for item in value:
+        if isinstance(item, str):
+            # URI[@DIGEST]: the digest follows the last '@' only when it looks like one
+            # (algorithm:hex), so URIs with user@host keep their '@'.
+            uri, sep, digest = item.rpartition("@")
+            if sep and uri and ":" in digest and "/" not in digest:
+                out.append((uri, digest))
+            else:
+                out.append((item, None))
+        elif isinstance(item, Mapping):
+            given_uri = item.get("uri")
+            given_digest = item.get("digest")
+            if not isinstance(given_uri, str) or (
+                given_digest is not None and not isinstance(given_digest, str)
+            ):
+                raise AuthoringError("each artifact needs a uri (and optionally a digest) as text")
+            out.append((given_uri, given_digest))
+        else:
+            raise AuthoringError("artifacts must be URI[@DIGEST] strings or {uri, digest} maps")
+    try:
+        return tuple(Artifact(uri=u, digest=d) for u, d in out)
+    except InvalidRecord as exc:
+        raise AuthoringError(f"{exc.code}: {exc.message}") from None
+
+
+def draft(action: str, fields: Mapping[str, Any], *, store: Store, author: bytes) -> Draft:
+    """Build the body (and project id) for ``action`` from ``fields``."""
+    try:
+        return _draft(action, fields, store=store, author=author)
+    except InvalidRecord as exc:
+        raise AuthoringError(f"{exc.code}: {exc.message}") from None
+
+
+def _draft(action: str, fields: Mapping[str, Any], *, store: Store, author: bytes) -> Draft:
+    if action == "project":
+        _known(fields, {"name", "description", "license", "links", "tags", "maintainers"})
+        maintainers = _peers(fields, "maintainers")
+        if maintainers is not None:
+            maintainers = tuple(dict.fromkeys(m for m in maintainers if m != author)) or None
+        return Draft(
+            body=ProjectBody(
+                name=_str(fields, "name", required=True) or "",
+                description=_str(fields, "description"),
+                license=_str(fields, "license"),
+                links=_strs(fields, "links"),
+                tags=_strs(fields, "tags"),
+                maintainers=maintainers,
+            ),
+            project=None,
+        )
+    if action == "update":
+        _known(
+            fields,
+            {
+                "project",
+                "name",
+                "description",
+                "license",
+                "links",
+                "tags",
+                "add_maintainers",
+                "remove_maintainers",
+            },
+        )
+        project = _project(store, fields.get("project"))
+        given = {
+            "name": _str(fields, "name"),
+            "description": _str(fields, "description"),
+            "license": _str(fields, "license"),
+            "links": _strs(fields, "links"),
+            "tags": _strs(fields, "tags"),
+        }
+        set_fields = {k: v for k, v in given.items() if v is not None}
+        body: Body = ProjectUpdateBody(
+            set=ProjectFields(**set_fields) if set_fields else None,  # type: ignore[arg-type]
+            add_maintainers=_peers(fields, "add_maintainers"),
+            remove_maintainers=_peers(fields, "remove_maintainers"),
+        )
+        return Draft(body=body, project=project.id)
+    if action == "contribution":
+        _known(
+            fields,
+            {
+                "project",
+                "type",
+                "title",
+                "description",
+                "minutes",
+                "hours",
+                "artifacts",
+                "coauthors",
+            },
+        )
+        project = _project(store, fields.get("project"))
+        coauthors = _peers(fields, "coauthors")
+        if coauthors is not None and author in coauthors:
+            raise AuthoringError("you are the author: do not list yourself as a coauthor")
+        body = ContributionBody(
+            type=_str(fields, "type", required=True) or "",
+            title=_str(fields, "title", required=True) or "",
+            description=_str(fields, "description"),
+            effort_minutes=_minutes(fields),
+            artifacts=_artifacts(fields),
+            coauthors=coauthors,
+        )
+        return Draft(body=body, project=project.id)
+    if action == "endorsement":
+        _known(fields, {"record", "target", "weight", "comment"})
+        target = _record(store, fields.get("record", fields.get("target")), "record")
+        if target.kind != "contribution":
+            raise AuthoringError(
+                f"{target.id.hex()[:16]} is a {target.kind} record; only contributions are endorsed"
+            )
+        body = EndorsementBody(
+            target=target.id, weight=_int(fields, "weight"), comment=_str(fields, "comment")
+        )
+        return Draft(body=body, project=target.project)
+    if action == "retraction":
+        _known(fields, {"record", "target", "reason"})
+        target = _record(store, fields.get("record", fields.get("target")), "record")
+        if target.kind not in ("contribution", "endorsement"):
+            raise AuthoringError(
+                f"{target.id.hex()[:16]} is a {target.kind} record; only contributions and "
+                "endorsements can be retracted"
+            )
+        if target.author != author:
+            raise AuthoringError("only the author of a record can retract it")
+        body = RetractionBody(target=target.id, reason=_str(fields, "reason"))
+        return Draft(body=body, project=target.project)
+    if action == "profile":
+        _known(fields, {"name", "about", "links"})
+        body = ProfileBody(
+            name=_str(fields, "name", required=True) or "",
+            about=_str(fields, "about"),
+            links=_strs(fields, "links"),
+        )
+        return Draft(body=body, project=None)
+    raise AuthoringError(f"unknown action {action!r}")
+
+
+def sign_draft(key: SigningKey, d: Draft, *, now_ms: int) -> Record:
+    try:
+        return sign_record(key, body=d.body, ts=now_ms, project=d.project)
+    except InvalidRecord as exc:
+        raise AuthoringError(f"{exc.code}: {exc.message}") from None

@@ -1,0 +1,273 @@
+"""The node's home folder: identity key, config, API token, node.json (INTERFACES.md, "Home").
+
+The private key lives only in ``identity.key`` (PKCS#8 PEM, mode 0600, never overwritten) and
+is never logged. The same Ed25519 key is the node's libp2p identity and the author key of the
+records it signs, so a node's peer id is its contributor id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol.errors import ProtocolError
+from protocol.signing import SigningKey, seed_from_pem, seed_to_pem
+
+__all__ = ["Config", "Home", "HomeError", "resolve_home"]
+
+KEY_FILE = "identity.key"
+CONFIG_FILE = "config.toml"
+STORE_FILE = "ledger.db"
+TOKEN_FILE = "api.token"
+NODE_FILE = "node.json"
+
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4710"
+DEFAULT_API = "127.0.0.1:4711"
+#: Bounds on what a config file may ask for, so a typo cannot exhaust the machine.
+MAX_CONFIG_SIZE = 1 << 20
+MAX_CONFIG_LIST = 256
+
+
+class HomeError(Exception):
+    """The home folder or one of its files is unusable; the message says what to do."""
+
+
+DEFAULT_CONFIG = f"""\
+# Commons node configuration. Command-line flags override these values.
+
+[node]
+# Multiaddrs to listen on for peers. Port 0 picks a free port (node.json tells which).
+listen = ["{DEFAULT_LISTEN}"]
+# Peers to dial at start-up and whenever the node has none: full multiaddrs with /p2p/<peer id>.
+bootstrap = []
+# The local HTTP API address. Keep it on loopback: reads are open to anyone who can reach it.
+api = "{DEFAULT_API}"
+# Discover peers on the local network with mDNS.
+mdns = true
+# Project ids to hold. Empty: hold every project (the default).
+follow = []
+# A seed node holds everything and accepts more connections.
+seed = false
+
+[limits]
+# Most peers to keep connected at once (a seed node uses seed_max_peers).
+max_peers = 32
+seed_max_peers = 256
+# Seconds between background reconciliations with a random peer.
+sync_interval = 30
+# Gossip messages accepted per peer per second before its messages are refused.
+gossip_rate = 200
+"""
+
+
+@dataclass
+class Config:
+    listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    bootstrap: list[str] = field(default_factory=list)
+    api: str = DEFAULT_API
+    mdns: bool = True
+    follow: list[str] = field(default_factory=list)
+    seed: bool = False
+    max_peers: int = 32
+    seed_max_peers: int = 256
+    sync_interval: float = 30.0
+    gossip_rate: int = 200
+
+
+_NODE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "listen": list,
+    "bootstrap": list,
+    "api": str,
+    "mdns": bool,
+    "follow": list,
+    "seed": bool,
+}
+_LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "max_peers": int,
+    "seed_max_peers": int,
+    "sync_interval": (int, float),
+    "gossip_rate": int,
+}
+
+
+def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
+    """Parse config.toml; unknown keys and wrong types are errors that name the key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HomeError(f"{source}: not valid TOML ({exc})") from None
+    config = Config()
+    for section, table in data.items():
+        allowed = {"node": _NODE_KEYS, "limits": _LIMIT_KEYS}.get(section)
+        if allowed is None or not isinstance(table, dict):
+            raise HomeError(f"{source}: unknown section [{section}]")
+        for key, value in table.items():
+            expected = allowed.get(key)
+            if expected is None:
+                raise HomeError(f"{source}: unknown key {key!r} in [{section}]")
+            if isinstance(value, bool) and expected is not bool:
+                raise HomeError(f"{source}: {section}.{key} has the wrong type")
+            if not isinstance(value, expected):
+                raise HomeError(f"{source}: {section}.{key} has the wrong type")
+            if isinstance(value, list) and (
+                len(value) > MAX_CONFIG_LIST or not all(isinstance(v, str) for v in value)
+            ):
+                raise HomeError(f"{source}: {section}.{key} must be a list of strings")
+            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+                raise HomeError(f"{source}: {section}.{key} must be positive")
+            setattr(config, key, value)
+    return config
+
+
+def resolve_home(explicit: str | None) -> Path:
+    """``--home``, else ``$COMMONS_HOME``, else ``$XDG_DATA_HOME/commons``."""
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    env = os.environ.get("COMMONS_HOME")
+    if env:
+        return Path(env).expanduser().absolute()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg).expanduser().absolute() / "commons"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 atomically; never replace an existing file."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if path exists: an existing key is never overwritten
+    finally:
+        tmp.unlink()
+
+
+@dataclass
+class Home:
+    path: Path
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / KEY_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / STORE_FILE
+
+    @property
+    def token_path(self) -> Path:
+        return self.path / TOKEN_FILE
+
+    @property
+    def node_path(self) -> Path:
+        return self.path / NODE_FILE
+
+    def exists(self) -> bool:
+        return self.key_path.exists()
+
+    def init(self) -> bool:
+        """Create whatever is missing; return True if a new identity was created."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        created = False
+        if not self.key_path.exists():
+            try:
+                _write_private(self.key_path, seed_to_pem(secrets.token_bytes(32)))
+                created = True
+            except FileExistsError:
+                pass  # another process created it first: keep theirs
+        if not self.token_path.exists():
+            with contextlib.suppress(FileExistsError):
+                _write_private(self.token_path, secrets.token_urlsafe(32).encode() + b"\n")
+        if not self.config_path.exists():
+            try:
+                fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "w") as f:
+                    f.write(DEFAULT_CONFIG)
+            except FileExistsError:
+                pass
+        return created
+
+    def require(self) -> None:
+        if not self.exists():
+            raise HomeError(
+                f"no identity in {self.path}: run `commons init` first (or pass --home)"
+            )
+
+    def signing_key(self) -> SigningKey:
+        """Load the identity; refuse a key file that others can read."""
+        self.require()
+        mode = self.key_path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise HomeError(
+                f"{self.key_path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
+                f"run `chmod 600 {self.key_path}`"
+            )
+        try:
+            return SigningKey(seed_from_pem(self.key_path.read_bytes()[:8192]))
+        except ProtocolError as exc:
+            raise HomeError(f"{self.key_path}: {exc.message}") from None
+
+    def config(self) -> Config:
+        if not self.config_path.exists():
+            return Config()
+        data = self.config_path.read_bytes()
+        if len(data) > MAX_CONFIG_SIZE:
+            raise HomeError(f"{self.config_path} is larger than {MAX_CONFIG_SIZE} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HomeError(f"{self.config_path} is not UTF-8 text") from None
+        return parse_config(text, source=str(self.config_path))
+
+    def api_token(self) -> str:
+        try:
+            return self.token_path.read_text().strip()
+        except FileNotFoundError:
+            raise HomeError(f"no API token in {self.path}: run `commons init`") from None
+
+    # node.json: written by a running node, read by the CLI to find it.
+
+    def write_node_info(self, info: dict[str, Any]) -> None:
+        tmp = self.node_path.with_name(NODE_FILE + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, self.node_path)
+
+    def remove_node_info(self) -> None:
+        self.node_path.unlink(missing_ok=True)
+
+    def running_node(self) -> dict[str, Any] | None:
+        """The node.json of a live node for this home, or None (stale files are ignored)."""
+        try:
+            info = json.loads(self.node_path.read_text())
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+        if not isinstance(info, dict):
+            return None
+        pid = info.get("pid")
+        if not isinstance(pid, int) or not _alive(pid):
+            return None
+        return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,526 @@
+"""The running node: one trio nursery that owns the network, gossip, syncer, API and jobs.
+
+``open_node(home, options)`` is an async context manager that starts everything and yields a
+:class:`Node`; leaving it stops everything in order (tasks, API, transport, store) and removes
+``node.json``. ``run_node`` runs one until SIGINT/SIGTERM.
+
+Start order: store -> transport (listening) -> validator, sync handler, subscriptions ->
+worker tasks -> API -> publish what was authored offline -> dial bootstrap and remembered
+peers -> ``node.json``. Nothing is acknowledged before it is committed: authoring through
+the node stores the record (one transaction), then queues it for gossip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from node.authoring import draft, sign_draft
+from node.home import Home
+from node.ingest import Ingestor, IngestResult
+from node.metrics import Metrics
+from node.service import Dial, Effect, Service, StartSync
+from node.storage import Store
+from node.syncer import Syncer, SyncResult
+from node.transport import (
+    Message,
+    PeerEvent,
+    Transport,
+    TransportConfig,
+    TransportError,
+    open_transport,
+)
+from node.views import ViewCache
+from protocol import sync as sync_protocol
+from protocol.errors import InvalidRecord, ProtocolError
+from protocol.record import Record
+from protocol.signing import SigningKey
+from protocol.validation import (
+    META_SCOPE,
+    META_TOPIC,
+    project_topic,
+    scope_of,
+    topic_of,
+    validate_message,
+)
+
+__all__ = ["Node", "NodeOptions", "open_node", "run_node"]
+
+log = logging.getLogger(__name__)
+
+#: Whole-session bound on one sync; catch-up of 100,000 records fits well inside it.
+SYNC_TIMEOUT = 600.0
+#: Gossip messages stored per transaction.
+GOSSIP_BATCH = 256
+#: Validated-but-not-yet-stored gossip records kept for the reader (by id).
+MAX_VALIDATED_CACHE = 4096
+#: Records waiting to be published.
+MAX_PUBLISH_QUEUE = 100_000
+#: Records authored offline published at start, per batch.
+UNPUBLISHED_BATCH = 500
+#: Topics subscribed to at most (py-libp2p validators per topic are kept in memory).
+MAX_SUBSCRIPTIONS = 250
+#: Seconds between service ticks.
+TICK = 0.5
+#: Seconds given to the API server to stop.
+API_SHUTDOWN = 2.0
+
+
+@dataclass
+class NodeOptions:
+    listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4710"])
+    bootstrap: list[str] = field(default_factory=list)
+    api: str | None = "127.0.0.1:4711"
+    mdns: bool = True
+    follow: list[bytes] = field(default_factory=list)
+    seed: bool = False
+    max_peers: int = 32
+    sync_interval: float = 30.0
+    gossip_rate: int = 200
+
+
+class _RateLimiter:
+    """A token bucket per peer: ``rate`` messages a second, bursts of ``2 * rate``."""
+
+    MAX_PEERS = 1024
+
+    def __init__(self, rate: int) -> None:
+        self.rate = float(rate)
+        self.burst = 2.0 * rate
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, peer: str, now: float) -> bool:
+        tokens, last = self._buckets.pop(peer, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[peer] = (tokens, now)
+        if len(self._buckets) > self.MAX_PEERS:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+class Node:
+    """A running node. Methods are called from the node's trio loop (API handlers, tasks)."""
+
+    def __init__(
+        self,
+        *,
+        home: Home,
+        key: SigningKey,
+        store: Store,
+        transport: Transport,
+        options: NodeOptions,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.home = home
+        self.key = key
+        self.store = store
+        self.transport = transport
+        self.options = options
+        self.nursery = nursery
+        self.metrics = Metrics()
+        self.views = ViewCache(store)
+        self.peer_id = transport.peer_id
+        self.follow_all = not options.follow
+        self.follow_set = set(options.follow)
+        self.ingestor = Ingestor(store, now_ms=_now_ms, metrics=self.metrics, accept=self._accept)
+        self.syncer = Syncer(store, self.ingestor, self.metrics, self.hello)
+        self.service = Service(
+            our_peer=self.peer_id,
+            rng=random.Random(),
+            target_peers=min(8, options.max_peers),
+            sync_interval=options.sync_interval,
+        )
+        self.api_url: str | None = None
+        self.started = time.time()
+        self._rate = _RateLimiter(options.gossip_rate)
+        self._validated: OrderedDict[bytes, Record] = OrderedDict()
+        self._publish_send, self._publish_recv = trio.open_memory_channel[Record](MAX_PUBLISH_QUEUE)
+        self._subscribed: set[str] = set()
+        self._subscribe_send, self._subscribe_recv = trio.open_memory_channel[str](1024)
+        self._wake = trio.Event()
+        self.ingestor.on_new(self._on_new_records)
+        self._register_gauges()
+
+    # ---------------------------------------------------------------------------- follow rules
+
+    def follows(self, project_id: bytes) -> bool:
+        return self.follow_all or project_id in self.follow_set
+
+    def _accept(self, record: Record) -> str | None:
+        scope = scope_of(record)
+        if scope != META_SCOPE and not self.follows(bytes.fromhex(scope)):
+            return "not-followed: this node does not hold that project"
+        return None
+
+    def hello(self) -> sync_protocol.Hello:
+        scopes = set(self.store.scopes()) if self.follow_all else {p.hex() for p in self.follow_set}
+        scopes.add(META_SCOPE)
+        ordered = sorted(scopes)[: sync_protocol.MAX_SCOPES]
+        return sync_protocol.Hello(follow_all=self.follow_all, scopes=tuple(ordered))
+
+    # ---------------------------------------------------------------------------- gossip
+
+    def _validate(self, topic: str, data: bytes, from_peer: str) -> bool:
+        """The GossipSub validator: runs inside libp2p for every message, must not raise."""
+        if from_peer != self.peer_id and not self._rate.allow(from_peer, time.monotonic()):
+            self.metrics.inc("commons_gossip_rejected_total", reason="rate-limited")
+            return False
+        try:
+            record = validate_message(topic, data, now_ms=_now_ms())
+        except InvalidRecord as exc:
+            self.metrics.inc("commons_gossip_rejected_total", reason=exc.code.split(":")[0])
+            log.info("refused gossip from %s on %s: %s", from_peer, topic, exc)
+            return False
+        reason = self._accept(record)
+        if reason is not None:
+            self.metrics.inc("commons_gossip_rejected_total", reason="not-followed")
+            return False
+        self._validated[record.id] = record
+        if len(self._validated) > MAX_VALIDATED_CACHE:
+            self._validated.popitem(last=False)
+        return True
+
+    async def _gossip_reader(self) -> None:
+        """Store accepted gossip in batches: whatever arrived together, one transaction."""
+        async for message in self.transport.messages:
+            batch = [message]
+            while len(batch) < GOSSIP_BATCH:
+                try:
+                    batch.append(self.transport.messages.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await self._store_gossip(batch)
+
+    async def _store_gossip(self, batch: Sequence[Message]) -> None:
+        good: list[tuple[int, Record]] = []
+        for i, message in enumerate(batch):
+            if message.origin == self.peer_id:
+                continue  # our own publication, stored before it was published
+            record = self._validated.pop(_sha256(message.data), None)
+            if record is None:
+                try:  # validated by us already, but evicted from the cache since
+                    record = validate_message(message.topic, message.data, now_ms=_now_ms())
+                except InvalidRecord:
+                    continue
+            good.append((i, record))
+        if good:
+            result = await self.ingestor.store_valid(good, source="gossip")
+            self.metrics.inc("commons_gossip_accepted_total", len(result.new))
+
+    def _on_new_records(self, records: list[Record], source: str) -> None:
+        """After a commit: subscribe to new projects; queue locally authored records."""
+        for record in records:
+            if record.kind == "project" and self.follows(record.id):
+                self._queue_subscribe(project_topic(record.id))
+            if source in ("local", "api"):
+                # On a full queue the record stays unpublished in the store; the next start
+                # publishes it, and reconciliation spreads it meanwhile.
+                with contextlib.suppress(trio.WouldBlock):
+                    self._publish_send.send_nowait(record)
+
+    def _queue_subscribe(self, topic: str) -> None:
+        if topic in self._subscribed:
+            return
+        self._subscribed.add(topic)
+        try:
+            self._subscribe_send.send_nowait(topic)
+        except trio.WouldBlock:
+            self._subscribed.discard(topic)
+
+    async def _subscriber(self) -> None:
+        async for topic in self._subscribe_recv:
+            if len(self._subscribed) > MAX_SUBSCRIPTIONS:
+                log.warning("not subscribing to %s: %d topics already", topic, MAX_SUBSCRIPTIONS)
+                continue
+            try:
+                await self.transport.subscribe(topic)
+            except (TransportError, ValueError) as exc:
+                log.warning("cannot subscribe to %s: %s", topic, exc)
+
+    async def _publisher(self) -> None:
+        async for record in self._publish_recv:
+            batch = [record]
+            while len(batch) < GOSSIP_BATCH:
+                try:
+                    batch.append(self._publish_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            published = []
+            for r in batch:
+                topic = topic_of(r)
+                try:
+                    await self.transport.publish(topic, r.raw)
+                    published.append(r.id)
+                    self.metrics.inc("commons_published_total")
+                except TransportError as exc:
+                    log.warning("could not publish record %s: %s", r.id.hex()[:16], exc)
+            if published:
+                await trio.to_thread.run_sync(self.store.mark_published, published)
+
+    async def _publish_offline_records(self) -> None:
+        """Queue the records authored while no node ran (``published = 0`` in the store)."""
+        seen: set[bytes] = set()
+        while True:
+            records = [r for r in self.store.unpublished(UNPUBLISHED_BATCH) if r.id not in seen]
+            if not records:
+                return
+            for record in records:
+                seen.add(record.id)
+                await self._publish_send.send(record)
+            if len(records) < UNPUBLISHED_BATCH:
+                return
+
+    # ---------------------------------------------------------------------------- authoring
+
+    async def author(self, action: str, fields: dict[str, Any]) -> Record:
+        """Sign a record with the node's key, store it (committed), then queue it for gossip.
+
+        Raises ``AuthoringError`` for bad fields.
+        """
+        d = draft(action, fields, store=self.store, author=self.key.public_key)
+        record = sign_draft(self.key, d, now_ms=_now_ms())
+        await self.ingestor.store_valid([(0, record)], source="local")
+        return record
+
+    async def submit(self, raw: bytes) -> tuple[Record, bool]:
+        """Store and gossip an externally signed record. Raises ``InvalidRecord``."""
+        result: IngestResult = await self.ingestor.ingest([raw], source="api")
+        if result.rejected:
+            _, reason = result.rejected[0]
+            code, _, message = reason.partition(": ")
+            raise InvalidRecord(code, message or reason)
+        if result.new:
+            return result.new[0], True
+        return result.duplicates[0], False
+
+    # ---------------------------------------------------------------------------- peers, sync
+
+    def _execute(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, StartSync):
+                self.nursery.start_soon(self._background_sync, effect.peer, effect.reason)
+            elif isinstance(effect, Dial):
+                self.nursery.start_soon(self._dial, effect.addr)
+
+    async def _background_sync(self, peer: str, reason: str) -> None:
+        ok = False
+        try:
+            result = await self._sync_with(peer)
+            ok = True
+            if result.received or result.sent:
+                log.info(
+                    "sync with %s (%s): received %d, sent %d records in %d rounds",
+                    peer,
+                    reason,
+                    result.received,
+                    result.sent,
+                    result.rounds,
+                )
+        except (ProtocolError, TransportError) as exc:
+            log.info("sync with %s (%s) failed: %s", peer, reason, exc)
+        finally:
+            self._execute(self.service.sync_finished(peer, ok, trio.current_time()))
+
+    async def _sync_with(self, peer: str) -> SyncResult:
+        with trio.fail_after(SYNC_TIMEOUT):
+            stream = await self.transport.open_stream(peer, sync_protocol.PROTOCOL_ID)
+            return await self.syncer.run_client(stream)
+
+    async def sync_now(self, maddr: str | None = None) -> dict[str, int]:
+        """``commons sync``: reconcile now with one peer (dialled first) or all connected."""
+        if maddr:
+            peers = [await self.transport.connect(maddr)]
+        else:
+            peers = [p.peer_id for p in self.transport.connected_peers()]
+        totals = {"peers": 0, "received": 0, "sent": 0}
+        errors: list[str] = []
+
+        async def one(peer: str) -> None:
+            try:
+                result = await self._sync_with(peer)
+            except (ProtocolError, TransportError, trio.TooSlowError) as exc:
+                errors.append(f"{peer}: {exc}")
+                return
+            totals["peers"] += 1
+            totals["received"] += result.received
+            totals["sent"] += result.sent
+
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                nursery.start_soon(one, peer)
+        if errors and not totals["peers"]:
+            raise TransportError("; ".join(errors[:3]))
+        return totals
+
+    async def _dial(self, addr: str) -> None:
+        now = trio.current_time()
+        try:
+            peer = await self.transport.connect(addr)
+        except (TransportError, ValueError) as exc:
+            log.info("dial %s failed: %s", addr, exc)
+            self._execute(self.service.dial_failed(addr, now))
+            return
+        self._execute(self.service.dial_succeeded(addr, peer, trio.current_time()))
+
+    async def _peer_events(self) -> None:
+        async for event in self.transport.peer_events:
+            await self._on_peer_event(event)
+
+    async def _on_peer_event(self, event: PeerEvent) -> None:
+        now = trio.current_time()
+        if event.kind == "connected":
+            self._execute(self.service.connected(event.peer_id, now))
+            addrs = next(
+                (p.addrs for p in self.transport.connected_peers() if p.peer_id == event.peer_id),
+                [],
+            )
+            if addrs:
+                self.store.remember_peer(event.peer_id, addrs, _now_ms())
+        else:
+            self._execute(self.service.disconnected(event.peer_id, now))
+
+    async def _discovered(self) -> None:
+        async for info in self.transport.discovered:
+            for addr in info.addrs:
+                full = addr if "/p2p/" in addr else f"{addr}/p2p/{info.peer_id}"
+                self.service.add_address(full, peer=info.peer_id)
+
+    async def _ticker(self) -> None:
+        while True:
+            self._execute(self.service.tick(trio.current_time()))
+            await trio.sleep(TICK)
+
+    # ---------------------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "peer_id": self.peer_id,
+            "running": True,
+            "peers": len(self.transport.connected_peers()),
+            "records": self.store.count(),
+            "projects": len(self.store.project_ids()),
+        }
+
+    def peers(self) -> list[dict[str, Any]]:
+        return [
+            {"peer_id": p.peer_id, "addrs": list(p.addrs)} for p in self.transport.connected_peers()
+        ]
+
+    def node_info(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "peer_id": self.peer_id,
+            "addrs": self.transport.listen_addrs(),
+            "api": self.api_url,
+        }
+
+    def _register_gauges(self) -> None:
+        self.metrics.gauge(
+            "commons_records",
+            lambda: {(("kind", k),): float(v) for k, v in self.store.count_by_kind().items()},
+        )
+        self.metrics.gauge(
+            "commons_peers", lambda: {(): float(len(self.transport.connected_peers()))}
+        )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+@asynccontextmanager
+async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
+    """Start a node for ``home``; stop it (and remove node.json) when the block exits."""
+    key = home.signing_key()
+    store = Store.open(home.store_path)
+    try:
+        config = TransportConfig(
+            seed=key.seed,
+            listen=tuple(options.listen),
+            mdns=options.mdns,
+            max_connections=options.max_peers,
+        )
+        async with open_transport(config) as transport, trio.open_nursery() as nursery:
+            node = Node(
+                home=home,
+                key=key,
+                store=store,
+                transport=transport,
+                options=options,
+                nursery=nursery,
+            )
+            transport.set_validator(node._validate)
+            transport.set_stream_handler(sync_protocol.PROTOCOL_ID, node.syncer.serve)
+            await transport.subscribe(META_TOPIC)
+            node._subscribed.add(META_TOPIC)
+            for pid in store.project_ids():
+                if node.follows(pid):
+                    node._queue_subscribe(project_topic(pid))
+            for task in (
+                node._gossip_reader,
+                node._subscriber,
+                node._publisher,
+                node._peer_events,
+                node._discovered,
+            ):
+                nursery.start_soon(task)
+            if options.api:
+                from node.api import serve_api
+
+                node.api_url = await nursery.start(serve_api, node, options.api)
+            for addr in options.bootstrap:
+                node.service.add_address(addr, peer=_peer_of(addr), bootstrap=True)
+            for peer, addrs in store.known_peers():
+                for addr in addrs:
+                    full = addr if "/p2p/" in addr else f"{addr}/p2p/{peer}"
+                    node.service.add_address(full, peer=peer)
+            nursery.start_soon(node._publish_offline_records)
+            nursery.start_soon(node._ticker)
+            home.write_node_info(node.node_info())
+            log.info(
+                "node %s listening on %s, API %s",
+                node.peer_id,
+                ", ".join(transport.listen_addrs()),
+                node.api_url or "off",
+            )
+            try:
+                yield node
+            finally:
+                home.remove_node_info()
+                nursery.cancel_scope.cancel()
+    finally:
+        home.remove_node_info()
+        store.close()
+
+
+def _peer_of(addr: str) -> str | None:
+    _, sep, rest = addr.rpartition("/p2p/")
+    return rest.split("/")[0] if sep else None
+
+
+async def run_node(home: Home, options: NodeOptions) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_node(home, options) as node:
+            async for signum in signals:
+                log.info("received %s, stopping node %s", signal.Signals(signum).name, node.peer_id)
+                break

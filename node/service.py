@@ -1,0 +1,183 @@
+"""The node's decisions, as a pure state machine: whom to dial, whom to sync with, and when.
+
+Heartwood style: the runtime feeds past-tense inputs (``connected``, ``disconnected``,
+``dial_failed``, ``sync_finished``, ``tick(now)``) and executes the effects the service returns
+(:class:`Dial`, :class:`StartSync`). Time and randomness are parameters, so the tests drive it
+with a fake clock and a seeded ``random.Random`` and no I/O at all.
+
+Rules:
+- Sync when a peer connects (only the side with the smaller peer id starts it, so a new
+  connection costs one session, not two), and every ``sync_interval`` seconds with one random
+  connected peer. Never two sessions with one peer at a time; after a failed session with a
+  peer, wait ``SYNC_RETRY`` seconds before trying it again.
+- Keep dialling known addresses (bootstrap first, then remembered peers) while fewer than
+  ``target_peers`` are connected. A failed dial backs off exponentially per address, from
+  ``DIAL_BACKOFF_MIN`` to ``DIAL_BACKOFF_MAX``; bootstrap addresses are never forgotten
+  (py-libp2p's bootstrap module forgets a peer after three failures; we do not use it).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["Dial", "Effect", "Service", "StartSync"]
+
+#: Seconds between background syncs with a random peer (overridden by config).
+SYNC_INTERVAL = 30.0
+#: Seconds to leave a peer alone after a failed sync with it.
+SYNC_RETRY = 10.0
+#: Dial back-off bounds, in seconds.
+DIAL_BACKOFF_MIN = 1.0
+DIAL_BACKOFF_MAX = 300.0
+#: Dials in flight at once.
+MAX_PENDING_DIALS = 4
+#: Addresses remembered for dialling (bootstrap plus learned).
+MAX_KNOWN_ADDRS = 1024
+#: How soon to wake when nothing is scheduled, in seconds.
+IDLE_TICK = 1.0
+
+
+@dataclass(frozen=True)
+class Dial:
+    addr: str
+
+
+@dataclass(frozen=True)
+class StartSync:
+    peer: str
+    reason: str
+
+
+Effect = Dial | StartSync
+
+
+@dataclass
+class _Address:
+    addr: str
+    peer: str | None
+    bootstrap: bool
+    failures: int = 0
+    next_try: float = 0.0
+    pending: bool = False
+
+
+@dataclass
+class Service:
+    """Decides dials and syncs. All times are seconds on the caller's monotonic clock."""
+
+    our_peer: str
+    rng: random.Random
+    target_peers: int = 8
+    sync_interval: float = SYNC_INTERVAL
+    connected_peers: set[str] = field(default_factory=set)
+    _addresses: dict[str, _Address] = field(default_factory=dict)
+    _syncing: set[str] = field(default_factory=set)
+    _sync_blocked_until: dict[str, float] = field(default_factory=dict)
+    _next_periodic: float | None = None
+
+    # ---------------------------------------------------------------------------- inputs
+
+    def add_address(self, addr: str, *, peer: str | None, bootstrap: bool = False) -> None:
+        """Learn a dialable address (bootstrap flag or config, remembered, mDNS)."""
+        if peer == self.our_peer:
+            return
+        known = self._addresses.get(addr)
+        if known is not None:
+            known.bootstrap = known.bootstrap or bootstrap
+            return
+        if len(self._addresses) >= MAX_KNOWN_ADDRS and not bootstrap:
+            return
+        self._addresses[addr] = _Address(addr=addr, peer=peer, bootstrap=bootstrap)
+
+    def connected(self, peer: str, now: float) -> list[Effect]:
+        self.connected_peers.add(peer)
+        for a in self._addresses.values():
+            if a.peer == peer:
+                a.failures = 0
+                a.next_try = now
+        if self.our_peer < peer:
+            return self._start_sync(peer, now, "connected")
+        return []
+
+    def disconnected(self, peer: str, now: float) -> list[Effect]:
+        self.connected_peers.discard(peer)
+        return []
+
+    def dial_succeeded(self, addr: str, peer: str, now: float) -> list[Effect]:
+        a = self._addresses.get(addr)
+        if a is not None:
+            a.pending = False
+            a.peer = peer
+            a.failures = 0
+        # We dialled, so the peer may not start a session: start one unless already running.
+        self.connected_peers.add(peer)
+        return self._start_sync(peer, now, "dialled")
+
+    def dial_failed(self, addr: str, now: float) -> list[Effect]:
+        a = self._addresses.get(addr)
+        if a is not None:
+            a.pending = False
+            a.failures += 1
+            backoff = min(DIAL_BACKOFF_MAX, DIAL_BACKOFF_MIN * 2 ** (a.failures - 1))
+            # Jitter spreads the retries of many nodes that lost the same seed.
+            a.next_try = now + backoff * (0.75 + 0.5 * self.rng.random())
+        return []
+
+    def sync_finished(self, peer: str, ok: bool, now: float) -> list[Effect]:
+        self._syncing.discard(peer)
+        if not ok:
+            self._sync_blocked_until[peer] = now + SYNC_RETRY
+        return []
+
+    def sync_requested(self, peer: str, now: float) -> list[Effect]:
+        """A person asked for a sync (``commons sync``): ignore the retry delay."""
+        self._sync_blocked_until.pop(peer, None)
+        return self._start_sync(peer, now, "requested")
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        if self._next_periodic is None:
+            self._next_periodic = now + self.sync_interval
+        elif now >= self._next_periodic:
+            self._next_periodic = now + self.sync_interval
+            candidates = sorted(
+                p
+                for p in self.connected_peers
+                if p not in self._syncing and self._sync_blocked_until.get(p, 0) <= now
+            )
+            if candidates:
+                effects += self._start_sync(self.rng.choice(candidates), now, "periodic")
+        effects += self._dials(now)
+        return effects
+
+    # ---------------------------------------------------------------------------- helpers
+
+    def syncing(self, peer: str) -> bool:
+        return peer in self._syncing
+
+    def _start_sync(self, peer: str, now: float, reason: str) -> list[Effect]:
+        if peer in self._syncing or self._sync_blocked_until.get(peer, 0) > now:
+            return []
+        self._syncing.add(peer)
+        return [StartSync(peer=peer, reason=reason)]
+
+    def _dials(self, now: float) -> list[Effect]:
+        if len(self.connected_peers) >= self.target_peers:
+            return []
+        pending = sum(1 for a in self._addresses.values() if a.pending)
+        due = [
+            a
+            for a in self._addresses.values()
+            if not a.pending and a.next_try <= now and a.peer not in self.connected_peers
+        ]
+        # Bootstrap addresses first, then those that failed least.
+        due.sort(key=lambda a: (not a.bootstrap, a.failures, a.addr))
+        effects: list[Effect] = []
+        for a in due:
+            if pending >= MAX_PENDING_DIALS:
+                break
+            a.pending = True
+            pending += 1
+            effects.append(Dial(addr=a.addr))
+        return effects

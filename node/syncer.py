@@ -1,0 +1,340 @@
+"""Runs ``/commons/sync/1`` sessions: negentropy per scope, then record transfer both ways.
+
+The frames and their bounds are defined in :mod:`protocol.sync`; the set reconciliation in
+:mod:`protocol.negentropy`. This module is the trio shell around them: it reads and writes
+frames on a transport stream, asks the store for item lists and records, and hands received
+records to the :class:`~node.ingest.Ingestor`, which validates them exactly as gossip does.
+
+One session = one stream. The client sends ``hello``, drives every shared scope's
+negentropy session at once (all scopes' messages for a round travel in one ``neg`` frame, so
+a sync costs as many round trips as the slowest scope, not the sum), then fetches what it
+lacks with ``want`` and pushes what the peer lacks with ``push``, then says ``bye``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from node.ingest import Ingestor
+from node.metrics import Metrics
+from node.storage import Store
+from node.transport import Stream, StreamError
+from protocol import negentropy
+from protocol.errors import NegentropyError, RemoteProtocolError
+from protocol.sync import (
+    MAX_FRAME,
+    MAX_WANT,
+    Ack,
+    Bye,
+    ErrorFrame,
+    Frame,
+    FrameReader,
+    Hello,
+    Neg,
+    Push,
+    Recs,
+    SyncError,
+    Want,
+    encode_frame,
+    pack_records,
+    shared_scopes,
+)
+
+__all__ = ["SyncResult", "Syncer"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the peer's next frame before giving up on the session.
+FRAME_TIMEOUT = 30.0
+#: Bytes asked of the stream per read.
+READ_CHUNK = 1 << 16
+#: The negentropy frame-size limit per scope message (the spec's frameSizeLimit).
+NEG_FRAME_LIMIT = 256 * 1024
+#: Room kept in a neg frame for the map keys and headers.
+NEG_FRAME_BUDGET = MAX_FRAME - 16 * 1024
+#: A responder serves at most this many negentropy rounds per session.
+MAX_ROUNDS = 64
+#: A responder keeps at most this many scope sessions per sync session.
+MAX_SERVER_SCOPES = 8192
+
+
+@dataclass
+class SyncResult:
+    peer: str
+    scopes: int = 0
+    rounds: int = 0
+    received: int = 0  # new records stored from the peer
+    sent: int = 0  # records the peer lacked and we pushed
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    neg_bytes: int = 0  # bytes of negentropy messages, both directions
+
+
+class _Channel:
+    """Frames over one stream, with byte counters and a per-frame timeout."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.reader = FrameReader()
+        self.sent = 0
+        self.received = 0
+
+    async def send(self, frame: Frame) -> None:
+        data = encode_frame(frame)
+        self.sent += len(data)
+        await self.stream.write(data)
+
+    async def recv(self) -> Frame:
+        with trio.move_on_after(FRAME_TIMEOUT) as scope:
+            while True:
+                frame = self.reader.next_frame()
+                if frame is not None:
+                    return frame
+                data = await self.stream.read(READ_CHUNK)
+                if not data:
+                    raise SyncError("closed", "the peer closed the sync stream")
+                self.received += len(data)
+                self.reader.feed(data)
+        assert scope.cancelled_caught
+        raise SyncError("timeout", f"no frame from the peer in {FRAME_TIMEOUT:.0f} s")
+
+    async def expect(self, kind: type[Frame]) -> Frame:
+        frame = await self.recv()
+        if isinstance(frame, ErrorFrame):
+            raise SyncError("peer-error", f"peer reported {frame.code}: {frame.message}")
+        if not isinstance(frame, kind):
+            raise SyncError("unexpected-frame", f"expected {kind.__name__}, got {frame}")
+        return frame
+
+
+class Syncer:
+    """Both roles of the sync protocol for one node."""
+
+    def __init__(
+        self,
+        store: Store,
+        ingestor: Ingestor,
+        metrics: Metrics,
+        hello: Callable[[], Hello],
+    ) -> None:
+        self.store = store
+        self.ingestor = ingestor
+        self.metrics = metrics
+        self.hello = hello
+
+    async def _storage(self, scope: str) -> negentropy.Storage:
+        items = await trio.to_thread.run_sync(self.store.items, scope)
+        return await trio.to_thread.run_sync(negentropy.Storage, items)
+
+    # ----------------------------------------------------------------------------------------
+    # Client
+
+    async def run_client(self, stream: Stream) -> SyncResult:
+        """Reconcile with the peer at the other end of ``stream``; close it when done.
+
+        Raises :class:`SyncError` (or another ``RemoteProtocolError``) if the peer misbehaves
+        and :class:`StreamError` if the stream breaks; records received before that are kept.
+        """
+        channel = _Channel(stream)
+        result = SyncResult(peer=stream.peer_id)
+        outcome = "error"
+        try:
+            await self._client(channel, result)
+            outcome = "ok"
+        except (RemoteProtocolError, NegentropyError) as exc:
+            await _send_error(channel, exc)
+            raise
+        finally:
+            result.bytes_sent = channel.sent
+            result.bytes_received = channel.received
+            self.metrics.inc("commons_sync_sessions_total", role="client", outcome=outcome)
+            self.metrics.inc("commons_sync_bytes_sent_total", channel.sent)
+            self.metrics.inc("commons_sync_bytes_received_total", channel.received)
+            self.metrics.inc("commons_sync_rounds_total", result.rounds)
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await _close(stream)
+        return result
+
+    async def _client(self, channel: _Channel, result: SyncResult) -> None:
+        ours = self.hello()
+        await channel.send(ours)
+        theirs = await channel.expect(Hello)
+        assert isinstance(theirs, Hello)
+        scopes = shared_scopes(ours, theirs)
+        result.scopes = len(scopes)
+        sessions: dict[str, negentropy.Negentropy] = {}
+        pending: dict[str, bytes] = {}
+        for scope in scopes:
+            session = negentropy.Negentropy(
+                await self._storage(scope), frame_size_limit=NEG_FRAME_LIMIT
+            )
+            sessions[scope] = session
+            pending[scope] = session.initiate()
+        have: list[bytes] = []
+        need: list[bytes] = []
+        while pending:
+            batch: dict[str, bytes] = {}
+            size = 0
+            for scope in list(pending):
+                message = pending[scope]
+                if batch and size + len(message) + 80 > NEG_FRAME_BUDGET:
+                    break
+                batch[scope] = pending.pop(scope)
+                size += len(message) + 80
+            result.neg_bytes += size
+            await channel.send(Neg(messages=batch))
+            reply = await channel.expect(Neg)
+            assert isinstance(reply, Neg)
+            result.rounds += 1
+            if set(reply.messages) != set(batch):
+                raise SyncError("bad-frame", "the neg reply does not answer the scopes asked")
+            for scope, message in reply.messages.items():
+                result.neg_bytes += len(message)
+                session = sessions[scope]
+                next_message = session.reconcile(message)
+                got_have, got_need = session.drain()
+                have += got_have
+                need += got_need
+                if next_message is not None:
+                    pending[scope] = next_message
+        result.received = await self._fetch(channel, need)
+        result.sent = await self._push(channel, have)
+        await channel.send(Bye())
+
+    async def _fetch(self, channel: _Channel, need: list[bytes]) -> int:
+        """Ask the peer for ``need``; store what validates. Returns how many were new."""
+        new = 0
+        missing = await trio.to_thread.run_sync(self.store.missing, need)
+        queue = list(missing)
+        while queue:
+            ask = queue[:MAX_WANT]
+            await channel.send(Want(ids=tuple(ask)))
+            reply = await channel.expect(Recs)
+            assert isinstance(reply, Recs)
+            if not reply.records:
+                # The peer has none of what it advertised: drop these ids, go on.
+                del queue[: len(ask)]
+                continue
+            asked = set(ask)
+            got = await self.ingestor.ingest(list(reply.records), source="sync")
+            new += len(got.new)
+            self.metrics.inc("commons_sync_records_fetched_total", len(reply.records))
+            delivered = {r.id for r in got.new} | {r.id for r in got.duplicates}
+            if got.rejected:
+                log.warning(
+                    "sync peer %s sent %d invalid records (first: %s)",
+                    channel.stream.peer_id,
+                    len(got.rejected),
+                    got.rejected[0][1],
+                )
+                raise SyncError(
+                    "invalid-record", f"peer sent invalid records: {got.rejected[0][1]}"
+                )
+            if not delivered & asked:
+                raise SyncError("bad-frame", "the peer answered want with records not asked for")
+            queue = [i for i in queue if i not in delivered]
+        return new
+
+    async def _push(self, channel: _Channel, have: list[bytes]) -> int:
+        sent = 0
+        for start in range(0, len(have), MAX_WANT):
+            raws = await trio.to_thread.run_sync(
+                self.store.raw_many, have[start : start + MAX_WANT]
+            )
+            while raws:
+                taken, n = pack_records(raws)
+                await channel.send(Push(records=tuple(taken)))
+                await channel.expect(Ack)
+                sent += n
+                del raws[:n]
+        self.metrics.inc("commons_sync_records_sent_total", sent)
+        return sent
+
+    # ----------------------------------------------------------------------------------------
+    # Server
+
+    async def serve(self, stream: Stream) -> None:
+        """Answer one sync session on an inbound stream until ``bye``, error or timeout."""
+        channel = _Channel(stream)
+        outcome = "error"
+        try:
+            await self._serve(channel)
+            outcome = "ok"
+        except (RemoteProtocolError, NegentropyError) as exc:
+            log.info("sync with %s ended: %s", stream.peer_id, exc)
+            await _send_error(channel, exc)
+        except StreamError as exc:
+            log.info("sync stream with %s broke: %s", stream.peer_id, exc)
+        finally:
+            self.metrics.inc("commons_sync_sessions_total", role="server", outcome=outcome)
+            self.metrics.inc("commons_sync_bytes_sent_total", channel.sent)
+            self.metrics.inc("commons_sync_bytes_received_total", channel.received)
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await _close(stream)
+
+    async def _serve(self, channel: _Channel) -> None:
+        theirs = await channel.expect(Hello)
+        assert isinstance(theirs, Hello)
+        ours = self.hello()
+        await channel.send(ours)
+        allowed = set(shared_scopes(ours, theirs))
+        sessions: dict[str, negentropy.Negentropy] = {}
+        rounds = 0
+        while True:
+            frame = await channel.recv()
+            if isinstance(frame, Bye):
+                return
+            if isinstance(frame, Neg):
+                rounds += 1
+                if rounds > MAX_ROUNDS:
+                    raise SyncError("too-many", f"more than {MAX_ROUNDS} negentropy rounds")
+                replies: dict[str, bytes] = {}
+                for scope, message in frame.messages.items():
+                    if scope not in allowed:
+                        raise SyncError("bad-scope", f"scope {scope[:16]} is not shared")
+                    session = sessions.get(scope)
+                    if session is None:
+                        session = negentropy.Negentropy(
+                            await self._storage(scope), frame_size_limit=NEG_FRAME_LIMIT
+                        )
+                        sessions[scope] = session
+                    reply = session.reconcile(message)
+                    replies[scope] = reply if reply is not None else b""
+                await channel.send(Neg(messages=replies))
+            elif isinstance(frame, Want):
+                raws = await trio.to_thread.run_sync(self.store.raw_many, list(frame.ids))
+                taken, _ = pack_records(raws) if raws else ([], 0)
+                await channel.send(Recs(records=tuple(taken)))
+                self.metrics.inc("commons_sync_records_sent_total", len(taken))
+            elif isinstance(frame, Push):
+                got = await self.ingestor.ingest(list(frame.records), source="sync")
+                if got.rejected:
+                    raise SyncError(
+                        "invalid-record", f"peer pushed invalid records: {got.rejected[0][1]}"
+                    )
+                self.metrics.inc("commons_sync_records_fetched_total", len(frame.records))
+                await channel.send(Ack(new=len(got.new)))
+            elif isinstance(frame, ErrorFrame):
+                raise SyncError("peer-error", f"peer reported {frame.code}: {frame.message}")
+            else:
+                raise SyncError("unexpected-frame", f"{type(frame).__name__} from a client")
+
+
+async def _send_error(channel: _Channel, exc: Exception) -> None:
+    code = getattr(exc, "code", "error")
+    message = getattr(exc, "message", str(exc))
+    if code in ("closed", "peer-error"):
+        return
+    with trio.move_on_after(1):
+        with contextlib.suppress(StreamError, RemoteProtocolError):
+            await channel.send(ErrorFrame(code=code, message=message))
+
+
+async def _close(stream: Stream) -> None:
+    with contextlib.suppress(StreamError):
+        await stream.close()

@@ -1,0 +1,693 @@
+"""The libp2p adapter: with ``node._libp2p_compat``, the only code that imports libp2p.
+
+The rest of the node talks to the network in its own types: peer ids and multiaddrs are ``str``,
+payloads ``bytes``, events frozen dataclasses, errors ``TransportError`` subclasses.
+``open_transport(config)`` runs a py-libp2p 0.8.1 host (TCP, Noise only, Yamux only, one
+connection per peer, no AutoConnector) with GossipSub 1.2/1.1, and stops it cleanly.
+
+Gossip is best-effort (reconciliation provides completeness), but we remove the silent losses
+we can: libp2p's 32-slot subscription buffers are bypassed (accepted messages go straight into
+``messages``, awaiting room; beyond ``MAX_BLOCKED_DELIVERIES`` waiting deliveries we drop and
+count), and ``publish`` pauses while a peer's 32-RPC outbound queue is above
+``PUBLISH_QUEUE_HIGH_WATER``, because libp2p drops RPCs on a full queue.
+
+Penalties: each message our validator rejects counts against the peer that forwarded it. After
+``max_rejects_per_peer`` rejects within ``reject_window_seconds`` the peer is banned for
+``ban_seconds``: pubsub blacklists it (its messages are dropped before validation), it is
+disconnected, ``connect`` refuses it and an inbound connection from it is closed at once.
+GossipSub's own scorer stays at its defaults (it gates nothing): py-libp2p's scorer departs
+from the spec and would also punish honest relays during bursts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamClosed as _Libp2pStreamClosed
+from libp2p.network.stream.exceptions import StreamEOF as _Libp2pStreamEOF
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.tools.anyio_service import background_trio_service
+
+from node import _libp2p_compat as compat
+
+__all__ = [
+    "Message",
+    "PeerEvent",
+    "PeerInfo",
+    "PublishRejected",
+    "Stream",
+    "StreamBroken",
+    "StreamClosed",
+    "StreamError",
+    "Transport",
+    "TransportConfig",
+    "TransportError",
+    "TransportStats",
+    "open_transport",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_INBOX_MESSAGES = 1024  # accepted gossip messages buffered in `messages`
+MAX_BLOCKED_DELIVERIES = 256  # libp2p tasks allowed to wait on a full inbox before we drop
+MAX_PEER_EVENTS = 256  # buffered in `peer_events`
+MAX_DISCOVERED = 64  # buffered in `discovered`
+MAX_MESSAGE_BYTES = 1_000_000  # payload; libp2p's RPC limit is 1 MiB including the envelope
+MAX_INBOUND_RPC_BYTES = MAX_MESSAGE_BYTES + (64 << 10)
+MAX_TOPIC_BYTES = 256
+MAX_TOPICS = 256  # topics with a validator: subscribed or published to
+MAX_READ_BYTES = 1 << 20  # one Stream.read
+MAX_READ_EXACTLY_BYTES = 8 << 20  # one Stream.read_exactly
+MAX_INBOUND_STREAMS = 128  # stream handlers running at once; further streams are reset
+MAX_TRACKED_REJECT_PEERS = 1024
+MAX_BANNED_PEERS = 1024
+PUBLISH_QUEUE_HIGH_WATER = 16  # of libp2p's 32-RPC per-peer outbound queue
+MAX_PUBLISH_WAIT_SECONDS = 0.5  # then the queue's peer counts as stuck and is not waited for
+PUBLISH_POLL_SECONDS = 0.002
+STREAM_NEGOTIATION_TIMEOUT_SECONDS = 5.0
+SHUTDOWN_TIMEOUT_SECONDS = 2.0
+CONNECTION_AUDIT_SECONDS = 1.0
+
+
+class TransportError(Exception):
+    """The network failed us: a dial, a stream open, a libp2p service."""
+
+
+class PublishRejected(TransportError):
+    """Our own validator rejected a message we tried to publish; nobody received it."""
+
+
+class StreamError(TransportError):
+    """Base class of the errors of an open ``Stream``."""
+
+
+class StreamClosed(StreamError):
+    """We closed or reset the stream (or half-closed it and then wrote)."""
+
+
+class StreamBroken(StreamError):
+    """The peer reset the stream, the connection died, or EOF came before enough bytes."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransportConfig:
+    seed: bytes  # 32-byte Ed25519 private key seed: the node identity
+    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4710",)
+    mdns: bool = False
+    mdns_interfaces: tuple[str, ...] = ()  # () means every interface
+    max_connections: int = 64
+    dial_timeout_seconds: float = 5.0
+    gossip_degree: int = 6
+    gossip_degree_low: int = 4
+    gossip_degree_high: int = 12
+    heartbeat_seconds: int = 1
+    seen_ttl_seconds: int = 120
+    max_rejects_per_peer: int = 10
+    reject_window_seconds: float = 60.0
+    ban_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        if len(self.seed) != 32:
+            raise ValueError(f"seed must be 32 bytes, got {len(self.seed)}")
+        if not self.listen:
+            raise ValueError("listen must name at least one multiaddr")
+        if not 0 < self.gossip_degree_low <= self.gossip_degree <= self.gossip_degree_high:
+            raise ValueError("need 0 < gossip_degree_low <= gossip_degree <= gossip_degree_high")
+        if min(self.max_connections, self.heartbeat_seconds, self.max_rejects_per_peer) < 1:
+            raise ValueError("max_connections, heartbeat_seconds, max_rejects_per_peer >= 1")
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    data: bytes
+    from_peer: str  # the peer that forwarded it to us
+    origin: str  # the peer that published it (libp2p checked its signature)
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    peer_id: str
+    addrs: list[str]
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    kind: Literal["connected", "disconnected"]
+    peer_id: str
+
+
+@dataclass
+class TransportStats:
+    """Counters for /metrics; they only grow."""
+
+    messages_accepted: int = 0  # passed our validator, received or published
+    messages_rejected: int = 0  # failed it, including when it raised
+    validator_errors: int = 0
+    messages_delivered: int = 0  # put into `messages`
+    messages_dropped: int = 0  # inbox full and MAX_BLOCKED_DELIVERIES already waiting
+    bytes_delivered: int = 0
+    messages_published: int = 0
+    bytes_published: int = 0
+    publish_waits_expired: int = 0  # a peer queue stayed above high water; it may drop
+    pubsub_errors: int = 0  # exceptions inside libp2p's push_msg, contained
+    connects: int = 0  # successful connect() calls
+    dial_failures: int = 0
+    peer_events_dropped: int = 0
+    discoveries_dropped: int = 0
+    handler_errors: int = 0
+    inbound_streams_refused: int = 0
+    bans: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class Stream:
+    """One bidirectional stream. The caller owns timeouts: use trio cancel scopes, then reset."""
+
+    def __init__(self, net_stream: INetStream, peer_id: str, protocol: str) -> None:
+        self._stream = net_stream
+        self.peer_id = peer_id
+        self.protocol = protocol
+        self._closed = False
+
+    def _error(self, exc: Exception, what: str) -> StreamError:
+        if isinstance(exc, _Libp2pStreamClosed):
+            return StreamClosed(f"{what} on a closed stream with {self.peer_id}")
+        return StreamBroken(f"{what} failed with {self.peer_id}: {type(exc).__name__} {exc}")
+
+    async def read(self, max_bytes: int = MAX_READ_BYTES) -> bytes:
+        """Return between 1 and ``max_bytes`` bytes as soon as any arrive, or b"" at EOF."""
+        if not 0 < max_bytes <= MAX_READ_BYTES:
+            raise ValueError(f"max_bytes must be in 1..{MAX_READ_BYTES}")
+        if self._closed:
+            raise StreamClosed(f"read on a closed stream with {self.peer_id}")
+        try:
+            return await self._stream.read(max_bytes)
+        except _Libp2pStreamEOF:
+            return b""
+        except Exception as exc:
+            raise self._error(exc, "read") from exc
+
+    async def read_exactly(self, n: int) -> bytes:
+        """Return exactly ``n`` bytes; StreamBroken if EOF or a reset comes first."""
+        if not 0 <= n <= MAX_READ_EXACTLY_BYTES:
+            raise ValueError(f"n must be in 0..{MAX_READ_EXACTLY_BYTES}")
+        parts: list[bytes] = []
+        have = 0
+        while have < n:
+            chunk = await self.read(min(n - have, MAX_READ_BYTES))
+            if not chunk:
+                raise StreamBroken(f"EOF from {self.peer_id} after {have} of {n} bytes")
+            parts.append(chunk)
+            have += len(chunk)
+        return b"".join(parts)
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise StreamClosed(f"write on a closed stream with {self.peer_id}")
+        try:
+            await self._stream.write(data)
+        except Exception as exc:
+            raise self._error(exc, "write") from exc
+
+    async def close_write(self) -> None:
+        """Half-close: the peer reads EOF; we can still read its answer."""
+        try:
+            await self._stream.close_write()  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise self._error(exc, "close_write") from exc
+
+    async def close(self) -> None:
+        """Close both directions. Idempotent; never raises a stream error."""
+        if not self._closed:
+            self._closed = True
+            try:
+                await self._stream.close()
+            except Exception as exc:
+                logger.debug("closing a stream with %s: %r", self.peer_id, exc)
+
+    async def reset(self) -> None:
+        """Abort both directions. Idempotent; never raises a stream error."""
+        self._closed = True
+        try:
+            await self._stream.reset()
+        except Exception as exc:
+            logger.debug("resetting a stream with %s: %r", self.peer_id, exc)
+
+
+def _peer(peer_id: str) -> ID:
+    try:
+        return ID.from_base58(peer_id)
+    except Exception as exc:
+        raise ValueError(f"not a peer id: {peer_id!r}") from exc
+
+
+def _check_topic(topic: str) -> None:
+    if not topic or len(topic.encode()) > MAX_TOPIC_BYTES:
+        raise ValueError(f"topic must have 1..{MAX_TOPIC_BYTES} bytes: {topic!r}")
+
+
+Validator = Callable[[str, bytes, str], bool]
+StreamHandler = Callable[[Stream], Awaitable[None]]
+_CLOSED = (trio.ClosedResourceError, trio.BrokenResourceError)
+
+
+class Transport:
+    """A running libp2p node seen through our own types; obtain one from ``open_transport``.
+
+    ``messages``, ``peer_events`` and ``discovered`` are bounded trio receive channels; they
+    close when the transport stops.
+    """
+
+    def __init__(self, config: TransportConfig, host: IHost, pubsub: compat.CommonsPubsub):
+        self._config = config
+        self._host = host
+        self._pubsub = pubsub
+        self.peer_id: str = str(host.get_id())
+        self.stats = TransportStats()
+        self._validator: Validator | None = None
+        self._validated_topics: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+        self._inbox, self.messages = trio.open_memory_channel[Message](MAX_INBOX_MESSAGES)
+        self._events, self.peer_events = trio.open_memory_channel[PeerEvent](MAX_PEER_EVENTS)
+        self._found, self.discovered = trio.open_memory_channel[PeerInfo](MAX_DISCOVERED)
+        self._blocked_deliveries = 0
+        self._inbound_streams = 0
+        self._connections: dict[str, int] = {}
+        self._stuck_queues: set[ID] = set()
+        self._rejects: dict[str, deque[float]] = {}
+        self._banned_until: dict[str, float] = {}
+        pubsub.on_delivered = self._deliver
+        pubsub.on_error = self._count_pubsub_error
+
+    # ----- connections -------------------------------------------------------------------
+
+    def listen_addrs(self) -> list[str]:
+        """The actual listen addresses (with the chosen port), each ending in /p2p/<id>."""
+        return [str(a) for a in self._host.get_addrs()]
+
+    async def connect(self, maddr: str) -> str:
+        """Dial ``maddr``, which must end in /p2p/<id>, and return that peer id.
+
+        Returns at once when already connected. Raises TransportError. A successful return
+        does not promise the peer keeps the connection (it may be full or ban us)."""
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
+        except Exception as exc:
+            raise TransportError(f"not a multiaddr ending in /p2p/<id>: {maddr!r}") from exc
+        peer_id = str(info.peer_id)
+        if peer_id == self.peer_id:
+            raise TransportError(f"refusing to dial ourselves at {maddr}")
+        if self._is_banned(peer_id):
+            raise TransportError(f"peer {peer_id} is banned for forwarding rejected messages")
+        try:
+            with trio.fail_after(self._config.dial_timeout_seconds + 1.0):
+                await self._host.connect(info)
+        except Exception as exc:  # SwarmException, OSError, Noise errors, TooSlowError, ...
+            self.stats.dial_failures += 1
+            raise TransportError(f"could not connect to {maddr}: {exc}") from exc
+        self.stats.connects += 1
+        return peer_id
+
+    async def disconnect(self, peer_id: str) -> None:
+        """Close every connection to the peer; its "disconnected" event follows."""
+        await self._host.disconnect(_peer(peer_id))
+        self._audit_connections()
+
+    def connected_peers(self) -> list[PeerInfo]:
+        """Connected peers with their known (listen) addresses, sorted by peer id."""
+        peers = []
+        for pid in self._host.get_connected_peers():
+            try:
+                addrs = [str(a) for a in self._host.get_peerstore().addrs(pid)]
+            except Exception:  # PeerStoreError: unknown or expired
+                addrs = []
+            peers.append(PeerInfo(str(pid), addrs))
+        return sorted(peers, key=lambda p: p.peer_id)
+
+    def _on_connection(self, peer_id: str, delta: int) -> None:
+        # One event per peer, not per connection (simultaneous dials can open two). A banned
+        # peer is dropped and never reported.
+        count = self._connections.get(peer_id, 0)
+        if delta > 0:
+            if self._is_banned(peer_id):
+                self._spawn(self._drop_peer, peer_id)
+                return
+            self._connections[peer_id] = count + 1
+            if count == 0:
+                self._emit(PeerEvent("connected", peer_id))
+        elif count > 1:
+            self._connections[peer_id] = count - 1
+        elif count == 1:  # 0: already reported by _audit_connections
+            del self._connections[peer_id]
+            self._emit(PeerEvent("disconnected", peer_id))
+
+    def _audit_connections(self) -> None:
+        # libp2p notifies "disconnected" only after a 0.1 s sleep in the closing task; when
+        # that task is cancelled the event is lost. Trust the connection table instead.
+        live = {str(p) for p in self._host.get_connected_peers()}
+        for peer_id in [p for p in self._connections if p not in live]:
+            del self._connections[peer_id]
+            self._emit(PeerEvent("disconnected", peer_id))
+
+    async def _audit_forever(self) -> None:
+        while True:
+            await trio.sleep(CONNECTION_AUDIT_SECONDS)
+            self._audit_connections()
+
+    def _emit(self, event: PeerEvent) -> None:
+        try:
+            self._events.send_nowait(event)
+        except (trio.WouldBlock, *_CLOSED):
+            self.stats.peer_events_dropped += 1
+
+    def _on_discovered(self, peer_id: str, addrs: list[str]) -> None:
+        try:
+            self._found.send_nowait(PeerInfo(peer_id, addrs))
+        except (trio.WouldBlock, *_CLOSED):
+            self.stats.discoveries_dropped += 1
+
+    def _spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        if self._nursery is not None:
+            with suppress(RuntimeError):  # the nursery is closing: we are shutting down
+                self._nursery.start_soon(fn, *args)
+
+    # ----- penalties ---------------------------------------------------------------------
+
+    def ban(self, peer_id: str, seconds: float | None = None) -> None:
+        """Blacklist the peer's gossip, disconnect it and refuse it for ``seconds``."""
+        pid = _peer(peer_id)
+        if peer_id not in self._banned_until and len(self._banned_until) >= MAX_BANNED_PEERS:
+            oldest = min(self._banned_until, key=self._banned_until.__getitem__)
+            self._unban(oldest)
+        duration = self._config.ban_seconds if seconds is None else seconds
+        self._banned_until[peer_id] = trio.current_time() + duration
+        self._rejects.pop(peer_id, None)
+        self.stats.bans += 1
+        logger.warning("banning peer %s for %.0f s", peer_id, duration)
+        self._pubsub.add_to_blacklist(pid)
+        self._spawn(self._drop_peer, peer_id)
+
+    def banned_peers(self) -> list[str]:
+        return sorted(p for p in list(self._banned_until) if self._is_banned(p))
+
+    def _is_banned(self, peer_id: str) -> bool:
+        until = self._banned_until.get(peer_id)
+        if until is not None and trio.current_time() >= until:
+            self._unban(peer_id)
+            return False
+        return until is not None
+
+    def _unban(self, peer_id: str) -> None:
+        del self._banned_until[peer_id]
+        self._pubsub.remove_from_blacklist(_peer(peer_id))
+
+    async def _drop_peer(self, peer_id: str) -> None:
+        try:
+            await self.disconnect(peer_id)
+        except Exception as exc:
+            logger.debug("disconnecting banned peer %s: %r", peer_id, exc)
+
+    def _note_reject(self, peer_id: str) -> None:
+        now = trio.current_time()
+        recent = self._rejects.get(peer_id)
+        if recent is None:
+            if len(self._rejects) >= MAX_TRACKED_REJECT_PEERS:
+                del self._rejects[next(iter(self._rejects))]
+            recent = self._rejects[peer_id] = deque(maxlen=self._config.max_rejects_per_peer)
+        recent.append(now)
+        if len(recent) == recent.maxlen and now - recent[0] <= self._config.reject_window_seconds:
+            self.ban(peer_id)
+
+    # ----- gossip ------------------------------------------------------------------------
+
+    def set_validator(self, fn: Validator) -> None:
+        """Install ``fn(topic, data, from_peer) -> accept?``.
+
+        It runs synchronously inside libp2p, before forwarding, on every message received or
+        published on our topics. Anything but ``True``, or an exception, rejects. A sync
+        validator is cheaper than libp2p's async path (a nursery and a semaphore per message)
+        and our validation is CPU work anyway; the wrapper makes it safe.
+        """
+        self._validator = fn
+
+    def _ensure_validator(self, topic: str) -> None:
+        if topic not in self._validated_topics:
+            if len(self._validated_topics) >= MAX_TOPICS:
+                raise ValueError(f"more than MAX_TOPICS={MAX_TOPICS} topics")
+            self._validated_topics.add(topic)
+            self._pubsub.set_topic_validator(topic, partial(self._validate, topic), False)
+
+    def _validate(self, topic: str, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        from_peer = str(forwarder)
+        fn = self._validator
+        try:
+            ok = len(msg.topicIDs) == 1 and (fn is None or fn(topic, msg.data, from_peer) is True)
+        except Exception:
+            self.stats.validator_errors += 1
+            logger.warning("validator raised on a message from %s", from_peer, exc_info=True)
+            ok = False
+        if ok:
+            self.stats.messages_accepted += 1
+            return True
+        self.stats.messages_rejected += 1
+        outcome = compat.current_outcome.get()
+        if outcome is not None:
+            outcome.rejected = True
+        if from_peer != self.peer_id:
+            logger.debug("rejected a message on %s forwarded by %s", topic, from_peer)
+            self._note_reject(from_peer)
+        return False
+
+    async def subscribe(self, topic: str) -> None:
+        _check_topic(topic)
+        self._ensure_validator(topic)
+        await self._pubsub.subscribe(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        await self._pubsub.unsubscribe(topic)
+
+    def mesh_peers(self, topic: str) -> list[str]:
+        """Peers in our GossipSub mesh for ``topic``: they receive our messages eagerly."""
+        mesh: dict[str, set[ID]] = getattr(self._pubsub.router, "mesh", {})
+        return sorted(str(p) for p in mesh.get(topic, ()))
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Gossip ``data`` on ``topic`` (we need not be subscribed). Our own validator runs
+        first: PublishRejected if it refuses. A payload already seen within
+        ``seen_ttl_seconds`` is silently not sent again (the id is its hash). Our own
+        messages are not echoed into ``messages``. Delivery stays best-effort."""
+        _check_topic(topic)
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        self._ensure_validator(topic)
+        await self._wait_for_queue_room()
+        outcome = compat.Outcome()
+        token = compat.publish_outcome.set(outcome)
+        try:
+            await self._pubsub.publish(topic, data)
+        finally:
+            compat.publish_outcome.reset(token)
+        if outcome.rejected:
+            raise PublishRejected(f"our validator rejected a {len(data)}-byte message on {topic}")
+        if outcome.notified:
+            self.stats.messages_published += 1
+            self.stats.bytes_published += len(data)
+
+    async def _wait_for_queue_room(self) -> None:
+        # libp2p's publish never yields and its per-peer queues drop on full: a burst of
+        # 200 publishes delivered 17. Wait for the senders, but not for a stuck peer.
+        await trio.lowlevel.checkpoint()
+        deadline = trio.current_time() + MAX_PUBLISH_WAIT_SECONDS
+        while True:
+            queues = self._pubsub.peer_queues
+            self._stuck_queues.intersection_update(queues)
+            full = [
+                pid
+                for pid, queue in list(queues.items())
+                if len(queue) >= PUBLISH_QUEUE_HIGH_WATER and pid not in self._stuck_queues
+            ]
+            self._stuck_queues.difference_update(
+                pid for pid in list(self._stuck_queues) if len(queues[pid]) == 0
+            )
+            if not full:
+                return
+            if trio.current_time() >= deadline:
+                self.stats.publish_waits_expired += 1
+                self._stuck_queues.update(full)
+                return
+            await trio.sleep(PUBLISH_POLL_SECONDS)
+
+    async def _deliver(self, forwarder: ID, msg: rpc_pb2.Message) -> None:
+        for topic in msg.topicIDs:
+            if topic in self._pubsub.topic_ids:
+                await self._put(Message(topic, msg.data, str(forwarder), str(ID(msg.from_id))))
+
+    async def _put(self, item: Message) -> None:
+        # Backpressure, bounded: a full inbox makes libp2p's per-message task wait (it has
+        # already forwarded the message), up to MAX_BLOCKED_DELIVERIES of them; then drop.
+        try:
+            self._inbox.send_nowait(item)
+        except trio.WouldBlock:
+            if self._blocked_deliveries >= MAX_BLOCKED_DELIVERIES:
+                self.stats.messages_dropped += 1
+                logger.warning("inbox full: dropped a message from %s", item.from_peer)
+                return
+            self._blocked_deliveries += 1
+            try:
+                await self._inbox.send(item)
+            except _CLOSED:
+                return
+            finally:
+                self._blocked_deliveries -= 1
+        except _CLOSED:
+            return
+        self.stats.messages_delivered += 1
+        self.stats.bytes_delivered += len(item.data)
+
+    def _count_pubsub_error(self) -> None:
+        self.stats.pubsub_errors += 1
+
+    # ----- streams -----------------------------------------------------------------------
+
+    def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
+        """Serve ``protocol_id``. The stream is closed when ``handler`` returns and reset if
+        it raises; the exception is logged and counted and never reaches libp2p."""
+
+        async def run(net_stream: INetStream) -> None:
+            stream = Stream(net_stream, str(net_stream.muxed_conn.peer_id), protocol_id)
+            if self._inbound_streams >= MAX_INBOUND_STREAMS:
+                self.stats.inbound_streams_refused += 1
+                await stream.reset()
+                return
+            self._inbound_streams += 1
+            try:
+                await handler(stream)
+            except Exception:
+                self.stats.handler_errors += 1
+                logger.warning(
+                    "%s handler failed for %s", protocol_id, stream.peer_id, exc_info=True
+                )
+                await stream.reset()
+            else:
+                await stream.close()
+            finally:
+                self._inbound_streams -= 1
+
+        self._host.set_stream_handler(TProtocol(protocol_id), run)
+
+    async def open_stream(self, peer_id: str, protocol_id: str) -> Stream:
+        """Open a stream to a connected peer (this never dials). Raises TransportError."""
+        pid = _peer(peer_id)
+        if pid not in self._host.get_connected_peers():
+            raise TransportError(f"not connected to {peer_id}")
+        try:
+            net_stream = await self._host.new_stream(pid, [TProtocol(protocol_id)])
+        except Exception as exc:  # StreamFailure (e.g. protocol not supported), SwarmException
+            raise TransportError(f"could not open {protocol_id} to {peer_id}: {exc}") from exc
+        return Stream(net_stream, peer_id, protocol_id)
+
+    async def _shutdown(self) -> None:
+        await compat.close_listeners(self._host)  # first, so that nobody new gets in
+        for pid in list(self._host.get_connected_peers()):
+            try:
+                await self._host.disconnect(pid)
+            except Exception as exc:
+                logger.debug("disconnecting %s at shutdown: %r", pid, exc)
+        for channel in (self._inbox, self._events, self._found):
+            channel.close()
+
+
+def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
+    """One exception out of the groups that libp2p's nested nurseries build."""
+    leaves = compat.flatten_group(group)
+    real = [e for e in leaves if not isinstance(e, trio.Cancelled)] or leaves
+    if len(real) == 1:
+        if not type(real[0]).__module__.startswith("libp2p"):
+            return real[0]
+        mapped = TransportError(f"libp2p failed: {type(real[0]).__name__}: {real[0]}")
+    elif all(isinstance(e, Exception) for e in real):
+        mapped = TransportError(f"libp2p failed with {len(real)} errors: {real!r}")
+    else:
+        return group
+    mapped.__cause__ = group
+    return mapped
+
+
+@asynccontextmanager
+async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
+    """Run the host, Pubsub and GossipSub (and mDNS if configured) for the block's duration.
+
+    On exit our tasks are cancelled, every peer is disconnected (shielded, at most
+    ``SHUTDOWN_TIMEOUT_SECONDS``), then GossipSub, Pubsub and the host stop, in that order.
+    Exceptions leave as plain exceptions, libp2p's as ``TransportError``; never as groups.
+    """
+    try:
+        listen = [multiaddr.Multiaddr(a) for a in config.listen]
+    except Exception as exc:
+        raise ValueError(f"bad listen multiaddr in {config.listen!r}") from exc
+    host, gossip, pubsub = compat.build_host(
+        seed=config.seed,
+        max_connections=config.max_connections,
+        dial_timeout=config.dial_timeout_seconds,
+        negotiation_timeout=STREAM_NEGOTIATION_TIMEOUT_SECONDS,
+        degree=config.gossip_degree,
+        degree_low=config.gossip_degree_low,
+        degree_high=config.gossip_degree_high,
+        heartbeat_seconds=config.heartbeat_seconds,
+        seen_ttl_seconds=config.seen_ttl_seconds,
+        max_inbound_rpc_bytes=MAX_INBOUND_RPC_BYTES,
+    )
+    transport = Transport(config, host, pubsub)
+    host.get_network().register_notifee(compat.ConnectionNotifee(transport._on_connection))
+    try:
+        async with (
+            host.run(listen),
+            background_trio_service(pubsub),
+            background_trio_service(gossip),  # exits first
+        ):
+            await pubsub.wait_until_ready()
+            try:
+                async with trio.open_nursery() as nursery:
+                    transport._nursery = nursery
+                nursery.start_soon(transport._audit_forever)
+                    if config.mdns:
+                        await nursery.start(
+                            compat.run_mdns,
+                            host,
+                            config.mdns_interfaces,
+                            transport._on_discovered,
+                        )
+                    try:
+                        yield transport
+                    finally:
+                        nursery.cancel_scope.cancel()
+            finally:
+                transport._nursery = None
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + SHUTDOWN_TIMEOUT_SECONDS
+                    await transport._shutdown()
+    except BaseExceptionGroup as group:
+        leaf = _unwrap(group)
+        if leaf is group:
+            raise
+        context = leaf.__context__
+        try:
+            raise leaf
+        finally:  # keep the leaf's own context rather than the group we unwrapped
+            leaf.__context__ = context

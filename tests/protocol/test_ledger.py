@@ -1,0 +1,4 @@
+import protocol
+
+def test_x():
+    assert protocol.__file__

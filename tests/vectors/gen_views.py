@@ -1,0 +1,323 @@
+"""Generate ``tests/vectors/views.json``: view scenarios for implementations in other languages.
+
+Each scenario is a set of records (canonical bytes as hex, listed in ascending id order so the
+order carries no information) and what ``protocol.ledger`` makes of them for one project: its
+state, its live contributions newest first, its shares and the authors' latest profiles.
+Fractions are exact strings, ``"n/d"`` or ``"n"`` (Python's ``str(Fraction)``).
+
+Everything is deterministic: the keys come from :func:`protocol.testing.key`, the timestamps
+from a :class:`~protocol.testing.RecordFactory` that starts at its fixed epoch, and Ed25519
+signatures are deterministic, so ``build()`` returns the same value on every run.
+``python tests/vectors/gen_views.py`` rewrites the file; ``tests/protocol/test_ledger.py``
+checks that the file matches ``build()`` and replays every scenario from its hex alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from protocol.ledger import ProjectView, profiles
+from protocol.record import EndorsementBody, Record, RetractionBody, sign_record
+from protocol.signing import peer_id
+from protocol.testing import EPOCH_MS, RecordFactory
+
+__all__ = ["OUTPUT", "SCENARIOS", "build", "expected_of", "main"]
+
+OUTPUT = Path(__file__).with_name("views.json")
+FORMAT = "commons-view-vectors-v1"
+
+#: A scenario builds its records with a fresh factory and returns (genesis, all records).
+Scenario = tuple[str, str, Callable[[RecordFactory], tuple[Record, list[Record]]]]
+
+
+def _endorsement_rules(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Wikispeed", maintainers=("bob",), license="CERN-OHL-S-2.0")
+    c1 = f.contribution("carol", p, title="Chassis CAD", type="design", minutes=120)
+    c2 = f.contribution(
+        "dave", p, title="Brake test", type="testing", minutes=60, coauthors=("bob",)
+    )
+    c3 = f.contribution("alice", p, title="Build guide", type="docs", minutes=30)
+    return p, [
+        p,
+        c1,
+        c2,
+        c3,
+        f.endorsement("alice", c1, weight=3),  # counts
+        f.endorsement("bob", c1),  # counts, weight 1
+        f.endorsement("dave", c1, weight=5),  # not a maintainer
+        f.endorsement("bob", c2, weight=4),  # bob is a coauthor of c2
+        f.endorsement("alice", c2),  # counts
+        f.endorsement("alice", c3, weight=7),  # her own contribution
+        f.endorsement("bob", c3, weight=2),  # counts
+    ]
+
+
+def _coauthor_thirds(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Open Loom")
+    c1 = f.contribution("carol", p, title="Frame", minutes=100, coauthors=("dave", "erin"))
+    c2 = f.contribution("bob", p, title="Heddles", type="hardware", minutes=50)
+    c3 = f.contribution("erin", p, title="Manual", type="docs")  # no minutes: no value
+    return p, [
+        p,
+        c1,
+        c2,
+        c3,
+        f.endorsement("alice", c1, weight=2),
+        f.endorsement("alice", c2),
+        f.endorsement("alice", c3, weight=10),
+    ]
+
+
+def _maintainer_evolution(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Seed Bank", tags=("seeds",))
+    updates = [
+        f.update("alice", p, add=("bob",), name="Seed Library", tags=("seeds", "library")),
+        f.update("carol", p, name="Hijacked"),  # carol is no maintainer: no effect
+        f.update("bob", p, remove=("alice", "bob"), description="gone"),  # would leave none
+    ]
+    # Two updates at the same ts: the one with the smaller id is applied first. Here that is
+    # bob's, so alice is no longer a maintainer when hers comes and carol is never added.
+    same_ts = f.now_ms + 100
+    updates += [
+        f.update("bob", p, remove=("alice",), ts=same_ts),
+        f.update("alice", p, add=("carol",), ts=same_ts),
+    ]
+    f.now_ms = same_ts
+    # dave is added and removed by one update: removals come last, so he is not a maintainer.
+    updates.append(f.update("bob", p, add=("dave",), remove=("dave",), license="CC0-1.0"))
+    c1 = f.contribution("erin", p, title="Catalogue", minutes=90)
+    return p, [
+        p,
+        *updates,
+        c1,
+        f.endorsement("alice", c1, weight=4),  # alice was removed later: does not count
+        f.endorsement("bob", c1),
+        f.endorsement("carol", c1, weight=2),
+        f.endorsement("dave", c1, weight=8),
+    ]
+
+
+def _retractions(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Repair Cafe", maintainers=("bob",))
+    u1 = f.update("alice", p, tags=("repair",))
+    c1 = f.contribution("carol", p, title="Toaster", minutes=60)
+    c2 = f.contribution("dave", p, title="Lamp", minutes=30)
+    c3 = f.contribution("carol", p, title="Radio", minutes=10)
+    e2 = f.endorsement("bob", c1, weight=3)
+    e3 = f.endorsement("alice", c2)
+    r1 = f.retraction("carol", c3)  # her own contribution: c3 and e4 drop out
+    return p, [
+        p,
+        u1,
+        c1,
+        c2,
+        c3,
+        f.endorsement("alice", c1, weight=2),
+        e2,
+        e3,
+        f.endorsement("bob", c3),
+        r1,
+        f.retraction("dave", c1),  # not his: no effect
+        f.retraction("bob", e2),  # his own endorsement: drops out
+        f.retraction("dave", e3),  # not his: no effect
+        f.retraction("carol", r1),  # a retraction cannot be retracted
+        f.retraction("alice", u1),  # an update cannot be retracted
+    ]
+
+
+def _repeats_and_zero(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Mesh Net")
+    c1 = f.contribution("bob", p, title="Antenna", minutes=45)
+    c2 = f.contribution("carol", p, title="Logo", type="design")
+    ts = f.now_ms + 10
+    return p, [
+        p,
+        c1,
+        c2,
+        f.contribution("dave", p, title="Router", minutes=20, ts=ts),
+        f.contribution("erin", p, title="Firmware", minutes=20, ts=ts),  # same ts as Router
+        f.endorsement("alice", c1, weight=2),
+        f.endorsement("alice", c1, weight=3),  # both of alice's endorsements count
+        f.endorsement("alice", c2, weight=10),  # no minutes, no value
+    ]
+
+
+def _unendorsed(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Quiet")
+    return p, [
+        p,
+        f.contribution("bob", p, title="Sketch", minutes=30),
+        f.contribution("carol", p, title="Model", minutes=30, coauthors=("bob",)),
+    ]
+
+
+def _cross_project_and_profiles(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Here")
+    q = f.project("bob", name="Elsewhere")
+    cq = f.contribution("carol", q, title="Elsewhere work", minutes=500)
+    cp = f.contribution("carol", p, title="Here work", minutes=10)
+    # Filed under p but aimed at q's contribution, and filed under q but aimed at p's.
+    astray = sign_record(
+        f.key("alice"), body=EndorsementBody(target=cq.id, weight=9), ts=f.now_ms + 1, project=p.id
+    )
+    retract_astray = sign_record(
+        f.key("carol"), body=RetractionBody(target=cp.id), ts=f.now_ms + 2, project=q.id
+    )
+    f.now_ms += 2
+    return p, [
+        p,
+        q,
+        cq,
+        cp,
+        astray,
+        retract_astray,
+        f.update("bob", q, add=("dave",)),
+        f.endorsement("bob", cq),
+        f.endorsement("bob", cp, weight=6),  # bob maintains q, not p
+        f.endorsement("alice", cp),
+        f.profile("carol", name="Carol"),
+        f.profile("alice", name="Alice"),
+        f.profile("carol", name="Carol C.", about="welder"),  # later: wins
+    ]
+
+
+SCENARIOS: list[Scenario] = [
+    (
+        "endorsement-rules",
+        "Endorsements count only from maintainers who are not participants.",
+        _endorsement_rules,
+    ),
+    (
+        "coauthor-thirds",
+        "Three participants split minutes and value in thirds; no minutes means no value.",
+        _coauthor_thirds,
+    ),
+    (
+        "maintainer-evolution",
+        "Updates from non-maintainers, updates that would leave no maintainer, same-ts updates "
+        "ordered by id, add-and-remove of one key; endorsements weighed by current maintainers.",
+        _maintainer_evolution,
+    ),
+    (
+        "retractions",
+        "Own retractions drop records out; others', and retractions of retractions or of "
+        "updates, have no effect.",
+        _retractions,
+    ),
+    (
+        "repeats-and-zero",
+        "Repeated endorsements by one maintainer each count; zero-minute contributions carry no "
+        "value; equal timestamps order by id.",
+        _repeats_and_zero,
+    ),
+    ("unendorsed", "No counting endorsement: every share is 0.", _unendorsed),
+    (
+        "cross-project-and-profiles",
+        "Records of another project, or filed under another project, have no effect here; the "
+        "latest profile of each author wins.",
+        _cross_project_and_profiles,
+    ),
+]
+
+
+def _fraction(value: Fraction) -> str:
+    return str(value)
+
+
+def _key(public_key: bytes) -> dict[str, str]:
+    return {"public_key": public_key.hex(), "peer_id": peer_id(public_key)}
+
+
+def expected_of(view: ProjectView, records: Iterable[Record]) -> dict[str, object]:
+    """What a scenario expects, computed from a view (and, for profiles, all its records)."""
+    state = view.state
+    latest = profiles(records)
+    return {
+        "state": {
+            "name": state.name,
+            "description": state.description,
+            "license": state.license,
+            "links": list(state.links),
+            "tags": list(state.tags),
+            "maintainers": [_key(m) for m in state.sorted_maintainers],
+            "updated_ts": state.updated_ts,
+            "applied_updates": [u.hex() for u in state.applied_updates],
+            "rejected_updates": [u.hex() for u in state.rejected_updates],
+        },
+        "retracted": sorted(r.hex() for r in view.retracted),
+        "ledger": [
+            {
+                "id": entry.id.hex(),
+                "author": peer_id(entry.record.author),
+                "endorsements": entry.endorsements,
+                "weight": entry.weight,
+            }
+            for entry in view.live_contributions()
+        ],
+        "contributions": view.summary().contributions,
+        "contributors": view.contributors(),
+        "total_endorsed_value": _fraction(view.total_endorsed_value()),
+        "shares": [
+            {
+                **_key(s.contributor),
+                "contributions": s.contributions,
+                "claimed_minutes": _fraction(s.claimed_minutes),
+                "endorsed_value": _fraction(s.endorsed_value),
+                "share": _fraction(s.share),
+            }
+            for s in view.shares()
+        ],
+        "profiles": [
+            {**_key(author), "record": latest[author].id.hex()} for author in sorted(latest)
+        ],
+    }
+
+
+def build() -> dict[str, object]:
+    """The whole vector file as a JSON-ready value."""
+    scenarios = []
+    for name, description, make in SCENARIOS:
+        genesis, records = make(RecordFactory(now_ms=EPOCH_MS))
+        scenarios.append(
+            {
+                "name": name,
+                "description": description,
+                "project": genesis.id.hex(),
+                "records": [r.raw.hex() for r in sorted(records, key=lambda r: r.id)],
+                "expected": expected_of(ProjectView.build(genesis, records), records),
+            }
+        )
+    return {
+        "format": FORMAT,
+        "description": (
+            "View scenarios of RECORD-FORMAT.md section 5. For each scenario: decode every "
+            "record, take the project record whose id is `project` as the genesis, fold all "
+            "records into that project's views, and compare with `expected`. Fractions are "
+            "exact strings 'n/d' or 'n'. `state.maintainers` and `profiles` are in ascending "
+            "public-key order; `ledger` is newest first (descending (ts, id)); `shares` is "
+            "largest share first, then larger claimed minutes, more contributions, smaller "
+            "public key. Generated by tests/vectors/gen_views.py."
+        ),
+        "scenarios": scenarios,
+    }
+
+
+def render() -> str:
+    """The file's exact text."""
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    OUTPUT.write_text(render(), encoding="utf-8")
+    print(f"wrote {OUTPUT}")
+
+
+if __name__ == "__main__":
+    main()

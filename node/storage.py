@@ -173,10 +173,20 @@ def _order(record: Record) -> tuple[int, bytes]:
     return (record.ts, record.id)
 
 
-def _put_in_order(entry: _CachedProject) -> None:
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A project's records read under the lock, to be decoded outside it."""
+
+    raws: list[bytes]
+    last_seq: int
+
+
+def _snapshot(entry: _CachedProject) -> tuple[Record | None, list[Record]]:
+    """Sort a cached project if appends disordered it, and copy it (under the store's lock)."""
     if not entry.ordered:
         entry.records.sort(key=_order)
         entry.ordered = True
+    return entry.genesis, list(entry.records)
 
 
 def _now_ms() -> int:
@@ -564,37 +574,35 @@ class Store:
         in about a millisecond. The records are frozen; the list is a copy the caller may keep.
         """
         cached = self._cached_project(project_id)
-        if isinstance(cached, _CachedProject):
-            return cached.genesis, list(cached.records)
-        if cached is None:
-            return None, []
-        rows, last_seq = cached
-        decoded = [_decode(raw) for raw in rows]
-        entry = self._install_project(project_id, decoded, last_seq)
-        return entry.genesis, list(entry.records)
+        if isinstance(cached, tuple):
+            return cached
+        decoded = [_decode(raw) for raw in cached.raws]
+        return self._install_project(project_id, decoded, cached.last_seq)
 
     @_guarded
-    def _cached_project(self, project_id: bytes) -> _CachedProject | tuple[list[bytes], int] | None:
-        """The cached entry, or the raw records to decode and the last ``seq`` among them."""
+    def _cached_project(self, project_id: bytes) -> tuple[Record | None, list[Record]] | _Pending:
+        """A copy of the cached project, or the raw records to decode outside the lock."""
         self._drop_cache_if_changed()
         entry = self._cache.get(project_id)
         if entry is not None:
             self._cache.move_to_end(project_id)
-            _put_in_order(entry)
-            return entry
+            return _snapshot(entry)
         number = self._scope_number(project_id.hex(), create=False)
-        if number is None:
-            return None
-        query = "SELECT seq, raw FROM records WHERE project = ?"
-        rows = self._db.execute(query, (number,)).fetchall()
+        rows = (
+            []
+            if number is None
+            else self._db.execute(
+                "SELECT seq, raw FROM records WHERE project = ?", (number,)
+            ).fetchall()
+        )
         if not rows:
-            return None
-        return [bytes(raw) for _, raw in rows], max(int(seq) for seq, _ in rows)
+            return None, []
+        return _Pending([bytes(raw) for _, raw in rows], max(int(seq) for seq, _ in rows))
 
     @_guarded
     def _install_project(
         self, project_id: bytes, decoded: list[Record], last_seq: int
-    ) -> _CachedProject:
+    ) -> tuple[Record | None, list[Record]]:
         """Cache a project decoded outside the lock, with whatever arrived after ``last_seq``."""
         self._drop_cache_if_changed()
         entry = self._cache.get(project_id)
@@ -611,8 +619,7 @@ class Store:
                     records.append(record)
             entry = _CachedProject(genesis, records, ordered=False)
             self._cache_put(project_id, entry)
-        _put_in_order(entry)
-        return entry
+        return _snapshot(entry)
 
     def _cache_put(self, project_id: bytes, entry: _CachedProject) -> None:
         size = len(entry.records) + 1

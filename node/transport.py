@@ -141,7 +141,7 @@ class Message:
 @dataclass(frozen=True)
 class PeerInfo:
     peer_id: str
-    addrs: list[str]
+    addrs: list[str]  # dialable: each ends in /p2p/<peer_id>
 
 
 @dataclass(frozen=True)
@@ -257,6 +257,11 @@ def _peer(peer_id: str) -> ID:
         raise ValueError(f"not a peer id: {peer_id!r}") from exc
 
 
+def _dialable(peer_id: str, addrs: list[str]) -> list[str]:
+    suffix = f"/p2p/{peer_id}"
+    return list(dict.fromkeys(a if a.endswith(suffix) else a + suffix for a in addrs))
+
+
 def _check_topic(topic: str) -> None:
     if not topic or len(topic.encode()) > MAX_TOPIC_BYTES:
         raise ValueError(f"topic must have 1..{MAX_TOPIC_BYTES} bytes: {topic!r}")
@@ -330,14 +335,14 @@ class Transport:
         self._audit_connections()
 
     def connected_peers(self) -> list[PeerInfo]:
-        """Connected peers with their known (listen) addresses, sorted by peer id."""
+        """Connected peers with their known listen addresses, sorted by peer id."""
         peers = []
         for pid in self._host.get_connected_peers():
             try:
                 addrs = [str(a) for a in self._host.get_peerstore().addrs(pid)]
             except Exception:  # PeerStoreError: unknown or expired
                 addrs = []
-            peers.append(PeerInfo(str(pid), addrs))
+            peers.append(PeerInfo(str(pid), _dialable(str(pid), addrs)))
         return sorted(peers, key=lambda p: p.peer_id)
 
     def _on_connection(self, peer_id: str, delta: int) -> None:
@@ -378,7 +383,7 @@ class Transport:
 
     def _on_discovered(self, peer_id: str, addrs: list[str]) -> None:
         try:
-            self._found.send_nowait(PeerInfo(peer_id, addrs))
+            self._found.send_nowait(PeerInfo(peer_id, _dialable(peer_id, addrs)))
         except (trio.WouldBlock, *_CLOSED):
             self.stats.discoveries_dropped += 1
 
@@ -665,7 +670,7 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
             try:
                 async with trio.open_nursery() as nursery:
                     transport._nursery = nursery
-                nursery.start_soon(transport._audit_forever)
+                    nursery.start_soon(transport._audit_forever)
                     if config.mdns:
                         await nursery.start(
                             compat.run_mdns,

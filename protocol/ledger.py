@@ -421,7 +421,9 @@ class ProjectView:
         contributions: dict[bytes, Record] = {}
         endorsements: dict[bytes, Record] = {}
         retractions: dict[bytes, Record] = {}
-        by_kind = {
+        # Exactly these four kinds carry a ``project`` key (a Record cannot be built otherwise),
+        # so every record of this project has a bucket; keying by id drops repeats.
+        by_kind: dict[type, dict[bytes, Record]] = {
             ContributionBody: contributions,
             EndorsementBody: endorsements,
             RetractionBody: retractions,
@@ -429,9 +431,7 @@ class ProjectView:
         }
         for record in records:
             if record.project == pid:
-                bucket = by_kind.get(type(record.body))
-                if bucket is not None:
-                    bucket[record.id] = record
+                by_kind[type(record.body)][record.id] = record
 
         state = _fold_updates(genesis, genesis_body, updates.values())
 

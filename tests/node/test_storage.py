@@ -16,7 +16,7 @@ import pytest
 from node import storage
 from node.storage import Store, StoreClosedError, StoreError
 from protocol.errors import RemoteProtocolError
-from protocol.record import Record
+from protocol.record import Record, decode_trusted
 from protocol.testing import EPOCH_MS, RecordFactory
 from protocol.validation import scope_of
 
@@ -409,3 +409,38 @@ def test_acknowledged_batch_survives_sigkill(tmp_path: Path, f: RecordFactory) -
         assert store.missing([r.id for r in expected]) == []
         assert store.count() == 301
         assert store.integrity_check() == "ok"
+
+
+def test_records_added_while_a_project_decodes_are_kept(store: Store, f: RecordFactory) -> None:
+    # project_records decodes outside the lock; what arrives meanwhile must not be lost.
+    p = f.project("alice")
+    c1, c2 = f.contribution("bob", p), f.contribution("carol", p)
+    store.add([p, c1])
+    pending = store._cached_project(p.id)
+    assert isinstance(pending, storage._Pending)
+    store.add([c2])
+    decoded = [decode_trusted(raw) for raw in pending.raws]
+    assert store._install_project(p.id, decoded, pending.last_seq) == (p, [c1, c2])
+    assert store.project_records(p.id) == (p, [c1, c2])
+
+
+def test_sqlite_failures_become_store_errors(
+    tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "BUSY_TIMEOUT_S", 0.05)
+    path = tmp_path / "ledger.db"
+    p = f.project("alice")
+    with Store.open(path) as store:
+        store.add([p])
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with pytest.raises(StoreError, match="locked"):
+                store.add([f.contribution("bob", p)])
+            other.execute("UPDATE records SET raw = x'c1' WHERE id = ?", (p.id,))
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        with pytest.raises(StoreError, match="damaged"):
+            store.get(p.id)
+        assert store.count() == 1

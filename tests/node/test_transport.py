@@ -116,7 +116,7 @@ async def test_connect_peer_id_and_connected_peers() -> None:
             await wait_until(lambda: [p.peer_id for p in b.connected_peers()] == [a.peer_id])
             assert [p.peer_id for p in a.connected_peers()] == [b.peer_id]
             # The peerstore learns B's listen address from the dial (and identify).
-            assert addr.removesuffix(f"/p2p/{b.peer_id}") in a.connected_peers()[0].addrs
+            assert addr in a.connected_peers()[0].addrs
             # Connecting again is a no-op.
             assert await a.connect(addr) == b.peer_id
             assert a.stats.connects == 2
@@ -283,18 +283,18 @@ async def test_a_peer_forwarding_rejected_messages_is_banned() -> None:
 
 
 async def test_clean_shutdown_while_connected() -> None:
+    # Unclosed sockets would surface as ResourceWarnings, which pytest turns into errors.
     with trio.fail_after(10):
-        async with AsyncExitStack() as stack:
-            a, b, c = await stack.enter_async_context(line())
+        async with line() as (a, b, c):
             await a.publish(TOPIC, b"in flight")
             started = time.perf_counter()
-            with trio.fail_after(3):
-                await stack.aclose()  # warnings (unclosed sockets) would fail the test
-        print(f"three connected transports stopped in {time.perf_counter() - started:.2f} s")
-        for t in (a, b, c):
-            assert t.connected_peers() == []
-            leftover = [m async for m in t.messages]  # ends: the channel was closed
-            assert len(leftover) <= 1
+        elapsed = time.perf_counter() - started
+    print(f"three connected transports stopped in {elapsed:.2f} s")
+    assert elapsed < 3
+    for t in (a, b, c):
+        assert t.connected_peers() == []
+        leftover = [m async for m in t.messages]  # ends: the channel was closed
+        assert len(leftover) <= 1
 
 
 async def test_errors_in_the_block_leave_unwrapped() -> None:
@@ -315,4 +315,4 @@ async def test_mdns_reports_peers_without_dialing() -> None:
             assert found.peer_id == b.peer_id
             assert any(addr.startswith("/ip4/127.0.0.1/tcp/") for addr in found.addrs)
             assert a.connected_peers() == []
-            assert await a.connect(f"{found.addrs[0]}/p2p/{found.peer_id}") == b.peer_id
+            assert await a.connect(found.addrs[0]) == b.peer_id

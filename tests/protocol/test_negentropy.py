@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import LocalProtocolError, NegentropyError
@@ -309,6 +309,8 @@ def test_reconciles_to_exactly_the_symmetric_difference(
     shape: tuple[int, int, int, int, int, bool], limit: int
 ) -> None:
     ours, theirs = build_pair(shape)
+    n = max(len(set(ours)), len(set(theirs)))
+    event(f"largest set: {'<32' if n < 32 else '<512' if n < 512 else '>=512'}")
     client, server, messages = run(ours, theirs, limit, limit)
     check_difference(client, ours, theirs)
     assert len(client.have) == len(set(client.have))
@@ -319,7 +321,7 @@ def test_reconciles_to_exactly_the_symmetric_difference(
     if limit:
         assert all(len(message) <= limit for message in messages)
     else:
-        assert client.rounds <= round_bound(max(len(set(ours)), len(set(theirs))))
+        assert client.rounds <= round_bound(n)
 
 
 @pytest.mark.parametrize(
@@ -491,12 +493,14 @@ def _valid_messages() -> list[bytes]:
 VALID_MESSAGES = _valid_messages()
 
 
+FUZZ_STORAGE = Storage(make_items("z", 700)[:300])
+
+
 def _feed(message: bytes) -> None:
     """Hand ``message`` to a fresh responder and a fresh initiator: each must either answer or
     raise NegentropyError, and never anything else."""
-    storage = Storage(make_items("z", 700)[:300])
     for initiator in (False, True):
-        session = Negentropy(storage, frame_size_limit=4096 if initiator else 0)
+        session = Negentropy(FUZZ_STORAGE, frame_size_limit=4096 if initiator else 0)
         if initiator:
             session.initiate()
         try:

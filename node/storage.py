@@ -270,12 +270,7 @@ class Store:
             self._cache.clear()
             self._cached_records = 0
             if conn is not None:
-                try:
-                    conn.execute("PRAGMA optimize")
-                except sqlite3.Error:
-                    logger.warning("PRAGMA optimize failed on %s", self.path, exc_info=True)
-                finally:
-                    conn.close()
+                conn.close()
 
     @property
     def closed(self) -> bool:
@@ -717,16 +712,12 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> 
     """Check that ``conn`` is a Commons store (or empty), set it up, and migrate it."""
     app_id, version = _identity(conn)
     if app_id == 0 and version == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables:
             raise StoreError(f"{path.name} is not a Commons store (it holds other tables)")
     elif app_id != APPLICATION_ID:
         raise StoreError(f"{path.name} is not a Commons store (application id {app_id:#x})")
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path.name} has schema version {version}, newer than this version of commons"
-            f" knows ({SCHEMA_VERSION}): upgrade commons to open it"
-        )
+    _refuse_newer(path, version)
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         logger.warning("%s: WAL is not available here, using journal mode %s", path, mode)
@@ -739,6 +730,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> 
     try:
         # Another process may have migrated between our first look and the write lock.
         _, version = _identity(conn)
+        _refuse_newer(path, version)
         for migration in MIGRATIONS[version:]:
             for statement in migration:
                 conn.execute(statement)
@@ -749,6 +741,14 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> 
             conn.rollback()
         raise
     logger.info("%s: schema migrated from version %d to %d", path, version, SCHEMA_VERSION)
+
+
+def _refuse_newer(path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path.name} has schema version {version}, newer than this version of commons"
+            f" knows ({SCHEMA_VERSION}): upgrade commons to open it"
+        )
 
 
 def _identity(conn: sqlite3.Connection) -> tuple[int, int]:

@@ -383,7 +383,8 @@ class ProjectView:
     Build it with :meth:`build`; the constructor takes already-folded parts. Building is
     O(n) in the number of records (dictionary lookups only); the per-participant accounts are
     computed on first use and kept, so a view answers ``shares()``, ``contributors()`` and
-    ``summary()`` without folding twice.
+    ``summary()`` without folding twice. Nothing else changes after ``build``, so threads may
+    share a view: at worst two of them compute the same accounts at once.
     """
 
     __slots__ = ("_accounts", "_counted", "_live", "_retracted", "_weights", "state")

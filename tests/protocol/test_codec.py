@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from protocol.codec import MAX_DEPTH, MAX_SIZE, Value, decode, encode
 from protocol.errors import InvalidRecord, LocalProtocolError
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def nested(depth: int) -> Value:

@@ -716,6 +716,9 @@ def test_profiles_latest_wins(f: RecordFactory) -> None:
         pub("bob"): bob,
         pub("carol"): max(tie_a, tie_b, key=lambda r: r.id),
     }
+    winner = max(tie_a, tie_b, key=lambda r: r.id)
+    assert profiles([tie_a, tie_b])[pub("carol")] == winner
+    assert profiles([tie_b, tie_a])[pub("carol")] == winner
     assert profiles([]) == {}
 
 

@@ -1,0 +1,188 @@
+"""Several real nodes in one process on 127.0.0.1: gossip, validation, reconciliation, follows.
+
+Rules: port 0 everywhere, `trio.fail_after` around every test, waits are polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.home import Home
+from node.runtime import Node, NodeOptions, open_node
+from node.transport import TransportConfig, open_transport
+from protocol.errors import InvalidRecord
+from protocol.record import Record
+from protocol.testing import RecordFactory
+from protocol.validation import META_TOPIC, parse_record, project_topic
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``seconds``."""
+    with trio.fail_after(seconds):
+        while not predicate():  # noqa: ASYNC110 - state changes in other tasks, no event
+            await trio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, name: str, *, bootstrap: list[str] = (), **options: object
+) -> AsyncIterator[Node]:
+    home = Home(tmp_path / name)
+    home.init()
+    opts = NodeOptions(
+        listen=[LOOPBACK], bootstrap=list(bootstrap), api=None, mdns=False, **options
+    )
+    async with open_node(home, opts) as node:
+        yield node
+
+
+def addr(node: Node) -> str:
+    return node.transport.listen_addrs()[0]
+
+
+def ids(node: Node) -> set[bytes]:
+    return {i for scope in node.store.scopes() for _, i in node.store.items(scope)}
+
+
+async def test_gossip_reaches_a_line_of_nodes(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(running(tmp_path, "a"))
+            b = await stack.enter_async_context(running(tmp_path, "b", bootstrap=[addr(a)]))
+            c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(b)]))
+            await wait_until(lambda: len(b.transport.connected_peers()) == 2)
+            await wait_until(lambda: a.transport.mesh_peers(META_TOPIC) != [])
+            await wait_until(lambda: c.transport.mesh_peers(META_TOPIC) != [])
+            project = await a.author("project", {"name": "Wikispeed"})
+            await wait_until(lambda: c.store.has(project.id))
+            # The new project's topic is subscribed on every node; a contribution follows it.
+            topic = project_topic(project.id)
+            await wait_until(lambda: all(topic in n._subscribed for n in (a, b, c)))
+            await wait_until(
+                lambda: c.transport.mesh_peers(topic) != [],
+            )
+            contribution = await c.author(
+                "contribution",
+                {"project": project.id.hex(), "type": "code", "title": "Engine", "minutes": 90},
+            )
+            await wait_until(lambda: a.store.has(contribution.id))
+            assert a.views.ledger(project.id.hex())[0]["id"] == contribution.id.hex()
+            assert a.metrics.total("commons_published_total") >= 1
+
+
+async def test_forged_record_is_refused_and_not_forwarded(tmp_path: Path) -> None:
+    """A hostile peer gossips a record with a broken signature to B; C never sees it."""
+    factory = RecordFactory()
+    good = factory.project("mallory", name="Honest")
+    raw = bytearray(factory.project("mallory", name="Forged").raw)
+    sig_at = raw.find(b"\xa3sig\xc4\x40") + 6  # the 64 signature bytes follow this header
+    raw[sig_at + 10] ^= 0x01
+    forged = bytes(raw)
+    with pytest.raises(InvalidRecord) as info:
+        parse_record(forged, now_ms=None)
+    assert info.value.code == "bad-signature"
+
+    with trio.fail_after(40):
+        async with AsyncExitStack() as stack:
+            b = await stack.enter_async_context(running(tmp_path, "b"))
+            c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(b)]))
+            config = TransportConfig(seed=factory.key("mallory").seed, listen=(LOOPBACK,))
+            evil = await stack.enter_async_context(open_transport(config))
+            await evil.subscribe(META_TOPIC)
+            await evil.connect(addr(b))
+            await wait_until(lambda: len(b.transport.connected_peers()) == 2)
+            await wait_until(lambda: evil.peer_id in b.transport.mesh_peers(META_TOPIC), 15)
+            await wait_until(lambda: b.peer_id in c.transport.mesh_peers(META_TOPIC), 15)
+            await evil.publish(META_TOPIC, forged)
+            await evil.publish(META_TOPIC, good.raw)
+            await wait_until(lambda: c.store.has(good.id))
+            assert not b.store.has(_id(forged))
+            assert not c.store.has(_id(forged))
+            assert b.metrics.get("commons_gossip_rejected_total", reason="bad-signature") == 1
+            # The node keeps serving: a record authored on B still reaches C.
+            project = await b.author("project", {"name": "Still here"})
+            await wait_until(lambda: c.store.has(project.id))
+
+
+def _id(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+async def test_partition_heals_by_reconciliation(tmp_path: Path) -> None:
+    with trio.fail_after(40):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(running(tmp_path, "a"))
+            b = await stack.enter_async_context(running(tmp_path, "b", bootstrap=[addr(a)]))
+            await wait_until(lambda: len(a.transport.connected_peers()) == 1)
+            project = await a.author("project", {"name": "Shared"})
+            await wait_until(lambda: b.store.has(project.id))
+            # Partition: no connection, and no redialling meanwhile.
+            b.service.target_peers = 0
+            await b.transport.disconnect(a.peer_id)
+            await wait_until(lambda: not a.transport.connected_peers())
+            made: list[Record] = []
+            for i in range(20):
+                for node in (a, b):
+                    made.append(
+                        await node.author(
+                            "contribution",
+                            {
+                                "project": project.id.hex(),
+                                "type": "docs",
+                                "title": f"{node.peer_id[-4:]} #{i}",
+                            },
+                        )
+                    )
+            assert ids(a) != ids(b)
+            # Heal: reconnect; the dialling side reconciles at once.
+            await b.transport.connect(addr(a))
+            b.service.target_peers = 8
+            result = await b.sync_now()
+            assert result["peers"] == 1
+            await wait_until(lambda: ids(a) == ids(b))
+            assert all(a.store.has(r.id) and b.store.has(r.id) for r in made)
+            assert a.views.shares(project.id.hex()) == b.views.shares(project.id.hex())
+
+
+async def test_follow_only_some_projects(tmp_path: Path) -> None:
+    with trio.fail_after(40):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(running(tmp_path, "a"))
+            p1 = await a.author("project", {"name": "One"})
+            p2 = await a.author("project", {"name": "Two"})
+            c1 = await a.author(
+                "contribution", {"project": p1.id.hex(), "type": "code", "title": "in one"}
+            )
+            c2 = await a.author(
+                "contribution", {"project": p2.id.hex(), "type": "code", "title": "in two"}
+            )
+            f = await stack.enter_async_context(
+                running(tmp_path, "f", bootstrap=[addr(a)], follow=[p1.id])
+            )
+            await wait_until(lambda: f.store.has(c1.id), 15)
+            # Both genesis records travel in the meta scope; only project one's records come.
+            assert f.store.has(p1.id)
+            assert f.store.has(p2.id)
+            assert not f.store.has(c2.id)
+            # Live gossip respects the follow list too.
+            await wait_until(lambda: project_topic(p1.id) in f._subscribed)
+            assert project_topic(p2.id) not in f._subscribed
+            await wait_until(lambda: f.peer_id in a.transport.mesh_peers(project_topic(p1.id)), 15)
+            c3 = await a.author(
+                "contribution", {"project": p1.id.hex(), "type": "docs", "title": "later"}
+            )
+            c4 = await a.author(
+                "contribution", {"project": p2.id.hex(), "type": "docs", "title": "later"}
+            )
+            await wait_until(lambda: f.store.has(c3.id))
+            result = await f.sync_now()
+            assert result["peers"] == 1
+            assert not f.store.has(c4.id)

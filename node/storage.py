@@ -8,8 +8,10 @@ of the process (SIGKILL, OOM) but also a kernel panic or a power cut. ``NORMAL``
 a process crash too (the log is written before the commit returns; only the fsync is deferred
 to the next checkpoint) but may lose the last commits on power loss, which breaks the promise
 "acknowledged means durable" on exactly the laptops and small boards nodes run on. The price is
-one fsync per transaction, not per record, so callers batch (see the figures in the tests and
-the design notes). ``synchronous="NORMAL"`` stays available for benchmarks and throwaway stores.
+one fsync per transaction, not per record, so callers batch: measured on the development VM, a
+one-record commit costs 0.2 to 2 ms at FULL (the fsync) against 0.06 ms at NORMAL, while from
+100 records a batch the two are alike (about 50,000 records/s; 70,000 to 100,000 at 1,000).
+``synchronous="NORMAL"`` stays available for benchmarks and throwaway stores.
 
 Threading. One connection, opened with ``check_same_thread=False``, and one ``threading.Lock``
 taken by every public method for its whole duration: the node may call the store from the trio
@@ -24,7 +26,8 @@ arrived on this node) with a unique index on the 32-byte id; a ``WITHOUT ROWID``
 the random id measured 15 % larger and four times slower to fill, because every insert lands on
 a random page. Scopes ("meta" or a project id in hex) are numbered in a small ``scopes`` table,
 and ``records.scope`` and ``records.project`` hold those numbers: storing the 64-character hex
-in the row and in two indexes cost about 40 % more bytes per record. ``records.project`` is the
+in the row and in two indexes cost over a third more bytes per record (100,000 contributions
+of 252 bytes each take 524 bytes a record on disk with this layout). ``records.project`` is the
 project a record concerns: its ``project`` key, or, for a genesis, its own id (so one index
 lookup yields a project's whole history), and NULL for a profile.
 

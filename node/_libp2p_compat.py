@@ -12,6 +12,7 @@ import contextvars
 import functools
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,27 +50,30 @@ _libp2p_logger = logging.getLogger("libp2p")
 _libp2p_logger.propagate = True
 _libp2p_logger.setLevel(logging.WARNING)
 
-# libp2p logs these at ERROR for expected events: a peer lacks a protocol, is offline, churns.
+# libp2p logs these at ERROR for expected events: a peer lacks a protocol, is offline, or
+# closes the connection (churn, our bans, shutdown). They are demoted to DEBUG.
 _EXPECTED_ERRORS = {
-    "libp2p.host.basic_host": ("Failed to open stream",),
-    "libp2p.transport.tcp.tcp": ("Failed to open TCP stream",),
+    "libp2p.host.basic_host": r"Failed to open stream",
+    "libp2p.transport.tcp.tcp": r"Failed to open TCP stream",
+    "libp2p.protocol_muxer.multiselect_client": r"MultiselectClient handshake: \w+ failed",
+    "libp2p.stream_muxer.yamux.yamux": r"Error in handle_incoming for peer \S+: ConnectionClosed",
 }
 
 
 class _DemoteExpectedErrors(logging.Filter):
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
+    def __init__(self, pattern: str) -> None:
         super().__init__()
-        self._prefixes = prefixes
+        self._pattern = re.compile(pattern)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith(self._prefixes):
+        if record.levelno >= logging.ERROR and self._pattern.match(str(record.msg)):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
 
-for _name, _prefixes in _EXPECTED_ERRORS.items():
-    logging.getLogger(_name).addFilter(_DemoteExpectedErrors(_prefixes))
+for _name, _pattern in _EXPECTED_ERRORS.items():
+    logging.getLogger(_name).addFilter(_DemoteExpectedErrors(_pattern))
 
 # libp2p's validation cache (300 s, rejects included) is keyed by message id, which for us is
 # the payload hash: blind to the topic, and it would hide repeat offenders from our reject

@@ -74,6 +74,8 @@ UNPUBLISHED_BATCH = 500
 MAX_SUBSCRIPTIONS = 250
 #: Seconds between service ticks.
 TICK = 0.5
+#: Seconds between checks for projects that need a topic subscription.
+SUBSCRIPTION_REFRESH = 10.0
 #: Seconds given to the API server to stop.
 API_SHUTDOWN = 2.0
 
@@ -401,9 +403,21 @@ class Node:
                 self.service.add_address(full, peer=info.peer_id)
 
     async def _ticker(self) -> None:
+        next_refresh = trio.current_time() + SUBSCRIPTION_REFRESH
         while True:
-            self._execute(self.service.tick(trio.current_time()))
+            now = trio.current_time()
+            self._execute(self.service.tick(now))
+            if now >= next_refresh:
+                next_refresh = now + SUBSCRIPTION_REFRESH
+                self._refresh_subscriptions()
             await trio.sleep(TICK)
+
+    def _refresh_subscriptions(self) -> None:
+        """Subscribe to projects that reached the store some other way (``commons import``
+        while the node runs writes to the store directly)."""
+        for pid in self.store.project_ids():
+            if self.follows(pid):
+                self._queue_subscribe(project_topic(pid))
 
     # ---------------------------------------------------------------------------- status
 

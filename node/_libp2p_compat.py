@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import multiaddr
 import trio
@@ -56,7 +56,9 @@ _EXPECTED_ERRORS = {
     "libp2p.host.basic_host": r"Failed to open stream",
     "libp2p.transport.tcp.tcp": r"Failed to open TCP stream",
     "libp2p.protocol_muxer.multiselect_client": r"MultiselectClient handshake: \w+ failed",
-    "libp2p.stream_muxer.yamux.yamux": r"Error in handle_incoming for peer \S+: ConnectionClosed",
+    "libp2p.stream_muxer.yamux.yamux": (
+        r"Error in handle_incoming for peer \S+: (ConnectionClosed|ClosedResource)"
+    ),
 }
 
 
@@ -227,12 +229,14 @@ def build_host(
 
 async def run_mdns(
     host: IHost,
+    addrs: list[str],
     interfaces: tuple[str, ...],
     on_found: Callable[[str, list[str]], None],
     *,
     task_status: Any = trio.TASK_STATUS_IGNORED,  # trio-stubs (via libp2p) lacks TaskStatus
 ) -> None:
-    """Announce ``host`` and report peers found by mDNS until cancelled; never dials.
+    """Announce ``addrs`` (dialable, wildcards expanded) for ``host`` and report peers found by
+    mDNS until cancelled; never dials.
 
     We assemble libp2p's broadcaster and listener ourselves instead of ``enable_mDNS=True``:
     ``new_host`` builds ``Zeroconf()`` on every interface with no way to choose, and its
@@ -252,17 +256,14 @@ async def run_mdns(
     def start() -> tuple[Zeroconf, PeerBroadcaster, PeerListener]:
         zc = Zeroconf(interfaces=list(interfaces)) if interfaces else Zeroconf()
         name = f"{stringGen(63)}.{SERVICE_TYPE}"
-        port = next(
-            (int(p) for a in host.get_transport_addrs() if (p := a.value_for_protocol("tcp"))),
-            0,
-        )
+        tcp_ports = (multiaddr.Multiaddr(a).value_for_protocol("tcp") for a in addrs)
         broadcaster = PeerBroadcaster(
             zeroconf=zc,
             service_type=SERVICE_TYPE,
             service_name=name,
             peer_id=str(own_id),
-            port=port,
-            host=host,
+            port=int(next((p for p in tcp_ports if p), 0)),
+            listen_addrs=addrs,  # not host=: it would announce 0.0.0.0 for a wildcard listen
         )
         listener = PeerListener(
             peerstore=host.get_peerstore(),
@@ -312,12 +313,41 @@ async def close_listeners(host: IHost) -> None:
             logger.debug("closing a listener: %r", exc)
 
 
-def flatten_group(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    """The leaves of nested exception groups (libp2p nests several nurseries)."""
+def full_queues(pubsub: Pubsub, high_water: int, stuck: set[ID]) -> list[ID]:
+    """Peers (not in ``stuck``) whose outbound RPC queue holds ``high_water`` or more RPCs.
+
+    Forgets, in ``stuck``, peers that left or whose queue has drained since.
+    """
+    queues = pubsub.peer_queues
+    stuck.difference_update([p for p in stuck if p not in queues or len(queues[p]) == 0])
+    return [p for p, q in list(queues.items()) if len(q) >= high_water and p not in stuck]
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     leaves: list[BaseException] = []
     for inner in group.exceptions:
-        if isinstance(inner, BaseExceptionGroup):
-            leaves.extend(flatten_group(inner))
-        else:
-            leaves.append(inner)
+        leaves.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
     return leaves
+
+
+def raise_unwrapped(group: BaseExceptionGroup[Any], error: type[Exception]) -> NoReturn:
+    """Re-raise one exception for the groups that libp2p's nested nurseries build.
+
+    A single non-libp2p exception (the caller's own, or Cancelled) leaves as itself; libp2p
+    exceptions become ``error``; a mix of several leaves as one ``error`` unless something in
+    it is not an Exception (KeyboardInterrupt...), in which case the group stays a group.
+    """
+    leaves = _leaves(group)
+    real = [e for e in leaves if not isinstance(e, trio.Cancelled)] or leaves
+    if len(real) == 1 and not type(real[0]).__module__.startswith("libp2p"):
+        leaf = real[0]
+        context = leaf.__context__
+        try:
+            raise leaf
+        finally:  # keep the leaf's own context rather than the group we unwrapped
+            leaf.__context__ = context
+    if len(real) == 1:
+        raise error(f"libp2p failed: {type(real[0]).__name__}: {real[0]}") from group
+    if all(isinstance(e, Exception) for e in real):
+        raise error(f"libp2p failed with {len(real)} errors: {real!r}") from group
+    raise group

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -40,6 +41,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.utils.address_validation import expand_wildcard_address
 
 from node import _libp2p_compat as compat
 
@@ -294,7 +296,7 @@ class Transport:
         self._blocked_deliveries = 0
         self._inbound_streams = 0
         self._connections: dict[str, int] = {}
-        self._stuck_queues: set[ID] = set()
+        self._stuck: set[ID] = set()  # peers whose queue did not drain in time
         self._rejects: dict[str, deque[float]] = {}
         self._banned_until: dict[str, float] = {}
         pubsub.on_delivered = self._deliver
@@ -303,8 +305,10 @@ class Transport:
     # ----- connections -------------------------------------------------------------------
 
     def listen_addrs(self) -> list[str]:
-        """The actual listen addresses (with the chosen port), each ending in /p2p/<id>."""
-        return [str(a) for a in self._host.get_addrs()]
+        """The actual listen addresses (with the chosen port), each ending in /p2p/<id>; a
+        wildcard (0.0.0.0, ::) is expanded to this machine's interface addresses."""
+        addrs = self._host.get_transport_addrs()
+        return _dialable(self.peer_id, [str(e) for a in addrs for e in expand_wildcard_address(a)])
 
     async def connect(self, maddr: str) -> str:
         """Dial ``maddr``, which must end in /p2p/<id>, and return that peer id.
@@ -515,26 +519,14 @@ class Transport:
             self.stats.bytes_published += len(data)
 
     async def _wait_for_queue_room(self) -> None:
-        # libp2p's publish never yields and its per-peer queues drop on full: a burst of
-        # 200 publishes delivered 17. Wait for the senders, but not for a stuck peer.
+        # libp2p's publish never yields and its per-peer queues drop RPCs when full: a burst
+        # of 200 publishes delivered 17 of them. Wait for the senders, not for a stuck peer.
         await trio.lowlevel.checkpoint()
         deadline = trio.current_time() + MAX_PUBLISH_WAIT_SECONDS
-        while True:
-            queues = self._pubsub.peer_queues
-            self._stuck_queues.intersection_update(queues)
-            full = [
-                pid
-                for pid, queue in list(queues.items())
-                if len(queue) >= PUBLISH_QUEUE_HIGH_WATER and pid not in self._stuck_queues
-            ]
-            self._stuck_queues.difference_update(
-                pid for pid in list(self._stuck_queues) if len(queues[pid]) == 0
-            )
-            if not full:
-                return
+        while full := compat.full_queues(self._pubsub, PUBLISH_QUEUE_HIGH_WATER, self._stuck):
             if trio.current_time() >= deadline:
                 self.stats.publish_waits_expired += 1
-                self._stuck_queues.update(full)
+                self._stuck.update(full)
                 return
             await trio.sleep(PUBLISH_POLL_SECONDS)
 
@@ -618,20 +610,21 @@ class Transport:
             channel.close()
 
 
-def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
-    """One exception out of the groups that libp2p's nested nurseries build."""
-    leaves = compat.flatten_group(group)
-    real = [e for e in leaves if not isinstance(e, trio.Cancelled)] or leaves
-    if len(real) == 1:
-        if not type(real[0]).__module__.startswith("libp2p"):
-            return real[0]
-        mapped = TransportError(f"libp2p failed: {type(real[0]).__name__}: {real[0]}")
-    elif all(isinstance(e, Exception) for e in real):
-        mapped = TransportError(f"libp2p failed with {len(real)} errors: {real!r}")
-    else:
-        return group
-    mapped.__cause__ = group
-    return mapped
+def _check_ports_free(listen: list[multiaddr.Multiaddr]) -> None:
+    # libp2p listens with SO_REUSEPORT, so a second node on the same port starts "fine" and
+    # the kernel then splits inbound connections between the two. A plain bind detects it.
+    for addr in listen:
+        names = [p.name for p in addr.protocols()]
+        family = "ip6" if "ip6" in names else "ip4" if "ip4" in names else None
+        if family is None or "tcp" not in names or int(addr.value_for_protocol("tcp")) == 0:
+            continue
+        ip, port = addr.value_for_protocol(family), int(addr.value_for_protocol("tcp"))
+        with socket.socket(socket.AF_INET6 if family == "ip6" else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((str(ip), port))
+            except OSError as exc:
+                raise TransportError(f"cannot listen on {addr}: {exc.strerror}") from exc
 
 
 @asynccontextmanager
@@ -646,6 +639,7 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
         listen = [multiaddr.Multiaddr(a) for a in config.listen]
     except Exception as exc:
         raise ValueError(f"bad listen multiaddr in {config.listen!r}") from exc
+    _check_ports_free(listen)
     host, gossip, pubsub = compat.build_host(
         seed=config.seed,
         max_connections=config.max_connections,
@@ -675,6 +669,7 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
                         await nursery.start(
                             compat.run_mdns,
                             host,
+                            transport.listen_addrs(),
                             config.mdns_interfaces,
                             transport._on_discovered,
                         )
@@ -688,11 +683,4 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
                     scope.deadline = trio.current_time() + SHUTDOWN_TIMEOUT_SECONDS
                     await transport._shutdown()
     except BaseExceptionGroup as group:
-        leaf = _unwrap(group)
-        if leaf is group:
-            raise
-        context = leaf.__context__
-        try:
-            raise leaf
-        finally:  # keep the leaf's own context rather than the group we unwrapped
-            leaf.__context__ = context
+        compat.raise_unwrapped(group, TransportError)

@@ -21,7 +21,18 @@ Nothing here does I/O. A session is driven the way h11 drives HTTP::
 
 The initiator gathers ``have`` (ids we have and the peer lacks) and ``need`` (ids the peer has
 and we lack) over the whole session; ``drain()`` hands over what was gathered since the last
-call, for callers that act round by round. A responder learns nothing: it only answers.
+call, for callers that act round by round; each id is reported once per session. A responder
+learns nothing: it only answers.
+
+Frame size limit: with ``frame_size_limit`` set, no message built is longer. When a message
+would overflow, it ends instead with one fingerprint for everything from there to infinity,
+which the peer splits again next round (the reference's scheme; it can revisit ranges settled
+earlier, which is why have/need are de-duplicated). Peers may use different limits.
+
+Versions: a responder answers a message of another version (first byte 0x60..0x6F other than
+0x61) with the single byte 0x61, as the spec asks; an initiator that receives another version
+raises ``NegentropyError("unsupported-version")``. A first byte outside 0x60..0x6F is
+``bad-version`` on either side.
 
 Errors: malformed or oversized input from the peer raises ``NegentropyError`` (and only that),
 with one of the ``code`` values listed in ``ERROR_CODES``; calling code that breaks the rules

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import ClassVar, Final, TypeAlias
 
 from protocol import codec
@@ -52,6 +52,9 @@ MAX_RECORD_SIZE: Final = codec.MAX_SIZE
 MAX_TIMESTAMP: Final = 2**63 - 1
 #: Prepended, with one zero byte, to the unsigned record's encoding before signing.
 SIGNING_DOMAIN: Final = b"commons-record-v1\x00"
+_SIG_HEADER: Final = b"\xa3sig\xc4\x40"
+_TS_KEY: Final = b"\xa2ts"
+_V_ENTRY: Final = b"\xa1v\x01"
 #: The shortest id prefix tools accept, in hex characters.
 MIN_PREFIX_LENGTH: Final = 8
 
@@ -488,8 +491,12 @@ class Record:
     project: bytes | None = None
     raw: bytes = field(init=False, repr=False, compare=False)
     id: bytes = field(init=False, compare=False)
+    #: The canonical bytes this record was decoded from, when it was: ``codec.decode``
+    #: accepts only canonical input and every field is kept, so encoding again would only
+    #: reproduce them. Internal to the decoders of this module; leave it unset.
+    _canonical: InitVar[bytes | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, _canonical: bytes | None) -> None:
         kind = getattr(type(self.body), "KIND", None)
         if kind not in _BODY_CLASSES or not isinstance(self.body, _BODY_CLASSES[kind]):
             raise InvalidRecord("bad-type:body", "body must be one of the record body classes")
@@ -519,7 +526,7 @@ class Record:
             and self.author in body.coauthors
         ):
             raise InvalidRecord("coauthor-is-author", "the author cannot also be a coauthor")
-        raw = codec.encode(self.to_value())
+        raw = codec.encode(self.to_value()) if _canonical is None else _canonical
         if len(raw) > MAX_RECORD_SIZE:
             raise InvalidRecord("too-large", f"{len(raw)} bytes, the limit is {MAX_RECORD_SIZE}")
         object.__setattr__(self, "raw", raw)
@@ -555,11 +562,25 @@ class Record:
         return out
 
     def signing_input(self) -> bytes:
-        return signing_input(self.unsigned_value())
+        """The signed bytes, cut out of ``raw``: the same map without its ``sig`` entry.
+
+        In canonical order the entries end ``sig``, ``ts``, ``v``, so the ``sig`` entry sits
+        at a known offset from the end, and the map header (a fixmap) loses one entry.
+        """
+        raw = self.raw
+        end = len(raw) - len(_V_ENTRY) - len(_TS_KEY) - len(codec.encode(self.ts))
+        start = end - len(_SIG_HEADER) - SIGNATURE_SIZE
+        if raw[start : start + len(_SIG_HEADER)] != _SIG_HEADER:  # pragma: no cover
+            return signing_input(self.unsigned_value())
+        return SIGNING_DOMAIN + bytes((raw[0] - 1,)) + raw[1:start] + raw[end:]
 
     @classmethod
-    def from_value(cls, value: codec.Value) -> Record:
-        """Build a record from a decoded map; the signature is not checked here."""
+    def from_value(cls, value: codec.Value, canonical: bytes | None = None) -> Record:
+        """Build a record from a decoded map; the signature is not checked here.
+
+        ``canonical``: the bytes ``value`` was decoded from by :func:`protocol.codec.decode`
+        (which accepts only canonical input), so they need not be encoded again.
+        """
         if not isinstance(value, dict):
             raise InvalidRecord("not-a-map", "a record is a MessagePack map")
         for key in value:
@@ -582,6 +603,7 @@ class Record:
             project=value.get("project"),  # type: ignore[arg-type]
             body=body_class.from_value(value["body"]),
             sig=value["sig"],  # type: ignore[arg-type]
+            _canonical=canonical,
         )
 
 
@@ -607,7 +629,7 @@ def decode_trusted(raw: bytes) -> Record:
 
     Checks structure and canonical form but not the signature.
     """
-    return Record.from_value(codec.decode(raw))
+    return Record.from_value(codec.decode(raw), bytes(raw))
 
 
 def record_id(raw: bytes) -> bytes:

@@ -130,7 +130,7 @@ def parse_record(raw: bytes, *, now_ms: int | None, verify_sig: bool = True) -> 
         raise InvalidRecord("too-large", f"{len(raw)} bytes, the limit is {codec.MAX_SIZE}")
     # ``Record`` checks every rule of sections 1-4 that does not need the clock or the
     # signature, including ``coauthor-is-author``, which spans the record and its body.
-    record = Record.from_value(codec.decode(raw))
+    record = Record.from_value(codec.decode(raw), raw)
     if now_ms is not None and record.ts > now_ms + MAX_CLOCK_SKEW_MS:
         ahead = (record.ts - now_ms) / 60_000
         raise InvalidRecord(

@@ -52,7 +52,7 @@ def libp2p_peer_id(seed: bytes) -> str:
 
 def config(i: int, **overrides: Any) -> TransportConfig:
     seed = hashlib.sha256(b"transport-test-%d" % i).digest()
-    return TransportConfig(seed=seed, listen=("/ip4/127.0.0.1/tcp/0",), **overrides)
+    return TransportConfig(**{"seed": seed, "listen": ("/ip4/127.0.0.1/tcp/0",), **overrides})
 
 
 async def wait_until(predicate: Callable[[], bool]) -> None:
@@ -122,6 +122,36 @@ async def test_connect_peer_id_and_connected_peers() -> None:
             assert a.stats.connects == 2
 
 
+async def _propose(stream: trio.SocketStream, protocol: str) -> str:
+    """One multistream-select round: propose ``protocol``, return the listener's answer."""
+
+    async def read_message() -> str:
+        data = b""
+        while len(data) < 1 or len(data) < 1 + data[0]:  # lengths here are < 128: one byte
+            chunk = await stream.receive_some(1)
+            assert chunk, "the listener closed the connection"
+            data += chunk
+        return data[1:].decode().rstrip("\n")
+
+    line = f"{protocol}\n".encode()
+    await stream.send_all(bytes([len(line)]) + line)
+    return await read_message()
+
+
+async def test_only_noise_is_offered_to_dialers() -> None:
+    # Speak multistream-select by hand, as a dialer choosing a security protocol would.
+    with trio.fail_after(10):
+        async with running(config(1)) as (a,):
+            port = int(a.listen_addrs()[0].split("/")[4])
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                assert await _propose(stream, "/multistream/1.0.0") == "/multistream/1.0.0"
+                for insecure in ("/plaintext/2.0.0", "/plaintext/1.0.0", "/tls/1.0.0"):
+                    assert await _propose(stream, insecure) == "na"
+                assert await _propose(stream, "/secio/1.0.0") == "na"
+                assert await _propose(stream, "/noise") == "/noise"
+
+
 async def test_connect_failures_raise_transport_error() -> None:
     with trio.fail_after(10):
         async with running(config(1), config(2)) as (a, b):
@@ -136,6 +166,20 @@ async def test_connect_failures_raise_transport_error() -> None:
                 await a.connect(f"/ip4/127.0.0.1/tcp/{port_free}/p2p/{b.peer_id}")
             assert a.stats.dial_failures == 1
             assert a.connected_peers() == []
+
+
+async def test_a_port_in_use_is_refused_and_free_again_after_exit() -> None:
+    with trio.fail_after(10):
+        async with running(config(1)) as (a,):
+            port = a.listen_addrs()[0].split("/")[4]
+            fixed = config(2, listen=(f"/ip4/127.0.0.1/tcp/{port}",))
+            # libp2p listens with SO_REUSEPORT: without our check, this would start and
+            # share the port (and the inbound connections) with A.
+            with pytest.raises(TransportError, match="in use"):
+                async with running(fixed):
+                    pass
+        async with running(fixed) as (b,):
+            assert b.listen_addrs()[0].split("/")[4] == port
 
 
 async def test_gossip_crosses_a_line_and_dedups_by_content() -> None:
@@ -155,8 +199,10 @@ async def test_gossip_crosses_a_line_and_dedups_by_content() -> None:
 
 
 async def test_validator_rejects_are_not_delivered_or_forwarded() -> None:
+    seen: list[tuple[str, bytes, str]] = []
+
     def validator_b(topic: str, data: bytes, from_peer: str) -> bool:
-        assert topic == TOPIC
+        seen.append((topic, data, from_peer))
         if b"raise" in data:
             raise KeyError("a bug in the validator")
         return b"forged" not in data
@@ -171,6 +217,7 @@ async def test_validator_rejects_are_not_delivered_or_forwarded() -> None:
             assert b.stats.messages_rejected == 2
             assert b.stats.validator_errors == 1
             assert c.stats.messages_rejected == 0  # C never saw the bad ones
+            assert seen[0] == (TOPIC, b"forged record", a.peer_id)
 
             # Our own validator runs on our publishes too: a reject raises, nobody receives.
             with pytest.raises(PublishRejected):

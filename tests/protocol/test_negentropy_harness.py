@@ -56,11 +56,8 @@ class Harness:
     def close(self) -> str:
         """Stop the process; return its stderr."""
         self.watchdog.cancel()
-        assert self.proc.stdin is not None
-        if not self.proc.stdin.closed:
-            self.proc.stdin.close()
         try:
-            _, err = self.proc.communicate(timeout=10)
+            _, err = self.proc.communicate(timeout=10)  # closes stdin: the harness ends
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
@@ -128,8 +125,17 @@ def reconcile(
         (20000, 5, 5, None),  # large, small difference
         (5000, 0, 3000, 4096),  # subset, frames limited
         (9000, 1000, 1000, 60000),
+        (0, 10000, 10000, 60000),  # 20k, disjoint
     ],
-    ids=["empty", "identical", "disjoint", "20k-small-diff", "subset-framed", "10k-mixed"],
+    ids=[
+        "empty",
+        "identical",
+        "disjoint",
+        "20k-small-diff",
+        "subset-framed",
+        "10k-mixed",
+        "20k-disjoint",
+    ],
 )
 def test_two_harnesses_reconcile(
     tmp_path: Path, common: int, only_a: int, only_b: int, limit: int | None

@@ -34,6 +34,7 @@ from protocol.record import (
     record_id,
     resolve_prefix,
     sign_record,
+    signing_input,
 )
 from protocol.signing import verify
 from protocol.testing import EPOCH_MS, RecordFactory, key
@@ -160,6 +161,9 @@ def test_signature_is_over_the_domain_and_the_record_without_sig(record: Record)
     assert sig == record.sig
     expected_input = b"commons-record-v1\x00" + codec.encode(value)
     assert record.signing_input() == expected_input
+    assert signing_input(record.unsigned_value()) == expected_input
+    # Decoded records get the same signed bytes as records built here.
+    assert decode_trusted(record.raw).signing_input() == expected_input
     assert SIGNING_DOMAIN == b"commons-record-v1\x00"
     assert verify(record.author, expected_input, record.sig)
     assert value["v"] == 1

@@ -1,0 +1,158 @@
+"""The local HTTP API of a running node, from outside: auth, bad input, external records."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+from system_harness import NodeProcess, Nodes, wait_connected, wait_until
+
+from protocol.testing import RecordFactory
+
+WRITE_PATHS = [
+    "/api/v1/projects",
+    "/api/v1/projects/{pid}/updates",
+    "/api/v1/projects/{pid}/contributions",
+    "/api/v1/endorsements",
+    "/api/v1/retractions",
+    "/api/v1/profiles",
+    "/api/v1/records",
+    "/api/v1/sync",
+]
+
+
+def _json_error(response: httpx.Response, *statuses: int) -> str:
+    """The response has one of ``statuses`` and a JSON ``{"error": "..."}`` body."""
+    assert response.status_code in statuses, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("error"), str), body
+    assert body["error"], body
+    return str(body["error"])
+
+
+def _post_raw(node: NodeProcess, raw: bytes, *, auth: bool | str = True) -> httpx.Response:
+    return node.request(
+        "POST",
+        "/api/v1/records",
+        auth=auth,
+        content=raw,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+
+def test_api_auth_and_bad_input(nodes: Nodes) -> None:
+    a = nodes.start("alice")
+    b = nodes.start("bob", a)
+    wait_connected(a, b)
+    pid = a.post("/api/v1/projects", {"name": "API"})["id"]
+    before = a.status()["records"]
+
+    # Writes without a token, with a wrong one, or with another scheme: 401, nothing stored.
+    for template in WRITE_PATHS:
+        path = template.format(pid=pid)
+        for auth in (False, "not-the-token", a.token + "x"):
+            response = a.request("POST", path, auth=auth, json={"name": "x"})
+            _json_error(response, 401)
+        response = a.request(
+            "POST", path, json={"name": "x"}, headers={"Authorization": f"Basic {a.token}"}
+        )
+        _json_error(response, 401)
+    # Reads need no token.
+    assert a.get(f"/api/v1/projects/{pid}")["name"] == "API"
+
+    # POST /api/v1/records: garbage, empty, oversized (declared and streamed).
+    _json_error(_post_raw(a, b"\x00garbage\xff" * 10), 422)
+    _json_error(_post_raw(a, b"\xc1\xc1\xc1"), 422)
+    _json_error(_post_raw(a, b""), 422)
+    _json_error(_post_raw(a, b"\x00" * 70_000), 413, 422)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(70):
+            yield b"\x01" * 1000
+
+    streamed = a.request(
+        "POST",
+        "/api/v1/records",
+        auth=True,
+        content=chunks(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    _json_error(streamed, 413, 422)
+
+    # POST /api/v1/projects: invalid JSON 400, not an object 400, a 101-byte name 422,
+    # unknown fields 422, an oversized JSON body 413.
+    def post(path: str, body: object) -> httpx.Response:
+        return a.request("POST", path, auth=True, json=body)
+
+    bad_json = a.request(
+        "POST",
+        "/api/v1/projects",
+        auth=True,
+        content=b"{nope",
+        headers={"Content-Type": "application/json"},
+    )
+    _json_error(bad_json, 400)
+    _json_error(post("/api/v1/projects", ["a list"]), 400)
+    _json_error(post("/api/v1/projects", {"name": "n" * 101}), 422)
+    _json_error(post("/api/v1/projects", {"name": "é" * 51}), 422)  # 102 bytes
+    _json_error(post("/api/v1/projects", {}), 422)
+    _json_error(post("/api/v1/projects", {"name": "x", "colour": "red"}), 422)
+    _json_error(post("/api/v1/projects", {"name": "x" * 300_000}), 413)
+    contributions = f"/api/v1/projects/{pid}/contributions"
+    _json_error(post(contributions, {"type": "code", "title": "t", "minutes": "ten"}), 422)
+    _json_error(post(contributions, {"type": "code", "title": "t", "minutes": 1, "hours": 1}), 422)
+    _json_error(post("/api/v1/endorsements", {"record": "deadbeefdeadbeef"}), 404, 422)
+
+    # Reads of what does not exist: 4xx JSON, never a 500.
+    _json_error(a.request("GET", "/api/v1/projects/zzzz"), 400, 404)
+    _json_error(a.request("GET", "/api/v1/projects/deadbeefdeadbeef"), 404)
+    _json_error(a.request("GET", f"/api/v1/projects/{pid}/ledger?limit=many"), 400)
+    _json_error(a.request("GET", f"/api/v1/projects/{pid}/ledger?limit=-1"), 400)
+    _json_error(a.request("GET", "/api/v1/records/0123456789abcdef"), 404)
+    _json_error(a.request("GET", "/api/v1/no/such/thing"), 404)
+    _json_error(a.request("GET", "/nowhere"), 404)
+    _json_error(a.request("DELETE", "/api/v1/status"), 404, 405)
+
+    # Nothing of that was stored, and the node still works.
+    assert a.status()["records"] == before
+    assert a.status()["running"] is True
+    made = a.post(contributions, {"type": "docs", "title": "Still works", "minutes": 5})
+    assert made["kind"] == "contribution"
+    assert a.cli("ledger", pid)[0]["id"] == made["id"]
+
+    # An externally signed record: 201 when new, 200 when held, and it spreads.
+    factory = RecordFactory(now_ms=int(time.time() * 1000))
+    project = factory.project("system-test-maintainer", name="Signed elsewhere")
+    response = _post_raw(a, project.raw)
+    assert response.status_code == 201, response.text
+    assert response.json() == {"id": project.id.hex()}
+    response = _post_raw(a, project.raw)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": project.id.hex()}
+    contribution = factory.contribution(
+        "system-test-contributor", project, title="External", minutes=20
+    )
+    _json_error(_post_raw(a, contribution.raw, auth=False), 401)
+    response = _post_raw(a, contribution.raw)
+    assert response.status_code == 201, response.text
+
+    # A record from an hour ahead is refused, and so is a forged signature.
+    future = RecordFactory(now_ms=int(time.time() * 1000) + 3_600_000).project("x", name="Later")
+    assert "future-timestamp" in _json_error(_post_raw(a, future.raw), 422)
+    forged = bytearray(contribution.raw)
+    at = forged.find(contribution.sig)
+    forged[at + 5] ^= 0x01
+    _json_error(_post_raw(a, bytes(forged)), 422)
+
+    wait_until(
+        lambda: b.has_record(project.id.hex()) and b.has_record(contribution.id.hex()),
+        what="the externally signed records to reach bob",
+    )
+    shown = b.cli("record", "show", contribution.id.hex())
+    assert shown["kind"] == "contribution"
+    assert shown["project"] == project.id.hex()
+    assert [e["id"] for e in b.cli("ledger", project.id.hex())] == [contribution.id.hex()]
+    assert "Traceback" not in a.log()

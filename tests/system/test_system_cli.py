@@ -1,0 +1,204 @@
+"""The ``commons`` command from outside: exit codes, error lines, bundles."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from system_harness import NodeProcess, Nodes, run_cli
+
+from protocol.bundle import encode_bundle
+from protocol.record import Record
+from protocol.testing import RecordFactory
+
+#: The index of the record whose signature is damaged in the test bundle.
+BAD_INDEX = 2
+
+
+def _records() -> list[Record]:
+    factory = RecordFactory(now_ms=int(time.time() * 1000) - 60_000)
+    project = factory.project("cli-maintainer", name="Bundled", maintainers=("cli-reviewer",))
+    first = factory.contribution("cli-contributor", project, title="First", minutes=30)
+    second = factory.contribution("cli-contributor", project, title="Second", minutes=60)
+    third = factory.contribution(
+        "cli-other", project, title="Third", minutes=10, coauthors=("cli-contributor",)
+    )
+    endorsement = factory.endorsement("cli-reviewer", first, weight=2)
+    return [project, first, second, third, endorsement]
+
+
+def _corrupted_bundle(path: Path) -> list[Record]:
+    """A bundle of five good records but one whose signature has a flipped bit."""
+    records = _records()
+    raws = [r.raw for r in records]
+    bad = bytearray(raws[BAD_INDEX])
+    at = bad.find(records[BAD_INDEX].sig)
+    assert at > 0
+    bad[at + 10] ^= 0x40
+    raws[BAD_INDEX] = bytes(bad)
+    path.write_bytes(encode_bundle(raws))
+    return records
+
+
+def _usage_error(home: NodeProcess, *args: str) -> None:
+    result = home.run(*args, json=False, expect=2)
+    assert len(result.error_lines) == 1, result.describe()
+    assert result.stdout == "", result.describe()
+
+
+def test_cli_errors(nodes: Nodes) -> None:
+    home = nodes.home("alice")
+    pid = home.cli("project", "create", "Errors")["id"]
+    count = home.cli("status")["records"]
+    assert count == 1
+
+    # Wrong usage: exit 2, one error line.
+    _usage_error(home)
+    _usage_error(home, "frobnicate")
+    _usage_error(home, "contribute")
+    _usage_error(home, "contribute", pid, "--type", "code")
+    _usage_error(home, "contribute", pid, "--type", "code", "--title", "t", "--minutes", "ten")
+    _usage_error(
+        home, "contribute", pid, "--type", "code", "--title", "t", "--minutes", "1", "--hours", "1"
+    )
+    _usage_error(home, "ledger", pid, "--limit", "many")
+    _usage_error(home, "endorse", "abcdef12", "--weight")
+    _usage_error(home, "project")
+    _usage_error(home, "project", "create")
+    _usage_error(home, "node", "run", "--log-level", "loud")
+    _usage_error(home, "status", "--bogus")
+
+    # Failed operations: exit 1, one error line (checked by the harness), no traceback.
+    for args in [
+        ("ledger", "deadbeefdeadbeef"),
+        ("shares", "deadbeefdeadbeef"),
+        ("project", "show", "deadbeefdeadbeef"),
+        ("record", "show", "deadbeefdeadbeef"),
+        ("ledger", "xyz"),
+        ("ledger", pid, "--limit", "-1"),
+        ("peers",),
+        ("sync",),
+        ("contribute", "deadbeefdeadbeef", "--type", "code", "--title", "t"),
+        ("contribute", pid, "--type", "code", "--title", "t", "--minutes", "-5"),
+        ("contribute", pid, "--type", "code", "--title", "t", "--coauthor", "not-a-peer"),
+        ("endorse", pid),  # a project is not a contribution
+        ("endorse", "deadbeefdeadbeef"),
+        ("retract", "deadbeefdeadbeef"),
+        ("project", "create", "n" * 101),
+        ("project", "update", pid),  # nothing to update
+        ("import", str(nodes.root / "missing.bundle")),
+        ("verify", str(nodes.root / "missing.bundle")),
+    ]:
+        for as_json in (True, False):
+            result = home.run(*args, json=as_json, expect=1)
+            assert result.error_lines[0].startswith("error: "), result.describe()
+    nowhere = nodes.root / "never-initialised"
+    result = run_cli(nowhere, "status", expect=1, log=nodes.cli_log)
+    assert "init" in result.error_lines[0]
+    assert not (nowhere / "identity.key").exists()
+
+    # A bundle with one damaged record: verify reports it and stores nothing ...
+    bundle = nodes.root / "damaged.bundle"
+    records = _corrupted_bundle(bundle)
+    verified = home.run("verify", str(bundle), expect=1)
+    report = verified.value
+    assert set(report) == {"accepted", "duplicates", "rejected"}
+    assert (report["accepted"], report["duplicates"]) == (4, 0)
+    assert [r["index"] for r in report["rejected"]] == [BAD_INDEX]
+    assert "signature" in report["rejected"][0]["error"]
+    assert len(verified.error_lines) == 1
+    assert home.cli("status")["records"] == count
+    text = home.run("verify", str(bundle), json=False, expect=1)
+    assert f"record {BAD_INDEX}" in text.stdout
+
+    # ... import stores the four good ones and reports exactly the damaged one.
+    imported = home.run("import", str(bundle), expect=1)
+    assert imported.value == report
+    assert home.cli("status")["records"] == count + 4
+    held = {r.id.hex() for r in records} - {records[BAD_INDEX].id.hex()}
+    for rid in held:
+        assert home.cli("record", "show", rid)["id"] == rid
+    home.run("record", "show", records[BAD_INDEX].id.hex(), expect=1)
+    again = home.run("import", str(bundle), expect=1).value
+    assert (again["accepted"], again["duplicates"]) == (0, 4)
+    assert [r["index"] for r in again["rejected"]] == [BAD_INDEX]
+
+    # The views of the imported project: the damaged contribution is absent.
+    ledger = home.cli("ledger", records[0].id.hex())
+    assert {e["title"] for e in ledger} == {"First", "Third"}
+
+
+@pytest.mark.parametrize("truncate", [7, 1])
+def test_import_damaged_framing(nodes: Nodes, truncate: int) -> None:
+    """A bundle cut short: the complete records before the damage are kept, the rest reported."""
+    home = nodes.home("alice")
+    count = home.cli("status")["records"]
+    records = _records()
+    data = encode_bundle([r.raw for r in records])[:-truncate]
+    bundle = nodes.root / "cut.bundle"
+    bundle.write_bytes(data)
+    report = home.run("import", str(bundle), expect=1).value
+    assert report["accepted"] == 4
+    assert [r["index"] for r in report["rejected"]] == [4]
+    assert home.cli("status")["records"] == count + 4
+
+
+def test_export_import_roundtrip(nodes: Nodes) -> None:
+    a = nodes.start("alice", display_name="Alice")
+    b = nodes.home("bob", display_name="Bob")  # never runs a node
+
+    pid = a.cli("project", "create", "Roundtrip", "--link", "https://example.org/rt")["id"]
+    only_project = nodes.root / "project.bundle"
+    assert a.cli("export", str(only_project), "--project", pid[:10]) == {"records": 1}
+    assert b.cli("import", str(only_project))["accepted"] == 1
+
+    # Bob contributes offline (coauthored with Alice); his records reach Alice by bundle.
+    mine = b.cli("contribute", pid, "--type", "design", "--title", "Drawings", "--minutes", "120")
+    ours = b.cli(
+        "contribute",
+        pid,
+        "--type",
+        "code",
+        "--title",
+        "Pairing",
+        "--minutes",
+        "60",
+        "--coauthor",
+        a.peer_id,
+    )
+    from_bob = nodes.root / "bob.bundle"
+    assert b.cli("export", str(from_bob))["records"] == 4  # profile, project, 2 contributions
+    imported = a.cli("import", str(from_bob))  # into the running node's store
+    assert imported == {"accepted": 3, "duplicates": 1, "rejected": []}
+    a.cli("endorse", mine["id"], "--weight", "2")
+    a.cli("endorse", ours["id"], "--weight", "5")  # alice is a coauthor: does not count
+    a.cli("contribute", pid, "--type", "docs", "--title", "Manual", "--hours", "1")
+
+    full = nodes.root / "alice.bundle"
+    exported = a.cli("export", str(full))
+    total = a.cli("status")["records"]
+    assert exported == {"records": total}
+    assert total == 8  # 2 profiles, project, 3 contributions, 2 endorsements
+
+    e = nodes.home("erin")
+    assert e.cli("verify", str(full)) == {"accepted": total, "duplicates": 0, "rejected": []}
+    assert e.cli("status")["records"] == 0
+    assert e.cli("import", str(full)) == {"accepted": total, "duplicates": 0, "rejected": []}
+    assert e.cli("status")["records"] == total
+    assert e.cli("import", str(full)) == {"accepted": 0, "duplicates": total, "rejected": []}
+
+    views = a.cli_views(pid)
+    assert e.cli_views(pid) == views
+    assert e.cli("project", "list") == a.cli("project", "list")
+    shares = {s["contributor"]: s for s in views["shares"]}
+    assert shares[b.peer_id]["endorsed_value"] == 240
+    assert shares[b.peer_id]["claimed_minutes"] == 150
+    assert shares[b.peer_id]["share"] == 1
+    assert shares[a.peer_id]["claimed_minutes"] == 90
+    assert shares[a.peer_id]["endorsed_value"] == 0
+    assert views["shares"][0]["contributor"] == b.peer_id
+    assert sorted(e["title"] for e in views["ledger"]) == ["Drawings", "Manual", "Pairing"]
+    assert e.cli("record", "show", mine["id"], "--raw") == a.cli(
+        "record", "show", mine["id"], "--raw"
+    )

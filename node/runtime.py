@@ -376,6 +376,10 @@ class Node:
         except (TransportError, ValueError) as exc:
             log.info("dial %s failed: %s", addr, exc)
             self._execute(self.service.dial_failed(addr, now))
+            failed = _peer_of(addr)
+            if failed is not None:
+                # The address book forgets a peer after repeated failures.
+                self.store.peer_failure(failed, _now_ms())
             return
         self._execute(self.service.dial_succeeded(addr, peer, trio.current_time()))
 

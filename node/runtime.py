@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Whole-session bound on one sync; catch-up of 100,000 records fits well inside it.
 SYNC_TIMEOUT = 600.0
+#: Seconds a peer that broke the sync protocol is refused.
+SYNC_BAN = 300.0
 #: Gossip messages stored per transaction.
 GOSSIP_BATCH = 256
 #: Validated-but-not-yet-stored gossip records kept for the reader (by id).
@@ -140,7 +142,9 @@ class Node:
         self.follow_all = not options.follow
         self.follow_set = set(options.follow)
         self.ingestor = Ingestor(store, now_ms=_now_ms, metrics=self.metrics, accept=self._accept)
-        self.syncer = Syncer(store, self.ingestor, self.metrics, self.hello)
+        self.syncer = Syncer(
+            store, self.ingestor, self.metrics, self.hello, on_misbehaviour=self._misbehaved
+        )
         self.service = Service(
             our_peer=self.peer_id,
             rng=random.Random(),
@@ -286,6 +290,12 @@ class Node:
                 await self._publish_send.send(record)
             if len(records) < UNPUBLISHED_BATCH:
                 return
+
+    def _misbehaved(self, peer: str, exc: ProtocolError) -> None:
+        """A sync peer sent garbage or invalid records: drop it and refuse it for a while."""
+        log.warning("dropping peer %s: it broke the sync protocol (%s)", peer, exc)
+        self.metrics.inc("commons_peers_dropped_total", reason=exc.code.split(":")[0])
+        self.transport.ban(peer, SYNC_BAN)
 
     # ---------------------------------------------------------------------------- authoring
 

@@ -59,6 +59,8 @@ NEG_FRAME_LIMIT = 256 * 1024
 NEG_FRAME_BUDGET = MAX_FRAME - 16 * 1024
 #: A responder serves at most this many negentropy rounds per session.
 MAX_ROUNDS = 64
+#: Error codes that end a session without blaming the peer for misbehaving.
+INNOCENT_CODES = frozenset({"timeout", "closed", "peer-error"})
 #: A responder keeps at most this many scope sessions per sync session.
 MAX_SERVER_SCOPES = 8192
 
@@ -121,11 +123,19 @@ class Syncer:
         ingestor: Ingestor,
         metrics: Metrics,
         hello: Callable[[], Hello],
+        on_misbehaviour: Callable[[str, RemoteProtocolError], None] | None = None,
     ) -> None:
         self.store = store
         self.ingestor = ingestor
         self.metrics = metrics
         self.hello = hello
+        self.on_misbehaviour = on_misbehaviour
+
+    def _blame(self, peer: str, exc: RemoteProtocolError) -> None:
+        """Report a peer that broke the protocol (not one that merely timed out or left)."""
+        if exc.code in INNOCENT_CODES or self.on_misbehaviour is None:
+            return
+        self.on_misbehaviour(peer, exc)
 
     async def _storage(self, scope: str) -> negentropy.Storage:
         items = await trio.to_thread.run_sync(self.store.items, scope)
@@ -148,6 +158,7 @@ class Syncer:
             outcome = "ok"
         except (RemoteProtocolError, NegentropyError) as exc:
             await _send_error(channel, exc)
+            self._blame(stream.peer_id, exc)
             raise
         finally:
             result.bytes_sent = channel.sent
@@ -268,6 +279,7 @@ class Syncer:
         except (RemoteProtocolError, NegentropyError) as exc:
             log.info("sync with %s ended: %s", stream.peer_id, exc)
             await _send_error(channel, exc)
+            self._blame(stream.peer_id, exc)
         except StreamError as exc:
             log.info("sync stream with %s broke: %s", stream.peer_id, exc)
         finally:

@@ -16,6 +16,7 @@ import trio
 from node.home import Home
 from node.runtime import Node, NodeOptions, open_node
 from node.transport import TransportConfig, open_transport
+from protocol import sync
 from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.testing import RecordFactory
@@ -186,3 +187,37 @@ async def test_follow_only_some_projects(tmp_path: Path) -> None:
             result = await f.sync_now()
             assert result["peers"] == 1
             assert not f.store.has(c4.id)
+
+
+async def test_a_sync_peer_sending_garbage_is_dropped(tmp_path: Path) -> None:
+    factory = RecordFactory()
+    raw = bytearray(factory.project("mallory", name="Forged").raw)
+    raw[raw.find(b"\xa3sig\xc4\x40") + 16] ^= 0x01
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            b = await stack.enter_async_context(running(tmp_path, "b"))
+            config = TransportConfig(seed=factory.key("mallory").seed, listen=(LOOPBACK,))
+            evil = await stack.enter_async_context(open_transport(config))
+            await evil.connect(addr(b))
+            stream = await evil.open_stream(b.peer_id, sync.PROTOCOL_ID)
+            await stream.write(sync.encode_frame(sync.Hello(follow_all=True, scopes=("meta",))))
+            reader = sync.FrameReader()
+
+            async def frame() -> sync.Frame:
+                while (f := reader.next_frame()) is None:
+                    reader.feed(await stream.read(65536))
+                return f
+
+            assert isinstance(await frame(), sync.Hello)
+            await stream.write(sync.encode_frame(sync.Push(records=(bytes(raw),))))
+            reply = await frame()
+            assert isinstance(reply, sync.ErrorFrame)
+            assert reply.code == "invalid-record"
+            assert "bad-signature" in reply.message
+            await wait_until(lambda: not b.transport.connected_peers())
+            assert evil.peer_id in b.transport.banned_peers()
+            assert b.store.count() == 0
+            # B keeps serving honest peers.
+            c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(b)]))
+            project = await c.author("project", {"name": "Honest"})
+            await wait_until(lambda: b.store.has(project.id))

@@ -217,7 +217,7 @@ def test_forbidden_types(raw: bytes, why: str) -> None:
 def test_booleans_are_refused_by_encode_too() -> None:
     # The canonical encoder cannot even write them, which is why the tests above use msgpack.
     assert loose(True) == b"\xc3"
-    with pytest.raises(Exception, match="unencodable"):
+    with pytest.raises(LocalProtocolError, match="unencodable"):
         codec.encode(contribution(effort_minutes=True))
 
 

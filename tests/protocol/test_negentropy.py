@@ -221,9 +221,10 @@ def test_storage_sorts_deduplicates_and_searches() -> None:
     assert storage.lower_bound(INFINITY) == 4
     assert storage.lower_bound(0, b"", 2, 3) == 2
     assert repr(storage) == "Storage(<4 items>)"
-    assert Storage([(1, bytearray(a)), (1, memoryview(a))]).ids() == [a]
+    bytes_like: list[Any] = [(1, bytearray(a)), (1, memoryview(a))]
+    assert Storage(bytes_like).ids() == [a]
     with pytest.raises(AttributeError):
-        storage._keys = []  # type: ignore[misc]
+        storage._keys = []
     with pytest.raises(LocalProtocolError):
         storage.fingerprint(3, 2)
     with pytest.raises(LocalProtocolError):
@@ -530,11 +531,11 @@ def test_fuzz_mutated_valid_messages(message: bytes, data: Any) -> None:
     if kind == "truncate":
         mutated = message[: data.draw(st.integers(0, len(message)))]
     elif kind == "flip":
-        mutated = bytearray(message)
+        flipped = bytearray(message)
         for _ in range(data.draw(st.integers(1, 4))):
             at = data.draw(st.integers(0, len(message) - 1))
-            mutated[at] ^= 1 << data.draw(st.integers(0, 7))
-        mutated = bytes(mutated)
+            flipped[at] ^= 1 << data.draw(st.integers(0, 7))
+        mutated = bytes(flipped)
     else:
         at = data.draw(st.integers(0, len(message)))
         mutated = message[:at] + data.draw(st.binary(max_size=12)) + message[at:]

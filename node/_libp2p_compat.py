@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -42,7 +43,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from zeroconf import Zeroconf
 
-logger = logging.getLogger("node.transport")
+logger = logging.getLogger(__name__)
 
 # `import libp2p` sets its logger to propagate=False without handlers, so its warnings bypass
 # the application's logging configuration: re-attach it, at WARNING.
@@ -298,6 +299,26 @@ async def run_mdns(
         peerDiscovery.unregister_peer_discovered_handler(found)
 
 
+def check_ports_free(listen: list[multiaddr.Multiaddr], error: type[Exception]) -> None:
+    """Raise ``error`` if a fixed TCP port in ``listen`` is taken.
+
+    libp2p listens with SO_REUSEPORT, so a second node on the same port starts "fine" and the
+    kernel then splits inbound connections between the two. A plain bind detects it.
+    """
+    for addr in listen:
+        names = [p.name for p in addr.protocols()]
+        family = "ip6" if "ip6" in names else "ip4" if "ip4" in names else None
+        if family is None or "tcp" not in names or int(addr.value_for_protocol("tcp")) == 0:
+            continue
+        ip, port = addr.value_for_protocol(family), int(addr.value_for_protocol("tcp"))
+        with socket.socket(socket.AF_INET6 if family == "ip6" else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((str(ip), port))
+            except OSError as exc:
+                raise error(f"cannot listen on {addr}: {exc.strerror}") from exc
+
+
 async def close_listeners(host: IHost) -> None:
     """Close the host's listening sockets.
 
@@ -330,24 +351,27 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     return leaves
 
 
-def raise_unwrapped(group: BaseExceptionGroup[Any], error: type[Exception]) -> NoReturn:
+def raise_unwrapped(
+    group: BaseExceptionGroup[Any], error: type[Exception], body: BaseException | None
+) -> NoReturn:
     """Re-raise one exception for the groups that libp2p's nested nurseries build.
 
-    A single non-libp2p exception (the caller's own, or Cancelled) leaves as itself; libp2p
-    exceptions become ``error``; a mix of several leaves as one ``error`` unless something in
-    it is not an Exception (KeyboardInterrupt...), in which case the group stays a group.
+    ``body`` is what the caller's ``async with`` block raised, if anything. Alone, it leaves
+    as itself, and so does anything that is not an Exception (Cancelled, KeyboardInterrupt);
+    whatever libp2p raised becomes ``error``, chained to the group.
     """
     leaves = _leaves(group)
     real = [e for e in leaves if not isinstance(e, trio.Cancelled)] or leaves
-    if len(real) == 1 and not type(real[0]).__module__.startswith("libp2p"):
+    if len(real) == 1 and (real[0] is body or not isinstance(real[0], Exception)):
         leaf = real[0]
         context = leaf.__context__
         try:
             raise leaf
         finally:  # keep the leaf's own context rather than the group we unwrapped
             leaf.__context__ = context
-    if len(real) == 1:
-        raise error(f"libp2p failed: {type(real[0]).__name__}: {real[0]}") from group
     if all(isinstance(e, Exception) for e in real):
-        raise error(f"libp2p failed with {len(real)} errors: {real!r}") from group
+        ours = [e for e in real if e is not body]
+        raise error(
+            f"libp2p failed: {'; '.join(f'{type(e).__name__}: {e}' for e in ours)}"
+        ) from group
     raise group

@@ -68,7 +68,9 @@ async def running(*configs: TransportConfig) -> AsyncIterator[list[Transport]]:
 
 
 @asynccontextmanager
-async def line(validator_b: Callable[[str, bytes, str], bool] | None = None, **b_overrides: Any):
+async def line(
+    validator_b: Callable[[str, bytes, str], bool] | None = None, **b_overrides: Any
+) -> AsyncIterator[tuple[Transport, Transport, Transport]]:
     """A - B - C, all subscribed to TOPIC, with the meshes formed."""
     async with running(config(1), config(2, **b_overrides), config(3)) as (a, b, c):
         if validator_b is not None:
@@ -352,6 +354,19 @@ async def test_errors_in_the_block_leave_unwrapped() -> None:
 
     with trio.fail_after(10), pytest.raises(KeyError, match="mine"):
         await fail_inside()
+
+
+async def test_a_libp2p_failure_leaves_as_transport_error() -> None:
+    async def crash() -> None:
+        raise RuntimeError("a bug inside libp2p")
+
+    async def run_until_libp2p_fails() -> None:
+        async with running(config(1)) as (a,):
+            a._pubsub.manager.run_task(crash)  # as if a libp2p task had failed
+            await trio.sleep_forever()  # cancelled by the failure
+
+    with trio.fail_after(10), pytest.raises(TransportError, match="a bug inside libp2p"):
+        await run_until_libp2p_fails()
 
 
 async def test_mdns_reports_peers_without_dialing() -> None:

@@ -14,6 +14,7 @@ lacks with ``want`` and pushes what the peer lacks with ``push``, then says ``by
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ NEG_FRAME_LIMIT = 256 * 1024
 NEG_FRAME_BUDGET = MAX_FRAME - 16 * 1024
 #: A responder serves at most this many negentropy rounds per session.
 MAX_ROUNDS = 64
+#: Refusals of a synced record that do not end the session (see ``_check_rejections``).
+TOLERATED_REFUSALS = ("future-timestamp",)
 #: Error codes that end a session without blaming the peer for misbehaving.
 INNOCENT_CODES = frozenset({"timeout", "closed", "peer-error"})
 #: A responder keeps at most this many scope sessions per sync session.
@@ -231,24 +234,14 @@ class Syncer:
                 # The peer has none of what it advertised: drop these ids, go on.
                 del queue[: len(ask)]
                 continue
-            asked = set(ask)
+            returned = {hashlib.sha256(raw).digest() for raw in reply.records}
+            if not returned <= set(ask):
+                raise SyncError("bad-frame", "the peer answered want with records not asked for")
             got = await self.ingestor.ingest(list(reply.records), source="sync")
             new += len(got.new)
             self.metrics.inc("commons_sync_records_fetched_total", len(reply.records))
-            delivered = {r.id for r in got.new} | {r.id for r in got.duplicates}
-            if got.rejected:
-                log.warning(
-                    "sync peer %s sent %d invalid records (first: %s)",
-                    channel.stream.peer_id,
-                    len(got.rejected),
-                    got.rejected[0][1],
-                )
-                raise SyncError(
-                    "invalid-record", f"peer sent invalid records: {got.rejected[0][1]}"
-                )
-            if not delivered & asked:
-                raise SyncError("bad-frame", "the peer answered want with records not asked for")
-            queue = [i for i in queue if i not in delivered]
+            _check_rejections(channel.stream.peer_id, got.rejected)
+            queue = [i for i in queue if i not in returned]
         return new
 
     async def _push(self, channel: _Channel, have: list[bytes]) -> int:
@@ -325,16 +318,30 @@ class Syncer:
                 self.metrics.inc("commons_sync_records_sent_total", len(taken))
             elif isinstance(frame, Push):
                 got = await self.ingestor.ingest(list(frame.records), source="sync")
-                if got.rejected:
-                    raise SyncError(
-                        "invalid-record", f"peer pushed invalid records: {got.rejected[0][1]}"
-                    )
+                _check_rejections(channel.stream.peer_id, got.rejected)
                 self.metrics.inc("commons_sync_records_fetched_total", len(frame.records))
                 await channel.send(Ack(new=len(got.new)))
             elif isinstance(frame, ErrorFrame):
                 raise SyncError("peer-error", f"peer reported {frame.code}: {frame.message}")
             else:
                 raise SyncError("unexpected-frame", f"{type(frame).__name__} from a client")
+
+
+def _check_rejections(peer: str, rejected: list[tuple[int, str]]) -> None:
+    """End the session if the peer sent invalid records.
+
+    A record refused only for its timestamp (more than ten minutes ahead of our clock) is
+    skipped, not held against the peer: its author's clock may be wrong while the peer is
+    honest, and the record may be accepted later.
+    """
+    hard = [reason for _, reason in rejected if not reason.startswith(TOLERATED_REFUSALS)]
+    if len(hard) < len(rejected):
+        log.info(
+            "skipped %d records from %s: too far in the future", len(rejected) - len(hard), peer
+        )
+    if hard:
+        log.warning("sync peer %s sent %d invalid records (first: %s)", peer, len(hard), hard[0])
+        raise SyncError("invalid-record", f"peer sent invalid records: {hard[0]}")
 
 
 async def _send_error(channel: _Channel, exc: Exception) -> None:

@@ -6,6 +6,7 @@ Rules: port 0 everywhere, `trio.fail_after` around every test, waits are polls w
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -221,3 +222,30 @@ async def test_a_sync_peer_sending_garbage_is_dropped(tmp_path: Path) -> None:
             c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(b)]))
             project = await c.author("project", {"name": "Honest"})
             await wait_until(lambda: b.store.has(project.id))
+
+
+async def test_sync_skips_records_from_the_future_without_blaming_the_peer(
+    tmp_path: Path,
+) -> None:
+    """A peer whose clock runs ahead holds a record we must refuse *now*: we skip it, keep
+    the rest, and stay friends; once our clock catches up it would be accepted."""
+    factory = RecordFactory(now_ms=_now_ms())
+    project = factory.project("alice", name="Clocks")
+    early = factory.contribution("alice", project, title="on time")
+    ahead = factory.contribution("alice", project, title="ahead", ts=_now_ms() + 3_600_000)
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(running(tmp_path, "a"))
+            # A's own clock was ahead when it accepted the record: store it directly.
+            a.store.add([project, early, ahead], published=True)
+            b = await stack.enter_async_context(running(tmp_path, "b", bootstrap=[addr(a)]))
+            await wait_until(lambda: b.store.has(early.id))
+            result = await b.sync_now()
+            assert result["peers"] == 1
+            assert not b.store.has(ahead.id)
+            assert b.transport.banned_peers() == []
+            assert [p.peer_id for p in b.transport.connected_peers()] == [a.peer_id]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from protocol.record import MAX_RECORD_SIZE
 if TYPE_CHECKING:
     from node.runtime import Node
 
-__all__ = ["build_app", "serve_api"]
+__all__ = ["ApiStartError", "build_app", "serve_api"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ MAX_JSON_BODY = 256 * 1024
 MAX_LIMIT = 100_000
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiStartError(Exception):
+    """The API could not start (address taken, not an address)."""
 
 
 class ApiError(Exception):
@@ -245,7 +250,7 @@ async def serve_api(
     """
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"API address {address!r} is not HOST:PORT")
+        raise ApiStartError(f"API address {address!r} is not HOST:PORT")
     if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
         log.warning(
             "the API listens on %s, beyond loopback: anyone who can reach it can read the "
@@ -259,6 +264,14 @@ async def serve_api(
     config.graceful_timeout = 1.0
     config.keep_alive_timeout = 5.0
     app = build_app(node)
+    # Bind first, so a taken port is a clear error rather than a failure inside Hypercorn.
+    try:
+        probe = socket.create_server((host.strip("[]"), int(port)))
+    except OSError as exc:
+        raise ApiStartError(f"cannot serve the API on {address}: {exc.strerror}") from None
+    if int(port) == 0:
+        config.bind = [f"{host}:{probe.getsockname()[1]}"]
+    probe.close()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]
-        task_status.started(binds[0] if binds else f"http://{address}")
+        task_status.started(binds[0] if binds else f"http://{config.bind[0]}")

@@ -303,6 +303,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_node_run(args: argparse.Namespace) -> int:
     import trio
 
+    from node.api import ApiStartError
     from node.runtime import NodeOptions, run_node
     from node.transport import TransportError
 
@@ -338,7 +339,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         raise CommandError(f"a node is already running for {home.path} (see node.json)")
     try:
         trio.run(run_node, home, options)
-    except (TransportError, OSError, ValueError) as exc:
+    except (ApiStartError, TransportError, OSError, ValueError) as exc:
         raise CommandError(f"the node stopped: {exc}") from None
     return 0
 

@@ -487,7 +487,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             mdns=options.mdns,
             max_connections=options.max_peers,
         )
-        async with open_transport(config) as transport, trio.open_nursery() as nursery:
+        async with open_transport(config) as transport, _open_nursery() as nursery:
             node = Node(
                 home=home,
                 key=key,
@@ -538,6 +538,28 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     finally:
         home.remove_node_info()
         store.close()
+
+
+@asynccontextmanager
+async def _open_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery whose single failure leaves as itself, not wrapped in an exception group,
+    so callers (and the CLI) see ``ApiStartError`` or ``OSError`` rather than a group."""
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+        if len(real) == 1:
+            raise real[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for inner in group.exceptions:
+        out.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
+    return out
 
 
 def _peer_of(addr: str) -> str | None:

@@ -83,7 +83,7 @@ async def _json(request: Request) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ApiError(400, "the request body must be a JSON object")
@@ -181,7 +181,14 @@ def build_app(node: Node) -> Starlette:
     # ---- writes
 
     async def post_record(request: Request) -> Response:
-        raw = await _body(request, MAX_RECORD_SIZE + 1)
+        # A body longer than any record is a record that is too large: 422 with the code
+        # every other door gives it (INTERFACES.md), whether or not it declared its length.
+        try:
+            raw = await _body(request, MAX_RECORD_SIZE + 1)
+        except ApiError as exc:
+            if exc.status != 413:
+                raise
+            raw = b"\0" * (MAX_RECORD_SIZE + 1)
         if not raw:
             raise ApiError(422, "empty body: send one canonical signed record")
         if len(raw) > MAX_RECORD_SIZE:

@@ -295,7 +295,11 @@ class Node:
         """A sync peer sent garbage or invalid records: drop it and refuse it for a while."""
         log.warning("dropping peer %s: it broke the sync protocol (%s)", peer, exc)
         self.metrics.inc("commons_peers_dropped_total", reason=exc.code.split(":")[0])
-        self.transport.ban(peer, SYNC_BAN)
+        # Two sessions with one peer (ours on connecting and `commons sync`, say) can fail
+        # together; banning twice made py-libp2p tear the peer down twice, and the second
+        # teardown's KeyError stopped Pubsub and with it the whole node.
+        if peer not in self.transport.banned_peers():
+            self.transport.ban(peer, SYNC_BAN)
 
     # ---------------------------------------------------------------------------- authoring
 

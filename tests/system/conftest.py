@@ -18,12 +18,16 @@ NODES_KEY = pytest.StashKey[Nodes]()
 
 @pytest.fixture
 def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
+    """Homes and nodes for one test; at teardown every process is stopped (SIGTERM, then
+    SIGKILL after 10 s), and each must have exited with 0 and logged no traceback."""
     factory = Nodes(tmp_path)
     request.node.stash[NODES_KEY] = factory
     try:
         yield factory
     finally:
         factory.shutdown()
+    problems = factory.problems()
+    assert not problems, "; ".join(problems)
 
 
 @pytest.hookimpl(wrapper=True)

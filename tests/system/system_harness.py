@@ -59,6 +59,10 @@ def _env() -> dict[str, str]:
 # Waiting
 
 
+class Fatal(AssertionError):
+    """Raised by a predicate when waiting longer cannot help (a node process died)."""
+
+
 def wait_until(
     predicate: Callable[[], T],
     timeout: float = SPREAD_TIMEOUT,
@@ -68,7 +72,8 @@ def wait_until(
     """Call ``predicate`` until it returns something truthy; return that. Fail at the deadline.
 
     Exceptions raised by ``predicate`` count as "not yet" (a node still starting, a record not
-    yet held); the last one is chained to the failure.
+    yet held) and the last one is named in the failure, except :class:`Fatal` ones, which end
+    the wait at once.
     """
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -76,6 +81,8 @@ def wait_until(
     while True:
         try:
             last = predicate()
+        except Fatal:
+            raise
         except Exception as exc:
             last_exc = exc
         else:
@@ -168,7 +175,7 @@ def run_cli(
 # Nodes
 
 
-class NodeDied(AssertionError):
+class NodeDied(Fatal):
     pass
 
 
@@ -184,6 +191,8 @@ class NodeProcess:
         self.info: dict[str, Any] | None = None
         self.http: httpx.Client | None = None
         self.starts = 0
+        #: The process may end with a non-zero code (SIGKILLed, or died while starting).
+        self.unclean_ok = False
         self._peer_id: str | None = None
 
     def __repr__(self) -> str:
@@ -279,6 +288,7 @@ class NodeProcess:
         assert self.proc is not None
         code = self.proc.poll()
         if code is not None:
+            self.unclean_ok = True  # the test fails here, with the log
             raise NodeDied(f"node {self.name} exited with {code} while starting:\n{self.log()}")
         try:
             info = json.loads((self.home / "node.json").read_text())
@@ -311,6 +321,7 @@ class NodeProcess:
     def kill(self) -> None:
         self._close_http()
         if self.proc is not None and self.proc.poll() is None:
+            self.unclean_ok = True
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
@@ -388,6 +399,7 @@ class Nodes:
         self.root = root
         self.cli_log = CliLog()
         self.all: list[NodeProcess] = []
+        self.hung: list[str] = []
 
     def home(self, name: str, display_name: str | None = None) -> NodeProcess:
         """A new home, initialised (``commons init``), with no node running."""
@@ -416,9 +428,22 @@ class Nodes:
             try:
                 node.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.hung.append(node.name)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(node.pid, signal.SIGKILL)
                 node.proc.wait(10)
+
+    def problems(self) -> list[str]:
+        """After :meth:`shutdown`: nodes that did not exit cleanly or logged a traceback."""
+        found = [f"node {name} did not exit within 10 s of SIGTERM" for name in self.hung]
+        for node in self.all:
+            if node.proc is None:
+                continue
+            if node.name not in self.hung and not node.unclean_ok and node.proc.returncode != 0:
+                found.append(f"node {node.name} exited with {node.proc.returncode}")
+            if "Traceback" in node.log():
+                found.append(f"node {node.name} logged a traceback")
+        return found
 
 
 # ------------------------------------------------------------------------------------------

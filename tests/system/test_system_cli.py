@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from system_harness import NodeProcess, Nodes, run_cli
+from system_harness import CliResult, NodeProcess, Nodes, run_cli
 
 from protocol.bundle import encode_bundle
 from protocol.record import Record
@@ -41,36 +42,45 @@ def _corrupted_bundle(path: Path) -> list[Record]:
     return records
 
 
-def _usage_error(home: NodeProcess, *args: str) -> None:
-    result = home.run(*args, json=False, expect=2)
-    assert len(result.error_lines) == 1, result.describe()
-    assert result.stdout == "", result.describe()
+def _run_all(home: NodeProcess, cases: list[tuple[str, ...]], expect: int) -> list[CliResult]:
+    """Run independent CLI calls a few at a time (each is a whole Python start-up); every other
+    one with ``--json``. The harness checks the exit code, the single ``error:`` line and that
+    no traceback was printed."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(
+            pool.map(
+                lambda i: home.run(*cases[i], json=i % 2 == 1, expect=expect), range(len(cases))
+            )
+        )
 
 
+@pytest.mark.slow
 def test_cli_errors(nodes: Nodes) -> None:
     home = nodes.home("alice")
     pid = home.cli("project", "create", "Errors")["id"]
     count = home.cli("status")["records"]
     assert count == 1
 
-    # Wrong usage: exit 2, one error line.
-    _usage_error(home)
-    _usage_error(home, "frobnicate")
-    _usage_error(home, "contribute")
-    _usage_error(home, "contribute", pid, "--type", "code")
-    _usage_error(home, "contribute", pid, "--type", "code", "--title", "t", "--minutes", "ten")
-    _usage_error(
-        home, "contribute", pid, "--type", "code", "--title", "t", "--minutes", "1", "--hours", "1"
-    )
-    _usage_error(home, "ledger", pid, "--limit", "many")
-    _usage_error(home, "endorse", "abcdef12", "--weight")
-    _usage_error(home, "project")
-    _usage_error(home, "project", "create")
-    _usage_error(home, "node", "run", "--log-level", "loud")
-    _usage_error(home, "status", "--bogus")
+    # Wrong usage: exit 2, one error line, nothing on stdout.
+    usage = [
+        (),
+        ("frobnicate",),
+        ("contribute",),
+        ("contribute", pid, "--type", "code"),
+        ("contribute", pid, "--type", "code", "--title", "t", "--minutes", "ten"),
+        ("contribute", pid, "--type", "code", "--title", "t", "--minutes", "1", "--hours", "1"),
+        ("ledger", pid, "--limit", "many"),
+        ("endorse", "abcdef12", "--weight"),
+        ("project",),
+        ("project", "create"),
+        ("node", "run", "--log-level", "loud"),
+        ("status", "--bogus"),
+    ]
+    for result in _run_all(home, usage, expect=2):
+        assert result.stdout == "", result.describe()
 
-    # Failed operations: exit 1, one error line (checked by the harness), no traceback.
-    for args in [
+    # Failed operations: exit 1, one error line, no traceback.
+    failures = [
         ("ledger", "deadbeefdeadbeef"),
         ("shares", "deadbeefdeadbeef"),
         ("project", "show", "deadbeefdeadbeef"),
@@ -89,10 +99,10 @@ def test_cli_errors(nodes: Nodes) -> None:
         ("project", "update", pid),  # nothing to update
         ("import", str(nodes.root / "missing.bundle")),
         ("verify", str(nodes.root / "missing.bundle")),
-    ]:
-        for as_json in (True, False):
-            result = home.run(*args, json=as_json, expect=1)
-            assert result.error_lines[0].startswith("error: "), result.describe()
+    ]
+    for result in _run_all(home, failures, expect=1):
+        assert result.error_lines[0].startswith("error: "), result.describe()
+    assert home.cli("status")["records"] == count
     nowhere = nodes.root / "never-initialised"
     result = run_cli(nowhere, "status", expect=1, log=nodes.cli_log)
     assert "init" in result.error_lines[0]

@@ -4,7 +4,9 @@ clean stops. Driven only through the CLI and the HTTP API."""
 from __future__ import annotations
 
 import signal
+import time
 
+import pytest
 from system_harness import (
     SPREAD_TIMEOUT,
     NodeProcess,
@@ -13,6 +15,8 @@ from system_harness import (
     wait_same_views,
     wait_until,
 )
+
+from protocol.testing import RecordFactory
 
 #: A node must exit within this many seconds of SIGINT/SIGTERM (INTERFACES.md).
 CLEAN_EXIT = 5.0
@@ -116,9 +120,14 @@ def test_stopped_node_catches_up(nodes: Nodes) -> None:
     path = f"/api/v1/projects/{pid}/contributions"
     for i in range(200):
         a.post(path, {"type": "code", "title": f"Change {i}", "minutes": 1 + i % 90})
-    total = a.status()["records"]
-    assert total == 201
+    assert a.status()["records"] == 201
     assert b.cli("status")["records"] == 1  # nothing reached the stopped node
+    # Meanwhile Bob authors offline: the partition heals both ways.
+    offline = [
+        b.cli("contribute", pid, "--type", "review", "--title", f"Offline {i}")["id"]
+        for i in range(3)
+    ]
+    total = 201 + 3
 
     b.start(a)
     wait_until(
@@ -127,10 +136,15 @@ def test_stopped_node_catches_up(nodes: Nodes) -> None:
         what="bob to catch up with alice's 200 new records",
     )
     assert b.cli("status")["records"] == a.cli("status")["records"] == total
+    wait_until(lambda: a.status()["records"] == total, what="alice to get bob's offline records")
     ledger_a = a.cli("ledger", pid, "--limit", "1000")
-    assert len(ledger_a) == 200
+    assert len(ledger_a) == 203
+    assert set(offline) <= _ids(ledger_a)
     assert b.cli("ledger", pid, "--limit", "1000") == ledger_a
     assert b.cli("shares", pid) == a.cli("shares", pid)
+    # Nothing is left to reconcile.
+    assert b.cli("sync") == {"peers": 1, "received": 0, "sent": 0}
+    assert a.cli("sync", b.addr) == {"peers": 1, "received": 0, "sent": 0}
 
 
 def test_late_joiner(nodes: Nodes) -> None:
@@ -223,6 +237,22 @@ def test_sigterm_clean_exit(nodes: Nodes) -> None:
     held = b.status()["records"]
     assert held == 2
 
+    # A second node for the same home is refused while the first runs.
+    second = b.run(
+        "node",
+        "run",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        "127.0.0.1:0",
+        "--no-mdns",
+        json=False,
+        expect=1,
+    )
+    assert "already running" in second.error_lines[0]
+    assert b.running
+    assert b.status()["running"] is True
+
     # SIGTERM on the dialling side, with a peer connected.
     elapsed = b.stop(signal.SIGTERM)
     assert elapsed < CLEAN_EXIT
@@ -247,3 +277,105 @@ def test_sigterm_clean_exit(nodes: Nodes) -> None:
     wait_until(lambda: a.peer_id not in b.peer_ids(), what="bob to notice alice left")
     assert b.status()["records"] == held
     assert "Traceback" not in a.log() + b.log()
+
+
+def test_killed_node_restarts(nodes: Nodes) -> None:
+    a = nodes.start("alice")
+    b = nodes.start("bob", a)
+    wait_connected(a, b)
+    pid = b.post("/api/v1/projects", {"name": "Durable"})["id"]
+    made = [
+        b.post(f"/api/v1/projects/{pid}/contributions", {"type": "code", "title": f"#{i}"})["id"]
+        for i in range(20)
+    ]
+    b.kill()  # SIGKILL: no clean stop; what the API acknowledged was committed
+    assert (b.home / "node.json").exists()  # stale, and recognised as such
+    status = b.cli("status")
+    assert status["running"] is False
+    assert status["records"] == 21
+    b.run("peers", expect=1)
+
+    b.start(a)
+    assert b.status()["records"] == 21
+    views = wait_same_views(pid, a, b)
+    assert _ids(views["ledger"]) == set(made)
+
+
+def _two_projects(a: NodeProcess, contributions: int) -> tuple[str, str]:
+    one = a.post("/api/v1/projects", {"name": "One"})["id"]
+    two = a.post("/api/v1/projects", {"name": "Two"})["id"]
+    for i in range(contributions):
+        for pid in (one, two):
+            a.post(f"/api/v1/projects/{pid}/contributions", {"type": "code", "title": f"#{i}"})
+    return one, two
+
+
+def test_follow_limits_projects(nodes: Nodes) -> None:
+    a = nodes.start("alice")
+    one, two = _two_projects(a, 5)
+    f = nodes.home("frank").start(a, extra=("--follow", one))
+
+    # Reconciliation brings the followed project's records; every project's genesis (meta).
+    wait_until(
+        lambda: len(f.get(f"/api/v1/projects/{one}/ledger")) == 5,
+        what="frank to hold project one",
+    )
+    # Gossip brings new records of the followed project only.
+    new_one = a.post(f"/api/v1/projects/{one}/contributions", {"type": "docs", "title": "new"})
+    new_two = a.post(f"/api/v1/projects/{two}/contributions", {"type": "docs", "title": "new"})
+    wait_until(lambda: f.has_record(new_one["id"]), what="gossip of project one to reach frank")
+    assert f.cli("sync") == {"peers": 1, "received": 0, "sent": 0}
+    assert not f.has_record(new_two["id"])
+    assert f.get(f"/api/v1/projects/{two}/ledger") == []
+    assert {p["name"] for p in f.cli("project", "list")} == {"One", "Two"}
+    assert f.cli("status")["records"] == 2 + 6
+    assert f.cli("ledger", one) == a.cli("ledger", one)
+
+    # An externally signed record of a project it does not hold is refused.
+    factory = RecordFactory(now_ms=int(time.time() * 1000))
+    outside = factory.contribution("follow-test", bytes.fromhex(two), title="Outside")
+    response = f.request(
+        "POST",
+        "/api/v1/records",
+        auth=True,
+        content=outside.raw,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 422, response.text
+    assert "not-followed" in response.json()["error"]
+    assert not f.has_record(outside.id.hex())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a --follow node authors into a project it does not follow (201), but its own "
+    "gossip validator refuses to publish the record (not-followed) and sync never offers that "
+    "scope, so the record never leaves the node (Node.author in node/runtime.py stores with "
+    "store_valid(source='local'), bypassing the follow check that POST /api/v1/records applies)",
+)
+def test_authoring_outside_followed_projects(nodes: Nodes) -> None:
+    a = nodes.start("alice")
+    one, two = _two_projects(a, 0)
+    f = nodes.home("frank").start(a, extra=("--follow", one))
+    wait_connected(a, f)
+    wait_until(lambda: f.has_record(two), what="frank to learn of project two")
+    response = f.request(
+        "POST",
+        f"/api/v1/projects/{two}/contributions",
+        auth=True,
+        json={"type": "code", "title": "Outside the follow list"},
+    )
+    if 400 <= response.status_code < 500:
+        assert "error" in response.json()
+        return  # refusing is a fine answer
+    assert response.status_code == 201, response.text
+    rid = response.json()["id"]
+    # Either gossip delivers it, or publishing fails at once (logged); then sync must.
+    wait_until(
+        lambda: a.has_record(rid) or f"could not publish record {rid[:16]}" in f.log(),
+        timeout=15,
+        what="the record to be published or refused",
+    )
+    f.cli("sync")
+    a.cli("sync")
+    assert a.has_record(rid), "the record authored on frank never reached alice"

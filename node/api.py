@@ -209,8 +209,10 @@ def build_app(node: Node) -> Starlette:
     async def sync(request: Request) -> Response:
         fields = await _json(request)
         addr = fields.get("addr")
-        if addr is not None and not isinstance(addr, str):
-            raise ApiError(400, "addr must be a multiaddr string")
+        if addr is not None and (
+            not isinstance(addr, str) or not addr.startswith("/") or "/p2p/" not in addr
+        ):
+            raise ApiError(400, "addr must be a multiaddr ending in /p2p/<peer id>")
         return JSONResponse(await node.sync_now(addr))
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -56,10 +56,27 @@ def author(
                 record = sign_draft(key, d, now_ms=now_ms())
             except AuthoringError as exc:
                 raise CommandError(str(exc)) from None
+            _check_followed(home, d.project)
             store.add([record], published=False)
         result = record_json(record)
         how = "stored (no node is running: it spreads when the node next runs)"
     return result, how
+
+
+def _check_followed(home: Any, project: bytes | None) -> None:
+    """Refuse to author into a project the home's config does not follow: the node would
+    neither gossip nor reconcile the record (the running node applies the same rule)."""
+    try:
+        follow = home.config().follow
+    except HomeError as exc:
+        raise CommandError(str(exc)) from None
+    if project is None or not follow:
+        return
+    if not any(project.hex().startswith(f.lower()) for f in follow):
+        raise CommandError(
+            f"this home follows only {', '.join(f[:16] for f in follow)}: add project "
+            f"{project.hex()} to `follow` in config.toml to author there"
+        )
 
 
 def _author(args: argparse.Namespace, action: str, fields: dict[str, Any], path: str) -> int:

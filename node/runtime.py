@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from node.authoring import draft, sign_draft
+from node.authoring import AuthoringError, draft, sign_draft
 from node.home import Home
 from node.ingest import Ingestor, IngestResult
 from node.metrics import Metrics
@@ -309,6 +309,13 @@ class Node:
         Raises ``AuthoringError`` for bad fields.
         """
         d = draft(action, fields, store=self.store, author=self.key.public_key)
+        if d.project is not None and not self.follows(d.project):
+            # The record could be neither gossiped (our own validator refuses topics we do
+            # not follow) nor reconciled (we do not offer that scope): refuse it now.
+            raise AuthoringError(
+                f"this node does not follow project {d.project.hex()[:16]}: run it with "
+                f"--follow {d.project.hex()} (or without --follow) to author there"
+            )
         record = sign_draft(self.key, d, now_ms=_now_ms())
         await self.ingestor.store_valid([(0, record)], source="local")
         return record

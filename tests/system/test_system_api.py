@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import pytest
 from system_harness import NodeProcess, Nodes, wait_connected, wait_until
 
 from protocol.testing import RecordFactory
@@ -157,12 +156,6 @@ def test_api_auth_and_bad_input(nodes: Nodes) -> None:
     assert "Traceback" not in a.log()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: POST /api/v1/sync with a malformed multiaddr answers 502, not 4xx: "
-    "transport.connect raises TransportError (node/transport.py), which the API's guard "
-    "maps to 502 (node/api.py); INTERFACES.md wants a 4xx for bad requests",
-)
 def test_api_sync_bad_address_is_a_client_error(nodes: Nodes) -> None:
     a = nodes.start("alice")
     result = a.run("sync", "garbage", expect=1)  # the CLI itself is fine: one error line

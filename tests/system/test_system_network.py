@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import time
 
-import pytest
 from system_harness import (
     SPREAD_TIMEOUT,
     NodeProcess,
@@ -346,13 +345,6 @@ def test_follow_limits_projects(nodes: Nodes) -> None:
     assert not f.has_record(outside.id.hex())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a --follow node authors into a project it does not follow (201), but its own "
-    "gossip validator refuses to publish the record (not-followed) and sync never offers that "
-    "scope, so the record never leaves the node (Node.author in node/runtime.py stores with "
-    "store_valid(source='local'), bypassing the follow check that POST /api/v1/records applies)",
-)
 def test_authoring_outside_followed_projects(nodes: Nodes) -> None:
     a = nodes.start("alice")
     one, two = _two_projects(a, 0)

@@ -62,8 +62,9 @@ max_peers = 32
 seed_max_peers = 256
 # Seconds between background reconciliations with a random peer.
 sync_interval = 30
-# Gossip messages accepted per peer per second before its messages are refused.
-gossip_rate = 200
+# Gossip messages accepted from one peer per second (bursts of twice that) before its
+# messages are refused and it risks a ban: well above what an honest peer relays.
+gossip_rate = 1000
 """
 
 
@@ -78,7 +79,7 @@ class Config:
     max_peers: int = 32
     seed_max_peers: int = 256
     sync_interval: float = 30.0
-    gossip_rate: int = 200
+    gossip_rate: int = 1000
 
 
 _NODE_KEYS: dict[str, type | tuple[type, ...]] = {

@@ -92,7 +92,7 @@ class NodeOptions:
     seed: bool = False
     max_peers: int = 32
     sync_interval: float = 30.0
-    gossip_rate: int = 200
+    gossip_rate: int = 1000
 
 
 class _RateLimiter:

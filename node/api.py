@@ -186,9 +186,9 @@ def build_app(node: Node) -> Starlette:
         try:
             raw = await _body(request, MAX_RECORD_SIZE + 1)
         except ApiError as exc:
-            if exc.status != 413:
-                raise
-            raw = b"\0" * (MAX_RECORD_SIZE + 1)
+            if exc.status == 413:
+                raise ApiError(422, "too-large: a record is at most 65536 bytes") from None
+            raise
         if not raw:
             raise ApiError(422, "empty body: send one canonical signed record")
         if len(raw) > MAX_RECORD_SIZE:

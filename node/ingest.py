@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NoReturn
 
 import trio
 
@@ -25,7 +26,7 @@ from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.validation import parse_record
 
-__all__ = ["IngestResult", "Ingestor"]
+__all__ = ["IngestResult", "Ingestor", "Pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +95,26 @@ class Ingestor:
         Cancellation: a batch is either committed entirely or not at all; if cancelled while
         validating, nothing is stored.
         """
+        good, bad = await self.validate(raws, source=source)
+        result = await self.store_valid(good, source=source)
+        result.rejected.extend(bad)
+        result.rejected.sort()
+        return result
+
+    async def validate(
+        self, raws: Sequence[bytes], *, source: str
+    ) -> tuple[list[tuple[int, Record]], list[tuple[int, str]]]:
+        """Validate ``raws`` (big batches on two threads); count the refusals by reason."""
         now = self.now_ms()
         if len(raws) >= THREAD_BATCH:
             good, bad = await self._validate_parallel(raws, now)
         else:
             good, bad = validate_batch(raws, now, self.accept)
-        result = await self.store_valid(good, source=source)
-        result.rejected.extend(bad)
-        result.rejected.sort()
         for _, reason in bad:
             self.metrics.inc(
                 "commons_ingest_rejected_total", source=source, reason=reason.split(":", 1)[0]
             )
-        return result
+        return good, bad
 
     async def _validate_parallel(
         self, raws: Sequence[bytes], now: int
@@ -156,3 +164,70 @@ class Ingestor:
                 except Exception:  # a listener's bug must not lose the acknowledgement
                     log.exception("new-record listener failed (source %s)", source)
         return result
+
+
+class Pipeline:
+    """Ingests a stream of batches, validating each while the previous one is being stored.
+
+    Each batch is still stored in its own transaction, exactly as :meth:`Ingestor.ingest`
+    would; only the order of work changes: the validation of batch k + 1 (two threads, mostly
+    in libsodium without the GIL) runs while batch k is written (a third thread, mostly in
+    SQLite without the GIL). The sync client feeds it the frames of a fetch::
+
+        pipeline = Pipeline(ingestor, source="sync")
+        for raws in frames:
+            refused, stored = await pipeline.feed(raws)  # stored: the previous batch's result
+        stored = await pipeline.flush()                 # the last batch
+    """
+
+    def __init__(self, ingestor: Ingestor, *, source: str) -> None:
+        self.ingestor = ingestor
+        self.source = source
+        self._waiting: list[tuple[int, Record]] | None = None
+
+    async def feed(
+        self, raws: Sequence[bytes]
+    ) -> tuple[list[tuple[int, str]], IngestResult | None]:
+        """Validate ``raws`` while storing the batch fed before. Returns this batch's refusals
+        (index, reason) and what became of the previous batch (None for the first)."""
+        previous, self._waiting = self._waiting, None
+        if previous is None:
+            good, bad = await self.ingestor.validate(raws, source=self.source)
+            self._waiting = good
+            return bad, None
+        stored: list[IngestResult] = []
+
+        async def store() -> None:
+            stored.append(await self.ingestor.store_valid(previous, source=self.source))
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store)
+                good, bad = await self.ingestor.validate(raws, source=self.source)
+        except BaseExceptionGroup as group:
+            raise_single(group)
+        self._waiting = good
+        return bad, stored[0]
+
+    async def flush(self) -> IngestResult | None:
+        """Store the last batch fed; its result (None if nothing was waiting)."""
+        previous, self._waiting = self._waiting, None
+        if previous is None:
+            return None
+        return await self.ingestor.store_valid(previous, source=self.source)
+
+
+def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Re-raise the one real exception of a nursery's group (callers expect it bare)."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    if len(real) == 1:
+        raise real[0]
+    raise group

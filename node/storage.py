@@ -237,6 +237,11 @@ class Store:
         self._cache: OrderedDict[bytes, _CachedProject] = OrderedDict()
         self._cached_records = 0
         self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        #: Commits by this connection that stored new records, in all and per scope (see
+        #: :meth:`version` and :meth:`scope_version`).
+        self._changes = 0
+        self._scope_changes: dict[str, int] = {}
+        self._scopes_memo: tuple[tuple[int, int], dict[str, int]] | None = None
 
     # ----------------------------------------------------------------------------------------
     # Opening and closing
@@ -334,23 +339,49 @@ class Store:
         added: list[tuple[bytes, Record]] = []
         try:
             with self._transaction() as conn:
+                # Inside the write transaction nobody else inserts, so "not held yet and not
+                # earlier in this batch" is exactly "inserted"; one executemany for the new
+                # rows costs a third less than a statement per record.
+                held = self._held(conn, [r.id for r in records])
+                rows = []
+                scopes: set[str] = set()
                 for record in records:
+                    is_new = record.id not in held
+                    new.append(is_new)
+                    if not is_new:
+                        continue
+                    held.add(record.id)
                     project = _project_of(record)
+                    scope = scope_of(record)
+                    scopes.add(scope)
                     numbers = (
                         None if project is None else self._scope_number(project.hex()),
-                        self._scope_number(scope_of(record)),
+                        self._scope_number(scope),
                     )
-                    row = (*_columns(record, *numbers), received_at, int(published))
-                    is_new = conn.execute(_INSERT, row).rowcount == 1
-                    new.append(is_new)
-                    if is_new and project is not None:
+                    rows.append((*_columns(record, *numbers), received_at, int(published)))
+                    if project is not None:
                         added.append((project, record))
+                if rows:
+                    conn.executemany(_INSERT, rows)
+            if rows:  # committed
+                self._changes += 1
+                for scope in scopes:
+                    self._scope_changes[scope] = self._scope_changes.get(scope, 0) + 1
         except BaseException:
             # Scope numbers handed out inside the rolled-back transaction no longer exist.
             self._scope_numbers.clear()
             raise
         self._cache_added(added)
         return new
+
+    @staticmethod
+    def _held(conn: sqlite3.Connection, ids: Sequence[bytes]) -> set[bytes]:
+        """The ids among ``ids`` already stored (inside the caller's transaction)."""
+        held: set[bytes] = set()
+        for chunk in _chunks(ids):
+            query = f"SELECT id FROM records WHERE id IN ({_marks(len(chunk))})"
+            held.update(bytes(row[0]) for row in conn.execute(query, tuple(chunk)))
+        return held
 
     def _scope_number(self, name: str, *, create: bool = True) -> int | None:
         """The number of a scope, creating it (inside the caller's transaction) if asked."""
@@ -500,14 +531,37 @@ class Store:
     # Scopes, for the reconciler and the exporter
 
     @_guarded
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever records are stored, here or by another process."""
+        self._drop_cache_if_changed()
+        return self._data_version, self._changes
+
+    @_guarded
+    def scope_version(self, scope: str) -> tuple[int, int]:
+        """A value that changes whenever records of ``scope`` are stored here, and whenever
+        another process stores anything: equal values mean equal item lists."""
+        self._drop_cache_if_changed()
+        return self._data_version, self._scope_changes.get(scope, 0)
+
+    @_guarded
     def scopes(self) -> dict[str, int]:
-        """Every scope holding records, with its record count: ``meta`` first, then by name."""
+        """Every scope holding records, with its record count: ``meta`` first, then by name.
+
+        Counting scans every record (tens of milliseconds at 100,000), and every sync session
+        asks (``hello``), so the answer is kept until records are stored again.
+        """
+        self._drop_cache_if_changed()
+        version = (self._data_version, self._changes)
+        if self._scopes_memo is not None and self._scopes_memo[0] == version:
+            return dict(self._scopes_memo[1])
         query = (
             "SELECT s.name, count(*) FROM records AS r JOIN scopes AS s ON s.n = r.scope"
             " GROUP BY r.scope"
         )
         counts = {name: int(n) for name, n in self._db.execute(query)}
-        return dict(sorted(counts.items(), key=lambda item: (item[0] != META_SCOPE, item[0])))
+        result = dict(sorted(counts.items(), key=lambda item: (item[0] != META_SCOPE, item[0])))
+        self._scopes_memo = (version, result)
+        return dict(result)
 
     @_guarded
     def items(self, scope: str) -> list[tuple[int, bytes]]:
@@ -517,6 +571,31 @@ class Store:
             return []
         query = "SELECT ts, id FROM records WHERE scope = ? ORDER BY ts, id"
         return [(int(ts), bytes(i)) for ts, i in self._db.execute(query, (number,))]
+
+    def iter_items(self, scope: str, *, batch: int = MAX_ITER_BATCH) -> Iterator[tuple[int, bytes]]:
+        """:meth:`items` a page at a time (the lock is held for one page, never across a
+        ``yield``), so that a big scope's list never exists whole beside its consumer."""
+        after: tuple[int, bytes] = (-1, b"")
+        while True:
+            page = self._item_page(scope, after, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1]
+
+    @_guarded
+    def _item_page(
+        self, scope: str, after: tuple[int, bytes], limit: int
+    ) -> list[tuple[int, bytes]]:
+        number = self._scope_number(scope, create=False)
+        if number is None:
+            return []
+        query = (
+            "SELECT ts, id FROM records WHERE scope = ? AND (ts, id) > (?, ?)"
+            " ORDER BY ts, id LIMIT ?"
+        )
+        rows = self._db.execute(query, (number, *after, limit))
+        return [(int(ts), bytes(i)) for ts, i in rows]
 
     def iter_raw(
         self, scopes: Iterable[str] | None = None, *, batch: int = ITER_BATCH

@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
-from node.ingest import Ingestor
+from node.ingest import Ingestor, Pipeline, raise_single
 from node.metrics import Metrics
 from node.storage import Store
 from node.transport import Stream, StreamError
@@ -66,6 +67,20 @@ TOLERATED_REFUSALS = ("future-timestamp",)
 INNOCENT_CODES = frozenset({"timeout", "closed", "peer-error"})
 #: A responder keeps at most this many scope sessions per sync session.
 MAX_SERVER_SCOPES = 8192
+#: A scope's negentropy item list (about 230 bytes an item in memory) stays cached between
+#: sessions while it has at most this many items; a bigger one is dropped as soon as no
+#: session uses it, so an idle node does not carry it.
+KEEP_STORAGE_ITEMS = 20_000
+#: Items kept in all cached lists together (least recently used dropped first).
+MAX_KEPT_ITEMS = 50_000
+#: Negentropy messages remembered for unchanged item lists: a responder's reply is a function
+#: of its items and the message, and an initiator's first message of its items, so periodic
+#: sessions between peers that hold the same records need no item list at all.
+MAX_MEMO_BYTES = 1 << 20
+MAX_MEMO_MESSAGE = 64 * 1024
+#: The reply of a responder that holds exactly the initiator's items: the version byte alone.
+NOTHING_DIFFERS = bytes((negentropy.PROTOCOL_VERSION,))
+_INITIATE = b""
 
 
 @dataclass
@@ -117,6 +132,96 @@ class _Channel:
         return frame
 
 
+@dataclass(eq=False)
+class _Items:
+    """One scope's negentropy storage at one store version, shared by concurrent sessions."""
+
+    scope: str
+    version: tuple[int, int]
+    storage: negentropy.Storage | None = None
+    ready: trio.Event = field(default_factory=trio.Event)
+    users: int = 0
+
+
+class _ItemCache:
+    """Builds each scope's ``negentropy.Storage`` once per store version (in a worker thread,
+    a page of the index at a time) and lends it to every session that needs it meanwhile."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._entries: OrderedDict[str, _Items] = OrderedDict()
+
+    async def acquire(self, scope: str) -> _Items:
+        while True:
+            version = self.store.scope_version(scope)
+            entry = self._entries.get(scope)
+            if entry is None or entry.version != version:
+                entry = _Items(scope, version, users=1)
+                self._entries[scope] = entry
+                try:
+                    entry.storage = await trio.to_thread.run_sync(self._build, scope)
+                except BaseException:
+                    entry.users -= 1
+                    if self._entries.get(scope) is entry:
+                        del self._entries[scope]
+                    raise
+                finally:
+                    entry.ready.set()
+                self._entries.move_to_end(scope)
+                return entry
+            entry.users += 1
+            try:
+                await entry.ready.wait()
+            except BaseException:
+                entry.users -= 1
+                raise
+            if entry.storage is not None:
+                self._entries.move_to_end(scope)
+                return entry
+            entry.users -= 1  # its build failed: try again
+
+    def _build(self, scope: str) -> negentropy.Storage:
+        return negentropy.Storage(self.store.iter_items(scope))
+
+    def release(self, entry: _Items) -> None:
+        entry.users -= 1
+        if entry.users > 0:
+            return
+        too_big = entry.storage is None or len(entry.storage) > KEEP_STORAGE_ITEMS
+        if too_big and self._entries.get(entry.scope) is entry:
+            del self._entries[entry.scope]
+        kept = sum(len(e.storage) for e in self._entries.values() if e.storage is not None)
+        for scope, old in list(self._entries.items()):
+            if kept <= MAX_KEPT_ITEMS:
+                break
+            if old.users == 0 and old.storage is not None:
+                kept -= len(old.storage)
+                del self._entries[scope]
+
+
+class _Memo:
+    """Small negentropy messages by (scope, store version, key), bounded in bytes."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, tuple[int, int], bytes], bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, scope: str, version: tuple[int, int], key: bytes) -> bytes | None:
+        found = self._items.get((scope, version, key))
+        if found is not None:
+            self._items.move_to_end((scope, version, key))
+        return found
+
+    def put(self, scope: str, version: tuple[int, int], key: bytes, message: bytes) -> None:
+        if len(message) > MAX_MEMO_MESSAGE or (scope, version, key) in self._items:
+            return
+        self._items[(scope, version, key)] = message
+        self._bytes += len(message)
+        while self._bytes > MAX_MEMO_BYTES:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old)
+
+
 class Syncer:
     """Both roles of the sync protocol for one node."""
 
@@ -133,16 +238,14 @@ class Syncer:
         self.metrics = metrics
         self.hello = hello
         self.on_misbehaviour = on_misbehaviour
+        self._items = _ItemCache(store)
+        self._memo = _Memo()
 
     def _blame(self, peer: str, exc: RemoteProtocolError) -> None:
         """Report a peer that broke the protocol (not one that merely timed out or left)."""
         if exc.code in INNOCENT_CODES or self.on_misbehaviour is None:
             return
         self.on_misbehaviour(peer, exc)
-
-    async def _storage(self, scope: str) -> negentropy.Storage:
-        items = await trio.to_thread.run_sync(self.store.items, scope)
-        return await trio.to_thread.run_sync(negentropy.Storage, items)
 
     # ----------------------------------------------------------------------------------------
     # Client
@@ -182,13 +285,48 @@ class Syncer:
         scopes = shared_scopes(ours, theirs)
         result.scopes = len(scopes)
         sessions: dict[str, negentropy.Negentropy] = {}
+        borrowed: list[_Items] = []
+        try:
+            have, need = await self._reconcile(channel, result, scopes, sessions, borrowed)
+        finally:
+            for entry in borrowed:  # not kept through the transfer
+                self._items.release(entry)
+        result.received = await self._fetch(channel, need)
+        result.sent = await self._push(channel, have)
+        await channel.send(Bye())
+
+    async def _session(
+        self, scope: str, borrowed: list[_Items], *, initiate: bool
+    ) -> tuple[negentropy.Negentropy, bytes | None]:
+        """A negentropy session over ``scope``'s items (borrowed until the sync ends)."""
+        entry = await self._items.acquire(scope)
+        borrowed.append(entry)
+        assert entry.storage is not None
+        session = negentropy.Negentropy(entry.storage, frame_size_limit=NEG_FRAME_LIMIT)
+        if not initiate:
+            return session, None
+        first = session.initiate()
+        self._memo.put(scope, entry.version, _INITIATE, first)
+        return session, first
+
+    async def _reconcile(
+        self,
+        channel: _Channel,
+        result: SyncResult,
+        scopes: list[str],
+        sessions: dict[str, negentropy.Negentropy],
+        borrowed: list[_Items],
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Negentropy rounds for every scope at once; the ids we have and need."""
         pending: dict[str, bytes] = {}
         for scope in scopes:
-            session = negentropy.Negentropy(
-                await self._storage(scope), frame_size_limit=NEG_FRAME_LIMIT
-            )
-            sessions[scope] = session
-            pending[scope] = session.initiate()
+            # An unchanged scope's first message is remembered: no item list needed unless
+            # the peer's reply shows a difference.
+            first = self._memo.get(scope, self.store.scope_version(scope), _INITIATE)
+            if first is None:
+                sessions[scope], first = await self._session(scope, borrowed, initiate=True)
+            assert first is not None
+            pending[scope] = first
         have: list[bytes] = []
         need: list[bytes] = []
         while pending:
@@ -209,39 +347,67 @@ class Syncer:
                 raise SyncError("bad-frame", "the neg reply does not answer the scopes asked")
             for scope, message in reply.messages.items():
                 result.neg_bytes += len(message)
-                session = sessions[scope]
+                session = sessions.get(scope)
+                if session is None:
+                    if message == NOTHING_DIFFERS:
+                        continue  # the peer holds exactly what we hold
+                    session, _ = await self._session(scope, borrowed, initiate=True)
+                    sessions[scope] = session
                 next_message = session.reconcile(message)
                 got_have, got_need = session.drain()
                 have += got_have
                 need += got_need
                 if next_message is not None:
                     pending[scope] = next_message
-        result.received = await self._fetch(channel, need)
-        result.sent = await self._push(channel, have)
-        await channel.send(Bye())
+        return have, need
 
     async def _fetch(self, channel: _Channel, need: list[bytes]) -> int:
-        """Ask the peer for ``need``; store what validates. Returns how many were new."""
-        new = 0
+        """Ask the peer for ``need``; store what validates. Returns how many were new.
+
+        Pipelined within the lock-step: once a ``recs`` frame has arrived (its ids are known
+        from the bytes), the next ``want`` goes out and its answer is read in the background
+        while this frame's records are validated (and the previous frame's stored: see
+        :class:`~node.ingest.Pipeline`), so the peer's reading and sending, the transfer,
+        our validation and our writes overlap instead of taking turns.
+        """
         missing = await trio.to_thread.run_sync(self.store.missing, need)
         queue = list(missing)
-        while queue:
-            ask = queue[:MAX_WANT]
-            await channel.send(Want(ids=tuple(ask)))
-            reply = await channel.expect(Recs)
-            assert isinstance(reply, Recs)
-            if not reply.records:
-                # The peer has none of what it advertised: drop these ids, go on.
-                del queue[: len(ask)]
-                continue
-            returned = {hashlib.sha256(raw).digest() for raw in reply.records}
-            if not returned <= set(ask):
-                raise SyncError("bad-frame", "the peer answered want with records not asked for")
-            got = await self.ingestor.ingest(list(reply.records), source="sync")
-            new += len(got.new)
-            self.metrics.inc("commons_sync_records_fetched_total", len(reply.records))
-            _check_rejections(channel.stream.peer_id, got.rejected)
-            queue = [i for i in queue if i not in returned]
+        if not queue:
+            return 0
+        new = 0
+        pipeline = Pipeline(self.ingestor, source="sync")
+        try:
+            async with trio.open_nursery() as nursery:
+                ask = queue[:MAX_WANT]
+                incoming: _Incoming | None = await _request(nursery, channel, ask)
+                while incoming is not None:
+                    reply = await incoming.frame()
+                    if not reply.records:
+                        # The peer has none of what it advertised: drop these ids, go on.
+                        del queue[: len(ask)]
+                    else:
+                        returned = {hashlib.sha256(raw).digest() for raw in reply.records}
+                        if not returned <= set(ask):
+                            raise SyncError(
+                                "bad-frame", "the peer answered want with records not asked for"
+                            )
+                        queue = [i for i in queue if i not in returned]
+                    incoming = None
+                    if queue:
+                        ask = queue[:MAX_WANT]
+                        incoming = await _request(nursery, channel, ask)
+                    if reply.records:
+                        refused, stored = await pipeline.feed(list(reply.records))
+                        new += len(stored.new) if stored is not None else 0
+                        self.metrics.inc("commons_sync_records_fetched_total", len(reply.records))
+                        if refused:  # store the good ones of this frame, then end
+                            stored = await pipeline.flush()
+                            new += len(stored.new) if stored is not None else 0
+                            _check_rejections(channel.stream.peer_id, refused)
+                stored = await pipeline.flush()
+                new += len(stored.new) if stored is not None else 0
+        except BaseExceptionGroup as group:
+            raise_single(group)
         return new
 
     async def _push(self, channel: _Channel, have: list[bytes]) -> int:
@@ -283,6 +449,43 @@ class Syncer:
                 await _close(stream)
 
     async def _serve(self, channel: _Channel) -> None:
+        borrowed: dict[str, _Items] = {}
+        try:
+            await self._serve_frames(channel, borrowed)
+        finally:
+            self._release_all(borrowed)
+
+    def _release_all(self, borrowed: dict[str, _Items]) -> None:
+        for entry in borrowed.values():
+            self._items.release(entry)
+        borrowed.clear()
+
+    async def _answer(
+        self,
+        scope: str,
+        message: bytes,
+        sessions: dict[str, negentropy.Negentropy],
+        borrowed: dict[str, _Items],
+    ) -> bytes:
+        """Our reply to ``message`` for ``scope``: a responder's reply depends only on its
+        items and the message, so an unchanged scope answers a known message from memory."""
+        key = hashlib.sha256(message).digest()
+        entry = borrowed.get(scope)
+        version = entry.version if entry is not None else self.store.scope_version(scope)
+        reply = self._memo.get(scope, version, key)
+        if reply is not None:
+            return reply
+        session = sessions.get(scope)
+        if session is None or entry is None:
+            entry = borrowed[scope] = await self._items.acquire(scope)
+            assert entry.storage is not None
+            session = negentropy.Negentropy(entry.storage, frame_size_limit=NEG_FRAME_LIMIT)
+            sessions[scope] = session
+        reply = session.reconcile(message) or b""
+        self._memo.put(scope, entry.version, key, reply)
+        return reply
+
+    async def _serve_frames(self, channel: _Channel, borrowed: dict[str, _Items]) -> None:
         theirs = await channel.expect(Hello)
         assert isinstance(theirs, Hello)
         ours = self.hello()
@@ -294,6 +497,10 @@ class Syncer:
             frame = await channel.recv()
             if isinstance(frame, Bye):
                 return
+            if not isinstance(frame, Neg):
+                # Reconciliation is over (want and push come after it): the item lists
+                # are not kept through the transfer.
+                self._release_all(borrowed)
             if isinstance(frame, Neg):
                 rounds += 1
                 if rounds > MAX_ROUNDS:
@@ -302,14 +509,7 @@ class Syncer:
                 for scope, message in frame.messages.items():
                     if scope not in allowed:
                         raise SyncError("bad-scope", f"scope {scope[:16]} is not shared")
-                    session = sessions.get(scope)
-                    if session is None:
-                        session = negentropy.Negentropy(
-                            await self._storage(scope), frame_size_limit=NEG_FRAME_LIMIT
-                        )
-                        sessions[scope] = session
-                    reply = session.reconcile(message)
-                    replies[scope] = reply if reply is not None else b""
+                    replies[scope] = await self._answer(scope, message, sessions, borrowed)
                 await channel.send(Neg(messages=replies))
             elif isinstance(frame, Want):
                 raws = await trio.to_thread.run_sync(self.store.raw_many, list(frame.ids))
@@ -325,6 +525,41 @@ class Syncer:
                 raise SyncError("peer-error", f"peer reported {frame.code}: {frame.message}")
             else:
                 raise SyncError("unexpected-frame", f"{type(frame).__name__} from a client")
+
+
+class _Incoming:
+    """The answer to a ``want``, read by a background task."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reply: Recs | None = None
+        self.error: Exception | None = None
+
+    async def frame(self) -> Recs:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.reply is not None
+        return self.reply
+
+
+async def _request(nursery: trio.Nursery, channel: _Channel, ask: list[bytes]) -> _Incoming:
+    """Send ``want`` for ``ask`` and start reading its ``recs`` in the background."""
+    await channel.send(Want(ids=tuple(ask)))
+    incoming = _Incoming()
+
+    async def receive() -> None:
+        try:
+            frame = await channel.expect(Recs)
+            assert isinstance(frame, Recs)
+            incoming.reply = frame
+        except Exception as exc:  # handed to the waiting session
+            incoming.error = exc
+        finally:
+            incoming.done.set()
+
+    nursery.start_soon(receive)
+    return incoming
 
 
 def _check_rejections(peer: str, rejected: list[tuple[int, str]]) -> None:

@@ -17,6 +17,14 @@ an accepted input is exactly ``encode(decode(input))``: decode, re-encode and co
 in a single pass. Every failure raises :class:`protocol.errors.InvalidRecord` with one of the
 codes below, never another exception.
 
+Speed: ``decode`` first tries msgpack's C decoder and accepts its result only when every value
+is in the model, every map's keys are str in strictly ascending order (code point order is
+UTF-8 byte order), nothing is nested deeper than ``max_depth``, and msgpack's own encoder,
+which always writes the shortest form, gives back exactly the input. Anything else, or any
+error, goes to the strict decoder below, which accepts or refuses the input and names the
+problem; so the fast path changes no decision, only the time (about 3 instead of 10 to 20
+microseconds for a record).
+
 Error codes: ``too-large``, ``truncated``, ``trailing-bytes``, ``too-deep``,
 ``forbidden-type`` (nil, bool, float, ext, or a reserved byte), ``not-canonical`` (a longer
 than necessary encoding, unsorted or duplicate map keys, a non-str map key), ``bad-utf8``.
@@ -26,7 +34,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
+
+import msgpack
 
 from protocol.errors import InvalidRecord, LocalProtocolError
 
@@ -193,13 +203,68 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE, max_depth: int = MAX_DEPTH)
         raise InvalidRecord("too-large", f"{len(data)} bytes, the limit is {max_size}")
     if not data:
         raise InvalidRecord("truncated", "empty input")
-    decoder = _Decoder(bytes(data), max_depth)
+    data = bytes(data)
+    fast = _fast_decode(data, max_depth)
+    if fast is not None:
+        return fast
+    decoder = _Decoder(data, max_depth)
     value = decoder.value(1)
     if decoder.pos != len(data):
         raise InvalidRecord(
             "trailing-bytes", f"{len(data) - decoder.pos} bytes after the value at {decoder.pos}"
         )
     return value
+
+
+_unpackb = msgpack.unpackb
+#: The scalar types of the model (exactly these: bool is a subclass of int, not int).
+_SCALARS: frozenset[type] = frozenset((int, str, bytes))
+#: msgpack's encoder writes every integer, length and header in its shortest form.
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def _fast_decode(data: bytes, max_depth: int) -> Value | None:
+    """The value of ``data`` if msgpack's C decoder reads it and it is canonical, else None.
+
+    None says nothing about ``data``: the strict decoder then decides (and names the error).
+    """
+    try:
+        value = _unpackb(data)  # str keys only; every length bounded by len(data)
+    except Exception:
+        return None
+    if type(value) not in _SCALARS and not _in_model(value, 1, max_depth):
+        return None
+    try:
+        if _packb(value) != data:  # a longer form, a duplicate key (collapsed), an int out
+            return None  # of range: the bytes differ, the strict decoder will say how
+    except Exception:
+        return None
+    return value  # type: ignore[no-any-return]
+
+
+def _in_model(value: Any, depth: int, max_depth: int) -> bool:
+    """Only int, str, bytes, lists and maps with str keys in ascending order, containers at
+    most ``max_depth`` deep (``value`` is at ``depth``)."""
+    kind = type(value)
+    if kind is dict:
+        if depth > max_depth:
+            return False
+        previous: str | None = None
+        for key, item in value.items():
+            if type(key) is not str or (previous is not None and key <= previous):
+                return False
+            previous = key
+            if type(item) not in _SCALARS and not _in_model(item, depth + 1, max_depth):
+                return False
+        return True
+    if kind is list:
+        if depth > max_depth:
+            return False
+        for item in value:
+            if type(item) not in _SCALARS and not _in_model(item, depth + 1, max_depth):
+                return False
+        return True
+    return kind in _SCALARS
 
 
 class _Decoder:

@@ -13,6 +13,7 @@ list of codes is in :mod:`protocol.validation`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import InitVar, dataclass, field
@@ -188,15 +189,21 @@ def _fields_from(
     """Turn a decoded map into constructor keywords: lists become tuples, keys are checked."""
     if not isinstance(value, dict):
         raise InvalidRecord(f"bad-type:{name}", f"{name} must be a map")
-    prefix = "" if name == "body" else f"{name}."
-    allowed_set = set(allowed)
-    for key in value:
-        if key not in allowed_set:
-            raise InvalidRecord(f"unknown-field:{prefix}{key}", f"{prefix}{key} is not allowed")
+    allowed_set = _allowed(tuple(allowed))
+    if not allowed_set.issuperset(value):
+        prefix = "" if name == "body" else f"{name}."
+        key = next(k for k in value if k not in allowed_set)
+        raise InvalidRecord(f"unknown-field:{prefix}{key}", f"{prefix}{key} is not allowed")
     for key in required:
         if key not in value:
+            prefix = "" if name == "body" else f"{name}."
             raise InvalidRecord(f"missing-field:{prefix}{key}", f"{prefix}{key} is required")
     return {key: tuple(item) if isinstance(item, list) else item for key, item in value.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _allowed(keys: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(keys)
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ records of that project are added, instead of dropping it.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import heapq
 import json
@@ -531,6 +532,17 @@ class Store:
     # Scopes, for the reconciler and the exporter
 
     @_guarded
+    def release_memory(self) -> None:
+        """Give back what a big read left behind: SQLite's page cache for this connection
+        (``PRAGMA shrink_memory``) and, with glibc, the heap's free pages (``malloc_trim``).
+
+        Called after a big scope's negentropy item list is dropped: reading 100,000 items
+        leaves about 12 MB in the page cache and the heap that an idle node never needs.
+        """
+        self._db.execute("PRAGMA shrink_memory")
+        _malloc_trim()
+
+    @_guarded
     def version(self) -> tuple[int, int]:
         """A value that changes whenever records are stored, here or by another process."""
         self._drop_cache_if_changed()
@@ -571,31 +583,6 @@ class Store:
             return []
         query = "SELECT ts, id FROM records WHERE scope = ? ORDER BY ts, id"
         return [(int(ts), bytes(i)) for ts, i in self._db.execute(query, (number,))]
-
-    def iter_items(self, scope: str, *, batch: int = MAX_ITER_BATCH) -> Iterator[tuple[int, bytes]]:
-        """:meth:`items` a page at a time (the lock is held for one page, never across a
-        ``yield``), so that a big scope's list never exists whole beside its consumer."""
-        after: tuple[int, bytes] = (-1, b"")
-        while True:
-            page = self._item_page(scope, after, batch)
-            yield from page
-            if len(page) < batch:
-                return
-            after = page[-1]
-
-    @_guarded
-    def _item_page(
-        self, scope: str, after: tuple[int, bytes], limit: int
-    ) -> list[tuple[int, bytes]]:
-        number = self._scope_number(scope, create=False)
-        if number is None:
-            return []
-        query = (
-            "SELECT ts, id FROM records WHERE scope = ? AND (ts, id) > (?, ?)"
-            " ORDER BY ts, id LIMIT ?"
-        )
-        rows = self._db.execute(query, (number, *after, limit))
-        return [(int(ts), bytes(i)) for ts, i in rows]
 
     def iter_raw(
         self, scopes: Iterable[str] | None = None, *, batch: int = ITER_BATCH
@@ -788,6 +775,22 @@ class Store:
                 continue
             out.append((peer_id, [a for a in addrs if isinstance(a, str)]))
         return out
+
+
+@functools.cache
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to trim
+        return None
+    trim: Callable[[int], int] | None = getattr(libc, "malloc_trim", None)
+    return trim
+
+
+def _malloc_trim() -> None:
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:

@@ -73,6 +73,7 @@ class ViewCache:
         self._cache: OrderedDict[bytes, tuple[int, ProjectView]] = OrderedDict()
         self._enabled = cache
         self._lock = threading.Lock()
+        self._building: dict[bytes, threading.Lock] = {}
 
     def _resolve(self, text: str, kind: str | None = None) -> bytes:
         try:
@@ -85,7 +86,26 @@ class ViewCache:
         pid = self._resolve(project_text, kind="project")
         return self._view(pid)
 
+    def warm(self, pid: bytes) -> None:
+        """Decode and fold a project now (from a worker thread) so its first view is fast."""
+        self._view(pid)
+
+    def _project_lock(self, pid: bytes) -> threading.Lock:
+        with self._lock:
+            lock = self._building.get(pid)
+            if lock is None:
+                lock = self._building[pid] = threading.Lock()
+            return lock
+
     def _view(self, pid: bytes) -> ProjectView:
+        # One thread decodes and folds a project at a time: a call that arrives while the
+        # start-up warming (or another call) is at it waits for that result instead of
+        # doing the same work beside it.
+        lock = self._project_lock(pid)
+        with lock:
+            return self._view_locked(pid)
+
+    def _view_locked(self, pid: bytes) -> ProjectView:
         # The store keeps each project's decoded records; the ledger is grow-only, so the
         # number of a project's records identifies the state the fold saw.
         genesis, records = self.store.project_records(pid)

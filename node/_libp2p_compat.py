@@ -83,6 +83,8 @@ for _name, _pattern in _EXPECTED_ERRORS.items():
 # counter. Its check is `now - stamp > ttl`, so a negative ttl makes every entry stale.
 _VALIDATION_CACHE_DISABLED_TTL = -1
 MDNS_TTL_SECONDS = 120
+#: Inbound connections py-libp2p may be handling at once; the real cap is the transport's.
+UNLIMITED_INBOUND = 1 << 20
 MDNS_CLEANUP_SECONDS = 60.0
 
 
@@ -206,6 +208,11 @@ def build_host(
         ),
     )
     host.get_network().auto_connector.maybe_connect = _never_dial  # type: ignore[attr-defined]
+    # py-libp2p 0.8.1 holds an inbound slot for the swarm's whole lifetime (the handler waits
+    # for the swarm to finish before releasing it), so after max_connections inbound
+    # connections, however short-lived, every new one is refused. The transport enforces
+    # max_connections on live connections instead.
+    host.get_network()._inbound_limiter = trio.CapacityLimiter(UNLIMITED_INBOUND)  # type: ignore[attr-defined]
     gossip = GossipSub(
         protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],  # the same order on every node
         degree=degree,
@@ -342,6 +349,13 @@ def full_queues(pubsub: Pubsub, high_water: int, stuck: set[ID]) -> list[ID]:
     queues = pubsub.peer_queues
     stuck.difference_update([p for p in stuck if p not in queues or len(queues[p]) == 0])
     return [p for p, q in list(queues.items()) if len(q) >= high_water and p not in stuck]
+
+
+def forget_failed_dial(host: Any, peer_id: Any) -> None:
+    """Lift py-libp2p's 60 s refusal to redial a peer whose last dial failed."""
+    unblock = getattr(host.get_network(), "unblock_peer", None)
+    if unblock is not None:
+        unblock(peer_id)
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:

@@ -173,6 +173,7 @@ class TransportStats:
     handler_errors: int = 0
     inbound_streams_refused: int = 0
     bans: int = 0
+    connections_refused: int = 0  # beyond max_connections
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -324,6 +325,10 @@ class Transport:
             raise TransportError(f"refusing to dial ourselves at {maddr}")
         if self._is_banned(peer_id):
             raise TransportError(f"peer {peer_id} is banned for forwarding rejected messages")
+        # py-libp2p remembers a peer whose dial failed for 60 s and refuses to dial it again
+        # meanwhile; our service decides when to retry (with its own back-off), and a peer
+        # that restarted must be reachable at once.
+        compat.forget_failed_dial(self._host, info.peer_id)
         try:
             with trio.fail_after(self._config.dial_timeout_seconds + 1.0):
                 await self._host.connect(info)
@@ -355,6 +360,12 @@ class Transport:
         count = self._connections.get(peer_id, 0)
         if delta > 0:
             if self._is_banned(peer_id):
+                self._spawn(self._drop_peer, peer_id)
+                return
+            if count == 0 and len(self._connections) >= self._config.max_connections:
+                # Full: py-libp2p's own inbound cap is disabled (it never frees a slot).
+                self.stats.connections_refused += 1
+                logger.info("refusing peer %s: %d peers connected", peer_id, len(self._connections))
                 self._spawn(self._drop_peer, peer_id)
                 return
             self._connections[peer_id] = count + 1

@@ -85,6 +85,17 @@ WARM_RECORDS = 60_000
 WARM_DELAY = 0.5
 #: Seconds given to the API server to stop.
 API_SHUTDOWN = 2.0
+#: Seconds between liveness checks of the connected peers (a libp2p ping each).
+LIVENESS_INTERVAL = 5.0
+#: Seconds a peer has to answer a ping.
+LIVENESS_TIMEOUT = 5.0
+#: Pings in a row a peer may miss before its connection is dropped as dead.
+LIVENESS_MISSES = 2
+#: The libp2p ping protocol (served by every libp2p host) and its payload size.
+PING_PROTOCOL = "/ipfs/ping/1.0.0"
+PING_SIZE = 32
+#: Peers whose connection numbers are remembered before the departed ones are forgotten.
+MAX_LINKS = 4096
 
 
 @dataclass
@@ -164,6 +175,9 @@ class Node:
         self._subscribed: set[str] = set()
         self._subscribe_send, self._subscribe_recv = trio.open_memory_channel[str](1024)
         self._wake = trio.Event()
+        self._links: dict[str, int] = {}  # peer -> number of its current connection
+        self._misses: dict[tuple[str, int], int] = {}  # pings missed in a row, by connection
+        self._pinging: set[tuple[str, int]] = set()  # connections with a ping in flight
         self.ingestor.on_new(self._on_new_records)
         self._register_gauges()
 
@@ -423,8 +437,83 @@ class Node:
             )
             if addrs:
                 self.store.remember_peer(event.peer_id, addrs, _now_ms())
+                # A peer that dialled us is redialled by us too if the connection is lost.
+                for addr in addrs:
+                    self.service.add_address(addr, peer=event.peer_id)
         else:
             self._execute(self.service.disconnected(event.peer_id, now))
+        self._relink(event.peer_id)
+
+    async def _liveness(self) -> None:
+        """Drop connections that no longer carry anything.
+
+        A cut cable or a partition does not close a TCP connection: it stalls, libp2p still
+        calls the peer connected, and once the path is back the kernel retransmits only after
+        its backed-off timer (some 50 s after a one-minute cut). A peer that misses
+        ``LIVENESS_MISSES`` pings in a row is disconnected, so the service redials it and a
+        fresh connection reconciles at once.
+
+        Each ping runs as its own task: on a stalled connection py-libp2p may block, shielded
+        from cancellation, in the clean-up of a stream it failed to open, so a ping still in
+        flight at the next round counts as missed instead of holding up the others. Pings
+        belong to one connection of the peer (its ``_link`` number, renewed at every connect
+        and disconnect): what an old connection's ping reports, late, is ignored.
+        """
+        while True:
+            await trio.sleep(LIVENESS_INTERVAL)
+            connected = sorted(p.peer_id for p in self.transport.connected_peers())
+            for peer in connected[: self.options.max_peers]:
+                link = (peer, self._links.get(peer, 0))
+                if link in self._pinging:
+                    self._missed(link)
+                else:
+                    self._pinging.add(link)
+                    self.nursery.start_soon(self._ping, link)
+
+    async def _ping(self, link: tuple[str, int]) -> None:
+        alive = False
+        try:
+            with trio.move_on_after(LIVENESS_TIMEOUT):
+                stream = await self.transport.open_stream(link[0], PING_PROTOCOL)
+                try:
+                    payload = os.urandom(PING_SIZE)
+                    await stream.write(payload)
+                    alive = await stream.read_exactly(PING_SIZE) == payload
+                finally:
+                    with trio.move_on_after(1):
+                        await stream.reset()
+        except TransportError:
+            pass
+        finally:
+            self._pinging.discard(link)
+        if alive:
+            self._misses.pop(link, None)
+        else:
+            self._missed(link)
+
+    def _missed(self, link: tuple[str, int]) -> None:
+        peer, number = link
+        if self._links.get(peer, 0) != number:
+            return  # a ping of a connection that is gone
+        self._misses[link] = misses = self._misses.get(link, 0) + 1
+        if misses % LIVENESS_MISSES == 0:
+            log.info("dropping the connection to %s: %d pings unanswered", peer, misses)
+            self.metrics.inc("commons_peers_dropped_total", reason="unresponsive")
+            self.nursery.start_soon(self._drop, peer)
+
+    async def _drop(self, peer: str) -> None:
+        with trio.move_on_after(LIVENESS_TIMEOUT), contextlib.suppress(TransportError):
+            await self.transport.disconnect(peer)
+
+    def _relink(self, peer: str) -> None:
+        """A connection to ``peer`` came or went: pings of the previous one no longer count."""
+        number = self._links.get(peer, 0)
+        self._misses.pop((peer, number), None)
+        self._links[peer] = number + 1
+        if len(self._links) > MAX_LINKS:
+            connected = {p.peer_id for p in self.transport.connected_peers()}
+            for gone in [p for p in self._links if p not in connected]:
+                del self._links[gone]
 
     async def _discovered(self) -> None:
         async for info in self.transport.discovered:
@@ -564,6 +653,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                     node.service.add_address(full, peer=peer)
             nursery.start_soon(node._publish_offline_records)
             nursery.start_soon(node._ticker)
+            nursery.start_soon(node._liveness)
             nursery.start_soon(node._warm_views)
             home.write_node_info(node.node_info())
             log.info(

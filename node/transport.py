@@ -410,8 +410,14 @@ class Transport:
     # ----- penalties ---------------------------------------------------------------------
 
     def ban(self, peer_id: str, seconds: float | None = None) -> None:
-        """Blacklist the peer's gossip, disconnect it and refuse it for ``seconds``."""
+        """Blacklist the peer's gossip, disconnect it and refuse it for ``seconds``.
+
+        Idempotent while the ban lasts: py-libp2p tearing a blacklisted peer down twice
+        raises a KeyError inside Pubsub that stops the whole service.
+        """
         pid = _peer(peer_id)
+        if self._is_banned(peer_id):
+            return
         if peer_id not in self._banned_until and len(self._banned_until) >= MAX_BANNED_PEERS:
             oldest = min(self._banned_until, key=self._banned_until.__getitem__)
             self._unban(oldest)

@@ -1,0 +1,144 @@
+"""Deterministic benchmark data: signed records from seeded keys, cached as bundles and stores.
+
+Every record is a pure function of its dataset's parameters and its index (keys from
+``protocol.testing.seed``, timestamps from ``protocol.testing.EPOCH_MS``), so the chunks can be
+signed in two processes and a cached file is the same as a fresh one. Caches live in
+``$COMMONS_BENCH_CACHE`` (default ``bench-out/cache`` at the repository root, git-ignored),
+named by the parameters; nothing is checked in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from bench.common import REPO, log
+from protocol.bundle import BundleReader, BundleWriter
+from protocol.record import ContributionBody, EndorsementBody, ProjectBody, Record, sign_record
+from protocol.testing import EPOCH_MS, key
+
+#: Bump when the generators change, so that old caches are not reused.
+DATA_VERSION = 1
+CONTRIBUTORS = 50
+CHUNK = 5000
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("COMMONS_BENCH_CACHE") or REPO / "bench-out" / "cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def genesis(name: str) -> Record:
+    owner = key(f"bench-owner:{name}")
+    return sign_record(owner, body=ProjectBody(name=f"Bench {name}"), ts=EPOCH_MS)
+
+
+def _contributions(name: str, project: bytes, start: int, stop: int) -> list[bytes]:
+    keys = [key(f"bench-contributor:{i}") for i in range(CONTRIBUTORS)]
+    out = []
+    for k in range(start, stop):
+        body = ContributionBody(type="code", title=f"Contribution {k}", effort_minutes=k % 600)
+        record = sign_record(
+            keys[k % CONTRIBUTORS], body=body, ts=EPOCH_MS + 1000 + k, project=project
+        )
+        out.append(record.raw)
+    return out
+
+
+def _endorsements(name: str, project: bytes, targets: list[bytes], start: int) -> list[bytes]:
+    owner = key(f"bench-owner:{name}")
+    out = []
+    for j, target in enumerate(targets, start):
+        body = EndorsementBody(target=target, weight=1 + j % 10)
+        ts = EPOCH_MS + 10_000_000 + j
+        out.append(sign_record(owner, body=body, ts=ts, project=project).raw)
+    return out
+
+
+def _parallel(jobs: list[tuple], fn) -> list[bytes]:  # type: ignore[no-untyped-def]
+    if len(jobs) == 1:
+        return fn(*jobs[0])
+    out: list[bytes] = []
+    with ProcessPoolExecutor(2) as pool:
+        for part in pool.map(fn, *zip(*jobs, strict=True)):
+            out.extend(part)
+    return out
+
+
+def project_records(name: str, contributions: int, endorsements: int = 0) -> list[bytes]:
+    """Genesis, then ``contributions`` contributions by 50 authors, then ``endorsements``
+    endorsements by the owner (a maintainer) of every tenth contribution, cycling."""
+    path = cache_dir() / f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}.bundle"
+    if path.exists():
+        return read_bundle(path)
+    started = time.monotonic()
+    log(f"generating {name}: {contributions} contributions, {endorsements} endorsements")
+    g = genesis(name)
+    jobs = [(name, g.id, s, min(contributions, s + CHUNK)) for s in range(0, contributions, CHUNK)]
+    contribs = _parallel(jobs, _contributions)
+    raws = [g.raw, *contribs]
+    if endorsements:
+        ids = [hashlib.sha256(r).digest() for r in contribs[::10]]
+        targets = [ids[j % len(ids)] for j in range(endorsements)]
+        ejobs = [(name, g.id, targets[s : s + CHUNK], s) for s in range(0, endorsements, CHUNK)]
+        raws += _parallel(ejobs, _endorsements)
+    write_bundle(path, raws)
+    log(f"generated {len(raws)} records in {time.monotonic() - started:.1f} s -> {path.name}")
+    return raws
+
+
+def write_bundle(path: Path, raws: Sequence[bytes]) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("wb") as f:
+        f.write(BundleWriter.header())
+        for raw in raws:
+            f.write(BundleWriter.frame(raw))
+    tmp.replace(path)
+
+
+def read_bundle(path: Path) -> list[bytes]:
+    reader = BundleReader()
+    out: list[bytes] = []
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            out.extend(reader.feed(chunk))
+    reader.close()
+    return out
+
+
+def bundle_path(name: str, contributions: int, endorsements: int = 0) -> Path:
+    project_records(name, contributions, endorsements)
+    return cache_dir() / f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}.bundle"
+
+
+def template_store(name: str, contributions: int, endorsements: int = 0) -> Path:
+    """A ledger.db holding the dataset, built once with the node's own Store (no validation:
+    the records were signed here), to be copied into node homes."""
+    from node.storage import Store
+    from protocol.record import decode_trusted
+
+    path = cache_dir() / f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}.db"
+    if path.exists():
+        return path
+    raws = project_records(name, contributions, endorsements)
+    tmp = path.with_name(path.name + ".partial")
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(tmp) + suffix).unlink(missing_ok=True)
+    started = time.monotonic()
+    with Store.open(tmp, synchronous="NORMAL") as store:
+        for start in range(0, len(raws), 5000):
+            store.add([decode_trusted(r) for r in raws[start : start + 5000]], published=True)
+    # Closing checkpoints the WAL into the main file: one self-contained file.
+    tmp.replace(path)
+    log(f"built store {path.name} in {time.monotonic() - started:.1f} s")
+    return path
+
+
+def chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -83,8 +83,6 @@ SUBSCRIPTION_REFRESH = 10.0
 WARM_RECORDS = 60_000
 #: Seconds after start before that warming begins (peers and sync come first).
 WARM_DELAY = 0.5
-#: Seconds given to the API server to stop.
-API_SHUTDOWN = 2.0
 #: Seconds between liveness checks of the connected peers (a libp2p ping each).
 LIVENESS_INTERVAL = 5.0
 #: Seconds a peer has to answer a ping.
@@ -174,7 +172,6 @@ class Node:
         self._publish_send, self._publish_recv = trio.open_memory_channel[Record](MAX_PUBLISH_QUEUE)
         self._subscribed: set[str] = set()
         self._subscribe_send, self._subscribe_recv = trio.open_memory_channel[str](1024)
-        self._wake = trio.Event()
         self._links: dict[str, int] = {}  # peer -> number of its current connection
         self._misses: dict[tuple[str, int], int] = {}  # pings missed in a row, by connection
         self._pinging: set[tuple[str, int]] = set()  # connections with a ping in flight

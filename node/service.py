@@ -34,8 +34,6 @@ DIAL_BACKOFF_MAX = 300.0
 MAX_PENDING_DIALS = 4
 #: Addresses remembered for dialling (bootstrap plus learned).
 MAX_KNOWN_ADDRS = 1024
-#: How soon to wake when nothing is scheduled, in seconds.
-IDLE_TICK = 1.0
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,6 @@ MAX_ROUNDS = 64
 TOLERATED_REFUSALS = ("future-timestamp",)
 #: Error codes that end a session without blaming the peer for misbehaving.
 INNOCENT_CODES = frozenset({"timeout", "closed", "peer-error"})
-#: A responder keeps at most this many scope sessions per sync session.
-MAX_SERVER_SCOPES = 8192
 #: A scope's negentropy item list (about 230 bytes an item in memory) stays cached between
 #: sessions while it has at most this many items; a bigger one is dropped as soon as no
 #: session uses it, so an idle node does not carry it.

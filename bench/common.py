@@ -158,10 +158,23 @@ def child_env() -> dict[str, str]:
     return env
 
 
+#: Listening ports come from below the kernel's ephemeral range (32768 and up by default):
+#: a port the kernel hands out for binding to port 0 may be taken moments later as the
+#: source port of some node's outgoing connection, and the node meant to listen there fails.
+_PORTS = iter(range(20_000 + (os.getpid() % 50) * 200, 32_000))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A listening port on 127.0.0.1 that is free now and that this run has not handed out."""
+    for port in _PORTS:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port left below the ephemeral range")
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def simulate(
     """One sync session, in memory. Returns rounds, bytes and CPU seconds."""
     import hashlib
 
-    from node.syncer import NEG_FRAME_BUDGET, NEG_FRAME_LIMIT
+    from node.syncer import NEG_FRAME_BUDGET, NEG_FRAME_LIMIT, NEG_ITEM_OVERHEAD
     from protocol import negentropy
     from protocol.sync import (
         MAX_WANT,
@@ -62,6 +62,7 @@ def simulate(
         decode_frame,
         encode_frame,
         pack_records,
+        shared_scopes,
     )
 
     def ids(raws: list[bytes]) -> dict[bytes, bytes]:
@@ -80,8 +81,9 @@ def simulate(
 
     total = 0
     started = time.process_time()
-    hello = Hello(follow_all=True, scopes=("meta",))
+    hello = Hello(follow_all=True, scopes=(scope,))
     total += 2 * wire(hello)[0]
+    number = shared_scopes(hello, hello).index(scope)
     client = negentropy.Negentropy(client_storage, frame_size_limit=NEG_FRAME_LIMIT)
     server = negentropy.Negentropy(server_storage, frame_size_limit=NEG_FRAME_LIMIT)
     message: bytes | None = client.initiate()
@@ -89,15 +91,15 @@ def simulate(
     neg_bytes = 0
     payload = 0  # the negentropy messages alone, without the neg frames around them
     while message is not None:
-        assert len(message) + 80 <= NEG_FRAME_BUDGET
-        size, frame = wire(Neg(messages={scope: message}))
+        assert len(message) + NEG_ITEM_OVERHEAD <= NEG_FRAME_BUDGET
+        size, frame = wire(Neg(messages={number: message}))
         neg_bytes += size
-        reply = server.reconcile(frame.messages[scope])
+        reply = server.reconcile(frame.messages[number])
         payload += len(message) + len(reply or b"")
-        size, frame = wire(Neg(messages={scope: reply or b""}))
+        size, frame = wire(Neg(messages={number: reply or b""}))
         neg_bytes += size
         rounds += 1
-        message = client.reconcile(frame.messages[scope])
+        message = client.reconcile(frame.messages[number])
     neg_cpu = time.process_time() - started
     have, need = client.drain()
     total += neg_bytes

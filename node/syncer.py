@@ -59,6 +59,8 @@ READ_CHUNK = 1 << 16
 NEG_FRAME_LIMIT = 256 * 1024
 #: Room kept in a neg frame for the map keys and headers.
 NEG_FRAME_BUDGET = MAX_FRAME - 16 * 1024
+#: Bytes a scope's entry in a ``neg`` frame costs beside its message (pair, index, bin head).
+NEG_ITEM_OVERHEAD = 16
 #: A responder serves at most this many negentropy rounds per session.
 MAX_ROUNDS = 64
 #: Refusals of a synced record that do not end the session (see ``_check_rejections``).
@@ -335,6 +337,7 @@ class Syncer:
                 sessions[scope], first = await self._session(scope, borrowed, initiate=True)
             assert first is not None
             pending[scope] = first
+        index = {scope: number for number, scope in enumerate(scopes)}
         have: list[bytes] = []
         need: list[bytes] = []
         while pending:
@@ -342,18 +345,19 @@ class Syncer:
             size = 0
             for scope in list(pending):
                 message = pending[scope]
-                if batch and size + len(message) + 80 > NEG_FRAME_BUDGET:
+                if batch and size + len(message) + NEG_ITEM_OVERHEAD > NEG_FRAME_BUDGET:
                     break
                 batch[scope] = pending.pop(scope)
-                size += len(message) + 80
-            result.neg_bytes += size
-            await channel.send(Neg(messages=batch))
+                size += len(message) + NEG_ITEM_OVERHEAD
+                result.neg_bytes += len(message)
+            await channel.send(Neg(messages={index[scope]: m for scope, m in batch.items()}))
             reply = await channel.expect(Neg)
             assert isinstance(reply, Neg)
             result.rounds += 1
-            if set(reply.messages) != set(batch):
+            if set(reply.messages) != {index[scope] for scope in batch}:
                 raise SyncError("bad-frame", "the neg reply does not answer the scopes asked")
-            for scope, message in reply.messages.items():
+            for number, message in reply.messages.items():
+                scope = scopes[number]
                 result.neg_bytes += len(message)
                 session = sessions.get(scope)
                 if session is None:
@@ -498,7 +502,7 @@ class Syncer:
         assert isinstance(theirs, Hello)
         ours = self.hello()
         await channel.send(ours)
-        allowed = set(shared_scopes(ours, theirs))
+        allowed = shared_scopes(ours, theirs)
         sessions: dict[str, negentropy.Negentropy] = {}
         rounds = 0
         while True:
@@ -514,11 +518,13 @@ class Syncer:
                 rounds += 1
                 if rounds > MAX_ROUNDS:
                     raise SyncError("too-many", f"more than {MAX_ROUNDS} negentropy rounds")
-                replies: dict[str, bytes] = {}
-                for scope, message in frame.messages.items():
-                    if scope not in allowed:
-                        raise SyncError("bad-scope", f"scope {scope[:16]} is not shared")
-                    replies[scope] = await self._answer(scope, message, sessions, borrowed)
+                replies: dict[int, bytes] = {}
+                for number, message in frame.messages.items():
+                    if number >= len(allowed):
+                        raise SyncError("bad-scope", f"no shared scope number {number}")
+                    replies[number] = await self._answer(
+                        allowed[number], message, sessions, borrowed
+                    )
                 await channel.send(Neg(messages=replies))
             elif isinstance(frame, Want):
                 raws = await trio.to_thread.run_sync(self.store.raw_many, list(frame.ids))

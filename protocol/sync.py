@@ -14,8 +14,8 @@ frame      fields                                                      answered 
 =========  ==========================================================  =================
 hello      ``v`` (1), ``all`` (1 = follows every project, else 0),      hello
            ``scopes`` (the scopes this side holds or follows)
-neg        ``m``: scope -> negentropy message (several scopes a frame)  neg (replies for
-                                                                       the same scopes)
+neg        ``m``: [index, negentropy message] pairs, index = the scope's neg (replies for
+           position in the shared scope list (several scopes a frame)  the same scopes)
 want       ``ids``: record ids the client lacks                         recs
 recs       ``r``: raw records                                           (reply only)
 push       ``r``: raw records the server lacks                          ack
@@ -90,7 +90,11 @@ class Hello:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Neg:
-    messages: dict[str, bytes]
+    """Negentropy messages, keyed by each scope's position in :func:`shared_scopes` (which
+    both sides compute alike from the two hellos): a number of a byte or two on the wire
+    instead of a 64-character name, in every frame of every round."""
+
+    messages: dict[int, bytes]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -156,7 +160,8 @@ def encode_frame(frame: Frame) -> bytes:
         value = {"t": "hello", "v": frame.version, "all": int(frame.follow_all)}
         value["scopes"] = list(frame.scopes)
     elif isinstance(frame, Neg):
-        value = {"t": "neg", "m": dict(frame.messages)}
+        pairs: list[codec.Value] = [[i, m] for i, m in sorted(frame.messages.items())]
+        value = {"t": "neg", "m": pairs}
     elif isinstance(frame, Want):
         value = {"t": "want", "ids": list(frame.ids)}
     elif isinstance(frame, Recs):
@@ -295,15 +300,22 @@ def _hello(value: dict[str, codec.Value]) -> Hello:
     return Hello(follow_all=bool(follow_all), scopes=scopes)
 
 
-def _neg(value: dict[str, codec.Value]) -> dict[str, bytes]:
-    messages = value.get("m")
-    if not isinstance(messages, dict):
-        raise SyncError("bad-frame", "neg frames need a map m")
-    if len(messages) > MAX_SCOPES:
-        raise SyncError("too-many", f"{len(messages)} scopes in one neg frame")
-    out: dict[str, bytes] = {}
-    for scope, message in messages.items():
+def _neg(value: dict[str, codec.Value]) -> dict[int, bytes]:
+    pairs = value.get("m")
+    if not isinstance(pairs, list):
+        raise SyncError("bad-frame", "neg frames need a list m")
+    if len(pairs) > MAX_SCOPES:
+        raise SyncError("too-many", f"{len(pairs)} scopes in one neg frame")
+    out: dict[int, bytes] = {}
+    previous = -1
+    for pair in pairs:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise SyncError("bad-frame", "neg items are [scope index, message] pairs")
+        index, message = pair
+        if not isinstance(index, int) or not previous < index < MAX_SCOPES:
+            raise SyncError("bad-frame", "neg scope indexes must ascend, each below 8192")
         if not isinstance(message, bytes):
             raise SyncError("bad-frame", "negentropy messages are bytes")
-        out[_scope(scope)] = message
+        out[index] = message
+        previous = index
     return out

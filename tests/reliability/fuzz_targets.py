@@ -304,7 +304,7 @@ def seeds(target: str) -> list[bytes]:
     if target == "frame":
         frames: list[Frame] = [
             Hello(follow_all=True, scopes=("meta", "ab" * 32)),
-            Neg(messages={"meta": bytes.fromhex("6100000200")}),
+            Neg(messages={0: bytes.fromhex("6100000200"), 3: b""}),
             Want(ids=(bytes(32), bytes(range(32)))),
             Recs(records=tuple(small[:4])),
             Push(records=tuple(small[4:8])),

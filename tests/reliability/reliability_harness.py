@@ -105,20 +105,24 @@ class LyingServer:
     async def serve(self, stream: Stream) -> None:
         self.sessions += 1
         frames = FrameStream(stream)
-        if not isinstance(await frames.recv(), sp.Hello):
+        theirs = await frames.recv()
+        if not isinstance(theirs, sp.Hello):
             return
-        await frames.send(sp.Hello(follow_all=True, scopes=("meta",)))
+        ours = sp.Hello(follow_all=True, scopes=("meta",))
+        await frames.send(ours)
+        shared = sp.shared_scopes(ours, theirs)
         claim = self.claim or (1, hashlib.sha256(self.offer).digest())
         sessions: dict[str, negentropy.Negentropy] = {}
         while True:
             frame = await frames.recv()
             if isinstance(frame, sp.Neg):
                 replies = {}
-                for scope, message in frame.messages.items():
+                for number, message in frame.messages.items():
+                    scope = shared[number]
                     if scope not in sessions:
                         items = [claim] if scope == "meta" else []
                         sessions[scope] = negentropy.Negentropy(negentropy.Storage(items))
-                    replies[scope] = sessions[scope].reconcile(message) or b""
+                    replies[number] = sessions[scope].reconcile(message) or b""
                 await frames.send(sp.Neg(messages=replies))
             elif isinstance(frame, sp.Want):
                 give = not (self.once and self.served)

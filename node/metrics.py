@@ -24,6 +24,9 @@ _HELP = {
     "commons_sync_records_fetched_total": "Records fetched from peers by sync.",
     "commons_sync_records_sent_total": "Records sent to peers by sync.",
     "commons_published_total": "Records this node published by gossip.",
+    "commons_pings_total": "Liveness pings of connected peers, by outcome (ok, missed).",
+    "commons_ping_streams_opened_total": "Ping streams opened (one kept per connection).",
+    "commons_peers_dropped_total": "Connections dropped by this node, by reason.",
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from node import runtime
 from node.home import Home
 from node.runtime import Node, NodeOptions, open_node
 from node.transport import TransportConfig, open_transport
@@ -249,3 +250,29 @@ async def test_sync_skips_records_from_the_future_without_blaming_the_peer(
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def test_liveness_pings_reuse_one_stream_per_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "LIVENESS_INTERVAL", 0.1)
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(running(tmp_path, "a"))
+            b = await stack.enter_async_context(running(tmp_path, "b", bootstrap=[addr(a)]))
+            await wait_until(lambda: a.metrics.get("commons_pings_total", outcome="ok") >= 6)
+            await wait_until(lambda: b.metrics.get("commons_pings_total", outcome="ok") >= 6)
+            for node in (a, b):
+                assert node.metrics.get("commons_pings_total", outcome="missed") == 0
+                assert node.metrics.get("commons_ping_streams_opened_total") == 1
+            # A ping stream the peer closed is replaced at once, and that is not a miss.
+            (stream,) = b._ping_streams.values()
+            await stream.reset()
+            ok = b.metrics.get("commons_pings_total", outcome="ok")
+            await wait_until(lambda: b.metrics.get("commons_pings_total", outcome="ok") > ok + 2)
+            assert b.metrics.get("commons_pings_total", outcome="missed") == 0
+            assert b.metrics.get("commons_ping_streams_opened_total") == 2
+            # A new connection gets a new stream; the old one is let go.
+            await b.transport.disconnect(a.peer_id)
+            await wait_until(lambda: b.metrics.get("commons_ping_streams_opened_total") >= 3)
+            assert len(b._ping_streams) <= 1

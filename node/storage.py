@@ -140,11 +140,28 @@ _V1: Final = (
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_INSERT: Final = (
-    "INSERT OR IGNORE INTO records"
-    " (id, raw, kind, author, project, scope, ts, target, received_at, published)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+#: Rows per INSERT statement (10 parameters each; SQLite allows 32,766 since 3.32).
+INSERT_ROWS: Final = 400
+
+
+def _insert_sql(rows: int) -> str:
+    """One INSERT of ``rows`` rows.
+
+    Many rows a statement rather than ``executemany``: Python's sqlite3 releases the GIL for
+    each step of a statement and takes it back for the next row, and while the validation
+    threads run Python beside it every take waits its turn. Measured on 100,000 records:
+    ``executemany`` 9 microseconds a row alone, 57 beside two busy Python threads; 400 rows a
+    statement 8 and 10.
+    """
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT OR IGNORE INTO records"
+        " (id, raw, kind, author, project, scope, ts, target, received_at, published)"
+        f" VALUES {values}"
+    )
+
+
+_INSERT_MANY: Final = _insert_sql(INSERT_ROWS)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -206,6 +223,15 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def _insert(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
+    whole = len(rows) - len(rows) % INSERT_ROWS
+    for start in range(0, whole, INSERT_ROWS):
+        conn.execute(_INSERT_MANY, [v for row in rows[start : start + INSERT_ROWS] for v in row])
+    if whole < len(rows):
+        rest = rows[whole:]
+        conn.execute(_insert_sql(len(rest)), [v for row in rest for v in row])
+
+
 def _project_of(record: Record) -> bytes | None:
     """The project a record concerns: its project key; a genesis concerns itself."""
     if record.kind == "project":
@@ -214,7 +240,7 @@ def _project_of(record: Record) -> bytes | None:
 
 
 def _columns(record: Record, project: int | None, scope: int | None) -> tuple[object, ...]:
-    """The indexed columns of a record, in ``_INSERT``'s order (given the scope numbers)."""
+    """The indexed columns of a record, in ``_insert_sql``'s order (given the scope numbers)."""
     body = record.body
     target = body.target if isinstance(body, EndorsementBody | RetractionBody) else None
     return (record.id, record.raw, record.kind, record.author, project, scope, record.ts, target)
@@ -362,8 +388,7 @@ class Store:
                     rows.append((*_columns(record, *numbers), received_at, int(published)))
                     if project is not None:
                         added.append((project, record))
-                if rows:
-                    conn.executemany(_INSERT, rows)
+                _insert(conn, rows)
             if rows:  # committed
                 self._changes += 1
                 for scope in scopes:

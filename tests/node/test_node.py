@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from node import runtime
+from node import runtime, syncer
 from node.home import Home
 from node.runtime import Node, NodeOptions, open_node
 from node.transport import TransportConfig, open_transport
@@ -276,3 +276,38 @@ async def test_liveness_pings_reuse_one_stream_per_connection(
             await b.transport.disconnect(a.peer_id)
             await wait_until(lambda: b.metrics.get("commons_ping_streams_opened_total") >= 3)
             assert len(b._ping_streams) <= 1
+
+
+async def test_neg_answers_for_many_scopes_fit_one_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty node reconciling several big scopes at once: the responder shares the frame
+    between its replies, so no answer outgrows a frame (here shrunk to 16 KiB, so that a few
+    hundred records a scope are big), and everything arrives."""
+    budget = 16 * 1024
+    monkeypatch.setattr(syncer, "NEG_FRAME_BUDGET", budget)
+    monkeypatch.setattr(syncer, "NEG_FRAME_LIMIT", budget - syncer.NEG_ITEM_OVERHEAD)
+    monkeypatch.setattr(syncer, "NEG_MAX_SCOPES", budget // (4096 + syncer.NEG_ITEM_OVERHEAD))
+    sizes: list[tuple[str, int]] = []
+    real_encode = syncer.encode_frame
+
+    def encode(frame: sync.Frame) -> bytes:
+        data = real_encode(frame)
+        sizes.append((type(frame).__name__, len(data)))
+        return data
+
+    monkeypatch.setattr(syncer, "encode_frame", encode)
+    factory = RecordFactory(now_ms=_now_ms())
+    records = []
+    for n in range(5):
+        project = factory.project("alice", name=f"P{n}")
+        records += [project, *factory.many_contributions("bob", project, 700)]
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(running(tmp_path, "a"))
+            a.store.add(records, published=True)
+            b = await stack.enter_async_context(running(tmp_path, "b", bootstrap=[addr(a)]))
+            await wait_until(lambda: b.store.count() == len(records), 40)
+    negs = [size for name, size in sizes if name == "Neg"]
+    assert max(negs) <= budget + 64
+    assert max(negs) > budget // 2  # the replies did need sharing

@@ -85,6 +85,27 @@ def test_duplicates_within_and_across_batches(store: Store, f: RecordFactory) ->
     assert store.count() == 4
 
 
+def test_big_batches_span_several_insert_statements(store: Store, f: RecordFactory) -> None:
+    """Rows go in ``INSERT_ROWS`` at a time plus a remainder: every row lands exactly once,
+    with its columns, whatever statement carried it."""
+    p = f.project("alice")
+    many = list(f.many_contributions("bob", p, 2 * storage.INSERT_ROWS + 7))
+    held = many[: storage.INSERT_ROWS // 2]
+    assert store.add(held) == [True] * len(held)
+    batch = [p, *many, many[3], many[-1]]
+    expected = [True] + [r not in held for r in many] + [False, False]
+    assert store.add(batch) == expected
+    assert store.count() == len(many) + 1
+    assert store.items(p.id.hex()) == sorted((r.ts, r.id) for r in many)
+    assert [r.id for r in store.project_records(p.id)[1]] == [r.id for r in many]
+    conn = sqlite3.connect(store.path)
+    try:
+        rows = conn.execute("SELECT kind, author, ts FROM records WHERE id = ?", (many[-1].id,))
+        assert rows.fetchall() == [("contribution", many[-1].author, many[-1].ts)]
+    finally:
+        conn.close()
+
+
 def test_a_failed_batch_stores_nothing(store: Store, f: RecordFactory) -> None:
     p = f.project("alice")
     c = f.contribution("bob", p)

@@ -12,12 +12,17 @@ import contextvars
 import functools
 import hashlib
 import logging
+import os
 import re
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import libp2p.pubsub.gossipsub
+import libp2p.pubsub.pubsub
 import multiaddr
 import trio
 from libp2p import new_host
@@ -34,9 +39,11 @@ from libp2p.discovery.mdns.utils import stringGen
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
+from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -112,6 +119,82 @@ publish_outcome: contextvars.ContextVar[Outcome | None] = contextvars.ContextVar
 )
 
 
+# --------------------------------------------------------------------------------------------
+# Per-message costs of py-libp2p 0.8.1 that Commons does without. Measured with py-spy at the
+# relay of benchmark figure 5 (a line A - B - C at a few hundred records a second), each as a
+# share of the relay's samples: the signed peer record py-libp2p attaches to every RPC, built
+# anew for each (5 %) and verified anew on arrival (11 %); a Yamux window update after every
+# read (9 %); an IDONTWANT to every mesh peer for every message (4 %, and as many extra RPCs
+# to read at the peers). Nothing here changes what goes on the wire except that IDONTWANT is
+# sent only for messages big enough to be worth it, as go-libp2p-pubsub does.
+
+#: go-libp2p-pubsub's ``GossipSubIDontWantMessageThreshold``: smaller messages get no
+#: IDONTWANT (a record is usually a few hundred bytes, about the size of the IDONTWANT).
+IDONTWANT_MIN_BYTES = 1024
+#: Seconds our own signed peer record is reused before it is rebuilt from the listen addresses.
+SENDER_RECORD_REUSE = 10.0
+#: Seconds a peer's signed peer record, once verified, is accepted again without verifying.
+SENDER_RECORD_TRUST = 600.0
+MAX_TRUSTED_SENDER_RECORDS = 4096
+
+# The size of the message whose push_msg is running (IDONTWANT decisions need it).
+current_message_size: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "commons_message_size", default=1 << 30
+)
+_trusted_records: OrderedDict[tuple[ID, bytes], float] = OrderedDict()
+
+
+def _sender_record(host: IHost) -> tuple[bytes, bool]:
+    """``env_to_send_in_RPC``, reusing the envelope for ``SENDER_RECORD_REUSE`` seconds:
+    upstream rebuilds the listen addresses from the sockets for every RPC."""
+    now = time.monotonic()
+    cached: tuple[float, bytes] | None = getattr(host, "_commons_sender_record", None)
+    if cached is not None and cached[0] > now:
+        return cached[1], False
+    envelope, fresh = env_to_send_in_RPC(host)
+    host._commons_sender_record = (now + SENDER_RECORD_REUSE, envelope)  # type: ignore[attr-defined]
+    return envelope, fresh
+
+
+def _consume_sender_record(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    """``maybe_consume_signed_record``, verifying each peer's record once: the bytes of a
+    signed record decide the result, so the same bytes from the same peer are accepted again
+    without another signature check (re-stored in the peerstore every ten minutes)."""
+    if not msg.HasField("senderRecord"):
+        return True
+    key = (peer_id, msg.senderRecord)
+    now = time.monotonic()
+    until = _trusted_records.get(key)
+    if until is not None and until > now:
+        return True
+    if not maybe_consume_signed_record(msg, host, peer_id):
+        return False
+    _trusted_records[key] = now + SENDER_RECORD_TRUST
+    _trusted_records.move_to_end(key)
+    while len(_trusted_records) > MAX_TRUSTED_SENDER_RECORDS:
+        _trusted_records.popitem(last=False)
+    return True
+
+
+def _install_rpc_shortcuts() -> None:
+    """Point py-libp2p's pubsub modules at the two functions above (idempotent), and make
+    Yamux send window updates by go-yamux's rule (once half the window has been read) rather
+    than after every read: ``PY_YAMUX_RELEASE_ON_READ`` is py-libp2p's own switch."""
+    for module in (libp2p.pubsub.gossipsub, libp2p.pubsub.pubsub):
+        module.env_to_send_in_RPC = _sender_record  # type: ignore[attr-defined]
+        module.maybe_consume_signed_record = _consume_sender_record  # type: ignore[attr-defined]
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+
+
+class CommonsGossipSub(GossipSub):
+    """GossipSub that sends IDONTWANT only for messages of ``IDONTWANT_MIN_BYTES`` or more."""
+
+    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Any) -> None:
+        if current_message_size.get() < IDONTWANT_MIN_BYTES:
+            return
+        await super()._emit_idontwant_for_message(msg_id, topic_ids)
+
+
 class CommonsPubsub(Pubsub):
     """Pubsub whose push_msg cannot crash the service and which delivers to our own inbox.
 
@@ -126,6 +209,7 @@ class CommonsPubsub(Pubsub):
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         outcome = Outcome()
         token = current_outcome.set(outcome)
+        size_token = current_message_size.set(len(msg.data))
         try:
             await super().push_msg(msg_forwarder, msg)
         except Exception:  # e.g. a malformed key in a remote message: never kill pubsub
@@ -133,6 +217,7 @@ class CommonsPubsub(Pubsub):
             logger.warning("libp2p failed on a message from %s", msg_forwarder, exc_info=True)
             return
         finally:
+            current_message_size.reset(size_token)
             current_outcome.reset(token)
         local = publish_outcome.get()
         if local is not None and msg_forwarder == self.my_id:
@@ -213,7 +298,8 @@ def build_host(
     # connections, however short-lived, every new one is refused. The transport enforces
     # max_connections on live connections instead.
     host.get_network()._inbound_limiter = trio.CapacityLimiter(UNLIMITED_INBOUND)  # type: ignore[attr-defined]
-    gossip = GossipSub(
+    _install_rpc_shortcuts()
+    gossip = CommonsGossipSub(
         protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],  # the same order on every node
         degree=degree,
         degree_low=degree_low,

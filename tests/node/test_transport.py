@@ -378,3 +378,57 @@ async def test_mdns_reports_peers_without_dialing() -> None:
             assert any(addr.startswith("/ip4/127.0.0.1/tcp/") for addr in found.addrs)
             assert a.connected_peers() == []
             assert await a.connect(found.addrs[0]) == b.peer_id
+
+
+async def test_idontwant_only_for_big_messages_and_sender_records_verified_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two of py-libp2p's per-message costs, cut (node/_libp2p_compat.py): IDONTWANT goes out
+    only for messages of IDONTWANT_MIN_BYTES or more, as go-libp2p-pubsub does; a peer's
+    signed peer record, attached to every RPC, is verified once, not per RPC. Gossip still
+    arrives, and a record that fails verification is still refused."""
+    from node import _libp2p_compat as compat
+
+    verified: list[bytes] = []
+    real_consume = compat.maybe_consume_signed_record
+
+    def counting(msg: Any, host: Any, peer_id: Any) -> bool:
+        verified.append(msg.senderRecord)
+        return real_consume(msg, host, peer_id)
+
+    monkeypatch.setattr(compat, "maybe_consume_signed_record", counting)
+    compat._trusted_records.clear()
+    with trio.fail_after(20):
+        async with line() as (a, b, c):
+            sent_idontwant: list[int] = []
+            router = b._pubsub.router
+            real_emit = router.emit_idontwant
+
+            async def emit(msg_ids: Any, peer: Any) -> None:
+                sent_idontwant.append(len(msg_ids))
+                await real_emit(msg_ids, peer)
+
+            monkeypatch.setattr(router, "emit_idontwant", emit)
+            before = len(verified)
+            for i in range(20):
+                await a.publish(TOPIC, b"small %d" % i)
+                assert (await next_message(c)).data == b"small %d" % i
+            assert sent_idontwant == []
+            # Twenty RPCs A -> B and B -> C, but each sender's record is verified at most once.
+            assert len(verified) - before <= 2
+            big = b"x" * compat.IDONTWANT_MIN_BYTES
+            await a.publish(TOPIC, big)
+            assert (await next_message(c)).data == big
+            await wait_until(lambda: sent_idontwant != [])
+
+    # A record that does not verify is refused every time, never remembered.
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pb import rpc_pb2
+
+    bad = rpc_pb2.RPC(senderRecord=b"\x0a\x03not an envelope")
+    peer = ID.from_base58(libp2p_peer_id(config(9).seed))
+    host = type("Host", (), {"get_peerstore": lambda self: None})()
+    assert not compat._consume_sender_record(bad, host, peer)
+    assert not compat._consume_sender_record(bad, host, peer)
+    assert (peer, bad.senderRecord) not in compat._trusted_records
+    assert compat._consume_sender_record(rpc_pb2.RPC(), host, peer)  # none attached: fine

@@ -282,6 +282,28 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
         out.append(("5 missing at C after sync", str(node["missing_at_c_after_sync"]), "", "", "0"))
+        batched = r.get("node_batched")
+        if batched:
+            cpu = batched["cpu_ms_per_record"]
+            out.append(
+                (
+                    "5 throughput, batched API (/api/v1/bundles)",
+                    _range(batched["rate_at_c_summary"]),
+                    f"{_range(bare['rate_at_c_summary'])} bare",
+                    _ratio(r["batched_rate_ratio"]),
+                    ">= 300/s",
+                )
+            )
+            out.append(
+                (
+                    "5 batched: CPU ms/record A, B, C; missing",
+                    f"{cpu['A']:.2f}, {cpu['B']:.2f}, {cpu['C']:.2f};"
+                    f" {batched['missing_at_c_after_sync']}",
+                    "",
+                    "",
+                    "B <= 1 ms; 0",
+                )
+            )
     r = results.get("connect")
     if r and "error" not in r:
         out.append(

@@ -8,6 +8,7 @@ bounded before they are read in full.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -27,7 +28,8 @@ from starlette.routing import Route
 from node.authoring import AuthoringError
 from node.transport import TransportError
 from node.views import ViewError, record_json
-from protocol.errors import InvalidRecord, ProtocolError
+from protocol.bundle import BundleReader
+from protocol.errors import BundleError, InvalidRecord, ProtocolError
 from protocol.record import MAX_RECORD_SIZE
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: The largest JSON request body accepted, in bytes.
 MAX_JSON_BODY = 256 * 1024
+#: ``POST /api/v1/bundles``: records a request may carry, and bytes.
+MAX_BUNDLE_RECORDS = 4096
+MAX_BUNDLE_BODY = 16 * 1024 * 1024
 #: The API's own bound on a ``limit`` query.
 MAX_LIMIT = 100_000
 
@@ -196,6 +201,34 @@ def build_app(node: Node) -> Starlette:
         r, new = await node.submit(raw)
         return JSONResponse({"id": r.id.hex()}, status_code=201 if new else 200)
 
+    async def post_bundle(request: Request) -> Response:
+        # A whole batch in one request: tools that author many records (an import from git
+        # history, a benchmark) pay the HTTP round trip and the commit once per batch.
+        body = await _body(request, MAX_BUNDLE_BODY)
+        reader = BundleReader()
+        try:
+            raws = reader.feed(body)
+            reader.close()
+        except BundleError as exc:
+            raise ApiError(422, str(exc)) from None
+        if not raws:
+            raise ApiError(422, "empty bundle: send at least one record")
+        if len(raws) > MAX_BUNDLE_RECORDS:
+            raise ApiError(422, f"too-many: {len(raws)} records, at most {MAX_BUNDLE_RECORDS}")
+        result = await node.submit_many(raws)
+        rejected = dict(result.rejected)
+        # A record's id is the SHA-256 of its bytes (RECORD-FORMAT.md).
+        ids = [
+            None if i in rejected else hashlib.sha256(raw).hexdigest() for i, raw in enumerate(raws)
+        ]
+        body_json = {
+            "new": len(result.new),
+            "duplicates": len(result.duplicates),
+            "rejected": [{"index": i, "error": e} for i, e in result.rejected],
+            "ids": ids,
+        }
+        return JSONResponse(body_json, status_code=201 if result.new else 200)
+
     def author(action: str, project_param: bool = False) -> Handler:
         async def handler(request: Request) -> Response:
             fields = await _json(request)
@@ -244,6 +277,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/profiles", guard(author("profile"), write=True), methods=["POST"]),
         Route("/api/v1/records/{rid}", guard(record)),
         Route("/api/v1/records", guard(post_record, write=True), methods=["POST"]),
+        Route("/api/v1/bundles", guard(post_bundle, write=True), methods=["POST"]),
         Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
         Route("/metrics", guard(metrics)),
     ]

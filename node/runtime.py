@@ -350,6 +350,13 @@ class Node:
             return result.new[0], True
         return result.duplicates[0], False
 
+    async def submit_many(self, raws: list[bytes]) -> IngestResult:
+        """Store and gossip a batch of externally signed records (one commit for all).
+
+        Each record is judged on its own: the valid ones are stored, the others come back in
+        ``rejected`` with their reasons."""
+        return await self.ingestor.ingest(raws, source="api")
+
     # ---------------------------------------------------------------------------- peers, sync
 
     def _execute(self, effects: list[Effect]) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 from system_harness import NodeProcess, Nodes, wait_connected, wait_until
 
+from protocol.bundle import encode_bundle
 from protocol.testing import RecordFactory
 
 WRITE_PATHS = [
@@ -18,6 +19,7 @@ WRITE_PATHS = [
     "/api/v1/retractions",
     "/api/v1/profiles",
     "/api/v1/records",
+    "/api/v1/bundles",
     "/api/v1/sync",
 ]
 
@@ -163,3 +165,50 @@ def test_api_sync_bad_address_is_a_client_error(nodes: Nodes) -> None:
     for addr in ("garbage", "/ip4/127.0.0.1/tcp/1"):
         response = a.request("POST", "/api/v1/sync", auth=True, json={"addr": addr})
         _json_error(response, 400, 422)
+
+
+def test_api_bundles_take_a_batch_of_records(nodes: Nodes) -> None:
+    """``POST /api/v1/bundles``: many externally signed records in one request, one commit.
+    Each record is judged alone (the invalid ones come back with their reasons, the rest are
+    stored and spread); a damaged bundle is refused whole."""
+    a = nodes.start("alice")
+    b = nodes.start("bob", a)
+    wait_connected(a, b)
+    factory = RecordFactory(now_ms=int(time.time() * 1000))
+    project = factory.project("bundle-maintainer", name="Batched")
+    contributions = list(factory.many_contributions("bundle-contributor", project, 300))
+    forged = bytearray(contributions[7].raw)
+    forged[forged.find(contributions[7].sig) + 3] ^= 0x01
+    raws = [project.raw, *(c.raw for c in contributions)]
+    raws[8] = bytes(forged)
+
+    def post(body: bytes, auth: bool = True) -> httpx.Response:
+        headers = {"Content-Type": "application/octet-stream"}
+        return a.request("POST", "/api/v1/bundles", auth=auth, content=body, headers=headers)
+
+    before = a.status()["records"]
+    for bad in (b"", b"not a bundle", encode_bundle(raws)[:-5], encode_bundle([])):
+        _json_error(post(bad), 422)
+    _json_error(post(encode_bundle(raws), auth=False), 401)
+    assert a.status()["records"] == before
+
+    response = post(encode_bundle(raws))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["new"] == len(raws) - 1
+    assert body["duplicates"] == 0
+    assert [r["index"] for r in body["rejected"]] == [8]
+    assert "signature" in body["rejected"][0]["error"]
+    assert body["ids"][0] == project.id.hex()
+    assert body["ids"][8] is None
+    assert body["ids"][9] == contributions[8].id.hex()
+    assert a.status()["records"] == before + len(raws) - 1
+
+    again = post(encode_bundle(raws[:3]))
+    assert again.status_code == 200, again.text
+    assert again.json()["new"] == 0 and again.json()["duplicates"] == 3
+
+    last = contributions[-1].id.hex()
+    wait_until(lambda: b.has_record(last), what="the batch to reach bob by gossip")
+    assert len(b.cli("ledger", project.id.hex(), "--limit", "1000")) == len(contributions) - 1
+    assert "Traceback" not in a.log()

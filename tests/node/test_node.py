@@ -311,3 +311,30 @@ async def test_neg_answers_for_many_scopes_fit_one_frame(
     negs = [size for name, size in sizes if name == "Neg"]
     assert max(negs) <= budget + 64
     assert max(negs) > budget // 2  # the replies did need sharing
+
+
+async def test_own_publishes_are_not_validated_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libp2p runs the validator on local publishes too; a record the node publishes from its
+    store was validated when it was stored, so only the receiving node validates it."""
+    calls: list[str] = []
+    real = runtime.validate_message
+
+    def counting(topic: str, data: bytes, *, now_ms: int) -> Record:
+        calls.append(topic)
+        return real(topic, data, now_ms=now_ms)
+
+    monkeypatch.setattr(runtime, "validate_message", counting)
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(running(tmp_path, "a"))
+            b = await stack.enter_async_context(running(tmp_path, "b", bootstrap=[addr(a)]))
+            await wait_until(lambda: a.transport.mesh_peers(META_TOPIC) != [])
+            before = len(calls)
+            project = await a.author("project", {"name": "Once"})
+            await wait_until(lambda: b.store.has(project.id))
+            assert len(calls) - before == 1  # at b only
+            # A message from elsewhere carrying the same bytes is still validated.
+            assert a._validate(META_TOPIC, project.raw, b.peer_id)
+            assert len(calls) - before == 2

@@ -206,7 +206,8 @@ def test_api_bundles_take_a_batch_of_records(nodes: Nodes) -> None:
 
     again = post(encode_bundle(raws[:3]))
     assert again.status_code == 200, again.text
-    assert again.json()["new"] == 0 and again.json()["duplicates"] == 3
+    assert again.json()["new"] == 0
+    assert again.json()["duplicates"] == 3
 
     last = contributions[-1].id.hex()
     wait_until(lambda: b.has_record(last), what="the batch to reach bob by gossip")

@@ -537,14 +537,15 @@ class Node:
     async def _warm_views(self) -> None:
         """Keep the views of the followed projects ready and their snapshots written.
 
-        Shortly after start, and again after records were stored, fold (in a worker thread)
-        the followed projects whose results are held neither in memory nor as a current
-        snapshot in the store, smallest first while their records add up to at most
-        ``WARM_RECORDS``: the first ``ledger`` or ``shares`` of a project then answers in
-        milliseconds instead of a second or more (about 10 microseconds a record to decode).
-        Decoded records take about 0.9 KB each, so a project beyond the budget is left to its
-        first call, and a project whose stored snapshot is current is not decoded at all,
-        keeping an idle node small. The folds (these and those of calls) are written as
+        Shortly after start, fold (in a worker thread) the followed projects whose results
+        are held neither in memory nor as a current snapshot in the store, smallest first
+        while their records add up to at most ``WARM_RECORDS``: the first ``ledger`` or
+        ``shares`` of a project then answers in milliseconds instead of a second or more
+        (about 10 microseconds a record to decode). Decoded records take about 0.9 KB each,
+        so a project beyond the budget is left to its first call, and a project whose stored
+        snapshot is current is not decoded at all, keeping an idle node small. After records
+        were stored, fold again the projects among those whose results were held or stored
+        (not the ones only being caught up on). The folds (these and those of calls) are written as
         snapshots a little later (``node.views`` debounces per project) and, when the node
         stops, within ``SNAPSHOT_STOP_SECONDS``: the first call after the next start then
         reads the snapshot instead of decoding the project.
@@ -558,9 +559,8 @@ class Node:
                     if version != seen:
                         first = seen is None
                         seen = version
-                        await trio.to_thread.run_sync(
-                            self.views.refresh, self.follows, WARM_RECORDS
-                        )
+                        refresh = partial(self.views.refresh, shown_only=not first)
+                        await trio.to_thread.run_sync(refresh, self.follows, WARM_RECORDS)
                         if first:  # reading every project's key went through the whole index
                             await trio.to_thread.run_sync(self.store.release_memory)
                     if self.views.unsaved():

@@ -265,6 +265,8 @@ class ViewCache:
             old = self._entries.get(pid)
             if old is not None and old.key[1] > key[1]:
                 return  # a result for more records is held already
+            if unsaved and old is not None and old.key == key and old.unsaved_since is None:
+                return  # the store holds this result already (a full fold was asked for)
             since = None
             if unsaved:
                 since = now if old is None or old.unsaved_since is None else old.unsaved_since
@@ -295,13 +297,17 @@ class ViewCache:
             self._fold(pid, key)
             return True
 
-    def refresh(self, follows: Callable[[bytes], bool], budget: int) -> list[bytes]:
+    def refresh(
+        self, follows: Callable[[bytes], bool], budget: int, *, shown_only: bool = False
+    ) -> list[bytes]:
         """Fold the followed projects whose results are held nowhere for their current
         records, smallest first while their records add up to at most ``budget``.
 
-        For the node's background task: after a start, and again after records arrived, so
-        that calls find a current result (and a snapshot is written) without folding
-        themselves. Returns the ids of the projects folded.
+        For the node's background task: after a start (every followed project), and again
+        after records arrived with ``shown_only``: then only projects whose (now stale)
+        results are held in memory or stored, so that a node catching up on projects nobody
+        has looked at does not decode them as they grow. Returns the ids of the projects
+        folded.
         """
         stored = self.store.snapshot_keys()
         folded: list[bytes] = []
@@ -312,8 +318,10 @@ class ViewCache:
                 continue
             with self._lock:
                 entry = self._entries.get(pid)
-                if entry is not None and entry.key == key:
-                    continue
+            if entry is not None and entry.key == key:
+                continue
+            if shown_only and entry is None and pid not in stored:
+                continue
             budget -= key[0]
             try:
                 if self.warm(pid):

@@ -388,6 +388,17 @@ def test_an_older_snapshot_never_replaces_a_newer_one(store: Store, f: RecordFac
     assert not store.save_snapshot(b"\x01" * 32, new_key, SNAPSHOT_FORMAT, b"no such project")
 
 
+def test_a_full_fold_of_a_stored_result_writes_nothing(store: Store, f: RecordFactory) -> None:
+    records = rich_project(f)
+    store.add(records)
+    views = ViewCache(store)
+    want = views.ledger(records[0].id.hex())
+    assert saved(views) == 1
+    view = views.project_view(records[0].id.hex())
+    assert [e.to_json() for e in view.live_contributions()] == want
+    assert views.unsaved() == []
+
+
 def test_cli_views_write_nothing(store: Store, f: RecordFactory) -> None:
     records = rich_project(f)
     store.add(records)
@@ -429,8 +440,13 @@ def test_refresh_folds_only_what_no_current_snapshot_covers(
     # ...and folds again only the project that changed.
     monkeypatch.setattr(store, "project_records", read)
     store.add([f.contribution("bob", two, title="New")])
-    assert fresh.refresh(follows, budget=1000) == [two.id]
+    assert fresh.refresh(follows, budget=1000, shown_only=True) == [two.id]
     assert fresh.unsaved() == [two.id]
+    # After a change, a project never shown (no result held or stored) is left alone.
+    four = f.project("grace", name="Caught up on")
+    store.add([four, f.contribution("bob", four, title="Synced")])
+    assert fresh.refresh(follows, budget=1000, shown_only=True) == []
+    assert fresh.refresh(follows, budget=1000) == [four.id]
 
 
 # --------------------------------------------------------------------------------------------

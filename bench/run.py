@@ -361,13 +361,23 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             v = r[view]
             out.append(
                 (
-                    f"8 {view}: first call at start (ms)",
+                    f"8 {view}: first call at start, never shown (ms)",
                     _range(v["first_ms"]),
                     f"{_range(r['bare_cold_ms'])} read+decode",
                     _ratio(v["first_ratio"]),
                     "<= 100 ms",
                 )
             )
+            if "after_restart_ms" in v:
+                out.append(
+                    (
+                        f"8 {view}: first call after a restart (ms)",
+                        _range(v["after_restart_ms"]),
+                        f"{_range(r['bare_snapshot_ms'])} read snapshot",
+                        _ratio(v["after_restart_ratio"]),
+                        "<= 100 ms",
+                    )
+                )
             out.append(
                 (
                     f"8 {view}: warm (ms)",

@@ -65,7 +65,15 @@ from protocol.record import (
 )
 from protocol.validation import META_SCOPE, scope_of
 
-__all__ = ["MAX_BATCH", "SCHEMA_VERSION", "Store", "StoreClosedError", "StoreError"]
+__all__ = [
+    "MAX_BATCH",
+    "SCHEMA_VERSION",
+    "ProjectKey",
+    "SnapshotKey",
+    "Store",
+    "StoreClosedError",
+    "StoreError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +103,10 @@ MAX_PEER_ID_LENGTH: Final = 128
 MAX_PEER_FAILURES: Final = 10
 
 Synchronous: TypeAlias = Literal["FULL", "NORMAL"]
+#: A project's record set as the store can name it without decoding: (records, greatest seq).
+ProjectKey: TypeAlias = tuple[int, int]
+#: What a stored view snapshot was made from: the project's key, and the snapshot's format.
+SnapshotKey: TypeAlias = tuple[ProjectKey, int]
 
 
 class StoreError(Exception):
@@ -137,7 +149,16 @@ _V1: Final = (
     "CREATE INDEX peers_seen ON peers (last_seen)",
     f"PRAGMA application_id = {APPLICATION_ID}",
 )
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+_V2: Final = (
+    # One snapshot of a project's view results per project (node.views): valid while the
+    # project's key is still (records, last_seq); ``format`` is node.views' encoding.
+    """CREATE TABLE view_snapshots (
+        project INTEGER PRIMARY KEY REFERENCES scopes (n),
+        records INTEGER NOT NULL, last_seq INTEGER NOT NULL, format INTEGER NOT NULL,
+        written_at INTEGER NOT NULL, data BLOB NOT NULL
+    )""",
+)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 #: Rows per INSERT statement (10 parameters each; SQLite allows 32,766 since 3.32).
@@ -269,6 +290,8 @@ class Store:
         self._changes = 0
         self._scope_changes: dict[str, int] = {}
         self._scopes_memo: tuple[tuple[int, int], dict[str, int]] | None = None
+        #: Project keys read since records were last stored, by project (see project_key).
+        self._keys_memo: tuple[tuple[int, int], dict[bytes, ProjectKey | None]] = ((-1, -1), {})
 
     # ----------------------------------------------------------------------------------------
     # Opening and closing
@@ -745,6 +768,94 @@ class Store:
             self._data_version = version
             self._cache.clear()
             self._cached_records = 0
+
+    # ----------------------------------------------------------------------------------------
+    # View snapshots: a project's key, and the snapshot bytes node.views stores under it
+
+    @_guarded
+    def project_key(self, project_id: bytes) -> ProjectKey | None:
+        """``(records, last_seq)`` of a project's records (genesis included), None if none held.
+
+        Read off the project index, without decoding: about 3 ms for 55,000 records, and
+        remembered until records are stored again (here or by another process).
+        """
+        self._drop_cache_if_changed()
+        version = (self._data_version, self._changes)
+        if self._keys_memo[0] != version:
+            self._keys_memo = (version, {})
+        memo = self._keys_memo[1]
+        if project_id in memo:
+            return memo[project_id]
+        number = self._scope_number(project_id.hex(), create=False)
+        key: ProjectKey | None = None
+        if number is not None:
+            query = "SELECT count(*), max(seq) FROM records WHERE project = ?"
+            count, last = self._db.execute(query, (number,)).fetchone()
+            if count:
+                key = (int(count), int(last))
+        memo[project_id] = key
+        return key
+
+    @_guarded
+    def project_keys(self) -> dict[bytes, ProjectKey]:
+        """The key of every project whose genesis is held (one scan of the project index)."""
+        query = (
+            "SELECT s.name, count(*), max(r.seq) FROM records AS r JOIN scopes AS s"
+            " ON s.n = r.project GROUP BY r.project HAVING max(r.kind = 'project')"
+        )
+        rows = self._db.execute(query)
+        return {bytes.fromhex(name): (int(n), int(last)) for name, n, last in rows}
+
+    @_guarded
+    def snapshot_keys(self) -> dict[bytes, SnapshotKey]:
+        """What each stored view snapshot was made from, by project (the bytes are not read)."""
+        query = (
+            "SELECT s.name, v.records, v.last_seq, v.format FROM view_snapshots AS v"
+            " JOIN scopes AS s ON s.n = v.project"
+        )
+        return {
+            bytes.fromhex(name): ((int(n), int(last)), int(fmt))
+            for name, n, last, fmt in self._db.execute(query)
+        }
+
+    @_guarded
+    def load_snapshot(self, project_id: bytes, key: ProjectKey, format: int) -> bytes | None:
+        """The stored snapshot of a project if it was made from ``key`` in ``format``."""
+        number = self._scope_number(project_id.hex(), create=False)
+        if number is None:
+            return None
+        query = (
+            "SELECT data FROM view_snapshots"
+            " WHERE project = ? AND records = ? AND last_seq = ? AND format = ?"
+        )
+        row = self._db.execute(query, (number, *key, format)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    @_guarded
+    def save_snapshot(
+        self,
+        project_id: bytes,
+        key: ProjectKey,
+        format: int,
+        data: bytes,
+        *,
+        now_ms: int | None = None,
+    ) -> bool:
+        """Store a project's snapshot made from ``key``, replacing the one held unless that one
+        is in the same format and newer (made from more records). True when stored."""
+        number = self._scope_number(project_id.hex(), create=False)
+        if number is None:
+            return False
+        with self._transaction() as conn:
+            changed = conn.execute(
+                "INSERT INTO view_snapshots (project, records, last_seq, format, written_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (project) DO UPDATE SET"
+                " records = excluded.records, last_seq = excluded.last_seq,"
+                " format = excluded.format, written_at = excluded.written_at, data = excluded.data"
+                " WHERE format != excluded.format OR last_seq <= excluded.last_seq",
+                (number, *key, format, _now_ms() if now_ms is None else now_ms, data),
+            ).rowcount
+        return changed > 0
 
     # ----------------------------------------------------------------------------------------
     # The peer address book

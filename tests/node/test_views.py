@@ -1,0 +1,507 @@
+"""Tests of node/views.py and node/snapshots.py: snapshot answers equal fold answers exactly,
+stale snapshots are never used, folds are written (debounced, and when a node stops).
+
+The reference for every answer is ``protocol.ledger`` itself: records decoded from the store,
+folded by ``ProjectView.build`` and printed with its ``to_json`` methods.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from node import storage
+from node.home import Home
+from node.ingest import Ingestor
+from node.metrics import Metrics
+from node.runtime import NodeOptions, open_node
+from node.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
+from node.storage import Store
+from node.views import SNAPSHOT_DELAY, SNAPSHOT_INTERVAL, ViewCache, ViewError
+from protocol.ledger import ProjectView
+from protocol.record import Record
+from protocol.signing import peer_id, public_key_from_peer_id
+from protocol.testing import RecordFactory
+
+LIMITS = (None, 0, 1, 3, 100_000)
+TYPES = (None, "code", "docs", "design", "no-such-type")
+
+
+class Clock:
+    """A settable monotonic clock for the debouncing of snapshot writes."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "ledger.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def f() -> RecordFactory:
+    return RecordFactory()
+
+
+def rich_project(f: RecordFactory) -> list[Record]:
+    """A project exercising every rule the views depend on (section 5 of RECORD-FORMAT.md)."""
+    p = f.project(
+        "alice", name="Wikispeed", maintainers=("carol",), description="Cars", tags=("auto",)
+    )
+    c1 = f.contribution("bob", p, title="Wheels", minutes=60)
+    c2 = f.contribution("dave", p, title="Frame", type="design", minutes=45, coauthors=("bob",))
+    c3 = f.contribution(
+        "erin", p, title="Docs ✓ ünïcode", type="docs", minutes=None, ts=c2.ts
+    )  # same ts as c2: the id breaks the tie
+    c4 = f.contribution(
+        "bob", p, title="Engine", minutes=100, coauthors=("dave", "frank"), description="V8"
+    )
+    c5 = f.contribution("dave", p, title="Retracted", minutes=500)
+    c6 = f.contribution("frank", p, title="Zero", minutes=0)
+    c7 = f.contribution("alice", p, title="By a maintainer", minutes=30)
+    records = [
+        p,
+        c1,
+        c2,
+        c3,
+        c4,
+        c5,
+        c6,
+        c7,
+        f.endorsement("carol", c1, weight=3),
+        f.endorsement("carol", c1, weight=2),  # a second one counts too
+        f.endorsement("alice", c4, weight=10),
+        f.endorsement("alice", c2),
+        f.endorsement("bob", c1, weight=5),  # a participant: does not count
+        f.endorsement("erin", c4, weight=9),  # not a maintainer yet
+        f.endorsement("alice", c5, weight=4),  # of a retracted contribution
+        f.endorsement("carol", c7, weight=7),
+        f.retraction("dave", c5),
+        f.retraction("bob", c3),  # not the author's: no effect
+    ]
+    retracted_endorsement = f.endorsement("carol", c2, weight=8)
+    records += [retracted_endorsement, f.retraction("carol", retracted_endorsement)]
+    # Maintainers change: erin in (her endorsement starts counting), carol out (hers stop),
+    # and an update by a non-maintainer that has no effect.
+    records += [
+        f.update("alice", p, add=("erin",), remove=("carol",), license="MIT", links=("https://x",)),
+        f.update("bob", p, name="Hijacked"),
+        f.update("erin", p, name="Wikispeed II"),
+    ]
+    return records
+
+
+def reference(store: Store, pid: bytes) -> ProjectView:
+    genesis, records = store.project_records(pid)
+    assert genesis is not None
+    return ProjectView.build(genesis, records)
+
+
+def everything(views: ViewCache, pid: bytes, people: list[str]) -> dict[str, Any]:
+    """Every answer the views give for a project, over all filter combinations."""
+    text = pid.hex()
+    out: dict[str, Any] = {
+        "show": views.project_show(text),
+        "list": views.project_list(),
+        "shares": views.shares(text),
+    }
+    for author, type_, limit in itertools.product([None, *people], TYPES, LIMITS):
+        out[f"ledger {author} {type_} {limit}"] = views.ledger(
+            text, author=author, type=type_, limit=limit
+        )
+    return out
+
+
+def expected(store: Store, pids: list[bytes], pid: bytes, people: list[str]) -> dict[str, Any]:
+    """``everything`` straight from protocol.ledger's fold and its to_json methods."""
+    view = reference(store, pid)
+    listing = [reference(store, p).summary().to_list_json() for p in pids]
+    listing.sort(key=lambda p: (str(p["name"]).lower(), str(p["id"])))
+    out: dict[str, Any] = {
+        "show": view.summary().to_json(),
+        "list": listing,
+        "shares": [s.to_json() for s in view.shares()],
+    }
+    for author, type_, limit in itertools.product([None, *people], TYPES, LIMITS):
+        key = None if author is None else public_key_from_peer_id(author)
+        entries = view.live_contributions(
+            author=key, type=type_, limit=1000 if limit is None else limit
+        )
+        out[f"ledger {author} {type_} {limit}"] = [e.to_json() for e in entries]
+    return out
+
+
+def people_of(factory: RecordFactory) -> list[str]:
+    names = ["alice", "bob", "carol", "dave", "erin", "frank", "nobody"]
+    return [peer_id(factory.pub(n)) for n in names]
+
+
+def no_decoding(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any decoding of a project's records fail the test."""
+
+    def refuse(project_id: bytes) -> Any:
+        raise AssertionError(f"project {project_id.hex()[:8]} was decoded")
+
+    monkeypatch.setattr(store, "project_records", refuse)
+
+
+def saved(views: ViewCache) -> int:
+    return views.save_snapshots(force=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshot answers equal fold answers
+
+
+def test_snapshot_answers_equal_the_fold(
+    tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.db"
+    records = rich_project(f)
+    empty = f.project("zed", name="empty project")
+    pid, pids, people = records[0].id, [records[0].id, empty.id], people_of(f)
+    with Store.open(path) as store:
+        store.add([*records, empty])
+        want = expected(store, pids, pid, people)
+        want_empty = expected(store, pids, empty.id, people)
+        # The fold answers as protocol.ledger does...
+        views = ViewCache(store)
+        assert everything(views, pid, people) == want
+        assert everything(views, empty.id, people) == want_empty
+        assert saved(views) == 2
+        assert views.unsaved() == []
+        # ...and so does the snapshot that replaced the fold in memory.
+        assert everything(views, pid, people) == want
+    with Store.open(path) as store:
+        no_decoding(store, monkeypatch)
+        for views in (ViewCache(store), ViewCache(store, cache=False)):
+            assert everything(views, pid, people) == want
+            assert everything(views, empty.id, people) == want_empty
+            assert views.unsaved() == []
+    # The rules did produce what the test means to cover.
+    show, shares = want["show"], {s["contributor"]: s for s in want["shares"]}
+    assert show["name"] == "Wikispeed II"
+    assert show["license"] == "MIT"
+    assert show["contributions"] == 6
+    assert isinstance(shares[people[1]]["claimed_minutes"], float)  # a third of 100 minutes
+    assert want_empty["show"]["contributions"] == 0
+    assert want_empty["shares"] == []
+    assert want["ledger None None 0"] == []
+
+
+def test_snapshot_survives_pack_and_unpack(store: Store, f: RecordFactory) -> None:
+    records = rich_project(f)
+    store.add(records)
+    view = reference(store, records[0].id)
+    snapshot = ViewSnapshot.from_view(view)
+    again = ViewSnapshot.unpack(snapshot.pack())
+    for answers in (snapshot, again):
+        assert answers.show() == view.summary().to_json()
+        assert answers.list_item() == view.summary().to_list_json()
+        assert answers.shares() == [s.to_json() for s in view.shares()]
+        assert answers.ledger(None, None, 100) == [e.to_json() for e in view.live_contributions()]
+
+
+def test_bad_filters_are_refused_before_any_work(store: Store, f: RecordFactory) -> None:
+    records = rich_project(f)
+    store.add(records)
+    views = ViewCache(store)
+    text = records[0].id.hex()
+    with pytest.raises(ViewError) as info:
+        views.ledger(text, author="not-a-peer-id")
+    assert info.value.status == 400
+    with pytest.raises(ViewError) as info:
+        views.ledger(text, limit=-1)
+    assert info.value.status == 400
+    with pytest.raises(ViewError) as info:
+        views.ledger("ab" * 32)
+    assert info.value.status == 404
+    assert views.unsaved() == []  # nothing was folded
+
+
+# --------------------------------------------------------------------------------------------
+# Staleness: a snapshot is used only for exactly the records it was made from
+
+
+def ingestor(store: Store) -> Ingestor:
+    return Ingestor(store, now_ms=lambda: 1_900_000_000_000, metrics=Metrics())
+
+
+async def test_a_stale_snapshot_is_not_used_after_new_records(
+    tmp_path: Path, f: RecordFactory
+) -> None:
+    path = tmp_path / "ledger.db"
+    records = rich_project(f)
+    pid = records[0].id
+    with Store.open(path) as store:
+        store.add(records)
+        views = ViewCache(store)
+        before = views.ledger(pid.hex())
+        assert saved(views) == 1
+        # A contribution arrives the way gossip, sync and the API store records.
+        new = f.contribution("grace", pid, title="Arrived later", minutes=5)
+        result = await ingestor(store).ingest([new.raw], source="gossip")
+        assert result.new == [new]
+        for fresh in (views, ViewCache(store), ViewCache(store, cache=False)):
+            ledger = fresh.ledger(pid.hex())
+            assert ledger[0]["id"] == new.id.hex()
+            assert ledger[1:] == before
+        # A project-update (a record of the meta scope) also makes the snapshot stale: the
+        # key covers every record of the project, not only those of its own scope.
+        assert saved(views) == 1
+        shares_before = ViewCache(store).shares(pid.hex())
+        update = f.update("erin", pid, remove=("alice",))
+        assert (await ingestor(store).ingest([update.raw], source="gossip")).new == [update]
+        want = [s.to_json() for s in reference(store, pid).shares()]
+        assert want != shares_before  # alice's endorsements stopped counting
+        assert ViewCache(store).shares(pid.hex()) == want
+        assert views.shares(pid.hex()) == want
+    # A restart finds the stored snapshot stale too (no write happened since the update).
+    with Store.open(path) as store:
+        assert ViewCache(store).shares(pid.hex()) == want
+
+
+def test_another_process_storing_records_makes_the_snapshot_stale(
+    tmp_path: Path, f: RecordFactory
+) -> None:
+    path = tmp_path / "ledger.db"
+    records = rich_project(f)
+    pid = records[0].id
+    with Store.open(path) as store:
+        store.add(records)
+        views = ViewCache(store)
+        views.ledger(pid.hex())
+        saved(views)
+        new = f.contribution("grace", pid, title="From an import")
+        with Store.open(path) as other:  # as `commons import` would, while the node runs
+            other.add([new])
+        assert views.ledger(pid.hex())[0]["id"] == new.id.hex()
+
+
+def test_records_arriving_during_a_fold_are_labelled_honestly(
+    store: Store, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is read before the records: a fold that saw more records than its key counts
+    is labelled with the later key, so a snapshot never claims fewer records than it holds."""
+    records = rich_project(f)
+    pid = records[0].id
+    store.add(records)
+    late = f.contribution("grace", pid, title="During the fold")
+    read = store.project_records
+
+    def read_after_a_commit(project_id: bytes) -> tuple[Record | None, list[Record]]:
+        store.add([late])
+        return read(project_id)
+
+    monkeypatch.setattr(store, "project_records", read_after_a_commit)
+    views = ViewCache(store)
+    assert views.ledger(pid.hex())[0]["id"] == late.id.hex()
+    monkeypatch.setattr(store, "project_records", read)
+    assert saved(views) == 1
+    key = store.project_key(pid)
+    assert store.snapshot_keys() == {pid: (key, SNAPSHOT_FORMAT)}
+    no_decoding(store, monkeypatch)
+    assert ViewCache(store).ledger(pid.hex())[0]["id"] == late.id.hex()
+
+
+def test_a_damaged_snapshot_is_ignored(
+    store: Store, f: RecordFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = rich_project(f)
+    pid = records[0].id
+    store.add(records)
+    views = ViewCache(store)
+    want = views.shares(pid.hex())
+    saved(views)
+    key = store.project_key(pid)
+    assert key is not None
+    data = store.load_snapshot(pid, key, SNAPSHOT_FORMAT)
+    assert data is not None
+    at = data.index(records[1].id[:8])  # inside the ids, which are not compressed
+    flipped = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+    for damaged in (data[:-10] + b"x" * 10, flipped, data[:100], b"\x93"):
+        store.save_snapshot(pid, key, SNAPSHOT_FORMAT, damaged)
+        caplog.clear()
+        assert ViewCache(store).shares(pid.hex()) == want
+        assert "damaged" in caplog.text
+    # A snapshot of another format is not even read.
+    store.save_snapshot(pid, key, SNAPSHOT_FORMAT + 1, b"from a later version")
+    assert ViewCache(store).shares(pid.hex()) == want
+
+
+# --------------------------------------------------------------------------------------------
+# Writing snapshots: debounced, never older over newer, and what warming does
+
+
+def test_snapshot_writes_are_debounced(store: Store, f: RecordFactory) -> None:
+    records = rich_project(f)
+    pid = records[0].id
+    store.add(records)
+    clock = Clock()
+    views = ViewCache(store, clock=clock)
+    views.ledger(pid.hex())
+    assert views.unsaved() == [pid]
+    clock.now += SNAPSHOT_DELAY / 2
+    assert views.save_snapshots() == 0
+    clock.now += SNAPSHOT_DELAY
+    assert views.save_snapshots(max_seconds=0) == 0  # out of time before the first write
+    assert views.save_snapshots() == 1
+    assert views.unsaved() == []
+    # The project changes again soon after: written once SNAPSHOT_INTERVAL has passed since
+    # the last write, or at once when forced (a stopping node).
+    store.add([f.contribution("grace", pid, title="Soon after")])
+    views.ledger(pid.hex())
+    clock.now += SNAPSHOT_DELAY
+    assert views.save_snapshots() == 0
+    clock.now += SNAPSHOT_INTERVAL
+    assert views.save_snapshots() == 1
+    store.add([f.contribution("grace", pid, title="Again")])
+    views.ledger(pid.hex())
+    assert views.save_snapshots(force=True) == 1
+    assert store.snapshot_keys()[pid] == (store.project_key(pid), SNAPSHOT_FORMAT)
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one(store: Store, f: RecordFactory) -> None:
+    records = rich_project(f)
+    pid = records[0].id
+    store.add(records)
+    old_key = store.project_key(pid)
+    assert old_key is not None
+    store.add([f.contribution("grace", pid, title="Newer")])
+    new_key = store.project_key(pid)
+    assert new_key is not None
+    assert store.save_snapshot(pid, new_key, SNAPSHOT_FORMAT, b"new")
+    assert not store.save_snapshot(pid, old_key, SNAPSHOT_FORMAT, b"old")
+    assert store.load_snapshot(pid, new_key, SNAPSHOT_FORMAT) == b"new"
+    assert store.load_snapshot(pid, old_key, SNAPSHOT_FORMAT) is None
+    assert not store.save_snapshot(b"\x01" * 32, new_key, SNAPSHOT_FORMAT, b"no such project")
+
+
+def test_a_full_fold_of_a_stored_result_writes_nothing(store: Store, f: RecordFactory) -> None:
+    records = rich_project(f)
+    store.add(records)
+    views = ViewCache(store)
+    want = views.ledger(records[0].id.hex())
+    assert saved(views) == 1
+    view = views.project_view(records[0].id.hex())
+    assert [e.to_json() for e in view.live_contributions()] == want
+    assert views.unsaved() == []
+
+
+def test_cli_views_write_nothing(store: Store, f: RecordFactory) -> None:
+    records = rich_project(f)
+    store.add(records)
+    views = ViewCache(store, cache=False)
+    views.ledger(records[0].id.hex())
+    assert views.unsaved() == []
+    assert views.save_snapshots(force=True) == 0
+    assert store.snapshot_keys() == {}
+
+
+def test_refresh_folds_only_what_no_current_snapshot_covers(
+    store: Store, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = rich_project(f)
+    two = f.project("erin", name="Two")
+    three = f.project("frank", name="Not followed")
+    big = f.project("grace", name="Big")
+    store.add([*one, two, three, big, *f.many_contributions("grace", big, 30)])
+    # A contribution whose project's genesis is not held: nothing to fold there.
+    orphan = f.contribution("bob", b"\x07" * 32, title="Orphan")
+    store.add([orphan])
+    views = ViewCache(store)
+
+    def follows(pid: bytes) -> bool:
+        return pid != three.id
+
+    # Smallest first, within the budget: the 31-record project does not fit after the others.
+    assert views.refresh(follows, budget=len(one) + 1) == [two.id, one[0].id]
+    assert views.refresh(follows, budget=1000) == [big.id]
+    assert views.refresh(follows, budget=1000) == []  # all current in memory
+    assert views.save_snapshots(force=True) == 3
+    # A fresh cache (a restarted node) decodes nothing while the snapshots are current...
+    fresh = ViewCache(store)
+    read = store.project_records
+    no_decoding(store, monkeypatch)
+    assert fresh.refresh(follows, budget=1000) == []
+    assert fresh.warm(one[0].id) is False
+    assert fresh.unsaved() == []
+    # ...and folds again only the project that changed.
+    monkeypatch.setattr(store, "project_records", read)
+    store.add([f.contribution("bob", two, title="New")])
+    assert fresh.refresh(follows, budget=1000, shown_only=True) == [two.id]
+    assert fresh.unsaved() == [two.id]
+    # After a change, a project never shown (no result held or stored) is left alone.
+    four = f.project("grace", name="Caught up on")
+    store.add([four, f.contribution("bob", four, title="Synced")])
+    assert fresh.refresh(follows, budget=1000, shown_only=True) == []
+    assert fresh.refresh(follows, budget=1000) == [four.id]
+
+
+# --------------------------------------------------------------------------------------------
+# The schema
+
+
+def test_a_version_1_store_migrates(
+    tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.db"
+    records = rich_project(f)
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS[:1])
+        patch.setattr(storage, "SCHEMA_VERSION", 1)
+        with Store.open(path) as old:
+            old.add(records)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "view_snapshots" not in tables
+    conn.close()
+    with Store.open(path) as store:
+        assert store.count() == len(records)
+        assert store._db.execute("PRAGMA user_version").fetchone() == (storage.SCHEMA_VERSION,)
+        views = ViewCache(store)
+        want = views.ledger(records[0].id.hex())
+        assert views.save_snapshots(force=True) == 1
+        assert store.integrity_check() == "ok"
+    with Store.open(path) as store:
+        assert ViewCache(store).ledger(records[0].id.hex()) == want
+        assert list(store.snapshot_keys()) == [records[0].id]
+
+
+# --------------------------------------------------------------------------------------------
+# A node writes its folds when it stops and answers from them after the next start
+
+
+async def test_a_restarted_node_answers_from_the_snapshot_without_decoding(
+    tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path / "node")
+    home.init()
+    records = rich_project(f)
+    pid = records[0].id.hex()
+    with Store.open(home.store_path) as store:
+        store.add(records)
+    options = NodeOptions(listen=["/ip4/127.0.0.1/tcp/0"], api=None, mdns=False)
+    with trio.fail_after(30):
+        async with open_node(home, options) as node:
+            ledger = await trio.to_thread.run_sync(node.views.ledger, pid)
+            shares = await trio.to_thread.run_sync(node.views.shares, pid)
+            assert node.store.snapshot_keys() == {}  # debounced: not written yet
+        async with open_node(home, options) as node:
+            assert list(node.store.snapshot_keys()) == [records[0].id]
+            no_decoding(node.store, monkeypatch)
+            assert node.views.refresh(node.follows, budget=1_000_000) == []
+            assert await trio.to_thread.run_sync(node.views.ledger, pid) == ledger
+            assert await trio.to_thread.run_sync(node.views.shares, pid) == shares

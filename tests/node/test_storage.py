@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 #: found once by a birthday search; Ed25519 signing is deterministic, so they are stable.
 COLLIDING_TS = (EPOCH_MS + 60_955, EPOCH_MS + 86_692)
 COLLIDING_PREFIX = "51104532"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "ledger.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def f() -> RecordFactory:
-    return RecordFactory()
 
 
 def order(records: list[Record]) -> list[tuple[int, bytes]]:

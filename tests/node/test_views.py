@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +40,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "ledger.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def f() -> RecordFactory:
-    return RecordFactory()
 
 
 def rich_project(f: RecordFactory) -> list[Record]:

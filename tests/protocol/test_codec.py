@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from protocol import codec
 from protocol.codec import MAX_DEPTH, MAX_SIZE, Value, decode, encode
 from protocol.errors import InvalidRecord, LocalProtocolError
 
@@ -522,3 +523,52 @@ def mutated(draw: st.DrawFn) -> bytes:
 @given(mutated())
 def test_mutated_encodings_decode_or_raise_invalid_record(data: bytes) -> None:
     _check_any_bytes(data)
+
+
+@FUZZ
+@given(values)
+def test_the_fast_encoder_writes_what_the_strict_one_writes(value: Value) -> None:
+    strict = bytearray()
+    codec._encode_into(value, strict, 0)
+    fast = codec._fast_encode(value)
+    assert fast == bytes(strict)
+    # Tuples are sequences too, and key insertion order never matters.
+    if isinstance(value, list):
+        assert codec._fast_encode(tuple(value)) == bytes(strict)
+    if isinstance(value, dict):
+        assert codec._fast_encode(dict(reversed(value.items()))) == bytes(strict)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        None,
+        1.5,
+        2**64,
+        -(2**63) - 1,
+        "\ud800",
+        {"k": "\udfff"},
+        {1: "x"},
+        {"a": None},
+        [b"x", bytearray(b"y")],
+        {"nested": [[[[[[[[]]]]]]]]},
+    ],
+    ids=repr,
+)
+def test_the_fast_encoder_leaves_the_rest_to_the_strict_one(value: object) -> None:
+    """What the plain types cannot say, the fast path hands over (None); ``encode`` then
+    either refuses it with the strict encoder's code or encodes it the strict way."""
+    assert codec._fast_encode(value) is None
+    strict = bytearray()
+    refusal: str | None = None
+    try:
+        codec._encode_into(value, strict, 0)
+    except LocalProtocolError as exc:
+        refusal = exc.code
+    if refusal is None:
+        assert encode(value) == bytes(strict)
+    else:
+        with pytest.raises(LocalProtocolError) as info:
+            encode(value)
+        assert info.value.code == refusal

@@ -55,13 +55,18 @@ class ApiStartError(Exception):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.close = close  # the request body was left unread (see _error)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
+    """An error answer. ``close`` when the request's body was not read to its end: the server
+    then closes the connection after the answer, and says so, or a keep-alive client would
+    send its next request into a connection about to close."""
+    headers = {"Connection": "close"} if close else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -69,7 +74,7 @@ async def _body(request: Request, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise ApiError(413, f"request body larger than {limit} bytes")
+                raise ApiError(413, f"request body larger than {limit} bytes", close=True)
         except ValueError:
             raise ApiError(400, "bad Content-Length header") from None
     chunks = []
@@ -77,7 +82,7 @@ async def _body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"request body larger than {limit} bytes")
+            raise ApiError(413, f"request body larger than {limit} bytes", close=True)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -108,11 +113,14 @@ def build_app(node: Node) -> Starlette:
     def guard(handler: Handler, *, write: bool = False) -> Handler:
         async def wrapped(request: Request) -> Response:
             if write and not authorised(request):
-                return _error(401, "this call needs Authorization: Bearer <api.token>")
+                headers = request.headers
+                unread = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+                message = "this call needs Authorization: Bearer <api.token>"
+                return _error(401, message, close=unread)
             try:
                 return await handler(request)
             except ApiError as exc:
-                return _error(exc.status, str(exc))
+                return _error(exc.status, str(exc), close=exc.close)
             except ViewError as exc:
                 return _error(exc.status, str(exc))
             except AuthoringError as exc:
@@ -192,7 +200,8 @@ def build_app(node: Node) -> Starlette:
             raw = await _body(request, MAX_RECORD_SIZE + 1)
         except ApiError as exc:
             if exc.status == 413:
-                raise ApiError(422, "too-large: a record is at most 65536 bytes") from None
+                message = "too-large: a record is at most 65536 bytes"
+                raise ApiError(422, message, close=True) from None
             raise
         if not raw:
             raise ApiError(422, "empty body: send one canonical signed record")

@@ -8,7 +8,6 @@ bounded before they are read in full.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -30,7 +29,7 @@ from node.transport import TransportError
 from node.views import ViewError, record_json
 from protocol.bundle import BundleReader
 from protocol.errors import BundleError, InvalidRecord, ProtocolError
-from protocol.record import MAX_RECORD_SIZE
+from protocol.record import MAX_RECORD_SIZE, record_id
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -226,10 +225,7 @@ def build_app(node: Node) -> Starlette:
             raise ApiError(422, f"too-many: {len(raws)} records, at most {MAX_BUNDLE_RECORDS}")
         result = await node.submit_many(raws)
         rejected = dict(result.rejected)
-        # A record's id is the SHA-256 of its bytes (RECORD-FORMAT.md).
-        ids = [
-            None if i in rejected else hashlib.sha256(raw).hexdigest() for i, raw in enumerate(raws)
-        ]
+        ids = [None if i in rejected else record_id(raw).hex() for i, raw in enumerate(raws)]
         body_json = {
             "new": len(result.new),
             "duplicates": len(result.duplicates),

@@ -151,7 +151,8 @@ def node_receive(raws: list[bytes], db_path: Path, *, pipelined: bool) -> float:
                 refused, stored = await pipeline.feed(frame)
                 assert not refused
                 new += len(stored.new) if stored is not None else 0
-            stored = await pipeline.flush()
+            refused, stored = await pipeline.flush()
+            assert not refused
             new += len(stored.new) if stored is not None else 0
         else:
             for frame in frames:

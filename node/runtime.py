@@ -46,6 +46,7 @@ from node.transport import (
     TransportError,
     open_transport,
 )
+from node.verifier import Verifier
 from node.views import ViewCache
 from protocol import sync as sync_protocol
 from protocol.errors import InvalidRecord, ProtocolError
@@ -163,7 +164,10 @@ class Node:
         self.peer_id = transport.peer_id
         self.follow_all = not options.follow
         self.follow_set = set(options.follow)
-        self.ingestor = Ingestor(store, now_ms=_now_ms, metrics=self.metrics, accept=self._accept)
+        self.verifier = Verifier(self.metrics)
+        self.ingestor = Ingestor(
+            store, now_ms=_now_ms, metrics=self.metrics, accept=self._accept, verifier=self.verifier
+        )
         self.syncer = Syncer(
             store, self.ingestor, self.metrics, self.hello, on_misbehaviour=self._misbehaved
         )
@@ -713,6 +717,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 if node.follows(pid):
                     node._queue_subscribe(project_topic(pid))
             for task in (
+                node.verifier.run,
                 node._gossip_reader,
                 node._subscriber,
                 node._publisher,

@@ -426,6 +426,7 @@ class Syncer:
         if not queue:
             return 0
         new = 0
+        self.ingestor.expect(len(queue))
         pipeline = Pipeline(self.ingestor, source="sync")
         try:
             async with trio.open_nursery() as nursery:
@@ -452,12 +453,13 @@ class Syncer:
                         refused, stored = await pipeline.feed(list(reply.records))
                         new += len(stored.new) if stored is not None else 0
                         self.metrics.inc("commons_sync_records_fetched_total", len(reply.records))
-                        if refused:  # store the good ones of this frame, then end
-                            stored = await pipeline.flush()
+                        if refused:  # store the good ones of the frames fed, then end
+                            more, stored = await pipeline.flush()
                             new += len(stored.new) if stored is not None else 0
-                            _check_rejections(channel.stream.peer_id, refused)
-                stored = await pipeline.flush()
+                            _check_rejections(channel.stream.peer_id, refused + more)
+                refused, stored = await pipeline.flush()
                 new += len(stored.new) if stored is not None else 0
+                _check_rejections(channel.stream.peer_id, refused)
         except BaseExceptionGroup as group:
             raise_single(group)
         return new

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import libp2p.pubsub.gossipsub
 import libp2p.pubsub.pubsub
+import libp2p.stream_muxer.yamux.yamux
 import multiaddr
 import trio
 from libp2p import new_host
@@ -179,11 +180,80 @@ def _consume_sender_record(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
 def _install_rpc_shortcuts() -> None:
     """Point py-libp2p's pubsub modules at the two functions above (idempotent), and make
     Yamux send window updates by go-yamux's rule (once half the window has been read) rather
-    than after every read: ``PY_YAMUX_RELEASE_ON_READ`` is py-libp2p's own switch."""
+    than after every read: ``PY_YAMUX_RELEASE_ON_READ`` is py-libp2p's own switch. Yamux
+    reads its ``PY_YAMUX_*`` settings from the environment on every read and write (2 % of
+    the relay's samples): they are read once."""
     for module in (libp2p.pubsub.gossipsub, libp2p.pubsub.pubsub):
         module.env_to_send_in_RPC = _sender_record  # type: ignore[attr-defined]
         module.maybe_consume_signed_record = _consume_sender_record  # type: ignore[attr-defined]
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+    yamux = libp2p.stream_muxer.yamux.yamux
+    if not hasattr(yamux._py_yamux_env, "cache_info"):
+        yamux._py_yamux_env = functools.lru_cache(maxsize=64)(yamux._py_yamux_env)
+        yamux._py_yamux_env_set = functools.lru_cache(maxsize=64)(yamux._py_yamux_env_set)
+
+
+#: Queued RPCs to one peer are sent as one RPC up to this size (go-libp2p-pubsub merges its
+#: queue the same way, up to its 1 MiB message limit).
+MERGE_MAX_BYTES = 64 * 1024
+#: A peer is busy while each write to it follows the one before by less than this (seconds):
+#: about 100 RPCs a second or more. A busy peer's next write waits ``HOLD`` for more RPCs to
+#: join it, as Nagle's algorithm does for TCP: under a sustained flow each hop adds at most
+#: ``HOLD`` of latency and sends fewer, larger RPCs (measured at a relay of 400 records a
+#: second: 1.27 ms of CPU a record without the wait, 0.89 with 3 ms, 0.80 with 4 ms). A
+#: quiet peer (gossip at tens of records a second) never waits.
+BUSY_GAP = 0.010
+HOLD = 0.004
+#: Bytes asked of the stream at once by the pubsub reader (see ``_BufferedStream``).
+READ_CHUNK = 64 * 1024
+
+
+async def _merged(queue: Any, first: rpc_pb2.RPC, held: list[rpc_pb2.RPC]) -> rpc_pb2.RPC:
+    """``first`` with the RPCs queued behind it merged in (``MergeFrom`` appends the repeated
+    fields: messages, subscriptions, control), up to ``MERGE_MAX_BYTES``; an RPC that would
+    not fit is put in ``held`` for the next write."""
+    if not len(queue):
+        return first
+    size = first.ByteSize()
+    while len(queue) and size < MERGE_MAX_BYTES:
+        nxt = await queue.pop()  # returns at once: the queue is not empty
+        if nxt is None:
+            break
+        extra = nxt.ByteSize()
+        if size + extra > MERGE_MAX_BYTES:
+            held.append(nxt)
+            break
+        first.MergeFrom(nxt)
+        size += extra
+    return first
+
+
+class _BufferedStream:
+    """The stream pubsub reads RPCs from, answering its small reads from one larger read.
+
+    libp2p reads each RPC's varint length a byte at a time and then its body, three or more
+    stream reads an RPC, each through the stream's lock and Yamux's buffer. Here one read
+    takes whatever has arrived (up to ``READ_CHUNK``) and the small reads are served from it;
+    everything else is the stream's own."""
+
+    def __init__(self, stream: INetStream) -> None:
+        self._stream = stream
+        self._data = b""
+        self._pos = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        if self._pos >= len(self._data):
+            self._data = await self._stream.read(READ_CHUNK)
+            self._pos = 0
+            if not self._data:
+                return b""
+        end = len(self._data) if n is None else min(len(self._data), self._pos + n)
+        out = self._data[self._pos : end]
+        self._pos = end
+        return out
 
 
 class CommonsGossipSub(GossipSub):
@@ -229,6 +299,32 @@ class CommonsPubsub(Pubsub):
         outcome = current_outcome.get()
         if outcome is not None:
             outcome.notified = True
+
+    async def continuously_read_stream(self, stream: INetStream) -> None:
+        await super().continuously_read_stream(_BufferedStream(stream))  # type: ignore[arg-type]
+
+    async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: Any) -> None:
+        """Upstream's per-peer sending loop, except that the RPCs queued when a write
+        begins go out as one RPC (one Yamux frame, one Noise message, one read and parse at
+        the peer) instead of one write each, and that a busy peer's writes wait ``HOLD`` for
+        more to merge (see ``BUSY_GAP``)."""
+        held: list[rpc_pb2.RPC] = []
+        last = -1.0
+        try:
+            while True:
+                rpc = held.pop() if held else await queue.pop()
+                if rpc is None:
+                    return
+                now = trio.current_time()
+                if now - last < BUSY_GAP:
+                    await trio.sleep(HOLD)
+                rpc = await _merged(queue, rpc, held)
+                if not await self.write_msg(stream, rpc):
+                    return
+                last = trio.current_time()
+        except Exception:
+            logger.debug("sending loop for %s ended with an error", peer_id, exc_info=True)
+            self._handle_dead_peer(peer_id)
 
 
 class ConnectionNotifee(INotifee):

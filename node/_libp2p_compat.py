@@ -204,6 +204,9 @@ MERGE_MAX_BYTES = 64 * 1024
 #: quiet peer (gossip at tens of records a second) never waits.
 BUSY_GAP = 0.010
 HOLD = 0.004
+#: RPCs a peer's outbound queue holds before libp2p drops more (py-libp2p's default: 32). A
+#: record's RPC is a few hundred bytes, at most 64 KiB and some.
+OUTBOUND_QUEUE_RPCS = 256
 #: Bytes asked of the stream at once by the pubsub reader (see ``_BufferedStream``).
 READ_CHUNK = 64 * 1024
 
@@ -226,6 +229,18 @@ async def _merged(queue: Any, first: rpc_pb2.RPC, held: list[rpc_pb2.RPC]) -> rp
         first.MergeFrom(nxt)
         size += extra
     return first
+
+
+def _widen(queue: Any) -> None:
+    """Let a peer's outbound queue hold ``OUTBOUND_QUEUE_RPCS`` RPCs instead of 32.
+
+    py-libp2p drops an RPC pushed to a full queue. With merged RPCs a relay receives up to
+    hundreds of messages in one read and forwards them all before its sending loop runs
+    again, so 32 overflowed in a burst of 200 (one message lost in a test); py-libp2p 0.8.1
+    has no setting for the size, so the queue's own ``max_size`` is raised."""
+    inner = getattr(queue, "_queue", None)
+    if inner is not None and getattr(inner, "max_size", OUTBOUND_QUEUE_RPCS) < OUTBOUND_QUEUE_RPCS:
+        inner.max_size = OUTBOUND_QUEUE_RPCS
 
 
 class _BufferedStream:
@@ -308,6 +323,7 @@ class CommonsPubsub(Pubsub):
         begins go out as one RPC (one Yamux frame, one Noise message, one read and parse at
         the peer) instead of one write each, and that a busy peer's writes wait ``HOLD`` for
         more to merge (see ``BUSY_GAP``)."""
+        _widen(queue)
         held: list[rpc_pb2.RPC] = []
         last = -1.0
         try:

@@ -109,9 +109,15 @@ async def test_a_busy_peer_waits_to_merge_a_quiet_one_does_not(
         await trio.sleep(0.001)
         queue.push(_rpc(b"d"))
         await trio.sleep(1)
+        # A burst far over py-libp2p's 32-RPC queue: nothing dropped, sent merged.
+        burst = [b"%03d" % i for i in range(200)]
+        assert all(queue.push(_rpc(data)) for data in burst)
+        await trio.sleep(1)
         queue.close()
     times = [t for t, _ in sender.written]
-    assert [d for _, d in sender.written] == [[b"a"], [b"b"], [b"c", b"d"]]
+    assert [d for _, d in sender.written[:3]] == [[b"a"], [b"b"], [b"c", b"d"]]
+    assert [d for _, written in sender.written[3:] for d in written] == burst
+    assert len(sender.written) == 4
     assert times[1] == 1.0
     assert times[2] - 1.001 <= compat.HOLD + 1e-9
     assert not sender.dead

@@ -219,7 +219,8 @@ async def test_validator_rejects_are_not_delivered_or_forwarded() -> None:
             assert b.stats.messages_rejected == 2
             assert b.stats.validator_errors == 1
             assert c.stats.messages_rejected == 0  # C never saw the bad ones
-            assert seen[0] == (TOPIC, b"forged record", a.peer_id)
+            # GossipSub does not keep the order of messages sent together.
+            assert (TOPIC, b"forged record", a.peer_id) in seen
 
             # Our own validator runs on our publishes too: a reject raises, nobody receives.
             with pytest.raises(PublishRejected):

@@ -17,6 +17,7 @@ node then verifies in its own threads).
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 import sys
@@ -87,6 +88,13 @@ def main() -> int:
     # Ctrl-C in a terminal reaches the whole process group; the node stops us by closing
     # our stdin, after its own requests are answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return _serve()
+    except BrokenPipeError:  # the node is gone (killed): nothing to answer, nothing to say
+        os._exit(0)
+
+
+def _serve() -> int:
     source = sys.stdin.buffer
     sink = sys.stdout.buffer
     sink.write(READY)

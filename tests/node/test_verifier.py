@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 
 import pytest
 import trio
 from test_node import wait_until
 
-from node._verifier_helper import MAX_REQUEST_ITEMS, encode_request, verify_request
+from node._verifier_helper import MAX_REQUEST_ITEMS, READY, encode_request, verify_request
 from node.ingest import HELPER_BATCH, Ingestor, Pipeline, validate_batch
 from node.metrics import Metrics
 from node.storage import Store
@@ -206,3 +208,29 @@ async def test_a_helper_killed_mid_request_answers_none(f: RecordFactory) -> Non
         assert verifier.submit(items) is None  # stopped: callers verify themselves
         nursery.cancel_scope.cancel()
     assert metrics.get("commons_verifier_failures_total") == 1
+
+
+def test_the_helper_leaves_quietly_when_the_node_is_gone(f: RecordFactory) -> None:
+    """A node killed mid-catch-up leaves its helper writing into a closed pipe: the helper
+    exits at once, without a traceback."""
+    project = f.project("alice")
+    request = encode_request(
+        _items([f.contribution("bob", project, title=f"c{i}") for i in range(2000)])
+    )
+    helper = subprocess.Popen(
+        [sys.executable, "-m", "node._verifier_helper"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert helper.stdout is not None
+    assert helper.stdin is not None
+    assert helper.stdout.read(1) == READY
+    helper.stdin.write(request)
+    helper.stdin.flush()
+    helper.stdout.close()
+    helper.stdin.close()
+    assert helper.wait(timeout=20) == 0
+    assert helper.stderr is not None
+    assert helper.stderr.read() == b""
+    helper.stderr.close()

@@ -102,10 +102,7 @@ def judge(
     bad: list[tuple[int, str]] = []
     for n, (i, record) in enumerate(parsed):
         try:
-            if verdicts is None:
-                verify_signature(record)
-            elif not verdicts[n]:
-                raise InvalidRecord("bad-signature", "the signature does not verify for its author")
+            verify_signature(record, verdict=None if verdicts is None else verdicts[n])
         except InvalidRecord as exc:
             bad.append((i, str(exc)))
             continue

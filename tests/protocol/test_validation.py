@@ -690,6 +690,19 @@ def test_verify_sig_false_skips_only_the_signature() -> None:
         parse_record(sign(record("profile", ts=NOW * 2), BOB), now_ms=NOW, verify_sig=False)
 
 
+def test_a_verdict_reached_elsewhere_decides_alone() -> None:
+    """``verdict`` is the answer of ``verify`` run in another process: it is used as it is."""
+    good = parse_record(sign(record("profile")), now_ms=NOW, verify_sig=False)
+    forged = parse_record(sign(record("profile"), BOB), now_ms=NOW, verify_sig=False)
+    verify_signature(good, verdict=True)
+    verify_signature(forged, verdict=True)  # whoever answered True is trusted
+    with pytest.raises(InvalidRecord, match="bad-signature"):
+        verify_signature(good, verdict=False)
+    verify_signature(good)
+    with pytest.raises(InvalidRecord, match="bad-signature"):
+        verify_signature(forged)
+
+
 def test_checks_run_before_the_signature() -> None:
     # A record that breaks a rule *and* has a bad signature reports the rule: the cheap checks
     # come first, so garbage costs no signature verification.

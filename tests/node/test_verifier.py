@@ -129,6 +129,8 @@ def _mixed_batch(f: RecordFactory, n: int, seed: int) -> tuple[list[bytes], set[
 async def test_ingest_with_the_helper_decides_exactly_as_the_threads(
     tmp_path: os.PathLike[str], f: RecordFactory
 ) -> None:
+    """The sync client's pipeline with the helper running: the same records stored and the
+    same refusals as validating everything here; a single ``ingest`` call keeps to threads."""
     raws, broken = _mixed_batch(f, 3 * HELPER_BATCH, seed=4)
     refuse = raws[5]  # valid, but refused by the node's own rule
 
@@ -147,11 +149,23 @@ async def test_ingest_with_the_helper_decides_exactly_as_the_threads(
             nursery.start_soon(verifier.run)
             ingestor.expect(len(raws))
             await wait_until(lambda: verifier.ready)
-            result = await ingestor.ingest(raws, source="sync")
+            cut = len(raws) // 2 + 7
+            pipeline = Pipeline(ingestor, source="sync")
+            assert await pipeline.feed(raws[:cut]) == ([], None)
+            refused_a, stored_a = await pipeline.feed(raws[cut:])
+            refused_b, stored_b = await pipeline.flush()
+            by_helper = metrics.get("commons_verifier_records_total")
+            assert by_helper > 0
+            single = await ingestor.ingest(raws[:HELPER_BATCH], source="api")
+            assert single.new == []  # all stored already
+            assert len(single.duplicates) + len(single.rejected) == HELPER_BATCH
+            assert metrics.get("commons_verifier_records_total") == by_helper
             nursery.cancel_scope.cancel()
-        assert metrics.get("commons_verifier_records_total") > 0
-        assert result.rejected == expected_bad
-        assert [r.id for r in result.new] == [r.id for _, r in expected_good]
+        assert stored_a is not None
+        assert stored_b is not None
+        assert refused_a + [(i + cut, e) for i, e in refused_b] == expected_bad
+        new = [r.id for r in stored_a.new + stored_b.new]
+        assert new == [r.id for _, r in expected_good]
         assert store.count() == len(expected_good)
 
 

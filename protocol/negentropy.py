@@ -22,7 +22,10 @@ Nothing here does I/O. A session is driven the way h11 drives HTTP::
 The initiator gathers ``have`` (ids we have and the peer lacks) and ``need`` (ids the peer has
 and we lack) over the whole session; ``drain()`` hands over what was gathered since the last
 call, for callers that act round by round; each id is reported once per session. A responder
-learns nothing: it only answers.
+learns nothing: it only answers. ``need`` is the peer's claim: an id list carries ids without
+their timestamps, so an id the peer lists in the wrong range (a bug, or on purpose) cannot be
+told from a missing one and may name an id we hold elsewhere. Fetch ``need`` expecting
+duplicates, as ``node.syncer`` does; ``have`` holds only ids we hold.
 
 Frame size limit: with ``frame_size_limit`` set, no message built is longer. When a message
 would overflow, it ends instead with one fingerprint for everything from there to infinity,
@@ -408,7 +411,8 @@ class Negentropy:
 
     @property
     def need(self) -> Sequence[bytes]:
-        """Ids the peer has and we lack, gathered so far (initiator only; do not mutate)."""
+        """Ids the peer has and we lack in the ranges it listed them in, gathered so far
+        (initiator only; do not mutate; see the module's note on trusting it)."""
         return self._need
 
     def drain(self) -> tuple[list[bytes], list[bytes]]:

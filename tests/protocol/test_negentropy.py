@@ -651,3 +651,28 @@ def test_vector_responder_replies(vector: dict[str, Any]) -> None:
         assert info.value.code == vector["error"]
     else:
         assert session.reconcile(query) == bytes.fromhex(vector["reply"])
+
+
+def test_an_id_the_peer_lists_in_the_wrong_range_is_only_its_claim() -> None:
+    """Id lists carry no timestamps: an id we hold, listed by the peer in a range it does not
+    belong to, comes out in ``need`` (fetched, then a duplicate); ``have`` stays exact."""
+    ours = [(BASE + i, hashlib.sha256(b"%d" % i).digest()) for i in range(10)]
+    ids = [i for _, i in ours]
+    client = Negentropy(Storage(ours))
+    client.initiate()
+    lower_ids = [*ids[:4], ids[8]]  # ids[4] left out; ids[8] belongs to the upper range
+    reply = (
+        bytes((PROTOCOL_VERSION,))
+        + encode_bound(BASE + 5, b"", 0)
+        + encode_varint(2)
+        + encode_varint(len(lower_ids))
+        + b"".join(lower_ids)
+        + encode_bound(INFINITY, b"", BASE + 5)
+        + encode_varint(2)
+        + encode_varint(5)
+        + b"".join(ids[5:])
+    )
+    client.reconcile(reply)
+    have, need = client.drain()
+    assert have == [ids[4]]
+    assert need == [ids[8]]

@@ -11,8 +11,11 @@ way.
 
 The helper runs only while there is such work: :meth:`Verifier.run` starts it on the first
 request and stops it after ``idle`` seconds without one, so an idle node has no helper.
-Whenever the helper is not there (not started yet, failed to start, stopped), :meth:`verify`
-answers ``None`` and the caller verifies in its own threads: nothing waits for the helper.
+Whenever the helper is not there (not started yet, failed to start, stopped), :meth:`submit`
+and :meth:`verify` answer ``None`` and the caller verifies in its own threads. A helper that
+dies, says something it was not asked, or leaves a request unanswered for ``ANSWER_SECONDS``
+is stopped (killed if need be); the requests it held are answered ``None``, and the next
+helper is started no sooner than ``RETRY_SECONDS`` later.
 """
 
 from __future__ import annotations

@@ -214,9 +214,14 @@ READ_CHUNK = 64 * 1024
 async def _merged(queue: Any, first: rpc_pb2.RPC, held: list[rpc_pb2.RPC]) -> rpc_pb2.RPC:
     """``first`` with the RPCs queued behind it merged in (``MergeFrom`` appends the repeated
     fields: messages, subscriptions, control), up to ``MERGE_MAX_BYTES``; an RPC that would
-    not fit is put in ``held`` for the next write."""
+    not fit is put in ``held`` for the next write.
+
+    The queued RPCs are not changed: the merge is a new RPC. py-libp2p puts one RPC object in
+    every peer's queue when it announces a subscription, so merging into it would send one
+    peer's messages to all of them."""
     if not len(queue):
         return first
+    merged: rpc_pb2.RPC | None = None
     size = first.ByteSize()
     while len(queue) and size < MERGE_MAX_BYTES:
         nxt = await queue.pop()  # returns at once: the queue is not empty
@@ -226,9 +231,12 @@ async def _merged(queue: Any, first: rpc_pb2.RPC, held: list[rpc_pb2.RPC]) -> rp
         if size + extra > MERGE_MAX_BYTES:
             held.append(nxt)
             break
-        first.MergeFrom(nxt)
+        if merged is None:
+            merged = rpc_pb2.RPC()
+            merged.CopyFrom(first)
+        merged.MergeFrom(nxt)
         size += extra
-    return first
+    return first if merged is None else merged
 
 
 def _widen(queue: Any) -> None:

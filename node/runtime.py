@@ -73,6 +73,12 @@ SYNC_BAN = 300.0
 GOSSIP_BATCH = 256
 #: Validated-but-not-yet-stored gossip records kept for the reader (by id).
 MAX_VALIDATED_CACHE = 4096
+#: Gossip refused for good, remembered by (topic, message id): GossipSub does not mark a
+#: refused message seen, so each IHAVE naming it makes us ask for it again (IWANT), and every
+#: copy would be parsed, verified, logged and counted again. Keyed by topic too, because a
+#: valid record sent first on a wrong topic must still be accepted on its own. A record
+#: refused only for a timestamp too far ahead is not remembered (time may lift that).
+MAX_REFUSED_CACHE = 4096
 #: Records waiting to be published.
 MAX_PUBLISH_QUEUE = 100_000
 #: Records authored offline published at start, per batch.
@@ -181,6 +187,7 @@ class Node:
         self.started = time.time()
         self._rate = _RateLimiter(options.gossip_rate)
         self._validated: OrderedDict[bytes, Record] = OrderedDict()
+        self._refused: OrderedDict[tuple[str, bytes], None] = OrderedDict()  # (topic, id)
         self._publishing: bytes | None = None  # the stored record _publisher is publishing
         self._publish_send, self._publish_recv = trio.open_memory_channel[Record](MAX_PUBLISH_QUEUE)
         self._subscribed: set[str] = set()
@@ -220,20 +227,33 @@ class Node:
         if from_peer != self.peer_id and not self._rate.allow(from_peer, time.monotonic()):
             self.metrics.inc("commons_gossip_rejected_total", reason="rate-limited")
             return False
+        key = (topic, _sha256(data))
+        if key in self._refused:
+            self.metrics.inc("commons_gossip_refused_again_total")
+            return False
         try:
             record = validate_message(topic, data, now_ms=_now_ms())
         except InvalidRecord as exc:
             self.metrics.inc("commons_gossip_rejected_total", reason=exc.code.split(":")[0])
             log.info("refused gossip from %s on %s: %s", from_peer, topic, exc)
+            if exc.code != "future-timestamp":  # the only refusal that time may lift
+                self._remember_refusal(key)
             return False
         reason = self._accept(record)
         if reason is not None:
             self.metrics.inc("commons_gossip_rejected_total", reason="not-followed")
+            self._remember_refusal(key)
             return False
         self._validated[record.id] = record
         if len(self._validated) > MAX_VALIDATED_CACHE:
             self._validated.popitem(last=False)
         return True
+
+    def _remember_refusal(self, key: tuple[str, bytes]) -> None:
+        """Refuse these bytes on this topic at once from now on (see ``MAX_REFUSED_CACHE``)."""
+        self._refused[key] = None
+        if len(self._refused) > MAX_REFUSED_CACHE:
+            self._refused.popitem(last=False)
 
     async def _gossip_reader(self) -> None:
         """Store accepted gossip in batches: whatever arrived together, one transaction."""

@@ -68,6 +68,8 @@ async def test_queued_rpcs_are_merged_in_order_up_to_the_size_limit() -> None:
     assert first is not None
     merged = await compat._merged(queue, first, held)
     assert [m.data for m in merged.publish] == [b"one", b"two", b"three", big]
+    # The queued RPC is left as it was (py-libp2p may have queued that object for others).
+    assert [m.data for m in first.publish] == [b"one"]
     assert merged.ByteSize() <= compat.MERGE_MAX_BYTES
     assert [[m.data for m in r.publish] for r in held] == [[big]]
     assert len(queue) == 1

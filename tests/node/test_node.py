@@ -338,3 +338,30 @@ async def test_own_publishes_are_not_validated_twice(
             # A message from elsewhere carrying the same bytes is still validated.
             assert a._validate(META_TOPIC, project.raw, b.peer_id)
             assert len(calls) - before == 2
+
+
+async def test_gossip_refused_for_good_is_refused_again_without_a_second_look(
+    tmp_path: Path,
+) -> None:
+    """GossipSub does not mark refused messages seen, so a peer's IHAVE brings them back: the
+    same bytes on the same topic are refused at once and counted apart. A valid record first
+    sent on a wrong topic is still accepted on its own; a record from the future is judged
+    again each time (the clock may catch up)."""
+    factory = RecordFactory(now_ms=_now_ms())
+    project = factory.project("alice", name="Refusals")
+    forged = bytearray(factory.project("mallory", name="Forged").raw)
+    forged[forged.find(b"\xa3sig\xc4\x40") + 16] ^= 0x01
+    ahead = factory.project("alice", name="Later", ts=_now_ms() + 3_600_000)
+    topic = project_topic(project.id)
+    async with running(tmp_path, "b") as b:
+        peer = "12D3KooWPeerThatAsksAgain"
+        assert not b._validate(META_TOPIC, bytes(forged), peer)
+        assert not b._validate(META_TOPIC, bytes(forged), peer)
+        assert b.metrics.get("commons_gossip_rejected_total", reason="bad-signature") == 1
+        assert b.metrics.get("commons_gossip_refused_again_total") == 1
+        assert not b._validate(topic, project.raw, peer)  # a project is a meta record
+        assert b._validate(META_TOPIC, project.raw, peer)
+        for _ in range(2):
+            assert not b._validate(META_TOPIC, ahead.raw, peer)
+        assert b.metrics.get("commons_gossip_rejected_total", reason="future-timestamp") == 2
+        assert b.metrics.get("commons_gossip_refused_again_total") == 1

@@ -119,6 +119,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def add_commands(add: Any, sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the remaining commands (store, authoring and node commands)."""
-    from node import commands_ledger
+    from node import commands_ledger, commands_token
 
     commands_ledger.register(add, sub, common)
+    commands_token.register(sub, common)

@@ -1,7 +1,9 @@
 """The local HTTP API (INTERFACES.md): Starlette routes served by Hypercorn inside the node.
 
-Reads are open on the API address; every write needs ``Authorization: Bearer <api.token>``
-and otherwise gets 401. Errors are JSON ``{"error": "..."}`` with a 4xx status for anything
+Reads are open on the API address; every write needs ``Authorization: Bearer <token>``: the
+owner's ``api.token``, or a scoped token (:mod:`node.tokens`) whose scope allows the call.
+No token, or one that is unknown or revoked, gets 401; a valid token whose scope does not
+allow the call gets 403. Errors are JSON ``{"error": "..."}`` with a 4xx status for anything
 the caller got wrong; a bug in a handler becomes a logged 500, never a dead node. Bodies are
 bounded before they are read in full.
 """
@@ -25,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from node.authoring import AuthoringError
+from node.tokens import TokenBook, allows
 from node.transport import TransportError
 from node.views import ViewError, record_json
 from protocol.bundle import BundleReader
@@ -101,21 +104,34 @@ async def _json(request: Request) -> dict[str, Any]:
 
 def build_app(node: Node) -> Starlette:
     token = node.home.api_token()
+    scoped = TokenBook(node.home.tokens_path)
 
-    def authorised(request: Request) -> bool:
+    def granted(request: Request) -> str | None:
+        """The scope the request's bearer token grants, or None (no, unknown or revoked token)."""
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        )
+        if scheme.lower() != "bearer":
+            return None
+        given = given.strip()
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return "all"
+        found = scoped.check(given)
+        return None if found is None else found.scope
 
-    def guard(handler: Handler, *, write: bool = False) -> Handler:
+    def guard(handler: Handler, *, write: bool = False, scope: str = "all") -> Handler:
+        """``handler`` behind the error mapping; a ``write`` needs a token allowing ``scope``."""
+
         async def wrapped(request: Request) -> Response:
-            if write and not authorised(request):
+            if write:
                 headers = request.headers
                 unread = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
-                message = "this call needs Authorization: Bearer <api.token>"
-                return _error(401, message, close=unread)
+                has = granted(request)
+                if has is None:
+                    message = "this call needs Authorization: Bearer <api.token or a scoped token>"
+                    return _error(401, message, close=unread)
+                if not allows(has, scope):
+                    message = f"this token's scope ({has}) does not allow this call (scope {scope})"
+                    return _error(403, message, close=unread)
             try:
                 return await handler(request)
             except ApiError as exc:
@@ -281,8 +297,8 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/retractions", guard(author("retraction"), write=True), methods=["POST"]),
         Route("/api/v1/profiles", guard(author("profile"), write=True), methods=["POST"]),
         Route("/api/v1/records/{rid}", guard(record)),
-        Route("/api/v1/records", guard(post_record, write=True), methods=["POST"]),
-        Route("/api/v1/bundles", guard(post_bundle, write=True), methods=["POST"]),
+        Route("/api/v1/records", guard(post_record, write=True, scope="submit"), methods=["POST"]),
+        Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
         Route("/metrics", guard(metrics)),
     ]

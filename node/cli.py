@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from node.errors import CommandError
+from node.textout import terminal_safe
 
 __all__ = ["main"]
 
@@ -95,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         if args.json and exc.payload is not None:
             print(json.dumps(exc.payload))
-        sys.stderr.write(f"error: {exc}\n")
+        # The message may quote a peer or the node's API: one escaped line, always.
+        sys.stderr.write(f"error: {terminal_safe(str(exc))}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

@@ -11,7 +11,7 @@ from typing import Any
 from node.bundlefile import BundleScan, scan_bundle
 from node.errors import CommandError
 from node.home import Home, HomeError, resolve_home
-from node.textout import Progress
+from node.textout import Progress, terminal_safe
 
 __all__ = ["add_commands", "cmd_id", "cmd_init", "cmd_verify"]
 
@@ -21,11 +21,15 @@ def now_ms() -> int:
 
 
 def emit(args: argparse.Namespace, value: Any, text: str) -> None:
-    """Print ``value`` as JSON under ``--json``, else ``text`` for people."""
+    """Print ``value`` as JSON under ``--json``, else ``text`` for people.
+
+    The JSON is ASCII (``json.dumps`` escapes the rest), and the text passes through
+    :func:`terminal_safe`: whatever peer text a command forgot to escape line by line still
+    reaches the terminal only as visible escapes."""
     if args.json:
         print(json.dumps(value))
     elif text:
-        print(text)
+        print(terminal_safe(text, multiline=True))
 
 
 def home_of(args: argparse.Namespace) -> Home:
@@ -115,6 +119,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def add_commands(add: Any, sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the remaining commands (store, authoring and node commands)."""
-    from node import commands_ledger
+    from node import commands_ledger, commands_token
 
     commands_ledger.register(add, sub, common)
+    commands_token.register(sub, common)

@@ -19,7 +19,7 @@ from node.errors import CommandError
 from node.home import HomeError
 from node.ingest import validate_batch
 from node.local import open_store
-from node.textout import Progress, fmt_number, relative_time, short_peer, table
+from node.textout import Progress, fmt_number, relative_time, short_peer, table, terminal_safe
 from node.views import ViewCache, ViewError, record_json
 from protocol.bundle import BundleWriter
 from protocol.errors import ProtocolError
@@ -180,12 +180,15 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 def cmd_project_show(args: argparse.Namespace) -> int:
     p = _views(args, lambda v: v.project_show(_prefix(args.project)))
+    # Single-line fields are escaped as such: a newline in a name (held from before the
+    # format refused it) must not forge a line of its own.
+    one = terminal_safe
     lines = [
-        f"{p['name']}  ({p['id']})",
-        *([p["description"]] if p.get("description") else []),
-        f"license:       {p['license'] or '-'}",
-        f"links:         {', '.join(p['links']) or '-'}",
-        f"tags:          {', '.join(p['tags']) or '-'}",
+        f"{one(p['name'])}  ({p['id']})",
+        *([terminal_safe(p["description"], multiline=True)] if p.get("description") else []),
+        f"license:       {one(p['license'] or '-')}",
+        f"links:         {', '.join(map(one, p['links'])) or '-'}",
+        f"tags:          {', '.join(map(one, p['tags'])) or '-'}",
         f"maintainers:   {', '.join(p['maintainers'])}",
         f"contributions: {p['contributions']} live, by {p['contributors']} contributor(s)",
     ]
@@ -361,6 +364,20 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TextFormatter(logging.Formatter):
+    """Log lines for a terminal: a message (which may quote a peer) stays one escaped line,
+    and a traceback keeps its lines but loses any control character."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return terminal_safe(super().formatException(ei), multiline=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return terminal_safe(super().formatStack(stack_info), multiline=True)
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps(
@@ -379,7 +396,7 @@ def _setup_logging(level: str, as_json: bool) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            _TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

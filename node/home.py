@@ -26,6 +26,7 @@ KEY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
 STORE_FILE = "ledger.db"
 TOKEN_FILE = "api.token"
+TOKENS_FILE = "tokens.json"
 NODE_FILE = "node.json"
 
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4710"
@@ -172,6 +173,11 @@ class Home:
     @property
     def token_path(self) -> Path:
         return self.path / TOKEN_FILE
+
+    @property
+    def tokens_path(self) -> Path:
+        """Scoped API tokens (``commons token``), see :mod:`node.tokens`."""
+        return self.path / TOKENS_FILE
 
     @property
     def node_path(self) -> Path:

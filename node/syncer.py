@@ -82,8 +82,10 @@ def reply_limit(scopes: int) -> int:
 FIRST_WANT = 512
 #: A responder serves at most this many negentropy rounds per session.
 MAX_ROUNDS = 64
-#: Refusals of a synced record that do not end the session (see ``_check_rejections``).
-TOLERATED_REFUSALS = ("future-timestamp",)
+#: Refusals of a synced record that do not end the session (see ``_check_rejections``): a
+#: timestamp too far ahead, and text characters the format did not always refuse (nodes that
+#: accepted such records before the character rule still hold and offer them, honestly).
+TOLERATED_REFUSALS = ("future-timestamp", "control-char:", "line-break:", "bidi-control:")
 #: Error codes that end a session without blaming the peer for misbehaving.
 INNOCENT_CODES = frozenset({"timeout", "closed", "peer-error"})
 #: A scope's negentropy item list (about 230 bytes an item in memory) stays cached between
@@ -634,13 +636,13 @@ def _check_rejections(peer: str, rejected: list[tuple[int, str]]) -> None:
 
     A record refused only for its timestamp (more than ten minutes ahead of our clock) is
     skipped, not held against the peer: its author's clock may be wrong while the peer is
-    honest, and the record may be accepted later.
+    honest, and the record may be accepted later. So is one refused for the characters of
+    its text, which an older node accepted and may still hold.
     """
     hard = [reason for _, reason in rejected if not reason.startswith(TOLERATED_REFUSALS)]
     if len(hard) < len(rejected):
-        log.info(
-            "skipped %d records from %s: too far in the future", len(rejected) - len(hard), peer
-        )
+        first = next(reason for _, reason in rejected if reason.startswith(TOLERATED_REFUSALS))
+        log.info("skipped %d records from %s (first: %s)", len(rejected) - len(hard), peer, first)
     if hard:
         log.warning("sync peer %s sent %d invalid records (first: %s)", peer, len(hard), hard[0])
         raise SyncError("invalid-record", f"peer sent invalid records: {hard[0]}")

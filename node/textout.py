@@ -1,7 +1,13 @@
-"""Text output for people: aligned tables, relative times, short peer ids, progress bars."""
+"""Text output for people: aligned tables, relative times, short peer ids, progress bars.
+
+Everything printed for people passes through :func:`terminal_safe`, because most of it comes
+from peers: a project name, a title or a description is whatever its author signed, and the
+records a store held before the format refused control characters may still carry them.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -9,14 +15,46 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import TextIO
 
-__all__ = ["Progress", "fmt_number", "relative_time", "short_peer", "table"]
+__all__ = ["Progress", "fmt_number", "relative_time", "short_peer", "table", "terminal_safe"]
+
+#: What a terminal acts on instead of showing, or cannot show: C0 and C1 controls and DEL
+#: (escape sequences start with ESC or the 8-bit CSI), the line and paragraph separators, the
+#: bidi embeddings, overrides and isolates (they reorder whatever is printed after them), and
+#: lone surrogates (which cannot be encoded, so printing them would fail).
+_UNSAFE_IN_LINE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+#: The same, less newline and tab, for text that is meant to span lines.
+_UNSAFE_IN_TEXT = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    code = ord(ch)
+    return _SHORT_ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def terminal_safe(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every character a terminal would act on written as a visible escape
+    (``\\x1b``, ``\\u202e``, ``\\n``), so peer-supplied text can neither move the cursor,
+    clear the screen, retitle the window, reorder what follows nor forge extra lines.
+
+    ``multiline`` keeps newline and tab (for descriptions and whole blocks of output). The
+    escapes are for reading, not for decoding: a backslash in the text stays as it is.
+    """
+    return (_UNSAFE_IN_TEXT if multiline else _UNSAFE_IN_LINE).sub(_escape, text)
 
 
 def table(
     headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[int] = ()
 ) -> str:
-    """An aligned plain-text table; columns whose index is in ``right`` are right-aligned."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    """An aligned plain-text table; columns whose index is in ``right`` are right-aligned.
+
+    Every cell is one line: :func:`terminal_safe` escapes whatever a cell holds."""
+    cells = [[str(h) for h in headers]] + [[terminal_safe(str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
@@ -74,7 +112,7 @@ class Progress:
     """A progress bar on stderr, drawn only when stderr is a terminal."""
 
     def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None) -> None:
-        self.label = label
+        self.label = terminal_safe(label)
         self.total = total
         self.done = 0
         self.stream = stream or sys.stderr

@@ -16,6 +16,9 @@ and :meth:`verify` answer ``None`` and the caller verifies in its own threads. A
 dies, says something it was not asked, or leaves a request unanswered for ``ANSWER_SECONDS``
 is stopped (killed if need be); the requests it held are answered ``None``, and the next
 helper is started no sooner than ``RETRY_SECONDS`` later.
+
+The helper runs exactly the code the node runs (see :func:`helper_command`): never a ``node``
+package that happens to sit in the folder the node was started from.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
+from node import _verifier_helper
 from node._verifier_helper import READY, Item, encode_request
 from node.metrics import Metrics
 
-__all__ = ["Ticket", "Verifier"]
+__all__ = ["Ticket", "Verifier", "helper_command"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,31 @@ START_SECONDS = 10.0
 ANSWER_SECONDS = 10.0
 #: Seconds to wait, after the helper failed, before starting another.
 RETRY_SECONDS = 60.0
+
+
+#: The helper's start, run with ``python -I -c`` (see :func:`helper_command`); ``argv[1]`` is
+#: the folder holding the node's own ``node`` package.
+_BOOTSTRAP = """\
+import sys
+if sys.argv[1] not in sys.path:
+    sys.path.insert(0, sys.argv[1])
+from node._verifier_helper import main
+sys.exit(main())
+"""
+
+
+def helper_command() -> list[str]:
+    """The command line that starts the signature helper.
+
+    ``python -m node._verifier_helper`` would put the working directory first on
+    ``sys.path``: started in a folder holding a ``node`` package, the node would run that
+    package's code. Isolated mode (``-I``) puts neither the working directory nor a script's
+    folder on the path and ignores ``PYTHON*`` variables and the user's site-packages; the
+    one folder added is the one this process loaded ``node`` from (site-packages, or the
+    checkout of an editable install), so the helper runs the same code as the node.
+    """
+    root = Path(_verifier_helper.__file__).resolve().parent.parent
+    return [sys.executable, "-I", "-c", _BOOTSTRAP, str(root)]
 
 
 @dataclass
@@ -142,7 +172,7 @@ class Verifier:
     async def _serve(self) -> bool:
         """Run one helper until idle; True if it failed."""
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "node._verifier_helper"],
+            helper_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import InitVar, dataclass, field
 from typing import ClassVar, Final, TypeAlias
 
@@ -98,11 +101,62 @@ MAX_ABOUT: Final = 2000
 
 
 # --------------------------------------------------------------------------------------------
+# Characters of text fields (RECORD-FORMAT.md section 4, "Characters"). Every text a record
+# carries ends up on someone's terminal, so no field may hold what a terminal acts on instead
+# of showing: C0 controls (U+0000-001F), DEL (U+007F) and C1 controls (U+0080-009F), which
+# include ESC and the 8-bit CSI that start escape sequences; the line and paragraph separators
+# U+2028/2029; and the bidi embeddings, overrides and isolates (U+202A-202E, U+2066-2069),
+# which reorder the text displayed after them ("Trojan Source"). A multi-line field
+# (descriptions, ``about``, ``comment``, ``reason``) may also hold newline (U+000A) and tab
+# (U+0009); no other line break (CR, VT, FF, NEL, U+2028/2029) is allowed anywhere.
+
+_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_LINE_BREAKS: Final = frozenset("\n\x0b\x0c\r\x85\u2028\u2029")
+_REFUSED_IN_LINE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_REFUSED_IN_TEXT: Final = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_CHARACTER_NAMES: Final = {
+    "\x00": "NUL",
+    "\t": "tab",
+    "\n": "newline",
+    "\x0b": "vertical tab",
+    "\x0c": "form feed",
+    "\r": "carriage return",
+    "\x1b": "escape",
+    "\x7f": "delete",
+    "\x85": "next line",
+    "\x9b": "control sequence introducer",
+}
+#: False while :func:`decode_trusted` reads back this node's own store: records stored before
+#: the character rule existed may break it, and must still read back (output escapes them).
+_CHECK_CHARACTERS: ContextVar[bool] = ContextVar("commons_check_characters", default=True)
+
+
+def _characters(name: str, value: str, multiline: bool) -> None:
+    """Refuse a character a terminal would act on: ``bidi-control:X``, ``line-break:X``
+    (a newline in a single-line field, or any line break but newline) or ``control-char:X``."""
+    found = (_REFUSED_IN_TEXT if multiline else _REFUSED_IN_LINE).search(value)
+    if found is None or not _CHECK_CHARACTERS.get():
+        return
+    ch = found.group()
+    label = _CHARACTER_NAMES.get(ch) or unicodedata.name(ch, "").lower() or "a control character"
+    where = f"{name} holds U+{ord(ch):04X} ({label}) at character {found.start() + 1}"
+    if ch in _BIDI_CONTROLS:
+        raise InvalidRecord(f"bidi-control:{name}", f"{where}: bidi controls are not allowed")
+    if ch in _LINE_BREAKS:
+        rule = "only newline may end a line" if multiline else "it must be a single line"
+        raise InvalidRecord(f"line-break:{name}", f"{where}: {rule}")
+    allowed = "newline and tab are the only" if multiline else "no"
+    raise InvalidRecord(f"control-char:{name}", f"{where}: {allowed} control characters allowed")
+
+
+# --------------------------------------------------------------------------------------------
 # Field checks. ``name`` is the field's path as it appears in error codes (``title``,
 # ``set.name``, ``artifacts.uri``).
 
 
-def _text(name: str, value: object, lo: int, hi: int) -> str:
+def _text(name: str, value: object, lo: int, hi: int, *, multiline: bool = False) -> str:
     if not isinstance(value, str):
         raise InvalidRecord(f"bad-type:{name}", f"{name} must be text")
     try:
@@ -113,12 +167,13 @@ def _text(name: str, value: object, lo: int, hi: int) -> str:
         raise InvalidRecord(f"field-too-short:{name}", f"{name} must not be empty")
     if n > hi:
         raise InvalidRecord(f"field-too-long:{name}", f"{name} is {n} bytes, at most {hi}")
+    _characters(name, value, multiline)
     return value
 
 
-def _opt_text(name: str, value: object, lo: int, hi: int) -> None:
+def _opt_text(name: str, value: object, lo: int, hi: int, *, multiline: bool = False) -> None:
     if value is not None:
-        _text(name, value, lo, hi)
+        _text(name, value, lo, hi, multiline=multiline)
 
 
 def _list(name: str, value: object, hi: int) -> tuple[object, ...]:
@@ -224,7 +279,7 @@ class ProjectBody:
 
     def __post_init__(self) -> None:
         _text("name", self.name, 1, MAX_NAME)
-        _opt_text("description", self.description, 0, MAX_DESCRIPTION)
+        _opt_text("description", self.description, 0, MAX_DESCRIPTION, multiline=True)
         _opt_text("license", self.license, 1, MAX_LICENSE)
         _opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
         _opt_text_list("tags", self.tags, MAX_TAGS, 1, MAX_TAG)
@@ -259,7 +314,7 @@ class ProjectFields:
         if all(getattr(self, key) is None for key in _PROJECT_FIELDS):
             raise InvalidRecord("empty-list:set", "set must name at least one field")
         _opt_text("set.name", self.name, 1, MAX_NAME)
-        _opt_text("set.description", self.description, 0, MAX_DESCRIPTION)
+        _opt_text("set.description", self.description, 0, MAX_DESCRIPTION, multiline=True)
         _opt_text("set.license", self.license, 1, MAX_LICENSE)
         _opt_text_list("set.links", self.links, MAX_LINKS, 1, MAX_LINK)
         _opt_text_list("set.tags", self.tags, MAX_TAGS, 1, MAX_TAG)
@@ -349,7 +404,7 @@ class ContributionBody:
                 f"type {self.type[:40]!r} is not one of {', '.join(sorted(CONTRIBUTION_TYPES))}",
             )
         _text("title", self.title, 1, MAX_TITLE)
-        _opt_text("description", self.description, 0, MAX_DESCRIPTION)
+        _opt_text("description", self.description, 0, MAX_DESCRIPTION, multiline=True)
         _opt_int("effort_minutes", self.effort_minutes, 0, MAX_EFFORT_MINUTES)
         if self.artifacts is not None:
             for item in _list("artifacts", self.artifacts, MAX_ARTIFACTS):
@@ -394,7 +449,7 @@ class EndorsementBody:
     def __post_init__(self) -> None:
         _id("target", self.target)
         _opt_int("weight", self.weight, MIN_WEIGHT, MAX_WEIGHT)
-        _opt_text("comment", self.comment, 0, MAX_COMMENT)
+        _opt_text("comment", self.comment, 0, MAX_COMMENT, multiline=True)
 
     @property
     def effective_weight(self) -> int:
@@ -420,7 +475,7 @@ class RetractionBody:
 
     def __post_init__(self) -> None:
         _id("target", self.target)
-        _opt_text("reason", self.reason, 0, MAX_REASON)
+        _opt_text("reason", self.reason, 0, MAX_REASON, multiline=True)
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {"target": self.target}
@@ -442,7 +497,7 @@ class ProfileBody:
 
     def __post_init__(self) -> None:
         _text("name", self.name, 1, MAX_NAME)
-        _opt_text("about", self.about, 0, MAX_ABOUT)
+        _opt_text("about", self.about, 0, MAX_ABOUT, multiline=True)
         _opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
 
     def to_value(self) -> dict[str, codec.Value]:
@@ -634,9 +689,15 @@ def sign_record(key: SigningKey, *, body: Body, ts: int, project: bytes | None =
 def decode_trusted(raw: bytes) -> Record:
     """Decode bytes that were validated before (e.g. read back from this node's own store).
 
-    Checks structure and canonical form but not the signature.
+    Checks structure and canonical form but not the signature, nor the characters of text
+    fields: a record stored before that rule may hold characters it refuses today, and it
+    must still read back (every text output escapes them).
     """
-    return Record.from_value(codec.decode(raw), bytes(raw))
+    token = _CHECK_CHARACTERS.set(False)
+    try:
+        return Record.from_value(codec.decode(raw), bytes(raw))
+    finally:
+        _CHECK_CHARACTERS.reset(token)
 
 
 def record_id(raw: bytes) -> bytes:

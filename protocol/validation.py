@@ -31,6 +31,14 @@ code                         meaning
 ``field-too-short:X``        an empty string where at least one byte is required
 ``field-too-long:X``         a string longer than its limit (UTF-8 bytes)
 ``empty-list:X``             an empty list (or an empty ``set`` map) where present
+``control-char:X``           a C0 control (U+0000-001F), DEL or C1 control (U+0080-009F) in
+                             a text field; multi-line fields (descriptions, ``about``,
+                             ``comment``, ``reason``) may hold tab and newline
+``line-break:X``             a line break in a single-line field (name, title, license, a
+                             link, tag, URI or digest), or one other than newline (CR, VT,
+                             FF, NEL, U+2028, U+2029) in a multi-line field
+``bidi-control:X``           a bidi embedding, override or isolate (U+202A-202E,
+                             U+2066-2069) in any text field
 ``too-many:X``               a list with more items than its limit
 ``duplicate:X``              the same key twice in ``maintainers`` or ``coauthors``
 ``out-of-range:X``           ``effort_minutes`` or ``weight`` outside its range
@@ -106,6 +114,9 @@ FIELD_ERROR_PREFIXES: Final = frozenset(
         "field-too-short",
         "field-too-long",
         "empty-list",
+        "control-char",
+        "line-break",
+        "bidi-control",
         "too-many",
         "duplicate",
         "out-of-range",

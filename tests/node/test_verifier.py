@@ -6,7 +6,7 @@ import os
 import random
 import signal
 import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -16,7 +16,7 @@ from node._verifier_helper import MAX_REQUEST_ITEMS, READY, encode_request, veri
 from node.ingest import HELPER_BATCH, Ingestor, Pipeline, validate_batch
 from node.metrics import Metrics
 from node.storage import Store
-from node.verifier import Verifier
+from node.verifier import Verifier, helper_command
 from protocol.record import Record
 from protocol.testing import RecordFactory
 
@@ -103,6 +103,51 @@ async def test_the_helper_starts_when_wanted_and_stops_when_idle(f: RecordFactor
         assert metrics.get("commons_verifier_starts_total") == 2
         nursery.cancel_scope.cancel()
     assert metrics.total("commons_verifier_failures_total") == 0
+
+
+_IMPOSTOR = """\
+import pathlib, sys
+pathlib.Path({marker!r}).write_text(" ".join(sys.argv))
+sys.stdout.buffer.write(b"R")  # claims to be ready, then says every signature is good
+sys.stdout.buffer.flush()
+while True:
+    head = sys.stdin.buffer.read(8)
+    if len(head) < 8:
+        break
+    size = int.from_bytes(head[:4], "little")
+    count = int.from_bytes(head[4:], "little")
+    sys.stdin.buffer.read(size - 4)
+    sys.stdout.buffer.write(b"\\x01" * count)
+    sys.stdout.buffer.flush()
+"""
+
+
+async def test_the_helper_never_runs_code_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, f: RecordFactory
+) -> None:
+    """A node started in a folder that holds a ``node`` package (a checkout of something
+    else, a downloaded archive) runs its own helper, not that package: neither the working
+    directory nor PYTHONPATH reaches the helper's ``sys.path``."""
+    marker = tmp_path / "impostor-ran"
+    for where in ("cwd", "pythonpath"):
+        package = tmp_path / where / "node"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(_IMPOSTOR.format(marker=str(marker)))
+        (package / "_verifier_helper.py").write_text(_IMPOSTOR.format(marker=str(marker)))
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "pythonpath"))
+    project = f.project("alice")
+    good = f.contribution("bob", project)
+    forged = (good.author, good.signing_input() + b"!", good.sig)
+    verifier = Verifier(Metrics(), idle=0.5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(verifier.run)
+        verifier.want()
+        await wait_until(lambda: verifier.ready)
+        # The impostor would call the forged signature good; the real helper does not.
+        assert await verifier.verify([_items([good])[0], forged]) == [True, False]
+        nursery.cancel_scope.cancel()
+    assert not marker.exists()
 
 
 def _mixed_batch(f: RecordFactory, n: int, seed: int) -> tuple[list[bytes], set[int]]:
@@ -232,7 +277,7 @@ def test_the_helper_leaves_quietly_when_the_node_is_gone(f: RecordFactory) -> No
         _items([f.contribution("bob", project, title=f"c{i}") for i in range(2000)])
     )
     helper = subprocess.Popen(
-        [sys.executable, "-m", "node._verifier_helper"],
+        helper_command(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -247,6 +247,17 @@ def own_cases(now_ms: int) -> list[Hostile]:
     )
     add("empty title", sign_loose(body(title=""), ALICE), "field-too-short:title")
     add("title as int", sign_loose(body(title=7), ALICE), "bad-type:title")
+    add(
+        "a clear-screen sequence in the title",
+        sign_loose(body(title="\x1b[2J\x1b[HOwned"), ALICE),
+        "control-char:title",
+    )
+    add("a newline in the title", sign_loose(body(title="Forged\nline"), ALICE), "line-break:title")
+    add(
+        "a right-to-left override in the description",
+        sign_loose(body(description="fine\n\u202eenif"), ALICE),
+        "bidi-control:description",
+    )
     add("type coding", sign_loose(body(type="coding"), ALICE), "bad-value:type")
     add(
         "effort 1000001",

@@ -217,3 +217,62 @@ def test_api_bundles_take_a_batch_of_records(nodes: Nodes) -> None:
     wait_until(lambda: b.has_record(last), what="the batch to reach bob by gossip")
     assert len(b.cli("ledger", project.id.hex(), "--limit", "1000")) == len(contributions) - 1
     assert "Traceback" not in a.log()
+
+
+def test_scoped_tokens(nodes: Nodes) -> None:
+    """``commons token``: a submit token posts signed records and bundles and nothing else,
+    an ``all`` token writes like api.token, and a revoked token stops working at once, on
+    the running node."""
+    a = nodes.start("alice")
+    submit = a.run("token", "create", "--scope", "submit", "--name", "git-hook", json=False)
+    hook = submit.stdout.strip()  # the token alone on stdout; the note on stderr
+    assert hook.startswith("cmns_")
+    assert hook not in submit.stderr
+    created = a.cli("token", "create", "--scope", "all")
+    everything = created["token"]
+    assert created["scope"] == "all"
+    listed = a.cli("token", "list")
+    assert [(t["name"], t["scope"]) for t in listed] == [("git-hook", "submit"), (None, "all")]
+    assert all("token" not in t for t in listed)
+    assert hook not in (a.home / "tokens.json").read_text()
+    text = a.cli("token", "list", json=False)
+    assert "git-hook" in text
+    assert "submit" in text
+
+    factory = RecordFactory(now_ms=int(time.time() * 1000))
+    project = factory.project("hook-maintainer", name="Hooked")
+    first = factory.contribution("hook-maintainer", project, title="From a git hook")
+    second = factory.contribution("hook-maintainer", project, title="Batched")
+    response = _post_raw(a, project.raw, auth=hook)
+    assert response.status_code == 201, response.text
+    response = a.request(
+        "POST",
+        "/api/v1/bundles",
+        auth=hook,
+        content=encode_bundle([first.raw, second.raw]),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 201, response.text
+    # Everything else is beyond its scope: 403, nothing stored.
+    pid = project.id.hex()
+    before = a.status()["records"]
+    for template in (p for p in WRITE_PATHS if p not in ("/api/v1/records", "/api/v1/bundles")):
+        response = a.request("POST", template.format(pid=pid), auth=hook, json={"name": "x"})
+        assert "scope" in _json_error(response, 403)
+    assert a.status()["records"] == before
+    # The all-scope token and the owner's token write anything.
+    assert a.post("/api/v1/projects", {"name": "By owner"})["kind"] == "project"
+    response = a.request("POST", "/api/v1/projects", auth=everything, json={"name": "By token"})
+    assert response.status_code == 201, response.text
+
+    # Revoked: 401 at the next request, no restart; the other token still works.
+    hook_id = next(t["id"] for t in listed if t["name"] == "git-hook")
+    assert a.cli("token", "revoke", hook_id)["revoked"] is True
+    third = factory.contribution("hook-maintainer", project, title="Too late")
+    _json_error(_post_raw(a, third.raw, auth=hook), 401)
+    _json_error(_post_raw(a, third.raw, auth="cmns_" + "x" * 43), 401)
+    response = _post_raw(a, third.raw, auth=everything)
+    assert response.status_code == 201, response.text
+    assert [t["scope"] for t in a.cli("token", "list")] == ["all"]
+    assert "no token with id" in a.run("token", "revoke", hook_id, expect=1).error_lines[0]
+    assert a.run("token", "create", "--scope", "root", expect=2).returncode == 2

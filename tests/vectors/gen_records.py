@@ -363,6 +363,21 @@ def _valid_records() -> list[tuple[str, Record, int]]:
         BOB,
         ProfileBody(name="Bob 🔧", about=text_of(2000), links=("https://bob.example",)),
     )
+    # Characters: newline and tab in multi-line fields, and the characters just outside the
+    # refused ranges (U+0020, U+007E, U+00A0, U+200E, U+2027, U+202F, U+2065, U+206A).
+    add(
+        "contribution whose description holds newlines and a tab (a multi-line field)",
+        BOB,
+        ContributionBody(
+            type="docs", title="Assembly guide", description="Steps:\n\t1. cut\n\t2. weld\n"
+        ),
+        pid,
+    )
+    add(
+        "profile whose about holds newlines; name with the neighbours of refused characters",
+        CAROL,
+        ProfileBody(name="~ \u00a0\u200e\u2027\u202f\u2065\u206a", about="Carol\n\nMaker\tWelder"),
+    )
     # Records whose validity depends on the clock or on the size limit.
     out.append(
         (
@@ -669,6 +684,102 @@ def _invalid() -> list[dict[str, Any]]:
             forge(base(kind, body(text_of(limit + 1)))),
             f"field-too-long:{path}",
         )
+    # Characters a terminal would act on (RECORD-FORMAT.md section 4, "Characters").
+    for description, kind, body, error in (
+        ("project name with ESC", "project", {"name": "P\x1b[2J"}, "control-char:name"),
+        (
+            "title with a clear-screen sequence",
+            "contribution",
+            {"type": "code", "title": "\x1b[2J\x1b[H"},
+            "control-char:title",
+        ),
+        (
+            "set.name with NUL",
+            "project-update",
+            {"set": {"name": "a\x00b"}},
+            "control-char:set.name",
+        ),
+        ("a tag with DEL", "project", {"name": "P", "tags": ["ok", "t\x7f"]}, "control-char:tags"),
+        (
+            "license with a tab",
+            "project",
+            {"name": "P", "license": "MIT\tOR"},
+            "control-char:license",
+        ),
+        (
+            "artifact digest with the C1 CSI U+009B",
+            "contribution",
+            {"type": "code", "title": "t", "artifacts": [{"uri": "u", "digest": "sha256:\x9b31m"}]},
+            "control-char:artifacts.digest",
+        ),
+        (
+            "project description with ESC (multi-line fields refuse it too)",
+            "project",
+            {"name": "P", "description": "a\n\x1b]0;title\x07"},
+            "control-char:description",
+        ),
+        (
+            "endorsement comment with BEL",
+            "endorsement",
+            {"target": TARGET_ID, "comment": "ding\x07"},
+            "control-char:comment",
+        ),
+        (
+            "title with a newline",
+            "contribution",
+            {"type": "code", "title": "Chassis\nCAD"},
+            "line-break:title",
+        ),
+        (
+            "a link with CR",
+            "project",
+            {"name": "P", "links": ["https://a.example/\r"]},
+            "line-break:links",
+        ),
+        (
+            "contribution description with CR LF",
+            "contribution",
+            {"type": "code", "title": "t", "description": "one\r\ntwo"},
+            "line-break:description",
+        ),
+        (
+            "profile about with U+2028 LINE SEPARATOR",
+            "profile",
+            {"name": "A", "about": "a\u2028b"},
+            "line-break:about",
+        ),
+        (
+            "retraction reason with NEL U+0085",
+            "retraction",
+            {"target": TARGET_ID, "reason": "a\x85b"},
+            "line-break:reason",
+        ),
+        (
+            "profile name with U+202E RIGHT-TO-LEFT OVERRIDE",
+            "profile",
+            {"name": "\u202eecilA"},
+            "bidi-control:name",
+        ),
+        (
+            "artifact uri with U+2066 LEFT-TO-RIGHT ISOLATE",
+            "contribution",
+            {"type": "code", "title": "t", "artifacts": [{"uri": "https://a.example/\u2066x"}]},
+            "bidi-control:artifacts.uri",
+        ),
+        (
+            "set.description with U+2069 POP DIRECTIONAL ISOLATE",
+            "project-update",
+            {"set": {"description": "a\n\u2069"}},
+            "bidi-control:set.description",
+        ),
+        (
+            "project description with U+202A LEFT-TO-RIGHT EMBEDDING",
+            "project",
+            {"name": "P", "description": "\u202aabc"},
+            "bidi-control:description",
+        ),
+    ):
+        case(description, forge(base(kind, body)), error)
     case("links empty", forge(base("project", {"name": "P", "links": []})), "empty-list:links")
     case(
         "maintainers empty",

@@ -11,6 +11,7 @@ defaults the code uses, so the contract cannot silently fall behind the code.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -26,20 +27,24 @@ INTERFACES = ROOT / "docs/INTERFACES.md"
 SKIPPED_PARTS = frozenset({".venv", "node_modules", "build", "dist", "__pycache__"})
 
 
-def ours(path: Path) -> bool:
-    parts = path.relative_to(ROOT).parts
-    return not any(
-        part in SKIPPED_PARTS or part.startswith(".") or part.endswith(".egg-info")
-        for part in parts
-    )
+def skipped(part: str) -> bool:
+    return part in SKIPPED_PARTS or part.startswith(".") or part.endswith(".egg-info")
 
 
-MARKDOWN = sorted(p for p in ROOT.rglob("*.md") if ours(p))
-SOURCES = sorted(
-    [p for folder in ("protocol", "node", "tests", "bench") for p in (ROOT / folder).rglob("*.py")]
-    + [p for p in (ROOT / "scripts").iterdir() if p.is_file()]
-)
-SOURCES = [p for p in SOURCES if ours(p)]
+def files(top: Path, suffix: str) -> list[Path]:
+    """The files under ``top`` ending in ``suffix``, not descending into skipped folders."""
+    found = []
+    for folder, subfolders, names in os.walk(top):
+        subfolders[:] = [d for d in subfolders if not skipped(d)]
+        found += [Path(folder) / n for n in names if n.endswith(suffix)]
+    return sorted(found)
+
+
+MARKDOWN = files(ROOT, ".md")
+SOURCES = [
+    p for folder in ("protocol", "node", "tests", "bench") for p in files(ROOT / folder, ".py")
+]
+SOURCES += sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file())
 
 
 def name(path: Path) -> str:

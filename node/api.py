@@ -1,4 +1,4 @@
-"""The local HTTP API (INTERFACES.md): Starlette routes served by Hypercorn inside the node.
+"""The local HTTP API (docs/INTERFACES.md): Starlette routes served by Hypercorn inside the node.
 
 Reads are open on the API address; every write needs ``Authorization: Bearer <token>``: the
 owner's ``api.token``, or a scoped token (:mod:`node.tokens`) whose scope allows the call.
@@ -210,7 +210,7 @@ def build_app(node: Node) -> Starlette:
 
     async def post_record(request: Request) -> Response:
         # A body longer than any record is a record that is too large: 422 with the code
-        # every other door gives it (INTERFACES.md), whether or not it declared its length.
+        # every other door gives it (docs/INTERFACES.md), whether or not it declared its length.
         try:
             raw = await _body(request, MAX_RECORD_SIZE + 1)
         except ApiError as exc:

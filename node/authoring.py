@@ -1,9 +1,10 @@
 """Turning what a person typed (CLI flags or API JSON) into record bodies, and signing them.
 
-The CLI and the HTTP API accept the same fields (INTERFACES.md: "JSON bodies with the same
-fields as the CLI flags"), so both call :func:`draft` with a plain mapping. Every problem is an
-:class:`AuthoringError` whose message says which field is wrong and how; the protocol's own
-rules (lengths, ranges) come back from the record classes with their error codes.
+The CLI and the HTTP API accept the same fields (docs/INTERFACES.md, "Writes": those of the CLI
+options, named as in the record body), so both call :func:`draft` with a plain mapping.
+Every problem is an :class:`AuthoringError` whose message says which field is wrong and how;
+the protocol's own rules (lengths, ranges) come back from the record classes with their error
+codes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``commons`` command (INTERFACES.md): argument parsing, dispatch, output, exit codes.
+"""The ``commons`` command (docs/INTERFACES.md): argument parsing, dispatch, output, exit codes.
 
 Exit codes: 0 done; 1 the operation failed (invalid input, not found, refused, unreachable);
 2 wrong usage. Every expected failure is one ``error: ...`` line on stderr, never a traceback.

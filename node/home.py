@@ -1,4 +1,4 @@
-"""The node's home folder: identity key, config, API token, node.json (INTERFACES.md, "Home").
+"""The node's home folder: identity key, config, API token, node.json (docs/INTERFACES.md).
 
 The private key lives only in ``identity.key`` (PKCS#8 PEM, mode 0600, never overwritten) and
 is never logged. The same Ed25519 key is the node's libp2p identity and the author key of the

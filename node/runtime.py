@@ -102,7 +102,7 @@ WARM_RECORDS = 60_000
 WARM_DELAY = 0.5
 #: Seconds between the background checks for projects to fold and view snapshots to write.
 VIEWS_TICK = 2.0
-#: Seconds a stopping node spends at most starting snapshot writes (INTERFACES.md allows the
+#: Seconds a stopping node spends at most starting snapshot writes (docs/INTERFACES.md allows the
 #: whole stop 5 s; one 55,000-record project takes about 0.1 s).
 SNAPSHOT_STOP_SECONDS = 2.0
 #: Seconds between liveness checks of the connected peers (a libp2p ping each).

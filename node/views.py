@@ -1,4 +1,4 @@
-"""The JSON views of INTERFACES.md, computed from the store with ``protocol.ledger``.
+"""The JSON views of docs/INTERFACES.md, computed from the store with ``protocol.ledger``.
 
 The CLI and the HTTP API print exactly these values (``--json`` and the API bodies agree by
 construction). The store returns a project's records; the fold is ``protocol.ledger``'s, so

@@ -1,4 +1,4 @@
-"""Canonical MessagePack: the one byte string that encodes a value (RECORD-FORMAT.md section 2).
+"""Canonical MessagePack: the one byte string that encodes a value (docs/RECORD-FORMAT.md §2).
 
 The value model is deliberately small: ``int``, ``str``, ``bytes``, ``list`` (or ``tuple``) and
 ``dict`` with ``str`` keys. Everything else MessagePack can express (nil, bool, float, ext,

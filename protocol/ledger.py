@@ -1,6 +1,6 @@
 """The views: project state, live contributions, counting endorsements and shares.
 
-Every view is a pure, deterministic function of a *set* of records (RECORD-FORMAT.md section
+Every view is a pure, deterministic function of a *set* of records (docs/RECORD-FORMAT.md section
 5): the same set gives the same result whatever order the records come in, and a record given
 twice counts once (records are identified by their id). Records handed in are assumed to be
 well-formed (:func:`protocol.validation.parse_record` or the node's own store); nothing here
@@ -8,7 +8,7 @@ checks a signature, reads a clock or does I/O.
 
 The node calls :meth:`ProjectView.build` with the records it holds for one project; the CLI and
 the API turn the results into JSON with the ``to_json`` methods, so both print the same shapes
-(INTERFACES.md).
+(docs/INTERFACES.md).
 
 The rules, with the choices this module makes where section 5 is silent (each one tested in
 ``tests/protocol/test_ledger.py`` and pinned for other implementations by
@@ -280,7 +280,7 @@ class LedgerEntry(NamedTuple):
         return _participants(self.record.author, self.body)
 
     def to_json(self) -> JsonObject:
-        """The entry as ``commons ledger --json`` prints it (INTERFACES.md).
+        """The entry as ``commons ledger --json`` prints it (docs/INTERFACES.md).
 
         ``effort_minutes`` is ``None`` (JSON null) when the contribution claims none;
         ``endorsements`` is the number of counting endorsements.

@@ -1,7 +1,7 @@
 """Ed25519 signing and strict verification, key files, and peer-id text forms.
 
 Verification must decide exactly as libsodium's ``crypto_sign_verify_detached`` does, on every
-node, or the ledger forks (RECORD-FORMAT.md section 3). OpenSSL, through the ``cryptography``
+node, or the ledger forks (docs/RECORD-FORMAT.md §3). OpenSSL, through the ``cryptography``
 package, accepts a forged signature under the small-order key ``01 00 .. 00`` for any message,
 so verification here goes through PyNaCl (libsodium) only; ``cryptography`` is used just to read
 and write PKCS#8 PEM key files.

@@ -1,4 +1,4 @@
-"""Is this byte string a well-formed record? The rules of RECORD-FORMAT.md, sections 1-6.
+"""Is this byte string a well-formed record? The rules of docs/RECORD-FORMAT.md, §1-6.
 
 :func:`parse_record` is the one door through which bytes from outside (gossip, a sync peer, a
 bundle, an API call) become a :class:`~protocol.record.Record`. It runs the cheap checks first
@@ -178,7 +178,7 @@ def project_topic(project_id: bytes) -> str:
 
 
 def topic_of(record: Record) -> str:
-    """The GossipSub topic a record travels on (RECORD-FORMAT.md section 6)."""
+    """The GossipSub topic a record travels on (docs/RECORD-FORMAT.md section 6)."""
     scope = scope_of(record)
     return META_TOPIC if scope == META_SCOPE else PROJECT_TOPIC_PREFIX + scope
 

@@ -43,7 +43,7 @@ class Clock:
 
 
 def rich_project(f: RecordFactory) -> list[Record]:
-    """A project exercising every rule the views depend on (section 5 of RECORD-FORMAT.md)."""
+    """A project exercising every rule the views depend on (section 5 of docs/RECORD-FORMAT.md)."""
     p = f.project(
         "alice", name="Wikispeed", maintainers=("carol",), description="Cars", tags=("auto",)
     )

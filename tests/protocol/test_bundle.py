@@ -1,4 +1,4 @@
-"""Bundle files (RECORD-FORMAT.md section 6): framing, chunking, and damage at every position.
+"""Bundle files (docs/RECORD-FORMAT.md §6): framing, chunking, and damage at every position.
 
 The reader is sans-IO, so it is tested as h11 tests its parser: fed the whole input at once,
 byte by byte, and in Hypothesis-chosen splits, which must all give the same records; and for

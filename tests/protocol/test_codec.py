@@ -1,4 +1,4 @@
-"""Canonical MessagePack (RECORD-FORMAT.md section 2): exact bytes, strict decoding, fuzzing.
+"""Canonical MessagePack (docs/RECORD-FORMAT.md §2): exact bytes, strict decoding, fuzzing.
 
 Expected encodings are written out by hand, not computed, so a change in the encoder cannot
 quietly change what these tests expect. ``msgpack`` (an independent implementation) is used

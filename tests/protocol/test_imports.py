@@ -1,4 +1,4 @@
-"""``protocol/`` is pure: no I/O, no clock, no global randomness (STYLE.md, principle 1).
+"""``protocol/`` is pure: no I/O, no clock, no global randomness (time and rng are parameters).
 
 Checked on the source with ``ast``, so it holds for every module, including those added later:
 each may import only the standard library, ``msgpack``, ``nacl``, ``cryptography`` and

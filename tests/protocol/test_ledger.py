@@ -1,4 +1,4 @@
-"""Tests of protocol.ledger: the views of RECORD-FORMAT.md section 5, value by value.
+"""Tests of protocol.ledger: the views of docs/RECORD-FORMAT.md §5, value by value.
 
 Each rule is tested on a small hand-built project whose expected numbers are worked out in the
 test; a Hypothesis property checks that the views depend on the set of records only (order and

@@ -1,4 +1,4 @@
-"""The record classes (RECORD-FORMAT.md sections 1, 3 and 4) and the test factories.
+"""The record classes (docs/RECORD-FORMAT.md §1, 3, 4) and the test factories.
 
 Records built by the library must sign, encode and parse back equal; a class must refuse to be
 built with content that breaks a rule, so an invalid ``Record`` cannot exist. The hostile-bytes

@@ -1,4 +1,4 @@
-"""Ed25519 keys, strict verification, PEM key files and peer ids (RECORD-FORMAT.md section 3).
+"""Ed25519 keys, strict verification, PEM key files and peer ids (docs/RECORD-FORMAT.md §3).
 
 Where an independent implementation exists it is the reference: ``cryptography`` (OpenSSL)
 derives the public keys and signatures the library must match, and a base58 written here from

@@ -1,4 +1,4 @@
-"""parse_record against hostile bytes: every rule of RECORD-FORMAT.md sections 1-4, one at a time.
+"""parse_record against hostile bytes: every rule of docs/RECORD-FORMAT.md §1-4, one at a time.
 
 Each hostile record is a hand-written map, encoded with ``protocol.codec.encode`` (or, for
 types the canonical encoder refuses to write, with ``msgpack``, or by patching bytes) and

@@ -1,4 +1,4 @@
-"""A table of defective records, each breaking exactly one rule of RECORD-FORMAT.md.
+"""A table of defective records, each breaking exactly one rule of docs/RECORD-FORMAT.md.
 
 ``own_cases(now_ms)`` builds them here from a valid base record with ``msgpack`` (for what the
 canonical codec refuses to write: nil, bools, floats, ext, non-shortest forms, unsorted or

@@ -17,7 +17,7 @@ from system_harness import (
 
 from protocol.testing import RecordFactory
 
-#: A node must exit within this many seconds of SIGINT/SIGTERM (INTERFACES.md).
+#: A node must exit within this many seconds of SIGINT/SIGTERM (docs/INTERFACES.md).
 CLEAN_EXIT = 5.0
 
 

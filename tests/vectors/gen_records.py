@@ -1,4 +1,4 @@
-"""Generate ``records.json``: language-neutral test vectors for RECORD-FORMAT.md, sections 1-4.
+"""Generate ``records.json``: language-neutral test vectors for docs/RECORD-FORMAT.md, §1-4.
 
 ``build()`` returns the vectors as a JSON-ready dict; it is deterministic (Ed25519 signatures
 are, keys come from :func:`protocol.testing.seed`, every timestamp is fixed), so the checked-in

@@ -297,7 +297,7 @@ def build() -> dict[str, object]:
     return {
         "format": FORMAT,
         "description": (
-            "View scenarios of RECORD-FORMAT.md section 5. For each scenario: decode every "
+            "View scenarios of docs/RECORD-FORMAT.md section 5. For each scenario: decode every "
             "record, take the project record whose id is `project` as the genesis, fold all "
             "records into that project's views, and compare with `expected`. Fractions are "
             "exact strings 'n/d' or 'n'. `state.maintainers` and `profiles` are in ascending "

@@ -101,7 +101,7 @@ MAX_ABOUT: Final = 2000
 
 
 # --------------------------------------------------------------------------------------------
-# Characters of text fields (RECORD-FORMAT.md section 4, "Characters"). Every text a record
+# Characters of text fields (docs/RECORD-FORMAT.md section 4, "Characters"). Every text a record
 # carries ends up on someone's terminal, so no field may hold what a terminal acts on instead
 # of showing: C0 controls (U+0000-001F), DEL (U+007F) and C1 controls (U+0080-009F), which
 # include ESC and the 8-bit CSI that start escape sequences; the line and paragraph separators

@@ -199,7 +199,8 @@ def test_the_global_options_are_documented() -> None:
 def api_routes() -> list[str]:
     from node.api import build_app
 
-    app = build_app(SimpleNamespace(home=SimpleNamespace(api_token=lambda: "token")))  # type: ignore[arg-type]
+    home = SimpleNamespace(api_token=lambda: "token", tokens_path=ROOT / "no-such-tokens.json")
+    app = build_app(SimpleNamespace(home=home))  # type: ignore[arg-type]
     return sorted(
         f"{method} {route.path}"
         for route in app.routes

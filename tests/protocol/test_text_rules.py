@@ -1,4 +1,4 @@
-"""The characters a text field may hold (RECORD-FORMAT.md section 4, "Characters").
+"""The characters a text field may hold (docs/RECORD-FORMAT.md section 4, "Characters").
 
 Every text a record carries is shown on someone's terminal, so a record whose text holds
 what a terminal acts on (C0 and C1 controls, DEL, the line and paragraph separators, bidi

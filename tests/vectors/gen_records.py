@@ -684,7 +684,7 @@ def _invalid() -> list[dict[str, Any]]:
             forge(base(kind, body(text_of(limit + 1)))),
             f"field-too-long:{path}",
         )
-    # Characters a terminal would act on (RECORD-FORMAT.md section 4, "Characters").
+    # Characters a terminal would act on (docs/RECORD-FORMAT.md section 4, "Characters").
     for description, kind, body, error in (
         ("project name with ESC", "project", {"name": "P\x1b[2J"}, "control-char:name"),
         (

@@ -228,9 +228,12 @@ def build_app(node: Node) -> Starlette:
         raws = [e for e in entries if isinstance(e, bytes)]
         where = [i for i, e in enumerate(entries) if isinstance(e, bytes)]
         refused = [(e.index, str(e)) for e in entries if isinstance(e, OversizedRecord)]
-        for _ in refused:
+        if refused:
             node.metrics.inc(
-                "commons_ingest_rejected_total", source="api", reason=OversizedRecord.code
+                "commons_ingest_rejected_total",
+                len(refused),
+                source="api",
+                reason=OversizedRecord.code,
             )
         result = await node.submit_many(raws) if raws else None
         if result is not None:

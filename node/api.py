@@ -30,7 +30,7 @@ from node.authoring import AuthoringError
 from node.tokens import TokenBook, allows
 from node.transport import TransportError
 from node.views import ViewError, record_json
-from protocol.bundle import BundleReader
+from protocol.bundle import BundleReader, OversizedRecord
 from protocol.errors import BundleError, InvalidRecord, ProtocolError
 from protocol.record import MAX_RECORD_SIZE, record_id
 
@@ -231,24 +231,43 @@ def build_app(node: Node) -> Starlette:
         body = await _body(request, MAX_BUNDLE_BODY)
         reader = BundleReader()
         try:
-            raws = reader.feed(body)
+            entries = reader.feed(body)
             reader.close()
         except BundleError as exc:
             raise ApiError(422, str(exc)) from None
-        if not raws:
+        if not entries:
             raise ApiError(422, "empty bundle: send at least one record")
-        if len(raws) > MAX_BUNDLE_RECORDS:
-            raise ApiError(422, f"too-many: {len(raws)} records, at most {MAX_BUNDLE_RECORDS}")
-        result = await node.submit_many(raws)
-        rejected = dict(result.rejected)
-        ids = [None if i in rejected else record_id(raw).hex() for i, raw in enumerate(raws)]
+        if len(entries) > MAX_BUNDLE_RECORDS:
+            raise ApiError(422, f"too-many: {len(entries)} records, at most {MAX_BUNDLE_RECORDS}")
+        # A record too large to read is refused by its index, like an invalid one; the
+        # others are judged and stored together.
+        raws = [e for e in entries if isinstance(e, bytes)]
+        where = [i for i, e in enumerate(entries) if isinstance(e, bytes)]
+        refused = [(e.index, str(e)) for e in entries if isinstance(e, OversizedRecord)]
+        if refused:
+            node.metrics.inc(
+                "commons_ingest_rejected_total",
+                len(refused),
+                source="api",
+                reason=OversizedRecord.code,
+            )
+        result = await node.submit_many(raws) if raws else None
+        if result is not None:
+            refused += [(where[i], e) for i, e in result.rejected]
+        refused.sort()
+        failed = {i for i, _ in refused}
+        ids = [
+            record_id(e).hex() if isinstance(e, bytes) and i not in failed else None
+            for i, e in enumerate(entries)
+        ]
+        new = len(result.new) if result is not None else 0
         body_json = {
-            "new": len(result.new),
-            "duplicates": len(result.duplicates),
-            "rejected": [{"index": i, "error": e} for i, e in result.rejected],
+            "new": new,
+            "duplicates": len(result.duplicates) if result is not None else 0,
+            "rejected": [{"index": i, "error": e} for i, e in refused],
             "ids": ids,
         }
-        return JSONResponse(body_json, status_code=201 if result.new else 200)
+        return JSONResponse(body_json, status_code=201 if new else 200)
 
     def author(action: str, project_param: bool = False) -> Handler:
         async def handler(request: Request) -> Response:

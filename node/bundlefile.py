@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.bundle import BundleReader
+from protocol.bundle import Entry, OversizedRecord, iter_bundle
 from protocol.errors import BundleError, InvalidRecord
 from protocol.record import Record
 from protocol.validation import parse_record
 
-__all__ = ["BundleScan", "Verdict", "scan_bundle"]
+__all__ = ["BundleScan", "Verdict", "read_entries", "scan_bundle"]
 
 #: Bytes read from the file at a time: records are at most 64 KiB, so this holds several.
 CHUNK_SIZE = 1 << 20
@@ -38,44 +38,47 @@ class BundleScan:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
+def read_entries(path: Path, progress: Callable[[int], None] | None = None) -> Iterator[Entry]:
+    """Yield the entries of the bundle at ``path`` in file order, reading it chunk by chunk.
+
+    An oversized record comes back as a :class:`OversizedRecord` (its bytes are never read
+    into memory) and reading goes on after it. Framing damage raises ``BundleError`` once
+    every entry before it has been yielded. ``progress`` is told the size of each chunk once
+    its entries have been taken. Raises OSError if the file cannot be read.
+    """
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK_SIZE):
+                yield chunk
+                if progress is not None:
+                    progress(len(chunk))
+
+    yield from iter_bundle(chunks())
+
+
 def scan_bundle(
     path: Path, *, now_ms: int, progress: Callable[[int], None] | None = None
 ) -> Iterator[Verdict]:
     """Yield a verdict per record of the bundle at ``path``, in file order.
 
-    Framing damage ends the scan with one final verdict whose error names the byte offset;
-    every complete record before it has been yielded. Raises OSError if the file cannot be
-    read at all.
+    A record too large to read is refused by its index like any invalid record, and the
+    scan goes on. Framing damage ends the scan with one final verdict whose error names the
+    byte offset; every complete record before it has been yielded. Raises OSError if the
+    file cannot be read at all.
     """
-    reader = BundleReader()
     index = 0
-    with path.open("rb") as f:
-        while True:
-            chunk = f.read(CHUNK_SIZE)
-            try:
-                raws = reader.feed(chunk) if chunk else []
-                if not chunk:
-                    reader.close()
-            except BundleError as exc:
-                yield Verdict(index=exc.index, record=None, error=str(exc))
-                return
-            for raw in raws:
+    try:
+        for entry in read_entries(path, progress):
+            if isinstance(entry, OversizedRecord):
+                yield Verdict(index=index, record=None, error=str(entry))
+            else:
                 try:
-                    record = parse_record(raw, now_ms=now_ms)
+                    record = parse_record(entry, now_ms=now_ms)
                 except InvalidRecord as exc:
                     yield Verdict(index=index, record=None, error=str(exc))
                 else:
                     yield Verdict(index=index, record=record, error=None)
-                index += 1
-            if progress is not None:
-                progress(len(chunk))
-            if not chunk:
-                return
-            # Damage found after the records above: report it on the next loop turn.
-            if reader.broken:
-                chunk_after_damage = b""
-                try:
-                    reader.feed(chunk_after_damage)
-                except BundleError as exc:
-                    yield Verdict(index=exc.index, record=None, error=str(exc))
-                return
+            index += 1
+    except BundleError as exc:
+        yield Verdict(index=exc.index, record=None, error=str(exc))

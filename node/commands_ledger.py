@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from node.authoring import AuthoringError, draft, sign_draft
-from node.bundlefile import BundleScan
+from node.bundlefile import BundleScan, read_entries
 from node.client import SYNC_TIMEOUT, running_client
 from node.commands import emit, home_of, identity, now_ms
 from node.errors import CommandError
@@ -477,55 +477,64 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -> None:
-    """Read the bundle in batches, validate on two threads, store each batch in one commit."""
-    from protocol.bundle import BundleReader
+    """Read the bundle in batches, validate on two threads, store each batch in one commit.
+
+    A record too large to read is refused by its index and the import goes on after it;
+    framing damage stores the records before it, is reported as the last refusal, and ends
+    the import.
+    """
+    from protocol.bundle import OversizedRecord
     from protocol.errors import BundleError
 
-    reader = BundleReader()
-    index = 0
     pending: list[bytes] = []
+    indexes: list[int] = []  # each pending record's index in the bundle
     clock = now_ms()
 
     def flush(executor: ThreadPoolExecutor) -> None:
-        nonlocal index
         if not pending:
             return
         half = (len(pending) + 1) // 2
-        parts = [pending[:half], pending[half:]]
-        futures = [executor.submit(validate_batch, part, clock, None) for part in parts]
-        offset = 0
+        parts = [(pending[:half], 0), (pending[half:], half)]
+        futures = [executor.submit(validate_batch, part, clock, None) for part, _ in parts]
         good: list[Record] = []
-        for part, future in zip(parts, futures, strict=True):
+        for (_, offset), future in zip(parts, futures, strict=True):
             ok, bad = future.result()
             good += [r for _, r in ok]
             for i, error in bad:
-                scan.rejected.append({"index": index + offset + i, "error": error})
-            offset += len(part)
+                scan.rejected.append({"index": indexes[offset + i], "error": error})
         for start in range(0, len(good), IMPORT_BATCH):
             flags = store.add(good[start : start + IMPORT_BATCH], published=True)
             new = sum(flags)
             scan.accepted += new
             scan.duplicates += len(flags) - new
-        index += len(pending)
         pending.clear()
+        indexes.clear()
 
-    with path.open("rb") as f, ThreadPoolExecutor(2) as executor:
-        while True:
-            chunk = f.read(1 << 20)
-            try:
-                raws = reader.feed(chunk) if chunk else []
-                if not chunk:
-                    reader.close()
-            except BundleError as exc:
-                flush(executor)
-                scan.rejected.append({"index": exc.index, "error": str(exc)})
-                return
-            pending.extend(raws)
-            if len(pending) >= IMPORT_BATCH or not chunk or reader.broken:
-                flush(executor)
-            progress.advance(len(chunk))
-            if not chunk:
-                return
+    index = 0
+    with ThreadPoolExecutor(2) as executor:
+        try:
+            for entry in read_entries(path, progress.advance):
+                if isinstance(entry, OversizedRecord):
+                    scan.rejected.append({"index": index, "error": str(entry)})
+                else:
+                    pending.append(entry)
+                    indexes.append(index)
+                    if len(pending) >= IMPORT_BATCH:
+                        flush(executor)
+                index += 1
+        except BundleError as exc:
+            flush(executor)
+            scan.rejected.append({"index": exc.index, "error": str(exc)})
+        else:
+            flush(executor)
+    # Refusals of a batch are found when it is flushed, after the oversized records read
+    # while it filled: put them back in file order.
+    scan.rejected.sort(key=_by_index)
+
+
+def _by_index(refusal: dict[str, Any]) -> int:
+    index: int = refusal["index"]
+    return index
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,8 +26,9 @@ __all__ = ["SNAPSHOT_COMPRESSION", "SNAPSHOT_FORMAT", "ViewSnapshot"]
 
 #: The encoding of stored snapshots. Bump it whenever the encoding, the JSON shapes of the
 #: views or the rules of ``protocol.ledger`` change: a snapshot of another format is ignored
-#: (and replaced after the next fold), never trusted.
-SNAPSHOT_FORMAT: Final = 1
+#: (and replaced after the next fold), never trusted. 2: only a maintainer's latest
+#: endorsement of a contribution counts (format 1 snapshots summed every one).
+SNAPSHOT_FORMAT: Final = 2
 #: zlib level of the compressed part of a stored snapshot (all but the ids and public keys).
 #: Measured on 55,000 records (4.1 MB packed, of which 1.6 MB are ids): compressing all of it
 #: at level 1 gives 1.95 MB in 34 ms and takes 4 ms to inflate (10 ms on a loaded machine),

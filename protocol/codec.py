@@ -341,6 +341,19 @@ class _Decoder:
     def _noncanonical(self, at: int, what: str) -> InvalidRecord:
         return InvalidRecord("not-canonical", f"{what} at offset {at}")
 
+    def _signed(self, at: int, form: str, v: int, shorter: str) -> InvalidRecord:
+        """The refusal of a signed form the value should not have. A non-negative value has
+        its own forms, whatever its size (an int16 holding 1 is as long as a uint16 would
+        be, and still wrong); a negative one is refused only when a shorter form holds it."""
+        if v >= 0:
+            what = (
+                f"{form} for the non-negative value {v} (non-negative integers use "
+                "positive fixint or uint8, uint16, uint32, uint64)"
+            )
+        else:
+            what = f"{form} for {v}, which fits {shorter}"
+        return self._noncanonical(at, what)
+
     def value(self, depth: int) -> Value:
         at = self.pos
         b = self.data[self._need(1)]
@@ -378,22 +391,22 @@ class _Decoder:
         if b == 0xD0:
             v = _unpack_i8(data, self._need(1))[0]
             if v >= -32:
-                raise self._noncanonical(at, "int8 for a fixint or unsigned value")
+                raise self._signed(at, "int8", v, "a negative fixint")
             return int(v)
         if b == 0xD1:
             v = _unpack_i16(data, self._need(2))[0]
             if v >= -0x80:
-                raise self._noncanonical(at, "int16 for a value that fits a shorter form")
+                raise self._signed(at, "int16", v, "a negative fixint or int8")
             return int(v)
         if b == 0xD2:
             v = _unpack_i32(data, self._need(4))[0]
             if v >= -0x8000:
-                raise self._noncanonical(at, "int32 for a value that fits a shorter form")
+                raise self._signed(at, "int32", v, "a shorter negative form")
             return int(v)
         if b == 0xD3:
             v = _unpack_i64(data, self._need(8))[0]
             if v >= -0x80000000:
-                raise self._noncanonical(at, "int64 for a value that fits a shorter form")
+                raise self._signed(at, "int64", v, "a shorter negative form")
             return int(v)
         if b == 0xD9:
             n = data[self._need(1)]

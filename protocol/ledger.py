@@ -30,13 +30,16 @@ The rules, with the choices this module makes where section 5 is silent (each on
   ``endorsement`` of this project held in the set and its author is the target's author. A
   retraction of anything else (a retraction, an update, an unknown id) has no effect, so a
   retraction cannot be undone. A retracted record drops out of every view.
-* **Counting endorsements.** An endorsement counts when it is not retracted, its target is a
-  live contribution of this project, its author is a maintainer in the project's *current*
-  state (after every update, so removing a maintainer removes the weight of their past
-  endorsements, and adding one makes theirs count) and its author is not a participant
-  (author or coauthor) of the target. Each counting endorsement counts, including several by
-  the same maintainer of the same contribution: section 5 sums "the weights of its counting
-  endorsements" and no rule makes a later one replace an earlier one.
+* **Counting endorsements.** An endorsement is *eligible* when it is not retracted, its
+  target is a live contribution of this project, its author is a maintainer in the project's
+  *current* state (after every update, so removing a maintainer removes the weight of their
+  past endorsements, and adding one makes theirs count) and its author is not a participant
+  (author or coauthor) of the target. One maintainer, one endorsement: of one maintainer's
+  eligible endorsements of one contribution, only the latest by ``(ts, id)`` counts, so
+  re-endorsing replaces the weight and never adds to it, and a contribution's weight is at
+  most 10 per maintainer. Retracting that latest one leaves the maintainer's previous
+  eligible endorsement, which then counts (a retraction undoes a re-endorsement). A
+  maintainer who is removed has none that count; added back, their latest counts again.
 * **Participants.** ``P(c)`` is the contribution's author followed by its coauthors.
 * **Shares.** As section 5, in exact :class:`fractions.Fraction` arithmetic; see
   :meth:`ProjectView.shares` for the order of the list.
@@ -450,7 +453,8 @@ class ProjectView:
             live.pop(target_id, None)
 
         maintainers = state.maintainers
-        counted: dict[bytes, list[Record]] = {}
+        # Each maintainer's latest eligible endorsement of each contribution, by (ts, id).
+        latest: dict[tuple[bytes, bytes], Record] = {}
         for eid, endorsement in endorsements.items():
             endorser = endorsement.author
             if endorser not in maintainers or eid in retracted:
@@ -462,6 +466,12 @@ class ProjectView:
             coauthors = cast(ContributionBody, contribution.body).coauthors
             if coauthors is not None and endorser in coauthors:
                 continue
+            pair = (target_id, endorser)
+            current = latest.get(pair)
+            if current is None or (endorsement.ts, eid) > (current.ts, current.id):
+                latest[pair] = endorsement
+        counted: dict[bytes, list[Record]] = {}
+        for (target_id, _), endorsement in latest.items():
             counted.setdefault(target_id, []).append(endorsement)
 
         return cls(state=state, live=live, retracted=frozenset(retracted), counted=counted)

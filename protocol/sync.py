@@ -25,7 +25,9 @@ error      ``code``, ``message``                                        (stream 
 =========  ==========================================================  =================
 
 Everything read from the peer is bounded before it is built: the frame length, the number
-of scopes, ids and records, and each item's size. Any violation raises :class:`SyncError`.
+of scopes, ids and records, and so each item's size. Any violation raises :class:`SyncError`.
+A record of the wrong size inside a well-formed ``recs`` or ``push`` frame is not a frame
+error: the frame decodes, and that record is refused on its own when it is validated.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Final, TypeAlias
 
 from protocol import codec
 from protocol.errors import InvalidRecord, RemoteProtocolError
-from protocol.record import ID_SIZE, MAX_RECORD_SIZE
+from protocol.record import ID_SIZE
 from protocol.validation import META_SCOPE
 
 __all__ = [
@@ -253,8 +255,13 @@ def decode_frame(payload: bytes) -> Frame:
         return Want(ids=tuple(ids))  # type: ignore[arg-type]
     if kind in ("recs", "push"):
         raws = _list(value, "r", MAX_RECORDS_PER_FRAME)
+        # Each item must be a byte string for the frame to make sense; its length is the
+        # record's business. The frame is already delimited and bounded by MAX_FRAME, so an
+        # empty or oversized item cannot throw the stream out of step: it is refused as one
+        # record (``parse_record``: ``truncated``, ``too-large``) when the batch is
+        # validated, after the valid records beside it, exactly like any invalid record.
         for item in raws:
-            if not isinstance(item, bytes) or not 0 < len(item) <= MAX_RECORD_SIZE:
+            if not isinstance(item, bytes):
                 raise SyncError("bad-frame", f"{kind} items must be record bytes")
         cls = Recs if kind == "recs" else Push
         return cls(records=tuple(raws))  # type: ignore[arg-type]

@@ -191,10 +191,19 @@ async def test_follow_only_some_projects(tmp_path: Path) -> None:
             assert not f.store.has(c4.id)
 
 
-async def test_a_sync_peer_sending_garbage_is_dropped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["forged", "oversized"])
+async def test_a_sync_peer_sending_garbage_is_dropped(tmp_path: Path, case: str) -> None:
+    """A pushed record that is invalid ends the session and bans the peer. An oversized one
+    inside a well-formed frame is refused on its own (the frame cannot be out of step), so
+    the valid record pushed beside it is stored first."""
     factory = RecordFactory()
-    raw = bytearray(factory.project("mallory", name="Forged").raw)
-    raw[raw.find(b"\xa3sig\xc4\x40") + 16] ^= 0x01
+    if case == "forged":
+        raw = bytearray(factory.project("mallory", name="Forged").raw)
+        raw[raw.find(b"\xa3sig\xc4\x40") + 16] ^= 0x01
+        pushed, reason, kept = (bytes(raw),), "bad-signature", []
+    else:
+        valid = factory.project("mallory", name="Beside")
+        pushed, reason, kept = (valid.raw, bytes(70_000)), "too-large", [valid.id]
     with trio.fail_after(30):
         async with AsyncExitStack() as stack:
             b = await stack.enter_async_context(running(tmp_path, "b"))
@@ -211,14 +220,15 @@ async def test_a_sync_peer_sending_garbage_is_dropped(tmp_path: Path) -> None:
                 return f
 
             assert isinstance(await frame(), sync.Hello)
-            await stream.write(sync.encode_frame(sync.Push(records=(bytes(raw),))))
+            await stream.write(sync.encode_frame(sync.Push(records=pushed)))
             reply = await frame()
             assert isinstance(reply, sync.ErrorFrame)
             assert reply.code == "invalid-record"
-            assert "bad-signature" in reply.message
+            assert reason in reply.message
             await wait_until(lambda: not b.transport.connected_peers())
             assert evil.peer_id in b.transport.banned_peers()
-            assert b.store.count() == 0
+            assert b.store.count() == len(kept)
+            assert all(b.store.has(i) for i in kept)
             # B keeps serving honest peers.
             c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(b)]))
             project = await c.author("project", {"name": "Honest"})

@@ -68,8 +68,9 @@ def rich_project(f: RecordFactory) -> list[Record]:
         c6,
         c7,
         f.endorsement("carol", c1, weight=3),
-        f.endorsement("carol", c1, weight=2),  # a second one counts too
+        f.endorsement("carol", c1, weight=2),  # would replace her 3, but carol is removed
         f.endorsement("alice", c4, weight=10),
+        f.endorsement("alice", c4, weight=6),  # later: replaces her 10
         f.endorsement("alice", c2),
         f.endorsement("bob", c1, weight=5),  # a participant: does not count
         f.endorsement("erin", c4, weight=9),  # not a maintainer yet

@@ -2,12 +2,15 @@
 
 The reader is sans-IO, so it is tested as h11 tests its parser: fed the whole input at once,
 byte by byte, and in Hypothesis-chosen splits, which must all give the same records; and for
-any input whatsoever it returns records or raises ``BundleError``, nothing else.
+any input whatsoever it returns records or raises ``BundleError``, nothing else. A record
+whose length is well-formed but too large is passed over without being kept, in constant
+memory however it is split, and the records after it are read.
 """
 
 from __future__ import annotations
 
 import itertools
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +20,8 @@ from protocol.bundle import (
     HEADER,
     BundleReader,
     BundleWriter,
+    Entry,
+    OversizedRecord,
     encode_bundle,
     encode_varint,
     iter_bundle,
@@ -45,9 +50,9 @@ RECORDS = sample_records()
 BUNDLE = encode_bundle(RECORDS)
 
 
-def read_in_chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+def read_in_chunks(data: bytes, cuts: list[int]) -> list[Entry]:
     reader = BundleReader()
-    out: list[bytes] = []
+    out: list[Entry] = []
     previous = 0
     for cut in [*sorted(cuts), len(data)]:
         out += reader.feed(data[previous:cut])
@@ -64,10 +69,10 @@ def boundaries(records: list[bytes]) -> list[int]:
     return ends
 
 
-def feed_all(chunks: list[bytes]) -> tuple[list[bytes], BundleError | None]:
+def feed_all(chunks: list[bytes]) -> tuple[list[Entry], BundleError | None]:
     """Feed ``chunks`` and close: the records returned, and the error that stopped it if any."""
     reader = BundleReader()
-    records: list[bytes] = []
+    records: list[Entry] = []
     try:
         for chunk in chunks:
             records += reader.feed(chunk)
@@ -78,7 +83,7 @@ def feed_all(chunks: list[bytes]) -> tuple[list[bytes], BundleError | None]:
     return records, None
 
 
-def failure(data: bytes) -> tuple[list[bytes], BundleError]:
+def failure(data: bytes) -> tuple[list[Entry], BundleError]:
     """Feed ``data`` whole; the records returned before the error, and the error."""
     records, error = feed_all([data])
     assert error is not None
@@ -264,10 +269,11 @@ def test_bad_header_is_noticed_at_its_first_wrong_byte() -> None:
         (b"\x80\x00", "bad-length"),  # 0 in two bytes: not minimal
         (b"\x81\x00", "bad-length"),  # 1 in two bytes
         (b"\xff\x80\x00", "bad-length"),  # 127 in three bytes
-        (encode_varint(MAX_RECORD_SIZE + 1) + bytes(8), "bad-length"),
-        (encode_varint(2**21 - 1), "bad-length"),
-        (b"\x80\x80\x80\x01", "too-large"),  # four varint bytes
-        (b"\xff\xff\xff\xff\xff\xff\xff\xff\x7f", "too-large"),
+        (b"\x80\x80\x80\x80\x00", "bad-length"),  # 0 in five bytes
+        (b"\x81\x80\x80\x80\x80\x00", "bad-length"),  # 1 in six bytes
+        (encode_varint(2**63), "too-large"),  # ten varint bytes
+        (b"\x80" * 9 + b"\x01", "too-large"),
+        (b"\xff" * 20, "too-large"),
     ],
 )
 def test_bad_lengths(frame: bytes, code: str) -> None:
@@ -353,3 +359,138 @@ def test_damaged_bundles_give_the_same_result_in_any_split(case: tuple[bytes, li
     whole = run([])
     assert run(cuts) == whole
     assert run(list(range(len(data)))) == whole
+
+
+# --------------------------------------------------------------------------------------------
+# Oversized records: refused one by one, passed over unread
+
+BIG = MAX_RECORD_SIZE + 1
+
+
+def oversized_frame(length: int) -> bytes:
+    """A well-formed prefix declaring ``length`` bytes, then that many bytes that look like
+    framed records: a reader that looked inside would find records that are not there."""
+    body = BUNDLE[len(HEADER) :]
+    return encode_varint(length) + (body * (length // len(body) + 1))[:length]
+
+
+def with_oversized(at: int, length: int = BIG) -> tuple[bytes, list[Entry]]:
+    """RECORDS with an oversized record inserted at index ``at``; the entries to expect."""
+    start = boundaries(RECORDS[:at])[-1]
+    data = BUNDLE[:start] + oversized_frame(length) + BUNDLE[start:]
+    entry = OversizedRecord(index=at, offset=start, length=length)
+    return data, [*RECORDS[:at], entry, *RECORDS[at:]]
+
+
+def test_oversized_record_is_refused_by_its_index() -> None:
+    entry = OversizedRecord(index=3, offset=120, length=BIG)
+    assert entry.code == "record-too-large"
+    assert str(entry) == "record-too-large: a record of 65537 bytes, the limit is 65536 (not read)"
+
+
+@pytest.mark.parametrize("at", [0, 2, len(RECORDS)])
+def test_reading_goes_on_after_an_oversized_record(at: int) -> None:
+    data, expected = with_oversized(at)
+    assert read_in_chunks(data, []) == expected
+    assert read_in_chunks(data, list(range(len(data)))) == expected
+    assert read_in_chunks(data, list(range(0, len(data), 4096))) == expected
+    assert list(iter_bundle([data])) == expected
+    reader = BundleReader()
+    reader.feed(data)
+    assert reader.records_read == len(RECORDS) + 1
+    assert reader.offset == len(data)
+    reader.close()
+
+
+@FUZZ
+@given(st.lists(st.integers(0, len(BUNDLE) + BIG + 8), max_size=12))
+def test_an_oversized_record_in_any_split(cuts: list[int]) -> None:
+    data, expected = with_oversized(2)
+    assert read_in_chunks(data, [c for c in cuts if c <= len(data)]) == expected
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.one_of(st.binary(min_size=1, max_size=40), st.integers(BIG, BIG + 3000)), max_size=5
+    ),
+    st.lists(st.integers(0, 4 * (BIG + 3000)), max_size=8),
+)
+def test_records_and_oversized_records_in_any_split(
+    items: list[bytes | int], cuts: list[int]
+) -> None:
+    data = bytearray(HEADER)
+    expected: list[Entry] = []
+    for index, item in enumerate(items):
+        if isinstance(item, int):
+            expected.append(OversizedRecord(index=index, offset=len(data), length=item))
+            data += oversized_frame(item)
+        else:
+            expected.append(item)
+            data += BundleWriter.frame(item)
+    assert read_in_chunks(bytes(data), [c for c in cuts if c <= len(data)]) == expected
+
+
+def test_ten_megabytes_declared_are_passed_over_in_constant_memory() -> None:
+    """A 10 MiB record fed in 64 KiB chunks: nothing of it is buffered or copied, and the
+    record after it is read."""
+    length = 10 * 2**20
+    block = bytes(range(256)) * 256  # 64 KiB, allocated once and fed over and over
+    head = encode_bundle(RECORDS[:1]) + encode_varint(length)
+    tail = encode_bundle(RECORDS[1:2])[len(HEADER) :]
+    reader = BundleReader()
+    tracemalloc.start()
+    try:
+        got = reader.feed(head)
+        left = length
+        while left > len(block):
+            got += reader.feed(block)
+            left -= len(block)
+            assert reader.buffered == 0
+            assert reader.records_read == 1
+        got += reader.feed(block[:left] + tail)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    reader.close()
+    # The last chunk (64 KiB and a record) is the largest thing the reader ever held.
+    assert peak < 2 * len(block) + 64 * 1024, peak
+    offset = boundaries(RECORDS[:1])[-1]
+    assert got == [RECORDS[0], OversizedRecord(index=1, offset=offset, length=length), RECORDS[1]]
+    assert reader.offset == len(head) + length + len(tail)
+
+
+def test_the_largest_declared_length_is_truncation_not_damage() -> None:
+    """Nine varint bytes (2**63 - 1) are a well-formed length: the reader passes over what
+    comes, and only the end of the file shows the bundle to be cut short."""
+    prefix = encode_varint(2**63 - 1)
+    assert len(prefix) == 9
+    reader = BundleReader()
+    assert reader.feed(encode_bundle(RECORDS[:1]) + prefix) == [RECORDS[0]]
+    for _ in range(100):
+        assert reader.feed(bytes(100_000)) == []
+    with pytest.raises(BundleError) as info:
+        reader.close()
+    error = info.value
+    assert (error.code, error.index, error.offset) == ("truncated", 1, boundaries(RECORDS[:1])[-1])
+    assert f"declares {2**63 - 1} bytes" in error.message
+
+
+def test_a_bundle_ending_inside_an_oversized_record_is_truncated() -> None:
+    data, expected = with_oversized(2)
+    start = boundaries(RECORDS[:2])[-1]
+    body = start + len(encode_varint(BIG))
+    for cut in (start + 1, body, body + 1, body + BIG // 2, body + BIG - 1):
+        for split in ([], list(range(start - 3, cut, 997))):
+            got, error = feed_all([data[a:b] for a, b in itertools.pairwise([0, *split, cut])])
+            assert got == expected[:2], (cut, split)
+            assert error is not None
+            assert (error.code, error.index, error.offset) == ("truncated", 2, start)
+
+
+def test_damage_after_an_oversized_record_names_the_next_index() -> None:
+    data, expected = with_oversized(2)
+    cut = boundaries(RECORDS[:2])[-1] + len(oversized_frame(BIG))
+    records, error = failure(data[:cut] + b"\x00" + data[cut:])
+    assert records == expected[:3]
+    assert (error.code, error.index, error.offset) == ("bad-length", 3, cut)

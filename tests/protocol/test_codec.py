@@ -8,6 +8,7 @@ packer, given the keys in canonical order, must write the same bytes.
 
 from __future__ import annotations
 
+import struct
 import tracemalloc
 from collections.abc import Sequence
 
@@ -239,6 +240,46 @@ NOT_CANONICAL = [
 def test_decode_refuses_every_non_canonical_form(data: str) -> None:
     # The 32-bit forms need more than 65,536 bytes to hold a value that a 16-bit form fits.
     assert decode_error(bytes.fromhex(data), max_size=2 * MAX_SIZE) == "not-canonical"
+
+
+SIGNED = {"int8": (0xD0, ">b"), "int16": (0xD1, ">h"), "int32": (0xD2, ">i"), "int64": (0xD3, ">q")}
+
+
+@pytest.mark.parametrize("form", SIGNED)
+def test_a_non_negative_integer_in_a_signed_form_is_refused_for_its_sign(form: str) -> None:
+    """Non-negative integers have their own forms (positive fixint, uint8..uint64); a signed
+    form holding one is refused whatever its length (int16 and uint16 are both 3 bytes), and
+    the message says so rather than that a shorter form exists."""
+    tag, fmt = SIGNED[form]
+    largest = 2 ** (8 * struct.calcsize(fmt) - 1) - 1
+    for v in (0, 1, 127, 128, largest):
+        if v > largest:
+            continue
+        with pytest.raises(InvalidRecord) as info:
+            decode(bytes([tag]) + struct.pack(fmt, v))
+        assert info.value.code == "not-canonical"
+        assert f"{form} for the non-negative value {v} " in info.value.message
+        assert "positive fixint or uint8, uint16, uint32, uint64" in info.value.message
+        assert "shorter" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("form", "v", "shorter"),
+    [
+        ("int8", -32, "a negative fixint"),
+        ("int16", -128, "a negative fixint or int8"),
+        ("int32", -32768, "a shorter negative form"),
+        ("int64", -(2**31), "a shorter negative form"),
+    ],
+)
+def test_a_negative_integer_in_a_longer_form_is_refused(form: str, v: int, shorter: str) -> None:
+    tag, fmt = SIGNED[form]
+    with pytest.raises(InvalidRecord) as info:
+        decode(bytes([tag]) + struct.pack(fmt, v))
+    assert info.value.code == "not-canonical"
+    assert info.value.message == f"{form} for {v}, which fits {shorter} at offset 0"
+    # One less (past the shorter form's range) fits only this form, and is accepted.
+    assert decode(bytes([tag]) + struct.pack(fmt, v - 1)) == v - 1
 
 
 def test_shortest_forms_of_keys_in_order_are_accepted() -> None:

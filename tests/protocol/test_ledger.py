@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -372,15 +373,106 @@ def test_endorsements_weigh_by_the_current_maintainers(f: RecordFactory) -> None
     assert after.endorsements_of(c.id) == [by_carol]
 
 
-def test_repeated_endorsements_by_one_maintainer_each_count(f: RecordFactory) -> None:
-    p = f.project("alice", name="P")
+def test_only_a_maintainers_latest_endorsement_counts(f: RecordFactory) -> None:
+    p = f.project("alice", name="P", maintainers=("carol",))
     c = f.contribution("bob", p, minutes=10)
     e1 = f.endorsement("alice", c, weight=2)
+    by_carol = f.endorsement("carol", c, weight=4)
     e2 = f.endorsement("alice", c, weight=3)
-    view = view_of(p, c, e2, e1, e1)  # a repeat of the same record counts once
-    assert weights(view) == {c.id: (2, 5)}
-    assert view.endorsements_of(c.id) == [e1, e2]
-    assert view.total_endorsed_value() == 50
+    view = view_of(p, c, e2, by_carol, e1, e1)  # a repeat of the same record counts once
+    # alice's later endorsement replaces her earlier one; carol's counts beside it.
+    assert weights(view) == {c.id: (2, 7)}
+    assert view.endorsements_of(c.id) == [by_carol, e2]
+    assert view.total_endorsed_value() == 70
+    # Lowering the weight by re-endorsing lowers it: the latest counts, not the largest.
+    lower = f.endorsement("alice", c, weight=1)
+    assert weights(view_of(p, c, e1, e2, lower)) == {c.id: (1, 1)}
+
+
+def test_equal_timestamps_of_one_maintainer_are_ordered_by_id(f: RecordFactory) -> None:
+    p = f.project("alice", name="P")
+    c = f.contribution("bob", p, minutes=10)
+    twins = [f.endorsement("alice", c, weight=w, ts=c.ts + 5) for w in (2, 9)]
+    last = max(twins, key=lambda e: e.id)
+    view = view_of(p, c, *twins)
+    assert view.endorsements_of(c.id) == [last]
+    assert weights(view) == {c.id: (1, cast(EndorsementBody, last.body).effective_weight)}
+
+
+def test_retracting_the_latest_endorsement_restores_the_one_before(f: RecordFactory) -> None:
+    p = f.project("alice", name="P")
+    c = f.contribution("bob", p, minutes=10)
+    e1 = f.endorsement("alice", c, weight=3)
+    e2 = f.endorsement("alice", c, weight=9)
+    undo = f.retraction("alice", e2)
+    assert weights(view_of(p, c, e1, e2, undo)) == {c.id: (1, 3)}
+    # A retraction by anyone else changes nothing; retracting both leaves none.
+    assert weights(view_of(p, c, e1, e2, f.retraction("bob", e2))) == {c.id: (1, 9)}
+    assert weights(view_of(p, c, e1, e2, undo, f.retraction("alice", e1))) == {c.id: (0, 0)}
+    # Retracting the earlier one leaves the latest as it was.
+    assert weights(view_of(p, c, e1, e2, f.retraction("alice", e1))) == {c.id: (1, 9)}
+
+
+def test_a_latest_endorsement_that_is_not_eligible_does_not_hide_an_earlier_one(
+    f: RecordFactory,
+) -> None:
+    """Only eligible endorsements compete: a later one filed under another project is not
+    one of this project's endorsements at all."""
+    p = f.project("alice", name="P")
+    q = f.project("alice", name="Q")
+    c = f.contribution("bob", p, minutes=10)
+    e1 = f.endorsement("alice", c, weight=4)
+    astray = sign_record(
+        key("alice"), body=EndorsementBody(target=c.id, weight=1), ts=e1.ts + 1, project=q.id
+    )
+    assert weights(view_of(p, c, e1, astray)) == {c.id: (1, 4)}
+
+
+def test_a_removed_maintainer_has_no_endorsement_that_counts(f: RecordFactory) -> None:
+    p = f.project("alice", name="P", maintainers=("carol",))
+    c = f.contribution("bob", p, minutes=10)
+    e1 = f.endorsement("carol", c, weight=5)
+    e2 = f.endorsement("carol", c, weight=6)
+    remove = f.update("alice", p, remove=("carol",))
+    assert weights(view_of(p, c, e1, e2, remove)) == {c.id: (0, 0)}
+    # Added back, their latest counts again, whenever it was made.
+    back = f.update("alice", p, add=("carol",))
+    assert weights(view_of(p, c, e1, e2, remove, back)) == {c.id: (1, 6)}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 10), st.integers(0, 3), st.booleans()), min_size=1, max_size=8
+    )
+)
+def test_endorsing_again_never_adds_weight(endorsements: list[tuple[int, int, bool]]) -> None:
+    """However often one maintainer endorses one contribution (any weights, timestamps that
+    may tie, some endorsements retracted), the contribution's counted weight is at most 10:
+    it is the weight of the latest, by (ts, id), of those not retracted, or 0."""
+    f = RecordFactory()
+    p = f.project("alice", name="P")
+    c = f.contribution("bob", p, minutes=7)
+    records = [p, c]
+    kept: list[Record] = []
+    for i, (weight, later, retract) in enumerate(endorsements):
+        e = f.endorsement("alice", c, weight=weight, comment=str(i), ts=c.ts + 1 + later)
+        records.append(e)
+        if retract:
+            records.append(f.retraction("alice", e, ts=e.ts))
+        else:
+            kept.append(e)
+    view = ProjectView.build(p, records)
+    entry = view.contribution(c.id)
+    assert entry is not None
+    assert 0 <= entry.weight <= 10
+    if not kept:
+        assert (entry.endorsements, entry.weight) == (0, 0)
+        return
+    latest = max(kept, key=order_key)
+    assert view.endorsements_of(c.id) == [latest]
+    assert (entry.endorsements, entry.weight) == (1, cast(EndorsementBody, latest.body).weight)
+    assert view.total_endorsed_value() == 7 * entry.weight
 
 
 def test_endorsements_across_projects_do_not_count(f: RecordFactory) -> None:
@@ -905,7 +997,14 @@ def test_vectors_hand_checked_values(vectors: dict[str, object]) -> None:
         who("carol"): ("60", "120", "4/5"),
         who("dave"): ("30", "30", "1/5"),
     }
-    assert shares("repeats-and-zero")[who("bob")] == ("45", "225", "1")
+    assert shares("repeats-and-zero")[who("bob")] == ("45", "135", "1")
+    # Drill press: alice's later weight 2 (not her earlier 7) and bob's 4 (his 10 retracted),
+    # nothing from carol (removed): 60 * 6. Lending rules: of alice's two at one ts the one
+    # with the greater id (weight 8), and bob's 1: 30 * 9.
+    assert shares("one-endorsement-per-maintainer") == {
+        who("dave"): ("60", "360", "4/7"),
+        who("erin"): ("30", "270", "3/7"),
+    }
     assert shares("unendorsed") == {who("bob"): ("45", "0", "0"), who("carol"): ("15", "0", "0")}
     assert shares("cross-project-and-profiles") == {who("carol"): ("10", "10", "1")}
     evolution = by_name["maintainer-evolution"]["expected"]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import codec
-from protocol.errors import RemoteProtocolError
+from protocol.errors import InvalidRecord, RemoteProtocolError
 from protocol.sync import (
     MAX_FRAME,
     MAX_RECORDS_PER_FRAME,
@@ -30,6 +30,7 @@ from protocol.sync import (
     pack_records,
     shared_scopes,
 )
+from protocol.validation import parse_record
 
 P1 = "11" * 32
 P2 = "22" * 32
@@ -132,8 +133,8 @@ def payload(value: dict[str, codec.Value]) -> bytes:
         ({"t": "neg", "m": [[i, b""] for i in range(8193)]}, "too-many"),
         ({"t": "want", "ids": [b"\x00" * 31]}, "bad-frame"),
         ({"t": "want", "ids": [b"\x00" * 32] * (MAX_WANT + 1)}, "too-many"),
-        ({"t": "recs", "r": [b""]}, "bad-frame"),
-        ({"t": "recs", "r": [b"\x00" * 65_537]}, "bad-frame"),
+        ({"t": "recs", "r": [1]}, "bad-frame"),
+        ({"t": "recs", "r": [b"x", "text"]}, "bad-frame"),
         ({"t": "push", "r": [b"x"] * (MAX_RECORDS_PER_FRAME + 1)}, "too-many"),
         ({"t": "push", "r": "x"}, "bad-frame"),
         ({"t": "ack", "n": -1}, "bad-frame"),
@@ -145,6 +146,21 @@ def test_malformed_frames_are_refused_with_a_code(value: dict[str, codec.Value],
     with pytest.raises(SyncError) as info:
         decode_frame(payload(value))
     assert info.value.code == code
+
+
+@pytest.mark.parametrize("kind", ["recs", "push"])
+def test_a_record_of_the_wrong_size_is_left_to_validation(kind: str) -> None:
+    # The frame is delimited by its length and bounded by MAX_FRAME, so an empty or
+    # oversized record in it cannot desynchronise the stream: the frame decodes, and each
+    # record is judged alone, the bad ones refused by ``parse_record``.
+    big = b"\x00" * 65_537
+    frame = decode_frame(payload({"t": kind, "r": [b"a", big, b"", b"b"]}))
+    assert isinstance(frame, Recs if kind == "recs" else Push)
+    assert frame.records == (b"a", big, b"", b"b")
+    for bad, code in ((big, "too-large"), (b"", "truncated")):
+        with pytest.raises(InvalidRecord) as info:
+            parse_record(bad, now_ms=None)
+        assert info.value.code == code
 
 
 def test_non_canonical_or_non_map_payloads_are_refused() -> None:

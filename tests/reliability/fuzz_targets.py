@@ -9,9 +9,10 @@ or :class:`FuzzInvariantError` when an invariant fails. The invariants:
   accepts re-encodes to the same bytes); :func:`protocol.validation.parse_record` fails with
   the decoder's code when the decoder fails, and otherwise either builds a record whose
   ``raw`` is the input and whose id is its SHA-256, or raises a documented code.
-- ``bundle``: :class:`protocol.bundle.BundleReader` yields the same records and the same error
+- ``bundle``: :class:`protocol.bundle.BundleReader` yields the same entries and the same error
   whatever the chunking; what it yields re-frames to exactly the bytes it consumed; records are
-  1..65,536 bytes; a broken reader stays broken.
+  1..65,536 bytes and an oversized entry declares more, at the offset where its prefix is; a
+  broken reader stays broken.
 - ``frame``: :class:`protocol.sync.FrameReader` yields the same frames and error whatever the
   chunking; each frame re-encodes and decodes to itself.
 - ``negentropy``: a responder's reply and an initiator's next message never exceed the frame
@@ -30,7 +31,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from protocol import codec
-from protocol.bundle import HEADER, BundleReader, encode_bundle
+from protocol.bundle import (
+    HEADER,
+    BundleReader,
+    BundleWriter,
+    Entry,
+    OversizedRecord,
+    encode_bundle,
+    encode_varint,
+)
 from protocol.errors import (
     BundleError,
     InvalidRecord,
@@ -122,9 +131,9 @@ def record(data: bytes) -> str:
 # ------------------------------------------------------------------------------ bundle
 
 
-def _read_bundle(body: bytes, step: int) -> tuple[list[bytes], str | None, int]:
+def _read_bundle(body: bytes, step: int) -> tuple[list[Entry], str | None, int]:
     reader = BundleReader()
-    records: list[bytes] = []
+    records: list[Entry] = []
     code: str | None = None
     try:
         for start in range(0, len(body), step):
@@ -151,10 +160,8 @@ def bundle(data: bytes) -> str:
     step = data[0] or len(data)
     body = data[1:]
     records, code, offset = _read_bundle(body, step)
-    for raw in records:
-        _check(0 < len(raw) <= MAX_RECORD_SIZE, f"a bundle record of {len(raw)} bytes")
     if offset:
-        _check(encode_bundle(records) == body[:offset], "records do not re-frame to the input")
+        _check(_reframe(records, body) == body[:offset], "records do not re-frame to the input")
     else:
         _check(not records, "records read without consuming input")
     whole = _read_bundle(body, max(1, len(body)))
@@ -162,6 +169,23 @@ def bundle(data: bytes) -> str:
     if code is None:
         _check(body.startswith(HEADER) and offset == len(body), "a clean read left bytes over")
     return code or "ok"
+
+
+def _reframe(entries: list[Entry], body: bytes) -> bytes:
+    """The bundle bytes ``entries`` stand for: each record framed, and each oversized one's
+    prefix followed by the input bytes it declared (which the reader passed over)."""
+    out = bytearray(HEADER)
+    for entry in entries:
+        if isinstance(entry, OversizedRecord):
+            _check(entry.length > MAX_RECORD_SIZE, f"an oversized entry of {entry.length} bytes")
+            _check(entry.offset == len(out), "an oversized entry's offset is not its prefix's")
+            prefix = encode_varint(entry.length)
+            start = entry.offset + len(prefix)
+            out += prefix + body[start : start + entry.length]
+        else:
+            _check(0 < len(entry) <= MAX_RECORD_SIZE, f"a bundle record of {len(entry)} bytes")
+            out += BundleWriter.frame(entry)
+    return bytes(out)
 
 
 # ------------------------------------------------------------------------------ frame
@@ -302,6 +326,12 @@ def seeds(target: str) -> list[bytes]:
             b"\x07" + body,
             b"\x00" + body[:-3],
             b"\x00" + HEADER,
+            # An oversized record, passed over, then the same records again.
+            b"\x00"
+            + body
+            + encode_varint(MAX_RECORD_SIZE + 1)
+            + bytes(MAX_RECORD_SIZE + 1)
+            + body[len(HEADER) :],
         ]
     if target == "frame":
         frames: list[Frame] = [

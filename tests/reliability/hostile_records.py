@@ -11,8 +11,10 @@ caught even though it checks signatures. ``vector_cases()`` adds every invalid r
 Each case names the error code that :func:`protocol.validation.parse_record` (or, for
 ``wrong-topic``, :func:`protocol.validation.validate_message`) must raise, the gossip topic it
 is delivered on, and whether it can travel each way: a valid record on the wrong topic is only
-defective as gossip, and a bundle or a sync ``recs`` frame cannot even carry an empty or an
-over-long record (their framing refuses it first, with its own code).
+defective as gossip, and a bundle cannot carry an empty or an over-long record as it is (its
+framing refuses a zero length, and refuses an over-long record unread, by its index, with
+``record-too-large``). A sync ``recs`` or ``push`` frame carries any of them: each record in a
+well-formed frame is judged on its own.
 """
 
 from __future__ import annotations
@@ -49,8 +51,7 @@ class Hostile:
     code: str  # the full error code, e.g. "bad-length:author"
     topic: str = META_TOPIC
     gossip: bool = True
-    sync: bool = True  # can be carried in a sync ``recs`` / ``push`` frame (1..65,536 bytes)
-    bundle: bool = True  # can be framed in a bundle (1..65,536 bytes)
+    bundle: bool = True  # can be framed in a bundle and read back (1..65,536 bytes)
     api: bool = True  # a defective record as a POST body (False: valid apart from its topic)
 
     @property
@@ -184,7 +185,7 @@ def own_cases(now_ms: int) -> list[Hostile]:
     add("reserved byte 0xc1", patch(good, b"\xa5Title", b"\xc1"), "forbidden-type")
     add("trailing byte", good + b"\x00", "trailing-bytes")
     add("truncated", good[:-1], "truncated")
-    add("empty", b"", "truncated", sync=False, bundle=False, api=False)
+    add("empty", b"", "truncated", bundle=False, api=False)
     add("invalid UTF-8", patch(good, b"\xa5Title", b"\xa5Tit\xc0\x80"), "bad-utf8")
     nested: Any = "deep"
     for _ in range(7):
@@ -232,7 +233,6 @@ def own_cases(now_ms: int) -> list[Hostile]:
         "validly signed, 66 KB",
         sign_loose(body(artifacts=big), ALICE),
         "too-large",
-        sync=False,
         bundle=False,
     )
 
@@ -340,7 +340,7 @@ def own_cases(now_ms: int) -> list[Hostile]:
             project_topic(other_project.id),
         ),
     ):
-        add(name, raw, "wrong-topic", topic=where, sync=False, bundle=False, api=False)
+        add(name, raw, "wrong-topic", topic=where, bundle=False, api=False)
     return cases
 
 
@@ -379,7 +379,6 @@ def vector_cases() -> list[Hostile]:
                 vector["error"],
                 topic=topic,
                 gossip=gossip_code == vector["error"],
-                sync=fits,
                 bundle=fits,
                 api=bool(raw),
             )

@@ -40,7 +40,7 @@ from node.runtime import Node
 from node.syncer import TOLERATED_REFUSALS
 from node.transport import TransportError
 from protocol import sync as sp
-from protocol.bundle import encode_bundle, encode_varint
+from protocol.bundle import HEADER, encode_bundle, encode_varint
 from protocol.validation import META_TOPIC, project_topic
 
 #: A peer is banned after 10 rejects (TransportConfig.max_rejects_per_peer): each hostile peer
@@ -160,8 +160,6 @@ async def _fetch_from_liar(
             return
         await wait_until(lambda: evil.peer_id in b.transport.banned_peers())
         expected = f"(invalid-record: peer sent invalid records: {case.code}: "
-        if not case.sync:  # the frame itself is refused before any record is read
-            expected = "(bad-frame: "
         dropped = [m.getMessage() for m in caplog.records if evil.peer_id in m.getMessage()]
         dropped = [m for m in dropped if "broke the sync protocol" in m]
         assert any(expected in m for m in dropped), (case.name, dropped)
@@ -174,13 +172,10 @@ async def _push_to_victim(b: Node, case: Hostile, name: str) -> None:
         answer = await evil.push(b, (case.raw,))
         if case.code.startswith(TOLERATED_REFUSALS):
             assert answer == sp.Ack(new=0), (case.name, answer)
-        elif case.sync:
+        else:
             assert isinstance(answer, sp.ErrorFrame), (case.name, answer)
             assert answer.code == "invalid-record", (case.name, answer)
             assert f": {case.code}: " in answer.message, (case.name, answer)
-        else:
-            assert isinstance(answer, sp.ErrorFrame), (case.name, answer)
-            assert answer.code == "bad-frame", (case.name, answer)
 
 
 async def _both_ways(b: Node, case: Hostile, i: int, caplog: pytest.LogCaptureFixture) -> None:
@@ -201,11 +196,12 @@ async def test_hostile_records_by_sync(tmp_path: Path, caplog: pytest.LogCapture
                 async with trio.open_nursery() as nursery:
                     for i in range(start, min(start + SYNC_PARALLEL, len(table))):
                         nursery.start_soon(_both_ways, b, table[i], i, caplog)
-            # Each record that fits a frame was refused twice (fetched, pushed), by its rule.
+            # Each record was refused twice (fetched, pushed), by its rule: empty and
+            # oversized ones too, since a well-formed frame carries them to validation.
             for reason in reasons:
-                fitting = [case for case in table if case.sync and case.reason == reason]
+                refused = [case for case in table if case.reason == reason]
                 delta = b.metrics.get(metric, source="sync", reason=reason) - before[reason]
-                assert delta == 2 * len(fitting), reason
+                assert delta == 2 * len(refused), reason
             await assert_unharmed(b, c, table)
     print(f"hostile: {len(table)} defective records by sync (fetched and pushed), all refused")
 
@@ -251,14 +247,18 @@ async def test_hostile_records_by_api_and_import(tmp_path: Path) -> None:
             assert len(errors) == len(framable)
             for index, case in enumerate(framable):
                 assert errors[index].startswith(f"{case.code}: "), (case.name, errors[index])
-            # A record too long to frame damages the bundle: reading stops there, nothing stored.
+            # A record too long to read is refused unread, by its index, and the import goes
+            # on to the record after it.
             oversized = next(case for case in table if case.code == "too-large" and case.api)
-            damaged = tmp_path / "damaged.bundle"
-            damaged.write_bytes(
-                encode_bundle([]) + encode_varint(len(oversized.raw)) + oversized.raw
+            past = tmp_path / "oversized.bundle"
+            past.write_bytes(
+                encode_bundle([])
+                + encode_varint(len(oversized.raw))
+                + oversized.raw
+                + encode_bundle([framable[0].raw])[len(HEADER) :]
             )
             result = await trio.run_process(
-                [str(COMMONS), "--home", str(b.home.path), "import", str(damaged), "--json"],
+                [str(COMMONS), "--home", str(b.home.path), "import", str(past), "--json"],
                 capture_stdout=True,
                 capture_stderr=True,
                 check=False,
@@ -266,7 +266,9 @@ async def test_hostile_records_by_api_and_import(tmp_path: Path) -> None:
             assert result.returncode == 1, result.stderr
             report = json.loads(result.stdout)
             assert report["accepted"] == 0
-            assert report["rejected"][0]["error"].startswith("bad-length: ")
+            assert [entry["index"] for entry in report["rejected"]] == [0, 1]
+            assert report["rejected"][0]["error"].startswith("record-too-large: ")
+            assert report["rejected"][1]["error"].startswith(f"{framable[0].code}: ")
             await assert_unharmed(b, c, table)
     posted = sum(case.api for case in table)
     print(f"hostile: {posted} defective records by API, {len(framable)} by import, all refused")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 from system_harness import NodeProcess, Nodes, wait_connected, wait_until
 
-from protocol.bundle import encode_bundle
+from protocol.bundle import HEADER, BundleWriter, encode_bundle, encode_varint
 from protocol.testing import RecordFactory
 
 WRITE_PATHS = [
@@ -213,9 +213,30 @@ def test_api_bundles_take_a_batch_of_records(nodes: Nodes) -> None:
     assert again.json()["new"] == 0
     assert again.json()["duplicates"] == 3
 
-    last = contributions[-1].id.hex()
-    wait_until(lambda: b.has_record(last), what="the batch to reach bob by gossip")
-    assert len(b.cli("ledger", project.id.hex(), "--limit", "1000")) == len(contributions) - 1
+    # A record too large to read is refused by its index; the records after it are stored.
+    late = [factory.contribution("bundle-contributor", project, title=f"Late {i}") for i in (1, 2)]
+    oversized = encode_varint(100_000) + bytes(100_000)
+    frames = [BundleWriter.frame(late[0].raw), oversized, BundleWriter.frame(late[1].raw)]
+    response = post(HEADER + b"".join(frames))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["new"], body["duplicates"]) == (2, 0)
+    assert body["rejected"] == [
+        {
+            "index": 1,
+            "error": "record-too-large: a record of 100000 bytes, the limit is 65536 (not read)",
+        }
+    ]
+    assert body["ids"] == [late[0].id.hex(), None, late[1].id.hex()]
+    alone = post(HEADER + oversized)
+    assert alone.status_code == 200, alone.text
+    refusal = {"index": 0, "error": body["rejected"][0]["error"]}
+    assert alone.json() == {"new": 0, "duplicates": 0, "rejected": [refusal], "ids": [None]}
+    assert a.status()["records"] == before + len(raws) + 1
+
+    last = (contributions[-1].id.hex(), late[-1].id.hex())
+    wait_until(lambda: all(map(b.has_record, last)), what="the batches to reach bob by gossip")
+    assert len(b.cli("ledger", project.id.hex(), "--limit", "1000")) == len(contributions) + 1
     assert "Traceback" not in a.log()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from system_harness import CliResult, NodeProcess, Nodes, run_cli
 
-from protocol.bundle import encode_bundle
+from protocol.bundle import HEADER, BundleWriter, encode_bundle, encode_varint
 from protocol.record import Record
 from protocol.testing import RecordFactory
 
@@ -152,6 +152,41 @@ def test_import_damaged_framing(nodes: Nodes, truncate: int) -> None:
     assert report["accepted"] == 4
     assert [r["index"] for r in report["rejected"]] == [4]
     assert home.cli("status")["records"] == count + 4
+
+
+def test_import_and_verify_go_on_past_an_oversized_record(nodes: Nodes) -> None:
+    """A record whose length prefix is well-formed but over 65,536 bytes is refused by its
+    index, and every record after it is still read: one of 3 MB (read past in several 1 MiB
+    chunks of the file) and one of 70 KB at the end, beside a forged record."""
+    home = nodes.home("carol")
+    count = home.cli("status")["records"]
+    records = _records()
+    forged = bytearray(records[1].raw)
+    forged[forged.find(records[1].sig) + 10] ^= 0x40
+    frames = [BundleWriter.frame(r.raw) for r in records]
+    frames[1] = BundleWriter.frame(bytes(forged))
+    frames.insert(2, encode_varint(3_000_000) + bytes(3_000_000))
+    frames.append(encode_varint(70_000) + bytes(70_000))
+    bundle = nodes.root / "oversized.bundle"
+    bundle.write_bytes(HEADER + b"".join(frames))
+
+    verified = home.run("verify", str(bundle), expect=1)
+    report = verified.value
+    assert (report["accepted"], report["duplicates"]) == (4, 0)
+    assert [r["index"] for r in report["rejected"]] == [1, 2, 6]
+    assert "signature" in report["rejected"][0]["error"]
+    for refusal, size in zip(report["rejected"][1:], (3_000_000, 70_000), strict=True):
+        assert refusal["error"].startswith(f"record-too-large: a record of {size} bytes")
+    assert "record 2: invalid: record-too-large" in home.cli(
+        "verify", str(bundle), json=False, expect=1
+    )
+    assert home.cli("status")["records"] == count
+
+    imported = home.run("import", str(bundle), expect=1)
+    assert imported.value == report
+    assert home.cli("status")["records"] == count + 4
+    for r in (records[0], *records[2:]):  # the records after the big one were stored
+        assert home.cli("record", "show", r.id.hex())["id"] == r.id.hex()
 
 
 def test_export_import_roundtrip(nodes: Nodes) -> None:

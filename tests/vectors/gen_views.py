@@ -144,9 +144,36 @@ def _repeats_and_zero(f: RecordFactory) -> tuple[Record, list[Record]]:
         f.contribution("dave", p, title="Router", minutes=20, ts=ts),
         f.contribution("erin", p, title="Firmware", minutes=20, ts=ts),  # same ts as Router
         f.endorsement("alice", c1, weight=2),
-        f.endorsement("alice", c1, weight=3),  # both of alice's endorsements count
+        f.endorsement("alice", c1, weight=3),  # later: replaces her weight 2
         f.endorsement("alice", c2, weight=10),  # no minutes, no value
     ]
+
+
+def _one_endorsement_per_maintainer(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Tool Library", maintainers=("bob", "carol"))
+    c1 = f.contribution("dave", p, title="Drill press", type="hardware", minutes=60)
+    c2 = f.contribution("erin", p, title="Lending rules", type="docs", minutes=30)
+    bob_latest = f.endorsement("bob", c1, weight=10)
+    same_ts = f.now_ms + 50
+    records = [
+        p,
+        c1,
+        c2,
+        f.endorsement("alice", c1, weight=7),
+        f.endorsement("alice", c1, weight=2),  # later: only this one counts, lower or not
+        f.endorsement("bob", c1, weight=4, ts=bob_latest.ts - 1),  # counts again: see below
+        bob_latest,
+        f.retraction("bob", bob_latest),  # retracting his latest restores his weight 4
+        f.endorsement("carol", c1, weight=5),
+        f.endorsement("carol", c1, weight=6),  # carol is removed below: neither counts
+        # Two of alice's at the same ts: the one with the greater id counts.
+        f.endorsement("alice", c2, weight=8, ts=same_ts),
+        f.endorsement("alice", c2, weight=3, ts=same_ts),
+        f.endorsement("bob", c2),
+    ]
+    f.now_ms = same_ts
+    records.append(f.update("alice", p, remove=("carol",)))
+    return p, records
 
 
 def _unendorsed(f: RecordFactory) -> tuple[Record, list[Record]]:
@@ -213,9 +240,17 @@ SCENARIOS: list[Scenario] = [
     ),
     (
         "repeats-and-zero",
-        "Repeated endorsements by one maintainer each count; zero-minute contributions carry no "
-        "value; equal timestamps order by id.",
+        "A maintainer's later endorsement replaces the earlier one; zero-minute contributions "
+        "carry no value; equal timestamps order by id.",
         _repeats_and_zero,
+    ),
+    (
+        "one-endorsement-per-maintainer",
+        "Of one maintainer's counting endorsements of a contribution only the latest by "
+        "(ts, id) counts: a later weight replaces an earlier one, equal timestamps are decided "
+        "by id, retracting the latest restores the one before, and a removed maintainer's "
+        "endorsements count for nothing.",
+        _one_endorsement_per_maintainer,
     ),
     ("unendorsed", "No counting endorsement: every share is 0.", _unendorsed),
     (

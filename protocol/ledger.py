@@ -181,6 +181,11 @@ class ProjectState:
     def is_maintainer(self, public_key: bytes) -> bool:
         return public_key in self.maintainers
 
+    @property
+    def maintainer_peer_ids(self) -> tuple[str, ...]:
+        """The maintainers' peer ids, in the order of :attr:`sorted_maintainers`."""
+        return tuple(_peer(m) for m in self.sorted_maintainers)
+
 
 def _genesis_body(genesis: Record) -> ProjectBody:
     body = genesis.body
@@ -279,6 +284,16 @@ class LedgerEntry(NamedTuple):
     def participants(self) -> tuple[bytes, ...]:
         return _participants(self.record.author, self.body)
 
+    @property
+    def author_peer_id(self) -> str:
+        """The author's peer id, the text form of ``record.author``."""
+        return _peer(self.record.author)
+
+    @property
+    def coauthor_peer_ids(self) -> tuple[str, ...]:
+        """The coauthors' peer ids, in the order the record lists them."""
+        return tuple(_peer(c) for c in self.body.coauthors or ())
+
     def to_json(self) -> JsonObject:
         """The entry as ``commons ledger --json`` prints it (INTERFACES.md).
 
@@ -310,6 +325,11 @@ class Share:
     #: ``endorsed_value`` over the project's total endorsed value; 0 when that total is 0.
     share: Fraction
 
+    @property
+    def contributor_peer_id(self) -> str:
+        """The contributor's peer id, the text form of ``contributor``."""
+        return _peer(self.contributor)
+
     def to_json(self) -> JsonObject:
         """The line as ``commons shares --json`` prints it: fractions as JSON numbers."""
         return {
@@ -338,6 +358,11 @@ class ProjectSummary:
     maintainers: tuple[bytes, ...]
     contributions: int
     contributors: int
+
+    @property
+    def maintainer_peer_ids(self) -> tuple[str, ...]:
+        """The maintainers' peer ids, in the order of ``maintainers``."""
+        return tuple(_peer(m) for m in self.maintainers)
 
     def to_json(self) -> JsonObject:
         """The ``project show --json`` object; absent description and license are null."""

@@ -179,6 +179,7 @@ class ProjectState:
         return tuple(sorted(self.maintainers))
 
     def is_maintainer(self, public_key: bytes) -> bool:
+        """True when this key is a maintainer in the current state."""
         return public_key in self.maintainers
 
     @property
@@ -274,14 +275,17 @@ class LedgerEntry(NamedTuple):
 
     @property
     def id(self) -> bytes:
+        """The contribution's id."""
         return self.record.id
 
     @property
     def body(self) -> ContributionBody:
+        """The contribution's body: type, title, effort, artifacts, coauthors."""
         return cast(ContributionBody, self.record.body)
 
     @property
     def participants(self) -> tuple[bytes, ...]:
+        """``P(c)``: the author's public key, then the coauthors' in the order listed."""
         return _participants(self.record.author, self.body)
 
     @property
@@ -499,6 +503,7 @@ class ProjectView:
         return self._retracted
 
     def is_live(self, contribution_id: bytes) -> bool:
+        """True for a contribution of this project that is held and not retracted."""
         return contribution_id in self._live
 
     def contribution(self, contribution_id: bytes) -> LedgerEntry | None:

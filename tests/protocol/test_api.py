@@ -7,10 +7,14 @@ public key must also give its peer id, the text form people and JSON see.
 
 from __future__ import annotations
 
+import ast
 import inspect
+import subprocess
+import sys
 import tomllib
-import types
 from pathlib import Path
+
+import pytest
 
 import protocol
 from protocol import ledger, negentropy, testing
@@ -19,17 +23,46 @@ from protocol.signing import SEED_SIZE, SigningKey, peer_id, verify
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_all_names_exactly_the_public_names_and_each_exists() -> None:
+def test_all_names_exactly_the_exports_and_each_loads() -> None:
     assert len(protocol.__all__) == len(set(protocol.__all__))
-    public = {
-        name
-        for name, value in vars(protocol).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    }
-    assert public | {"__version__"} == set(protocol.__all__)
+    assert set(protocol._SOURCES) | {"__version__"} == set(protocol.__all__)
     namespace: dict[str, object] = {}
     exec("from protocol import *", namespace)
     assert set(namespace) - {"__builtins__"} == set(protocol.__all__)
+    assert set(protocol.__all__) <= set(dir(protocol))
+    with pytest.raises(AttributeError, match="no attribute 'Storage'"):
+        protocol.Storage  # noqa: B018  (only the exported name exists at the top)
+
+
+def test_type_checkers_see_the_same_names_from_the_same_modules() -> None:
+    # The ``if TYPE_CHECKING:`` imports are what mypy and editors read; _SOURCES is what runs.
+    tree = ast.parse((ROOT / "protocol" / "__init__.py").read_text())
+    (block,) = [n for n in tree.body if isinstance(n, ast.If)]
+    imported = {
+        alias.asname or alias.name: (node.module, alias.name)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == protocol._SOURCES
+
+
+def test_submodules_load_only_when_used() -> None:
+    # scripts/negentropy-harness runs on the standard library alone: importing the package and
+    # its negentropy module must not import msgpack, PyNaCl or cryptography.
+    code = (
+        "import sys, protocol, protocol.negentropy\n"
+        "from protocol import Negentropy, NegentropyError\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "assert not loaded & {'msgpack', 'nacl', 'cryptography'}, loaded\n"
+        "assert 'protocol.record' not in sys.modules\n"
+        "from protocol import Record\n"
+        "assert 'protocol.record' in sys.modules and 'nacl' in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_each_export_is_the_object_its_submodule_defines() -> None:

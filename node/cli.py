@@ -8,6 +8,7 @@ The commands themselves live in :mod:`node.commands`; this module only wires the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -21,6 +22,17 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+#: The modules of the ``node`` extra (pyproject.toml) that the node imports. ``pip install
+#: commons-ledger`` installs the protocol library alone, which cannot run any command, so
+#: their absence is reported before anything imports them (tests/test_packaging.py keeps this
+#: list and the extra's requirements equal).
+NODE_DEPENDENCIES = ("libp2p", "trio", "starlette", "hypercorn")
+
+
+def missing_node_dependencies() -> list[str]:
+    """The modules of :data:`NODE_DEPENDENCIES` that cannot be imported here."""
+    return [name for name in NODE_DEPENDENCIES if importlib.util.find_spec(name) is None]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    missing = missing_node_dependencies()
+    if missing:
+        sys.stderr.write(
+            f"error: the node's dependencies are not installed (no {', '.join(missing)}): "
+            "install them with: pip install 'commons-ledger[node]'\n"
+        )
+        return EXIT_FAILED
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "home"):

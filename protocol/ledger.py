@@ -182,7 +182,13 @@ class ProjectState:
         return tuple(sorted(self.maintainers))
 
     def is_maintainer(self, public_key: bytes) -> bool:
+        """True when this key is a maintainer in the current state."""
         return public_key in self.maintainers
+
+    @property
+    def maintainer_peer_ids(self) -> tuple[str, ...]:
+        """The maintainers' peer ids, in the order of :attr:`sorted_maintainers`."""
+        return tuple(_peer(m) for m in self.sorted_maintainers)
 
 
 def _genesis_body(genesis: Record) -> ProjectBody:
@@ -272,15 +278,28 @@ class LedgerEntry(NamedTuple):
 
     @property
     def id(self) -> bytes:
+        """The contribution's id."""
         return self.record.id
 
     @property
     def body(self) -> ContributionBody:
+        """The contribution's body: type, title, effort, artifacts, coauthors."""
         return cast(ContributionBody, self.record.body)
 
     @property
     def participants(self) -> tuple[bytes, ...]:
+        """``P(c)``: the author's public key, then the coauthors' in the order listed."""
         return _participants(self.record.author, self.body)
+
+    @property
+    def author_peer_id(self) -> str:
+        """The author's peer id, the text form of ``record.author``."""
+        return _peer(self.record.author)
+
+    @property
+    def coauthor_peer_ids(self) -> tuple[str, ...]:
+        """The coauthors' peer ids, in the order the record lists them."""
+        return tuple(_peer(c) for c in self.body.coauthors or ())
 
     def to_json(self) -> JsonObject:
         """The entry as ``commons ledger --json`` prints it (docs/INTERFACES.md).
@@ -313,6 +332,11 @@ class Share:
     #: ``endorsed_value`` over the project's total endorsed value; 0 when that total is 0.
     share: Fraction
 
+    @property
+    def contributor_peer_id(self) -> str:
+        """The contributor's peer id, the text form of ``contributor``."""
+        return _peer(self.contributor)
+
     def to_json(self) -> JsonObject:
         """The line as ``commons shares --json`` prints it: fractions as JSON numbers."""
         return {
@@ -341,6 +365,11 @@ class ProjectSummary:
     maintainers: tuple[bytes, ...]
     contributions: int
     contributors: int
+
+    @property
+    def maintainer_peer_ids(self) -> tuple[str, ...]:
+        """The maintainers' peer ids, in the order of ``maintainers``."""
+        return tuple(_peer(m) for m in self.maintainers)
 
     def to_json(self) -> JsonObject:
         """The ``project show --json`` object; absent description and license are null."""
@@ -484,6 +513,7 @@ class ProjectView:
         return self._retracted
 
     def is_live(self, contribution_id: bytes) -> bool:
+        """True for a contribution of this project that is held and not retracted."""
         return contribution_id in self._live
 
     def contribution(self, contribution_id: bytes) -> LedgerEntry | None:

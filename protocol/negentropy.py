@@ -393,10 +393,12 @@ class Negentropy:
 
     @property
     def is_initiator(self) -> bool:
+        """True once ``initiate()`` was called."""
         return self._initiator is True
 
     @property
     def is_responder(self) -> bool:
+        """True once this session answered a message without initiating."""
         return self._initiator is False
 
     @property

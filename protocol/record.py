@@ -332,6 +332,8 @@ class ProjectFields:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProjectUpdateBody:
+    """A maintainer's change to a project: fields to replace, maintainers to add and remove."""
+
     KIND: ClassVar[str] = "project-update"
     set: ProjectFields | None = None
     add_maintainers: tuple[bytes, ...] | None = None
@@ -387,6 +389,8 @@ class Artifact:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ContributionBody:
+    """Work done for a project: its type and title; optionally effort, artifacts, coauthors."""
+
     KIND: ClassVar[str] = "contribution"
     type: str
     title: str
@@ -414,6 +418,7 @@ class ContributionBody:
 
     @property
     def minutes(self) -> int:
+        """The effort claimed, in minutes: 0 when ``effort_minutes`` is absent."""
         return self.effort_minutes or 0
 
     def to_value(self) -> dict[str, codec.Value]:
@@ -441,6 +446,8 @@ class ContributionBody:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EndorsementBody:
+    """A vouch for a contribution (``target``), weighing 1 to 10 (1 when ``weight`` is absent)."""
+
     KIND: ClassVar[str] = "endorsement"
     target: bytes
     weight: int | None = None
@@ -453,6 +460,7 @@ class EndorsementBody:
 
     @property
     def effective_weight(self) -> int:
+        """The weight this endorsement carries: ``weight``, or 1 when absent."""
         return 1 if self.weight is None else self.weight
 
     def to_value(self) -> dict[str, codec.Value]:
@@ -469,6 +477,8 @@ class EndorsementBody:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RetractionBody:
+    """Its author's withdrawal of one of their contributions or endorsements (``target``)."""
+
     KIND: ClassVar[str] = "retraction"
     target: bytes
     reason: str | None = None
@@ -490,6 +500,8 @@ class RetractionBody:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProfileBody:
+    """A person's display name, about text and links; an author's latest profile counts."""
+
     KIND: ClassVar[str] = "profile"
     name: str
     about: str | None = None
@@ -596,17 +608,21 @@ class Record:
 
     @property
     def kind(self) -> str:
+        """The body's kind, one of :data:`KINDS`."""
         return self.body.KIND
 
     @property
     def author_peer_id(self) -> str:
+        """The author's peer id (``12D3KooW...``), the text form people and JSON see."""
         return peer_id(self.author)
 
     @property
     def id_hex(self) -> str:
+        """The id as 64 lowercase hex characters, as the CLI and the API show it."""
         return self.id.hex()
 
     def unsigned_value(self) -> dict[str, codec.Value]:
+        """The record as a map without ``sig``: what the author signs, after the domain."""
         out: dict[str, codec.Value] = {
             "v": VERSION,
             "kind": self.kind,
@@ -619,6 +635,7 @@ class Record:
         return out
 
     def to_value(self) -> dict[str, codec.Value]:
+        """The record as the map its canonical bytes (``raw``) encode."""
         out = self.unsigned_value()
         out["sig"] = self.sig
         return out
@@ -710,6 +727,7 @@ def record_id(raw: bytes) -> bytes:
 
 
 def id_hex(record_or_id: bytes) -> str:
+    """The text form of an id: 64 lowercase hex characters."""
     return record_or_id.hex()
 
 

@@ -6,6 +6,11 @@ package, accepts a forged signature under the small-order key ``01 00 .. 00`` fo
 so verification here goes through PyNaCl (libsodium) only; ``cryptography`` is used just to read
 and write PKCS#8 PEM key files.
 
+:meth:`SigningKey.generate` is the one place the protocol library draws randomness: a new
+key's seed must be unpredictable, so it comes from libsodium's ``randombytes`` (the operating
+system's CSPRNG) rather than from a parameter, the way clocks are passed in. Everything else
+here, and everything a key does, is deterministic.
+
 Authors are written as libp2p peer ids: base58btc of the identity multihash of the libp2p
 protobuf public key, i.e. base58btc(``00 24 08 01 12 20`` + 32-byte key), which always starts
 with ``12D3KooW``.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import nacl.bindings
 import nacl.exceptions
+import nacl.utils
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -59,6 +65,15 @@ class SigningKey:
         self.public_key: bytes = public
         self._secret: bytes = secret
 
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A new key with a fresh random seed.
+
+        Keep ``key.seed`` (e.g. as a PEM file, :func:`seed_to_pem`) to sign as the same author
+        later: ``SigningKey(seed)`` rebuilds the key, and a lost seed is a lost identity.
+        """
+        return cls(nacl.utils.random(SEED_SIZE))
+
     def sign(self, message: bytes) -> bytes:
         """Return the 64-byte pure-Ed25519 signature of ``message``."""
         signed: bytes = nacl.bindings.crypto_sign(message, self._secret)
@@ -66,6 +81,7 @@ class SigningKey:
 
     @property
     def peer_id(self) -> str:
+        """The text form of this key's public half, as records' authors are written."""
         return peer_id(self.public_key)
 
     def __repr__(self) -> str:

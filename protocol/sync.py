@@ -85,6 +85,8 @@ class SyncError(RemoteProtocolError):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Hello:
+    """Each side's first frame: the version, and the scopes it holds or follows (or all)."""
+
     follow_all: bool
     scopes: tuple[str, ...]
     version: int = VERSION
@@ -101,31 +103,41 @@ class Neg:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Want:
+    """The client asks for these records, which it lacks."""
+
     ids: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Recs:
+    """The server's answer to a want: the records asked for that it holds."""
+
     records: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Push:
+    """The client hands over records that the server lacks."""
+
     records: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Ack:
+    """The server's answer to a push: how many of the pushed records were new to it."""
+
     new: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Bye:
-    pass
+    """The client's last frame: the session is over and the stream closes."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ErrorFrame:
+    """Either side ends the session, saying why; the stream closes."""
+
     code: str
     message: str
 
@@ -208,10 +220,12 @@ class FrameReader:
         self._max_frame = max_frame
 
     def feed(self, data: bytes) -> None:
+        """Add bytes read from the stream, in chunks of any size."""
         self._buffer += data
 
     @property
     def buffered(self) -> int:
+        """Bytes fed and not yet returned as frames."""
         return len(self._buffer)
 
     def needed(self) -> int:
@@ -222,6 +236,7 @@ class FrameReader:
         return max(0, 4 + length - len(self._buffer))
 
     def next_frame(self) -> Frame | None:
+        """The next complete frame, or None until more bytes come; ``SyncError`` if bad."""
         if len(self._buffer) < 4:
             return None
         (length,) = _LENGTH.unpack_from(self._buffer)

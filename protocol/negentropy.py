@@ -1,7 +1,7 @@
 """Negentropy protocol v1: range-based set reconciliation, sans-IO.
 
 Wire-compatible with the reference implementations of hoytech/negentropy
-(``docs/negentropy-protocol-v1.md``): the same varints, bounds, modes and fingerprints, and the
+(the specification ``docs/negentropy-protocol-v1.md`` in that repository): the same varints, bounds, modes and fingerprints, and the
 same choices wherever the spec leaves room (16 buckets per split, ranges of fewer than 32 items
 sent as id lists, the frame-size-limit behaviour), so that our messages are byte-for-byte the
 ones the reference sends for the same sets.

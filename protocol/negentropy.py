@@ -1,10 +1,10 @@
 """Negentropy protocol v1: range-based set reconciliation, sans-IO.
 
-Wire-compatible with the reference implementations of hoytech/negentropy
-(the specification ``docs/negentropy-protocol-v1.md`` in that repository): the same varints, bounds, modes and fingerprints, and the
-same choices wherever the spec leaves room (16 buckets per split, ranges of fewer than 32 items
-sent as id lists, the frame-size-limit behaviour), so that our messages are byte-for-byte the
-ones the reference sends for the same sets.
+Wire-compatible with the reference implementations of hoytech/negentropy (whose repository holds
+the specification, ``docs/negentropy-protocol-v1.md``): the same varints, bounds, modes and
+fingerprints, and the same choices wherever the spec leaves room (16 buckets per split, ranges
+of fewer than 32 items sent as id lists, the frame-size-limit behaviour), so that our messages
+are byte-for-byte the ones the reference sends for the same sets.
 
 Nothing here does I/O. A session is driven the way h11 drives HTTP::
 

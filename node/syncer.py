@@ -1,22 +1,16 @@
 """Runs ``/commons/sync/1`` sessions on transport streams: a pump around the sans-IO session.
 
-Everything a session decides (which frames, in what order, within which limits, and whose
-fault a failure is) is in :mod:`protocol.sync_session`; the frames are in
-:mod:`protocol.sync`. This module moves frames between a stream and a session, answers the
-session's questions from the store (item lists through :mod:`node.sync_items`, records in a
-worker thread), and hands received records to the :class:`~node.ingest.Ingestor`, which
-validates them exactly as gossip does.
+What a session does (which frames, in what order, within which limits, whose fault a failure
+is) is decided in :mod:`protocol.sync_session`. This module moves frames between a stream and
+a session, answers the session's questions from the store (item lists lent by
+:mod:`node.sync_items`, records read in a worker thread), and hands received records to the
+:class:`~node.ingest.Ingestor`, which validates them exactly as gossip does.
 
-One session = one stream. The client sends ``hello``, drives every shared scope's
-negentropy session at once (all scopes' messages for a round travel in one ``neg`` frame, so
-a sync costs as many round trips as the slowest scope, not the sum), then fetches what it
-lacks with ``want`` and pushes what the peer lacks with ``push``, then says ``bye``.
-
-The fetch is pipelined within the lock-step: once a ``recs`` frame has arrived, the session
-has already queued the next ``want``; it is sent and its answer read in the background while
+The client's fetch is pipelined within the lock-step: when a ``recs`` frame arrives the
+session has already queued the next ``want``, so its answer is read in the background while
 this frame's records are validated (and the previous frame's stored: see
-:class:`~node.ingest.Pipeline`), so the peer's reading and sending, the transfer, our
-validation and our writes overlap instead of taking turns.
+:class:`~node.ingest.Pipeline`); the peer's work, the transfer, our validation and our writes
+overlap instead of taking turns.
 """
 
 from __future__ import annotations
@@ -112,24 +106,23 @@ class _Incoming:
 
     def __init__(self, nursery: trio.Nursery, channel: _Channel) -> None:
         self.done = trio.Event()
-        self.reply: Frame | None = None
-        self.error: Exception | None = None
+        self.result: Frame | Exception | None = None
         nursery.start_soon(self._receive, channel)
 
     async def _receive(self, channel: _Channel) -> None:
         try:
-            self.reply = await channel.recv()
+            self.result = await channel.recv()
         except Exception as exc:  # handed to the pump when it asks for the frame
-            self.error = exc
+            self.result = exc
         finally:
             self.done.set()
 
     async def frame(self) -> Frame:
         await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.reply is not None
-        return self.reply
+        if isinstance(self.result, Exception):
+            raise self.result
+        assert self.result is not None
+        return self.result
 
 
 class _Fetch:
@@ -141,12 +134,10 @@ class _Fetch:
         self.ingestor = ingestor
         self.pipeline = Pipeline(ingestor, source="sync")
         self.started = time.perf_counter()
-        self.reconciled = self.started
-        self.counts = (0, 0)  # have, need
 
-    def begin(self, event: Reconciled) -> None:
-        self.reconciled = time.perf_counter()
-        self.counts = event.have, event.need
+    def begin(self, peer: str, event: Reconciled, rounds: int) -> None:
+        took = f"{rounds} rounds in {time.perf_counter() - self.started:.3f} s"
+        log.debug("sync with %s: %s; fetch %d, push %d", peer, took, event.need, event.have)
         if event.need:
             self.ingestor.expect(event.need)
 
@@ -211,16 +202,6 @@ class Syncer:
             self.metrics.inc("commons_sync_rounds_total", session.rounds if session else 0)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await _close(stream)
-        have, need = fetch.counts
-        log.debug(
-            "sync with %s: %d rounds in %.3f s (need %d, have %d), transfer %.3f s",
-            stream.peer_id,
-            session.rounds,
-            fetch.reconciled - fetch.started,
-            need,
-            have,
-            time.perf_counter() - fetch.reconciled,
-        )
         return SyncResult(
             peer=stream.peer_id,
             scopes=session.scopes,
@@ -289,7 +270,7 @@ class Syncer:
             elif isinstance(event, Reconciled | ItemsReleased):
                 lent.release()  # item lists are not kept through the transfer
                 if fetch is not None and isinstance(event, Reconciled):
-                    fetch.begin(event)
+                    fetch.begin(peer, event, session.rounds)
             else:
                 return  # Done
 

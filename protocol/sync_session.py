@@ -2,7 +2,7 @@
 
 :mod:`protocol.sync` defines the frames, :mod:`protocol.negentropy` the set reconciliation;
 this module decides what a session does with them, for either role, with no I/O and no clock.
-The shell (``node.syncer``) moves frames between a stream and a session and answers the
+A shell (``node.syncer``) moves frames between a stream and a session and answers the
 session's questions from its store, the way h11 is driven::
 
     session = ClientSession(hello)               # or ServerSession(hello)
@@ -10,33 +10,30 @@ session's questions from its store, the way h11 is driven::
         for frame in session.frames_to_send():  # encode_frame() and write each
             ...
         event = session.next_event()
-        if event is NEED_FRAME:                  # read one frame from the peer
+        if event is NEED_FRAME:                  # read the peer's next frame
             session.receive_frame(frame)
         elif isinstance(event, NeedItems):       # the scope's negentropy.Storage
             session.give_items(event.scope, storage)
         elif isinstance(event, NeedRecords):     # the held records among event.ids
             session.give_records(raws)
-        elif isinstance(event, RecordsReceived):  # validate and store them, then say how
+        elif isinstance(event, RecordsReceived):  # validate and store them
             session.records_ingested(new=..., refused=[...])
         elif isinstance(event, Done):
             break
 
-``Reconciled`` (client) and ``ItemsReleased`` (server) need no answer: they say that the item
-lists the session was given are no longer used. A client's ``RecordsReceived`` with ``more``
-set arrives after the next ``want`` was queued, so the shell may read the next ``recs`` while
-it validates these records; its answer may then report the refusals of any records it has
-finished (a pipeline), and must report all of them when ``more`` is false.
-
-The item lists stay the shell's: it caches them between sessions, and it may hand the session
-a ``memo`` (see :class:`Memo`) that remembers negentropy messages for unchanged item lists, so
-that periodic sessions between peers holding the same records build no item list at all.
+``Reconciled`` (client) and ``ItemsReleased`` (server) need no answer: the item lists the
+session was given are no longer used. A client's ``RecordsReceived`` with ``more`` set comes
+after the next ``want`` was queued, so the shell may read the next ``recs`` while it validates
+these records; its answer may report the refusals of any records finished meanwhile (a
+pipeline), and must report all of them when ``more`` is false. The item lists stay the
+shell's, to cache between sessions, as may be a ``memo`` of negentropy messages (:class:`Memo`).
 
 Errors, as in h11: a frame that breaks the protocol raises :class:`~protocol.sync.SyncError`
 or :class:`~protocol.errors.NegentropyError` (both ``RemoteProtocolError``); the shell calling
 a method out of turn raises ``LocalProtocolError``. Either way the session is then in
-``State.ERROR`` for good, and ``frames_to_send()`` holds the ``error`` frame to tell the peer,
-if it should be told. The shell reports failures it found itself (a timeout, a closed or
-broken stream, a frame that would not decode) with :meth:`abort` or :meth:`send_failed`.
+``State.ERROR`` for good, and ``frames_to_send()`` holds the ``error`` frame for the peer, if
+it should get one. The shell reports failures it found itself (a timeout, a closed or broken
+stream, a frame that would not decode) with :meth:`abort` or :meth:`send_failed`.
 """
 
 from __future__ import annotations

@@ -205,6 +205,20 @@ def byte_by_byte(data: bytes) -> Iterator[bytes]:
         yield data[i : i + 1]
 
 
+def watching(kind: type, seen: list[Frame]) -> Callable[[bytes], Iterator[bytes]]:
+    """A ``split`` that passes the bytes whole and keeps the frames of ``kind`` among them."""
+
+    def split(blob: bytes) -> Iterator[bytes]:
+        reader = FrameReader()
+        reader.feed(blob)
+        while (frame := reader.next_frame()) is not None:
+            if isinstance(frame, kind):
+                seen.append(frame)
+        yield blob
+
+    return split
+
+
 def deliver(
     source: Shell, target: Shell, reader: FrameReader, split: Callable[[bytes], Iterable[bytes]]
 ) -> int:
@@ -335,19 +349,11 @@ def test_big_differences_fill_frames_and_take_many_rounds() -> None:
     sets still converge."""
     ours = Holder([r for s in range(5) for r in many(s, 1000)][::2])
     theirs = Holder([r for s in range(5) for r in many(s, 1000)][1::3])
-    sizes: list[int] = []
-
-    def split(blob: bytes) -> Iterator[bytes]:
-        frames = FrameReader()
-        frames.feed(blob)
-        while (frame := frames.next_frame()) is not None:
-            if isinstance(frame, Neg):
-                assert len(frame.messages) <= SMALL.max_scopes
-                sizes.append(len(encode_frame(frame)))
-        yield blob
-
-    c, _ = converge(ours, theirs, SMALL, split)
+    negs: list[Frame] = []
+    c, _ = converge(ours, theirs, SMALL, watching(Neg, negs))
     assert c.session.rounds > 3
+    assert max(len(neg.messages) for neg in negs if isinstance(neg, Neg)) == SMALL.max_scopes
+    sizes = [len(encode_frame(neg)) for neg in negs]
     assert max(sizes) <= SMALL.frame_budget + 64
     assert max(sizes) > SMALL.frame_budget // 2
 
@@ -355,17 +361,9 @@ def test_big_differences_fill_frames_and_take_many_rounds() -> None:
 def test_wants_ask_first_few_then_many_and_again_what_was_not_sent() -> None:
     """5,000 records of 300 bytes: the first want asks for FIRST_WANT ids, the next for
     MAX_WANT, whose answer fills a frame before all are sent; the rest are asked again."""
-    wants: list[int] = []
-
-    def split(blob: bytes) -> Iterator[bytes]:
-        frames = FrameReader()
-        frames.feed(blob)
-        while (frame := frames.next_frame()) is not None:
-            if isinstance(frame, Want):
-                wants.append(len(frame.ids))
-        yield blob
-
-    converge(Holder(), Holder(many(1, 5000, size=300)), split=split)
+    frames: list[Frame] = []
+    converge(Holder(), Holder(many(1, 5000, size=300)), split=watching(Want, frames))
+    wants = [len(want.ids) for want in frames if isinstance(want, Want)]
     assert wants[:2] == [FIRST_WANT, MAX_WANT]
     assert len(wants) == 3
     assert sum(wants) > 5000  # some ids were asked twice

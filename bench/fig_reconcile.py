@@ -1,6 +1,6 @@
 """Figure 3: reconciliation of two 100,000-record sets that differ by d records.
 
-In process: the client and server halves of ``/commons/sync/1`` exactly as ``node.syncer``
+In process: the client and server halves of ``/commons/sync/1`` as ``protocol.sync_session``
 drives them (the same frames from ``protocol.sync``, the same negentropy frame-size limit and
 batching), with every frame encoded so that the bytes are the bytes on the stream. The
 server holds d records the client lacks, spread at random (seeded) over the set. Reported:
@@ -50,7 +50,6 @@ def simulate(
     """One sync session, in memory. Returns rounds, bytes and CPU seconds."""
     import hashlib
 
-    from node.syncer import NEG_FRAME_BUDGET, NEG_FRAME_LIMIT, NEG_ITEM_OVERHEAD
     from protocol import negentropy
     from protocol.sync import (
         MAX_WANT,
@@ -64,6 +63,7 @@ def simulate(
         pack_records,
         shared_scopes,
     )
+    from protocol.sync_session import NEG_FRAME_BUDGET, NEG_FRAME_LIMIT, NEG_ITEM_OVERHEAD
 
     def ids(raws: list[bytes]) -> dict[bytes, bytes]:
         return {hashlib.sha256(r).digest(): r for r in raws}

@@ -25,7 +25,7 @@ call, for callers that act round by round; each id is reported once per session.
 learns nothing: it only answers. ``need`` is the peer's claim: an id list carries ids without
 their timestamps, so an id the peer lists in the wrong range (a bug, or on purpose) cannot be
 told from a missing one and may name an id we hold elsewhere. Fetch ``need`` expecting
-duplicates, as ``node.syncer`` does; ``have`` holds only ids we hold.
+duplicates, as ``protocol.sync_session`` does; ``have`` holds only ids we hold.
 
 Frame size limit: with ``frame_size_limit`` set, no message built is longer. When a message
 would overflow, it ends instead with one fingerprint for everything from there to infinity,

@@ -1,0 +1,777 @@
+"""A ``/commons/sync/1`` session as a state machine, sans-IO: frames in, frames and events out.
+
+:mod:`protocol.sync` defines the frames, :mod:`protocol.negentropy` the set reconciliation;
+this module decides what a session does with them, for either role, with no I/O and no clock.
+A shell (``node.syncer``) moves frames between a stream and a session and answers the
+session's questions from its store, the way h11 is driven::
+
+    session = ClientSession(hello)               # or ServerSession(hello)
+    while True:
+        for frame in session.frames_to_send():  # encode_frame() and write each
+            ...
+        event = session.next_event()
+        if event is NEED_FRAME:                  # read the peer's next frame
+            session.receive_frame(frame)
+        elif isinstance(event, NeedItems):       # the scope's negentropy.Storage
+            session.give_items(event.scope, storage)
+        elif isinstance(event, NeedRecords):     # the held records among event.ids
+            session.give_records(raws)
+        elif isinstance(event, RecordsReceived):  # validate and store them
+            session.records_ingested(new=..., refused=[...])
+        elif isinstance(event, Done):
+            break
+
+``Reconciled`` (client) and ``ItemsReleased`` (server) need no answer: the item lists the
+session was given are no longer used. A client's ``RecordsReceived`` with ``more`` set comes
+after the next ``want`` was queued, so the shell may read the next ``recs`` while it validates
+these records; its answer may report the refusals of any records finished meanwhile (a
+pipeline), and must report all of them when ``more`` is false. The item lists stay the
+shell's, to cache between sessions, as may be a ``memo`` of negentropy messages (:class:`Memo`).
+
+Errors, as in h11: a frame that breaks the protocol raises :class:`~protocol.sync.SyncError`
+or :class:`~protocol.errors.NegentropyError` (both ``RemoteProtocolError``); the shell calling
+a method out of turn raises ``LocalProtocolError``. Either way the session is then in
+``State.ERROR`` for good, and ``frames_to_send()`` holds the ``error`` frame for the peer, if
+it should get one. The shell reports failures it found itself (a timeout, a closed or broken
+stream, a frame that would not decode) with :meth:`abort` or :meth:`send_failed`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol, TypeAlias
+
+from protocol import negentropy
+from protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from protocol.sync import (
+    MAX_FRAME,
+    MAX_RECORDS_PER_FRAME,
+    MAX_WANT,
+    Ack,
+    Bye,
+    ErrorFrame,
+    Frame,
+    Hello,
+    Neg,
+    Push,
+    Recs,
+    SyncError,
+    Want,
+    pack_records,
+    shared_scopes,
+)
+
+__all__ = [
+    "CLIENT_TRANSITIONS",
+    "DEFAULT_LIMITS",
+    "FIRST_WANT",
+    "INNOCENT_CODES",
+    "MAX_ROUNDS",
+    "NEED_FRAME",
+    "NEG_FRAME_BUDGET",
+    "NEG_FRAME_LIMIT",
+    "NEG_ITEM_OVERHEAD",
+    "NEG_MAX_SCOPES",
+    "NOTHING_DIFFERS",
+    "SERVER_TRANSITIONS",
+    "TOLERATED_REFUSALS",
+    "ClientSession",
+    "Done",
+    "Event",
+    "ItemsReleased",
+    "Memo",
+    "NeedItems",
+    "NeedRecords",
+    "NegLimits",
+    "Reconciled",
+    "RecordsReceived",
+    "ServerSession",
+    "State",
+    "hard_refusals",
+    "is_misbehaviour",
+    "reply_limit",
+]
+
+# --- Constants -------------------------------------------------------------------------------
+
+#: Room kept in a neg frame for the map keys and headers.
+NEG_FRAME_BUDGET: Final = MAX_FRAME - 16 * 1024
+#: Bytes a scope's entry in a ``neg`` frame costs beside its message (pair, index, bin head).
+NEG_ITEM_OVERHEAD: Final = 16
+#: The largest negentropy message of one scope (the spec's frameSizeLimit): a whole frame.
+NEG_FRAME_LIMIT: Final = NEG_FRAME_BUDGET - NEG_ITEM_OVERHEAD
+#: The most scopes one ``neg`` frame asks about: each reply may then still be 4 KiB (the
+#: smallest frameSizeLimit negentropy allows) and all of them fit one frame.
+NEG_MAX_SCOPES: Final = NEG_FRAME_BUDGET // (negentropy.MIN_FRAME_SIZE_LIMIT + NEG_ITEM_OVERHEAD)
+#: Ids asked for by a session's first ``want`` (later ones ask for ``MAX_WANT``): the client
+#: validates one frame while the next is on its way, so a small first one starts that sooner.
+FIRST_WANT: Final = 512
+#: A responder serves at most this many negentropy rounds per session.
+MAX_ROUNDS: Final = 64
+#: Refusals of a synced record that do not end the session: a record more than ten minutes
+#: ahead of our clock may have an author whose clock is wrong while the peer is honest, and
+#: may be accepted later; and text characters the format did not always refuse (nodes that
+#: accepted such records before the character rule still hold and offer them, honestly).
+TOLERATED_REFUSALS: Final = ("future-timestamp", "control-char:", "line-break:", "bidi-control:")
+#: Error codes that end a session without blaming the peer for misbehaving.
+INNOCENT_CODES: Final = frozenset({"timeout", "closed", "peer-error"})
+#: Error codes the peer is not told about: it closed the stream, or it reported the error.
+SILENT_CODES: Final = frozenset({"closed", "peer-error"})
+#: The reply of a responder that holds exactly the initiator's items: the version byte alone.
+NOTHING_DIFFERS: Final = bytes((negentropy.PROTOCOL_VERSION,))
+#: The memo key of an initiator's first message (a responder's keys are 32-byte digests).
+INITIATE_KEY: Final = b""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NegLimits:
+    """How much of a ``neg`` frame the negentropy messages may fill (both roles must agree on
+    nothing here: these bound what this side sends). The defaults fill a 1 MiB frame; a shell
+    may shrink them (a test does, so that small sets already need shared frames)."""
+
+    frame_budget: int = NEG_FRAME_BUDGET
+    frame_limit: int = NEG_FRAME_LIMIT
+    max_scopes: int = NEG_MAX_SCOPES
+
+    def __post_init__(self) -> None:
+        floor = negentropy.MIN_FRAME_SIZE_LIMIT
+        if not (
+            0 < self.frame_budget <= MAX_FRAME
+            and floor <= self.frame_limit <= self.frame_budget - NEG_ITEM_OVERHEAD
+            and self.max_scopes > 0
+            and self.frame_budget // self.max_scopes - NEG_ITEM_OVERHEAD >= floor
+        ):
+            raise LocalProtocolError("bad-limits", f"inconsistent neg frame limits: {self}")
+
+
+#: The limits of a session that is given none.
+DEFAULT_LIMITS: Final = NegLimits()
+
+
+def reply_limit(scopes: int, limits: NegLimits = DEFAULT_LIMITS) -> int:
+    """The frameSizeLimit of each reply in a ``neg`` answer to ``scopes`` scopes.
+
+    The replies share one frame: with one scope the reply may fill it (an empty node then
+    receives 100,000 ids in 4 rounds rather than 13 of 256 KiB), with many each gets its
+    share. ``max_scopes`` keeps every share at least negentropy's minimum.
+    """
+    share = limits.frame_budget // max(1, scopes) - NEG_ITEM_OVERHEAD
+    return max(negentropy.MIN_FRAME_SIZE_LIMIT, min(limits.frame_limit, share))
+
+
+def hard_refusals(reasons: Iterable[str]) -> list[str]:
+    """The refusals among ``reasons`` (each ``"<code>: <message>"``) that end a session."""
+    return [reason for reason in reasons if not reason.startswith(TOLERATED_REFUSALS)]
+
+
+def is_misbehaviour(error: ProtocolError) -> bool:
+    """Whether ``error`` shows the peer broke the protocol (not that it timed out or left)."""
+    return isinstance(error, RemoteProtocolError) and error.code not in INNOCENT_CODES
+
+
+class Memo(Protocol):
+    """Negentropy messages the shell remembers for a scope while its items do not change: a
+    responder's reply is a function of its items, the message and the limit (keyed by their
+    digest), an initiator's first message of its items alone (``INITIATE_KEY``)."""
+
+    def get(self, scope: str, key: bytes) -> bytes | None: ...
+
+    def put(self, scope: str, key: bytes, message: bytes) -> None: ...
+
+
+# --- States and transitions ------------------------------------------------------------------
+
+
+class State(enum.Enum):
+    HELLO = "hello"  # waiting for the peer's hello
+    ITEMS = "items"  # waiting for the item lists asked for with NeedItems
+    NEG = "neg"  # client: a neg frame is out, waiting for the reply
+    FETCH = "fetch"  # client: a want is out, waiting for recs
+    INGEST = "ingest"  # waiting for records_ingested() about RecordsReceived
+    RECORDS = "records"  # waiting for the records asked for with NeedRecords
+    PUSH = "push"  # client: a push is out, waiting for ack
+    READY = "ready"  # server: waiting for the client's next request
+    DONE = "done"  # bye sent (client) or received (server)
+    ERROR = "error"  # final: something failed
+
+
+HELLO, ITEMS, NEG, FETCH, INGEST, RECORDS, PUSH, READY, DONE, ERROR = State
+
+# Every transition, as {state: {input: states it may lead to}}. Inputs are the peer's frames
+# (named as on the wire) and the shell's answers (named by their method). The rules:
+#
+# 1. Lock-step: the client sends one frame, the server answers it with exactly one, so a
+#    session waits either for one frame from the peer (HELLO, NEG, FETCH, PUSH, READY) or for
+#    one answer from the shell (ITEMS, RECORDS, INGEST), never both.
+# 2. A frame the table does not list for the state it arrives in is the peer's error:
+#    ``error`` there ends the session as ``peer-error``, anything else as ``unexpected-frame``.
+#    A frame fed while the session waits for an answer, or an answer it did not ask for, is
+#    the shell's error (LocalProtocolError).
+# 3. An input's handler decides among the listed next states (e.g. the client's neg reply
+#    leads to another round, to item lists for a scope, or to the transfer); anything it
+#    raises puts the session in ERROR, which no input leaves.
+# 4. Item lists are held only while reconciling: the client lets them go at the end of its
+#    rounds (Reconciled), the server at the first request that is not ``neg``.
+CLIENT_TRANSITIONS: Final[Mapping[State, Mapping[str, tuple[State, ...]]]] = {
+    HELLO: {"hello": (ITEMS, NEG)},
+    ITEMS: {"give_items": (ITEMS, NEG, FETCH, RECORDS, DONE)},
+    NEG: {"neg": (ITEMS, NEG, FETCH, RECORDS, DONE)},
+    FETCH: {"recs": (INGEST,)},
+    INGEST: {"records_ingested": (FETCH, RECORDS, DONE)},
+    RECORDS: {"give_records": (PUSH, RECORDS, DONE)},
+    PUSH: {"ack": (PUSH, RECORDS, DONE)},
+    DONE: {},
+}
+SERVER_TRANSITIONS: Final[Mapping[State, Mapping[str, tuple[State, ...]]]] = {
+    HELLO: {"hello": (READY,)},
+    READY: {"neg": (ITEMS, READY), "want": (RECORDS,), "push": (INGEST,), "bye": (DONE,)},
+    ITEMS: {"give_items": (ITEMS, READY)},
+    RECORDS: {"give_records": (READY,)},
+    INGEST: {"records_ingested": (READY,)},
+    DONE: {},
+}
+_AWAITING_FRAME: Final = frozenset({HELLO, NEG, FETCH, PUSH, READY})
+_KINDS: Final[Mapping[type, str]] = {
+    Hello: "hello",
+    Neg: "neg",
+    Want: "want",
+    Recs: "recs",
+    Push: "push",
+    Ack: "ack",
+    Bye: "bye",
+    ErrorFrame: "error",
+}
+
+
+# --- Events ----------------------------------------------------------------------------------
+
+
+class _Wait(enum.Enum):
+    FRAME = "frame"
+
+
+#: ``next_event()`` returns this when the session waits for the peer's next frame.
+NEED_FRAME: Final = _Wait.FRAME
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise LocalProtocolError("bad-event", what)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NeedItems:
+    """Answer with ``give_items(scope, storage)``: the scope's (timestamp, id) items."""
+
+    scope: str
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.scope, str) and self.scope != "", "a scope is a name")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NeedRecords:
+    """Answer with ``give_records(raws)``: the held records among ``ids``, in their order."""
+
+    ids: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _check(len(self.ids) <= MAX_WANT, f"at most {MAX_WANT} ids are asked at once")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordsReceived:
+    """Answer with ``records_ingested(new=, refused=)``. ``more``: another ``recs`` frame is
+    already asked for (client only)."""
+
+    records: tuple[bytes, ...]
+    more: bool = False
+
+    def __post_init__(self) -> None:
+        _check(len(self.records) <= MAX_RECORDS_PER_FRAME, "too many records for one frame")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reconciled:
+    """The client's rounds are over and its item lists released: it will fetch ``need``
+    records (distinct ids), then push ``have``."""
+
+    have: int
+    need: int
+
+    def __post_init__(self) -> None:
+        _check(self.have >= 0 and self.need >= 0, "counts are not negative")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ItemsReleased:
+    """The server no longer uses the item lists it was given."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Done:
+    """The session ended well: the client sent ``bye``, or the server received it."""
+
+
+Event: TypeAlias = NeedItems | NeedRecords | RecordsReceived | Reconciled | ItemsReleased | Done
+_DONE: Final = Done()
+
+
+# --- The sessions ----------------------------------------------------------------------------
+
+
+class _Session:
+    """What both roles share: the table check, the outbox, the event queue, the error state."""
+
+    _table: Mapping[State, Mapping[str, tuple[State, ...]]]
+    # Each role's handlers, called only for inputs its table allows in the current state;
+    # each returns the state the input leads to.
+    _on_frame: Callable[[Frame], State]
+    _on_items: Callable[[str, negentropy.Storage], State]
+    _on_records: Callable[[list[bytes]], State]
+    _on_ingested: Callable[[int, Sequence[str]], State]
+    _unexpected: Callable[[Frame], str]  # why a frame the table does not list is wrong
+
+    def __init__(self, hello: Hello, limits: NegLimits, memo: Memo | None) -> None:
+        if not isinstance(hello, Hello) or not isinstance(limits, NegLimits):
+            raise LocalProtocolError("bad-argument", "a session needs our Hello and NegLimits")
+        self.state = HELLO
+        self.error: ProtocolError | None = None
+        self.limits = limits
+        #: Shared scopes, negentropy rounds, and bytes of negentropy messages both ways.
+        self.scopes = 0
+        self.rounds = 0
+        self.neg_bytes = 0
+        self._ours = hello
+        self._memo = memo
+        self._outbox: list[Frame] = []
+        self._events: deque[Event] = deque()
+        self._sessions: dict[str, negentropy.Negentropy] = {}
+        self._wanted: set[str] = set()  # scopes whose items were asked for, not yet given
+
+    # -- what the shell reads --
+
+    def frames_to_send(self) -> list[Frame]:
+        """The frames to write to the peer, in order (each to be encoded by the shell)."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> Event | _Wait:
+        """The next event, ``NEED_FRAME`` when the session waits for the peer, or ``Done()``
+        for as long as it has ended well."""
+        if self._events:
+            return self._events.popleft()
+        if self.state is ERROR:
+            raise self._errored()
+        if self.state in _AWAITING_FRAME:
+            return NEED_FRAME
+        if self.state is DONE:
+            return _DONE
+        raise self._fail(
+            LocalProtocolError("awaiting-answer", f"the session waits for an answer ({self.state})")
+        )
+
+    # -- what the shell feeds --
+
+    def receive_frame(self, frame: Frame) -> None:
+        """Take the peer's next frame. Raises the remote error if it breaks the protocol."""
+        kind = _KINDS.get(type(frame))
+        if self.state is ERROR:
+            raise self._errored()
+        if kind is None:
+            raise self._fail(LocalProtocolError("bad-argument", f"not a frame: {frame!r:.80}"))
+        if self.state not in _AWAITING_FRAME:
+            raise self._fail(
+                LocalProtocolError("not-waiting", f"a {kind} frame fed in state {self.state}")
+            )
+        if isinstance(frame, ErrorFrame):
+            raise self._fail(
+                SyncError("peer-error", f"peer reported {frame.code}: {frame.message}")
+            )
+        if kind not in self._table[self.state]:
+            raise self._fail(SyncError("unexpected-frame", self._unexpected(frame)))
+        self._step(kind, lambda: self._on_frame(frame))
+
+    def give_items(self, scope: str, storage: negentropy.Storage) -> None:
+        """Answer ``NeedItems(scope)`` with the scope's items."""
+        self._answer("give_items", lambda: self._on_items(scope, storage))
+
+    def give_records(self, raws: Sequence[bytes]) -> None:
+        """Answer ``NeedRecords`` with the held records among its ids (unknown ones left out)."""
+        self._answer("give_records", lambda: self._on_records(list(raws)))
+
+    def records_ingested(self, *, new: int, refused: Sequence[str] = ()) -> None:
+        """Answer ``RecordsReceived``: how many records were new, and the refusal reasons
+        (``"<code>: <message>"``). Raises ``SyncError("invalid-record")`` if any of those
+        ends the session (all but ``TOLERATED_REFUSALS``)."""
+        self._answer("records_ingested", lambda: self._on_ingested(new, refused))
+
+    def abort(self, error: ProtocolError) -> None:
+        """End the session for a failure the shell found (the peer's silence or closing, a
+        frame that would not decode or encode). ``frames_to_send()`` then holds the error
+        frame for the peer, if it should get one. Nothing happens to an errored session."""
+        if self.state is not ERROR:
+            self._fail(error)
+
+    def send_failed(self) -> None:
+        """The shell could not write: the session ends with nothing more to send."""
+        if self.state is not ERROR:
+            self._fail(SyncError("closed", "the sync stream broke while writing"))
+        self._outbox.clear()
+
+    # -- machinery --
+
+    def _answer(self, kind: str, run: Callable[[], State]) -> None:
+        if self.state is ERROR:
+            raise self._errored()
+        if kind not in self._table[self.state]:
+            raise self._fail(LocalProtocolError("not-asked", f"{kind} in state {self.state}"))
+        self._step(kind, run)
+
+    def _step(self, kind: str, run: Callable[[], State]) -> None:
+        allowed = self._table[self.state][kind]
+        try:
+            new = run()
+        except ProtocolError as exc:
+            self._fail(exc)
+            raise
+        assert new in allowed, (self.state, kind, new)
+        self.state = new
+
+    def _fail(self, error: ProtocolError) -> ProtocolError:
+        """Enter ERROR for good; queue the error frame the peer should get. Returns ``error``
+        for the caller to raise."""
+        self.state = ERROR
+        self.error = error
+        self._outbox.clear()
+        self._events.clear()
+        self._sessions.clear()
+        if isinstance(error, RemoteProtocolError) and error.code not in SILENT_CODES:
+            self._outbox.append(ErrorFrame(code=error.code, message=error.message))
+        return error
+
+    def _errored(self) -> LocalProtocolError:
+        assert self.error is not None
+        return LocalProtocolError("errored", f"the session failed earlier ({self.error.code})")
+
+    def _release(self) -> None:
+        """Drop the negentropy sessions, and with them the item lists they read."""
+        self._sessions.clear()
+
+    def _negentropy(self, scope: str, storage: negentropy.Storage, limit: int) -> None:
+        if scope not in self._wanted:
+            raise LocalProtocolError("not-asked", f"items of {scope!r:.80} were not asked for")
+        self._wanted.discard(scope)
+        self._sessions[scope] = negentropy.Negentropy(storage, frame_size_limit=limit)
+
+    def _want_items(self, scope: str) -> None:
+        self._wanted.add(scope)
+        self._events.append(NeedItems(scope=scope))
+
+    def _check_refusals(self, new: int, refused: Sequence[str], most: int | None) -> None:
+        if type(new) is not int or new < 0 or (most is not None and new > most):
+            raise LocalProtocolError("bad-argument", f"{new!r} new records of {most}")
+        hard = hard_refusals(refused)
+        if hard:
+            raise SyncError("invalid-record", f"peer sent invalid records: {hard[0]}")
+
+
+class ClientSession(_Session):
+    """The initiator: hello, negentropy rounds over every shared scope at once (as many scopes
+    a ``neg`` frame as fit), ``want`` for what it lacks, ``push`` for what the peer lacks,
+    ``bye``. Counts what it moved: ``received`` (new records stored, as the shell reports
+    them) and ``pushed`` (records the peer acknowledged)."""
+
+    _table = CLIENT_TRANSITIONS
+    _EXPECTED: Final = {HELLO: "Hello", NEG: "Neg", FETCH: "Recs", PUSH: "Ack"}
+
+    def __init__(
+        self, hello: Hello, *, limits: NegLimits = DEFAULT_LIMITS, memo: Memo | None = None
+    ) -> None:
+        super().__init__(hello, limits, memo)
+        self.received = 0
+        self.pushed = 0
+        self._scope_list: list[str] = []
+        self._index: dict[str, int] = {}
+        self._pending: dict[str, bytes] = {}  # the next message of each unfinished scope
+        self._asked: list[str] = []  # the scopes of the neg frame in flight
+        self._stash: Neg | None = None  # a reply waiting for item lists
+        self._have: list[bytes] = []
+        self._need: list[bytes] = []
+        self._queue: list[bytes] = []  # ids still to fetch; the ones asked for first
+        self._ask = 0  # how many ids the want in flight asked for
+        self._more = False  # whether that want was sent after the last recs
+        self._next_push = 0  # the first id of ``_have`` not yet asked of the shell
+        self._raws: list[bytes] = []  # records to push, not yet sent
+        self._in_flight = 0  # records in the push awaiting its ack
+        self._outbox.append(hello)
+
+    def _unexpected(self, frame: Frame) -> str:
+        return f"expected {self._EXPECTED.get(self.state)}, got {frame!r:.300}"
+
+    def _on_frame(self, frame: Frame) -> State:
+        if isinstance(frame, Hello):
+            return self._on_hello(frame)
+        if isinstance(frame, Neg):
+            return self._on_neg(frame)
+        if isinstance(frame, Recs):
+            return self._on_recs(frame)
+        return self._on_ack()
+
+    def _on_hello(self, theirs: Hello) -> State:
+        self._scope_list = shared_scopes(self._ours, theirs)
+        self._index = {scope: number for number, scope in enumerate(self._scope_list)}
+        self.scopes = len(self._scope_list)
+        for scope in self._scope_list:
+            # An unchanged scope's first message is remembered: no item list is needed
+            # unless the peer's reply shows a difference.
+            first = self._memo.get(scope, INITIATE_KEY) if self._memo is not None else None
+            if first is None:
+                self._want_items(scope)
+                first = b""  # filled in by give_items, in this position
+            self._pending[scope] = first
+        return ITEMS if self._wanted else self._send_round()
+
+    def _on_items(self, scope: str, storage: negentropy.Storage) -> State:
+        self._negentropy(scope, storage, self.limits.frame_limit)
+        first = self._sessions[scope].initiate()
+        if self._memo is not None:
+            self._memo.put(scope, INITIATE_KEY, first)
+        if self._stash is None:
+            self._pending[scope] = first
+        if self._wanted:
+            return ITEMS
+        if self._stash is None:
+            return self._send_round()
+        reply, self._stash = self._stash, None
+        return self._absorb(reply)
+
+    def _send_round(self) -> State:
+        """Send as many pending messages as fit one neg frame, in order."""
+        limits = self.limits
+        batch: dict[int, bytes] = {}
+        asked: list[str] = []
+        size = 0
+        for scope in list(self._pending):
+            message = self._pending[scope]
+            if batch and (
+                size + len(message) + NEG_ITEM_OVERHEAD > limits.frame_budget
+                or len(batch) >= limits.max_scopes
+            ):
+                break
+            del self._pending[scope]
+            batch[self._index[scope]] = message
+            asked.append(scope)
+            size += len(message) + NEG_ITEM_OVERHEAD
+            self.neg_bytes += len(message)
+        self._asked = asked
+        self._outbox.append(Neg(messages=batch))
+        return NEG
+
+    def _on_neg(self, reply: Neg) -> State:
+        self.rounds += 1
+        if set(reply.messages) != {self._index[scope] for scope in self._asked}:
+            raise SyncError("bad-frame", "the neg reply does not answer the scopes asked")
+        for number, message in reply.messages.items():
+            self.neg_bytes += len(message)
+            scope = self._scope_list[number]
+            if scope not in self._sessions and message != NOTHING_DIFFERS:
+                self._want_items(scope)  # its first message came from the memo
+        if self._wanted:
+            self._stash = reply
+            return ITEMS
+        return self._absorb(reply)
+
+    def _absorb(self, reply: Neg) -> State:
+        """Feed each scope's reply to its session; then the next round, or the transfer."""
+        for number, message in reply.messages.items():
+            scope = self._scope_list[number]
+            session = self._sessions.get(scope)
+            if session is None:
+                continue  # NOTHING_DIFFERS: the peer holds exactly what we hold
+            next_message = session.reconcile(message)
+            have, need = session.drain()
+            self._have += have
+            self._need += need
+            if next_message is not None:
+                self._pending[scope] = next_message
+        if self._pending:
+            return self._send_round()
+        self._release()
+        self._queue = list(dict.fromkeys(self._need))
+        self._need = []
+        self._events.append(Reconciled(have=len(self._have), need=len(self._queue)))
+        if self._queue:
+            return self._send_want(FIRST_WANT)
+        return self._push_next()
+
+    def _send_want(self, count: int) -> State:
+        ask = self._queue[:count]
+        self._ask = len(ask)
+        self._outbox.append(Want(ids=tuple(ask)))
+        return FETCH
+
+    def _on_recs(self, reply: Recs) -> State:
+        asked = self._queue[: self._ask]
+        if not reply.records:
+            # The peer has none of what it advertised: drop these ids, go on.
+            del self._queue[: self._ask]
+        else:
+            returned = {hashlib.sha256(raw).digest() for raw in reply.records}
+            if not returned <= set(asked):
+                raise SyncError("bad-frame", "the peer answered want with records not asked for")
+            # Asked but not sent (the frame was full): asked again first.
+            self._queue[: self._ask] = [i for i in asked if i not in returned]
+        self._more = bool(self._queue)
+        if self._more:
+            self._send_want(MAX_WANT)
+        self._events.append(RecordsReceived(records=reply.records, more=self._more))
+        return INGEST
+
+    def _on_ingested(self, new: int, refused: Sequence[str]) -> State:
+        # A pipelining shell may report on records of earlier frames too: no upper bound.
+        self._check_refusals(new, refused, None)
+        self.received += new
+        return FETCH if self._more else self._push_next()
+
+    def _push_next(self) -> State:
+        """Ask the shell for the next ``MAX_WANT`` records the peer lacks; ``bye`` after the
+        last."""
+        start = self._next_push
+        if start >= len(self._have):
+            self._have = []
+            self._outbox.append(Bye())
+            return DONE
+        self._next_push = start + MAX_WANT
+        self._events.append(NeedRecords(ids=tuple(self._have[start : self._next_push])))
+        return RECORDS
+
+    def _on_records(self, raws: list[bytes]) -> State:
+        self._raws = raws
+        return self._send_push()
+
+    def _send_push(self) -> State:
+        if not self._raws:
+            return self._push_next()
+        taken, self._in_flight = pack_records(self._raws)
+        del self._raws[: self._in_flight]
+        self._outbox.append(Push(records=tuple(taken)))
+        return PUSH
+
+    def _on_ack(self) -> State:
+        self.pushed += self._in_flight
+        return self._send_push()
+
+
+class ServerSession(_Session):
+    """The responder: answers hello, each ``neg`` from its item lists (at most ``MAX_ROUNDS``
+    of them, of at most ``max_scopes`` scopes each), ``want`` with records, ``push`` with
+    ``ack`` once the shell stored what validated; ends at ``bye``."""
+
+    _table = SERVER_TRANSITIONS
+
+    def __init__(
+        self, hello: Hello, *, limits: NegLimits = DEFAULT_LIMITS, memo: Memo | None = None
+    ) -> None:
+        super().__init__(hello, limits, memo)
+        self._allowed: list[str] = []
+        self._asked: Neg | None = None  # the neg frame being answered
+        self._limit = 0
+        self._replies: dict[int, bytes] = {}
+        self._keys: dict[int, bytes] = {}
+        self._pushed = 0  # records in the push being ingested
+
+    def _unexpected(self, frame: Frame) -> str:
+        if self.state is HELLO:
+            return f"expected Hello, got {frame!r:.300}"
+        return f"{type(frame).__name__} from a client"
+
+    def _on_frame(self, frame: Frame) -> State:
+        if isinstance(frame, Hello):
+            self._allowed = shared_scopes(self._ours, frame)
+            self.scopes = len(self._allowed)
+            self._outbox.append(self._ours)
+            return READY
+        if not isinstance(frame, Neg) and self._sessions:
+            # Reconciliation is over (want and push come after it): the item lists are not
+            # kept through the transfer.
+            self._release()
+            self._events.append(ItemsReleased())
+        if isinstance(frame, Neg):
+            return self._on_neg(frame)
+        if isinstance(frame, Want):
+            self._events.append(NeedRecords(ids=frame.ids))
+            return RECORDS
+        if isinstance(frame, Push):
+            self._pushed = len(frame.records)
+            self._events.append(RecordsReceived(records=frame.records))
+            return INGEST
+        return DONE  # bye
+
+    def _on_neg(self, frame: Neg) -> State:
+        self.rounds += 1
+        if self.rounds > MAX_ROUNDS:
+            raise SyncError("too-many", f"more than {MAX_ROUNDS} negentropy rounds")
+        if len(frame.messages) > self.limits.max_scopes:
+            raise SyncError(
+                "too-many",
+                f"{len(frame.messages)} scopes in a neg frame (at most "
+                f"{self.limits.max_scopes}, so that the replies fit one frame)",
+            )
+        for number in frame.messages:
+            if number >= len(self._allowed):
+                raise SyncError("bad-scope", f"no shared scope number {number}")
+        limit = reply_limit(len(frame.messages), self.limits)
+        self._asked, self._limit, self._replies, self._keys = frame, limit, {}, {}
+        memo = self._memo
+        for number, message in frame.messages.items():
+            self.neg_bytes += len(message)
+            scope = self._allowed[number]
+            if memo is not None:
+                # A reply depends only on our items, the message and the limit: an unchanged
+                # scope answers a message it has answered before from memory.
+                key = hashlib.sha256(message + limit.to_bytes(4, "big")).digest()
+                reply = memo.get(scope, key)
+                if reply is not None:
+                    self._replies[number] = reply
+                    continue
+                self._keys[number] = key
+            if scope not in self._sessions and scope not in self._wanted:
+                self._want_items(scope)
+        return ITEMS if self._wanted else self._answer_neg()
+
+    def _on_items(self, scope: str, storage: negentropy.Storage) -> State:
+        self._negentropy(scope, storage, self._limit)
+        return ITEMS if self._wanted else self._answer_neg()
+
+    def _answer_neg(self) -> State:
+        frame, replies = self._asked, self._replies
+        assert frame is not None
+        for number, message in frame.messages.items():
+            if number in replies:
+                continue
+            scope = self._allowed[number]
+            session = self._sessions[scope]
+            session.frame_size_limit = self._limit
+            reply = session.reconcile(message) or b""
+            if self._memo is not None:
+                self._memo.put(scope, self._keys[number], reply)
+            replies[number] = reply
+        self.neg_bytes += sum(map(len, replies.values()))
+        self._outbox.append(Neg(messages={number: replies[number] for number in frame.messages}))
+        self._asked, self._replies, self._keys = None, {}, {}
+        return READY
+
+    def _on_records(self, raws: list[bytes]) -> State:
+        taken, _ = pack_records(raws) if raws else ([], 0)
+        self._outbox.append(Recs(records=tuple(taken)))
+        return READY
+
+    def _on_ingested(self, new: int, refused: Sequence[str]) -> State:
+        self._check_refusals(new, refused, self._pushed)
+        self._outbox.append(Ack(new=new))
+        return READY

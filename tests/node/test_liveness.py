@@ -2,7 +2,8 @@
 
 A real node and a bare libp2p peer (``node.transport`` with GossipSub and identify, its ping
 handler removed, no sync handler) in one process on 127.0.0.1. Liveness rounds are shortened
-to 0.1 s, so that a second of the test is ten rounds.
+to 0.5 s (a check still in flight at the next round counts as missed, so this is also the time
+a peer has to answer: shorter rounds made a loaded machine look like a dead peer).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ PING = liveness.PING_PROTOCOL
 
 @pytest.fixture(autouse=True)
 def short_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(liveness, "LIVENESS_INTERVAL", 0.1)
+    monkeypatch.setattr(liveness, "LIVENESS_INTERVAL", 0.5)
     monkeypatch.setattr(liveness, "LIVENESS_TIMEOUT", 0.5)
 
 
@@ -104,8 +105,8 @@ async def test_a_gossip_only_peer_stays_connected_and_is_asked_to_sync_once(
             await wait_until(lambda: not node.service.speaks_sync(peer.peer_id))
             asked = len(attempts)  # 0 or 1: the first attempt may precede the counter
             probes = count(node, "commons_keepalives_total", "ok")
-            await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= probes + 30)
-            # Three seconds of 0.1 s rounds: every probe answered, no ping tried in vain.
+            await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= probes + 10)
+            # Ten rounds: every probe answered, no ping tried in vain.
             assert connected(node, peer)
             assert node.peer_id in {p.peer_id for p in peer.connected_peers()}
             assert count(node, "commons_keepalives_total", "missed") == 0
@@ -140,12 +141,12 @@ async def test_a_refused_ping_is_not_a_miss(tmp_path: Path) -> None:
             node = await stack.enter_async_context(
                 running(tmp_path, "a", bootstrap=[addr_of(peer)])
             )
-            await wait_until(lambda: count(node, "commons_pings_total", "ok") >= 3)
+            await wait_until(lambda: count(node, "commons_pings_total", "ok") >= 2)
             assert node.transport.offers(peer.peer_id, PING) is True
             peer.remove_stream_handler(PING)
             for stream in list(node.liveness._ping_streams.values()):
                 await stream.reset()  # the kept stream would go on answering
-            await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= 10)
+            await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= 6)
             assert count(node, "commons_pings_total", "missed") == 0
             assert count(node, "commons_keepalives_total", "missed") == 0
             assert node.metrics.total("commons_peers_dropped_total") == 0
@@ -159,7 +160,7 @@ async def test_a_stalled_gossip_only_peer_is_dropped(tmp_path: Path) -> None:
             node = await stack.enter_async_context(running(tmp_path, "a"))
             node.service.target_peers = 0  # no redial: the drop is what is checked
             await peer.connect(addr(node))
-            await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= 3)
+            await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= 2)
             async with stalled(peer):
                 await wait_until(
                     lambda: (

@@ -11,10 +11,12 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import re
 import socket
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -40,15 +42,18 @@ from libp2p.discovery.mdns.utils import stringGen
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
-from libp2p.peer.peerstore import env_to_send_in_RPC
+from libp2p.peer.peerstore import PeerStoreError, env_to_send_in_RPC
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import FLAG_SYN as YAMUX_FLAG_SYN
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.stream_muxer.yamux.yamux import TYPE_PING as YAMUX_TYPE_PING
+from libp2p.stream_muxer.yamux.yamux import YAMUX_HEADER_FORMAT, Yamux
 from zeroconf import Zeroconf
 
 logger = logging.getLogger(__name__)
@@ -419,6 +424,7 @@ def build_host(
     # max_connections on live connections instead.
     host.get_network()._inbound_limiter = trio.CapacityLimiter(UNLIMITED_INBOUND)  # type: ignore[attr-defined]
     _install_rpc_shortcuts()
+    _install_frame_events()
     gossip = CommonsGossipSub(
         protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],  # the same order on every node
         degree=degree,
@@ -555,6 +561,97 @@ def full_queues(pubsub: Pubsub, high_water: int, stuck: set[ID]) -> list[ID]:
     queues = pubsub.peer_queues
     stuck.difference_update([p for p in stuck if p not in queues or len(queues[p]) == 0])
     return [p for p, q in list(queues.items()) if len(q) >= high_water and p not in stuck]
+
+
+# --------------------------------------------------------------------------------------------
+# What a peer serves, and whether its connection is alive when it serves no ping. Ping
+# (/ipfs/ping/1.0.0) is an opt-in service in js-libp2p and rust-libp2p; a Yamux ping is not:
+# the Yamux spec has every implementation answer a PING frame flagged SYN with one flagged ACK,
+# on the connection itself, whatever protocols the peer serves. py-libp2p 0.8.1 sends one only
+# every 30 s (to measure the round trip), so we send our own when we want to know, and wait for
+# any frame at all to arrive after it: the answer, gossip, anything. A stalled connection (a
+# partition) delivers none.
+
+#: Attribute of a secured connection: the trio.Event set when its next Yamux frame arrives.
+_FRAME_EVENT = "_commons_frame_event"
+_yamux_read_exactly = libp2p.stream_muxer.yamux.yamux.read_exactly  # type: ignore[attr-defined]
+_ping_nonces = itertools.count(1 << 31)  # py-libp2p's own pings count up from 1
+
+
+async def _read_exactly_noting_frames(reader: Any, n: int, *args: Any, **kwargs: Any) -> bytes:
+    """Yamux's ``read_exactly`` (it reads every frame's header and body with it), which also
+    wakes a probe waiting on that connection: one attribute lookup a frame otherwise."""
+    data = await _yamux_read_exactly(reader, n, *args, **kwargs)
+    event = getattr(reader, _FRAME_EVENT, None)
+    if event is not None:
+        event.set()
+    return data
+
+
+def _install_frame_events() -> None:
+    libp2p.stream_muxer.yamux.yamux.read_exactly = _read_exactly_noting_frames  # type: ignore[attr-defined]
+
+
+async def yamux_probe(host: IHost, peer_id: ID) -> bool:
+    """Send a Yamux ping on the peer's connections and return True once any of them receives
+    a frame; False at once if none is open. It waits without a bound: the caller sets one.
+
+    The ping's answer also updates py-libp2p's round-trip estimate (it times an answer from
+    the last ping sent), which is why the send time is set as its own pings set it."""
+    conns = [c.muxed_conn for c in host.get_network().get_connections(peer_id)]
+    muxed = [m for m in conns if isinstance(m, Yamux) and not m.is_closed]
+    if not muxed:
+        return False
+    events = [_frame_event(m.secured_conn) for m in muxed]
+    for m in muxed:
+        nonce = next(_ping_nonces) % (1 << 32)
+        await m._write_frame(
+            struct.pack(YAMUX_HEADER_FORMAT, 0, YAMUX_TYPE_PING, YAMUX_FLAG_SYN, 0, nonce)
+        )
+        m._ping_sent_time = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for event in events:
+            nursery.start_soon(_wait_then_cancel, event, nursery.cancel_scope)
+    return True
+
+
+def _frame_event(secured: Any) -> trio.Event:
+    """The event the connection's next frame sets: shared by the probes waiting on it (it is
+    unset, so whatever sets it arrives after each of them began)."""
+    event: trio.Event | None = getattr(secured, _FRAME_EVENT, None)
+    if event is None or event.is_set():
+        event = trio.Event()
+        setattr(secured, _FRAME_EVENT, event)
+    return event
+
+
+async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def peer_protocols(host: IHost, peer_id: ID) -> list[str] | None:
+    """The protocols the peer listed in its last identify message, or None before one came
+    (or when it listed none): py-libp2p replaces the peerstore's list with each message."""
+    try:
+        protocols = host.get_peerstore().get_protocols(peer_id)
+    except PeerStoreError:
+        return None
+    return [str(p) for p in protocols] or None
+
+
+def protocol_refused(exc: BaseException) -> bool:
+    """Whether ``new_stream`` failed because the peer answered "na" to every protocol offered
+    (multistream-select's "not supported"), rather than for a broken or slow connection.
+
+    py-libp2p 0.8.1 raises StreamFailure from a MultiselectClientError for both; only the
+    message of the latter tells them apart."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, MultiselectClientError):
+            return str(cause).startswith("protocols not supported")
+        cause = cause.__cause__
+    return False
 
 
 def forget_failed_dial(host: Any, peer_id: Any) -> None:

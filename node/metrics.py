@@ -25,6 +25,9 @@ _HELP = {
     "commons_sync_records_sent_total": "Records sent to peers by sync.",
     "commons_published_total": "Records this node published by gossip.",
     "commons_pings_total": "Liveness pings of connected peers, by outcome (ok, missed).",
+    "commons_keepalives_total": (
+        "Liveness probes (Yamux pings) of peers that serve no ping, by outcome (ok, missed)."
+    ),
     "commons_ping_streams_opened_total": "Ping streams opened (one kept per connection).",
     "commons_peers_dropped_total": "Connections dropped by this node, by reason.",
 }

@@ -33,6 +33,7 @@ import trio
 from node.authoring import AuthoringError, draft, sign_draft
 from node.home import Home
 from node.ingest import Ingestor, IngestResult
+from node.liveness import Liveness
 from node.metrics import Metrics
 from node.service import Dial, Effect, Service, StartSync
 from node.storage import Store, StoreError
@@ -40,8 +41,7 @@ from node.syncer import Syncer, SyncResult
 from node.transport import (
     Message,
     PeerEvent,
-    Stream,
-    StreamError,
+    ProtocolUnsupported,
     Transport,
     TransportConfig,
     TransportError,
@@ -105,17 +105,6 @@ VIEWS_TICK = 2.0
 #: Seconds a stopping node spends at most starting snapshot writes (docs/INTERFACES.md allows the
 #: whole stop 5 s; one 55,000-record project takes about 0.1 s).
 SNAPSHOT_STOP_SECONDS = 2.0
-#: Seconds between liveness checks of the connected peers (a libp2p ping each).
-LIVENESS_INTERVAL = 5.0
-#: Seconds a peer has to answer a ping.
-LIVENESS_TIMEOUT = 5.0
-#: Pings in a row a peer may miss before its connection is dropped as dead.
-LIVENESS_MISSES = 2
-#: The libp2p ping protocol (served by every libp2p host) and its payload size.
-PING_PROTOCOL = "/ipfs/ping/1.0.0"
-PING_SIZE = 32
-#: Peers whose connection numbers are remembered before the departed ones are forgotten.
-MAX_LINKS = 4096
 
 
 @dataclass
@@ -199,10 +188,7 @@ class Node:
         self._publish_send, self._publish_recv = trio.open_memory_channel[Record](MAX_PUBLISH_QUEUE)
         self._subscribed: set[str] = set()
         self._subscribe_send, self._subscribe_recv = trio.open_memory_channel[str](1024)
-        self._links: dict[str, int] = {}  # peer -> number of its current connection
-        self._misses: dict[tuple[str, int], int] = {}  # pings missed in a row, by connection
-        self._pinging: set[tuple[str, int]] = set()  # connections with a ping in flight
-        self._ping_streams: dict[tuple[str, int], Stream] = {}  # each connection's, kept
+        self.liveness = Liveness(transport, self.metrics, nursery, options.max_peers)
         self.ingestor.on_new(self._on_new_records)
         self._register_gauges()
 
@@ -422,7 +408,7 @@ class Node:
                 self.nursery.start_soon(self._dial, effect.addr)
 
     async def _background_sync(self, peer: str, reason: str) -> None:
-        ok = False
+        ok = unsupported = False
         try:
             result = await self._sync_with(peer)
             ok = True
@@ -435,10 +421,15 @@ class Node:
                     result.sent,
                     result.rounds,
                 )
+        except ProtocolUnsupported:
+            # A gossip-only peer: the service does not ask it again on this connection.
+            unsupported = True
+            log.info("peer %s does not serve %s: gossip only", peer, sync_protocol.PROTOCOL_ID)
         except (ProtocolError, TransportError) as exc:
             log.info("sync with %s (%s) failed: %s", peer, reason, exc)
         finally:
-            self._execute(self.service.sync_finished(peer, ok, trio.current_time()))
+            now = trio.current_time()
+            self._execute(self.service.sync_finished(peer, ok, now, unsupported=unsupported))
 
     async def _sync_with(self, peer: str) -> SyncResult:
         with trio.fail_after(SYNC_TIMEOUT):
@@ -449,8 +440,9 @@ class Node:
         """``commons sync``: reconcile now with one peer (dialled first) or all connected."""
         if maddr:
             peers = [await self.transport.connect(maddr)]
-        else:
-            peers = [p.peer_id for p in self.transport.connected_peers()]
+        else:  # every connected peer that has not said it serves no sync
+            connected = self.transport.connected_peers()
+            peers = [p.peer_id for p in connected if self.service.speaks_sync(p.peer_id)]
         totals = {"peers": 0, "received": 0, "sent": 0}
         errors: list[str] = []
 
@@ -504,110 +496,7 @@ class Node:
                     self.service.add_address(addr, peer=event.peer_id)
         else:
             self._execute(self.service.disconnected(event.peer_id, now))
-        self._relink(event.peer_id)
-
-    async def _liveness(self) -> None:
-        """Drop connections that no longer carry anything.
-
-        A cut cable or a partition does not close a TCP connection: it stalls, libp2p still
-        calls the peer connected, and once the path is back the kernel retransmits only after
-        its backed-off timer (some 50 s after a one-minute cut). A peer that misses
-        ``LIVENESS_MISSES`` pings in a row is disconnected, so the service redials it and a
-        fresh connection reconciles at once.
-
-        Each ping runs as its own task: on a stalled connection py-libp2p may block, shielded
-        from cancellation, in the clean-up of a stream it failed to open, so a ping still in
-        flight at the next round counts as missed instead of holding up the others. Pings
-        belong to one connection of the peer (its ``_link`` number, renewed at every connect
-        and disconnect): what an old connection's ping reports, late, is ignored.
-        """
-        while True:
-            await trio.sleep(LIVENESS_INTERVAL)
-            connected = sorted(p.peer_id for p in self.transport.connected_peers())
-            for peer in connected[: self.options.max_peers]:
-                link = (peer, self._links.get(peer, 0))
-                if link in self._pinging:
-                    self._missed(link)
-                else:
-                    self._pinging.add(link)
-                    self.nursery.start_soon(self._ping, link)
-
-    async def _ping(self, link: tuple[str, int]) -> None:
-        alive = False
-        try:
-            with trio.move_on_after(LIVENESS_TIMEOUT):
-                alive = await self._ping_on_stream(link)
-        except TransportError:
-            pass
-        finally:
-            self._pinging.discard(link)
-        self.metrics.inc("commons_pings_total", outcome="ok" if alive else "missed")
-        if alive:
-            self._misses.pop(link, None)
-        else:
-            self._missed(link)
-
-    async def _ping_on_stream(self, link: tuple[str, int]) -> bool:
-        """One ping over the connection's ping stream, kept open from one round to the next.
-
-        The ping protocol allows any number of pings on a stream, and reusing it makes a ping
-        two small frames each way; opening a stream each time (muxer handshake, protocol
-        negotiation, a handler task at the peer) cost ten times more CPU, about 0.7 % on a
-        node idling with 10 peers. A kept stream the peer has meanwhile closed (py-libp2p
-        waits 10 s for the next ping on it) is replaced by a fresh one at once, and only a
-        fresh stream's failure counts as a miss (its ``StreamError`` reaches ``_ping``).
-        """
-        kept = self._ping_streams.pop(link, None)
-        if kept is not None:
-            with contextlib.suppress(StreamError):
-                return await self._ping_once(link, kept)
-        stream = await self.transport.open_stream(link[0], PING_PROTOCOL)
-        self.metrics.inc("commons_ping_streams_opened_total")
-        return await self._ping_once(link, stream)
-
-    async def _ping_once(self, link: tuple[str, int], stream: Stream) -> bool:
-        """Ping over ``stream``; keep it for the next round if it answered and still belongs
-        to the connection, else reset it."""
-        keep = False
-        try:
-            payload = os.urandom(PING_SIZE)
-            await stream.write(payload)
-            alive = await stream.read_exactly(PING_SIZE) == payload
-            keep = alive and self._links.get(link[0], 0) == link[1]
-            if keep:
-                self._ping_streams[link] = stream
-            return alive
-        finally:
-            if not keep:
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await stream.reset()
-
-    def _missed(self, link: tuple[str, int]) -> None:
-        peer, number = link
-        if self._links.get(peer, 0) != number:
-            return  # a ping of a connection that is gone
-        self._misses[link] = misses = self._misses.get(link, 0) + 1
-        if misses % LIVENESS_MISSES == 0:
-            log.info("dropping the connection to %s: %d pings unanswered", peer, misses)
-            self.metrics.inc("commons_peers_dropped_total", reason="unresponsive")
-            self.nursery.start_soon(self._drop, peer)
-
-    async def _drop(self, peer: str) -> None:
-        with trio.move_on_after(LIVENESS_TIMEOUT), contextlib.suppress(TransportError):
-            await self.transport.disconnect(peer)
-
-    def _relink(self, peer: str) -> None:
-        """A connection to ``peer`` came or went: pings of the previous one no longer count."""
-        number = self._links.get(peer, 0)
-        self._misses.pop((peer, number), None)
-        self._links[peer] = number + 1
-        stale = self._ping_streams.pop((peer, number), None)
-        if stale is not None:
-            self.nursery.start_soon(stale.reset)
-        if len(self._links) > MAX_LINKS:
-            connected = {p.peer_id for p in self.transport.connected_peers()}
-            for gone in [p for p in self._links if p not in connected]:
-                del self._links[gone]
+        self.liveness.relink(event.peer_id)
 
     async def _discovered(self) -> None:
         async for info in self.transport.discovered:
@@ -774,7 +663,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                     node.service.add_address(full, peer=peer)
             nursery.start_soon(node._publish_offline_records)
             nursery.start_soon(node._ticker)
-            nursery.start_soon(node._liveness)
+            nursery.start_soon(node.liveness.run)
             nursery.start_soon(node._warm_views)
             home.write_node_info(node.node_info())
             log.info(

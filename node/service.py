@@ -10,6 +10,9 @@ Rules:
   connection costs one session, not two), and every ``sync_interval`` seconds with one random
   connected peer. Never two sessions with one peer at a time; after a failed session with a
   peer, wait ``SYNC_RETRY`` seconds before trying it again.
+- A peer that does not serve ``/commons/sync/1`` (a gossip-only peer: another implementation
+  of the record format, say) is not asked again while its connection lasts; it stays
+  connected and in the gossip mesh. A new connection gives it a new chance.
 - Keep dialling known addresses (bootstrap first, then remembered peers) while fewer than
   ``target_peers`` are connected. A failed dial backs off exponentially per address, from
   ``DIAL_BACKOFF_MIN`` to ``DIAL_BACKOFF_MAX``; bootstrap addresses are never forgotten
@@ -72,6 +75,7 @@ class Service:
     _addresses: dict[str, _Address] = field(default_factory=dict)
     _syncing: set[str] = field(default_factory=set)
     _sync_blocked_until: dict[str, float] = field(default_factory=dict)
+    _syncless: set[str] = field(default_factory=set)  # connected, refused the sync protocol
     _next_periodic: float | None = None
 
     # ---------------------------------------------------------------------------- inputs
@@ -90,6 +94,7 @@ class Service:
 
     def connected(self, peer: str, now: float) -> list[Effect]:
         self.connected_peers.add(peer)
+        self._syncless.discard(peer)  # a new connection: perhaps another program now
         for a in self._addresses.values():
             if a.peer == peer:
                 a.failures = 0
@@ -100,6 +105,7 @@ class Service:
 
     def disconnected(self, peer: str, now: float) -> list[Effect]:
         self.connected_peers.discard(peer)
+        self._syncless.discard(peer)
         return []
 
     def dial_succeeded(self, addr: str, peer: str, now: float) -> list[Effect]:
@@ -122,9 +128,15 @@ class Service:
             a.next_try = now + backoff * (0.75 + 0.5 * self.rng.random())
         return []
 
-    def sync_finished(self, peer: str, ok: bool, now: float) -> list[Effect]:
+    def sync_finished(
+        self, peer: str, ok: bool, now: float, *, unsupported: bool = False
+    ) -> list[Effect]:
+        """A session ended; ``unsupported``: the peer said it does not serve the protocol."""
         self._syncing.discard(peer)
-        if not ok:
+        if unsupported and peer in self.connected_peers:
+            # At most one entry per connected peer, dropped when it disconnects.
+            self._syncless.add(peer)
+        elif not ok:
             self._sync_blocked_until[peer] = now + SYNC_RETRY
         return []
 
@@ -142,7 +154,9 @@ class Service:
             candidates = sorted(
                 p
                 for p in self.connected_peers
-                if p not in self._syncing and self._sync_blocked_until.get(p, 0) <= now
+                if p not in self._syncing
+                and p not in self._syncless
+                and self._sync_blocked_until.get(p, 0) <= now
             )
             if candidates:
                 effects += self._start_sync(self.rng.choice(candidates), now, "periodic")
@@ -154,8 +168,14 @@ class Service:
     def syncing(self, peer: str) -> bool:
         return peer in self._syncing
 
+    def speaks_sync(self, peer: str) -> bool:
+        """False while the peer's connection is one that refused the sync protocol."""
+        return peer not in self._syncless
+
     def _start_sync(self, peer: str, now: float, reason: str) -> list[Effect]:
-        if peer in self._syncing or self._sync_blocked_until.get(peer, 0) > now:
+        if peer in self._syncing or peer in self._syncless:
+            return []
+        if self._sync_blocked_until.get(peer, 0) > now:
             return []
         self._syncing.add(peer)
         return [StartSync(peer=peer, reason=reason)]

@@ -49,6 +49,7 @@ __all__ = [
     "Message",
     "PeerEvent",
     "PeerInfo",
+    "ProtocolUnsupported",
     "PublishRejected",
     "Stream",
     "StreamBroken",
@@ -86,6 +87,10 @@ CONNECTION_AUDIT_SECONDS = 1.0
 
 class TransportError(Exception):
     """The network failed us: a dial, a stream open, a libp2p service."""
+
+
+class ProtocolUnsupported(TransportError):
+    """The peer is connected but does not serve the protocol asked for (it said so)."""
 
 
 class PublishRejected(TransportError):
@@ -613,8 +618,31 @@ class Transport:
         try:
             net_stream = await self._host.new_stream(pid, [TProtocol(protocol_id)])
         except Exception as exc:  # StreamFailure (e.g. protocol not supported), SwarmException
+            if compat.protocol_refused(exc):
+                raise ProtocolUnsupported(f"{peer_id} does not serve {protocol_id}") from exc
             raise TransportError(f"could not open {protocol_id} to {peer_id}: {exc}") from exc
         return Stream(net_stream, peer_id, protocol_id)
+
+    def remove_stream_handler(self, protocol_id: str) -> None:
+        """Stop serving ``protocol_id``: peers asking for it from now on are told it is not
+        supported. Identify messages sent from now on no longer list it."""
+        self._host.remove_stream_handler(TProtocol(protocol_id))
+
+    def offers(self, peer_id: str, protocol_id: str) -> bool | None:
+        """Whether the peer serves ``protocol_id``, by the protocols it listed in its last
+        identify message; None before one arrived (identify runs just after connecting)."""
+        listed = compat.peer_protocols(self._host, _peer(peer_id))
+        return None if listed is None else protocol_id in listed
+
+    async def probe(self, peer_id: str) -> bool:
+        """Whether the connection to ``peer_id`` still carries traffic, whatever the peer
+        serves: send a Yamux ping (every Yamux implementation answers one) and return True
+        once any frame arrives after it; False at once if not connected. The caller bounds
+        the wait (a stalled connection never answers). Raises TransportError."""
+        try:
+            return await compat.yamux_probe(self._host, _peer(peer_id))
+        except Exception as exc:  # the connection broke while we wrote
+            raise TransportError(f"could not probe {peer_id}: {exc}") from exc
 
     async def _shutdown(self) -> None:
         await compat.close_listeners(self._host)  # first, so that nobody new gets in

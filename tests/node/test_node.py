@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from node import runtime, syncer
+from node import liveness, runtime, syncer
 from node.home import Home
 from node.runtime import Node, NodeOptions, open_node
 from node.transport import TransportConfig, open_transport
@@ -265,7 +265,7 @@ def _now_ms() -> int:
 async def test_liveness_pings_reuse_one_stream_per_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runtime, "LIVENESS_INTERVAL", 0.1)
+    monkeypatch.setattr(liveness, "LIVENESS_INTERVAL", 0.1)
     with trio.fail_after(30):
         async with AsyncExitStack() as stack:
             a = await stack.enter_async_context(running(tmp_path, "a"))
@@ -276,7 +276,7 @@ async def test_liveness_pings_reuse_one_stream_per_connection(
                 assert node.metrics.get("commons_pings_total", outcome="missed") == 0
                 assert node.metrics.get("commons_ping_streams_opened_total") == 1
             # A ping stream the peer closed is replaced at once, and that is not a miss.
-            (stream,) = b._ping_streams.values()
+            (stream,) = b.liveness._ping_streams.values()
             await stream.reset()
             ok = b.metrics.get("commons_pings_total", outcome="ok")
             await wait_until(lambda: b.metrics.get("commons_pings_total", outcome="ok") > ok + 2)
@@ -285,7 +285,7 @@ async def test_liveness_pings_reuse_one_stream_per_connection(
             # A new connection gets a new stream; the old one is let go.
             await b.transport.disconnect(a.peer_id)
             await wait_until(lambda: b.metrics.get("commons_ping_streams_opened_total") >= 3)
-            assert len(b._ping_streams) <= 1
+            assert len(b.liveness._ping_streams) <= 1
 
 
 async def test_neg_answers_for_many_scopes_fit_one_frame(

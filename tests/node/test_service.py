@@ -40,6 +40,29 @@ def test_a_failed_sync_waits_before_the_periodic_retry() -> None:
     ]
 
 
+def test_a_peer_without_the_sync_protocol_is_not_asked_again_on_that_connection() -> None:
+    s = service(A, sync_interval=1.0)
+    assert s.connected(C, 0.0) == [StartSync(peer=C, reason="connected")]
+    s.sync_finished(C, False, 0.1, unsupported=True)
+    assert not s.speaks_sync(C)
+    s.tick(0.0)  # arms the periodic timer
+    # Every periodic turn, long past the retry delay: never C, only the peer that syncs.
+    for turn in range(1, 50):
+        assert s.tick(turn * 1.0 + SYNC_RETRY) == []
+    assert s.dial_succeeded("/ip4/127.0.0.1/tcp/4/p2p/C", C, 60.0) == []  # still connected
+    s.connected(D, 60.0)
+    s.sync_finished(D, True, 60.1)
+    assert s.tick(61.0) == [StartSync(peer=D, reason="periodic")]
+    # A new connection is a new chance (the peer may run another program now).
+    s.disconnected(C, 70.0)
+    assert s.speaks_sync(C)
+    assert s.connected(C, 71.0) == [StartSync(peer=C, reason="connected")]
+    # Learned too late, after a disconnect, it is not remembered.
+    s.disconnected(C, 72.0)
+    s.sync_finished(C, False, 72.5, unsupported=True)
+    assert s.speaks_sync(C)
+
+
 def test_periodic_sync_picks_a_connected_peer() -> None:
     s = service(D, sync_interval=10.0)
     for peer in (A, B, C):

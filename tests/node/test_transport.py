@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node.transport import (
     Message,
     PeerEvent,
+    ProtocolUnsupported,
     PublishRejected,
     Stream,
     StreamBroken,
@@ -31,6 +32,7 @@ from node.transport import (
 TOPIC = "commons/test"
 ECHO = "/commons/test-echo/1"
 BOOM = "/commons/test-boom/1"
+PING = "/ipfs/ping/1.0.0"
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
@@ -292,11 +294,43 @@ async def test_stream_round_trip_and_failing_handler() -> None:
             await wait_until(lambda: b.stats.handler_errors == 1)
 
             assert await round_trip(a, b.peer_id, b"still alive") == b"still alive"
-            with pytest.raises(TransportError, match="could not open"):
+            with pytest.raises(ProtocolUnsupported, match="does not serve /commons/unknown/1"):
                 await a.open_stream(b.peer_id, "/commons/unknown/1")
             assert await round_trip(a, b.peer_id, b"and again") == b"and again"
             with pytest.raises(TransportError, match="not connected"):
                 await a.open_stream(libp2p_peer_id(bytes(32)), ECHO)
+
+
+async def test_what_a_peer_serves_and_a_probe_without_ping() -> None:
+    """Identify tells which protocols a peer serves; a peer that stopped serving ping refuses
+    it (an answer, not a failure); a Yamux probe is answered whatever the peer serves."""
+    with trio.fail_after(15):
+        async with running(config(1), config(2)) as (a, b):
+            b.remove_stream_handler(PING)
+            b.set_stream_handler(ECHO, lambda stream: stream.close())
+            assert not await a.probe(b.peer_id)  # not connected
+            assert a.offers(b.peer_id, PING) is None  # nothing heard from it yet
+            await a.connect(b.listen_addrs()[0])
+            await wait_until(lambda: a.offers(b.peer_id, ECHO) is not None)
+            assert a.offers(b.peer_id, ECHO) is True
+            assert a.offers(b.peer_id, PING) is False
+            await wait_until(lambda: b.offers(a.peer_id, PING) is not None)
+            assert b.offers(a.peer_id, PING) is True
+            with pytest.raises(ProtocolUnsupported, match=f"does not serve {PING}"):
+                await a.open_stream(b.peer_id, PING)
+            for _ in range(20):
+                assert await a.probe(b.peer_id)
+                assert await b.probe(a.peer_id)
+            # Probes interleave with traffic on the same connection.
+            await a.subscribe(TOPIC)
+            await b.subscribe(TOPIC)
+            await wait_until(lambda: a.mesh_peers(TOPIC) == [b.peer_id])
+            async with trio.open_nursery() as nursery:
+                for i in range(50):
+                    nursery.start_soon(a.publish, TOPIC, b"probe %d" % i)
+                    nursery.start_soon(a.probe, b.peer_id)
+            received = {(await next_message(b)).data for _ in range(50)}
+            assert received == {b"probe %d" % i for i in range(50)}
 
 
 async def test_peer_events_on_connect_and_disconnect() -> None:

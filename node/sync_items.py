@@ -52,6 +52,7 @@ class ItemCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._entries: OrderedDict[str, _Items] = OrderedDict()
+        self._trim_due = False  # a big list was dropped: give its memory back (``trim``)
 
     async def acquire(self, scope: str) -> _Items:
         while True:
@@ -100,7 +101,7 @@ class ItemCache:
             del self._entries[entry.scope]
             if entry.storage is not None:
                 entry.storage = None
-                self.store.release_memory()
+                self._trim_due = True
         kept = sum(len(e.storage) for e in self._entries.values() if e.storage is not None)
         for scope, old in list(self._entries.items()):
             if kept <= MAX_KEPT_ITEMS:
@@ -108,6 +109,13 @@ class ItemCache:
             if old.users == 0 and old.storage is not None:
                 kept -= len(old.storage)
                 del self._entries[scope]
+
+    async def trim(self) -> None:
+        """After a big list was dropped, give the memory back to the system in a worker
+        thread (``Store.release_memory`` takes the store's lock, which a big write may hold)."""
+        if self._trim_due:
+            self._trim_due = False
+            await trio.to_thread.run_sync(self.store.release_memory)
 
 
 class MessageMemo:

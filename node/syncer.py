@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -163,7 +163,7 @@ class Syncer:
         store: Store,
         ingestor: Ingestor,
         metrics: Metrics,
-        hello: Callable[[], Hello],
+        hello: Callable[[], Awaitable[Hello]],
         on_misbehaviour: Callable[[str, RemoteProtocolError], None] | None = None,
     ) -> None:
         self.store = store
@@ -186,7 +186,7 @@ class Syncer:
         session: ClientSession | None = None
         outcome = "error"
         try:
-            session = ClientSession(self.hello(), limits=_limits(), memo=lent)
+            session = ClientSession(await self.hello(), limits=_limits(), memo=lent)
             try:
                 async with trio.open_nursery() as fetch.nursery:
                     await self._pump(channel, session, lent, fetch)
@@ -202,6 +202,7 @@ class Syncer:
             self.metrics.inc("commons_sync_rounds_total", session.rounds if session else 0)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await _close(stream)
+                await self._items.trim()
         return SyncResult(
             peer=stream.peer_id,
             scopes=session.scopes,
@@ -220,7 +221,7 @@ class Syncer:
         session: ServerSession | None = None
         outcome = "error"
         try:
-            session = ServerSession(self.hello(), limits=_limits(), memo=lent)
+            session = ServerSession(await self.hello(), limits=_limits(), memo=lent)
             await self._pump(channel, session, lent, None)
             outcome = "ok"
         except RemoteProtocolError as exc:
@@ -233,6 +234,7 @@ class Syncer:
             self._count(channel, "server", outcome)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await _close(stream)
+                await self._items.trim()
 
     async def _pump(
         self,

@@ -12,19 +12,19 @@ we can. libp2p's 32-slot subscription buffers are bypassed: accepted messages go
 peer's 32-RPC outbound queue is above ``PUBLISH_QUEUE_HIGH_WATER``, because libp2p drops RPCs
 on a full queue (a burst of 200 delivered 17 without this, 200 with it).
 
-Penalties: each message our validator rejects counts against the peer that forwarded it. After
-``max_rejects_per_peer`` rejects within ``reject_window_seconds`` the peer is banned for
-``ban_seconds``: pubsub blacklists it (its messages are dropped before validation), it is
-disconnected, ``connect`` refuses it and an inbound connection from it is closed at once.
-GossipSub's own scorer stays at its defaults (it gates nothing): py-libp2p's scorer departs
-from the spec and would also punish honest relays during bursts.
+Penalties: each message rejected (by our validator, or here for naming several topics) is
+reported to the reject listener with the peer that forwarded it; whom to ban is the node's
+decision (:mod:`node.service`). ``ban(peer, seconds)`` carries one out: pubsub blacklists the
+peer (its messages are dropped before validation), it is disconnected, ``connect`` refuses it
+and an inbound connection from it is closed at once, until the ban ends. GossipSub's own
+scorer stays at its defaults (it gates nothing): py-libp2p's scorer departs from the spec and
+would also punish honest relays during bursts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -75,7 +75,6 @@ MAX_TOPICS = 256  # topics with a validator: subscribed or published to
 MAX_READ_BYTES = 1 << 20  # one Stream.read
 MAX_READ_EXACTLY_BYTES = 8 << 20  # one Stream.read_exactly
 MAX_INBOUND_STREAMS = 128  # stream handlers running at once; further streams are reset
-MAX_TRACKED_REJECT_PEERS = 1024
 MAX_BANNED_PEERS = 1024
 PUBLISH_QUEUE_HIGH_WATER = 16  # of libp2p's 32-RPC per-peer outbound queue
 MAX_PUBLISH_WAIT_SECONDS = 0.5  # then the queue's peer counts as stuck and is not waited for
@@ -122,9 +121,6 @@ class TransportConfig:
     gossip_degree_high: int = 12
     heartbeat_seconds: int = 1
     seen_ttl_seconds: int = 120
-    max_rejects_per_peer: int = 10
-    reject_window_seconds: float = 60.0
-    ban_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if len(self.seed) != 32:
@@ -133,8 +129,8 @@ class TransportConfig:
             raise ValueError("listen must name at least one multiaddr")
         if not 0 < self.gossip_degree_low <= self.gossip_degree <= self.gossip_degree_high:
             raise ValueError("need 0 < gossip_degree_low <= gossip_degree <= gossip_degree_high")
-        if min(self.max_connections, self.heartbeat_seconds, self.max_rejects_per_peer) < 1:
-            raise ValueError("max_connections, heartbeat_seconds, max_rejects_per_peer >= 1")
+        if min(self.max_connections, self.heartbeat_seconds) < 1:
+            raise ValueError("max_connections and heartbeat_seconds must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -275,7 +271,8 @@ def _check_topic(topic: str) -> None:
         raise ValueError(f"topic must have 1..{MAX_TOPIC_BYTES} bytes: {topic!r}")
 
 
-Validator = Callable[[str, bytes, str], bool]
+Validator = Callable[[str, bytes, str], bool | None]
+RejectListener = Callable[[str], None]
 StreamHandler = Callable[[Stream], Awaitable[None]]
 _CLOSED = (trio.ClosedResourceError, trio.BrokenResourceError)
 
@@ -294,6 +291,7 @@ class Transport:
         self.peer_id: str = str(host.get_id())
         self.stats = TransportStats()
         self._validator: Validator | None = None
+        self._on_reject: RejectListener | None = None
         self._validated_topics: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._inbox, self.messages = trio.open_memory_channel[Message](MAX_INBOX_MESSAGES)
@@ -303,7 +301,6 @@ class Transport:
         self._inbound_streams = 0
         self._connections: dict[str, int] = {}
         self._stuck: set[ID] = set()  # peers whose queue did not drain in time
-        self._rejects: dict[str, deque[float]] = {}
         self._banned_until: dict[str, float] = {}
         pubsub.on_delivered = self._deliver
         pubsub.on_error = self._count_pubsub_error
@@ -414,7 +411,7 @@ class Transport:
 
     # ----- penalties ---------------------------------------------------------------------
 
-    def ban(self, peer_id: str, seconds: float | None = None) -> None:
+    def ban(self, peer_id: str, seconds: float) -> None:
         """Blacklist the peer's gossip, disconnect it and refuse it for ``seconds``.
 
         Idempotent while the ban lasts: py-libp2p tearing a blacklisted peer down twice
@@ -426,11 +423,9 @@ class Transport:
         if peer_id not in self._banned_until and len(self._banned_until) >= MAX_BANNED_PEERS:
             oldest = min(self._banned_until, key=self._banned_until.__getitem__)
             self._unban(oldest)
-        duration = self._config.ban_seconds if seconds is None else seconds
-        self._banned_until[peer_id] = trio.current_time() + duration
-        self._rejects.pop(peer_id, None)
+        self._banned_until[peer_id] = trio.current_time() + seconds
         self.stats.bans += 1
-        logger.warning("banning peer %s for %.0f s", peer_id, duration)
+        logger.warning("banning peer %s for %.0f s", peer_id, seconds)
         self._pubsub.add_to_blacklist(pid)
         self._spawn(self._drop_peer, peer_id)
 
@@ -454,28 +449,24 @@ class Transport:
         except Exception as exc:
             logger.debug("disconnecting banned peer %s: %r", peer_id, exc)
 
-    def _note_reject(self, peer_id: str) -> None:
-        now = trio.current_time()
-        recent = self._rejects.get(peer_id)
-        if recent is None:
-            if len(self._rejects) >= MAX_TRACKED_REJECT_PEERS:
-                del self._rejects[next(iter(self._rejects))]
-            recent = self._rejects[peer_id] = deque(maxlen=self._config.max_rejects_per_peer)
-        recent.append(now)
-        if len(recent) == recent.maxlen and now - recent[0] <= self._config.reject_window_seconds:
-            self.ban(peer_id)
-
     # ----- gossip ------------------------------------------------------------------------
 
     def set_validator(self, fn: Validator) -> None:
         """Install ``fn(topic, data, from_peer) -> accept?``.
 
         It runs synchronously inside libp2p, before forwarding, on every message received or
-        published on our topics. Anything but ``True``, or an exception, rejects. A sync
+        published on our topics. ``True`` accepts; ``None`` drops the message without blame
+        (GossipSub's "ignore"); anything else, or an exception, rejects it, and the reject
+        listener hears of it. A sync
         validator is cheaper than libp2p's async path (a nursery and a semaphore per message)
         and our validation is CPU work anyway; the wrapper makes it safe.
         """
         self._validator = fn
+
+    def set_reject_listener(self, fn: RejectListener) -> None:
+        """Install ``fn(peer_id)``, called (inside libp2p, so it must not block or raise) for
+        each message rejected that another peer forwarded: the node decides on bans."""
+        self._on_reject = fn
 
     def _ensure_validator(self, topic: str) -> None:
         if topic not in self._validated_topics:
@@ -487,22 +478,28 @@ class Transport:
     def _validate(self, topic: str, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         from_peer = str(forwarder)
         fn = self._validator
+        verdict: bool | None = False
         try:
-            ok = len(msg.topicIDs) == 1 and (fn is None or fn(topic, msg.data, from_peer) is True)
+            if len(msg.topicIDs) == 1:
+                verdict = True if fn is None else fn(topic, msg.data, from_peer)
         except Exception:
             self.stats.validator_errors += 1
             logger.warning("validator raised on a message from %s", from_peer, exc_info=True)
-            ok = False
-        if ok:
+            verdict = False
+        if verdict is True:
             self.stats.messages_accepted += 1
             return True
         self.stats.messages_rejected += 1
         outcome = compat.current_outcome.get()
         if outcome is not None:
             outcome.rejected = True
-        if from_peer != self.peer_id:
+        if from_peer != self.peer_id and verdict is not None:
             logger.debug("rejected a message on %s forwarded by %s", topic, from_peer)
-            self._note_reject(from_peer)
+            if self._on_reject is not None:
+                try:
+                    self._on_reject(from_peer)
+                except Exception:
+                    logger.warning("reject listener raised on %s", from_peer, exc_info=True)
         return False
 
     async def subscribe(self, topic: str) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from test_node import LOOPBACK, addr, running, wait_until
 
 from node import liveness
 from node.runtime import Node
+from node.service import ServiceConfig
 from node.transport import Transport, TransportConfig, open_transport
 from protocol import sync
 from protocol.testing import RecordFactory
@@ -28,10 +30,8 @@ from protocol.validation import META_TOPIC
 PING = liveness.PING_PROTOCOL
 
 
-@pytest.fixture(autouse=True)
-def short_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(liveness, "LIVENESS_INTERVAL", 0.5)
-    monkeypatch.setattr(liveness, "LIVENESS_TIMEOUT", 0.5)
+#: Liveness rounds (and the time a check may take) of the nodes in these tests.
+SHORT_ROUNDS = ServiceConfig(liveness_interval=0.5, liveness_timeout=0.5)
 
 
 @asynccontextmanager
@@ -99,7 +99,13 @@ async def test_a_gossip_only_peer_stays_connected_and_is_asked_to_sync_once(
             # The node dials the peer, so it starts a sync at once; periodic syncs are due at
             # every tick (0.5 s), and the peer is the only candidate.
             node = await stack.enter_async_context(
-                running(tmp_path, "a", bootstrap=[addr_of(peer)], sync_interval=0.2)
+                running(
+                    tmp_path,
+                    "a",
+                    bootstrap=[addr_of(peer)],
+                    sync_interval=0.2,
+                    tuning=SHORT_ROUNDS,
+                )
             )
             attempts = sync_attempts(node)
             await wait_until(lambda: not node.service.speaks_sync(peer.peer_id))
@@ -139,12 +145,12 @@ async def test_a_refused_ping_is_not_a_miss(tmp_path: Path) -> None:
         async with AsyncExitStack() as stack:
             peer = await stack.enter_async_context(gossip_only(ping=True))
             node = await stack.enter_async_context(
-                running(tmp_path, "a", bootstrap=[addr_of(peer)])
+                running(tmp_path, "a", bootstrap=[addr_of(peer)], tuning=SHORT_ROUNDS)
             )
             await wait_until(lambda: count(node, "commons_pings_total", "ok") >= 2)
             assert node.transport.offers(peer.peer_id, PING) is True
             peer.remove_stream_handler(PING)
-            for stream in list(node.liveness._ping_streams.values()):
+            for stream in node.liveness.ping_streams():
                 await stream.reset()  # the kept stream would go on answering
             await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= 6)
             assert count(node, "commons_pings_total", "missed") == 0
@@ -157,8 +163,9 @@ async def test_a_stalled_gossip_only_peer_is_dropped(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with AsyncExitStack() as stack:
             peer = await stack.enter_async_context(gossip_only())
-            node = await stack.enter_async_context(running(tmp_path, "a"))
-            node.service.target_peers = 0  # no redial: the drop is what is checked
+            node = await stack.enter_async_context(running(tmp_path, "a", tuning=SHORT_ROUNDS))
+            # No redial: the drop is what is checked.
+            node.service.config = replace(node.service.config, target_peers=0)
             await peer.connect(addr(node))
             await wait_until(lambda: count(node, "commons_keepalives_total", "ok") >= 2)
             async with stalled(peer):

@@ -9,14 +9,16 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trio
 
-from node import liveness, runtime, syncer
+from node import gossip, syncer
 from node.home import Home
 from node.runtime import Node, NodeOptions, open_node
+from node.service import ServiceConfig
 from node.transport import TransportConfig, open_transport
 from protocol import sync
 from protocol.errors import InvalidRecord
@@ -68,7 +70,7 @@ async def test_gossip_reaches_a_line_of_nodes(tmp_path: Path) -> None:
             await wait_until(lambda: c.store.has(project.id))
             # The new project's topic is subscribed on every node; a contribution follows it.
             topic = project_topic(project.id)
-            await wait_until(lambda: all(topic in n._subscribed for n in (a, b, c)))
+            await wait_until(lambda: all(n.service.subscribed(topic) for n in (a, b, c)))
             await wait_until(
                 lambda: c.transport.mesh_peers(topic) != [],
             )
@@ -128,7 +130,7 @@ async def test_partition_heals_by_reconciliation(tmp_path: Path) -> None:
             project = await a.author("project", {"name": "Shared"})
             await wait_until(lambda: b.store.has(project.id))
             # Partition: no connection, and no redialling meanwhile.
-            b.service.target_peers = 0
+            b.service.config = replace(b.service.config, target_peers=0)
             await b.transport.disconnect(a.peer_id)
             await wait_until(lambda: not a.transport.connected_peers())
             made: list[Record] = []
@@ -147,7 +149,7 @@ async def test_partition_heals_by_reconciliation(tmp_path: Path) -> None:
             assert ids(a) != ids(b)
             # Heal: reconnect; the dialling side reconciles at once.
             await b.transport.connect(addr(a))
-            b.service.target_peers = 8
+            b.service.config = replace(b.service.config, target_peers=8)
             result = await b.sync_now()
             assert result["peers"] == 1
             await wait_until(lambda: ids(a) == ids(b))
@@ -176,8 +178,8 @@ async def test_follow_only_some_projects(tmp_path: Path) -> None:
             assert f.store.has(p2.id)
             assert not f.store.has(c2.id)
             # Live gossip respects the follow list too.
-            await wait_until(lambda: project_topic(p1.id) in f._subscribed)
-            assert project_topic(p2.id) not in f._subscribed
+            await wait_until(lambda: f.service.subscribed(project_topic(p1.id)))
+            assert not f.service.subscribed(project_topic(p2.id))
             await wait_until(lambda: f.peer_id in a.transport.mesh_peers(project_topic(p1.id)), 15)
             c3 = await a.author(
                 "contribution", {"project": p1.id.hex(), "type": "docs", "title": "later"}
@@ -262,21 +264,23 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def test_liveness_pings_reuse_one_stream_per_connection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(liveness, "LIVENESS_INTERVAL", 0.1)
+async def test_liveness_pings_reuse_one_stream_per_connection(tmp_path: Path) -> None:
+    # Rounds of 0.5 s, as in test_liveness.py: shorter ones made a loaded machine miss pings
+    # while the connection was still being set up.
+    fast = ServiceConfig(liveness_interval=0.5)
     with trio.fail_after(30):
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(running(tmp_path, "a"))
-            b = await stack.enter_async_context(running(tmp_path, "b", bootstrap=[addr(a)]))
+            a = await stack.enter_async_context(running(tmp_path, "a", tuning=fast))
+            b = await stack.enter_async_context(
+                running(tmp_path, "b", bootstrap=[addr(a)], tuning=fast)
+            )
             await wait_until(lambda: a.metrics.get("commons_pings_total", outcome="ok") >= 6)
             await wait_until(lambda: b.metrics.get("commons_pings_total", outcome="ok") >= 6)
             for node in (a, b):
                 assert node.metrics.get("commons_pings_total", outcome="missed") == 0
                 assert node.metrics.get("commons_ping_streams_opened_total") == 1
             # A ping stream the peer closed is replaced at once, and that is not a miss.
-            (stream,) = b.liveness._ping_streams.values()
+            (stream,) = b.liveness.ping_streams()
             await stream.reset()
             ok = b.metrics.get("commons_pings_total", outcome="ok")
             await wait_until(lambda: b.metrics.get("commons_pings_total", outcome="ok") > ok + 2)
@@ -285,7 +289,7 @@ async def test_liveness_pings_reuse_one_stream_per_connection(
             # A new connection gets a new stream; the old one is let go.
             await b.transport.disconnect(a.peer_id)
             await wait_until(lambda: b.metrics.get("commons_ping_streams_opened_total") >= 3)
-            assert len(b.liveness._ping_streams) <= 1
+            assert len(b.liveness.ping_streams()) <= 1
 
 
 async def test_neg_answers_for_many_scopes_fit_one_frame(
@@ -329,13 +333,13 @@ async def test_own_publishes_are_not_validated_twice(
     """libp2p runs the validator on local publishes too; a record the node publishes from its
     store was validated when it was stored, so only the receiving node validates it."""
     calls: list[str] = []
-    real = runtime.validate_message
+    real = gossip.validate_message
 
     def counting(topic: str, data: bytes, *, now_ms: int) -> Record:
         calls.append(topic)
         return real(topic, data, now_ms=now_ms)
 
-    monkeypatch.setattr(runtime, "validate_message", counting)
+    monkeypatch.setattr(gossip, "validate_message", counting)
     with trio.fail_after(30):
         async with AsyncExitStack() as stack:
             a = await stack.enter_async_context(running(tmp_path, "a"))
@@ -346,7 +350,7 @@ async def test_own_publishes_are_not_validated_twice(
             await wait_until(lambda: b.store.has(project.id))
             assert len(calls) - before == 1  # at b only
             # A message from elsewhere carrying the same bytes is still validated.
-            assert a._validate(META_TOPIC, project.raw, b.peer_id)
+            assert a.gossip.validate(META_TOPIC, project.raw, b.peer_id)
             assert len(calls) - before == 2
 
 
@@ -365,13 +369,13 @@ async def test_gossip_refused_for_good_is_refused_again_without_a_second_look(
     topic = project_topic(project.id)
     async with running(tmp_path, "b") as b:
         peer = "12D3KooWPeerThatAsksAgain"
-        assert not b._validate(META_TOPIC, bytes(forged), peer)
-        assert not b._validate(META_TOPIC, bytes(forged), peer)
+        assert not b.gossip.validate(META_TOPIC, bytes(forged), peer)
+        assert not b.gossip.validate(META_TOPIC, bytes(forged), peer)
         assert b.metrics.get("commons_gossip_rejected_total", reason="bad-signature") == 1
         assert b.metrics.get("commons_gossip_refused_again_total") == 1
-        assert not b._validate(topic, project.raw, peer)  # a project is a meta record
-        assert b._validate(META_TOPIC, project.raw, peer)
+        assert not b.gossip.validate(topic, project.raw, peer)  # a project is a meta record
+        assert b.gossip.validate(META_TOPIC, project.raw, peer)
         for _ in range(2):
-            assert not b._validate(META_TOPIC, ahead.raw, peer)
+            assert not b.gossip.validate(META_TOPIC, ahead.raw, peer)
         assert b.metrics.get("commons_gossip_rejected_total", reason="future-timestamp") == 2
         assert b.metrics.get("commons_gossip_refused_again_total") == 1

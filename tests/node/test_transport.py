@@ -345,15 +345,27 @@ async def test_peer_events_on_connect_and_disconnect() -> None:
             assert a.connected_peers() == []
 
 
-async def test_a_peer_forwarding_rejected_messages_is_banned() -> None:
+async def test_rejects_are_reported_and_a_ban_is_carried_out() -> None:
+    """The transport reports each rejected message with its forwarder (whom to ban is the
+    node's decision) and executes the ban it is given."""
+
     def refuse_forged(topic: str, data: bytes, from_peer: str) -> bool:
         return not data.startswith(b"forged")
 
+    rejected: list[str] = []
     with trio.fail_after(15):
-        async with line(refuse_forged, max_rejects_per_peer=3) as (a, b, c):
+        async with line(refuse_forged) as (a, b, c):
+
+            def on_reject(peer: str) -> None:
+                rejected.append(peer)
+                if len(rejected) == 3:
+                    b.ban(peer, 600.0)
+
+            b.set_reject_listener(on_reject)
             for i in range(3):
                 await a.publish(TOPIC, b"forged %d" % i)
             await wait_until(lambda: b.banned_peers() == [a.peer_id])
+            assert rejected == [a.peer_id] * 3
             await wait_until(lambda: a.peer_id not in {p.peer_id for p in b.connected_peers()})
             assert b.stats.bans == 1
             with pytest.raises(TransportError, match="banned"):

@@ -43,7 +43,7 @@ from protocol import sync as sp
 from protocol.bundle import HEADER, encode_bundle, encode_varint
 from protocol.validation import META_TOPIC, project_topic
 
-#: A peer is banned after 10 rejects (TransportConfig.max_rejects_per_peer): each hostile peer
+#: A peer is banned after 10 rejects (ServiceConfig.max_rejects_per_peer): each hostile peer
 #: sends fewer, then a fresh one takes over, so every record meets the validator.
 PER_ATTACKER = 9
 #: Hostile sync peers at work at once.
@@ -78,7 +78,7 @@ async def victim_and_witness(
         topics = [META_TOPIC] + [project_topic(r.id) for r in setup_records()]
         await wait_until(lambda: all(b.store.has(r.id) for r in setup_records()))
         await wait_until(lambda: all(c.store.has(r.id) for r in setup_records()), 30)
-        await wait_until(lambda: all(t in b._subscribed and t in c._subscribed for t in topics))
+        await wait_until(lambda: all(n.service.subscribed(t) for n in (b, c) for t in topics))
         await wait_until(lambda: all(c.peer_id in b.transport.mesh_peers(t) for t in topics), 30)
         yield b, c
 
@@ -127,7 +127,7 @@ async def _refused(b: Node, case: Hostile, before: float) -> None:
 
 
 async def test_hostile_records_by_gossip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="node.runtime")
+    caplog.set_level(logging.INFO, logger="node")
     table = cases(gossip=True)
     with trio.fail_after(60 + (len(table) if FULL else 0)):
         async with victim_and_witness(tmp_path) as (b, c):
@@ -184,7 +184,7 @@ async def _both_ways(b: Node, case: Hostile, i: int, caplog: pytest.LogCaptureFi
 
 
 async def test_hostile_records_by_sync(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="node.runtime")
+    caplog.set_level(logging.INFO, logger="node")
     table = [case for case in cases(sync=True) if case.code != "wrong-topic"]
     metric = "commons_ingest_rejected_total"
     with trio.fail_after(60 + (len(table) if FULL else 0)):

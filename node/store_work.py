@@ -1,0 +1,111 @@
+"""The reactor's store work, in worker threads: the trio thread never waits on the store.
+
+Every :class:`~node.storage.Store` method takes one lock, a write waits for an fsync, and a
+sync's 10,000-record transaction holds the lock meanwhile; even a short read can wait that
+long. So the effects of :mod:`node.service` that touch the store are carried out here:
+address-book writes one at a time in a worker thread (best effort: beyond
+``MAX_STORE_JOBS`` waiting, one is dropped), the project listing the subscriptions come
+from, the scopes a sync session offers, and the folds and snapshot writes of the views.
+Results go back to the service through ``execute``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+import trio
+
+from node.service import Effect, NodeService, RefreshViews
+from node.storage import Store, StoreError
+from node.views import ViewCache
+from protocol.sync import Hello
+
+__all__ = ["StoreWork"]
+
+log = logging.getLogger(__name__)
+
+#: Address-book writes waiting for the worker.
+MAX_STORE_JOBS = 256
+
+
+class StoreWork:
+    """Store effects, run off the trio thread; called from the node's trio loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        views: ViewCache,
+        service: NodeService,
+        execute: Callable[[Iterable[Effect]], None],
+    ) -> None:
+        self.store = store
+        self.views = views
+        self.service = service
+        self.execute = execute
+        self._views_seen: tuple[int, int] | None = None
+        self._jobs, self._jobs_recv = trio.open_memory_channel[Callable[[], Any]](MAX_STORE_JOBS)
+
+    def write_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue an address-book write for :meth:`run`."""
+        try:
+            self._jobs.send_nowait(partial(fn, *args))
+        except trio.WouldBlock:
+            log.debug("address book busy: dropped a %s", getattr(fn, "__name__", "write"))
+
+    async def run(self) -> None:
+        """The writer: one queued write at a time, each its own transaction."""
+        async for job in self._jobs_recv:
+            try:
+                await trio.to_thread.run_sync(job)
+            except StoreError as exc:
+                log.warning("could not update the address book: %s", exc)
+
+    async def hello(self) -> Hello:
+        """What our sync sessions offer (counting the stored scopes reads the whole index
+        when its memo is stale: tens of milliseconds at 100,000 records)."""
+        following_all = not self.service.config.follow
+        stored = await trio.to_thread.run_sync(self.store.scopes) if following_all else {}
+        return self.service.hello(stored)
+
+    async def list_projects(self) -> None:
+        try:
+            ids = await trio.to_thread.run_sync(self.store.project_ids)
+        except StoreError as exc:
+            log.warning("could not list the stored projects: %s", exc)
+            return
+        self.execute(self.service.projects_listed(ids))
+
+    async def refresh_views(self, effect: RefreshViews) -> None:
+        """Fold the followed projects whose results are stale (see ``ViewCache.refresh``),
+        if records were stored since the last time: the first ``ledger`` or ``shares`` of a
+        project then answers in milliseconds instead of a second or more. Then write the
+        snapshots of the folds held (``node.views`` debounces them per project)."""
+        try:
+            version = await trio.to_thread.run_sync(self.store.version)
+            if effect.first or version != self._views_seen:
+                self._views_seen = version
+                refresh = partial(self.views.refresh, shown_only=not effect.first)
+                await trio.to_thread.run_sync(refresh, self.service.follows, effect.budget)
+                if effect.first:  # reading every project's key went through the whole index
+                    await trio.to_thread.run_sync(self.store.release_memory)
+            if self.views.unsaved():
+                await trio.to_thread.run_sync(self.views.save_snapshots)
+        except StoreError as exc:
+            log.warning("warming the views or writing their snapshots failed: %s", exc)
+        self.execute(self.service.views_refreshed(trio.current_time()))
+
+    async def save_snapshots(self, max_seconds: float) -> None:
+        """Write the snapshots of the folds newer than the stored ones, now (the node is
+        stopping): the first call after the next start reads them instead of decoding."""
+        if not self.views.unsaved():
+            return
+        save = partial(self.views.save_snapshots, force=True, max_seconds=max_seconds)
+        try:
+            written = await trio.to_thread.run_sync(save)
+        except StoreError as exc:
+            log.warning("writing the view snapshots at stop failed: %s", exc)
+            return
+        log.info("wrote %d view snapshots before stopping", written)

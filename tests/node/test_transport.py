@@ -347,10 +347,11 @@ async def test_peer_events_on_connect_and_disconnect() -> None:
 
 async def test_rejects_are_reported_and_a_ban_is_carried_out() -> None:
     """The transport reports each rejected message with its forwarder (whom to ban is the
-    node's decision) and executes the ban it is given."""
+    node's decision) and executes the ban it is given; an ignored message is dropped
+    without a report."""
 
-    def refuse_forged(topic: str, data: bytes, from_peer: str) -> bool:
-        return not data.startswith(b"forged")
+    def refuse_forged(topic: str, data: bytes, from_peer: str) -> bool | None:
+        return None if data.startswith(b"ignored") else not data.startswith(b"forged")
 
     rejected: list[str] = []
     with trio.fail_after(15):
@@ -362,10 +363,12 @@ async def test_rejects_are_reported_and_a_ban_is_carried_out() -> None:
                     b.ban(peer, 600.0)
 
             b.set_reject_listener(on_reject)
+            await a.publish(TOPIC, b"ignored")
             for i in range(3):
                 await a.publish(TOPIC, b"forged %d" % i)
             await wait_until(lambda: b.banned_peers() == [a.peer_id])
             assert rejected == [a.peer_id] * 3
+            assert b.stats.messages_rejected == 4
             await wait_until(lambda: a.peer_id not in {p.peer_id for p in b.connected_peers()})
             assert b.stats.bans == 1
             with pytest.raises(TransportError, match="banned"):

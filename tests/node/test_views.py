@@ -491,6 +491,6 @@ async def test_a_restarted_node_answers_from_the_snapshot_without_decoding(
         async with open_node(home, options) as node:
             assert list(node.store.snapshot_keys()) == [records[0].id]
             no_decoding(node.store, monkeypatch)
-            assert node.views.refresh(node.follows, budget=1_000_000) == []
+            assert node.views.refresh(node.service.follows, budget=1_000_000) == []
             assert await trio.to_thread.run_sync(node.views.ledger, pid) == ledger
             assert await trio.to_thread.run_sync(node.views.shares, pid) == shares

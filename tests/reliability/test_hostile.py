@@ -37,10 +37,10 @@ from reliability_harness import (
 from system_harness import COMMONS
 
 from node.runtime import Node
-from node.syncer import TOLERATED_REFUSALS
 from node.transport import TransportError
 from protocol import sync as sp
 from protocol.bundle import HEADER, encode_bundle, encode_varint
+from protocol.sync_session import TOLERATED_REFUSALS
 from protocol.validation import META_TOPIC, project_topic
 
 #: A peer is banned after 10 rejects (ServiceConfig.max_rejects_per_peer): each hostile peer

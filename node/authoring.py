@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from node.storage import Store
+from node.store.sqlite import Store
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import (
     Artifact,

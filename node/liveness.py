@@ -24,7 +24,7 @@ import os
 import trio
 
 from node.metrics import Metrics
-from node.transport import ProtocolUnsupported, Stream, StreamError, Transport, TransportError
+from node.net.transport import ProtocolUnsupported, Stream, StreamError, Transport, TransportError
 
 __all__ = ["LIVENESS_INTERVAL", "LIVENESS_MISSES", "LIVENESS_TIMEOUT", "Liveness"]
 

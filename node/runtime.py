@@ -32,13 +32,9 @@ import trio
 
 from node.authoring import AuthoringError, draft, sign_draft
 from node.home import Home
-from node.ingest import Ingestor, IngestResult
 from node.liveness import Liveness
 from node.metrics import Metrics
-from node.service import Dial, Effect, Service, StartSync
-from node.storage import Store, StoreError
-from node.syncer import Syncer, SyncResult
-from node.transport import (
+from node.net.transport import (
     Message,
     PeerEvent,
     ProtocolUnsupported,
@@ -47,8 +43,12 @@ from node.transport import (
     TransportError,
     open_transport,
 )
-from node.verifier import Verifier
-from node.views import ViewCache
+from node.service import Dial, Effect, Service, StartSync
+from node.store.sqlite import Store, StoreError
+from node.sync.ingest import Ingestor, IngestResult
+from node.sync.syncer import Syncer, SyncResult
+from node.sync.verifier import Verifier
+from node.views.cache import ViewCache
 from protocol import sync as sync_protocol
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import Record
@@ -526,7 +526,7 @@ class Node:
         snapshot is current is not decoded at all, keeping an idle node small. After records
         were stored, fold again the projects among those whose results were held or stored
         (not the ones only being caught up on). The folds (these and those of calls) are written as
-        snapshots a little later (``node.views`` debounces per project) and, when the node
+        snapshots a little later (``node.views.cache`` debounces per project) and, when the node
         stops, within ``SNAPSHOT_STOP_SECONDS``: the first call after the next start then
         reads the snapshot instead of decoding the project.
         """
@@ -652,7 +652,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             ):
                 nursery.start_soon(task)
             if options.api:
-                from node.api import serve_api
+                from node.api.app import serve_api
 
                 node.api_url = await nursery.start(serve_api, node, options.api)
             for addr in options.bootstrap:

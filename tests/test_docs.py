@@ -172,7 +172,7 @@ def commands(
 
 
 def cli_commands() -> list[tuple[str, list[str]]]:
-    from node.cli import build_parser
+    from node.cli.main import build_parser
 
     return list(commands(build_parser()))
 
@@ -197,7 +197,7 @@ def test_the_global_options_are_documented() -> None:
 
 
 def api_routes() -> list[str]:
-    from node.api import build_app
+    from node.api.app import build_app
 
     home = SimpleNamespace(api_token=lambda: "token", tokens_path=ROOT / "no-such-tokens.json")
     app = build_app(SimpleNamespace(home=home))  # type: ignore[arg-type]

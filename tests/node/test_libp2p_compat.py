@@ -10,7 +10,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.utils.varint import encode_uvarint, read_varint_prefixed_bytes_limited
 
-from node import _libp2p_compat as compat
+from node.net import _compat as compat
 
 
 def _rpc(*payloads: bytes, topic: str = "/commons/1/meta") -> rpc_pb2.RPC:

@@ -22,7 +22,7 @@ from pathlib import Path
 import multiaddr
 import pytest
 
-from node import _libp2p_imports as hook
+from node.net import _imports as hook
 
 # Modules that `import node.runtime` loads only through the subsystems the hook keeps out.
 KEPT_OUT = [
@@ -103,7 +103,7 @@ import importlib.metadata, json, sys
 real = importlib.metadata.version
 importlib.metadata.version = lambda dist: "0.8.2" if dist == "libp2p" else real(dist)
 import node
-from node._libp2p_imports import StandInFinder
+from node.net._imports import StandInFinder
 finders = [f for f in sys.meta_path if isinstance(f, StandInFinder)]
 print(json.dumps({"stand_ins": sorted(n for f in finders for n in f.stand_ins)}))
 """

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from node import liveness, runtime, syncer
+from node import liveness, runtime
 from node.home import Home
+from node.net.transport import TransportConfig, open_transport
 from node.runtime import Node, NodeOptions, open_node
-from node.transport import TransportConfig, open_transport
+from node.sync import syncer
 from protocol import sync
 from protocol.errors import InvalidRecord
 from protocol.record import Record

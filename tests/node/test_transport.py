@@ -16,7 +16,7 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.transport import (
+from node.net.transport import (
     Message,
     PeerEvent,
     ProtocolUnsupported,
@@ -422,7 +422,7 @@ async def test_idontwant_only_for_big_messages_and_sender_records_verified_once(
     only for messages of IDONTWANT_MIN_BYTES or more, as go-libp2p-pubsub does; a peer's
     signed peer record, attached to every RPC, is verified once, not per RPC. Gossip still
     arrives, and a record that fails verification is still refused."""
-    from node import _libp2p_compat as compat
+    from node.net import _compat as compat
 
     verified: list[bytes] = []
     real_consume = compat.maybe_consume_signed_record

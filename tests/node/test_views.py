@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 import trio
 
-from node import storage
 from node.home import Home
-from node.ingest import Ingestor
 from node.metrics import Metrics
 from node.runtime import NodeOptions, open_node
-from node.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
-from node.storage import Store
-from node.views import SNAPSHOT_DELAY, SNAPSHOT_INTERVAL, ViewCache, ViewError
+from node.store import sqlite as storage
+from node.store.sqlite import Store
+from node.sync.ingest import Ingestor
+from node.views.cache import SNAPSHOT_DELAY, SNAPSHOT_INTERVAL, ViewCache, ViewError
+from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
 from protocol.ledger import ProjectView
 from protocol.record import Record
 from protocol.signing import peer_id, public_key_from_peer_id

@@ -36,9 +36,9 @@ from reliability_harness import (
 )
 from system_harness import COMMONS
 
+from node.net.transport import TransportError
 from node.runtime import Node
-from node.syncer import TOLERATED_REFUSALS
-from node.transport import TransportError
+from node.sync.syncer import TOLERATED_REFUSALS
 from protocol import sync as sp
 from protocol.bundle import HEADER, encode_bundle, encode_varint
 from protocol.validation import META_TOPIC, project_topic

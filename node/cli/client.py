@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from node.errors import CommandError
+from node.cli.errors import CommandError
 from node.home import Home
 
 __all__ = ["NodeClient", "running_client"]

@@ -1,7 +1,7 @@
 """The signature helper process and its pipe format.
 
-Started (isolated, see :func:`node.verifier.helper_command`) and stopped by
-:class:`node.verifier.Verifier`; kept light (no trio, no libp2p) so it
+Started (isolated, see :func:`node.sync.verifier.helper_command`) and stopped by
+:class:`node.sync.verifier.Verifier`; kept light (no trio, no libp2p) so it
 starts in a few tens of milliseconds. It decides with ``protocol.signing.verify``, the
 function the node itself uses.
 

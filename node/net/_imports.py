@@ -8,7 +8,7 @@ WebSocket transport (trio-websocket), circuit relay v2 with the Kademlia DHT, bi
 and IPNS records behind it, and dnspython (which in turn loads aioquic for DNS-over-QUIC).
 Figure 7 (an idle node with 10 peers must stay within 100 MB) measured 104-112 MB.
 
-What: ``install()`` (called by ``node/__init__.py``, so before anything of ours imports
+What: ``install()`` (called by ``node/net/__init__.py``, so before anything of ours imports
 libp2p) puts a narrow finder in front of ``sys.meta_path`` that serves hand-written modules in
 place of a fixed list of modules, and nothing else. There are two kinds:
 

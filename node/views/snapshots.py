@@ -3,7 +3,7 @@
 A :class:`ViewSnapshot` holds what ``project show``/``list``, ``shares`` and ``ledger``
 (docs/INTERFACES.md) answer for one project, taken from a ``protocol.ledger.ProjectView`` through
 its public methods, and answers those views again without the project's records: the results
-of the rules, not a second implementation of them. ``node.views`` decides when a snapshot is
+of the rules, not a second implementation of them. ``node.views.cache`` decides when a snapshot is
 current (the store labels it with the key of the project's record set) and when to write one.
 """
 

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from node.authoring import AuthoringError, draft, sign_draft
-from node.bundlefile import BundleScan, read_entries
-from node.client import SYNC_TIMEOUT, running_client
-from node.commands import emit, home_of, identity, now_ms
-from node.errors import CommandError
+from node.cli.bundlefile import BundleScan, read_entries
+from node.cli.client import SYNC_TIMEOUT, running_client
+from node.cli.commands import emit, home_of, identity, now_ms
+from node.cli.errors import CommandError
+from node.cli.store_access import open_store
+from node.cli.textout import Progress, fmt_number, relative_time, short_peer, table, terminal_safe
 from node.home import HomeError
-from node.ingest import validate_batch
-from node.local import open_store
-from node.textout import Progress, fmt_number, relative_time, short_peer, table, terminal_safe
-from node.views import ViewCache, ViewError, record_json
+from node.sync.ingest import validate_batch
+from node.views.cache import ViewCache, ViewError, record_json
 from protocol.bundle import BundleWriter
 from protocol.errors import ProtocolError
 from protocol.record import Record, parse_id_prefix
@@ -323,9 +323,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_node_run(args: argparse.Namespace) -> int:
     import trio
 
-    from node.api import ApiStartError
+    from node.api.app import ApiStartError
+    from node.net.transport import TransportError
     from node.runtime import NodeOptions, run_node
-    from node.transport import TransportError
 
     home = home_of(args)
     _setup_logging(args.log_level, args.log_json)
@@ -541,7 +541,7 @@ def _by_index(refusal: dict[str, Any]) -> int:
 
 
 def register(add: Any, sub: Any, common: argparse.ArgumentParser) -> None:
-    from node.cli import _Parser
+    from node.cli.main import _Parser
 
     # node
     node = sub.add_parser("node", help="run the node", description="run the node", parents=[common])

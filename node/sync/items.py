@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from node.storage import Store
+from node.store.sqlite import Store
 from protocol import negentropy
 
 __all__ = ["ItemCache", "Lent", "MessageMemo"]

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from node.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
-from node.storage import ProjectKey, Store, StoreError
+from node.store.sqlite import ProjectKey, Store, StoreError
+from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
 from protocol.errors import ProtocolError
 from protocol.ledger import ProjectView
 from protocol.record import Record

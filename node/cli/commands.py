@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.bundlefile import BundleScan, scan_bundle
-from node.errors import CommandError
+from node.cli.bundlefile import BundleScan, scan_bundle
+from node.cli.errors import CommandError
+from node.cli.textout import Progress, terminal_safe
 from node.home import Home, HomeError, resolve_home
-from node.textout import Progress, terminal_safe
 
 __all__ = ["add_commands", "cmd_id", "cmd_init", "cmd_verify"]
 
@@ -53,12 +53,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot create {home.path}: {exc.strerror}") from None
     key = identity(home)
-    from node.local import open_store  # the store is created on first open
+    from node.cli.store_access import open_store  # the store is created on first open
 
     with open_store(home):
         pass
     if args.name:
-        from node.commands_ledger import author
+        from node.cli.commands_ledger import author
 
         author(args, "profile", {"name": args.name}, "/api/v1/profiles")
     word = "created" if created else "already initialised"
@@ -119,7 +119,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def add_commands(add: Any, sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the remaining commands (store, authoring and node commands)."""
-    from node import commands_ledger, commands_token
+    from node.cli import commands_ledger
+    from node.cli import tokens as commands_token
 
     commands_ledger.register(add, sub, common)
     commands_token.register(sub, common)

@@ -27,9 +27,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from node.authoring import AuthoringError
+from node.net.transport import TransportError
 from node.tokens import TokenBook, allows
-from node.transport import TransportError
-from node.views import ViewError, record_json
+from node.views.cache import ViewError, record_json
 from protocol.bundle import BundleReader, OversizedRecord
 from protocol.errors import BundleError, InvalidRecord, ProtocolError
 from protocol.record import MAX_RECORD_SIZE, record_id

@@ -1,6 +1,6 @@
 """The private half of the libp2p adapter: building the host and working around py-libp2p.
 
-Only ``node.transport`` imports this module; together they are the only importers of libp2p.
+Only ``node.net.transport`` imports this module; together they are the only importers of libp2p.
 Everything here depends on internals of py-libp2p 0.8.1, which pyproject pins exactly; the
 tests in tests/node/test_transport.py exercise each workaround.
 """

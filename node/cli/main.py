@@ -2,7 +2,7 @@
 
 Exit codes: 0 done; 1 the operation failed (invalid input, not found, refused, unreachable);
 2 wrong usage. Every expected failure is one ``error: ...`` line on stderr, never a traceback.
-The commands themselves live in :mod:`node.commands`; this module only wires them up.
+The commands themselves live in :mod:`node.cli.commands`; this module only wires them up.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from node.errors import CommandError
-from node.textout import terminal_safe
+from node.cli.errors import CommandError
+from node.cli.textout import terminal_safe
 
 __all__ = ["main"]
 
@@ -62,7 +62,7 @@ def _common() -> _Parser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from node import commands as c
+    from node.cli import commands as c
 
     common = _common()
     parser = _Parser(

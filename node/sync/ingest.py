@@ -8,7 +8,7 @@ publish what was authored locally). The id of a record is acknowledged only afte
 
 Large batches are validated in worker threads: signature verification runs in libsodium
 without the GIL, so two threads use both cores for the expensive part. The largest (a
-catch-up's) go to a helper process for their signatures (``node.verifier``), leaving the GIL
+catch-up's) go to a helper process for their signatures (``node.sync.verifier``), leaving the GIL
 to the parsing and the rest of the node.
 """
 
@@ -23,8 +23,8 @@ from typing import NoReturn
 import trio
 
 from node.metrics import Metrics
-from node.storage import Store
-from node.verifier import Ticket, Verifier
+from node.store.sqlite import Store
+from node.sync.verifier import Ticket, Verifier
 from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.validation import parse_record, verify_signature

@@ -1,4 +1,4 @@
-"""The libp2p adapter: with ``node._libp2p_compat``, the only code that imports libp2p.
+"""The libp2p adapter: with ``node.net._compat``, the only code that imports libp2p.
 
 The rest of the node talks to the network in its own types: peer ids and multiaddrs are ``str``,
 payloads ``bytes``, events frozen dataclasses, errors ``TransportError`` subclasses.
@@ -43,7 +43,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
-from node import _libp2p_compat as compat
+from node.net import _compat as compat
 
 __all__ = [
     "Message",

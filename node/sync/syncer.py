@@ -3,7 +3,7 @@
 What a session does (which frames, in what order, within which limits, whose fault a failure
 is) is decided in :mod:`protocol.sync_session`. This module moves frames between a stream and
 a session, answers the session's questions from the store (item lists lent by
-:mod:`node.sync_items`, records read in a worker thread), and hands received records to the
+:mod:`node.sync.items`, records read in a worker thread), and hands received records to the
 :class:`~node.ingest.Ingestor`, which validates them exactly as gossip does.
 
 The client's fetch is pipelined within the lock-step: when a ``recs`` frame arrives the
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import trio
 
-from node.ingest import Ingestor, Pipeline, raise_single
 from node.metrics import Metrics
-from node.storage import Store
-from node.sync_items import ItemCache, Lent, MessageMemo
-from node.transport import Stream, StreamError
+from node.net.transport import Stream, StreamError
+from node.store.sqlite import Store
+from node.sync.ingest import Ingestor, Pipeline, raise_single
+from node.sync.items import ItemCache, Lent, MessageMemo
 from protocol.errors import RemoteProtocolError
 from protocol.sync import Frame, FrameReader, Hello, Push, Recs, SyncError, encode_frame
 from protocol.sync_session import (

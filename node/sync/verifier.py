@@ -4,7 +4,7 @@ A node catching up validates tens of thousands of records a second. Verification
 that work and runs in libsodium without the GIL, but everything around it (parsing, the
 transport, the store) is Python under one GIL: two validation threads spend more than half of
 their parsing time waiting for each other. So while big batches arrive, the node runs one
-helper process (``node._verifier_helper``, which holds the pipe format) and sends it the
+helper process (``node.sync._verifier_helper``, which holds the pipe format) and sends it the
 signatures, leaving its own threads the Python work. The helper decides with the very
 function the node uses (``protocol.signing.verify``), so a record is judged the same either
 way.
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import trio
 
-from node import _verifier_helper
-from node._verifier_helper import READY, Item, encode_request
+import node
 from node.metrics import Metrics
+from node.sync._verifier_helper import READY, Item, encode_request
 
 __all__ = ["Ticket", "Verifier", "helper_command"]
 
@@ -59,7 +59,7 @@ _BOOTSTRAP = """\
 import sys
 if sys.argv[1] not in sys.path:
     sys.path.insert(0, sys.argv[1])
-from node._verifier_helper import main
+from node.sync._verifier_helper import main
 sys.exit(main())
 """
 
@@ -67,14 +67,14 @@ sys.exit(main())
 def helper_command() -> list[str]:
     """The command line that starts the signature helper.
 
-    ``python -m node._verifier_helper`` would put the working directory first on
+    ``python -m node.sync._verifier_helper`` would put the working directory first on
     ``sys.path``: started in a folder holding a ``node`` package, the node would run that
     package's code. Isolated mode (``-I``) puts neither the working directory nor a script's
     folder on the path and ignores ``PYTHON*`` variables and the user's site-packages; the
     one folder added is the one this process loaded ``node`` from (site-packages, or the
     checkout of an editable install), so the helper runs the same code as the node.
     """
-    root = Path(_verifier_helper.__file__).resolve().parent.parent
+    root = Path(node.__file__).resolve().parent.parent
     return [sys.executable, "-I", "-c", _BOOTSTRAP, str(root)]
 
 

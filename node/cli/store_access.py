@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from node.errors import CommandError
+from node.cli.errors import CommandError
 from node.home import Home, HomeError
-from node.storage import Store, StoreError
+from node.store.sqlite import Store, StoreError
 
 __all__ = ["open_store"]
 

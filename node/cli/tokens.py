@@ -7,10 +7,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from node.commands import emit, home_of
-from node.errors import CommandError
+from node.cli.commands import emit, home_of
+from node.cli.errors import CommandError
+from node.cli.textout import table, terminal_safe
 from node.home import Home, HomeError
-from node.textout import table, terminal_safe
 from node.tokens import SCOPES, TokenBook, TokenError
 
 __all__ = ["register"]
@@ -73,7 +73,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    from node.cli import _Parser
+    from node.cli.main import _Parser
 
     parser = sub.add_parser(
         "token",

@@ -110,10 +110,11 @@ def bare_ingest(raws: list[bytes], db_path: Path, threads: int) -> float:
 
 def node_import(bundle: Path, db_path: Path) -> float:
     """Seconds for the code of ``commons import`` to import the bundle into a new store."""
-    from node.cli.bundlefile import BundleScan
     from node.cli.commands_ledger import _import_into
-    from node.cli.textout import Progress
+
+    from node.cli.bundlefile import BundleScan
     from node.store.sqlite import Store
+    from node.textout import Progress
 
     with Store.open(db_path) as store:
         started = time.perf_counter()

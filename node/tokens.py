@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from node.cli.textout import terminal_safe
+from node.textout import terminal_safe
 
 __all__ = ["SCOPES", "Token", "TokenBook", "TokenError", "allows"]
 

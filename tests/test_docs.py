@@ -232,7 +232,7 @@ def metrics_in_code() -> set[str]:
 
     found = set(_HELP)
     call = re.compile(r"\.(?:inc|gauge)\(\s*\"(commons_[a-z0-9_]+)\"")
-    for source in sorted((ROOT / "node").glob("*.py")):
+    for source in sorted((ROOT / "node").rglob("*.py")):
         found.update(call.findall(source.read_text(encoding="utf-8")))
     return found
 

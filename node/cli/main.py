@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 the operation failed (invalid input, not found, refused, unreachable);
 2 wrong usage. Every expected failure is one ``error: ...`` line on stderr, never a traceback.
-The commands themselves live in :mod:`node.cli.commands`; this module only wires them up.
+The commands live in one module a topic (identity, author, show, network, run, bundles,
+tokens), each with a ``register`` function; this module only wires them up.
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ import argparse
 import importlib.util
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import NoReturn
 
 from node.cli.errors import CommandError
-from node.cli.textout import terminal_safe
+from node.cli.parser import EXIT_FAILED, Parser, common_options
+from node.textout import terminal_safe
 
 __all__ = ["main"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 #: The modules of the ``node`` extra (pyproject.toml) that the node imports. ``pip install
 #: commons-ledger`` installs the protocol library alone, which cannot run any command, so
@@ -35,64 +34,33 @@ def missing_node_dependencies() -> list[str]:
     return [name for name in NODE_DEPENDENCIES if importlib.util.find_spec(name) is None]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the contract's error format: one ``error:`` line and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
-        raise SystemExit(EXIT_USAGE)
-
-
-def _common() -> _Parser:
-    """Options every command takes, before or after the command name."""
-    common = _Parser(add_help=False)
-    common.add_argument(
-        "--home",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="the node's home folder (default: $COMMONS_HOME, else $XDG_DATA_HOME/commons)",
-    )
-    common.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print one JSON value on stdout instead of text",
-    )
-    return common
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from node.cli import commands as c
+    from node.cli import author, bundles, identity, network, run, show, tokens
 
-    common = _common()
-    parser = _Parser(
+    common = common_options()
+    parser = Parser(
         prog="commons",
         description="Commons: a peer-to-peer ledger of who contributed what to which commons "
         "project. Records are signed by their authors, endorsed by maintainers, gossiped "
         "between peers and reconciled so every node converges on the same ledger.",
         parents=[common],
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, **kw: Any) -> Any:
-        p = sub.add_parser(name, help=help, description=help, parents=[common], **kw)
-        p.set_defaults(func=func)
-        return p
-
-    p = add("init", c.cmd_init, "create this home's identity, config and store (idempotent)")
-    p.add_argument("--name", help="also publish a profile with this display name")
-
-    add("id", c.cmd_id, "show this home's identity (peer id and public key)")
-
-    p = add(
-        "verify",
-        c.cmd_verify,
-        "check a bundle file offline: every record's form and signature; stores nothing",
+    identity.register(sub, common)
+    run.register(sub, common)
+    project = sub.add_parser(
+        "project", help="create, update, list and show projects", parents=[common]
     )
-    p.add_argument("file", metavar="FILE", help="the bundle file to check")
-
-    c.add_commands(add, sub, common)
+    psub = project.add_subparsers(dest="project_command", metavar="COMMAND", parser_class=Parser)
+    psub.required = True
+    author.register_project(psub, common)
+    show.register_project(psub, common)
+    author.register(sub, common)
+    show.register(sub, common)
+    network.register(sub, common)
+    bundles.register(sub, common)
+    tokens.register(sub, common)
     return parser
 
 

@@ -7,10 +7,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from node.cli.commands import emit, home_of
 from node.cli.errors import CommandError
-from node.cli.textout import table, terminal_safe
+from node.cli.output import emit, home_of
+from node.cli.parser import Parser
 from node.home import Home, HomeError
+from node.textout import table, terminal_safe
 from node.tokens import SCOPES, TokenBook, TokenError
 
 __all__ = ["register"]
@@ -73,8 +74,6 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    from node.cli.main import _Parser
-
     parser = sub.add_parser(
         "token",
         parents=[common],
@@ -85,7 +84,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "api.token. Only a hash of each token is kept (tokens.json); revoking one takes "
         "effect on a running node at its next request.",
     )
-    tsub = parser.add_subparsers(dest="token_command", metavar="COMMAND", parser_class=_Parser)
+    tsub = parser.add_subparsers(dest="token_command", metavar="COMMAND", parser_class=Parser)
     tsub.required = True
     p = tsub.add_parser(
         "create",

@@ -1,0 +1,178 @@
+"""Authoring commands: ``project create/update``, ``contribute``, ``endorse``, ``retract``.
+
+With a node running for the home, a record is authored through its API (so it is gossiped at
+once); without one, it is signed and stored here and published when the node next runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from typing import Any
+
+from node.authoring import AuthoringError, draft, sign_draft
+from node.cli.client import running_client
+from node.cli.errors import CommandError
+from node.cli.output import emit, home_of, id_prefix, identity, now_ms
+from node.cli.parser import add_command
+from node.cli.store_access import open_store
+from node.home import HomeError
+from node.views.cache import record_json
+
+__all__ = ["register"]
+
+
+def author(
+    args: argparse.Namespace, action: str, fields: dict[str, Any], path: str
+) -> tuple[dict[str, Any], str]:
+    """Sign and store a record: through the running node's API if there is one, else locally.
+
+    Returns the record's JSON and how it was handled, for the caller to print.
+    """
+    home = home_of(args)
+    fields = {k: v for k, v in fields.items() if v is not None and v != []}
+    client = running_client(home)
+    if client is not None:
+        result = client.post(path, fields)
+        how = "published"
+    else:
+        key = identity(home)
+        with open_store(home) as store:
+            try:
+                d = draft(action, fields, store=store, author=key.public_key)
+                record = sign_draft(key, d, now_ms=now_ms())
+            except AuthoringError as exc:
+                raise CommandError(str(exc)) from None
+            _check_followed(home, d.project)
+            store.add([record], published=False)
+        result = record_json(record)
+        how = "stored (no node is running: it spreads when the node next runs)"
+    return result, how
+
+
+def _check_followed(home: Any, project: bytes | None) -> None:
+    """Refuse to author into a project the home's config does not follow: the node would
+    neither gossip nor reconcile the record (the running node applies the same rule)."""
+    try:
+        follow = home.config().follow
+    except HomeError as exc:
+        raise CommandError(str(exc)) from None
+    if project is None or not follow:
+        return
+    if not any(project.hex().startswith(f.lower()) for f in follow):
+        raise CommandError(
+            f"this home follows only {', '.join(f[:16] for f in follow)}: add project "
+            f"{project.hex()} to `follow` in config.toml to author there"
+        )
+
+
+def _author(args: argparse.Namespace, action: str, fields: dict[str, Any], path: str) -> int:
+    result, how = author(args, action, fields, path)
+    emit(args, result, f"{result['kind']} {result['id']} {how}")
+    return 0
+
+
+def cmd_project_create(args: argparse.Namespace) -> int:
+    fields = {
+        "name": args.name,
+        "description": args.description,
+        "license": args.license,
+        "links": args.link,
+        "tags": args.tag,
+        "maintainers": args.maintainer,
+    }
+    return _author(args, "project", fields, "/api/v1/projects")
+
+
+def cmd_project_update(args: argparse.Namespace) -> int:
+    project = id_prefix(args.project)
+    fields = {
+        "project": project,
+        "name": args.name,
+        "description": args.description,
+        "license": args.license,
+        "links": args.link,
+        "tags": args.tag,
+        "add_maintainers": args.add_maintainer,
+        "remove_maintainers": args.remove_maintainer,
+    }
+    if all(v is None or v == [] for k, v in fields.items() if k != "project"):
+        raise CommandError("nothing to update: give at least one of the update options")
+    api_fields = {k: v for k, v in fields.items() if k != "project"}
+    if running_client(home_of(args)) is not None:
+        return _author(args, "update", api_fields, f"/api/v1/projects/{project}/updates")
+    return _author(args, "update", fields, "")
+
+
+def cmd_contribute(args: argparse.Namespace) -> int:
+    project = id_prefix(args.project)
+    fields: dict[str, Any] = {
+        "type": args.type,
+        "title": args.title,
+        "description": args.description,
+        "minutes": args.minutes,
+        "hours": args.hours,
+        "artifacts": args.artifact,
+        "coauthors": args.coauthor,
+    }
+    if running_client(home_of(args)) is not None:
+        return _author(args, "contribution", fields, f"/api/v1/projects/{project}/contributions")
+    fields["project"] = project
+    return _author(args, "contribution", fields, "")
+
+
+def cmd_endorse(args: argparse.Namespace) -> int:
+    fields = {"record": id_prefix(args.record), "weight": args.weight, "comment": args.comment}
+    return _author(args, "endorsement", fields, "/api/v1/endorsements")
+
+
+def cmd_retract(args: argparse.Namespace) -> int:
+    fields = {"record": id_prefix(args.record), "reason": args.reason}
+    return _author(args, "retraction", fields, "/api/v1/retractions")
+
+
+def register_project(psub: Any, common: argparse.ArgumentParser) -> None:
+    """``project create`` and ``project update``, in the ``project`` group."""
+    p = psub.add_parser("create", parents=[common], help="author a project (its genesis record)")
+    p.set_defaults(func=cmd_project_create)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--description", metavar="T")
+    p.add_argument("--license", metavar="SPDX")
+    p.add_argument("--link", action="append", metavar="URL")
+    p.add_argument("--tag", action="append", metavar="T")
+    p.add_argument(
+        "--maintainer", action="append", metavar="PEER", help="another maintainer (you are one)"
+    )
+    p = psub.add_parser("update", parents=[common], help="author a project update")
+    p.set_defaults(func=cmd_project_update)
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--name", metavar="T")
+    p.add_argument("--description", metavar="T")
+    p.add_argument("--license", metavar="SPDX")
+    p.add_argument("--link", action="append", metavar="URL", help="replaces all links")
+    p.add_argument("--tag", action="append", metavar="T", help="replaces all tags")
+    p.add_argument("--add-maintainer", action="append", metavar="PEER")
+    p.add_argument("--remove-maintainer", action="append", metavar="PEER")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    add = partial(add_command, sub, common)
+    p = add("contribute", cmd_contribute, "author a contribution to a project")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--type", required=True, metavar="TYPE", help="code, design, docs, ...")
+    p.add_argument("--title", required=True, metavar="T")
+    p.add_argument("--description", metavar="T")
+    effort = p.add_mutually_exclusive_group()
+    effort.add_argument("--minutes", type=int, metavar="N", help="effort in minutes")
+    effort.add_argument("--hours", type=float, metavar="H", help="effort in hours")
+    p.add_argument("--artifact", action="append", metavar="URI[@DIGEST]")
+    p.add_argument("--coauthor", action="append", metavar="PEER")
+
+    p = add("endorse", cmd_endorse, "endorse a contribution (as a maintainer)")
+    p.add_argument("record", metavar="RECORD")
+    p.add_argument("--weight", type=int, metavar="N", help="1..10 (default 1)")
+    p.add_argument("--comment", metavar="T")
+
+    p = add("retract", cmd_retract, "retract one of your contributions or endorsements")
+    p.add_argument("record", metavar="RECORD")
+    p.add_argument("--reason", metavar="T")

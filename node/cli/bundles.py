@@ -1,0 +1,206 @@
+"""Bundle files: ``export``, ``import``, ``verify``."""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from node.cli.bundlefile import BundleScan, read_entries, scan_bundle
+from node.cli.errors import CommandError
+from node.cli.output import emit, home_of, id_prefix, now_ms
+from node.cli.parser import add_command
+from node.cli.store_access import open_store
+from node.sync.ingest import validate_batch
+from node.textout import Progress
+from protocol.bundle import BundleWriter
+from protocol.errors import ProtocolError
+from protocol.record import Record
+
+__all__ = ["register"]
+
+
+#: Records validated and stored per batch by ``commons import``.
+IMPORT_BATCH = 1000
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    home = home_of(args)
+    count = 0
+    with open_store(home) as store:
+        if args.project:
+            raws: list[bytes] = []
+            for text in args.project:
+                try:
+                    pid = store.resolve_prefix(id_prefix(text), kind="project")
+                except ProtocolError as exc:
+                    raise CommandError(f"--project {text}: {exc.message}") from None
+                genesis, records = store.project_records(pid)
+                assert genesis is not None
+                raws.append(genesis.raw)
+                raws.extend(r.raw for r in records)
+            source: Any = iter(raws)
+            total = len(raws)
+        else:
+            total = store.count()
+            source = store.iter_raw()
+        progress = Progress(f"exporting to {path.name}", total=total)
+        tmp = path.with_name(path.name + ".partial")
+        try:
+            with tmp.open("wb") as f:
+                f.write(BundleWriter.header())
+                for raw in source:
+                    f.write(BundleWriter.frame(raw))
+                    count += 1
+                    progress.advance()
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+        finally:
+            progress.finish()
+    emit(args, {"records": count}, f"exported {count} records to {path}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    home = home_of(args)
+    scan = BundleScan()
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    progress = Progress(f"importing {path.name}", total=size)
+    with open_store(home) as store:
+        try:
+            _import_into(store, path, scan, progress)
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        finally:
+            progress.finish()
+    lines = [f"record {r['index']}: rejected: {r['error']}" for r in scan.rejected[:1000]]
+    summary = (
+        f"imported {scan.accepted} new records, {scan.duplicates} already held, "
+        f"{len(scan.rejected)} rejected"
+    )
+    emit(args, scan.to_json(), "\n".join([*lines, summary]))
+    if scan.rejected:
+        raise CommandError(f"{len(scan.rejected)} record(s) rejected and not stored")
+    return 0
+
+
+def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -> None:
+    """Read the bundle in batches, validate on two threads, store each batch in one commit.
+
+    A record too large to read is refused by its index and the import goes on after it;
+    framing damage stores the records before it, is reported as the last refusal, and ends
+    the import.
+    """
+    from protocol.bundle import OversizedRecord
+    from protocol.errors import BundleError
+
+    pending: list[bytes] = []
+    indexes: list[int] = []  # each pending record's index in the bundle
+    clock = now_ms()
+
+    def flush(executor: ThreadPoolExecutor) -> None:
+        if not pending:
+            return
+        half = (len(pending) + 1) // 2
+        parts = [(pending[:half], 0), (pending[half:], half)]
+        futures = [executor.submit(validate_batch, part, clock, None) for part, _ in parts]
+        good: list[Record] = []
+        for (_, offset), future in zip(parts, futures, strict=True):
+            ok, bad = future.result()
+            good += [r for _, r in ok]
+            for i, error in bad:
+                scan.rejected.append({"index": indexes[offset + i], "error": error})
+        for start in range(0, len(good), IMPORT_BATCH):
+            flags = store.add(good[start : start + IMPORT_BATCH], published=True)
+            new = sum(flags)
+            scan.accepted += new
+            scan.duplicates += len(flags) - new
+        pending.clear()
+        indexes.clear()
+
+    index = 0
+    with ThreadPoolExecutor(2) as executor:
+        try:
+            for entry in read_entries(path, progress.advance):
+                if isinstance(entry, OversizedRecord):
+                    scan.rejected.append({"index": index, "error": str(entry)})
+                else:
+                    pending.append(entry)
+                    indexes.append(index)
+                    if len(pending) >= IMPORT_BATCH:
+                        flush(executor)
+                index += 1
+        except BundleError as exc:
+            flush(executor)
+            scan.rejected.append({"index": exc.index, "error": str(exc)})
+        else:
+            flush(executor)
+    # Refusals of a batch are found when it is flushed, after the oversized records read
+    # while it filled: put them back in file order.
+    scan.rejected.sort(key=_by_index)
+
+
+def _by_index(refusal: dict[str, Any]) -> int:
+    index: int = refusal["index"]
+    return index
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    scan = BundleScan()
+    seen: set[bytes] = set()
+    lines: list[str] = []
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    progress = Progress(f"verifying {path.name}", total=size)
+    try:
+        for verdict in scan_bundle(path, now_ms=now_ms(), progress=progress.advance):
+            if verdict.record is None:
+                scan.rejected.append({"index": verdict.index, "error": verdict.error})
+                lines.append(f"record {verdict.index}: invalid: {verdict.error}")
+            elif verdict.record.id in seen:
+                scan.duplicates += 1
+                lines.append(f"record {verdict.index}: duplicate of an earlier record")
+            else:
+                seen.add(verdict.record.id)
+                scan.accepted += 1
+                if not args.json and len(lines) < 10_000:
+                    r = verdict.record
+                    lines.append(f"record {verdict.index}: ok  {r.id.hex()[:16]}  {r.kind}")
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        progress.finish()
+    summary = f"{scan.accepted} valid, {scan.duplicates} duplicate, {len(scan.rejected)} invalid"
+    emit(args, scan.to_json(), "\n".join([*lines, summary]))
+    if scan.rejected:
+        raise CommandError(
+            f"{path}: {len(scan.rejected)} invalid record(s); first: {scan.rejected[0]['error']}"
+        )
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    add = partial(add_command, sub, common)
+    p = add("export", cmd_export, "write records to a bundle file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--project", action="append", metavar="PROJECT", help="only this project")
+    p = add("import", cmd_import, "validate and store every record of a bundle file")
+    p.add_argument("file", metavar="FILE")
+    p = add(
+        "verify",
+        cmd_verify,
+        "check a bundle offline: every record's form and signature; stores nothing",
+    )
+    p.add_argument("file", metavar="FILE", help="the bundle file to check")

@@ -38,9 +38,9 @@ from system_harness import COMMONS
 
 from node.net.transport import TransportError
 from node.runtime import Node
-from node.sync.syncer import TOLERATED_REFUSALS
 from protocol import sync as sp
 from protocol.bundle import HEADER, encode_bundle, encode_varint
+from protocol.sync_session import TOLERATED_REFUSALS
 from protocol.validation import META_TOPIC, project_topic
 
 #: A peer is banned after 10 rejects (TransportConfig.max_rejects_per_peer): each hostile peer

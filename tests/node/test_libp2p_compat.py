@@ -1,4 +1,4 @@
-"""The per-RPC shortcuts of node._libp2p_compat: buffered pubsub reads, merged writes."""
+"""The per-RPC shortcuts of node/net/_compat/: buffered pubsub reads, merged writes."""
 
 from __future__ import annotations
 

@@ -19,21 +19,29 @@ async def _fail(exc: BaseException) -> None:
     raise exc
 
 
+async def _one_failure(boom: BaseException) -> None:
+    async with open_unwrapping_nursery() as nursery:
+        nursery.start_soon(_fail, boom)
+        nursery.start_soon(trio.sleep_forever)  # cancelled: not news
+
+
+async def _two_failures() -> None:
+    async with open_unwrapping_nursery() as nursery:
+        nursery.start_soon(_fail, ValueError("a"))
+        nursery.start_soon(_fail, KeyError("b"))
+
+
 async def test_a_single_failure_leaves_the_nursery_bare_with_its_own_context() -> None:
     boom = ValueError("boom")
     with pytest.raises(ValueError, match="boom") as caught:
-        async with open_unwrapping_nursery() as nursery:
-            nursery.start_soon(_fail, boom)
-            nursery.start_soon(trio.sleep_forever)  # cancelled: not news
+        await _one_failure(boom)
     assert caught.value is boom
     assert not isinstance(caught.value.__context__, BaseExceptionGroup)
 
 
 async def test_several_failures_stay_a_group() -> None:
     with pytest.RaisesGroup(ValueError, KeyError, flatten_subgroups=True):
-        async with open_unwrapping_nursery() as nursery:
-            nursery.start_soon(_fail, ValueError("a"))
-            nursery.start_soon(_fail, KeyError("b"))
+        await _two_failures()
 
 
 def test_nested_groups_are_flattened_and_cancellations_set_aside() -> None:

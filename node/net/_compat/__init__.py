@@ -27,7 +27,7 @@ so an upstream edit names the patch to review.
 from __future__ import annotations
 
 from node.net._compat import logs
-from node.net._compat.buffered_reads import READ_CHUNK, _BufferedStream
+from node.net._compat.buffered_reads import READ_CHUNK
 from node.net._compat.delivery import Outcome, current_outcome, publish_outcome
 from node.net._compat.dial_cache import forget_failed_dial
 from node.net._compat.frame_events import yamux_probe
@@ -47,7 +47,7 @@ from node.net._compat.idontwant import IDONTWANT_MIN_BYTES, CommonsGossipSub
 from node.net._compat.inbound_limiter import UNLIMITED_INBOUND
 from node.net._compat.listeners import close_listeners
 from node.net._compat.mdns import MDNS_CLEANUP_SECONDS, MDNS_TTL_SECONDS, run_mdns
-from node.net._compat.merged_writes import BUSY_GAP, HOLD, MERGE_MAX_BYTES, _merged
+from node.net._compat.merged_writes import BUSY_GAP, HOLD, MERGE_MAX_BYTES
 from node.net._compat.outbound_queue import OUTBOUND_QUEUE_RPCS
 from node.net._compat.sender_record import (
     MAX_TRUSTED_SENDER_RECORDS,
@@ -74,8 +74,6 @@ __all__ = [
     "CommonsPubsub",
     "ConnectionNotifee",
     "Outcome",
-    "_BufferedStream",
-    "_merged",
     "build_host",
     "check_ports_free",
     "close_listeners",

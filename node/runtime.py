@@ -13,7 +13,6 @@ the node stores the record (one transaction), then queues it for gossip.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import logging
 import math
@@ -31,8 +30,10 @@ from typing import Any
 import trio
 
 from node.authoring import AuthoringError, draft, sign_draft
+from node.clock import now_ms as _now_ms
 from node.home import Home
 from node.liveness import Liveness
+from node.memory import fix_mmap_threshold
 from node.metrics import Metrics
 from node.net.transport import (
     Message,
@@ -41,6 +42,7 @@ from node.net.transport import (
     Transport,
     TransportConfig,
     TransportError,
+    dialable,
     open_transport,
 )
 from node.service import Dial, Effect, Service, StartSync
@@ -48,6 +50,7 @@ from node.store.sqlite import Store, StoreError
 from node.sync.ingest import Ingestor, IngestResult
 from node.sync.syncer import Syncer, SyncResult
 from node.sync.verifier import Verifier
+from node.trio_util import open_unwrapping_nursery
 from node.views.cache import ViewCache
 from protocol import sync as sync_protocol
 from protocol.errors import InvalidRecord, ProtocolError
@@ -501,8 +504,7 @@ class Node:
     async def _discovered(self) -> None:
         async for info in self.transport.discovered:
             for addr in info.addrs:
-                full = addr if "/p2p/" in addr else f"{addr}/p2p/{info.peer_id}"
-                self.service.add_address(full, peer=info.peer_id)
+                self.service.add_address(dialable(addr, info.peer_id), peer=info.peer_id)
 
     async def _ticker(self) -> None:
         next_refresh = trio.current_time() + SUBSCRIPTION_REFRESH
@@ -605,10 +607,6 @@ class Node:
         )
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
@@ -616,7 +614,7 @@ def _sha256(data: bytes) -> bytes:
 @asynccontextmanager
 async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     """Start a node for ``home``; stop it (and remove node.json) when the block exits."""
-    _fixed_mmap_threshold()
+    fix_mmap_threshold()
     key = home.signing_key()
     store = Store.open(home.store_path)
     try:
@@ -626,7 +624,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             mdns=options.mdns,
             max_connections=options.max_peers,
         )
-        async with open_transport(config) as transport, _open_nursery() as nursery:
+        async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
             node = Node(
                 home=home,
                 key=key,
@@ -659,8 +657,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 node.service.add_address(addr, peer=_peer_of(addr), bootstrap=True)
             for peer, addrs in store.known_peers():
                 for addr in addrs:
-                    full = addr if "/p2p/" in addr else f"{addr}/p2p/{peer}"
-                    node.service.add_address(full, peer=peer)
+                    node.service.add_address(dialable(addr, peer), peer=peer)
             nursery.start_soon(node._publish_offline_records)
             nursery.start_soon(node._ticker)
             nursery.start_soon(node.liveness.run)
@@ -680,49 +677,6 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     finally:
         home.remove_node_info()
         store.close()
-
-
-@asynccontextmanager
-async def _open_nursery() -> AsyncIterator[trio.Nursery]:
-    """A nursery whose single failure leaves as itself, not wrapped in an exception group,
-    so callers (and the CLI) see ``ApiStartError`` or ``OSError`` rather than a group."""
-    try:
-        async with trio.open_nursery() as nursery:
-            yield nursery
-    except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-        if len(real) == 1:
-            raise real[0] from None
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for inner in group.exceptions:
-        out.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
-    return out
-
-
-#: glibc's ``M_MMAP_THRESHOLD`` option of ``mallopt``, and the value it starts at.
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
-
-
-def _fixed_mmap_threshold() -> None:
-    """Keep big allocations (128 KiB and up) on their own mappings, given back when freed.
-
-    glibc raises this threshold each time such a block is freed, so after the first big
-    list (a negentropy item list: 100,000 items allocate a few MB of arrays) later ones come
-    from the heap and stay there after they are freed: an idle node kept 9 MB more for each
-    big sync it had served. A long-running node prefers its memory back. Without glibc this
-    does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    except (OSError, AttributeError):
-        pass
 
 
 def _peer_of(addr: str) -> str | None:

@@ -265,9 +265,14 @@ def _peer(peer_id: str) -> ID:
         raise ValueError(f"not a peer id: {peer_id!r}") from exc
 
 
+def dialable(addr: str, peer_id: str) -> str:
+    """``addr`` ending in ``/p2p/<peer_id>``: as it is if it names a peer already, else with
+    that suffix appended (peerstores, mDNS and the store hold addresses without it)."""
+    return addr if "/p2p/" in addr else f"{addr}/p2p/{peer_id}"
+
+
 def _dialable(peer_id: str, addrs: list[str]) -> list[str]:
-    suffix = f"/p2p/{peer_id}"
-    return list(dict.fromkeys(a if a.endswith(suffix) else a + suffix for a in addrs))
+    return list(dict.fromkeys(dialable(a, peer_id) for a in addrs))
 
 
 def _check_topic(topic: str) -> None:
@@ -515,8 +520,7 @@ class Transport:
 
     def mesh_peers(self, topic: str) -> list[str]:
         """Peers in our GossipSub mesh for ``topic``: they receive our messages eagerly."""
-        mesh: dict[str, set[ID]] = getattr(self._pubsub.router, "mesh", {})
-        return sorted(str(p) for p in mesh.get(topic, ()))
+        return sorted(str(p) for p in compat.mesh_of(self._pubsub).get(topic, ()))
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Gossip ``data`` on ``topic`` (we need not be subscribed). Our own validator runs

@@ -39,14 +39,12 @@ records of that project are added, instead of dropping it.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import heapq
 import json
 import logging
 import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, Final, Literal, ParamSpec, TypeAlias, TypeVar
 
+from node.clock import now_ms as _now_ms
+from node.memory import malloc_trim
 from protocol.errors import ProtocolError, RemoteProtocolError
 from protocol.record import (
     ID_SIZE,
@@ -229,10 +229,6 @@ def _snapshot(entry: _CachedProject) -> tuple[Record | None, list[Record]]:
         entry.records.sort(key=_order)
         entry.ordered = True
     return entry.genesis, list(entry.records)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _chunks(items: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
@@ -588,7 +584,7 @@ class Store:
         leaves about 12 MB in the page cache and the heap that an idle node never needs.
         """
         self._db.execute("PRAGMA shrink_memory")
-        _malloc_trim()
+        malloc_trim()
 
     @_guarded
     def version(self) -> tuple[int, int]:
@@ -911,22 +907,6 @@ class Store:
                 continue
             out.append((peer_id, [a for a in addrs if isinstance(a, str)]))
         return out
-
-
-@functools.cache
-def _libc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to trim
-        return None
-    trim: Callable[[int], int] | None = getattr(libc, "malloc_trim", None)
-    return trim
-
-
-def _malloc_trim() -> None:
-    trim = _libc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:

@@ -18,13 +18,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import NoReturn
 
 import trio
 
 from node.metrics import Metrics
 from node.store.sqlite import Store
 from node.sync.verifier import Ticket, Verifier
+from node.trio_util import raise_single
 from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.validation import parse_record, verify_signature
@@ -368,19 +368,3 @@ class Pipeline:
     async def _store(self, judging: Judging) -> tuple[list[tuple[int, str]], IngestResult]:
         good, bad = await self.ingestor.finish(judging, source=self.source)
         return bad, await self.ingestor.store_valid(good, source=self.source)
-
-
-def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Re-raise the one real exception of a nursery's group (callers expect it bare)."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, BaseExceptionGroup):
-            stack.extend(item.exceptions)
-        else:
-            leaves.append(item)
-    real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-    if len(real) == 1:
-        raise real[0]
-    raise group

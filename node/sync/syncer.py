@@ -26,8 +26,9 @@ import trio
 from node.metrics import Metrics
 from node.net.transport import Stream, StreamError
 from node.store.sqlite import Store
-from node.sync.ingest import Ingestor, Pipeline, raise_single
+from node.sync.ingest import Ingestor, Pipeline
 from node.sync.items import ItemCache, Lent, MessageMemo
+from node.trio_util import raise_single
 from protocol.errors import RemoteProtocolError
 from protocol.sync import Frame, FrameReader, Hello, Push, Recs, SyncError, encode_frame
 from protocol.sync_session import (

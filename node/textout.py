@@ -1,4 +1,4 @@
-"""Text output for people: aligned tables, relative times, short peer ids, progress bars.
+"""Text output for people: aligned tables, dates, names beside short peer ids, progress bars.
 
 Everything printed for people passes through :func:`terminal_safe`, because most of it comes
 from peers: a project name, a title or a description is whatever its author signed, and the
@@ -24,7 +24,6 @@ __all__ = [
     "duration",
     "fmt_number",
     "person",
-    "relative_time",
     "short_peer",
     "table",
     "terminal_safe",
@@ -126,27 +125,6 @@ def date_time(ts_ms: int) -> str:
         return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
     except (OverflowError, OSError, ValueError):
         return str(ts_ms)  # beyond what a datetime holds: the number is all there is
-
-
-def relative_time(ts_ms: int, now_ms: int | None = None) -> str:
-    """'3 minutes ago', 'in 2 hours', or a date for anything older than a month."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    delta = (now_ms - ts_ms) / 1000
-    future = delta < 0
-    delta = abs(delta)
-    if delta < 45:
-        text = "just now" if not future else "in a moment"
-        return text
-    for limit, unit, size in (
-        (3600, "minute", 60),
-        (86400, "hour", 3600),
-        (86400 * 30, "day", 86400),
-    ):
-        if delta < limit:
-            n = max(1, round(delta / size))
-            plural = "" if n == 1 else "s"
-            return f"in {n} {unit}{plural}" if future else f"{n} {unit}{plural} ago"
-    return date_time(ts_ms)[:10]
 
 
 def short_peer(peer: str, others: Sequence[str] = ()) -> str:

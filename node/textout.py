@@ -157,9 +157,9 @@ def fmt_number(value: int | float | Fraction) -> str:
 class Progress:
     """A progress bar on stderr, drawn only when stderr is a terminal.
 
-    ``unit`` says what ``total`` and :meth:`advance` count: ``"records"`` or ``"bytes"``. The
-    line shows the records done (told with :meth:`add_records` when the bar counts bytes), the
-    megabytes read, the rate and, with a total, the time left."""
+    ``unit`` says what ``total`` and :meth:`advance` count: ``"records"`` or ``"bytes"``; the
+    other count is told with :meth:`add_records` or :meth:`add_bytes`. The line shows the
+    records done, the megabytes read or written, the rate and, with a total, the time left."""
 
     def __init__(
         self,
@@ -175,6 +175,7 @@ class Progress:
         self.unit = unit
         self.done = 0
         self.records = 0
+        self.bytes = 0
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
         self._clock = clock
@@ -186,12 +187,18 @@ class Progress:
         self.done += n
         if self.unit == "records":
             self.records += n
+        else:
+            self.bytes += n
         self._tick()
 
     def add_records(self, n: int) -> None:
         """Count ``n`` records done, for a bar whose ``unit`` is bytes."""
         self.records += n
         self._tick()
+
+    def add_bytes(self, n: int) -> None:
+        """Count ``n`` bytes done, for a bar whose ``unit`` is records."""
+        self.bytes += n
 
     def _tick(self) -> None:
         now = self._clock()
@@ -208,11 +215,12 @@ class Progress:
             frac = min(1.0, self.done / self.total)
             parts.append(f"[{'#' * int(frac * 30):<30}] {100 * frac:3.0f}%")
         parts.append(f"{self.records} records")
+        mb = f"{self.bytes / 1e6:.1f}"
         if self.unit == "bytes":
-            mb = f"{self.done / 1e6:.1f}"
             parts.append(f"{mb}/{self.total / 1e6:.1f} MB" if self.total else f"{mb} MB")
             parts.append(f"{rate / 1e6:.1f} MB/s")
         else:
+            parts.append(f"{mb} MB")
             parts.append(f"{rate:.0f} records/s")
         if self.total and rate > 0 and self.done < self.total:
             parts.append(f"ETA {_duration((self.total - self.done) / rate)}")

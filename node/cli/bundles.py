@@ -53,8 +53,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             with tmp.open("wb") as f:
                 f.write(BundleWriter.header())
                 for raw in source:
-                    f.write(BundleWriter.frame(raw))
+                    frame = BundleWriter.frame(raw)
+                    f.write(frame)
                     count += 1
+                    progress.add_bytes(len(frame))
                     progress.advance()
             tmp.replace(path)
         except OSError as exc:

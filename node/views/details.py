@@ -61,7 +61,15 @@ def record_detail(views: ViewCache, record: Record) -> dict[str, Any]:
     out["author_name"] = who.get(out["author"])
     if record.project is None or record.kind not in ("contribution", "endorsement"):
         return out
-    view = views.project_view(record.project.hex())
+    try:
+        view = views.project_view(record.project.hex())
+    except ViewError:
+        # The project's genesis is not held here (yet): nothing of it counts, and the record
+        # is shown as it is.
+        out["project_held"] = False
+        if isinstance(record.body, EndorsementBody):
+            out["counts"], out["why_not_counted"] = False, "its project is not held here"
+        return out
     if isinstance(record.body, EndorsementBody):
         reason = view.why_not_counted(record)
         out["counts"] = reason is None

@@ -107,9 +107,11 @@ def test_progress_shows_records_megabytes_rate_and_eta() -> None:
         assert part in line, line
     records = Progress("exporting", total=100, stream=stream, clock=lambda: now[0])
     now[0] = 4.0
+    records.add_bytes(2_500_000)
     records.advance(50)
     assert "50 records" in records.line()
     assert "records/s" in records.line()
+    assert "2.5 MB" in records.line()
     assert "ETA" in records.line()
 
 
@@ -269,6 +271,18 @@ def test_record_show_follows_a_contribution(cli: Cli, project: str) -> None:
     assert gone["retraction"]["reason"] == "duplicate"
     assert gone["counts_for"]["endorsed_value"] == 0
     assert "retracted:" in cli.text("record", "show", c.id.hex())
+
+
+def test_record_show_without_its_project(cli: Cli) -> None:
+    elsewhere = F.project("zed", name="Not held")
+    c = F.contribution("bob", elsewhere, minutes=5)
+    e = F.endorsement("zed", c)
+    cli.add(c, e)
+    shown = cli.json("record", "show", c.id.hex())
+    assert shown["project_held"] is False
+    assert shown["body"]["effort_minutes"] == 5
+    verdict = cli.json("record", "show", e.id.hex())
+    assert verdict["why_not_counted"] == "its project is not held here"
 
 
 def test_ledger_json_has_endorsed_weight(cli: Cli, project: str) -> None:

@@ -613,6 +613,29 @@ def test_why_not_counted_names_the_rule(f: RecordFactory) -> None:
     assert view.endorsements_of(c.id) == [counts]
 
 
+def test_credit_is_what_one_contribution_adds_to_shares(f: RecordFactory) -> None:
+    p = f.project("alice", name="P")
+    c = f.contribution("bob", p, minutes=90, coauthors=("carol",))
+    solo = f.contribution("bob", p, minutes=10)
+    gone = f.contribution("dave", p, minutes=30)
+    view = view_of(
+        p, c, solo, gone, f.endorsement("alice", c, weight=4), f.retraction("dave", gone)
+    )
+    assert view.credit(c.id) == [
+        (pub("bob"), Fraction(45), Fraction(180)),
+        (pub("carol"), Fraction(45), Fraction(180)),
+    ]
+    assert view.credit(solo.id) == [(pub("bob"), Fraction(10), Fraction(0))]
+    assert view.credit(gone.id) is None
+    # Summed over the live contributions, the credits are the shares' columns.
+    totals: dict[bytes, tuple[Fraction, Fraction]] = {}
+    for cid in (c.id, solo.id):
+        for person, claimed, endorsed in view.credit(cid) or []:
+            was = totals.get(person, (Fraction(0), Fraction(0)))
+            totals[person] = (was[0] + claimed, was[1] + endorsed)
+    assert totals == {s.contributor: (s.claimed_minutes, s.endorsed_value) for s in view.shares()}
+
+
 def test_participants(f: RecordFactory) -> None:
     p = f.project("alice", name="P")
     c = f.contribution("bob", p, coauthors=("dave", "carol"))

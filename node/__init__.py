@@ -13,3 +13,12 @@ those before it (tests/node/test_layers.py checks it):
 - ``node.api`` — the local HTTP API, and ``node.cli`` — the ``commons`` command, the two
   front ends, which nothing else imports.
 """
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    #: The installed distribution's version (``commons --version``, ``status``).
+    __version__ = _version("commons-ledger")
+except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+    __version__ = "0+unknown"

@@ -29,6 +29,7 @@ from typing import Any
 
 import trio
 
+from node import __version__
 from node.authoring import AuthoringError, draft, sign_draft
 from node.clock import now_ms as _now_ms
 from node.home import Home
@@ -184,6 +185,10 @@ class Node:
         )
         self.api_url: str | None = None
         self.started = time.time()
+        #: Reconciliation sessions under way, and records the last finished one received
+        #: (None before any finished): ``status`` reports catching up from them.
+        self._syncing = 0
+        self._last_sync_received: int | None = None
         self._rate = _RateLimiter(options.gossip_rate)
         self._validated: OrderedDict[bytes, Record] = OrderedDict()
         self._refused: OrderedDict[tuple[str, bytes], None] = OrderedDict()  # (topic, id)
@@ -435,9 +440,21 @@ class Node:
             self._execute(self.service.sync_finished(peer, ok, now, unsupported=unsupported))
 
     async def _sync_with(self, peer: str) -> SyncResult:
-        with trio.fail_after(SYNC_TIMEOUT):
-            stream = await self.transport.open_stream(peer, sync_protocol.PROTOCOL_ID)
-            return await self.syncer.run_client(stream)
+        self._syncing += 1
+        try:
+            with trio.fail_after(SYNC_TIMEOUT):
+                stream = await self.transport.open_stream(peer, sync_protocol.PROTOCOL_ID)
+                result = await self.syncer.run_client(stream)
+        finally:
+            self._syncing -= 1
+        self._last_sync_received = result.received
+        return result
+
+    @property
+    def catching_up(self) -> bool:
+        """True while a reconciliation is under way and the node has not yet seen one end
+        with nothing new: a node that just started, or whose last sync still brought records."""
+        return self._syncing > 0 and self._last_sync_received != 0
 
     async def sync_now(self, maddr: str | None = None) -> dict[str, int]:
         """``commons sync``: reconcile now with one peer (dialled first) or all connected."""
@@ -582,6 +599,15 @@ class Node:
             "peers": len(self.transport.connected_peers()),
             "records": self.store.count(),
             "projects": len(self.store.project_ids()),
+            "version": __version__,
+            "listen": self.transport.listen_addrs(),
+            "api": self.api_url,
+            "started": int(self.started * 1000),
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "seed": self.options.seed,
+            "follow": sorted(p.hex() for p in self.follow_set),
+            "syncing": self._syncing,
+            "catching_up": self.catching_up,
         }
 
     def peers(self) -> list[dict[str, Any]]:

@@ -305,7 +305,8 @@ class LedgerEntry(NamedTuple):
         """The entry as ``commons ledger --json`` prints it (docs/INTERFACES.md).
 
         ``effort_minutes`` is ``None`` (JSON null) when the contribution claims none;
-        ``endorsements`` is the number of counting endorsements.
+        ``endorsements`` is the number of counting endorsements and ``endorsed_weight`` the
+        sum of their weights (what the contribution's claimed minutes are multiplied by).
         """
         body = self.body
         return {
@@ -317,6 +318,7 @@ class LedgerEntry(NamedTuple):
             "ts": self.record.ts,
             "coauthors": [_peer(c) for c in body.coauthors or ()],
             "endorsements": self.endorsements,
+            "endorsed_weight": self.weight,
         }
 
 
@@ -555,6 +557,34 @@ class ProjectView:
         """The counting endorsements of a contribution, in ascending ``(ts, id)`` order."""
         return sorted(self._counted.get(contribution_id, ()), key=order_key)
 
+    def why_not_counted(self, endorsement: Record) -> str | None:
+        """``None`` when ``endorsement`` counts in this view, else the rule that keeps it out
+        (the module docstring's *counting endorsements*), as a short sentence for people.
+
+        ``endorsement`` may be any record; one that is not an endorsement never counts."""
+        body = endorsement.body
+        if not isinstance(body, EndorsementBody):
+            return f"a {endorsement.kind} is not an endorsement"
+        if endorsement.project != self.state.id:
+            return "it is filed under another project"
+        target = body.target
+        if any(e.id == endorsement.id for e in self._counted.get(target, ())):
+            return None
+        if endorsement.id in self._retracted:
+            return "its author retracted it"
+        contribution = self._live.get(target)
+        if contribution is None:
+            if target in self._retracted:
+                return "the contribution it endorses is retracted"
+            return "the contribution it endorses is not held here"
+        if endorsement.author not in self.state.maintainers:
+            return "its author is not a maintainer of the project now"
+        if endorsement.author in _participants(
+            contribution.author, cast(ContributionBody, contribution.body)
+        ):
+            return "its author is an author or coauthor of the contribution"
+        return "a later endorsement by the same maintainer replaces it"
+
     def _entry(self, record: Record) -> LedgerEntry:
         counted = self._counted.get(record.id)
         if counted is None:
@@ -627,6 +657,20 @@ class ProjectView:
             )
         lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))
         return lines
+
+    def credit(self, contribution_id: bytes) -> list[tuple[bytes, Fraction, Fraction]] | None:
+        """What one live contribution adds to :meth:`shares`: ``(participant, claimed minutes,
+        endorsed value)`` for each participant, in the order of ``P(c)`` (section 5: minutes,
+        and minutes times the endorsed weight, split evenly). ``None`` when it is not live."""
+        entry = self.contribution(contribution_id)
+        if entry is None:
+            return None
+        minutes = entry.body.effort_minutes or 0
+        people = entry.participants
+        return [
+            (p, Fraction(minutes, len(people)), Fraction(minutes * entry.weight, len(people)))
+            for p in people
+        ]
 
     def total_endorsed_value(self) -> Fraction:
         """The project's total endorsed value, the denominator of every share."""

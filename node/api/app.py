@@ -30,6 +30,7 @@ from node.authoring import AuthoringError
 from node.net.transport import TransportError
 from node.tokens import TokenBook, allows
 from node.views.cache import ViewError, record_json
+from node.views.details import profile_json, record_detail
 from protocol.bundle import BundleReader, OversizedRecord
 from protocol.errors import BundleError, InvalidRecord, ProtocolError
 from protocol.record import MAX_RECORD_SIZE, record_id
@@ -200,7 +201,11 @@ def build_app(node: Node) -> Starlette:
         r = await in_thread(node.views.record, request.path_params["rid"])
         if request.query_params.get("raw") in ("1", "true"):
             return JSONResponse({"id": r.id.hex(), "raw": r.raw.hex()})
-        return JSONResponse(record_json(r))
+        return JSONResponse(await in_thread(record_detail, node.views, r))
+
+    async def profile(request: Request) -> Response:
+        peer = request.path_params["peer"]
+        return JSONResponse(await in_thread(profile_json, node.store, peer))
 
     async def metrics(request: Request) -> Response:
         text = await in_thread(node.metrics.render)
@@ -315,6 +320,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/endorsements", guard(author("endorsement"), write=True), methods=["POST"]),
         Route("/api/v1/retractions", guard(author("retraction"), write=True), methods=["POST"]),
         Route("/api/v1/profiles", guard(author("profile"), write=True), methods=["POST"]),
+        Route("/api/v1/profiles/{peer}", guard(profile)),
         Route("/api/v1/records/{rid}", guard(record)),
         Route("/api/v1/records", guard(post_record, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),

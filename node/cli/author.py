@@ -7,14 +7,17 @@ once); without one, it is signed and stored here and published when the node nex
 from __future__ import annotations
 
 import argparse
+import hashlib
 from functools import partial
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from node.authoring import AuthoringError, draft, sign_draft
 from node.cli.client import running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, identity, now_ms
-from node.cli.parser import add_command
+from node.cli.parser import PROJECT_HELP, RECORD_HELP, add_command
 from node.cli.store_access import open_store
 from node.home import HomeError
 from node.views.cache import record_json
@@ -104,15 +107,43 @@ def cmd_project_update(args: argparse.Namespace) -> int:
     return _author(args, "update", fields, "")
 
 
+#: Bytes read at a time when hashing an ``--artifact-file`` (a CAD model or a video may be
+#: gigabytes: it is streamed, never read whole).
+HASH_CHUNK = 1 << 20
+
+#: The artifact syntax, for ``contribute --help`` and docs/INTERFACES.md.
+ARTIFACT_HELP = (
+    "ARTIFACTS: --artifact URI[@DIGEST] names something the contribution produced, e.g. "
+    "https://example.org/pr/12 or git:https://example.org/repo@sha1:0123abcd; the digest is "
+    "ALGORITHM:HEX after the last '@'. --artifact-file PATH hashes a local file (SHA-256, "
+    "streamed) and records it as file:NAME@sha256:HEX, NAME being the file's name "
+    "percent-encoded, so anyone holding the file can check it is the one meant."
+)
+
+
+def file_artifact(text: str) -> str:
+    """``file:NAME@sha256:HEX`` for the local file ``text``, hashed in chunks."""
+    path = Path(text)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise CommandError(f"--artifact-file {text}: {exc.strerror or exc}") from None
+    return f"file:{quote(path.name)}@sha256:{digest.hexdigest()}"
+
+
 def cmd_contribute(args: argparse.Namespace) -> int:
     project = id_prefix(args.project)
+    artifacts = (args.artifact or []) + [file_artifact(f) for f in args.artifact_file or []]
     fields: dict[str, Any] = {
         "type": args.type,
         "title": args.title,
         "description": args.description,
         "minutes": args.minutes,
         "hours": args.hours,
-        "artifacts": args.artifact,
+        "artifacts": artifacts,
         "coauthors": args.coauthor,
     }
     if running_client(home_of(args)) is not None:
@@ -135,44 +166,76 @@ def register_project(psub: Any, common: argparse.ArgumentParser) -> None:
     """``project create`` and ``project update``, in the ``project`` group."""
     p = psub.add_parser("create", parents=[common], help="author a project (its genesis record)")
     p.set_defaults(func=cmd_project_create)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--description", metavar="T")
-    p.add_argument("--license", metavar="SPDX")
-    p.add_argument("--link", action="append", metavar="URL")
-    p.add_argument("--tag", action="append", metavar="T")
+    p.add_argument("name", metavar="NAME", help="the project's name")
+    p.add_argument("--description", metavar="T", help="what the project is (may span lines)")
+    p.add_argument("--license", metavar="SPDX", help="its license, as an SPDX id (MIT, CC-BY-4.0)")
+    p.add_argument("--link", action="append", metavar="URL", help="a link (repeatable)")
+    p.add_argument("--tag", action="append", metavar="T", help="a tag (repeatable)")
     p.add_argument(
-        "--maintainer", action="append", metavar="PEER", help="another maintainer (you are one)"
+        "--maintainer",
+        action="append",
+        metavar="PEER",
+        help="another maintainer's peer id (repeatable; you are one)",
     )
     p = psub.add_parser("update", parents=[common], help="author a project update")
     p.set_defaults(func=cmd_project_update)
-    p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--name", metavar="T")
-    p.add_argument("--description", metavar="T")
-    p.add_argument("--license", metavar="SPDX")
-    p.add_argument("--link", action="append", metavar="URL", help="replaces all links")
-    p.add_argument("--tag", action="append", metavar="T", help="replaces all tags")
-    p.add_argument("--add-maintainer", action="append", metavar="PEER")
-    p.add_argument("--remove-maintainer", action="append", metavar="PEER")
+    p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
+    p.add_argument("--name", metavar="T", help="a new name")
+    p.add_argument("--description", metavar="T", help="a new description")
+    p.add_argument("--license", metavar="SPDX", help="a new license (SPDX id)")
+    p.add_argument(
+        "--link", action="append", metavar="URL", help="a link (repeatable; replaces all links)"
+    )
+    p.add_argument(
+        "--tag", action="append", metavar="T", help="a tag (repeatable; replaces all tags)"
+    )
+    p.add_argument(
+        "--add-maintainer", action="append", metavar="PEER", help="make a maintainer (repeatable)"
+    )
+    p.add_argument(
+        "--remove-maintainer",
+        action="append",
+        metavar="PEER",
+        help="stop being or make stop being a maintainer (repeatable)",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add = partial(add_command, sub, common)
-    p = add("contribute", cmd_contribute, "author a contribution to a project")
-    p.add_argument("project", metavar="PROJECT")
+    p = add(
+        "contribute",
+        cmd_contribute,
+        "author a contribution to a project",
+        epilog=ARTIFACT_HELP,
+    )
+    p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
     p.add_argument("--type", required=True, metavar="TYPE", help="code, design, docs, ...")
-    p.add_argument("--title", required=True, metavar="T")
-    p.add_argument("--description", metavar="T")
+    p.add_argument("--title", required=True, metavar="T", help="one line saying what was done")
+    p.add_argument("--description", metavar="T", help="more about it (may span lines)")
     effort = p.add_mutually_exclusive_group()
     effort.add_argument("--minutes", type=int, metavar="N", help="effort in minutes")
     effort.add_argument("--hours", type=float, metavar="H", help="effort in hours")
-    p.add_argument("--artifact", action="append", metavar="URI[@DIGEST]")
-    p.add_argument("--coauthor", action="append", metavar="PEER")
+    p.add_argument(
+        "--artifact",
+        action="append",
+        metavar="URI[@DIGEST]",
+        help="something it produced, optionally with ALGORITHM:HEX digest (repeatable)",
+    )
+    p.add_argument(
+        "--artifact-file",
+        action="append",
+        metavar="PATH",
+        help="a local file, hashed into file:NAME@sha256:HEX (repeatable)",
+    )
+    p.add_argument(
+        "--coauthor", action="append", metavar="PEER", help="a coauthor's peer id (repeatable)"
+    )
 
     p = add("endorse", cmd_endorse, "endorse a contribution (as a maintainer)")
-    p.add_argument("record", metavar="RECORD")
+    p.add_argument("record", metavar="RECORD", help=RECORD_HELP)
     p.add_argument("--weight", type=int, metavar="N", help="1..10 (default 1)")
-    p.add_argument("--comment", metavar="T")
+    p.add_argument("--comment", metavar="T", help="why, for the contributor")
 
     p = add("retract", cmd_retract, "retract one of your contributions or endorsements")
-    p.add_argument("record", metavar="RECORD")
-    p.add_argument("--reason", metavar="T")
+    p.add_argument("record", metavar="RECORD", help=RECORD_HELP)
+    p.add_argument("--reason", metavar="T", help="why it is retracted")

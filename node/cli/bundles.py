@@ -53,8 +53,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             with tmp.open("wb") as f:
                 f.write(BundleWriter.header())
                 for raw in source:
-                    f.write(BundleWriter.frame(raw))
+                    frame = BundleWriter.frame(raw)
+                    f.write(frame)
                     count += 1
+                    progress.add_bytes(len(frame))
                     progress.advance()
             tmp.replace(path)
         except OSError as exc:
@@ -74,7 +76,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         size = path.stat().st_size
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    progress = Progress(f"importing {path.name}", total=size)
+    progress = Progress(f"importing {path.name}", total=size, unit="bytes")
     with open_store(home) as store:
         try:
             _import_into(store, path, scan, progress)
@@ -121,6 +123,7 @@ def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -
                 scan.rejected.append({"index": indexes[offset + i], "error": error})
         for start in range(0, len(good), IMPORT_BATCH):
             flags = store.add(good[start : start + IMPORT_BATCH], published=True)
+            progress.add_records(len(flags))
             new = sum(flags)
             scan.accepted += new
             scan.duplicates += len(flags) - new
@@ -163,9 +166,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         size = path.stat().st_size
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    progress = Progress(f"verifying {path.name}", total=size)
+    progress = Progress(f"verifying {path.name}", total=size, unit="bytes")
     try:
         for verdict in scan_bundle(path, now_ms=now_ms(), progress=progress.advance):
+            progress.add_records(1)
             if verdict.record is None:
                 scan.rejected.append({"index": verdict.index, "error": verdict.error})
                 lines.append(f"record {verdict.index}: invalid: {verdict.error}")
@@ -194,10 +198,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add = partial(add_command, sub, common)
     p = add("export", cmd_export, "write records to a bundle file")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--project", action="append", metavar="PROJECT", help="only this project")
+    p.add_argument("file", metavar="FILE", help="the bundle file to write")
+    p.add_argument(
+        "--project", action="append", metavar="PROJECT", help="only this project (repeatable)"
+    )
     p = add("import", cmd_import, "validate and store every record of a bundle file")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the bundle file to read")
     p = add(
         "verify",
         cmd_verify,

@@ -35,7 +35,8 @@ def missing_node_dependencies() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from node.cli import author, bundles, identity, network, run, show, tokens
+    from node import __version__
+    from node.cli import author, bundles, completion, identity, network, profile, run, show, tokens
 
     common = common_options()
     parser = Parser(
@@ -45,9 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "between peers and reconciled so every node converges on the same ledger.",
         parents=[common],
     )
+    parser.add_argument(
+        "--version", action="version", version=f"commons {__version__}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     identity.register(sub, common)
+    profile.register(sub, common)
     run.register(sub, common)
     project = sub.add_parser(
         "project", help="create, update, list and show projects", parents=[common]
@@ -61,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.register(sub, common)
     bundles.register(sub, common)
     tokens.register(sub, common)
+    completion.register(sub, common, parser)
     return parser
 
 

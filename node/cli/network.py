@@ -6,12 +6,14 @@ import argparse
 from functools import partial
 from typing import Any
 
+from node import __version__
 from node.cli.client import SYNC_TIMEOUT, running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, identity
 from node.cli.parser import add_command
 from node.cli.store_access import open_store
-from node.textout import table
+from node.textout import date_time, duration, table
+from node.views.details import names
 
 __all__ = ["register"]
 
@@ -25,8 +27,11 @@ def _client(args: argparse.Namespace) -> Any:
 
 def cmd_peers(args: argparse.Namespace) -> int:
     peers = _client(args).get("/api/v1/peers")
-    rows = [(p["peer_id"], ", ".join(p["addrs"])) for p in peers]
-    emit(args, peers, table(["PEER", "ADDRESSES"], rows) if rows else "no connected peers")
+    with open_store(home_of(args)) as store:
+        who = names(store)
+    rows = [(p["peer_id"], who.get(p["peer_id"], ""), ", ".join(p["addrs"])) for p in peers]
+    text = table(["PEER", "NAME", "ADDRESSES"], rows, max_width=None) if rows else ""
+    emit(args, peers, text or "no connected peers")
     return 0
 
 
@@ -44,16 +49,38 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "peers": 0,
                 "records": store.count(),
                 "projects": len(store.project_ids()),
+                "version": __version__,
             }
-    text = (
-        f"peer id:  {status['peer_id']}\n"
-        f"node:     {'running' if status['running'] else 'not running'}\n"
-        f"peers:    {status['peers']}\n"
-        f"records:  {status['records']}\n"
-        f"projects: {status['projects']}"
-    )
-    emit(args, status, text)
+    emit(args, status, _status_text(status))
     return 0
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    """``status`` for people: the node's addresses, how long it has run, what it follows."""
+    lines = [
+        f"peer id:     {status['peer_id']}",
+        f"version:     {status['version']}",
+        f"node:        {'running' if status['running'] else 'not running'}",
+    ]
+    if status["running"]:
+        follow = status["follow"]
+        mode = "seed (holds every project)" if status["seed"] else "ordinary"
+        lines += [
+            f"since:       {date_time(status['started'])} UTC"
+            f" (up {duration(status['uptime_seconds'])})",
+            f"listening:   {', '.join(status['listen']) or '-'}",
+            f"api:         {status['api'] or 'off'}",
+            f"mode:        {mode}",
+            f"follows:     {', '.join(follow) if follow else 'every project'}",
+            f"sync:        {'catching up' if status['catching_up'] else 'up to date'}"
+            f" ({status['syncing']} session(s) under way)",
+        ]
+    lines += [
+        f"peers:       {status['peers']}",
+        f"records:     {status['records']}",
+        f"projects:    {status['projects']}",
+    ]
+    return "\n".join(lines)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -70,7 +97,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add = partial(add_command, sub, common)
-    add("peers", cmd_peers, "connected peers (needs a running node)")
-    add("status", cmd_status, "whether the node runs, and what it holds")
+    add("peers", cmd_peers, "connected peers, by name where they have one (needs a running node)")
+    add(
+        "status",
+        cmd_status,
+        "whether the node runs (addresses, version, uptime, mode, follow list, catching up) "
+        "and what it holds",
+    )
     p = add("sync", cmd_sync, "reconcile now with all connected peers, or with one")
-    p.add_argument("maddr", nargs="?", metavar="MADDR")
+    p.add_argument(
+        "maddr",
+        nargs="?",
+        metavar="MADDR",
+        help="a peer's multiaddr ending in /p2p/<peer id> (default: every connected peer)",
+    )

@@ -7,7 +7,20 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Parser", "add_command", "common_options"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "PROJECT_HELP",
+    "RECORD_HELP",
+    "Parser",
+    "add_command",
+    "common_options",
+]
+
+#: Help of the id arguments many commands take.
+PROJECT_HELP = "the project's id, or a prefix of at least 8 hex digits"
+RECORD_HELP = "the record's id, or a prefix of at least 8 hex digits"
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -117,14 +117,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "API. Stops cleanly on Ctrl-C or SIGTERM. Defaults come from config.toml.",
     )
     p.set_defaults(func=cmd_node_run)
-    p.add_argument("--listen", action="append", metavar="MADDR", help="listen multiaddr (repeat)")
     p.add_argument(
-        "--bootstrap", action="append", metavar="MADDR", help="peer to dial, with /p2p/<id>"
+        "--listen", action="append", metavar="MADDR", help="listen multiaddr (repeatable)"
+    )
+    p.add_argument(
+        "--bootstrap",
+        action="append",
+        metavar="MADDR",
+        help="peer to dial, with /p2p/<id> (repeatable)",
     )
     p.add_argument("--api", metavar="HOST:PORT", help="API address; port 0 picks a free one")
     p.add_argument("--no-mdns", action="store_true", help="do not discover peers on the LAN")
     p.add_argument(
-        "--follow", action="append", metavar="PROJECT", help="hold only these projects (repeat)"
+        "--follow", action="append", metavar="PROJECT", help="hold only this project (repeatable)"
     )
     p.add_argument("--seed", action="store_true", help="seed node: hold everything, more peers")
     p.add_argument(

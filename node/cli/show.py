@@ -10,10 +10,11 @@ from typing import Any
 
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix
-from node.cli.parser import Parser, add_command
+from node.cli.parser import PROJECT_HELP, RECORD_HELP, Parser, add_command
 from node.cli.store_access import open_store
-from node.textout import fmt_number, relative_time, short_peer, table, terminal_safe
+from node.textout import date_time, fmt_number, person, table, terminal_safe
 from node.views.cache import ViewCache, ViewError, record_json
+from node.views.details import names, record_detail
 from protocol.record import Record
 
 __all__ = ["register"]
@@ -27,14 +28,27 @@ def _views(args: argparse.Namespace, fn: Callable[[ViewCache], Any]) -> Any:
             raise CommandError(str(exc)) from None
 
 
+def _maintainers(peers: list[str], who: dict[str, str]) -> str:
+    """The first maintainers by name (or short id), and how many more."""
+    shown = [person(m, who, peers) for m in peers[:2]]
+    more = f" +{len(peers) - 2}" if len(peers) > 2 else ""
+    return ", ".join(shown) + more
+
+
 def cmd_project_list(args: argparse.Namespace) -> int:
-    projects = _views(args, lambda v: v.project_list())
+    projects, who = _views(args, lambda v: (v.project_list(), names(v.store)))
     rows = [
-        (p["id"][:12], p["name"], len(p["maintainers"]), p["contributions"], p["contributors"])
+        (
+            p["id"][:12],
+            p["name"],
+            _maintainers(p["maintainers"], who),
+            p["contributions"],
+            p["contributors"],
+        )
         for p in projects
     ]
     text = (
-        table(["ID", "NAME", "MAINTAINERS", "CONTRIBUTIONS", "CONTRIBUTORS"], rows, right=(2, 3, 4))
+        table(["ID", "NAME", "MAINTAINERS", "CONTRIBUTIONS", "CONTRIBUTORS"], rows, right=(3, 4))
         if rows
         else "no projects yet: create one with `commons project create NAME`"
     )
@@ -43,7 +57,7 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 
 def cmd_project_show(args: argparse.Namespace) -> int:
-    p = _views(args, lambda v: v.project_show(id_prefix(args.project)))
+    p, who = _views(args, lambda v: (v.project_show(id_prefix(args.project)), names(v.store)))
     # Single-line fields are escaped as such: a newline in a name (held from before the
     # format refused it) must not forge a line of its own.
     one = terminal_safe
@@ -53,37 +67,46 @@ def cmd_project_show(args: argparse.Namespace) -> int:
         f"license:       {one(p['license'] or '-')}",
         f"links:         {', '.join(map(one, p['links'])) or '-'}",
         f"tags:          {', '.join(map(one, p['tags'])) or '-'}",
-        f"maintainers:   {', '.join(p['maintainers'])}",
+        f"maintainers:   {', '.join(_full_person(m, who) for m in p['maintainers'])}",
         f"contributions: {p['contributions']} live, by {p['contributors']} contributor(s)",
     ]
     emit(args, p, "\n".join(lines))
     return 0
 
 
+def _full_person(peer: str, who: dict[str, str]) -> str:
+    """A peer id in full, with its display name (escaped) when it has one."""
+    name = who.get(peer)
+    return f"{terminal_safe(name)} ({peer})" if name else peer
+
+
 def cmd_ledger(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise CommandError("--limit must be 0 or more")
-    entries = _views(
+    entries, who = _views(
         args,
-        lambda v: v.ledger(
-            id_prefix(args.project), author=args.author, type=args.type, limit=args.limit
+        lambda v: (
+            v.ledger(id_prefix(args.project), author=args.author, type=args.type, limit=args.limit),
+            names(v.store),
         ),
     )
     authors = [e["author"] for e in entries]
     rows = [
         (
             e["id"][:12],
-            relative_time(e["ts"]),
-            short_peer(e["author"], authors),
+            date_time(e["ts"]),
+            person(e["author"], who, authors),
             e["type"],
-            e["title"][:60],
+            e["title"],
             "" if e["effort_minutes"] is None else fmt_number(e["effort_minutes"]),
-            e["endorsements"],
+            e["endorsed_weight"],
         )
         for e in entries
     ]
     text = (
-        table(["ID", "WHEN", "AUTHOR", "TYPE", "TITLE", "MINUTES", "ENDORSED"], rows, right=(5, 6))
+        table(
+            ["ID", "WHEN (UTC)", "AUTHOR", "TYPE", "TITLE", "MINUTES", "WEIGHT"], rows, right=(5, 6)
+        )
         if rows
         else "no live contributions"
     )
@@ -91,14 +114,33 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``shares`` prints under its table and in its ``--help``: what each column means.
+SHARES_LEGEND = (
+    "CONTRIBUTIONS: live contributions the contributor authored or coauthored. "
+    "CLAIMED: the effort those contributions claim, split evenly among their participants "
+    "(minutes, shown as hours and minutes). "
+    "ENDORSED VALUE: claimed minutes times the endorsed weight (the sum of the weights of the "
+    "maintainers' counting endorsements, 1 to 10 each), split the same way; its unit is the "
+    "minute-weight. SHARE: the contributor's endorsed value over the project's total."
+)
+
+
+def _hours(minutes: float) -> str:
+    """Minutes for people: ``45 min``, ``2 h 05 min``; fractions of a minute to 2 places."""
+    if minutes < 60:
+        return f"{fmt_number(minutes)} min"
+    hours = int(minutes // 60)
+    return f"{hours} h {fmt_number(minutes - 60 * hours)} min"
+
+
 def cmd_shares(args: argparse.Namespace) -> int:
-    shares = _views(args, lambda v: v.shares(id_prefix(args.project)))
+    shares, who = _views(args, lambda v: (v.shares(id_prefix(args.project)), names(v.store)))
     people = [s["contributor"] for s in shares]
     rows = [
         (
-            short_peer(s["contributor"], people),
+            person(s["contributor"], who, people),
             s["contributions"],
-            fmt_number(s["claimed_minutes"]),
+            _hours(s["claimed_minutes"]),
             fmt_number(s["endorsed_value"]),
             f"{100 * s['share']:.1f}%",
         )
@@ -106,10 +148,12 @@ def cmd_shares(args: argparse.Namespace) -> int:
     ]
     text = (
         table(
-            ["CONTRIBUTOR", "CONTRIBUTIONS", "CLAIMED MIN", "ENDORSED VALUE", "SHARE"],
+            ["CONTRIBUTOR", "CONTRIBUTIONS", "CLAIMED", "ENDORSED VALUE (min x weight)", "SHARE"],
             rows,
             right=(1, 2, 3, 4),
         )
+        + "\n\n"
+        + SHARES_LEGEND
         if rows
         else "no live contributions"
     )
@@ -122,10 +166,68 @@ def cmd_record_show(args: argparse.Namespace) -> int:
     if args.raw:
         emit(args, {"id": record.id.hex(), "raw": record.raw.hex()}, record.raw.hex())
         return 0
-    value = record_json(record)
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    emit(args, value, text)
+    # Detailed from the same record: its id is now whole, so no prefix is resolved twice.
+    value = _views(args, lambda v: record_detail(v, record))
+    text = json.dumps(record_json(record), indent=2, ensure_ascii=False)
+    emit(args, value, "\n".join([text, *_detail_lines(value)]))
     return 0
+
+
+def _named(peer: str, name: str | None) -> str:
+    return f"{terminal_safe(name)} ({peer})" if name else peer
+
+
+def _detail_lines(value: dict[str, Any]) -> list[str]:
+    """``record show``'s text after the record: who wrote it, when, and what it counts for."""
+    lines = [
+        "",
+        f"author: {_named(value['author'], value.get('author_name'))}",
+        f"when:   {date_time(value['ts'])} UTC",
+    ]
+    if "counts" in value:  # an endorsement
+        verdict = "yes" if value["counts"] else f"no: {value['why_not_counted']}"
+        lines.append(f"counts: {verdict}")
+    if "endorsements" not in value:
+        return lines
+    retraction = value["retraction"]
+    if retraction is not None:
+        reason = terminal_safe(retraction["reason"] or "no reason given")
+        lines.append(
+            f"retracted: {date_time(retraction['ts'])} UTC by {retraction['id'][:12]} ({reason})"
+        )
+    rows = [
+        (
+            person(e["author"], {e["author"]: e["author_name"]} if e["author_name"] else {}),
+            e["weight"],
+            date_time(e["ts"]),
+            "yes" if e["counts"] else f"no: {e['why_not_counted']}",
+            e["comment"] or "",
+        )
+        for e in value["endorsements"]
+    ]
+    lines.append("")
+    if rows:
+        lines.append(table(["ENDORSED BY", "WEIGHT", "WHEN (UTC)", "COUNTS", "COMMENT"], rows))
+    else:
+        lines.append("no endorsements")
+    counts = value["counts_for"]
+    lines += [
+        "",
+        f"counts for: {fmt_number(counts['claimed_minutes'])} claimed minutes x endorsed weight "
+        f"{value['endorsed_weight']} = {fmt_number(counts['endorsed_value'])} endorsed value, "
+        f"{100 * counts['share_of_project']:.1f}% of the project's",
+    ]
+    shares = [
+        (
+            person(p["peer_id"], {p["peer_id"]: p["name"]} if p["name"] else {}),
+            fmt_number(p["claimed_minutes"]),
+            fmt_number(p["endorsed_value"]),
+        )
+        for p in counts["participants"]
+    ]
+    if shares:
+        lines.append(table(["PARTICIPANT", "CLAIMED MIN", "ENDORSED VALUE"], shares, right=(1, 2)))
+    return lines
 
 
 def register_project(psub: Any, common: argparse.ArgumentParser) -> None:
@@ -134,24 +236,35 @@ def register_project(psub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_project_list)
     p = psub.add_parser("show", parents=[common], help="one project's current state")
     p.set_defaults(func=cmd_project_show)
-    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add = partial(add_command, sub, common)
-    p = add("ledger", cmd_ledger, "a project's live contributions, newest first")
-    p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--author", metavar="PEER", help="only those with this author or coauthor")
-    p.add_argument("--type", metavar="TYPE")
-    p.add_argument("--limit", type=int, metavar="N")
+    p = add(
+        "ledger",
+        cmd_ledger,
+        "a project's live contributions, newest first, with their endorsed weight",
+    )
+    p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
+    p.add_argument(
+        "--author", metavar="PEER", help="only those with this author or coauthor (a peer id)"
+    )
+    p.add_argument("--type", metavar="TYPE", help="only contributions of this type")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N entries (default 1000)")
 
-    p = add("shares", cmd_shares, "a project's open value accounting")
-    p.add_argument("project", metavar="PROJECT")
+    p = add(
+        "shares",
+        cmd_shares,
+        "a project's open value accounting, one line per contributor",
+        epilog=SHARES_LEGEND,
+    )
+    p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
 
     record = sub.add_parser("record", help="show one record", parents=[common])
     rsub = record.add_subparsers(dest="record_command", metavar="COMMAND", parser_class=Parser)
     rsub.required = True
     p = rsub.add_parser("show", parents=[common], help="one record, decoded")
     p.set_defaults(func=cmd_record_show)
-    p.add_argument("record", metavar="RECORD")
+    p.add_argument("record", metavar="RECORD", help=RECORD_HELP)
     p.add_argument("--raw", action="store_true", help="its canonical bytes, as hex")

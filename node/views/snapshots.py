@@ -27,8 +27,9 @@ __all__ = ["SNAPSHOT_COMPRESSION", "SNAPSHOT_FORMAT", "ViewSnapshot"]
 #: The encoding of stored snapshots. Bump it whenever the encoding, the JSON shapes of the
 #: views or the rules of ``protocol.ledger`` change: a snapshot of another format is ignored
 #: (and replaced after the next fold), never trusted. 2: only a maintainer's latest
-#: endorsement of a contribution counts (format 1 snapshots summed every one).
-SNAPSHOT_FORMAT: Final = 2
+#: endorsement of a contribution counts (format 1 snapshots summed every one). 3: each ledger
+#: entry also holds its endorsed weight.
+SNAPSHOT_FORMAT: Final = 3
 #: zlib level of the compressed part of a stored snapshot (all but the ids and public keys).
 #: Measured on 55,000 records (4.1 MB packed, of which 1.6 MB are ids): compressing all of it
 #: at level 1 gives 1.95 MB in 34 ms and takes 4 ms to inflate (10 ms on a loaded machine),
@@ -98,6 +99,7 @@ class ViewSnapshot:
         "_ts",
         "_type_names",
         "_types",
+        "_weights",
     )
 
     def __init__(
@@ -113,6 +115,7 @@ class ViewSnapshot:
         types: array[int],
         minutes: array[int],
         endorsements: array[int],
+        weights: array[int],
         titles: bytes,
         title_ends: array[int],
         coauthors: dict[int, Sequence[int]],
@@ -127,6 +130,7 @@ class ViewSnapshot:
         self._types = types
         self._minutes = minutes
         self._endorsements = endorsements
+        self._weights = weights
         self._titles = titles
         self._title_ends = title_ends
         self._coauthors = coauthors
@@ -146,6 +150,7 @@ class ViewSnapshot:
         ids = bytearray()
         ts, ends = array(_I64), array(_I32)
         authors, types, minutes, endorsements = array(_I32), array(_I32), array(_I32), array(_I32)
+        weights = array(_I32)
         titles: list[bytes] = []
         coauthors: dict[int, list[int]] = {}
         end = 0
@@ -160,6 +165,7 @@ class ViewSnapshot:
             types.append(kind)
             minutes.append(-1 if body.effort_minutes is None else body.effort_minutes)
             endorsements.append(entry.endorsements)
+            weights.append(entry.weight)
             title = body.title.encode()
             titles.append(title)
             end += len(title)
@@ -198,6 +204,7 @@ class ViewSnapshot:
             types=types,
             minutes=minutes,
             endorsements=endorsements,
+            weights=weights,
             titles=b"".join(titles),
             title_ends=ends,
             coauthors=dict(coauthors),
@@ -221,6 +228,7 @@ class ViewSnapshot:
             _ints_bytes(self._types),
             _ints_bytes(self._minutes),
             _ints_bytes(self._endorsements),
+            _ints_bytes(self._weights),
             self._titles,
             _ints_bytes(self._title_ends),
             [[row, list(people)] for row, people in self._coauthors.items()],
@@ -236,7 +244,7 @@ class ViewSnapshot:
             ids, people, packed = msgpack.unpackb(data)
             rest = msgpack.unpackb(zlib.decompress(packed), strict_map_key=False)
             (crc, summary, shares, ts, authors, type_names, types, minutes, endorsements,
-             titles, ends, coauthors) = rest  # fmt: skip
+             weights, titles, ends, coauthors) = rest  # fmt: skip
             if not (isinstance(ids, bytes) and isinstance(people, bytes)):
                 raise ValueError("the ids or the keys are not bytes")
             if crc != zlib.crc32(people, zlib.crc32(ids)):
@@ -259,6 +267,7 @@ class ViewSnapshot:
                 types=_ints(_I32, types, count, "types"),
                 minutes=_ints(_I32, minutes, count, "minutes"),
                 endorsements=_ints(_I32, endorsements, count, "endorsements"),
+                weights=_ints(_I32, weights, count, "weights"),
                 titles=titles,
                 title_ends=_ints(_I32, ends, count, "title ends"),
                 coauthors={int(row): list(people) for row, people in coauthors},
@@ -346,4 +355,5 @@ class ViewSnapshot:
             "ts": self._ts[row],
             "coauthors": [self._person(p) for p in self._coauthors.get(row, ())],
             "endorsements": self._endorsements[row],
+            "endorsed_weight": self._weights[row],
         }

@@ -190,6 +190,20 @@ async def test_follow_only_some_projects(tmp_path: Path) -> None:
             result = await f.sync_now()
             assert result["peers"] == 1
             assert not f.store.has(c4.id)
+            # status says what the node follows, where it listens, and that it is caught up.
+            status = f.status()
+            assert status["follow"] == [p1.id.hex()]
+            assert status["seed"] is False
+            assert status["listen"] == f.transport.listen_addrs()
+            assert status["api"] is None
+            assert status["version"]
+            assert 0 <= status["uptime_seconds"] < 60
+            assert (status["syncing"], status["catching_up"]) == (0, False)
+            f._syncing = 1  # a session under way after one that brought nothing: caught up
+            assert not f.catching_up
+            f._last_sync_received = 3  # ... after one that brought records: catching up
+            assert f.catching_up
+            f._syncing = 0
 
 
 @pytest.mark.parametrize("case", ["forged", "oversized"])

@@ -574,6 +574,7 @@ def test_ledger_entry(f: RecordFactory) -> None:
         "ts": c.ts,
         "coauthors": [peer_id(pub("carol"))],
         "endorsements": 1,
+        "endorsed_weight": 4,
     }
 
 
@@ -582,6 +583,57 @@ def test_ledger_entry_without_minutes_or_coauthors(f: RecordFactory) -> None:
     c = f.contribution("bob", p)
     out = LedgerEntry(c, 0, 0).to_json()
     assert (out["effort_minutes"], out["coauthors"], out["endorsements"]) == (None, [], 0)
+
+
+def test_why_not_counted_names_the_rule(f: RecordFactory) -> None:
+    p = f.project("alice", name="P", maintainers=("dave",))
+    other = f.project("alice", name="Q")
+    c = f.contribution("bob", p, minutes=30, coauthors=("dave",))
+    gone = f.contribution("bob", p)
+    counts = f.endorsement("alice", c, weight=3, ts=EPOCH_MS + 10_000)
+    replaced = f.endorsement("alice", c, weight=9, ts=EPOCH_MS + 5_000)
+    by_coauthor = f.endorsement("dave", c)
+    by_stranger = f.endorsement("erin", c)
+    of_retracted = f.endorsement("alice", gone)
+    retracted = f.endorsement("alice", c, weight=2, ts=EPOCH_MS + 20_000)
+    view = view_of(
+        p, c, gone, counts, replaced, by_coauthor, by_stranger, of_retracted, retracted,
+        f.retraction("bob", gone), f.retraction("alice", retracted),
+    )  # fmt: skip
+    assert view.why_not_counted(counts) is None
+    assert "replaces" in str(view.why_not_counted(replaced))
+    assert "coauthor" in str(view.why_not_counted(by_coauthor))
+    assert "not a maintainer" in str(view.why_not_counted(by_stranger))
+    assert "is retracted" in str(view.why_not_counted(of_retracted))
+    assert "retracted it" in str(view.why_not_counted(retracted))
+    elsewhere = f.endorsement("alice", f.contribution("bob", other))
+    assert "another project" in str(view.why_not_counted(elsewhere))
+    assert "not an endorsement" in str(view.why_not_counted(c))
+    # The verdicts agree with the fold: exactly the counting endorsements pass.
+    assert view.endorsements_of(c.id) == [counts]
+
+
+def test_credit_is_what_one_contribution_adds_to_shares(f: RecordFactory) -> None:
+    p = f.project("alice", name="P")
+    c = f.contribution("bob", p, minutes=90, coauthors=("carol",))
+    solo = f.contribution("bob", p, minutes=10)
+    gone = f.contribution("dave", p, minutes=30)
+    view = view_of(
+        p, c, solo, gone, f.endorsement("alice", c, weight=4), f.retraction("dave", gone)
+    )
+    assert view.credit(c.id) == [
+        (pub("bob"), Fraction(45), Fraction(180)),
+        (pub("carol"), Fraction(45), Fraction(180)),
+    ]
+    assert view.credit(solo.id) == [(pub("bob"), Fraction(10), Fraction(0))]
+    assert view.credit(gone.id) is None
+    # Summed over the live contributions, the credits are the shares' columns.
+    totals: dict[bytes, tuple[Fraction, Fraction]] = {}
+    for cid in (c.id, solo.id):
+        for person, claimed, endorsed in view.credit(cid) or []:
+            was = totals.get(person, (Fraction(0), Fraction(0)))
+            totals[person] = (was[0] + claimed, was[1] + endorsed)
+    assert totals == {s.contributor: (s.claimed_minutes, s.endorsed_value) for s in view.shares()}
 
 
 def test_participants(f: RecordFactory) -> None:

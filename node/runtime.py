@@ -43,7 +43,7 @@ from node.net.transport import (
     TransportError,
     open_transport,
 )
-from node.service import Dial, Effect, Service, StartSync
+from node.service import Dial, Effect, Reachability, Service, StartSync
 from node.store.sqlite import Store, StoreError
 from node.sync.ingest import Ingestor, IngestResult
 from node.sync.syncer import Syncer, SyncResult
@@ -406,6 +406,8 @@ class Node:
                 self.nursery.start_soon(self._background_sync, effect.peer, effect.reason)
             elif isinstance(effect, Dial):
                 self.nursery.start_soon(self._dial, effect.addr)
+            elif isinstance(effect, Reachability):
+                _log_reachability(effect)
 
     async def _background_sync(self, peer: str, reason: str) -> None:
         ok = unsupported = False
@@ -468,8 +470,10 @@ class Node:
         try:
             peer = await self.transport.connect(addr)
         except (TransportError, ValueError) as exc:
-            log.info("dial %s failed: %s", addr, exc)
-            self._execute(self.service.dial_failed(addr, now))
+            # One line when the peer becomes unreachable (the service says when), not a line
+            # for every retry of the back-off.
+            log.debug("dial %s failed: %s", addr, exc)
+            self._execute(self.service.dial_failed(addr, now, reason=str(exc)))
             failed = _peer_of(addr)
             if failed is not None:
                 # The address book forgets a peer after repeated failures.
@@ -723,6 +727,18 @@ def _fixed_mmap_threshold() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
+
+
+def _log_reachability(change: Reachability) -> None:
+    if change.reachable:
+        how = f"at {change.addr}" if change.addr else "(it connected to us)"
+        log.info("peer %s is reachable again %s", change.peer, how)
+    else:
+        log.info(
+            "peer %s is unreachable (%s): retrying with back-off, quietly until it answers",
+            change.peer,
+            change.reason or change.addr,
+        )
 
 
 def _peer_of(addr: str) -> str | None:

@@ -14,13 +14,17 @@ from typing import Any
 from node.cli.errors import CommandError
 from node.home import Home
 
-__all__ = ["NodeClient", "running_client"]
+__all__ = ["NodeClient", "NodeUnreachable", "running_client"]
 
 #: Seconds to wait for an API answer (a sync of a large ledger can take a while).
 TIMEOUT = 30.0
 SYNC_TIMEOUT = 900.0
 #: The largest API response read, in bytes.
 MAX_RESPONSE = 256 << 20
+
+
+class NodeUnreachable(CommandError):
+    """The node's API did not answer at all (as opposed to answering with an error)."""
 
 
 class NodeClient:
@@ -51,7 +55,7 @@ class NodeClient:
             data = exc.read(MAX_RESPONSE)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise CommandError(
+            raise NodeUnreachable(
                 f"the node's API at {self.base_url} is not reachable ({reason}); "
                 "is `commons node run` still running?"
             ) from None

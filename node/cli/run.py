@@ -27,7 +27,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     from node.runtime import NodeOptions, run_node
 
     home = home_of(args)
-    _setup_logging(args.log_level, args.log_json)
+    _setup_logging(args.log_level, args.log_json, args.libp2p_log_level)
     try:
         home.require()
         config = home.config()
@@ -89,7 +89,16 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
-def _setup_logging(level: str, as_json: bool) -> None:
+#: The loggers of the networking libraries under the node (py-libp2p, its multiaddr parser,
+#: the mDNS library): ``--libp2p-log-level``, WARNING by default whatever ``--log-level`` says,
+#: since at DEBUG they write hundreds of lines a second and bury the node's own.
+NETWORK_LOGGERS = ("libp2p", "multiaddr", "zeroconf")
+
+
+def _setup_logging(level: str, as_json: bool, libp2p_level: str | None = None) -> None:
+    """Commons' own loggers (``node.*``) at ``level``; the networking libraries' at
+    ``libp2p_level`` (default: warning, or ``level`` if higher); every other library at
+    warning or ``level`` if higher."""
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
@@ -97,11 +106,24 @@ def _setup_logging(level: str, as_json: bool) -> None:
         handler.setFormatter(
             _TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    ours = logging.getLevelName(level.upper())
+    quiet = max(logging.WARNING, ours)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # py-libp2p is chatty at INFO; keep its warnings.
-    logging.getLogger("libp2p").setLevel(max(logging.WARNING, root.level))
+    root.setLevel(quiet)
+    logging.getLogger("node").setLevel(ours)
+    network = quiet if libp2p_level is None else logging.getLevelName(libp2p_level.upper())
+    for name in NETWORK_LOGGERS:
+        logging.getLogger(name).setLevel(network)
+    # A few of their modules set a level of their own (libp2p's auto_connector: INFO), which
+    # would outrank the package's: they follow the package too.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (
+            isinstance(logger, logging.Logger)
+            and name.startswith(tuple(f"{n}." for n in NETWORK_LOGGERS))
+            and logger.level != logging.NOTSET
+        ):
+            logger.setLevel(network)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -131,6 +153,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
-        help="log detail on stderr (default: info)",
+        help="detail of the node's own log on stderr (default: info)",
+    )
+    p.add_argument(
+        "--libp2p-log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="detail of the networking libraries' log (libp2p, multiaddr, zeroconf); "
+        "default: warning, or --log-level when higher",
     )
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")

@@ -68,8 +68,8 @@ class NodeClient:
             raise CommandError(str(message))
         return status, value
 
-    def get(self, path: str) -> Any:
-        return self._request("GET", path)[1]
+    def get(self, path: str, *, timeout: float = TIMEOUT) -> Any:
+        return self._request("GET", path, timeout=timeout)[1]
 
     def post(self, path: str, fields: dict[str, Any], *, timeout: float = TIMEOUT) -> Any:
         body = json.dumps(fields).encode()

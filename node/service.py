@@ -134,7 +134,9 @@ class Service:
             a.failures = 0
         # We dialled, so the peer may not start a session: start one unless already running.
         self.connected_peers.add(peer)
-        self._unreachable.discard(addr)  # the address named no peer when it failed
+        if addr in self._unreachable:  # it named no peer when it failed: report it by its peer
+            self._unreachable.discard(addr)
+            self._unreachable.add(peer)
         return self._reachable(peer, addr) + self._start_sync(peer, now, "dialled")
 
     def dial_failed(self, addr: str, now: float, reason: str = "") -> list[Effect]:

@@ -87,7 +87,7 @@ def _body_names(fields: Mapping[str, Any]) -> dict[str, Any]:
 def _refuse_clearing(fields: Mapping[str, Any], name: str) -> None:
     """An update asking for no ``links`` (or ``tags``) at all: ``[]`` or ``[""]``.
 
-    The record format holds no empty list (RECORD-FORMAT.md, section 4), so an update cannot
+    The record format holds no empty list (docs/RECORD-FORMAT.md, section 4), so an update cannot
     say "none": it can only replace the list with another of at least one item. Saying so
     beats the two dishonest alternatives, ignoring the request or storing a placeholder."""
     value = fields.get(name)

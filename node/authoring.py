@@ -1,7 +1,9 @@
 """Turning what a person typed (CLI flags or API JSON) into record bodies, and signing them.
 
-The CLI and the HTTP API accept the same fields (docs/INTERFACES.md, "Writes": those of the CLI
-options, named as in the record body), so both call :func:`draft` with a plain mapping.
+The CLI and the HTTP API accept the same fields (docs/INTERFACES.md, "Writes"), so both call
+:func:`draft` with a plain mapping. A list field has two names: the record body's plural
+(``links``) and the CLI flag's singular (``link``, from ``--link``), so a request written
+after the flags it mirrors is understood as it reads.
 Every problem is an :class:`AuthoringError` whose message says which field is wrong and how;
 the protocol's own rules (lengths, ranges) come back from the record classes with their error
 codes.
@@ -37,6 +39,17 @@ __all__ = ["ACTIONS", "AuthoringError", "Draft", "draft", "sign_draft"]
 ACTIONS = ("project", "update", "contribution", "endorsement", "retraction", "profile")
 #: At most this many items in one list field of a request (the format's own limits are lower).
 MAX_LIST = 64
+#: The CLI flag's name of each list field (``--add-maintainer`` is ``add_maintainer``), accepted
+#: beside the record body's name; docs/INTERFACES.md maps every flag to its field.
+FLAG_NAMES = {
+    "link": "links",
+    "tag": "tags",
+    "maintainer": "maintainers",
+    "add_maintainer": "add_maintainers",
+    "remove_maintainer": "remove_maintainers",
+    "artifact": "artifacts",
+    "coauthor": "coauthors",
+}
 
 
 class AuthoringError(Exception):
@@ -52,7 +65,37 @@ class Draft:
 def _known(fields: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(fields) - allowed)
     if unknown:
-        raise AuthoringError(f"unknown field(s): {', '.join(unknown)}")
+        accepted = sorted(allowed | {flag for flag, body in FLAG_NAMES.items() if body in allowed})
+        raise AuthoringError(
+            f"unknown field(s): {', '.join(unknown)} (accepted: {', '.join(accepted)})"
+        )
+
+
+def _body_names(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with each CLI flag name (``link``) renamed to the record body's (``links``).
+
+    Giving both names of one field is refused: which of the two was meant cannot be known."""
+    out = dict(fields)
+    for flag, body in FLAG_NAMES.items():
+        if flag in out:
+            if body in out:
+                raise AuthoringError(f"give {body} or {flag}, not both (they are one field)")
+            out[body] = out.pop(flag)
+    return out
+
+
+def _refuse_clearing(fields: Mapping[str, Any], name: str) -> None:
+    """An update asking for no ``links`` (or ``tags``) at all: ``[]`` or ``[""]``.
+
+    The record format holds no empty list (docs/RECORD-FORMAT.md, section 4), so an update cannot
+    say "none": it can only replace the list with another of at least one item. Saying so
+    beats the two dishonest alternatives, ignoring the request or storing a placeholder."""
+    value = fields.get(name)
+    if isinstance(value, list | tuple) and all(v == "" for v in value):
+        raise AuthoringError(
+            f"{name} cannot be cleared: the record format has no empty list, so a project "
+            f"update can only replace its {name} with at least one (see docs/INTERFACES.md)"
+        )
 
 
 def _str(fields: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -172,7 +215,7 @@ def _artifacts(fields: Mapping[str, Any]) -> tuple[Artifact, ...] | None:
 def draft(action: str, fields: Mapping[str, Any], *, store: Store, author: bytes) -> Draft:
     """Build the body (and project id) for ``action`` from ``fields``."""
     try:
-        return _draft(action, fields, store=store, author=author)
+        return _draft(action, _body_names(fields), store=store, author=author)
     except InvalidRecord as exc:
         raise AuthoringError(f"{exc.code}: {exc.message}") from None
 
@@ -209,6 +252,8 @@ def _draft(action: str, fields: Mapping[str, Any], *, store: Store, author: byte
             },
         )
         project = _project(store, fields.get("project"))
+        _refuse_clearing(fields, "links")
+        _refuse_clearing(fields, "tags")
         given = {
             "name": _str(fields, "name"),
             "description": _str(fields, "description"),

@@ -46,7 +46,7 @@ from node.net.transport import (
     dialable,
     open_transport,
 )
-from node.service import Dial, Effect, Service, StartSync
+from node.service import Dial, Effect, Reachability, Service, StartSync
 from node.store.sqlite import Store, StoreError
 from node.sync.ingest import Ingestor, IngestResult
 from node.sync.syncer import Syncer, SyncResult
@@ -414,6 +414,8 @@ class Node:
                 self.nursery.start_soon(self._background_sync, effect.peer, effect.reason)
             elif isinstance(effect, Dial):
                 self.nursery.start_soon(self._dial, effect.addr)
+            elif isinstance(effect, Reachability):
+                _log_reachability(effect)
 
     async def _background_sync(self, peer: str, reason: str) -> None:
         ok = unsupported = False
@@ -488,8 +490,10 @@ class Node:
         try:
             peer = await self.transport.connect(addr)
         except (TransportError, ValueError) as exc:
-            log.info("dial %s failed: %s", addr, exc)
-            self._execute(self.service.dial_failed(addr, now))
+            # One line when the peer becomes unreachable (the service says when), not a line
+            # for every retry of the back-off.
+            log.debug("dial %s failed: %s", addr, exc)
+            self._execute(self.service.dial_failed(addr, now, reason=str(exc)))
             failed = _peer_of(addr)
             if failed is not None:
                 # The address book forgets a peer after repeated failures.
@@ -703,6 +707,18 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     finally:
         home.remove_node_info()
         store.close()
+
+
+def _log_reachability(change: Reachability) -> None:
+    if change.reachable:
+        how = f"at {change.addr}" if change.addr else "(it connected to us)"
+        log.info("peer %s is reachable again %s", change.peer, how)
+    else:
+        log.info(
+            "peer %s is unreachable (%s): retrying with back-off, quietly until it answers",
+            change.peer,
+            change.reason or change.addr,
+        )
 
 
 def _peer_of(addr: str) -> str | None:

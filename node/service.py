@@ -17,6 +17,9 @@ Rules:
   ``target_peers`` are connected. A failed dial backs off exponentially per address, from
   ``DIAL_BACKOFF_MIN`` to ``DIAL_BACKOFF_MAX``; bootstrap addresses are never forgotten
   (py-libp2p's bootstrap module forgets a peer after three failures; we do not use it).
+- Report a peer's reachability when it changes, not at every dial: the first failed dial of a
+  peer (or of an address that names none) makes it unreachable, a successful dial or a new
+  connection makes it reachable again (:class:`Reachability`, one log line each).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["Dial", "Effect", "Service", "StartSync"]
+__all__ = ["Dial", "Effect", "Reachability", "Service", "StartSync"]
 
 #: Seconds between background syncs with a random peer (overridden by config).
 SYNC_INTERVAL = 30.0
@@ -50,7 +53,20 @@ class StartSync:
     reason: str
 
 
-Effect = Dial | StartSync
+@dataclass(frozen=True)
+class Reachability:
+    """A peer became unreachable (its first failed dial) or reachable again.
+
+    ``peer`` is the peer id, or the address when it names none; ``addr`` the address dialled
+    (None when the peer connected to us); ``reason`` why the dial failed."""
+
+    peer: str
+    addr: str | None
+    reachable: bool
+    reason: str = ""
+
+
+Effect = Dial | StartSync | Reachability
 
 
 @dataclass
@@ -76,6 +92,7 @@ class Service:
     _syncing: set[str] = field(default_factory=set)
     _sync_blocked_until: dict[str, float] = field(default_factory=dict)
     _syncless: set[str] = field(default_factory=set)  # connected, refused the sync protocol
+    _unreachable: set[str] = field(default_factory=set)  # peers (or addresses) whose dial failed
     _next_periodic: float | None = None
 
     # ---------------------------------------------------------------------------- inputs
@@ -99,9 +116,10 @@ class Service:
             if a.peer == peer:
                 a.failures = 0
                 a.next_try = now
+        effects = self._reachable(peer, None)
         if self.our_peer < peer:
-            return self._start_sync(peer, now, "connected")
-        return []
+            effects += self._start_sync(peer, now, "connected")
+        return effects
 
     def disconnected(self, peer: str, now: float) -> list[Effect]:
         self.connected_peers.discard(peer)
@@ -116,9 +134,12 @@ class Service:
             a.failures = 0
         # We dialled, so the peer may not start a session: start one unless already running.
         self.connected_peers.add(peer)
-        return self._start_sync(peer, now, "dialled")
+        if addr in self._unreachable:  # it named no peer when it failed: report it by its peer
+            self._unreachable.discard(addr)
+            self._unreachable.add(peer)
+        return self._reachable(peer, addr) + self._start_sync(peer, now, "dialled")
 
-    def dial_failed(self, addr: str, now: float) -> list[Effect]:
+    def dial_failed(self, addr: str, now: float, reason: str = "") -> list[Effect]:
         a = self._addresses.get(addr)
         if a is not None:
             a.pending = False
@@ -126,7 +147,12 @@ class Service:
             backoff = min(DIAL_BACKOFF_MAX, DIAL_BACKOFF_MIN * 2 ** (a.failures - 1))
             # Jitter spreads the retries of many nodes that lost the same seed.
             a.next_try = now + backoff * (0.75 + 0.5 * self.rng.random())
-        return []
+        who = a.peer if a is not None and a.peer is not None else addr
+        if who in self._unreachable or who in self.connected_peers:
+            return []  # already reported, or still reachable by another connection
+        # Bounded: each entry is a known address or its peer (MAX_KNOWN_ADDRS, plus bootstrap).
+        self._unreachable.add(who)
+        return [Reachability(peer=who, addr=addr, reachable=False, reason=reason)]
 
     def sync_finished(
         self, peer: str, ok: bool, now: float, *, unsupported: bool = False
@@ -171,6 +197,13 @@ class Service:
     def speaks_sync(self, peer: str) -> bool:
         """False while the peer's connection is one that refused the sync protocol."""
         return peer not in self._syncless
+
+    def _reachable(self, peer: str, addr: str | None) -> list[Effect]:
+        """The peer answered: report it once if it had been unreachable."""
+        if peer not in self._unreachable:
+            return []
+        self._unreachable.discard(peer)
+        return [Reachability(peer=peer, addr=addr, reachable=True)]
 
     def _start_sync(self, peer: str, now: float, reason: str) -> list[Effect]:
         if peer in self._syncing or peer in self._syncless:

@@ -19,20 +19,26 @@ from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, identity, now_ms
 from node.cli.parser import PROJECT_HELP, RECORD_HELP, add_command
 from node.cli.store_access import open_store
-from node.home import HomeError
+from node.home import Home, HomeError
 from node.views.cache import record_json
 
 __all__ = ["register"]
 
 
 def author(
-    args: argparse.Namespace, action: str, fields: dict[str, Any], path: str
+    args: argparse.Namespace,
+    action: str,
+    fields: dict[str, Any],
+    path: str,
+    *,
+    home: Home | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Sign and store a record: through the running node's API if there is one, else locally.
 
+    ``home`` is the command's home unless given (``init`` authors into the home it builds).
     Returns the record's JSON and how it was handled, for the caller to print.
     """
-    home = home_of(args)
+    home = home or home_of(args)
     fields = {k: v for k, v in fields.items() if v is not None and v != []}
     client = running_client(home)
     if client is not None:

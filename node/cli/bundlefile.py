@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from protocol.bundle import Entry, OversizedRecord, iter_bundle
 from protocol.errors import BundleError, InvalidRecord
 from protocol.record import Record
 from protocol.validation import parse_record
 
-__all__ = ["BundleScan", "Verdict", "read_entries", "scan_bundle"]
+__all__ = ["STDIO", "BundleScan", "Verdict", "bundle_size", "read_entries", "scan_bundle"]
 
 #: Bytes read from the file at a time: records are at most 64 KiB, so this holds several.
 CHUNK_SIZE = 1 << 20
+#: The file name that means standard input (``import -``) or output (``export -``).
+STDIO = Path("-")
+
+
+def bundle_size(path: Path) -> int | None:
+    """The size of the bundle at ``path`` for a progress bar, None for standard input.
+
+    Raises OSError if the file cannot be read."""
+    return None if path == STDIO else path.stat().st_size
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,8 @@ class BundleScan:
 
 
 def read_entries(path: Path, progress: Callable[[int], None] | None = None) -> Iterator[Entry]:
-    """Yield the entries of the bundle at ``path`` in file order, reading it chunk by chunk.
+    """Yield the entries of the bundle at ``path`` (``-``: standard input) in file order,
+    reading it chunk by chunk.
 
     An oversized record comes back as a :class:`OversizedRecord` (its bytes are never read
     into memory) and reading goes on after it. Framing damage raises ``BundleError`` once
@@ -47,12 +59,18 @@ def read_entries(path: Path, progress: Callable[[int], None] | None = None) -> I
     its entries have been taken. Raises OSError if the file cannot be read.
     """
 
+    def read(f: BinaryIO) -> Iterator[bytes]:
+        while chunk := f.read(CHUNK_SIZE):
+            yield chunk
+            if progress is not None:
+                progress(len(chunk))
+
     def chunks() -> Iterator[bytes]:
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK_SIZE):
-                yield chunk
-                if progress is not None:
-                    progress(len(chunk))
+        if path == STDIO:
+            yield from read(sys.stdin.buffer)  # left open: it is not ours to close
+        else:
+            with path.open("rb") as f:
+                yield from read(f)
 
     yield from iter_bundle(chunks())
 

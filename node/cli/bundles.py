@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from node.cli.bundlefile import BundleScan, read_entries, scan_bundle
+from node.cli.bundlefile import STDIO, BundleScan, bundle_size, read_entries, scan_bundle
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, now_ms
 from node.cli.parser import add_command
@@ -28,8 +31,14 @@ IMPORT_BATCH = 1000
 
 def cmd_export(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    to_stdout = path == STDIO
+    if to_stdout and sys.stdout.isatty():
+        raise CommandError(
+            "a bundle is binary: redirect the output (`commons export - > FILE`) or give a FILE"
+        )
+    if not to_stdout and not args.force and path.exists():
+        raise CommandError(f"{path} exists: give --force to replace it")
     home = home_of(args)
-    count = 0
     with open_store(home) as store:
         if args.project:
             raws: list[bytes] = []
@@ -47,25 +56,49 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             total = store.count()
             source = store.iter_raw()
-        progress = Progress(f"exporting to {path.name}", total=total)
-        tmp = path.with_name(path.name + ".partial")
+        where = "standard output" if to_stdout else path.name
+        progress = Progress(f"exporting to {where}", total=total)
         try:
-            with tmp.open("wb") as f:
-                f.write(BundleWriter.header())
-                for raw in source:
-                    frame = BundleWriter.frame(raw)
-                    f.write(frame)
-                    count += 1
-                    progress.add_bytes(len(frame))
-                    progress.advance()
-            tmp.replace(path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+            if to_stdout:
+                count = _write_bundle(sys.stdout.buffer, source, progress)
+                sys.stdout.buffer.flush()
+            else:
+                count = _export_to_file(path, source, progress)
         finally:
             progress.finish()
-    emit(args, {"records": count}, f"exported {count} records to {path}")
+    summary = {"records": count}
+    if to_stdout:
+        # Standard output carries the bundle and nothing else: the summary goes beside it.
+        sys.stderr.write((json.dumps(summary) if args.json else f"exported {count} records") + "\n")
+    else:
+        emit(args, summary, f"exported {count} records to {path}")
     return 0
+
+
+def _write_bundle(out: BinaryIO, source: Iterator[bytes], progress: Progress) -> int:
+    """Write a bundle of the records of ``source`` to ``out``; return how many."""
+    out.write(BundleWriter.header())
+    count = 0
+    for raw in source:
+        frame = BundleWriter.frame(raw)
+        out.write(frame)
+        count += 1
+        progress.add_bytes(len(frame))
+        progress.advance()
+    return count
+
+
+def _export_to_file(path: Path, source: Iterator[bytes], progress: Progress) -> int:
+    """Write the bundle beside ``path`` and rename it into place: never a half-written file."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with tmp.open("wb") as f:
+            count = _write_bundle(f, source, progress)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+    return count
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -73,10 +106,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     home = home_of(args)
     scan = BundleScan()
     try:
-        size = path.stat().st_size
+        size = bundle_size(path)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    progress = Progress(f"importing {path.name}", total=size, unit="bytes")
+    progress = Progress(f"importing {_name(path)}", total=size, unit="bytes")
     with open_store(home) as store:
         try:
             _import_into(store, path, scan, progress)
@@ -93,6 +126,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     if scan.rejected:
         raise CommandError(f"{len(scan.rejected)} record(s) rejected and not stored")
     return 0
+
+
+def _name(path: Path) -> str:
+    """How a progress bar names the bundle it reads."""
+    return "standard input" if path == STDIO else path.name
 
 
 def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -> None:
@@ -163,10 +201,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     seen: set[bytes] = set()
     lines: list[str] = []
     try:
-        size = path.stat().st_size
+        size = bundle_size(path)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-    progress = Progress(f"verifying {path.name}", total=size, unit="bytes")
+    progress = Progress(f"verifying {_name(path)}", total=size, unit="bytes")
     try:
         for verdict in scan_bundle(path, now_ms=now_ms(), progress=progress.advance):
             progress.add_records(1)
@@ -198,15 +236,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add = partial(add_command, sub, common)
     p = add("export", cmd_export, "write records to a bundle file")
-    p.add_argument("file", metavar="FILE", help="the bundle file to write")
+    p.add_argument("file", metavar="FILE", help="the bundle file to write; - for standard output")
     p.add_argument(
         "--project", action="append", metavar="PROJECT", help="only this project (repeatable)"
     )
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p = add("import", cmd_import, "validate and store every record of a bundle file")
-    p.add_argument("file", metavar="FILE", help="the bundle file to read")
+    p.add_argument("file", metavar="FILE", help="the bundle file to read; - for standard input")
     p = add(
         "verify",
         cmd_verify,
         "check a bundle offline: every record's form and signature; stores nothing",
     )
-    p.add_argument("file", metavar="FILE", help="the bundle file to check")
+    p.add_argument("file", metavar="FILE", help="the bundle file to check; - for standard input")

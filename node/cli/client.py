@@ -14,13 +14,17 @@ from typing import Any
 from node.cli.errors import CommandError
 from node.home import Home
 
-__all__ = ["NodeClient", "running_client"]
+__all__ = ["NodeClient", "NodeUnreachable", "running_client"]
 
 #: Seconds to wait for an API answer (a sync of a large ledger can take a while).
 TIMEOUT = 30.0
 SYNC_TIMEOUT = 900.0
 #: The largest API response read, in bytes.
 MAX_RESPONSE = 256 << 20
+
+
+class NodeUnreachable(CommandError):
+    """The node's API did not answer at all (as opposed to answering with an error)."""
 
 
 class NodeClient:
@@ -51,7 +55,7 @@ class NodeClient:
             data = exc.read(MAX_RESPONSE)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise CommandError(
+            raise NodeUnreachable(
                 f"the node's API at {self.base_url} is not reachable ({reason}); "
                 "is `commons node run` still running?"
             ) from None
@@ -64,8 +68,8 @@ class NodeClient:
             raise CommandError(str(message))
         return status, value
 
-    def get(self, path: str) -> Any:
-        return self._request("GET", path)[1]
+    def get(self, path: str, *, timeout: float = TIMEOUT) -> Any:
+        return self._request("GET", path, timeout=timeout)[1]
 
     def post(self, path: str, fields: dict[str, Any], *, timeout: float = TIMEOUT) -> Any:
         body = json.dumps(fields).encode()

@@ -11,22 +11,24 @@ from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, identity
 from node.cli.parser import add_command
 from node.cli.store_access import open_store
+from node.home import Home
 
 __all__ = ["register"]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     home = home_of(args)
+    created = not home.exists()
     try:
-        created = home.init()
+        if created:
+            # Built beside its place and moved there whole: a failed step leaves nothing.
+            with home.building() as staged:
+                _fill(args, staged)
+        else:
+            _fill(args, home)  # complete what is missing; an existing identity is kept
     except OSError as exc:
         raise CommandError(f"cannot create {home.path}: {exc.strerror}") from None
     key = identity(home)
-
-    with open_store(home):
-        pass
-    if args.name:
-        author(args, "profile", {"name": args.name}, "/api/v1/profiles")
     word = "created" if created else "already initialised"
     emit(
         args,
@@ -34,6 +36,16 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"{home.path}: {word}\npeer id: {key.peer_id}",
     )
     return 0
+
+
+def _fill(args: argparse.Namespace, home: Home) -> None:
+    """Create what ``home`` lacks (identity, token, config, store) and author ``--name``."""
+    home.init()
+    identity(home)
+    with open_store(home):
+        pass
+    if args.name:
+        author(args, "profile", {"name": args.name}, "/api/v1/profiles", home=home)
 
 
 def cmd_id(args: argparse.Namespace) -> int:

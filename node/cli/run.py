@@ -1,4 +1,4 @@
-"""``commons node run``: the node in the foreground, and its log formats."""
+"""``commons node run``: the node in the foreground, and its log formats; ``node wait``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import sys
+import time
 from typing import Any
 
+from node.cli.client import running_client
 from node.cli.errors import CommandError
-from node.cli.output import home_of
+from node.cli.output import emit, home_of
 from node.cli.parser import Parser
-from node.home import HomeError
+from node.home import Home, HomeError
 from node.textout import terminal_safe
 from protocol.errors import ProtocolError
 from protocol.record import parse_id_prefix
@@ -27,7 +29,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     from node.runtime import NodeOptions, run_node
 
     home = home_of(args)
-    _setup_logging(args.log_level, args.log_json)
+    _setup_logging(args.log_level, args.log_json, args.libp2p_log_level)
     try:
         home.require()
         config = home.config()
@@ -63,6 +65,67 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Seconds between two looks at node.json and the API while ``node wait`` waits.
+WAIT_POLL = 0.1
+#: ``node wait --timeout`` is below this (a day): the wait is always bounded.
+MAX_WAIT = 86_400.0
+
+
+def cmd_node_wait(args: argparse.Namespace) -> int:
+    """Block until the home's node runs and answers (with ``--peers N``, has N peers).
+
+    A script that starts ``commons node run ... &`` cannot know when node.json is written
+    and the API listens; this is the bounded wait it needs instead of a guessed sleep."""
+    if not 0 < args.timeout < MAX_WAIT:
+        raise CommandError(f"--timeout must be more than 0 and less than {MAX_WAIT:g} seconds")
+    if args.peers < 0:
+        raise CommandError("--peers must be 0 or more")
+    home = home_of(args)
+    try:
+        home.require()
+    except HomeError as exc:
+        raise CommandError(str(exc)) from None
+    deadline = time.monotonic() + args.timeout
+    seen = "no node.json from a running node"
+    while True:
+        info = home.running_node()
+        if info is not None:
+            seen, ready = _ready(home, info, args.peers, deadline)
+            if ready:
+                break
+        if time.monotonic() >= deadline:
+            raise CommandError(
+                f"no ready node for {home.path} after {args.timeout:g} s ({seen}): "
+                "is `commons node run` running? its log says why not"
+            )
+        time.sleep(WAIT_POLL)
+    addrs = info.get("addrs") or []
+    emit(
+        args,
+        info,
+        f"node {info.get('peer_id')} ready: API {info.get('api') or 'off'}, "
+        f"listening on {', '.join(addrs) or '-'}",
+    )
+    return 0
+
+
+def _ready(home: Home, info: dict[str, Any], peers: int, deadline: float) -> tuple[str, bool]:
+    """Whether the node that node.json names is ready, and what was seen if not."""
+    client = running_client(home)
+    if client is None:  # the node serves no API: node.json is all there is to wait for
+        if peers:
+            raise CommandError("the node serves no API (--api), so its peers cannot be seen")
+        return "", True
+    try:
+        status = client.get("/api/v1/status", timeout=max(0.1, deadline - time.monotonic()))
+    except CommandError as exc:
+        return f"its API does not answer: {exc}", False
+    have = status.get("peers", 0) if isinstance(status, dict) else 0
+    if have < peers:
+        return f"{have} of {peers} peers connected", False
+    return "", True
+
+
 class _TextFormatter(logging.Formatter):
     """Log lines for a terminal: a message (which may quote a peer) stays one escaped line,
     and a traceback keeps its lines but loses any control character."""
@@ -89,7 +152,16 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
-def _setup_logging(level: str, as_json: bool) -> None:
+#: The loggers of the networking libraries under the node (py-libp2p, its multiaddr parser,
+#: the mDNS library): ``--libp2p-log-level``, WARNING by default whatever ``--log-level`` says,
+#: since at DEBUG they write hundreds of lines a second and bury the node's own.
+NETWORK_LOGGERS = ("libp2p", "multiaddr", "zeroconf")
+
+
+def _setup_logging(level: str, as_json: bool, libp2p_level: str | None = None) -> None:
+    """Commons' own loggers (``node.*``) at ``level``; the networking libraries' at
+    ``libp2p_level`` (default: warning, or ``level`` if higher); every other library at
+    warning or ``level`` if higher."""
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
@@ -97,11 +169,24 @@ def _setup_logging(level: str, as_json: bool) -> None:
         handler.setFormatter(
             _TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    ours = logging.getLevelName(level.upper())
+    quiet = max(logging.WARNING, ours)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # py-libp2p is chatty at INFO; keep its warnings.
-    logging.getLogger("libp2p").setLevel(max(logging.WARNING, root.level))
+    root.setLevel(quiet)
+    logging.getLogger("node").setLevel(ours)
+    network = quiet if libp2p_level is None else logging.getLevelName(libp2p_level.upper())
+    for name in NETWORK_LOGGERS:
+        logging.getLogger(name).setLevel(network)
+    # A few of their modules set a level of their own (libp2p's auto_connector: INFO), which
+    # would outrank the package's: they follow the package too.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (
+            isinstance(logger, logging.Logger)
+            and name.startswith(tuple(f"{n}." for n in NETWORK_LOGGERS))
+            and logger.level != logging.NOTSET
+        ):
+            logger.setLevel(network)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -136,6 +221,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
-        help="log detail on stderr (default: info)",
+        help="detail of the node's own log on stderr (default: info)",
+    )
+    p.add_argument(
+        "--libp2p-log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="detail of the networking libraries' log (libp2p, multiaddr, zeroconf); "
+        "default: warning, or --log-level when higher",
     )
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+
+    p = node_sub.add_parser(
+        "wait",
+        parents=[common],
+        help="wait until this home's node runs and its API answers",
+        description="Wait until the node of this home has written node.json and its API "
+        "answers (and, with --peers, has that many peers), then print where it listens "
+        "(--json: node.json). For scripts that start `commons node run ... &`. Exit 1 when "
+        "the node is not ready within --timeout.",
+    )
+    p.set_defaults(func=cmd_node_wait)
+    p.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)"
+    )
+    p.add_argument(
+        "--peers", type=int, default=0, metavar="N", help="also wait for N connected peers"
+    )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import random
 
-from node.service import DIAL_BACKOFF_MAX, MAX_PENDING_DIALS, SYNC_RETRY, Dial, Service, StartSync
+from node.service import (
+    DIAL_BACKOFF_MAX,
+    MAX_PENDING_DIALS,
+    SYNC_RETRY,
+    Dial,
+    Reachability,
+    Service,
+    StartSync,
+)
 
 A, B, C, D = "12D3KooWA", "12D3KooWB", "12D3KooWC", "12D3KooWD"
 
@@ -124,3 +132,41 @@ def test_dialling_a_peer_starts_a_sync_even_from_the_larger_id() -> None:
     ]
     # The connected event that follows does not start a second session.
     assert s.connected(A, 0.1) == []
+
+
+def test_reachability_is_reported_once_per_change_not_per_dial() -> None:
+    s = service(A)
+    addr = "/ip4/127.0.0.1/tcp/2/p2p/Y"
+    s.add_address(addr, peer="Y", bootstrap=True)
+    reports: list[Reachability] = []
+    now = 0.0
+    for _ in range(6):  # six failed dials, each after its back-off: one report
+        assert Dial(addr=addr) in s.tick(now)
+        reports += [
+            e for e in s.dial_failed(addr, now, reason="refused") if isinstance(e, Reachability)
+        ]
+        now = s._addresses[addr].next_try
+    assert reports == [Reachability(peer="Y", addr=addr, reachable=False, reason="refused")]
+    effects = s.dial_succeeded(addr, "Y", now)
+    assert Reachability(peer="Y", addr=addr, reachable=True) in effects
+    s.disconnected("Y", now)
+    # Back again by a connection of its own: nothing to report, it was never lost since.
+    assert not [e for e in s.connected("Y", now) if isinstance(e, Reachability)]
+    # Lost again, then it dials us: reported as reachable, once.
+    s.disconnected("Y", now)
+    assert s.dial_failed(addr, now)[0] == Reachability(peer="Y", addr=addr, reachable=False)
+    assert s.dial_failed(addr, now) == []
+    assert [e for e in s.connected("Y", now) if isinstance(e, Reachability)] == [
+        Reachability(peer="Y", addr=None, reachable=True)
+    ]
+
+
+def test_an_address_without_a_peer_id_is_reported_by_its_address() -> None:
+    s = service(A)
+    addr = "/ip4/127.0.0.1/tcp/3"
+    s.add_address(addr, peer=None)
+    assert s.dial_failed(addr, 0.0) == [Reachability(peer=addr, addr=addr, reachable=False)]
+    assert s.dial_failed(addr, 1.0) == []
+    assert Reachability(peer="Z", addr=addr, reachable=True) in s.dial_succeeded(addr, "Z", 2)
+    s.disconnected("Z", 3.0)
+    assert s.dial_failed(addr, 3.0)[0].peer == "Z"  # now known by its peer id

@@ -6,7 +6,7 @@ inserted into SQLite (the node's schema, WAL, ``synchronous=FULL``, one transact
 by a plain loop with no node code; once on one thread and once with the decode+verify split
 over two threads (libsodium releases the GIL). The better of the two is the limit.
 
-Node paths: ``commons import`` (``node.cli.commands_ledger._import_into``, the code the command
+Node paths: ``commons import`` (``node.cli.bundles._import_into``, the code the command
 runs); the sync receive path (``node.sync.ingest.Pipeline`` over ``Ingestor``, fed frames packed
 exactly as a sync server packs them, as the sync client feeds it, with the node's signature
 helper process running, as it does during a catch-up); and one ``Ingestor.ingest`` call per
@@ -110,9 +110,8 @@ def bare_ingest(raws: list[bytes], db_path: Path, threads: int) -> float:
 
 def node_import(bundle: Path, db_path: Path) -> float:
     """Seconds for the code of ``commons import`` to import the bundle into a new store."""
-    from node.cli.commands_ledger import _import_into
-
     from node.cli.bundlefile import BundleScan
+    from node.cli.bundles import _import_into
     from node.store.sqlite import Store
     from node.textout import Progress
 

@@ -92,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The message may quote a peer or the node's API: one escaped line, always.
         sys.stderr.write(f"error: {terminal_safe(str(exc))}\n")
         return EXIT_FAILED
+    except ImportError as exc:
+        # node.net refuses a py-libp2p release its patches were not written for
+        # (Libp2pVersionError, raised on import): one line, no traceback. Any other
+        # ImportError is a bug and keeps its traceback.
+        if type(exc).__module__ != "node.net":
+            raise
+        sys.stderr.write(f"error: {terminal_safe(str(exc))}\n")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
 from node.cli.errors import CommandError
+from node.clock import now_ms
 from node.home import Home, HomeError, resolve_home
 from node.textout import terminal_safe
 from protocol.errors import ProtocolError
@@ -15,10 +15,6 @@ from protocol.record import parse_id_prefix
 from protocol.signing import SigningKey
 
 __all__ = ["emit", "home_of", "id_prefix", "identity", "now_ms"]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def emit(args: argparse.Namespace, value: Any, text: str) -> None:

@@ -20,7 +20,7 @@ from node.cli.output import emit, home_of, id_prefix
 from node.cli.parser import PROJECT_HELP, RECORD_HELP, Parser, add_command
 from node.cli.store_access import open_store
 from node.textout import date_time, fmt_number, person, table, terminal_safe
-from node.views.cache import ViewCache, ViewError, record_json
+from node.views.cache import ViewCache, ViewError
 from node.views.details import names, record_detail
 from protocol.record import Record
 

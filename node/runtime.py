@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from node.authoring import AuthoringError, draft, sign_draft
+from node.authoring import Authored, prepare
 from node.home import Home
 from node.liveness import Liveness
 from node.metrics import Metrics
@@ -49,6 +49,7 @@ from node.sync.ingest import Ingestor, IngestResult
 from node.sync.syncer import Syncer, SyncResult
 from node.sync.verifier import Verifier
 from node.views.cache import ViewCache
+from node.views.follow import Follow
 from protocol import sync as sync_protocol
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import Record
@@ -162,10 +163,11 @@ class Node:
         self.options = options
         self.nursery = nursery
         self.metrics = Metrics()
-        self.views = ViewCache(store)
+        self.follow = Follow(options.follow)
+        self.views = ViewCache(store, follow=self.follow)
         self.peer_id = transport.peer_id
-        self.follow_all = not options.follow
-        self.follow_set = set(options.follow)
+        self.follow_all = self.follow.everything
+        self.follow_set = set(self.follow.projects or ())
         self.verifier = Verifier(self.metrics)
         self.ingestor = Ingestor(
             store, now_ms=_now_ms, metrics=self.metrics, accept=self._accept, verifier=self.verifier
@@ -195,7 +197,7 @@ class Node:
     # ---------------------------------------------------------------------------- follow rules
 
     def follows(self, project_id: bytes) -> bool:
-        return self.follow_all or project_id in self.follow_set
+        return self.follow.follows(project_id)
 
     def _accept(self, record: Record) -> str | None:
         scope = scope_of(record)
@@ -366,19 +368,27 @@ class Node:
     async def author(self, action: str, fields: dict[str, Any]) -> Record:
         """Sign a record with the node's key, store it (committed), then queue it for gossip.
 
-        Raises ``AuthoringError`` for bad fields.
+        Raises ``AuthoringError`` for bad fields, and ``NoEffect`` for a record that would
+        have no effect unless ``fields`` says ``force`` (see :func:`node.authoring.prepare`).
         """
-        d = draft(action, fields, store=self.store, author=self.key.public_key)
-        if d.project is not None and not self.follows(d.project):
-            # The record could be neither gossiped (our own validator refuses topics we do
-            # not follow) nor reconciled (we do not offer that scope): refuse it now.
-            raise AuthoringError(
-                f"this node does not follow project {d.project.hex()[:16]}: run it with "
-                f"--follow {d.project.hex()} (or without --follow) to author there"
+        return (await self.author_checked(action, fields)).record
+
+    async def author_checked(self, action: str, fields: dict[str, Any]) -> Authored:
+        """:meth:`author`, also saying why a forced record will not count."""
+        # Judging the effect may fold the project: a worker thread, like the view calls.
+        authored: Authored = await trio.to_thread.run_sync(
+            partial(
+                prepare,
+                action,
+                fields,
+                views=self.views,
+                key=self.key,
+                follow=self.follow,
+                now_ms=_now_ms(),
             )
-        record = sign_draft(self.key, d, now_ms=_now_ms())
-        await self.ingestor.store_valid([(0, record)], source="local")
-        return record
+        )
+        await self.ingestor.store_valid([(0, authored.record)], source="local")
+        return authored
 
     async def submit(self, raw: bytes) -> tuple[Record, bool]:
         """Store and gossip an externally signed record. Raises ``InvalidRecord``."""
@@ -593,6 +603,7 @@ class Node:
             "peer_id": self.peer_id,
             "addrs": self.transport.listen_addrs(),
             "api": self.api_url,
+            "follow": self.follow.to_json(),
         }
 
     def _register_gauges(self) -> None:

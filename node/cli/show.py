@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -11,18 +12,19 @@ from typing import Any
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix
 from node.cli.parser import Parser, add_command
-from node.cli.store_access import open_store
+from node.cli.store_access import home_follow, open_store
 from node.textout import fmt_number, relative_time, short_peer, table, terminal_safe
-from node.views.cache import ViewCache, ViewError, record_json
-from protocol.record import Record
+from node.views.cache import MAX_LEDGER_LIMIT, LedgerPage, ViewCache, ViewError, record_json
+from protocol.record import CONTRIBUTION_TYPES, Record
 
 __all__ = ["register"]
 
 
 def _views(args: argparse.Namespace, fn: Callable[[ViewCache], Any]) -> Any:
-    with open_store(home_of(args)) as store:
+    home = home_of(args)
+    with open_store(home) as store:
         try:
-            return fn(ViewCache(store, cache=False))
+            return fn(ViewCache(store, cache=False, follow=home_follow(home, store)))
         except ViewError as exc:
             raise CommandError(str(exc)) from None
 
@@ -30,7 +32,13 @@ def _views(args: argparse.Namespace, fn: Callable[[ViewCache], Any]) -> Any:
 def cmd_project_list(args: argparse.Namespace) -> int:
     projects = _views(args, lambda v: v.project_list())
     rows = [
-        (p["id"][:12], p["name"], len(p["maintainers"]), p["contributions"], p["contributors"])
+        (
+            p["id"][:12],
+            p["name"],
+            len(p["maintainers"]),
+            p["contributions"] if p["followed"] else "not followed",
+            p["contributors"] if p["followed"] else "-",
+        )
         for p in projects
     ]
     text = (
@@ -54,21 +62,29 @@ def cmd_project_show(args: argparse.Namespace) -> int:
         f"links:         {', '.join(map(one, p['links'])) or '-'}",
         f"tags:          {', '.join(map(one, p['tags'])) or '-'}",
         f"maintainers:   {', '.join(p['maintainers'])}",
-        f"contributions: {p['contributions']} live, by {p['contributors']} contributor(s)",
+        f"contributions: {p['contributions']} live, by {p['contributors']} contributor(s)"
+        if p["followed"]
+        else "contributions: not followed (this node does not follow this project, so it "
+        "may hold only part of it)",
     ]
     emit(args, p, "\n".join(lines))
     return 0
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit < 0:
-        raise CommandError("--limit must be 0 or more")
-    entries = _views(
+    if args.limit is not None and not 1 <= args.limit <= MAX_LEDGER_LIMIT:
+        raise CommandError(f"--limit must be 1..{MAX_LEDGER_LIMIT}, not {args.limit}")
+    page: LedgerPage = _views(
         args,
-        lambda v: v.ledger(
-            id_prefix(args.project), author=args.author, type=args.type, limit=args.limit
+        lambda v: v.ledger_page(
+            id_prefix(args.project),
+            author=args.author,
+            type=args.type,
+            limit=args.limit,
+            cursor=args.cursor,
         ),
     )
+    entries = page.entries
     authors = [e["author"] for e in entries]
     rows = [
         (
@@ -88,6 +104,10 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         else "no live contributions"
     )
     emit(args, entries, text)
+    if page.next_cursor is not None or (args.cursor and entries):
+        # On stderr, so that ``--json`` stays the list the contract promises.
+        more = f"; next: --cursor {page.next_cursor}" if page.next_cursor else ""
+        print(f"showing {len(entries)} of {page.total}{more}", file=sys.stderr)
     return 0
 
 
@@ -142,8 +162,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = add("ledger", cmd_ledger, "a project's live contributions, newest first")
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--author", metavar="PEER", help="only those with this author or coauthor")
-    p.add_argument("--type", metavar="TYPE")
-    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--type", choices=sorted(CONTRIBUTION_TYPES), metavar="TYPE")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N entries (default 1000)")
+    p.add_argument(
+        "--cursor", metavar="ID", help="start after this entry (the `next:` of a previous page)"
+    )
 
     p = add("shares", cmd_shares, "a project's open value accounting")
     p.add_argument("project", metavar="PROJECT")

@@ -27,7 +27,6 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     from node.runtime import NodeOptions, run_node
 
     home = home_of(args)
-    _setup_logging(args.log_level, args.log_json)
     try:
         home.require()
         config = home.config()
@@ -57,6 +56,8 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     )
     if home.running_node() is not None:
         raise CommandError(f"a node is already running for {home.path} (see node.json)")
+    # Logging starts once the options are known good: a refusal is one line, not a log.
+    _setup_logging(args.log_level, args.log_json)
     try:
         trio.run(run_node, home, options)
     except (ApiStartError, TransportError, OSError, ValueError) as exc:

@@ -654,6 +654,28 @@ def protocol_refused(exc: BaseException) -> bool:
     return False
 
 
+def known_addrs(host: Any, peer_id: Any) -> list[Any]:
+    """The addresses the peerstore holds for ``peer_id`` (none when it knows no such peer)."""
+    data = host.get_peerstore().peer_data_map.get(peer_id)
+    return [] if data is None else list(data.get_addrs())
+
+
+def forget_addrs(host: Any, peer_id: Any, addrs: list[Any]) -> None:
+    """Take ``addrs`` out of the peerstore's entry for ``peer_id``.
+
+    ``BasicHost.connect`` files the addresses it is given before it dials; after a failed
+    dial they would stay, be reported as the peer's once it connects some other way, and so
+    reach our peer book. py-libp2p 0.8.1 can only clear a peer's addresses all at once."""
+    if not addrs:
+        return
+    data = host.get_peerstore().peer_data_map.get(peer_id)
+    if data is None:
+        return
+    keep = [a for a in data.get_addrs() if a not in addrs]
+    data.clear_addrs()
+    data.add_addrs(keep)
+
+
 def forget_failed_dial(host: Any, peer_id: Any) -> None:
     """Lift py-libp2p's 60 s refusal to redial a peer whose last dial failed."""
     unblock = getattr(host.get_network(), "unblock_peer", None)

@@ -362,11 +362,15 @@ class Transport:
         # meanwhile; our service decides when to retry (with its own back-off), and a peer
         # that restarted must be reachable at once.
         compat.forget_failed_dial(self._host, info.peer_id)
+        before = compat.known_addrs(self._host, info.peer_id)
         try:
             with trio.fail_after(self._config.dial_timeout_seconds + 1.0):
                 await self._host.connect(info)
         except Exception as exc:  # SwarmException, OSError, Noise errors, TooSlowError, ...
             self.stats.dial_failures += 1
+            # An address that failed is not the peer's: it must not be remembered as one.
+            new = [a for a in info.addrs if a not in before]
+            compat.forget_addrs(self._host, info.peer_id, new)
             raise TransportError(f"could not connect to {maddr}: {_one_line(exc)}") from exc
         self.stats.connects += 1
         return peer_id

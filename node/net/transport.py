@@ -279,8 +279,10 @@ def _one_line(exc: BaseException) -> str:
     while id(inner) not in seen:
         seen.add(id(inner))
         nested = inner.__cause__ or inner.__context__
-        if isinstance(inner, BaseExceptionGroup) and inner.exceptions:
-            nested = inner.exceptions[0]
+        # Exception groups, and py-libp2p's MultiError (one error an address dialled).
+        grouped = getattr(inner, "exceptions", None) or getattr(inner, "errors", None)
+        if isinstance(grouped, list | tuple) and grouped and isinstance(grouped[0], BaseException):
+            nested = grouped[0]
         if nested is None:
             break
         inner = nested

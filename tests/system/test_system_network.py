@@ -371,3 +371,30 @@ def test_authoring_outside_followed_projects(nodes: Nodes) -> None:
     f.cli("sync")
     a.cli("sync")
     assert a.has_record(rid), "the record authored on frank never reached alice"
+
+
+def test_sync_to_a_wrong_port_fails_on_one_line_and_is_not_remembered(nodes: Nodes) -> None:
+    """A dial needs a process: the port that answers nothing is a real closed port."""
+    import socket
+
+    from node.store.sqlite import Store
+
+    a = nodes.start("alice")
+    b = nodes.start("bob")
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    good_port = b.addr.split("/tcp/")[1].split("/")[0]
+    wrong = b.addr.replace(f"/tcp/{good_port}/", f"/tcp/{closed}/")
+    result = a.run("sync", wrong, json=False, expect=1)
+    assert len(result.error_lines) == 1, result.describe()
+    line = result.error_lines[0]
+    assert line.startswith(f"error: could not connect to {wrong}: "), line
+    assert line.endswith("Connection refused"), line  # the cause, not libp2p's wrappers
+    # The right address works, and the wrong one is not what the peer book keeps.
+    assert a.cli("sync", b.addr)["peers"] == 1
+    a.stop()
+    with Store.open(a.home / "ledger.db") as store:
+        remembered = dict(store.known_peers())
+    assert b.peer_id in remembered
+    assert not [addr for addr in remembered[b.peer_id] if f"/tcp/{closed}/" in addr]

@@ -166,8 +166,6 @@ class Node:
         self.follow = Follow(options.follow)
         self.views = ViewCache(store, follow=self.follow)
         self.peer_id = transport.peer_id
-        self.follow_all = self.follow.everything
-        self.follow_set = set(self.follow.projects or ())
         self.verifier = Verifier(self.metrics)
         self.ingestor = Ingestor(
             store, now_ms=_now_ms, metrics=self.metrics, accept=self._accept, verifier=self.verifier
@@ -206,10 +204,11 @@ class Node:
         return None
 
     def hello(self) -> sync_protocol.Hello:
-        scopes = set(self.store.scopes()) if self.follow_all else {p.hex() for p in self.follow_set}
+        listed = self.follow.projects
+        scopes = set(self.store.scopes()) if listed is None else {p.hex() for p in listed}
         scopes.add(META_SCOPE)
         ordered = sorted(scopes)[: sync_protocol.MAX_SCOPES]
-        return sync_protocol.Hello(follow_all=self.follow_all, scopes=tuple(ordered))
+        return sync_protocol.Hello(follow_all=listed is None, scopes=tuple(ordered))
 
     # ---------------------------------------------------------------------------- gossip
 

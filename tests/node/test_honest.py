@@ -8,6 +8,7 @@ flags are refused with the value the person typed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,12 @@ def test_unfollowed_projects_say_so(cli: Cli, f: RecordFactory) -> None:
     assert len(cli.json("ledger", followed.id.hex())) == 1
     line = cli.error("contribute", other.id.hex(), "--type", "code", "--title", "x")
     assert "does not follow project" in line
+    # A running node's own follow list (it may have been given --follow) wins over the config.
+    home = Home(cli.home)
+    info = {"pid": os.getpid(), "api": None, "follow": [other.id.hex()]}
+    home.node_path.write_text(json.dumps(info))
+    assert cli.error("ledger", followed.id.hex()).startswith("error: this node does not follow")
+    assert len(cli.json("ledger", other.id.hex())) == 1
 
 
 def test_follow_prefixes_resolve_against_the_store(store: Store, f: RecordFactory) -> None:

@@ -325,8 +325,14 @@ def test_follow_limits_projects(nodes: Nodes) -> None:
     wait_until(lambda: f.has_record(new_one["id"]), what="gossip of project one to reach frank")
     assert f.cli("sync") == {"peers": 1, "received": 0, "sent": 0}
     assert not f.has_record(new_two["id"])
-    assert f.get(f"/api/v1/projects/{two}/ledger") == []
-    assert {p["name"] for p in f.cli("project", "list")} == {"One", "Two"}
+    # Project two's genesis is held, its contributions are not: it says "not followed",
+    # never "no contributions".
+    unfollowed = f.request("GET", f"/api/v1/projects/{two}/ledger")
+    assert unfollowed.status_code == 404
+    assert unfollowed.json()["error"] == f"this node does not follow project {two[:16]}"
+    listed = {p["name"]: p["followed"] for p in f.cli("project", "list")}
+    assert listed == {"One": True, "Two": False}
+    assert "does not follow" in f.run("ledger", two, expect=1).error_lines[0]
     assert f.cli("status")["records"] == 2 + 6
     assert f.cli("ledger", one) == a.cli("ledger", one)
 

@@ -1079,3 +1079,11 @@ def test_why_no_effect_of_an_endorsement_by_the_author(f: RecordFactory) -> None
     other = f.project("bob")
     assert view.why_no_effect(f.contribution("bob", other)) == "it is filed under another project"
     assert view.why_no_effect(f.retraction("alice", c), None) == "its target is not held"
+    unheld = f.contribution("bob", p)
+    assert view.why_no_effect(f.endorsement("alice", unheld)) == (
+        "its target is not a held contribution of the project"
+    )
+    of_genesis = sign_record(f.key("alice"), body=RetractionBody(target=p.id), ts=1, project=p.id)
+    assert view.why_no_effect(of_genesis, p) == (
+        "only contributions and endorsements of the project can be retracted"
+    )

@@ -7,6 +7,11 @@ after the flags it mirrors is understood as it reads.
 Every problem is an :class:`AuthoringError` whose message says which field is wrong and how;
 the protocol's own rules (lengths, ranges) come back from the record classes with their error
 codes.
+
+:func:`prepare` is the one place that decides, before anything is published, whether the
+record would have an effect now (``protocol.ledger``'s :meth:`ProjectView.why_no_effect` on the
+project's current view): one that would not (an update by a non-maintainer, an endorsement
+that cannot count, a second retraction) is refused unless the person insists with ``force``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.store.sqlite import Store
+from node.views.cache import ViewCache, ViewError
+from node.views.follow import Follow
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import (
+    MAX_EFFORT_MINUTES,
     Artifact,
     Body,
     ContributionBody,
@@ -33,7 +41,17 @@ from protocol.record import (
 )
 from protocol.signing import SigningKey, public_key_from_peer_id
 
-__all__ = ["ACTIONS", "AuthoringError", "Draft", "draft", "sign_draft"]
+__all__ = [
+    "ACTIONS",
+    "Authored",
+    "AuthoringError",
+    "Draft",
+    "NoEffect",
+    "draft",
+    "no_effect",
+    "prepare",
+    "sign_draft",
+]
 
 #: The authoring actions, by the name the API and CLI use.
 ACTIONS = ("project", "update", "contribution", "endorsement", "retraction", "profile")
@@ -54,6 +72,18 @@ FLAG_NAMES = {
 
 class AuthoringError(Exception):
     """The request cannot become a record; the message is for the person who made it."""
+
+
+class NoEffect(AuthoringError):
+    """The record would have no effect now, and ``force`` was not given."""
+
+
+@dataclass(frozen=True)
+class Authored:
+    """A signed record ready to store, and why it will not count when it was forced."""
+
+    record: Record
+    no_effect: str | None
 
 
 @dataclass(frozen=True)
@@ -174,9 +204,26 @@ def _minutes(fields: Mapping[str, Any]) -> int | None:
             or not math.isfinite(hours)
         ):
             raise AuthoringError("hours must be a number")
-        if hours < 0:
-            raise AuthoringError("hours must not be negative")
-        minutes = round(hours * 60)
+        minutes = _whole_minutes(hours)
+    return minutes
+
+
+def _whole_minutes(hours: float) -> int:
+    """``hours`` as whole minutes; the refusals quote the hours as given, since that is
+    what the person typed (0.01 hours is not silently one minute, nor none)."""
+    exact = hours * 60
+    minutes = round(exact)
+    most = MAX_EFFORT_MINUTES / 60
+    if hours < 0:
+        raise AuthoringError(f"hours {hours:g} is negative")
+    if hours > most:
+        raise AuthoringError(f"hours {hours:g} is more than a contribution can claim ({most:g})")
+    if 0 < exact < 1:
+        raise AuthoringError(f"hours {hours:g} is less than a minute: effort is whole minutes")
+    if abs(exact - minutes) > 1e-6:
+        raise AuthoringError(
+            f"hours {hours:g} is {exact:g} minutes: effort is whole minutes (give minutes)"
+        )
     return minutes
 
 
@@ -314,8 +361,6 @@ def _draft(action: str, fields: Mapping[str, Any], *, store: Store, author: byte
                 f"{target.id.hex()[:16]} is a {target.kind} record; only contributions and "
                 "endorsements can be retracted"
             )
-        if target.author != author:
-            raise AuthoringError("only the author of a record can retract it")
         body = RetractionBody(target=target.id, reason=_str(fields, "reason"))
         return Draft(body=body, project=target.project)
     if action == "profile":
@@ -334,3 +379,66 @@ def sign_draft(key: SigningKey, d: Draft, *, now_ms: int) -> Record:
         return sign_record(key, body=d.body, ts=now_ms, project=d.project)
     except InvalidRecord as exc:
         raise AuthoringError(f"{exc.code}: {exc.message}") from None
+
+
+def no_effect(views: ViewCache, record: Record) -> str | None:
+    """Why ``record`` would have no effect if published now, or None when it would.
+
+    The judgement is ``protocol.ledger``'s, on the project's current fold; a record of a
+    project whose genesis is not held cannot be judged and is let through.
+    """
+    if record.project is None or record.kind not in ("project-update", "endorsement", "retraction"):
+        return None
+    try:
+        view = views.project_view(record.project.hex())
+    except ViewError:
+        return None
+    target = None
+    if isinstance(record.body, RetractionBody):
+        target = views.store.get(record.body.target)
+    why = view.why_no_effect(record, target)
+    if why is None:
+        return None
+    # The reasons speak of "its author"; the person asking is that author.
+    for theirs, yours in (("its author is", "you are"), ("its author", "you")):
+        if why.startswith(theirs):
+            return yours + why[len(theirs) :]
+    return why
+
+
+def prepare(
+    action: str,
+    fields: Mapping[str, Any],
+    *,
+    views: ViewCache,
+    key: SigningKey,
+    follow: Follow,
+    now_ms: int,
+) -> Authored:
+    """Draft, check and sign a record for ``action``; nothing is stored here.
+
+    ``fields`` may carry ``force`` (a boolean): without it a record that would have no
+    effect raises :class:`NoEffect`, with it the record is signed all the same and
+    :attr:`Authored.no_effect` says why it will not count. A project the node does not
+    follow is refused whatever ``force`` says: the record could be neither gossiped (the
+    node's own validator refuses topics it does not follow) nor reconciled.
+    """
+    fields = dict(fields)
+    force = fields.pop("force", False)
+    if not isinstance(force, bool):
+        raise AuthoringError("force must be true or false")
+    d = draft(action, fields, store=views.store, author=key.public_key)
+    if d.project is not None:
+        refusal = follow.refusal(d.project)
+        if refusal is not None:
+            raise AuthoringError(
+                f"{refusal}: follow project {d.project.hex()} (or every project) to author there"
+            )
+    record = sign_draft(key, d, now_ms=now_ms)
+    why = no_effect(views, record)
+    if why is not None and not force:
+        raise NoEffect(
+            f"this {record.kind} would have no effect: {why} "
+            '(publish it anyway with --force, or "force": true in the API)'
+        )
+    return Authored(record, why)

@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from node import __version__
-from node.authoring import AuthoringError, draft, sign_draft
+from node.authoring import Authored, prepare
 from node.clock import now_ms as _now_ms
 from node.home import Home
 from node.liveness import Liveness
@@ -53,6 +53,7 @@ from node.sync.syncer import Syncer, SyncResult
 from node.sync.verifier import Verifier
 from node.trio_util import open_unwrapping_nursery
 from node.views.cache import ViewCache
+from node.views.follow import Follow
 from protocol import sync as sync_protocol
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import Record
@@ -166,10 +167,9 @@ class Node:
         self.options = options
         self.nursery = nursery
         self.metrics = Metrics()
-        self.views = ViewCache(store)
+        self.follow = Follow(options.follow)
+        self.views = ViewCache(store, follow=self.follow)
         self.peer_id = transport.peer_id
-        self.follow_all = not options.follow
-        self.follow_set = set(options.follow)
         self.verifier = Verifier(self.metrics)
         self.ingestor = Ingestor(
             store, now_ms=_now_ms, metrics=self.metrics, accept=self._accept, verifier=self.verifier
@@ -203,7 +203,7 @@ class Node:
     # ---------------------------------------------------------------------------- follow rules
 
     def follows(self, project_id: bytes) -> bool:
-        return self.follow_all or project_id in self.follow_set
+        return self.follow.follows(project_id)
 
     def _accept(self, record: Record) -> str | None:
         scope = scope_of(record)
@@ -212,10 +212,11 @@ class Node:
         return None
 
     def hello(self) -> sync_protocol.Hello:
-        scopes = set(self.store.scopes()) if self.follow_all else {p.hex() for p in self.follow_set}
+        listed = self.follow.projects
+        scopes = set(self.store.scopes()) if listed is None else {p.hex() for p in listed}
         scopes.add(META_SCOPE)
         ordered = sorted(scopes)[: sync_protocol.MAX_SCOPES]
-        return sync_protocol.Hello(follow_all=self.follow_all, scopes=tuple(ordered))
+        return sync_protocol.Hello(follow_all=listed is None, scopes=tuple(ordered))
 
     # ---------------------------------------------------------------------------- gossip
 
@@ -374,19 +375,27 @@ class Node:
     async def author(self, action: str, fields: dict[str, Any]) -> Record:
         """Sign a record with the node's key, store it (committed), then queue it for gossip.
 
-        Raises ``AuthoringError`` for bad fields.
+        Raises ``AuthoringError`` for bad fields, and ``NoEffect`` for a record that would
+        have no effect unless ``fields`` says ``force`` (see :func:`node.authoring.prepare`).
         """
-        d = draft(action, fields, store=self.store, author=self.key.public_key)
-        if d.project is not None and not self.follows(d.project):
-            # The record could be neither gossiped (our own validator refuses topics we do
-            # not follow) nor reconciled (we do not offer that scope): refuse it now.
-            raise AuthoringError(
-                f"this node does not follow project {d.project.hex()[:16]}: run it with "
-                f"--follow {d.project.hex()} (or without --follow) to author there"
+        return (await self.author_checked(action, fields)).record
+
+    async def author_checked(self, action: str, fields: dict[str, Any]) -> Authored:
+        """:meth:`author`, also saying why a forced record will not count."""
+        # Judging the effect may fold the project: a worker thread, like the view calls.
+        authored: Authored = await trio.to_thread.run_sync(
+            partial(
+                prepare,
+                action,
+                fields,
+                views=self.views,
+                key=self.key,
+                follow=self.follow,
+                now_ms=_now_ms(),
             )
-        record = sign_draft(self.key, d, now_ms=_now_ms())
-        await self.ingestor.store_valid([(0, record)], source="local")
-        return record
+        )
+        await self.ingestor.store_valid([(0, authored.record)], source="local")
+        return authored
 
     async def submit(self, raw: bytes) -> tuple[Record, bool]:
         """Store and gossip an externally signed record. Raises ``InvalidRecord``."""
@@ -609,7 +618,7 @@ class Node:
             "started": int(self.started * 1000),
             "uptime_seconds": round(time.time() - self.started, 1),
             "seed": self.options.seed,
-            "follow": sorted(p.hex() for p in self.follow_set),
+            "follow": sorted(p.hex() for p in self.follow.projects or ()),
             "syncing": self._syncing,
             "catching_up": self.catching_up,
         }
@@ -625,6 +634,7 @@ class Node:
             "peer_id": self.peer_id,
             "addrs": self.transport.listen_addrs(),
             "api": self.api_url,
+            "follow": self.follow.to_json(),
         }
 
     def _register_gauges(self) -> None:

@@ -553,6 +553,55 @@ class ProjectView:
             ordered = ordered[:limit]
         return [self._entry(r) for r in ordered]
 
+    def why_no_effect(self, record: Record, target: Record | None = None) -> str | None:
+        """Why ``record``, added to this project's records now, would have no effect; or None.
+
+        Authoring tools ask this before publishing, so that a record that cannot count is not
+        reported as a success. ``record`` is judged as the newest of the project's records (it
+        is about to be signed), against the current state: a ``project-update`` takes effect
+        when its author is a maintainer and it leaves at least one; an ``endorsement`` counts
+        when its target is a live contribution of this project, its author a maintainer and
+        not a participant; a ``retraction`` takes effect when ``target`` (the record it names,
+        as held, or None) is a contribution or endorsement of this project by the same author,
+        not already retracted. Every other kind always has an effect. The reasons name the
+        author "its author", for the caller to put in the person's words.
+        """
+        pid = self.state.id
+        if record.project != pid:
+            return "it is filed under another project"
+        body = record.body
+        if isinstance(body, ProjectUpdateBody):
+            if not self.state.is_maintainer(record.author):
+                return "its author is not a maintainer of the project"
+            after = self.state.maintainers.union(body.add_maintainers or ()).difference(
+                body.remove_maintainers or ()
+            )
+            return None if after else "it would leave the project without maintainers"
+        if isinstance(body, EndorsementBody):
+            if body.target in self._retracted:
+                return "the contribution is retracted"
+            contribution = self._live.get(body.target)
+            if contribution is None:
+                return "its target is not a held contribution of the project"
+            if not self.state.is_maintainer(record.author):
+                return "its author is not a maintainer of the project"
+            people = _participants(contribution.author, cast(ContributionBody, contribution.body))
+            if record.author == people[0]:
+                return "its author wrote the contribution"
+            if record.author in people:
+                return "its author is a coauthor of the contribution"
+            return None
+        if isinstance(body, RetractionBody):
+            if target is None or target.id != body.target:
+                return "its target is not held"
+            if target.project != pid or target.kind not in ("contribution", "endorsement"):
+                return "only contributions and endorsements of the project can be retracted"
+            if target.author != record.author:
+                return "only the author of a record can retract it"
+            if target.id in self._retracted:
+                return "the record is already retracted"
+        return None
+
     def endorsements_of(self, contribution_id: bytes) -> list[Record]:
         """The counting endorsements of a contribution, in ascending ``(ts, id)`` order."""
         return sorted(self._counted.get(contribution_id, ()), key=order_key)

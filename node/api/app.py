@@ -161,8 +161,8 @@ def build_app(node: Node) -> Starlette:
             value = int(text)
         except ValueError:
             raise ApiError(400, "limit must be a whole number") from None
-        if not 0 <= value <= MAX_LIMIT:
-            raise ApiError(400, f"limit must be 0..{MAX_LIMIT}")
+        if not 1 <= value <= MAX_LIMIT:
+            raise ApiError(400, f"limit must be 1..{MAX_LIMIT}")
         return value
 
     async def in_thread(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -185,14 +185,21 @@ def build_app(node: Node) -> Starlette:
 
     async def ledger(request: Request) -> Response:
         q = request.query_params
-        result = await in_thread(
-            node.views.ledger,
+        page = await in_thread(
+            node.views.ledger_page,
             request.path_params["pid"],
             author=q.get("author") or None,
             type=q.get("type") or None,
             limit=limit_param(request),
+            cursor=q.get("cursor") or None,
         )
-        return JSONResponse(result)
+        # The body stays the list the contract promises; the paging is in headers.
+        headers = {"X-Total-Count": str(page.total)}
+        if page.next_cursor is not None:
+            headers["X-Next-Cursor"] = page.next_cursor
+            following = request.url.include_query_params(cursor=page.next_cursor)
+            headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        return JSONResponse(page.entries, headers=headers)
 
     async def shares(request: Request) -> Response:
         return JSONResponse(await in_thread(node.views.shares, request.path_params["pid"]))
@@ -279,8 +286,12 @@ def build_app(node: Node) -> Starlette:
             fields = await _json(request)
             if project_param:
                 fields["project"] = request.path_params["pid"]
-            r = await node.author(action, fields)
-            return JSONResponse(record_json(r), status_code=201)
+            authored = await node.author_checked(action, fields)
+            answer = record_json(authored.record)
+            if authored.no_effect is not None:
+                # Published because the caller insisted: say that it will not count.
+                answer["no_effect"] = authored.no_effect
+            return JSONResponse(answer, status_code=201)
 
         return handler
 

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from node.authoring import AuthoringError, draft, sign_draft
+from node.authoring import AuthoringError, prepare
 from node.cli.client import running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, identity, now_ms
 from node.cli.parser import PROJECT_HELP, RECORD_HELP, add_command
-from node.cli.store_access import open_store
-from node.home import Home, HomeError
-from node.views.cache import record_json
+from node.cli.store_access import home_follow, open_store
+from node.home import Home
+from node.views.cache import ViewCache, record_json
+from protocol.record import CONTRIBUTION_TYPES
 
 __all__ = ["register"]
 
@@ -40,6 +41,8 @@ def author(
     """
     home = home or home_of(args)
     fields = {k: v for k, v in fields.items() if v is not None and v != []}
+    if getattr(args, "force", False):
+        fields["force"] = True
     client = running_client(home)
     if client is not None:
         result = client.post(path, fields)
@@ -47,32 +50,26 @@ def author(
     else:
         key = identity(home)
         with open_store(home) as store:
+            views = ViewCache(store, cache=False)
             try:
-                d = draft(action, fields, store=store, author=key.public_key)
-                record = sign_draft(key, d, now_ms=now_ms())
+                authored = prepare(
+                    action,
+                    fields,
+                    views=views,
+                    key=key,
+                    follow=home_follow(home, store),
+                    now_ms=now_ms(),
+                )
             except AuthoringError as exc:
                 raise CommandError(str(exc)) from None
-            _check_followed(home, d.project)
-            store.add([record], published=False)
-        result = record_json(record)
+            store.add([authored.record], published=False)
+        result = record_json(authored.record)
+        if authored.no_effect is not None:
+            result["no_effect"] = authored.no_effect
         how = "stored (no node is running: it spreads when the node next runs)"
+    if "no_effect" in result:
+        how += f", but it will not count: {result['no_effect']}"
     return result, how
-
-
-def _check_followed(home: Any, project: bytes | None) -> None:
-    """Refuse to author into a project the home's config does not follow: the node would
-    neither gossip nor reconcile the record (the running node applies the same rule)."""
-    try:
-        follow = home.config().follow
-    except HomeError as exc:
-        raise CommandError(str(exc)) from None
-    if project is None or not follow:
-        return
-    if not any(project.hex().startswith(f.lower()) for f in follow):
-        raise CommandError(
-            f"this home follows only {', '.join(f[:16] for f in follow)}: add project "
-            f"{project.hex()} to `follow` in config.toml to author there"
-        )
 
 
 def _author(args: argparse.Namespace, action: str, fields: dict[str, Any], path: str) -> int:
@@ -204,6 +201,15 @@ def register_project(psub: Any, common: argparse.ArgumentParser) -> None:
         metavar="PEER",
         help="stop being or make stop being a maintainer (repeatable)",
     )
+    _force_option(p)
+
+
+def _force_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even when the record would have no effect (it then says why)",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -215,7 +221,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=ARTIFACT_HELP,
     )
     p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
-    p.add_argument("--type", required=True, metavar="TYPE", help="code, design, docs, ...")
+    p.add_argument(
+        "--type",
+        required=True,
+        choices=sorted(CONTRIBUTION_TYPES),
+        metavar="TYPE",
+        help="what kind of work: " + ", ".join(sorted(CONTRIBUTION_TYPES)),
+    )
     p.add_argument("--title", required=True, metavar="T", help="one line saying what was done")
     p.add_argument("--description", metavar="T", help="more about it (may span lines)")
     effort = p.add_mutually_exclusive_group()
@@ -241,7 +253,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("record", metavar="RECORD", help=RECORD_HELP)
     p.add_argument("--weight", type=int, metavar="N", help="1..10 (default 1)")
     p.add_argument("--comment", metavar="T", help="why, for the contributor")
+    _force_option(p)
 
     p = add("retract", cmd_retract, "retract one of your contributions or endorsements")
     p.add_argument("record", metavar="RECORD", help=RECORD_HELP)
     p.add_argument("--reason", metavar="T", help="why it is retracted")
+    _force_option(p)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from node.cli.bundlefile import STDIO, BundleScan, bundle_size, read_entries, scan_bundle
+from node.cli.client import NodeClient, running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, now_ms
 from node.cli.parser import add_command
@@ -27,6 +28,37 @@ __all__ = ["register"]
 
 #: Records validated and stored per batch by ``commons import``.
 IMPORT_BATCH = 1000
+#: Bytes of records handed to a running node in one request (its limit is 16 MiB).
+SUBMIT_BYTES = 8 << 20
+#: Refused records that ``import`` and ``verify`` describe one by one; the rest are counted
+#: by error code (``--json`` lists them all).
+SHOWN_PROBLEMS = 20
+#: A bundle of at most this many records has every record listed by ``verify``.
+LISTED_RECORDS = 100
+
+
+def problem_report(problems: list[str], total: int, rejected: list[dict[str, Any]]) -> list[str]:
+    """The first :data:`SHOWN_PROBLEMS` of ``problems`` (one line each, in file order) out of
+    ``total``, then, when some were left out, what they were: a count per error code of
+    ``rejected``, so that a bundle with a million bad records is summed up rather than cut
+    off unannounced."""
+    lines = problems[:SHOWN_PROBLEMS]
+    if total > SHOWN_PROBLEMS:
+        codes: dict[str, int] = {}
+        for refusal in rejected:
+            code = str(refusal["error"]).partition(":")[0]
+            codes[code] = codes.get(code, 0) + 1
+        by_code = ", ".join(f"{n} {code}" for code, n in sorted(codes.items(), key=_most))
+        lines.append(
+            f"... {total - SHOWN_PROBLEMS} more not shown"
+            + (f"; invalid records by error: {by_code}" if by_code else "")
+            + " (--json lists every one)"
+        )
+    return lines
+
+
+def _most(item: tuple[str, int]) -> tuple[int, str]:
+    return (-item[1], item[0])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -110,14 +142,22 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
     progress = Progress(f"importing {_name(path)}", total=size, unit="bytes")
-    with open_store(home) as store:
-        try:
-            _import_into(store, path, scan, progress)
-        except OSError as exc:
-            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-        finally:
-            progress.finish()
-    lines = [f"record {r['index']}: rejected: {r['error']}" for r in scan.rejected[:1000]]
+    client = running_client(home)
+    try:
+        if client is not None:
+            # A node runs for this home: it takes the records, so that they are gossiped and
+            # offered in reconciliation like any it receives (stored behind its back, they
+            # would wait for the next sync with a peer that lacks them).
+            _import_through(client, path, scan, progress)
+        else:
+            with open_store(home) as store:
+                _import_into(store, path, scan, progress)
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        progress.finish()
+    problems = [f"record {r['index']}: rejected: {r['error']}" for r in scan.rejected]
+    lines = problem_report(problems, len(problems), scan.rejected)
     summary = (
         f"imported {scan.accepted} new records, {scan.duplicates} already held, "
         f"{len(scan.rejected)} rejected"
@@ -190,6 +230,49 @@ def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -
     scan.rejected.sort(key=_by_index)
 
 
+def _import_through(client: NodeClient, path: Path, scan: BundleScan, progress: Progress) -> None:
+    """Hand the bundle's records to the running node in ``POST /api/v1/bundles`` chunks."""
+    from protocol.bundle import OversizedRecord
+    from protocol.errors import BundleError
+
+    pending: list[bytes] = []
+    indexes: list[int] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        if not pending:
+            return
+        body = BundleWriter.header() + b"".join(BundleWriter.frame(raw) for raw in pending)
+        _, answer = client.post_raw("/api/v1/bundles", body)
+        scan.accepted += int(answer["new"])
+        scan.duplicates += int(answer["duplicates"])
+        for refusal in answer["rejected"]:
+            scan.rejected.append({"index": indexes[refusal["index"]], "error": refusal["error"]})
+        pending.clear()
+        indexes.clear()
+        size = 0
+
+    index = 0
+    try:
+        for entry in read_entries(path, progress.advance):
+            if isinstance(entry, OversizedRecord):
+                scan.rejected.append({"index": index, "error": str(entry)})
+            else:
+                if len(pending) >= IMPORT_BATCH or size + len(entry) > SUBMIT_BYTES:
+                    flush()
+                pending.append(entry)
+                indexes.append(index)
+                size += len(entry) + 8
+            index += 1
+    except BundleError as exc:
+        flush()
+        scan.rejected.append({"index": exc.index, "error": str(exc)})
+    else:
+        flush()
+    scan.rejected.sort(key=_by_index)
+
+
 def _by_index(refusal: dict[str, Any]) -> int:
     index: int = refusal["index"]
     return index
@@ -199,7 +282,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.file)
     scan = BundleScan()
     seen: set[bytes] = set()
-    lines: list[str] = []
+    problems: list[str] = []
+    listed: list[str] = []  # every record, while the bundle is small enough to list
     try:
         size = bundle_size(path)
     except OSError as exc:
@@ -208,23 +292,35 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         for verdict in scan_bundle(path, now_ms=now_ms(), progress=progress.advance):
             progress.add_records(1)
+            line = None
             if verdict.record is None:
                 scan.rejected.append({"index": verdict.index, "error": verdict.error})
-                lines.append(f"record {verdict.index}: invalid: {verdict.error}")
+                line = f"record {verdict.index}: invalid: {verdict.error}"
             elif verdict.record.id in seen:
                 scan.duplicates += 1
-                lines.append(f"record {verdict.index}: duplicate of an earlier record")
+                line = f"record {verdict.index}: duplicate of an earlier record"
             else:
                 seen.add(verdict.record.id)
                 scan.accepted += 1
-                if not args.json and len(lines) < 10_000:
+                if len(listed) <= LISTED_RECORDS:
                     r = verdict.record
-                    lines.append(f"record {verdict.index}: ok  {r.id.hex()[:16]}  {r.kind}")
+                    listed.append(f"record {verdict.index}: ok  {r.id.hex()[:16]}  {r.kind}")
+            if line is not None:
+                # Problem lines beyond those shown are only counted: memory stays bounded.
+                if len(problems) <= SHOWN_PROBLEMS:
+                    problems.append(line)
+                if len(listed) <= LISTED_RECORDS:
+                    listed.append(line)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
     finally:
         progress.finish()
     summary = f"{scan.accepted} valid, {scan.duplicates} duplicate, {len(scan.rejected)} invalid"
+    if len(listed) <= LISTED_RECORDS:
+        lines = listed
+    else:
+        count = len(scan.rejected) + scan.duplicates
+        lines = problem_report(problems, count, scan.rejected)
     emit(args, scan.to_json(), "\n".join([*lines, summary]))
     if scan.rejected:
         raise CommandError(

@@ -41,6 +41,21 @@ class NodeClient:
         content_type: str = "application/json",
         timeout: float = TIMEOUT,
     ) -> tuple[int, Any]:
+        status, value, _ = self._exchange(
+            method, path, body=body, content_type=content_type, timeout=timeout
+        )
+        return status, value
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        timeout: float = TIMEOUT,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One request: its status, its JSON (or text), and its headers (names lowercased)."""
         request = urllib.request.Request(self.base_url + path, data=body, method=method)
         if body is not None:
             request.add_header("Content-Type", content_type)
@@ -50,9 +65,11 @@ class NodeClient:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 status = response.status
                 data = response.read(MAX_RESPONSE)
+                headers = {k.lower(): v for k, v in response.headers.items()}
         except urllib.error.HTTPError as exc:
             status = exc.code
             data = exc.read(MAX_RESPONSE)
+            headers = {k.lower(): v for k, v in exc.headers.items()}
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise NodeUnreachable(
@@ -66,10 +83,17 @@ class NodeClient:
         if status >= 400:
             message = value.get("error") if isinstance(value, dict) else str(value)
             raise CommandError(str(message))
-        return status, value
+        return status, value, headers
 
     def get(self, path: str, *, timeout: float = TIMEOUT) -> Any:
         return self._request("GET", path, timeout=timeout)[1]
+
+    def get_with_headers(
+        self, path: str, *, timeout: float = TIMEOUT
+    ) -> tuple[Any, dict[str, str]]:
+        """``GET path``: its JSON and its headers (names lowercased), e.g. a page's cursor."""
+        _, value, headers = self._exchange("GET", path, timeout=timeout)
+        return value, headers
 
     def post(self, path: str, fields: dict[str, Any], *, timeout: float = TIMEOUT) -> Any:
         body = json.dumps(fields).encode()

@@ -13,10 +13,10 @@ from node.cli.client import running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of
 from node.cli.parser import Parser
+from node.cli.store_access import open_store
 from node.home import Home, HomeError
 from node.textout import terminal_safe
-from protocol.errors import ProtocolError
-from protocol.record import parse_id_prefix
+from node.views.follow import Follow, FollowError, resolve_follow
 
 __all__ = ["register"]
 
@@ -25,32 +25,32 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     import trio
 
     from node.api.app import ApiStartError
-    from node.net.transport import TransportError
+    from node.net.transport import TransportError, check_peer_addr
     from node.runtime import NodeOptions, run_node
 
     home = home_of(args)
-    _setup_logging(args.log_level, args.log_json, args.libp2p_log_level)
     try:
         home.require()
         config = home.config()
         home.signing_key()
     except HomeError as exc:
         raise CommandError(str(exc)) from None
-    follow = []
-    for text in args.follow or config.follow:
+    follow = _follow(home, args.follow or config.follow, "--follow" if args.follow else "follow")
+    bootstrap = (args.bootstrap or []) + config.bootstrap
+    for addr in bootstrap:
+        # Refused now: a malformed address would otherwise be retried for as long as the
+        # node runs, each time failing the same way.
         try:
-            follow.append(bytes.fromhex(parse_id_prefix(text)))
-        except (ProtocolError, ValueError):
-            raise CommandError(f"--follow {text!r}: give a full 64-character project id") from None
-        if len(follow[-1]) != 32:
-            raise CommandError(f"--follow {text!r}: give a full 64-character project id")
+            check_peer_addr(addr)
+        except TransportError as exc:
+            raise CommandError(f"bootstrap address: {exc}") from None
     seed = args.seed or config.seed
     options = NodeOptions(
         listen=args.listen or config.listen,
-        bootstrap=(args.bootstrap or []) + config.bootstrap,
+        bootstrap=bootstrap,
         api=args.api if args.api is not None else config.api,
         mdns=config.mdns and not args.no_mdns,
-        follow=[] if seed else follow,
+        follow=[] if seed else sorted(follow.projects or ()),
         seed=seed,
         max_peers=config.seed_max_peers if seed else config.max_peers,
         sync_interval=config.sync_interval,
@@ -58,6 +58,8 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     )
     if home.running_node() is not None:
         raise CommandError(f"a node is already running for {home.path} (see node.json)")
+    # Logging starts once the options are known good: a refusal is one line, not a log.
+    _setup_logging(args.log_level, args.log_json, args.libp2p_log_level)
     try:
         trio.run(run_node, home, options)
     except (ApiStartError, TransportError, OSError, ValueError) as exc:
@@ -124,6 +126,17 @@ def _ready(home: Home, info: dict[str, Any], peers: int, deadline: float) -> tup
     if have < peers:
         return f"{have} of {peers} peers connected", False
     return "", True
+
+
+def _follow(home: Any, texts: list[str], where: str) -> Follow:
+    """The follow list, each id prefix resolved against the store (as ``resolve_follow``)."""
+    if not texts:
+        return Follow()
+    with open_store(home) as store:
+        try:
+            return resolve_follow(store, texts)
+        except FollowError as exc:
+            raise CommandError(f"{where}: {exc}") from None
 
 
 class _TextFormatter(logging.Formatter):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -18,11 +19,11 @@ from node.cli.client import NodeUnreachable, running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix
 from node.cli.parser import PROJECT_HELP, RECORD_HELP, Parser, add_command
-from node.cli.store_access import open_store
+from node.cli.store_access import home_follow, open_store
 from node.textout import date_time, fmt_number, person, table, terminal_safe
-from node.views.cache import ViewCache, ViewError
+from node.views.cache import MAX_LEDGER_LIMIT, LedgerPage, ViewCache, ViewError
 from node.views.details import names, record_detail
-from protocol.record import Record
+from protocol.record import CONTRIBUTION_TYPES, Record
 
 __all__ = ["register"]
 
@@ -35,9 +36,15 @@ def _views(args: argparse.Namespace, path: str, fn: Callable[[ViewCache], Any]) 
             return client.get(path)
         except NodeUnreachable:
             pass  # node.json names a live process whose API does not answer: read the store
-    with open_store(home_of(args)) as store:
+    return _local(args, fn)
+
+
+def _local(args: argparse.Namespace, fn: Callable[[ViewCache], Any]) -> Any:
+    """``fn`` over the home's store, with the home's follow list."""
+    home = home_of(args)
+    with open_store(home) as store:
         try:
-            return fn(ViewCache(store, cache=False))
+            return fn(ViewCache(store, cache=False, follow=home_follow(home, store)))
         except ViewError as exc:
             raise CommandError(str(exc)) from None
 
@@ -74,8 +81,8 @@ def cmd_project_list(args: argparse.Namespace) -> int:
             p["id"][:12],
             p["name"],
             _maintainers(p["maintainers"], who),
-            p["contributions"],
-            p["contributors"],
+            p["contributions"] if p["followed"] else "not followed",
+            p["contributors"] if p["followed"] else "-",
         )
         for p in projects
     ]
@@ -102,7 +109,10 @@ def cmd_project_show(args: argparse.Namespace) -> int:
         f"links:         {', '.join(map(one, p['links'])) or '-'}",
         f"tags:          {', '.join(map(one, p['tags'])) or '-'}",
         f"maintainers:   {', '.join(_full_person(m, who) for m in p['maintainers'])}",
-        f"contributions: {p['contributions']} live, by {p['contributors']} contributor(s)",
+        f"contributions: {p['contributions']} live, by {p['contributors']} contributor(s)"
+        if p["followed"]
+        else "contributions: not followed (this node does not follow this project, so it "
+        "may hold only part of it)",
     ]
     emit(args, p, "\n".join(lines))
     return 0
@@ -114,16 +124,38 @@ def _full_person(peer: str, who: dict[str, str]) -> str:
     return f"{terminal_safe(name)} ({peer})" if name else peer
 
 
-def cmd_ledger(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit < 0:
-        raise CommandError("--limit must be 0 or more")
-    pid = id_prefix(args.project)
-    entries = _views(
+def _ledger_page(args: argparse.Namespace, pid: str) -> LedgerPage:
+    """One page of the ledger: from the running node (its paging in the answer's headers),
+    else from the store."""
+    query = _query(author=args.author, type=args.type, limit=args.limit, cursor=args.cursor)
+    client = running_client(home_of(args))
+    if client is not None:
+        try:
+            entries, headers = client.get_with_headers(f"/api/v1/projects/{pid}/ledger{query}")
+        except NodeUnreachable:
+            pass  # read the store
+        else:
+            total = headers.get("x-total-count", "")
+            return LedgerPage(
+                entries=entries,
+                total=int(total) if total.isdigit() else len(entries),
+                next_cursor=headers.get("x-next-cursor") or None,
+            )
+    page: LedgerPage = _local(
         args,
-        f"/api/v1/projects/{pid}/ledger"
-        + _query(author=args.author, type=args.type, limit=args.limit),
-        lambda v: v.ledger(pid, author=args.author, type=args.type, limit=args.limit),
+        lambda v: v.ledger_page(
+            pid, author=args.author, type=args.type, limit=args.limit, cursor=args.cursor
+        ),
     )
+    return page
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    if args.limit is not None and not 1 <= args.limit <= MAX_LEDGER_LIMIT:
+        raise CommandError(f"--limit must be 1..{MAX_LEDGER_LIMIT}, not {args.limit}")
+    pid = id_prefix(args.project)
+    page = _ledger_page(args, pid)
+    entries = page.entries
     who = _names(args)
     authors = [e["author"] for e in entries]
     rows = [
@@ -146,6 +178,10 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         else "no live contributions"
     )
     emit(args, entries, text)
+    if page.next_cursor is not None or (args.cursor and entries):
+        # On stderr, so that ``--json`` stays the list the contract promises.
+        more = f"; next: --cursor {page.next_cursor}" if page.next_cursor else ""
+        print(f"showing {len(entries)} of {page.total}{more}", file=sys.stderr)
     return 0
 
 
@@ -295,8 +331,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--author", metavar="PEER", help="only those with this author or coauthor (a peer id)"
     )
-    p.add_argument("--type", metavar="TYPE", help="only contributions of this type")
+    p.add_argument(
+        "--type",
+        choices=sorted(CONTRIBUTION_TYPES),
+        metavar="TYPE",
+        help="only contributions of this type: " + ", ".join(sorted(CONTRIBUTION_TYPES)),
+    )
     p.add_argument("--limit", type=int, metavar="N", help="at most N entries (default 1000)")
+    p.add_argument(
+        "--cursor", metavar="ID", help="start after this entry (the `next:` of a previous page)"
+    )
 
     p = add(
         "shares",

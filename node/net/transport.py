@@ -258,6 +258,38 @@ class Stream:
             logger.debug("resetting a stream with %s: %r", self.peer_id, exc)
 
 
+def check_peer_addr(maddr: str) -> str:
+    """The peer id at the end of ``maddr``; ``TransportError`` when it is not a multiaddr
+    ending in ``/p2p/<peer id>`` (the only kind a node can dial)."""
+    shown = maddr[:200]
+    if "/p2p/" not in maddr:
+        raise TransportError(f"{shown!r} has no /p2p/<peer id> at its end")
+    try:
+        info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
+    except Exception as exc:
+        raise TransportError(f"{shown!r} is not a multiaddr ending in /p2p/<peer id>") from exc
+    return str(info.peer_id)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The innermost cause of a libp2p failure, on one short line: the outer layers only
+    repeat that a dial failed, and some messages run over several lines."""
+    seen: set[int] = set()
+    inner = exc
+    while id(inner) not in seen:
+        seen.add(id(inner))
+        nested = inner.__cause__ or inner.__context__
+        # Exception groups, and py-libp2p's MultiError (one error an address dialled).
+        grouped = getattr(inner, "exceptions", None) or getattr(inner, "errors", None)
+        if isinstance(grouped, list | tuple) and grouped and isinstance(grouped[0], BaseException):
+            nested = grouped[0]
+        if nested is None:
+            break
+        inner = nested
+    text = " ".join(str(inner).split()) or type(inner).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def _peer(peer_id: str) -> ID:
     try:
         return ID.from_base58(peer_id)
@@ -326,10 +358,8 @@ class Transport:
 
         Returns at once when already connected. Raises TransportError. A successful return
         does not promise the peer keeps the connection (it may be full or ban us)."""
-        try:
-            info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
-        except Exception as exc:
-            raise TransportError(f"not a multiaddr ending in /p2p/<id>: {maddr!r}") from exc
+        check_peer_addr(maddr)
+        info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
         peer_id = str(info.peer_id)
         if peer_id == self.peer_id:
             raise TransportError(f"refusing to dial ourselves at {maddr}")
@@ -339,12 +369,16 @@ class Transport:
         # meanwhile; our service decides when to retry (with its own back-off), and a peer
         # that restarted must be reachable at once.
         compat.forget_failed_dial(self._host, info.peer_id)
+        before = compat.known_addrs(self._host, info.peer_id)
         try:
             with trio.fail_after(self._config.dial_timeout_seconds + 1.0):
                 await self._host.connect(info)
         except Exception as exc:  # SwarmException, OSError, Noise errors, TooSlowError, ...
             self.stats.dial_failures += 1
-            raise TransportError(f"could not connect to {maddr}: {exc}") from exc
+            # An address that failed is not the peer's: it must not be remembered as one.
+            new = [a for a in info.addrs if a not in before]
+            compat.forget_addrs(self._host, info.peer_id, new)
+            raise TransportError(f"could not connect to {maddr}: {_one_line(exc)}") from exc
         self.stats.connects += 1
         return peer_id
 

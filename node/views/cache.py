@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from node.store.sqlite import ProjectKey, Store, StoreError
+from node.views.follow import Follow
 from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
 from protocol.errors import ProtocolError
 from protocol.ledger import ProjectView
-from protocol.record import Record
+from protocol.record import CONTRIBUTION_TYPES, Record
 from protocol.signing import peer_id, public_key_from_peer_id
 
 __all__ = ["SNAPSHOT_FORMAT", "ViewCache", "ViewError", "ViewSnapshot", "record_json"]
@@ -47,6 +48,18 @@ MAX_CACHED_VIEWS = 64
 #: The most ledger entries one call returns when no limit is given.
 DEFAULT_LEDGER_LIMIT = 1000
 MAX_LEDGER_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    """One page of a ledger: its entries, how many match in all, and the cursor of the next
+    page (the id of this page's last entry) or None when this page is the last."""
+
+    entries: list[dict[str, Any]]
+    total: int
+    next_cursor: str | None
+
+
 #: Seconds a fold waits before it is written as a snapshot, so that a project receiving a
 #: burst of records is written once after the burst rather than once per record.
 SNAPSHOT_DELAY: Final = 2.0
@@ -100,8 +113,16 @@ class _Answers(Protocol):
 
     def list_item(self) -> dict[str, Any]: ...
 
-    def ledger(self, author: bytes | None, type: str | None, limit: int) -> list[dict[str, Any]]:
-        """Live contributions newest first, filtered (participant, type), at most ``limit``."""
+    def ledger(
+        self,
+        author: bytes | None,
+        type: str | None,
+        limit: int,
+        after: tuple[int, bytes] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Live contributions newest first, filtered (participant, type), at most ``limit``
+        of those that come after ``after`` (a ``(ts, id)`` in ledger order); and how many
+        match the filters in all."""
         ...
 
     def shares(self) -> list[dict[str, Any]]: ...
@@ -121,9 +142,18 @@ class _Fold:
     def list_item(self) -> dict[str, Any]:
         return self.view.summary().to_list_json()
 
-    def ledger(self, author: bytes | None, type: str | None, limit: int) -> list[dict[str, Any]]:
-        entries = self.view.live_contributions(author=author, type=type, limit=limit)
-        return [e.to_json() for e in entries]
+    def ledger(
+        self,
+        author: bytes | None,
+        type: str | None,
+        limit: int,
+        after: tuple[int, bytes] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        entries = self.view.live_contributions(author=author, type=type)
+        total = len(entries)
+        if after is not None:
+            entries = [e for e in entries if (e.record.ts, e.id) < after]
+        return [e.to_json() for e in entries[:limit]], total
 
     def shares(self) -> list[dict[str, Any]]:
         return [s.to_json() for s in self.view.shares()]
@@ -160,13 +190,21 @@ class ViewCache:
 
     ``cache=False`` (the CLI, which runs once) keeps nothing in memory and writes no snapshot,
     but still answers from a stored snapshot when it is current. ``clock`` (monotonic
-    seconds) times the debouncing of snapshot writes.
+    seconds) times the debouncing of snapshot writes. ``follow`` is the node's follow list:
+    a project it does not follow is marked so in the list, and its ledger and shares are
+    refused (the records held of it may be any part of it, so its numbers would mislead).
     """
 
     def __init__(
-        self, store: Store, *, cache: bool = True, clock: Callable[[], float] = time.monotonic
+        self,
+        store: Store,
+        *,
+        cache: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        follow: Follow | None = None,
     ) -> None:
         self.store = store
+        self.follow = follow or Follow()
         self._enabled = cache
         self._clock = clock
         self._lock = threading.Lock()
@@ -401,12 +439,27 @@ class ViewCache:
             return self._fold(pid, key).view
 
     def project_list(self) -> list[dict[str, Any]]:
-        out = [self._answers(pid).list_item() for pid in self.store.project_ids()]
+        out = []
+        for pid in self.store.project_ids():
+            item = dict(self._answers(pid).list_item())
+            item["followed"] = self.follow.follows(pid)
+            out.append(item)
         out.sort(key=lambda p: (str(p["name"]).lower(), str(p["id"])))
         return out
 
     def project_show(self, project_text: str) -> dict[str, Any]:
-        return self._answers(self._resolve(project_text, kind="project")).show()
+        pid = self._resolve(project_text, kind="project")
+        shown = dict(self._answers(pid).show())
+        shown["followed"] = self.follow.follows(pid)
+        return shown
+
+    def _followed(self, project_text: str) -> bytes:
+        """The project's id; ``ViewError`` (404) when it is not held or not followed."""
+        pid = self._resolve(project_text, kind="project")
+        refusal = self.follow.refusal(pid)
+        if refusal is not None:
+            raise ViewError(refusal)
+        return pid
 
     def ledger(
         self,
@@ -416,21 +469,59 @@ class ViewCache:
         type: str | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        pid = self._resolve(project_text, kind="project")
+        """The first page of :meth:`ledger_page`, alone."""
+        return self.ledger_page(project_text, author=author, type=type, limit=limit).entries
+
+    def ledger_page(
+        self,
+        project_text: str,
+        *,
+        author: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> LedgerPage:
+        """Live contributions newest first, ``limit`` at a time (default 1000).
+
+        ``cursor`` is a previous page's ``next_cursor``: the full id of the last entry shown,
+        so the next page starts after that entry's place in the ledger order even if it was
+        retracted meanwhile.
+        """
+        pid = self._followed(project_text)
         author_key = None
         if author:
             try:
                 author_key = public_key_from_peer_id(author)
             except ProtocolError as exc:
                 raise ViewError(exc.message, 400) from None
+        if type is not None and type not in CONTRIBUTION_TYPES:
+            known = ", ".join(sorted(CONTRIBUTION_TYPES))
+            raise ViewError(f"type {type[:40]!r} is not one of {known}", 400)
         if limit is None:
             limit = DEFAULT_LEDGER_LIMIT
-        if not 0 <= limit <= MAX_LEDGER_LIMIT:
-            raise ViewError(f"limit must be 0..{MAX_LEDGER_LIMIT}", 400)
-        return self._answers(pid).ledger(author_key, type, limit)
+        if not 1 <= limit <= MAX_LEDGER_LIMIT:
+            raise ViewError(f"limit must be 1..{MAX_LEDGER_LIMIT}", 400)
+        after = None if cursor is None else self._cursor(pid, cursor)
+        # One entry more than the page tells whether there is a next page.
+        entries, total = self._answers(pid).ledger(author_key, type, limit + 1, after)
+        if len(entries) <= limit:
+            return LedgerPage(entries, total, None)
+        del entries[limit:]
+        return LedgerPage(entries, total, entries[-1]["id"])
+
+    def _cursor(self, pid: bytes, cursor: str) -> tuple[int, bytes]:
+        """The ``(ts, id)`` a cursor stands for: a held contribution of this project."""
+        try:
+            rid = bytes.fromhex(cursor)
+        except ValueError:
+            rid = b""
+        record = self.store.get(rid) if len(rid) == 32 else None
+        if record is None or record.project != pid or record.kind != "contribution":
+            raise ViewError(f"cursor {cursor[:70]!r} is not a contribution of this project", 400)
+        return (record.ts, record.id)
 
     def shares(self, project_text: str) -> list[dict[str, Any]]:
-        return self._answers(self._resolve(project_text, kind="project")).shares()
+        return self._answers(self._followed(project_text)).shares()
 
     def record(self, record_text: str) -> Record:
         rid = self._resolve(record_text)

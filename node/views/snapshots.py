@@ -326,21 +326,40 @@ class ViewSnapshot:
             for person, contributions, claimed, endorsed, share in self._shares
         ]
 
-    def ledger(self, author: bytes | None, type: str | None, limit: int) -> list[dict[str, Any]]:
+    def ledger(
+        self,
+        author: bytes | None,
+        type: str | None,
+        limit: int,
+        after: tuple[int, bytes] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
         rows: Sequence[int] = range(len(self._ts))
         if author is not None:
             person = self._find_person(author)
             if person is None:
-                return []
+                return [], 0
             mine = [row for row, a in enumerate(self._authors) if a == person]
             shared = [row for row, people in self._coauthors.items() if person in people]
             rows = sorted({*mine, *shared}) if shared else mine
         if type is not None:
             if type not in self._type_names:
-                return []
+                return [], 0
             kind, types = self._type_names.index(type), self._types
             rows = [row for row in rows if types[row] == kind]
-        return [self._entry(row) for row in rows[:limit]]
+        total = len(rows)
+        if after is not None:
+            # Rows are in ledger order, newest first: the page starts at the first row that
+            # comes after the cursor's (ts, id), found by bisection.
+            lo, hi = 0, total
+            while lo < hi:
+                mid = (lo + hi) // 2
+                row = rows[mid]
+                if (self._ts[row], self._ids[row * ID_SIZE : (row + 1) * ID_SIZE]) < after:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            rows = rows[lo:]
+        return [self._entry(row) for row in rows[:limit]], total
 
     def _entry(self, row: int) -> dict[str, Any]:
         start = row * ID_SIZE

@@ -1074,3 +1074,68 @@ def test_vectors_parse_strictly(vectors: dict[str, object]) -> None:
         for h in scenario["records"]:  # type: ignore[attr-defined]
             raw = bytes.fromhex(h)
             assert parse_record(raw, now_ms=EPOCH_MS + 3_600_000).raw == raw
+
+
+# --------------------------------------------------------------------------------------------
+# Whether a new record would have an effect
+
+
+def _takes_effect(view: ProjectView, held: list[Record], record: Record) -> bool:
+    """What the fold itself says: does adding ``record`` change what it decides?"""
+    after = ProjectView.build(view.state.genesis, [*held, record])
+    if isinstance(record.body, EndorsementBody):
+        return record in after.endorsements_of(record.body.target)
+    if isinstance(record.body, RetractionBody):
+        return record.body.target in after.retracted - view.retracted
+    return record.id in after.state.applied_updates
+
+
+def test_why_no_effect_gives_the_reason_and_agrees_with_the_fold(f: RecordFactory) -> None:
+    p = f.project("alice", maintainers=("bob",))
+    c = f.contribution("carol", p, minutes=30, coauthors=("bob",))
+    gone = f.contribution("carol", p, minutes=5)
+    e = f.endorsement("alice", c)
+    held = [p, c, gone, e, f.retraction("carol", gone)]
+    view = ProjectView.build(p, held)
+    cases = [
+        (f.update("alice", p, name="New"), None),
+        (f.update("carol", p, name="Mine"), "not a maintainer"),
+        (f.update("alice", p, remove=("alice", "bob")), "without maintainers"),
+        (f.endorsement("alice", c, weight=5), None),
+        (f.endorsement("dave", c), "not a maintainer"),
+        (f.endorsement("bob", c), "coauthor"),
+        (f.endorsement("alice", gone), "retracted"),
+        (f.retraction("carol", c), None),
+        (f.retraction("alice", e), None),
+        (f.retraction("carol", gone), "already retracted"),
+        (f.retraction("alice", c), "only the author"),
+    ]
+    targets = {r.id: r for r in held}
+    for record, reason in cases:
+        target = targets.get(getattr(record.body, "target", b""))
+        why = view.why_no_effect(record, target)
+        if reason is None:
+            assert why is None, (record.kind, why)
+        else:
+            assert reason in (why or ""), (record.kind, why)
+        assert _takes_effect(view, held, record) == (why is None), (record.kind, why)
+
+
+def test_why_no_effect_of_an_endorsement_by_the_author(f: RecordFactory) -> None:
+    p = f.project("alice")
+    c = f.contribution("alice", p)
+    view = view_of(p, c)
+    why = view.why_no_effect(f.endorsement("alice", c))
+    assert "wrote the contribution" in (why or "")
+    assert view.why_no_effect(f.contribution("bob", p)) is None
+    other = f.project("bob")
+    assert view.why_no_effect(f.contribution("bob", other)) == "it is filed under another project"
+    assert view.why_no_effect(f.retraction("alice", c), None) == "its target is not held"
+    unheld = f.contribution("bob", p)
+    assert view.why_no_effect(f.endorsement("alice", unheld)) == (
+        "its target is not a held contribution of the project"
+    )
+    of_genesis = sign_record(f.key("alice"), body=RetractionBody(target=p.id), ts=1, project=p.id)
+    assert view.why_no_effect(of_genesis, p) == (
+        "only contributions and endorsements of the project can be retracted"
+    )

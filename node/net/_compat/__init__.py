@@ -49,6 +49,7 @@ from node.net._compat.listeners import close_listeners
 from node.net._compat.mdns import MDNS_CLEANUP_SECONDS, MDNS_TTL_SECONDS, run_mdns
 from node.net._compat.merged_writes import BUSY_GAP, HOLD, MERGE_MAX_BYTES
 from node.net._compat.outbound_queue import OUTBOUND_QUEUE_RPCS
+from node.net._compat.peerstore import forget_addrs, known_addrs
 from node.net._compat.sender_record import (
     MAX_TRUSTED_SENDER_RECORDS,
     SENDER_RECORD_REUSE,
@@ -78,8 +79,10 @@ __all__ = [
     "check_ports_free",
     "close_listeners",
     "current_outcome",
+    "forget_addrs",
     "forget_failed_dial",
     "full_queues",
+    "known_addrs",
     "mesh_of",
     "message_id",
     "peer_protocols",

@@ -333,7 +333,7 @@ def test_artifact_file_is_hashed_into_the_contribution(
         {"uri": "file:bracket%20v2.stl", "digest": f"sha256:{digest}"},
     ]
     cli.text(
-        "contribute", project, "--type", "x", "--title", "y", "--artifact-file", "nope", code=1
+        "contribute", project, "--type", "docs", "--title", "y", "--artifact-file", "nope", code=1
     )
     assert "URI[@DIGEST]" in _help(["contribute", "--help"])
 

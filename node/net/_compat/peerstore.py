@@ -17,7 +17,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["forget_addrs", "known_addrs"]
+__all__ = ["UPSTREAM", "forget_addrs", "known_addrs"]
+
+UPSTREAM = {
+    "libp2p.host.basic_host.BasicHost.connect": (
+        "4e27c0e318dc248493186d460045e8f9eabb03f1e958de7da0c052817bf5e1c4"
+    ),
+    "libp2p.peer.peerdata.PeerData.clear_addrs": (
+        "77c41d8f8fd92cb39cfec6f82ee5b568ac556b0ed09b8d6698d75d81a2b1c7e9"
+    ),
+    "libp2p.peer.peerdata.PeerData.add_addrs": (
+        "22e6e512da6d6b03e733e1740e62ed38d45f2b70027623d99a52df50e8d2ff32"
+    ),
+}
 
 
 def known_addrs(host: Any, peer_id: Any) -> list[Any]:

@@ -2,7 +2,7 @@
 
     connect_probe.py --seed-name NAME --addr MADDR --count K --out FILE
 
-For each dial: ``connect`` (TCP, Noise, Yamux: ``node.transport.Transport.connect``, the call
+For each dial: ``connect`` (TCP, Noise, Yamux: ``node.net.transport.Transport.connect``, the call
 the node makes), then the first use of the connection (open ``/commons/sync/1``, exchange
 ``hello``, say ``bye``), then disconnect. Also K bare TCP connects to the same port from this
 process, the limit the dial is compared with.
@@ -21,7 +21,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.transport import TransportConfig, open_transport
+from node.net.transport import TransportConfig, open_transport
 from protocol.sync import Bye, FrameReader, Hello, encode_frame
 from protocol.testing import seed
 

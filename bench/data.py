@@ -120,7 +120,7 @@ def bundle_path(name: str, contributions: int, endorsements: int = 0) -> Path:
 def template_store(name: str, contributions: int, endorsements: int = 0) -> Path:
     """A ledger.db holding the dataset, built once with the node's own Store (no validation:
     the records were signed here), to be copied into node homes."""
-    from node.storage import Store
+    from node.store.sqlite import Store
     from protocol.record import decode_trusted
 
     path = cache_dir() / f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}.db"

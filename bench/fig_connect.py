@@ -1,7 +1,7 @@
 """Figure 6: time from dial to a usable connection, against a bare TCP connect.
 
 A real node listens; :mod:`bench.connect_probe` (another process, using the node's own
-``node.transport``) dials it K times: ``connect`` (TCP + Noise + Yamux), then the first use
+``node.net.transport``) dials it K times: ``connect`` (TCP + Noise + Yamux), then the first use
 (open the sync protocol's stream and exchange ``hello``). The bare limit: TCP connects to the
 same port from the same process.
 """

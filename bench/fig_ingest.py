@@ -6,8 +6,8 @@ inserted into SQLite (the node's schema, WAL, ``synchronous=FULL``, one transact
 by a plain loop with no node code; once on one thread and once with the decode+verify split
 over two threads (libsodium releases the GIL). The better of the two is the limit.
 
-Node paths: ``commons import`` (``node.commands_ledger._import_into``, the code the command
-runs); the sync receive path (``node.ingest.Pipeline`` over ``Ingestor``, fed frames packed
+Node paths: ``commons import`` (``node.cli.bundles._import_into``, the code the command
+runs); the sync receive path (``node.sync.ingest.Pipeline`` over ``Ingestor``, fed frames packed
 exactly as a sync server packs them, as the sync client feeds it, with the node's signature
 helper process running, as it does during a catch-up); and one ``Ingestor.ingest`` call per
 frame (what a pushed frame or an API submission takes: threads only).
@@ -60,7 +60,7 @@ def _bare_check(raws: list[bytes]) -> list[tuple[Any, ...]]:
 
 def bare_ingest(raws: list[bytes], db_path: Path, threads: int) -> float:
     """Seconds to verify and store ``raws`` with no node code."""
-    from node.storage import MIGRATIONS
+    from node.store.sqlite import MIGRATIONS
 
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -110,9 +110,9 @@ def bare_ingest(raws: list[bytes], db_path: Path, threads: int) -> float:
 
 def node_import(bundle: Path, db_path: Path) -> float:
     """Seconds for the code of ``commons import`` to import the bundle into a new store."""
-    from node.bundlefile import BundleScan
-    from node.commands_ledger import _import_into
-    from node.storage import Store
+    from node.cli.bundlefile import BundleScan
+    from node.cli.bundles import _import_into
+    from node.store.sqlite import Store
     from node.textout import Progress
 
     with Store.open(db_path) as store:
@@ -126,15 +126,15 @@ def node_import(bundle: Path, db_path: Path) -> float:
 
 def node_receive(raws: list[bytes], db_path: Path, *, pipelined: bool) -> float:
     """Seconds for the receive path to take the records in sync-sized frames: the sync
-    client's :class:`node.ingest.Pipeline` with the signature helper running
+    client's :class:`node.sync.ingest.Pipeline` with the signature helper running
     (``pipelined``), or one ``Ingestor.ingest`` call a frame (what a ``push`` to the server
     and the API's submissions take)."""
     import trio
 
-    from node.ingest import Ingestor, Pipeline
     from node.metrics import Metrics
-    from node.storage import Store
-    from node.verifier import Verifier
+    from node.store.sqlite import Store
+    from node.sync.ingest import Ingestor, Pipeline
+    from node.sync.verifier import Verifier
     from protocol.sync import pack_records
 
     frames = []

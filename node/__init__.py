@@ -1,6 +1,24 @@
-"""The Commons node: store, network, reconciliation, CLI and local API."""
+"""The Commons node: store, network, reconciliation, CLI and local API.
 
-from node import _libp2p_imports
+Importing ``node`` has no side effects. The sub-packages are its layers, each importing only
+those before it (tests/node/test_layers.py checks it):
 
-# Before any module of the node imports libp2p: keep its unused subsystems out of memory.
-_libp2p_imports.install()
+- ``node.store`` — the SQLite store of records, peers and view snapshots;
+- ``node.net`` — the libp2p adapter, the only code that imports libp2p;
+- ``node.sync`` — ingest (validation and storage of incoming records), the signature helper,
+  and the pump that runs reconciliation sessions on streams;
+- ``node.views`` — the ledger views, folded from the store and cached;
+- top level: ``home`` (identity, config, ``node.json``), ``metrics``, ``tokens``,
+  ``authoring``, ``service`` (the pure decisions), ``liveness`` and ``runtime`` (the reactor);
+- ``node.api`` — the local HTTP API, and ``node.cli`` — the ``commons`` command, the two
+  front ends, which nothing else imports.
+"""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    #: The installed distribution's version (``commons --version``, ``status``).
+    __version__ = _version("commons-ledger")
+except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+    __version__ = "0+unknown"

@@ -1,10 +1,17 @@
 """Turning what a person typed (CLI flags or API JSON) into record bodies, and signing them.
 
-The CLI and the HTTP API accept the same fields (docs/INTERFACES.md, "Writes": those of the CLI
-options, named as in the record body), so both call :func:`draft` with a plain mapping.
+The CLI and the HTTP API accept the same fields (docs/INTERFACES.md, "Writes"), so both call
+:func:`draft` with a plain mapping. A list field has two names: the record body's plural
+(``links``) and the CLI flag's singular (``link``, from ``--link``), so a request written
+after the flags it mirrors is understood as it reads.
 Every problem is an :class:`AuthoringError` whose message says which field is wrong and how;
 the protocol's own rules (lengths, ranges) come back from the record classes with their error
 codes.
+
+:func:`prepare` is the one place that decides, before anything is published, whether the
+record would have an effect now (``protocol.ledger``'s :meth:`ProjectView.why_no_effect` on the
+project's current view): one that would not (an update by a non-maintainer, an endorsement
+that cannot count, a second retraction) is refused unless the person insists with ``force``.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from node.storage import Store
+from node.store.sqlite import Store
+from node.views.cache import ViewCache, ViewError
+from node.views.follow import Follow
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import (
+    MAX_EFFORT_MINUTES,
     Artifact,
     Body,
     ContributionBody,
@@ -31,16 +41,49 @@ from protocol.record import (
 )
 from protocol.signing import SigningKey, public_key_from_peer_id
 
-__all__ = ["ACTIONS", "AuthoringError", "Draft", "draft", "sign_draft"]
+__all__ = [
+    "ACTIONS",
+    "Authored",
+    "AuthoringError",
+    "Draft",
+    "NoEffect",
+    "draft",
+    "no_effect",
+    "prepare",
+    "sign_draft",
+]
 
 #: The authoring actions, by the name the API and CLI use.
 ACTIONS = ("project", "update", "contribution", "endorsement", "retraction", "profile")
 #: At most this many items in one list field of a request (the format's own limits are lower).
 MAX_LIST = 64
+#: The CLI flag's name of each list field (``--add-maintainer`` is ``add_maintainer``), accepted
+#: beside the record body's name; docs/INTERFACES.md maps every flag to its field.
+FLAG_NAMES = {
+    "link": "links",
+    "tag": "tags",
+    "maintainer": "maintainers",
+    "add_maintainer": "add_maintainers",
+    "remove_maintainer": "remove_maintainers",
+    "artifact": "artifacts",
+    "coauthor": "coauthors",
+}
 
 
 class AuthoringError(Exception):
     """The request cannot become a record; the message is for the person who made it."""
+
+
+class NoEffect(AuthoringError):
+    """The record would have no effect now, and ``force`` was not given."""
+
+
+@dataclass(frozen=True)
+class Authored:
+    """A signed record ready to store, and why it will not count when it was forced."""
+
+    record: Record
+    no_effect: str | None
 
 
 @dataclass(frozen=True)
@@ -52,7 +95,37 @@ class Draft:
 def _known(fields: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(fields) - allowed)
     if unknown:
-        raise AuthoringError(f"unknown field(s): {', '.join(unknown)}")
+        accepted = sorted(allowed | {flag for flag, body in FLAG_NAMES.items() if body in allowed})
+        raise AuthoringError(
+            f"unknown field(s): {', '.join(unknown)} (accepted: {', '.join(accepted)})"
+        )
+
+
+def _body_names(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with each CLI flag name (``link``) renamed to the record body's (``links``).
+
+    Giving both names of one field is refused: which of the two was meant cannot be known."""
+    out = dict(fields)
+    for flag, body in FLAG_NAMES.items():
+        if flag in out:
+            if body in out:
+                raise AuthoringError(f"give {body} or {flag}, not both (they are one field)")
+            out[body] = out.pop(flag)
+    return out
+
+
+def _refuse_clearing(fields: Mapping[str, Any], name: str) -> None:
+    """An update asking for no ``links`` (or ``tags``) at all: ``[]`` or ``[""]``.
+
+    The record format holds no empty list (docs/RECORD-FORMAT.md, section 4), so an update cannot
+    say "none": it can only replace the list with another of at least one item. Saying so
+    beats the two dishonest alternatives, ignoring the request or storing a placeholder."""
+    value = fields.get(name)
+    if isinstance(value, list | tuple) and all(v == "" for v in value):
+        raise AuthoringError(
+            f"{name} cannot be cleared: the record format has no empty list, so a project "
+            f"update can only replace its {name} with at least one (see docs/INTERFACES.md)"
+        )
 
 
 def _str(fields: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -131,9 +204,26 @@ def _minutes(fields: Mapping[str, Any]) -> int | None:
             or not math.isfinite(hours)
         ):
             raise AuthoringError("hours must be a number")
-        if hours < 0:
-            raise AuthoringError("hours must not be negative")
-        minutes = round(hours * 60)
+        minutes = _whole_minutes(hours)
+    return minutes
+
+
+def _whole_minutes(hours: float) -> int:
+    """``hours`` as whole minutes; the refusals quote the hours as given, since that is
+    what the person typed (0.01 hours is not silently one minute, nor none)."""
+    exact = hours * 60
+    minutes = round(exact)
+    most = MAX_EFFORT_MINUTES / 60
+    if hours < 0:
+        raise AuthoringError(f"hours {hours:g} is negative")
+    if hours > most:
+        raise AuthoringError(f"hours {hours:g} is more than a contribution can claim ({most:g})")
+    if 0 < exact < 1:
+        raise AuthoringError(f"hours {hours:g} is less than a minute: effort is whole minutes")
+    if abs(exact - minutes) > 1e-6:
+        raise AuthoringError(
+            f"hours {hours:g} is {exact:g} minutes: effort is whole minutes (give minutes)"
+        )
     return minutes
 
 
@@ -172,7 +262,7 @@ def _artifacts(fields: Mapping[str, Any]) -> tuple[Artifact, ...] | None:
 def draft(action: str, fields: Mapping[str, Any], *, store: Store, author: bytes) -> Draft:
     """Build the body (and project id) for ``action`` from ``fields``."""
     try:
-        return _draft(action, fields, store=store, author=author)
+        return _draft(action, _body_names(fields), store=store, author=author)
     except InvalidRecord as exc:
         raise AuthoringError(f"{exc.code}: {exc.message}") from None
 
@@ -209,6 +299,8 @@ def _draft(action: str, fields: Mapping[str, Any], *, store: Store, author: byte
             },
         )
         project = _project(store, fields.get("project"))
+        _refuse_clearing(fields, "links")
+        _refuse_clearing(fields, "tags")
         given = {
             "name": _str(fields, "name"),
             "description": _str(fields, "description"),
@@ -269,8 +361,6 @@ def _draft(action: str, fields: Mapping[str, Any], *, store: Store, author: byte
                 f"{target.id.hex()[:16]} is a {target.kind} record; only contributions and "
                 "endorsements can be retracted"
             )
-        if target.author != author:
-            raise AuthoringError("only the author of a record can retract it")
         body = RetractionBody(target=target.id, reason=_str(fields, "reason"))
         return Draft(body=body, project=target.project)
     if action == "profile":
@@ -289,3 +379,66 @@ def sign_draft(key: SigningKey, d: Draft, *, now_ms: int) -> Record:
         return sign_record(key, body=d.body, ts=now_ms, project=d.project)
     except InvalidRecord as exc:
         raise AuthoringError(f"{exc.code}: {exc.message}") from None
+
+
+def no_effect(views: ViewCache, record: Record) -> str | None:
+    """Why ``record`` would have no effect if published now, or None when it would.
+
+    The judgement is ``protocol.ledger``'s, on the project's current fold; a record of a
+    project whose genesis is not held cannot be judged and is let through.
+    """
+    if record.project is None or record.kind not in ("project-update", "endorsement", "retraction"):
+        return None
+    try:
+        view = views.project_view(record.project.hex())
+    except ViewError:
+        return None
+    target = None
+    if isinstance(record.body, RetractionBody):
+        target = views.store.get(record.body.target)
+    why = view.why_no_effect(record, target)
+    if why is None:
+        return None
+    # The reasons speak of "its author"; the person asking is that author.
+    for theirs, yours in (("its author is", "you are"), ("its author", "you")):
+        if why.startswith(theirs):
+            return yours + why[len(theirs) :]
+    return why
+
+
+def prepare(
+    action: str,
+    fields: Mapping[str, Any],
+    *,
+    views: ViewCache,
+    key: SigningKey,
+    follow: Follow,
+    now_ms: int,
+) -> Authored:
+    """Draft, check and sign a record for ``action``; nothing is stored here.
+
+    ``fields`` may carry ``force`` (a boolean): without it a record that would have no
+    effect raises :class:`NoEffect`, with it the record is signed all the same and
+    :attr:`Authored.no_effect` says why it will not count. A project the node does not
+    follow is refused whatever ``force`` says: the record could be neither gossiped (the
+    node's own validator refuses topics it does not follow) nor reconciled.
+    """
+    fields = dict(fields)
+    force = fields.pop("force", False)
+    if not isinstance(force, bool):
+        raise AuthoringError("force must be true or false")
+    d = draft(action, fields, store=views.store, author=key.public_key)
+    if d.project is not None:
+        refusal = follow.refusal(d.project)
+        if refusal is not None:
+            raise AuthoringError(
+                f"{refusal}: follow project {d.project.hex()} (or every project) to author there"
+            )
+    record = sign_draft(key, d, now_ms=now_ms)
+    why = no_effect(views, record)
+    if why is not None and not force:
+        raise NoEffect(
+            f"this {record.kind} would have no effect: {why} "
+            '(publish it anyway with --force, or "force": true in the API)'
+        )
+    return Authored(record, why)

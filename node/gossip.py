@@ -15,22 +15,22 @@ import contextlib
 import hashlib
 import logging
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
 import trio
 
-from node.ingest import Ingestor
+from node.clock import now_ms
 from node.metrics import Metrics
+from node.net.transport import Message, Transport, TransportError
 from node.service import REFUSED_AGAIN, Effect, NodeService
-from node.storage import Store
-from node.transport import Message, Transport, TransportError
+from node.store.sqlite import Store
+from node.sync.ingest import Ingestor
 from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.validation import topic_of, validate_message
 
-__all__ = ["Gossip", "now_ms"]
+__all__ = ["Gossip"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ GOSSIP_LINGER = 0.02
 MAX_VALIDATED_CACHE = 4096
 #: Records waiting to be published.
 MAX_PUBLISH_QUEUE = 100_000
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Gossip:

@@ -9,24 +9,31 @@ was stored (so authored records are published); it decides nothing.
 from __future__ import annotations
 
 import os
+import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from node.authoring import AuthoringError, draft, sign_draft
-from node.gossip import now_ms
+from node import __version__
+from node.authoring import Authored, prepare
+from node.clock import now_ms
 from node.home import Home
-from node.ingest import Ingestor, IngestResult
 from node.metrics import Metrics
+from node.net.transport import Transport, TransportError
 from node.service import NodeService
-from node.storage import Store
-from node.syncer import Syncer, SyncResult
-from node.transport import Transport, TransportError
+from node.store.sqlite import Store
+from node.sync.ingest import Ingestor, IngestResult
+from node.sync.syncer import Syncer, SyncResult
+from node.views.cache import ViewCache
+from node.views.follow import Follow
 from protocol import sync as sync_protocol
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import Record
 from protocol.signing import SigningKey
+
+if TYPE_CHECKING:
+    from node.runtime import NodeOptions
 
 __all__ = ["NodeHandle"]
 
@@ -40,6 +47,7 @@ class NodeHandle:
 
     home: Home
     key: SigningKey
+    options: NodeOptions
     peer_id: str
     store: Store
     transport: Transport
@@ -47,25 +55,40 @@ class NodeHandle:
     ingestor: Ingestor
     metrics: Metrics
     syncer: Syncer
+    views: ViewCache
+    follow: Follow
     api_url: str | None
+    #: When the node started (``time.time()``), for ``status``.
+    started: float
+    #: Reconciliation sessions under way, and records the last finished one received
+    #: (None before any finished): ``status`` reports catching up from them.
+    _syncing: int
+    _last_sync_received: int | None
 
     async def author(self, action: str, fields: dict[str, Any]) -> Record:
         """Sign a record with the node's key, store it (committed), then queue it for gossip.
 
-        Raises ``AuthoringError`` for bad fields.
+        Raises ``AuthoringError`` for bad fields, and ``NoEffect`` for a record that would
+        have no effect unless ``fields`` says ``force`` (see :func:`node.authoring.prepare`).
         """
-        make = partial(draft, action, fields, store=self.store, author=self.key.public_key)
-        d = await trio.to_thread.run_sync(make)
-        if d.project is not None and not self.service.follows(d.project):
-            # The record could be neither gossiped (our own validator refuses topics we do
-            # not follow) nor reconciled (we do not offer that scope): refuse it now.
-            raise AuthoringError(
-                f"this node does not follow project {d.project.hex()[:16]}: run it with "
-                f"--follow {d.project.hex()} (or without --follow) to author there"
+        return (await self.author_checked(action, fields)).record
+
+    async def author_checked(self, action: str, fields: dict[str, Any]) -> Authored:
+        """:meth:`author`, also saying why a forced record will not count."""
+        # Judging the effect may fold the project: a worker thread, like the view calls.
+        authored: Authored = await trio.to_thread.run_sync(
+            partial(
+                prepare,
+                action,
+                fields,
+                views=self.views,
+                key=self.key,
+                follow=self.follow,
+                now_ms=now_ms(),
             )
-        record = sign_draft(self.key, d, now_ms=now_ms())
-        await self.ingestor.store_valid([(0, record)], source="local")
-        return record
+        )
+        await self.ingestor.store_valid([(0, authored.record)], source="local")
+        return authored
 
     async def submit(self, raw: bytes) -> tuple[Record, bool]:
         """Store and gossip an externally signed record. Raises ``InvalidRecord``."""
@@ -92,6 +115,15 @@ class NodeHandle:
             "peers": len(self.transport.connected_peers()),
             "records": self.store.count(),
             "projects": len(self.store.project_ids()),
+            "version": __version__,
+            "listen": self.transport.listen_addrs(),
+            "api": self.api_url,
+            "started": int(self.started * 1000),
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "seed": self.options.seed,
+            "follow": sorted(p.hex() for p in self.follow.projects or ()),
+            "syncing": self._syncing,
+            "catching_up": self.catching_up,
         }
 
     def peers(self) -> list[dict[str, Any]]:
@@ -105,12 +137,25 @@ class NodeHandle:
             "peer_id": self.peer_id,
             "addrs": self.transport.listen_addrs(),
             "api": self.api_url,
+            "follow": self.follow.to_json(),
         }
 
     async def _sync_with(self, peer: str) -> SyncResult:
-        with trio.fail_after(SYNC_TIMEOUT):
-            stream = await self.transport.open_stream(peer, sync_protocol.PROTOCOL_ID)
-            return await self.syncer.run_client(stream)
+        self._syncing += 1
+        try:
+            with trio.fail_after(SYNC_TIMEOUT):
+                stream = await self.transport.open_stream(peer, sync_protocol.PROTOCOL_ID)
+                result = await self.syncer.run_client(stream)
+        finally:
+            self._syncing -= 1
+        self._last_sync_received = result.received
+        return result
+
+    @property
+    def catching_up(self) -> bool:
+        """True while a reconciliation is under way and the node has not yet seen one end
+        with nothing new: a node that just started, or whose last sync still brought records."""
+        return self._syncing > 0 and self._last_sync_received != 0
 
     async def sync_now(self, maddr: str | None = None) -> dict[str, int]:
         """``commons sync``: reconcile now with one peer (dialled first) or all connected."""

@@ -8,11 +8,15 @@ records it signs, so a node's peer id is its contributor id.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
+import shutil
 import stat
+import tempfile
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +212,49 @@ class Home:
                 pass
         return created
 
+    @contextlib.contextmanager
+    def building(self) -> Iterator[Home]:
+        """A new home for the block to fill, moved into place whole once the block succeeds.
+
+        It is built in a folder beside this one, so a failed ``commons init`` (a refused
+        ``--name``, a store that cannot be created, an interruption) leaves no half home
+        behind: on an error the folder and any parent folders made for it are removed.
+        """
+        made = _missing_ancestors(self.path.parent)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.init-", dir=self.path.parent))
+        try:
+            yield Home(staging)
+            self._move_in(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+
+    def _move_in(self, staging: Path) -> None:
+        """Put the home built in ``staging`` at this home's path."""
+        try:
+            os.rename(staging, self.path)  # no folder yet, or an empty one: one atomic step
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        # A folder with files of its own (a config.toml written beforehand): add what it
+        # lacks and keep what it has, the identity last, since a home exists once its key does.
+        linked: list[Path] = []
+        try:
+            for name in sorted(os.listdir(staging), key=lambda n: n == KEY_FILE):
+                with contextlib.suppress(FileExistsError):
+                    os.link(staging / name, self.path / name)
+                    linked.append(self.path / name)
+        except OSError:
+            for path in linked:
+                path.unlink(missing_ok=True)
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+
     def require(self) -> None:
         if not self.exists():
             raise HomeError(
@@ -268,6 +315,15 @@ class Home:
         if not isinstance(pid, int) or not _alive(pid):
             return None
         return info
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _alive(pid: int) -> bool:

@@ -26,8 +26,8 @@ from collections.abc import Callable
 import trio
 
 from node.metrics import Metrics
+from node.net.transport import ProtocolUnsupported, Stream, StreamError, Transport, TransportError
 from node.service import Check
-from node.transport import ProtocolUnsupported, Stream, StreamError, Transport, TransportError
 
 __all__ = ["PING_PROTOCOL", "Prober"]
 

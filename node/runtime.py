@@ -23,19 +23,27 @@ import dataclasses
 import logging
 import random
 import signal
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 
-from node.gossip import Gossip, now_ms
+from node.clock import now_ms
+from node.gossip import Gossip
 from node.handle import NodeHandle
 from node.home import Home
-from node.ingest import Ingestor, raise_single
 from node.liveness import Prober
-from node.memory import fixed_mmap_threshold
+from node.memory import fix_mmap_threshold
 from node.metrics import Metrics
+from node.net.transport import (
+    ProtocolUnsupported,
+    Transport,
+    TransportConfig,
+    TransportError,
+    open_transport,
+)
 from node.service import (
     REJECTS,
     Ban,
@@ -48,6 +56,7 @@ from node.service import (
     NoteDialFailure,
     Publish,
     PublishUnpublished,
+    Reachability,
     RefreshViews,
     RememberPeer,
     SaveSnapshots,
@@ -56,18 +65,14 @@ from node.service import (
     Subscribe,
     WakeAt,
 )
-from node.storage import Store
+from node.store.sqlite import Store
 from node.store_work import StoreWork
-from node.syncer import Syncer
-from node.transport import (
-    ProtocolUnsupported,
-    Transport,
-    TransportConfig,
-    TransportError,
-    open_transport,
-)
-from node.verifier import Verifier
-from node.views import ViewCache
+from node.sync.ingest import Ingestor
+from node.sync.syncer import Syncer
+from node.sync.verifier import Verifier
+from node.trio_util import open_unwrapping_nursery
+from node.views.cache import ViewCache
+from node.views.follow import Follow
 from protocol import sync as sync_protocol
 from protocol.errors import ProtocolError
 from protocol.record import Record
@@ -123,7 +128,8 @@ class Node(NodeHandle):
         self.options = options
         self.nursery = nursery
         self.metrics = Metrics()
-        self.views = ViewCache(store)
+        self.follow = Follow(options.follow)
+        self.views = ViewCache(store, follow=self.follow)
         self.peer_id = transport.peer_id
         self.service = NodeService(
             our_peer=self.peer_id, rng=random.Random(), config=options.service_config()
@@ -152,6 +158,11 @@ class Node(NodeHandle):
             transport, self.metrics, nursery, current=self.service.link, report=self._checked
         )
         self.api_url: str | None = None
+        self.started = time.time()
+        #: Reconciliation sessions under way, and records the last finished one received
+        #: (None before any finished): ``status`` reports catching up from them.
+        self._syncing = 0
+        self._last_sync_received: int | None = None
         self._wake_at = 0.0
         self.ingestor.on_new(self._stored)
         self.register_gauges()
@@ -168,6 +179,8 @@ class Node(NodeHandle):
                 start(self._background_sync, effect.peer, effect.reason)
             elif isinstance(effect, Dial):
                 start(self._dial, effect.addr)
+            elif isinstance(effect, Reachability):
+                _log_reachability(effect)
             elif isinstance(effect, Check):
                 self.liveness.check_soon(effect)
             elif isinstance(effect, WakeAt):
@@ -258,8 +271,10 @@ class Node(NodeHandle):
         try:
             peer = await self.transport.connect(addr)
         except (TransportError, ValueError) as exc:
-            log.info("dial %s failed: %s", addr, exc)
-            self._execute(self.service.dial_failed(addr, now))
+            # One line when the peer becomes unreachable (the service says when), not a line
+            # for every retry of the back-off.
+            log.debug("dial %s failed: %s", addr, exc)
+            self._execute(self.service.dial_failed(addr, now, reason=str(exc)))
             return
         self._execute(self.service.dial_succeeded(addr, peer, trio.current_time()))
 
@@ -287,7 +302,7 @@ class Node(NodeHandle):
 @asynccontextmanager
 async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     """Start a node for ``home``; stop it (and remove node.json) when the block exits."""
-    fixed_mmap_threshold()
+    fix_mmap_threshold()
     key = home.signing_key()
     store = Store.open(home.store_path)
     try:
@@ -297,7 +312,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             mdns=options.mdns,
             max_connections=options.max_peers,
         )
-        async with open_transport(config) as transport, _open_nursery() as nursery:
+        async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
             node = Node(
                 home=home,
                 key=key,
@@ -321,7 +336,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 nursery.start_soon(task)
             await node._start()
             if options.api:
-                from node.api import serve_api
+                from node.api.app import serve_api
 
                 node.api_url = await nursery.start(serve_api, node, options.api)
             for addr in options.bootstrap:
@@ -349,15 +364,16 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
         store.close()
 
 
-@asynccontextmanager
-async def _open_nursery() -> AsyncIterator[trio.Nursery]:
-    """A nursery whose single failure leaves as itself, not wrapped in an exception group,
-    so callers (and the CLI) see ``ApiStartError`` or ``OSError`` rather than a group."""
-    try:
-        async with trio.open_nursery() as nursery:
-            yield nursery
-    except BaseExceptionGroup as group:
-        raise_single(group)
+def _log_reachability(change: Reachability) -> None:
+    if change.reachable:
+        how = f"at {change.addr}" if change.addr else "(it connected to us)"
+        log.info("peer %s is reachable again %s", change.peer, how)
+    else:
+        log.info(
+            "peer %s is unreachable (%s): retrying with back-off, quietly until it answers",
+            change.peer,
+            change.reason or change.addr,
+        )
 
 
 async def run_node(home: Home, options: NodeOptions) -> None:

@@ -47,6 +47,9 @@ Rules:
   time all of them, within a budget; then only those whose results are shown), then again
   every ``views_interval`` seconds after the previous fold finished; at stop, write the
   snapshots of newer folds within ``snapshot_stop_seconds``.
+- **Reachability** is reported when it changes, not at every dial: the first failed dial of
+  a peer (or of an address that names none) makes it unreachable, a successful dial or a new
+  connection makes it reachable again (:class:`Reachability`, one log line each).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ __all__ = [
     "NoteDialFailure",
     "Publish",
     "PublishUnpublished",
+    "Reachability",
     "RefreshViews",
     "RememberPeer",
     "SaveSnapshots",
@@ -260,9 +264,23 @@ class WakeAt:
     when: float
 
 
+@dataclass(frozen=True)
+class Reachability:
+    """A peer became unreachable (its first failed dial) or reachable again.
+
+    ``peer`` is the peer id, or the address when it names none; ``addr`` the address dialled
+    (None when the peer connected to us); ``reason`` why the dial failed."""
+
+    peer: str
+    addr: str | None
+    reachable: bool
+    reason: str = ""
+
+
 Effect = (
     Dial
     | StartSync
+    | Reachability
     | Subscribe
     | Publish
     | PublishUnpublished
@@ -301,6 +319,7 @@ class NodeService:
     _syncing: set[str] = field(default_factory=set)
     _sync_blocked_until: dict[str, float] = field(default_factory=dict)
     _syncless: set[str] = field(default_factory=set)  # connected, refused the sync protocol
+    _unreachable: set[str] = field(default_factory=set)  # peers (or addresses) whose dial failed
     _next_periodic: float | None = None
     # gossip admission and bans
     _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
@@ -402,7 +421,7 @@ class NodeService:
             if a.peer == peer:
                 a.failures = 0
                 a.next_try = now
-        effects: list[Effect] = []
+        effects = self._reachable(peer, None)
         if addrs:
             effects.append(RememberPeer(peer, tuple(addrs)))
             # A peer that dialled us is redialled by us too if the connection is lost.
@@ -426,9 +445,12 @@ class NodeService:
             a.failures = 0
         # We dialled, so the peer may not start a session: start one unless already running.
         self.connected_peers.add(peer)
-        return self._start_sync(peer, now, "dialled")
+        if addr in self._unreachable:  # it named no peer when it failed: report it by its peer
+            self._unreachable.discard(addr)
+            self._unreachable.add(peer)
+        return self._reachable(peer, addr) + self._start_sync(peer, now, "dialled")
 
-    def dial_failed(self, addr: str, now: float) -> list[Effect]:
+    def dial_failed(self, addr: str, now: float, reason: str = "") -> list[Effect]:
         c = self.config
         a = self._addresses.get(addr)
         if a is not None:
@@ -438,7 +460,13 @@ class NodeService:
             # Jitter spreads the retries of many nodes that lost the same seed.
             a.next_try = now + backoff * (0.75 + 0.5 * self.rng.random())
         peer = peer_of(addr)
-        return [NoteDialFailure(peer)] if peer is not None else []
+        effects: list[Effect] = [NoteDialFailure(peer)] if peer is not None else []
+        who = a.peer if a is not None and a.peer is not None else addr
+        if who in self._unreachable or who in self.connected_peers:
+            return effects  # already reported, or still reachable by another connection
+        # Bounded: each entry is a known address or its peer (max_known_addrs, plus bootstrap).
+        self._unreachable.add(who)
+        return [*effects, Reachability(peer=who, addr=addr, reachable=False, reason=reason)]
 
     # ---------------------------------------------------------------------------- sync
 
@@ -588,6 +616,13 @@ class NodeService:
         return self._links.get(peer, 0)
 
     # ---------------------------------------------------------------------------- helpers
+
+    def _reachable(self, peer: str, addr: str | None) -> list[Effect]:
+        """The peer answered: report it once if it had been unreachable."""
+        if peer not in self._unreachable:
+            return []
+        self._unreachable.discard(peer)
+        return [Reachability(peer=peer, addr=addr, reachable=True)]
 
     def _start_sync(self, peer: str, now: float, reason: str) -> list[Effect]:
         if peer in self._syncing or peer in self._syncless:

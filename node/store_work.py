@@ -19,8 +19,8 @@ from typing import Any
 import trio
 
 from node.service import Effect, NodeService, RefreshViews
-from node.storage import Store, StoreError
-from node.views import ViewCache
+from node.store.sqlite import Store, StoreError
+from node.views.cache import ViewCache
 from protocol.sync import Hello
 
 __all__ = ["StoreWork"]

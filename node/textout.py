@@ -1,4 +1,4 @@
-"""Text output for people: aligned tables, relative times, short peer ids, progress bars.
+"""Text output for people: aligned tables, dates, names beside short peer ids, progress bars.
 
 Everything printed for people passes through :func:`terminal_safe`, because most of it comes
 from peers: a project name, a title or a description is whatever its author signed, and the
@@ -10,12 +10,24 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import TextIO
 
-__all__ = ["Progress", "fmt_number", "relative_time", "short_peer", "table", "terminal_safe"]
+__all__ = [
+    "Progress",
+    "clip",
+    "date_time",
+    "display_width",
+    "duration",
+    "fmt_number",
+    "person",
+    "short_peer",
+    "table",
+    "terminal_safe",
+]
 
 #: What a terminal acts on instead of showing, or cannot show: C0 and C1 controls and DEL
 #: (escape sequences start with ESC or the 8-bit CSI), the line and paragraph separators, the
@@ -48,45 +60,71 @@ def terminal_safe(text: str, *, multiline: bool = False) -> str:
     return (_UNSAFE_IN_TEXT if multiline else _UNSAFE_IN_LINE).sub(_escape, text)
 
 
+def _char_width(ch: str) -> int:
+    """Columns a terminal gives ``ch``: 2 for East Asian wide and fullwidth characters, 0 for
+    combining marks and zero-width format characters, else 1."""
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """The number of terminal columns ``text`` takes (wide CJK characters count 2)."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(ch) for ch in text)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` columns, ending in an ellipsis when it was cut."""
+    if display_width(text) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = _char_width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def _pad(cell: str, width: int, right: bool) -> str:
+    fill = " " * (width - display_width(cell))
+    return fill + cell if right else cell + fill
+
+
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[int] = ()
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    right: Sequence[int] = (),
+    max_width: int | None = 60,
 ) -> str:
     """An aligned plain-text table; columns whose index is in ``right`` are right-aligned.
 
-    Every cell is one line: :func:`terminal_safe` escapes whatever a cell holds."""
+    Columns are measured in terminal columns (a CJK character takes two), and a cell wider
+    than ``max_width`` is cut with an ellipsis. Every cell is one line: :func:`terminal_safe`
+    escapes whatever a cell holds."""
     cells = [[str(h) for h in headers]] + [[terminal_safe(str(c)) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    if max_width is not None:
+        cells = [[clip(c, max_width) for c in row] for row in cells]
+    widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        parts = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
+        parts = [_pad(cell, widths[i], i in right) for i, cell in enumerate(row)]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def relative_time(ts_ms: int, now_ms: int | None = None) -> str:
-    """'3 minutes ago', 'in 2 hours', or a date for anything older than a month."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    delta = (now_ms - ts_ms) / 1000
-    future = delta < 0
-    delta = abs(delta)
-    if delta < 45:
-        text = "just now" if not future else "in a moment"
-        return text
-    for limit, unit, size in (
-        (3600, "minute", 60),
-        (86400, "hour", 3600),
-        (86400 * 30, "day", 86400),
-    ):
-        if delta < limit:
-            n = max(1, round(delta / size))
-            plural = "" if n == 1 else "s"
-            return f"in {n} {unit}{plural}" if future else f"{n} {unit}{plural} ago"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+def date_time(ts_ms: int) -> str:
+    """A timestamp in milliseconds as a UTC date and time to the minute (``2026-12-01 11:18``)."""
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return str(ts_ms)  # beyond what a datetime holds: the number is all there is
 
 
 def short_peer(peer: str, others: Sequence[str] = ()) -> str:
@@ -96,6 +134,14 @@ def short_peer(peer: str, others: Sequence[str] = ()) -> str:
         if sum(1 for o in others if o != peer and o.endswith(tail)) == 0:
             return "…" + tail
     return peer
+
+
+def person(peer: str, names: Mapping[str, str], others: Sequence[str] = ()) -> str:
+    """A peer as a table shows it: its display name (escaped, clipped: names are chosen by
+    peers and are not unique) beside its short id, or the short id alone."""
+    short = short_peer(peer, others)
+    name = names.get(peer)
+    return f"{clip(terminal_safe(name), 24)} ({short})" if name else short
 
 
 def fmt_number(value: int | float | Fraction) -> str:
@@ -109,30 +155,83 @@ def fmt_number(value: int | float | Fraction) -> str:
 
 
 class Progress:
-    """A progress bar on stderr, drawn only when stderr is a terminal."""
+    """A progress bar on stderr, drawn only when stderr is a terminal.
 
-    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None) -> None:
+    ``unit`` says what ``total`` and :meth:`advance` count: ``"records"`` or ``"bytes"``; the
+    other count is told with :meth:`add_records` or :meth:`add_bytes`. The line shows the
+    records done, the megabytes read or written, the rate and, with a total, the time left."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        stream: TextIO | None = None,
+        *,
+        unit: str = "records",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label = terminal_safe(label)
         self.total = total
+        self.unit = unit
         self.done = 0
+        self.records = 0
+        self.bytes = 0
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
+        self._clock = clock
+        self._start = clock()
         self._last = 0.0
+        self._drawn = 0
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        now = time.monotonic()
+        if self.unit == "records":
+            self.records += n
+        else:
+            self.bytes += n
+        self._tick()
+
+    def add_records(self, n: int) -> None:
+        """Count ``n`` records done, for a bar whose ``unit`` is bytes."""
+        self.records += n
+        self._tick()
+
+    def add_bytes(self, n: int) -> None:
+        """Count ``n`` bytes done, for a bar whose ``unit`` is records."""
+        self.bytes += n
+
+    def _tick(self) -> None:
+        now = self._clock()
         if self.enabled and now - self._last > 0.1:
             self._last = now
             self._draw()
 
-    def _draw(self) -> None:
+    def line(self) -> str:
+        """The bar as it is drawn now, without the carriage return."""
+        elapsed = max(self._clock() - self._start, 1e-9)
+        rate = self.done / elapsed
+        parts = [self.label]
         if self.total:
             frac = min(1.0, self.done / self.total)
-            bar = "#" * int(frac * 30)
-            self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}")
+            parts.append(f"[{'#' * int(frac * 30):<30}] {100 * frac:3.0f}%")
+        parts.append(f"{self.records} records")
+        mb = f"{self.bytes / 1e6:.1f}"
+        if self.unit == "bytes":
+            parts.append(f"{mb}/{self.total / 1e6:.1f} MB" if self.total else f"{mb} MB")
+            parts.append(f"{rate / 1e6:.1f} MB/s")
         else:
-            self.stream.write(f"\r{self.label} {self.done}")
+            parts.append(f"{mb} MB")
+            parts.append(f"{rate:.0f} records/s")
+        if self.total and rate > 0 and self.done < self.total:
+            parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
+        return "  ".join(parts)
+
+    def _draw(self) -> None:
+        # Padded to the longest line drawn so far, so a shorter line leaves no tail of the
+        # last one (no escape sequence: only CR is written besides visible text).
+        line = self.line()
+        self._drawn = max(self._drawn, display_width(line))
+        self.stream.write(f"\r{_pad(line, self._drawn, False)}")
         self.stream.flush()
 
     def finish(self) -> None:
@@ -140,3 +239,20 @@ class Progress:
             self._draw()
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    s = int(seconds + 0.5)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def duration(seconds: float) -> str:
+    """A length of time for people (an uptime): ``2d 3h``, ``1h02m``, ``3m05s``, ``12s``."""
+    if seconds >= 86400:
+        return f"{int(seconds // 86400)}d {int(seconds % 86400 // 3600)}h"
+    return _duration(seconds)

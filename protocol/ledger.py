@@ -305,7 +305,8 @@ class LedgerEntry(NamedTuple):
         """The entry as ``commons ledger --json`` prints it (docs/INTERFACES.md).
 
         ``effort_minutes`` is ``None`` (JSON null) when the contribution claims none;
-        ``endorsements`` is the number of counting endorsements.
+        ``endorsements`` is the number of counting endorsements and ``endorsed_weight`` the
+        sum of their weights (what the contribution's claimed minutes are multiplied by).
         """
         body = self.body
         return {
@@ -317,6 +318,7 @@ class LedgerEntry(NamedTuple):
             "ts": self.record.ts,
             "coauthors": [_peer(c) for c in body.coauthors or ()],
             "endorsements": self.endorsements,
+            "endorsed_weight": self.weight,
         }
 
 
@@ -551,9 +553,86 @@ class ProjectView:
             ordered = ordered[:limit]
         return [self._entry(r) for r in ordered]
 
+    def why_no_effect(self, record: Record, target: Record | None = None) -> str | None:
+        """Why ``record``, added to this project's records now, would have no effect; or None.
+
+        Authoring tools ask this before publishing, so that a record that cannot count is not
+        reported as a success. ``record`` is judged as the newest of the project's records (it
+        is about to be signed), against the current state: a ``project-update`` takes effect
+        when its author is a maintainer and it leaves at least one; an ``endorsement`` counts
+        when its target is a live contribution of this project, its author a maintainer and
+        not a participant; a ``retraction`` takes effect when ``target`` (the record it names,
+        as held, or None) is a contribution or endorsement of this project by the same author,
+        not already retracted. Every other kind always has an effect. The reasons name the
+        author "its author", for the caller to put in the person's words.
+        """
+        pid = self.state.id
+        if record.project != pid:
+            return "it is filed under another project"
+        body = record.body
+        if isinstance(body, ProjectUpdateBody):
+            if not self.state.is_maintainer(record.author):
+                return "its author is not a maintainer of the project"
+            after = self.state.maintainers.union(body.add_maintainers or ()).difference(
+                body.remove_maintainers or ()
+            )
+            return None if after else "it would leave the project without maintainers"
+        if isinstance(body, EndorsementBody):
+            if body.target in self._retracted:
+                return "the contribution is retracted"
+            contribution = self._live.get(body.target)
+            if contribution is None:
+                return "its target is not a held contribution of the project"
+            if not self.state.is_maintainer(record.author):
+                return "its author is not a maintainer of the project"
+            people = _participants(contribution.author, cast(ContributionBody, contribution.body))
+            if record.author == people[0]:
+                return "its author wrote the contribution"
+            if record.author in people:
+                return "its author is a coauthor of the contribution"
+            return None
+        if isinstance(body, RetractionBody):
+            if target is None or target.id != body.target:
+                return "its target is not held"
+            if target.project != pid or target.kind not in ("contribution", "endorsement"):
+                return "only contributions and endorsements of the project can be retracted"
+            if target.author != record.author:
+                return "only the author of a record can retract it"
+            if target.id in self._retracted:
+                return "the record is already retracted"
+        return None
+
     def endorsements_of(self, contribution_id: bytes) -> list[Record]:
         """The counting endorsements of a contribution, in ascending ``(ts, id)`` order."""
         return sorted(self._counted.get(contribution_id, ()), key=order_key)
+
+    def why_not_counted(self, endorsement: Record) -> str | None:
+        """``None`` when ``endorsement`` counts in this view, else the rule that keeps it out
+        (the module docstring's *counting endorsements*), as a short sentence for people.
+
+        ``endorsement`` may be any record; one that is not an endorsement never counts."""
+        body = endorsement.body
+        if not isinstance(body, EndorsementBody):
+            return f"a {endorsement.kind} is not an endorsement"
+        if endorsement.project != self.state.id:
+            return "it is filed under another project"
+        target = body.target
+        if any(e.id == endorsement.id for e in self._counted.get(target, ())):
+            return None
+        if endorsement.id in self._retracted:
+            return "its author retracted it"
+        contribution = self._live.get(target)
+        if contribution is None:
+            if target in self._retracted:
+                return "the contribution it endorses is retracted"
+            return "the contribution it endorses is not held here"
+        if endorsement.author not in self.state.maintainers:
+            return "its author is not a maintainer of the project now"
+        if endorsement.author in _participants(
+            contribution.author, cast(ContributionBody, contribution.body)
+        ):
+            return "its author is an author or coauthor of the contribution"
+        return "a later endorsement by the same maintainer replaces it"
 
     def _entry(self, record: Record) -> LedgerEntry:
         counted = self._counted.get(record.id)
@@ -627,6 +706,20 @@ class ProjectView:
             )
         lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))
         return lines
+
+    def credit(self, contribution_id: bytes) -> list[tuple[bytes, Fraction, Fraction]] | None:
+        """What one live contribution adds to :meth:`shares`: ``(participant, claimed minutes,
+        endorsed value)`` for each participant, in the order of ``P(c)`` (section 5: minutes,
+        and minutes times the endorsed weight, split evenly). ``None`` when it is not live."""
+        entry = self.contribution(contribution_id)
+        if entry is None:
+            return None
+        minutes = entry.body.effort_minutes or 0
+        people = entry.participants
+        return [
+            (p, Fraction(minutes, len(people)), Fraction(minutes * entry.weight, len(people)))
+            for p in people
+        ]
 
     def total_endorsed_value(self) -> Fraction:
         """The project's total endorsed value, the denominator of every share."""

@@ -2,7 +2,7 @@
 
 :mod:`protocol.sync` defines the frames, :mod:`protocol.negentropy` the set reconciliation;
 this module decides what a session does with them, for either role, with no I/O and no clock.
-A shell (``node.syncer``) moves frames between a stream and a session and answers the
+A shell (``node.sync.syncer``) moves frames between a stream and a session and answers the
 session's questions from its store, the way h11 is driven::
 
     session = ClientSession(hello)               # or ServerSession(hello)

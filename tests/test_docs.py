@@ -172,7 +172,7 @@ def commands(
 
 
 def cli_commands() -> list[tuple[str, list[str]]]:
-    from node.cli import build_parser
+    from node.cli.main import build_parser
 
     return list(commands(build_parser()))
 
@@ -197,7 +197,7 @@ def test_the_global_options_are_documented() -> None:
 
 
 def api_routes() -> list[str]:
-    from node.api import build_app
+    from node.api.app import build_app
 
     home = SimpleNamespace(api_token=lambda: "token", tokens_path=ROOT / "no-such-tokens.json")
     app = build_app(SimpleNamespace(home=home))  # type: ignore[arg-type]
@@ -232,7 +232,7 @@ def metrics_in_code() -> set[str]:
 
     found = set(_HELP)
     call = re.compile(r"\.(?:inc|gauge)\(\s*\"(commons_[a-z0-9_]+)\"")
-    for source in sorted((ROOT / "node").glob("*.py")):
+    for source in sorted((ROOT / "node").rglob("*.py")):
         found.update(call.findall(source.read_text(encoding="utf-8")))
     return found
 

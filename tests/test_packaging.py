@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from node.cli import NODE_DEPENDENCIES
+from node.cli.main import NODE_DEPENDENCIES
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What the protocol library imports, as distribution names.
@@ -55,7 +55,15 @@ def test_wheel_contains_exactly_protocol_and_node(wheel: Path) -> None:
     top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top == {"protocol", "node"}
     assert "protocol/py.typed" in names
-    assert "commons = node.cli:main" in scripts
+    # Every module of both packages, sub-packages included (pyproject lists them by name).
+    root = Path(__file__).resolve().parents[1]
+    sources = {
+        str(f.relative_to(root))
+        for package in ("protocol", "node")
+        for f in (root / package).rglob("*.py")
+    }
+    assert sources <= set(names), sorted(sources - set(names))
+    assert "commons = node.cli.main:main" in scripts
     # The license travels with the wheel.
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     # No test, script, example or stray package rides along.

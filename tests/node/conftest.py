@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node.storage import Store
+from node.store.sqlite import Store
 from protocol.testing import RecordFactory
 
 

@@ -56,6 +56,7 @@ from node.service import (
     NoteDialFailure,
     Publish,
     PublishUnpublished,
+    Reachability,
     RefreshViews,
     RememberPeer,
     SaveSnapshots,
@@ -64,7 +65,7 @@ from node.service import (
     Subscribe,
     WakeAt,
 )
-from node.sync_items import MessageMemo
+from node.sync.items import MessageMemo
 from protocol import negentropy
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.record import Record
@@ -174,6 +175,9 @@ class Stats:
     rejects: Counter[tuple[int, int, str]] = field(default_factory=Counter)  # (by, of, why)
     bans: list[tuple[int, int, str]] = field(default_factory=list)  # (by, whom, reason)
     hangups: list[tuple[int, int]] = field(default_factory=list)
+    #: Reachability changes the nodes reported (each logs one line): (by, its life, peer,
+    #: reachable); a restarted node starts a new life and knows nothing of the last one.
+    reachability: list[tuple[int, int, str, bool]] = field(default_factory=list)
     syncs: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     events: int = 0
@@ -500,6 +504,8 @@ class Simulation:
                 self.at(self.now + 0.01, self.views_done, i, node.life)
             elif isinstance(effect, RememberPeer):
                 node.book[effect.peer] = effect.addrs
+            elif isinstance(effect, Reachability):
+                self.stats.reachability.append((i, node.life, effect.peer, effect.reachable))
             elif not isinstance(effect, NoteDialFailure | SaveSnapshots):
                 raise AssertionError(f"an effect the simulator does not know: {effect!r}")
 

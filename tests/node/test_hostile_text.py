@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from test_node import addr, running, wait_until
 
 from node.authoring import AuthoringError, draft
-from node.commands_ledger import _TextFormatter
-from node.storage import Store
+from node.cli.run import _TextFormatter
+from node.store.sqlite import Store
 from node.textout import Progress, table, terminal_safe
 from protocol.errors import InvalidRecord
 from protocol.record import decode_trusted

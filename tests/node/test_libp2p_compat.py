@@ -1,4 +1,4 @@
-"""The per-RPC shortcuts of node._libp2p_compat: buffered pubsub reads, merged writes."""
+"""The per-RPC shortcuts of node/net/_compat/: buffered pubsub reads, merged writes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.utils.varint import encode_uvarint, read_varint_prefixed_bytes_limited
 
-from node import _libp2p_compat as compat
+from node.net import _compat as compat
+from node.net._compat import buffered_reads, merged_writes
 
 
 def _rpc(*payloads: bytes, topic: str = "/commons/1/meta") -> rpc_pb2.RPC:
@@ -44,7 +45,7 @@ async def test_buffered_reads_yield_the_same_rpcs_with_fewer_stream_reads() -> N
     for cut in (1, 2, 7, 100, 999, len(wire)):
         chunks = [wire[i : i + cut] for i in range(0, len(wire), cut)]
         raw = _ChunkedStream(chunks)
-        stream = compat._BufferedStream(raw)  # type: ignore[arg-type]
+        stream = buffered_reads._BufferedStream(raw)  # type: ignore[arg-type]
         got = []
         for _ in rpcs:
             body = await read_varint_prefixed_bytes_limited(stream, 1 << 20)
@@ -66,7 +67,7 @@ async def test_queued_rpcs_are_merged_in_order_up_to_the_size_limit() -> None:
     held: list[rpc_pb2.RPC] = []
     first = await queue.pop()
     assert first is not None
-    merged = await compat._merged(queue, first, held)
+    merged = await merged_writes._merged(queue, first, held)
     assert [m.data for m in merged.publish] == [b"one", b"two", b"three", big]
     # The queued RPC is left as it was (py-libp2p may have queued that object for others).
     assert [m.data for m in first.publish] == [b"one"]
@@ -75,7 +76,7 @@ async def test_queued_rpcs_are_merged_in_order_up_to_the_size_limit() -> None:
     assert len(queue) == 1
     # An empty queue leaves the RPC as it is.
     lone = _rpc(b"alone")
-    assert await compat._merged(RpcQueue(), lone, []) is lone
+    assert await merged_writes._merged(RpcQueue(), lone, []) is lone
 
 
 class _Sender:

@@ -22,7 +22,7 @@ from pathlib import Path
 import multiaddr
 import pytest
 
-from node import _libp2p_imports as hook
+from node.net import _imports as hook
 
 # Modules that `import node.runtime` loads only through the subsystems the hook keeps out.
 KEPT_OUT = [
@@ -97,17 +97,26 @@ def test_importing_the_node_keeps_the_unused_subsystems_out() -> None:
     assert hooked["rss_kb"] < full["rss_kb"] - MIN_SAVING_KB
 
 
-def test_another_libp2p_version_gets_no_libp2p_stand_in() -> None:
+def test_another_libp2p_version_is_refused_unless_allowed_and_gets_no_stand_in() -> None:
     script = """
-import importlib.metadata, json, sys
+import importlib.metadata, json, os, sys
 real = importlib.metadata.version
 importlib.metadata.version = lambda dist: "0.8.2" if dist == "libp2p" else real(dist)
-import node
-from node._libp2p_imports import StandInFinder
+try:
+    import node.net
+    refused = ""
+except ImportError as exc:
+    refused = str(exc)
+os.environ["COMMONS_ALLOW_LIBP2P_VERSION"] = "1"
+import node.net
+from node.net._imports import StandInFinder
 finders = [f for f in sys.meta_path if isinstance(f, StandInFinder)]
-print(json.dumps({"stand_ins": sorted(n for f in finders for n in f.stand_ins)}))
+print(json.dumps({"refused": refused,
+                  "stand_ins": sorted(n for f in finders for n in f.stand_ins)}))
 """
-    assert _run(script) == {"stand_ins": ["multiaddr.resolvers"]}
+    result = _run(script)
+    assert "0.8.2 is installed" in str(result["refused"])
+    assert result["stand_ins"] == ["multiaddr.resolvers"]
 
 
 def test_no_matching_version_means_no_stand_in() -> None:

@@ -1,6 +1,6 @@
 """Liveness and sync with peers that serve neither ping nor sync, as a stock js-libp2p node.
 
-A real node and a bare libp2p peer (``node.transport`` with GossipSub and identify, its ping
+A real node and a bare libp2p peer (``node.net.transport`` with GossipSub and identify, its ping
 handler removed, no sync handler) in one process on 127.0.0.1. Liveness rounds are shortened
 to 0.5 s (a check still in flight at the next round counts as missed, so this is also the time
 a peer has to answer: shorter rounds made a loaded machine look like a dead peer).
@@ -20,9 +20,9 @@ import trio
 from test_node import LOOPBACK, addr, running, wait_until
 
 from node import liveness
+from node.net.transport import Transport, TransportConfig, open_transport
 from node.runtime import Node
 from node.service import ServiceConfig
-from node.transport import Transport, TransportConfig, open_transport
 from protocol import sync
 from protocol.testing import RecordFactory
 from protocol.validation import META_TOPIC

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from node import gossip, syncer
+from node import gossip
 from node.home import Home
+from node.net.transport import TransportConfig, open_transport
 from node.runtime import Node, NodeOptions, open_node
 from node.service import ServiceConfig
-from node.transport import TransportConfig, open_transport
+from node.sync import syncer
 from protocol import sync
 from protocol.errors import InvalidRecord
 from protocol.record import Record
@@ -191,6 +192,20 @@ async def test_follow_only_some_projects(tmp_path: Path) -> None:
             result = await f.sync_now()
             assert result["peers"] == 1
             assert not f.store.has(c4.id)
+            # status says what the node follows, where it listens, and that it is caught up.
+            status = f.status()
+            assert status["follow"] == [p1.id.hex()]
+            assert status["seed"] is False
+            assert status["listen"] == f.transport.listen_addrs()
+            assert status["api"] is None
+            assert status["version"]
+            assert 0 <= status["uptime_seconds"] < 60
+            assert (status["syncing"], status["catching_up"]) == (0, False)
+            f._syncing = 1  # a session under way after one that brought nothing: caught up
+            assert not f.catching_up
+            f._last_sync_received = 3  # ... after one that brought records: catching up
+            assert f.catching_up
+            f._syncing = 0
 
 
 @pytest.mark.parametrize("case", ["forged", "oversized"])

@@ -24,6 +24,7 @@ from node.service import (
     NoteDialFailure,
     Publish,
     PublishUnpublished,
+    Reachability,
     RefreshViews,
     RememberPeer,
     SaveSnapshots,
@@ -140,7 +141,9 @@ def test_dials_bootstrap_first_and_backs_off_exponentially() -> None:
     # Y keeps failing: the delay doubles (with jitter of +-25%) up to the cap.
     now = 0.0
     for failures in range(1, 13):
-        assert s.dial_failed(y, now) == [NoteDialFailure("Y")]
+        # The first failure also reports Y unreachable (once: see the reachability tests).
+        unreachable = [Reachability("Y", y, reachable=False)] if failures == 1 else []
+        assert s.dial_failed(y, now) == [NoteDialFailure("Y"), *unreachable]
         delay = min(CONFIG.dial_backoff_max, CONFIG.dial_backoff_min * 2 ** (failures - 1))
         assert Dial(y) not in s.tick(now + 0.75 * delay - 0.001)
         now += 1.25 * delay
@@ -398,3 +401,41 @@ def test_the_service_is_deterministic_for_a_seed() -> None:
 
     assert run(1) == run(1)
     assert run(1) != run(2)
+
+
+def reach(effects: list[Effect]) -> list[Reachability]:
+    return [e for e in effects if isinstance(e, Reachability)]
+
+
+def test_reachability_is_reported_once_per_change_not_per_dial() -> None:
+    s = service(A)
+    addr = "/ip4/127.0.0.1/tcp/2/p2p/Y"
+    s.address_learned(addr, peer="Y", bootstrap=True)
+    reports: list[Reachability] = []
+    now = 0.0
+    for _ in range(6):  # six failed dials, each after its back-off: one report
+        assert Dial(addr=addr) in s.tick(now)
+        reports += reach(s.dial_failed(addr, now, reason="refused"))
+        now = s._addresses[addr].next_try
+    assert reports == [Reachability(peer="Y", addr=addr, reachable=False, reason="refused")]
+    effects = s.dial_succeeded(addr, "Y", now)
+    assert Reachability(peer="Y", addr=addr, reachable=True) in effects
+    s.disconnected("Y", now)
+    # Back again by a connection of its own: nothing to report, it was never lost since.
+    assert not reach(s.connected("Y", now))
+    # Lost again, then it dials us: reported as reachable, once.
+    s.disconnected("Y", now)
+    assert reach(s.dial_failed(addr, now)) == [Reachability(peer="Y", addr=addr, reachable=False)]
+    assert s.dial_failed(addr, now) == [NoteDialFailure("Y")]  # the address book still hears
+    assert reach(s.connected("Y", now)) == [Reachability(peer="Y", addr=None, reachable=True)]
+
+
+def test_an_address_without_a_peer_id_is_reported_by_its_address() -> None:
+    s = service(A)
+    addr = "/ip4/127.0.0.1/tcp/3"
+    s.address_learned(addr)
+    assert s.dial_failed(addr, 0.0) == [Reachability(peer=addr, addr=addr, reachable=False)]
+    assert s.dial_failed(addr, 1.0) == []
+    assert Reachability(peer="Z", addr=addr, reachable=True) in s.dial_succeeded(addr, "Z", 2)
+    s.disconnected("Z", 3.0)
+    assert s.dial_failed(addr, 3.0)[0].peer == "Z"  # now known by its peer id

@@ -16,6 +16,13 @@ def test_records_converge_after_a_partition_heals(seed: int) -> None:
     assert report.converged_after is not None
     assert report.sim.stats.hangups  # liveness dropped the links the partition stalled
     assert sum(report.sim.stats.syncs.values()) > len(report.sim.nodes)
+    # Reachability is reported per change: a peer is first lost, then found, lost ... by each
+    # node in one life, never twice in a row the same way, however many dials the partition failed.
+    assert report.sim.stats.reachability
+    last: dict[tuple[int, int, str], bool] = {}
+    for by, life, peer, reachable in report.sim.stats.reachability:
+        assert last.get((by, life, peer), True) != reachable, (by, life, peer, reachable)
+        last[(by, life, peer)] = reachable
 
 
 @pytest.mark.parametrize("seed", [1, 2])

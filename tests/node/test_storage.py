@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from node import storage
-from node.storage import Store, StoreClosedError, StoreError
+from node.store import sqlite as storage
+from node.store.sqlite import Store, StoreClosedError, StoreError
 from protocol.errors import RemoteProtocolError
 from protocol.record import Record, decode_trusted
 from protocol.testing import EPOCH_MS, RecordFactory
@@ -389,7 +389,7 @@ def test_threads_share_one_store(store: Store, f: RecordFactory) -> None:
 
 _WRITER = """
 import sys, time
-from node.storage import Store
+from node.store.sqlite import Store
 from protocol.testing import RecordFactory
 f = RecordFactory()
 p = f.project("alice")

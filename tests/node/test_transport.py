@@ -16,7 +16,7 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.transport import (
+from node.net.transport import (
     Message,
     PeerEvent,
     ProtocolUnsupported,
@@ -433,21 +433,22 @@ async def test_mdns_reports_peers_without_dialing() -> None:
 async def test_idontwant_only_for_big_messages_and_sender_records_verified_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two of py-libp2p's per-message costs, cut (node/_libp2p_compat.py): IDONTWANT goes out
+    """Two of py-libp2p's per-message costs, cut (node/net/_compat/): IDONTWANT goes out
     only for messages of IDONTWANT_MIN_BYTES or more, as go-libp2p-pubsub does; a peer's
     signed peer record, attached to every RPC, is verified once, not per RPC. Gossip still
     arrives, and a record that fails verification is still refused."""
-    from node import _libp2p_compat as compat
+    from node.net import _compat as compat
+    from node.net._compat import sender_record
 
     verified: list[bytes] = []
-    real_consume = compat.maybe_consume_signed_record
+    real_consume = sender_record.maybe_consume_signed_record
 
     def counting(msg: Any, host: Any, peer_id: Any) -> bool:
         verified.append(msg.senderRecord)
         return real_consume(msg, host, peer_id)
 
-    monkeypatch.setattr(compat, "maybe_consume_signed_record", counting)
-    compat._trusted_records.clear()
+    monkeypatch.setattr(sender_record, "maybe_consume_signed_record", counting)
+    sender_record._trusted_records.clear()
     with trio.fail_after(20):
         async with line() as (a, b, c):
             sent_idontwant: list[int] = []
@@ -478,7 +479,7 @@ async def test_idontwant_only_for_big_messages_and_sender_records_verified_once(
     bad = rpc_pb2.RPC(senderRecord=b"\x0a\x03not an envelope")
     peer = ID.from_base58(libp2p_peer_id(config(9).seed))
     host = type("Host", (), {"get_peerstore": lambda self: None})()
-    assert not compat._consume_sender_record(bad, host, peer)
-    assert not compat._consume_sender_record(bad, host, peer)
-    assert (peer, bad.senderRecord) not in compat._trusted_records
-    assert compat._consume_sender_record(rpc_pb2.RPC(), host, peer)  # none attached: fine
+    assert not sender_record._consume_sender_record(bad, host, peer)
+    assert not sender_record._consume_sender_record(bad, host, peer)
+    assert (peer, bad.senderRecord) not in sender_record._trusted_records
+    assert sender_record._consume_sender_record(rpc_pb2.RPC(), host, peer)  # none attached: fine

@@ -574,6 +574,7 @@ def test_ledger_entry(f: RecordFactory) -> None:
         "ts": c.ts,
         "coauthors": [peer_id(pub("carol"))],
         "endorsements": 1,
+        "endorsed_weight": 4,
     }
 
 
@@ -582,6 +583,57 @@ def test_ledger_entry_without_minutes_or_coauthors(f: RecordFactory) -> None:
     c = f.contribution("bob", p)
     out = LedgerEntry(c, 0, 0).to_json()
     assert (out["effort_minutes"], out["coauthors"], out["endorsements"]) == (None, [], 0)
+
+
+def test_why_not_counted_names_the_rule(f: RecordFactory) -> None:
+    p = f.project("alice", name="P", maintainers=("dave",))
+    other = f.project("alice", name="Q")
+    c = f.contribution("bob", p, minutes=30, coauthors=("dave",))
+    gone = f.contribution("bob", p)
+    counts = f.endorsement("alice", c, weight=3, ts=EPOCH_MS + 10_000)
+    replaced = f.endorsement("alice", c, weight=9, ts=EPOCH_MS + 5_000)
+    by_coauthor = f.endorsement("dave", c)
+    by_stranger = f.endorsement("erin", c)
+    of_retracted = f.endorsement("alice", gone)
+    retracted = f.endorsement("alice", c, weight=2, ts=EPOCH_MS + 20_000)
+    view = view_of(
+        p, c, gone, counts, replaced, by_coauthor, by_stranger, of_retracted, retracted,
+        f.retraction("bob", gone), f.retraction("alice", retracted),
+    )  # fmt: skip
+    assert view.why_not_counted(counts) is None
+    assert "replaces" in str(view.why_not_counted(replaced))
+    assert "coauthor" in str(view.why_not_counted(by_coauthor))
+    assert "not a maintainer" in str(view.why_not_counted(by_stranger))
+    assert "is retracted" in str(view.why_not_counted(of_retracted))
+    assert "retracted it" in str(view.why_not_counted(retracted))
+    elsewhere = f.endorsement("alice", f.contribution("bob", other))
+    assert "another project" in str(view.why_not_counted(elsewhere))
+    assert "not an endorsement" in str(view.why_not_counted(c))
+    # The verdicts agree with the fold: exactly the counting endorsements pass.
+    assert view.endorsements_of(c.id) == [counts]
+
+
+def test_credit_is_what_one_contribution_adds_to_shares(f: RecordFactory) -> None:
+    p = f.project("alice", name="P")
+    c = f.contribution("bob", p, minutes=90, coauthors=("carol",))
+    solo = f.contribution("bob", p, minutes=10)
+    gone = f.contribution("dave", p, minutes=30)
+    view = view_of(
+        p, c, solo, gone, f.endorsement("alice", c, weight=4), f.retraction("dave", gone)
+    )
+    assert view.credit(c.id) == [
+        (pub("bob"), Fraction(45), Fraction(180)),
+        (pub("carol"), Fraction(45), Fraction(180)),
+    ]
+    assert view.credit(solo.id) == [(pub("bob"), Fraction(10), Fraction(0))]
+    assert view.credit(gone.id) is None
+    # Summed over the live contributions, the credits are the shares' columns.
+    totals: dict[bytes, tuple[Fraction, Fraction]] = {}
+    for cid in (c.id, solo.id):
+        for person, claimed, endorsed in view.credit(cid) or []:
+            was = totals.get(person, (Fraction(0), Fraction(0)))
+            totals[person] = (was[0] + claimed, was[1] + endorsed)
+    assert totals == {s.contributor: (s.claimed_minutes, s.endorsed_value) for s in view.shares()}
 
 
 def test_participants(f: RecordFactory) -> None:
@@ -1022,3 +1074,68 @@ def test_vectors_parse_strictly(vectors: dict[str, object]) -> None:
         for h in scenario["records"]:  # type: ignore[attr-defined]
             raw = bytes.fromhex(h)
             assert parse_record(raw, now_ms=EPOCH_MS + 3_600_000).raw == raw
+
+
+# --------------------------------------------------------------------------------------------
+# Whether a new record would have an effect
+
+
+def _takes_effect(view: ProjectView, held: list[Record], record: Record) -> bool:
+    """What the fold itself says: does adding ``record`` change what it decides?"""
+    after = ProjectView.build(view.state.genesis, [*held, record])
+    if isinstance(record.body, EndorsementBody):
+        return record in after.endorsements_of(record.body.target)
+    if isinstance(record.body, RetractionBody):
+        return record.body.target in after.retracted - view.retracted
+    return record.id in after.state.applied_updates
+
+
+def test_why_no_effect_gives_the_reason_and_agrees_with_the_fold(f: RecordFactory) -> None:
+    p = f.project("alice", maintainers=("bob",))
+    c = f.contribution("carol", p, minutes=30, coauthors=("bob",))
+    gone = f.contribution("carol", p, minutes=5)
+    e = f.endorsement("alice", c)
+    held = [p, c, gone, e, f.retraction("carol", gone)]
+    view = ProjectView.build(p, held)
+    cases = [
+        (f.update("alice", p, name="New"), None),
+        (f.update("carol", p, name="Mine"), "not a maintainer"),
+        (f.update("alice", p, remove=("alice", "bob")), "without maintainers"),
+        (f.endorsement("alice", c, weight=5), None),
+        (f.endorsement("dave", c), "not a maintainer"),
+        (f.endorsement("bob", c), "coauthor"),
+        (f.endorsement("alice", gone), "retracted"),
+        (f.retraction("carol", c), None),
+        (f.retraction("alice", e), None),
+        (f.retraction("carol", gone), "already retracted"),
+        (f.retraction("alice", c), "only the author"),
+    ]
+    targets = {r.id: r for r in held}
+    for record, reason in cases:
+        target = targets.get(getattr(record.body, "target", b""))
+        why = view.why_no_effect(record, target)
+        if reason is None:
+            assert why is None, (record.kind, why)
+        else:
+            assert reason in (why or ""), (record.kind, why)
+        assert _takes_effect(view, held, record) == (why is None), (record.kind, why)
+
+
+def test_why_no_effect_of_an_endorsement_by_the_author(f: RecordFactory) -> None:
+    p = f.project("alice")
+    c = f.contribution("alice", p)
+    view = view_of(p, c)
+    why = view.why_no_effect(f.endorsement("alice", c))
+    assert "wrote the contribution" in (why or "")
+    assert view.why_no_effect(f.contribution("bob", p)) is None
+    other = f.project("bob")
+    assert view.why_no_effect(f.contribution("bob", other)) == "it is filed under another project"
+    assert view.why_no_effect(f.retraction("alice", c), None) == "its target is not held"
+    unheld = f.contribution("bob", p)
+    assert view.why_no_effect(f.endorsement("alice", unheld)) == (
+        "its target is not a held contribution of the project"
+    )
+    of_genesis = sign_record(f.key("alice"), body=RetractionBody(target=p.id), ts=1, project=p.id)
+    assert view.why_no_effect(of_genesis, p) == (
+        "only contributions and endorsements of the project can be retracted"
+    )

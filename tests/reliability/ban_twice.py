@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from reliability_harness import addr, open_attacker, running, wait_until  # noqa: E402
 
-from node.transport import TransportError  # noqa: E402
+from node.net.transport import TransportError  # noqa: E402
 from protocol.validation import META_TOPIC  # noqa: E402
 
 

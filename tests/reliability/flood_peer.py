@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from hostile_records import ALICE, loose  # noqa: E402
 
-from node.transport import Transport, TransportConfig, TransportError, open_transport  # noqa: E402
+from node.net.transport import Transport, TransportConfig, TransportError, open_transport  # noqa: E402
 from protocol.bundle import iter_bundle  # noqa: E402
 from protocol.record import decode_trusted  # noqa: E402
 from protocol.validation import META_TOPIC, project_topic, topic_of  # noqa: E402

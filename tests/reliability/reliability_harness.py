@@ -1,7 +1,7 @@
 """In-process helpers for the reliability tests: honest nodes and hostile libp2p peers.
 
 Rules as in tests/node: port 0 on 127.0.0.1 everywhere, every wait a poll with a deadline.
-A hostile peer is a bare :func:`node.transport.open_transport` (our own libp2p adapter: Noise,
+A hostile peer is a bare :func:`node.net.transport.open_transport` (our own libp2p adapter: Noise,
 Yamux, GossipSub, no validator) that publishes whatever bytes it likes, and can speak the
 ``/commons/sync/1`` frames of :mod:`protocol.sync` as a lying server or a pushing client.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import trio
 
 from node.home import Home
+from node.net.transport import Stream, Transport, TransportConfig, open_transport
 from node.runtime import Node, NodeOptions, open_node
-from node.transport import Stream, Transport, TransportConfig, open_transport
 from protocol import negentropy
 from protocol import sync as sp
 

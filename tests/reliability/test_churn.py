@@ -29,7 +29,7 @@ from reliability_harness import FULL, running
 from system_harness import NodeProcess, Nodes, wait_until
 
 from node.home import Home
-from node.transport import TransportError
+from node.net.transport import TransportError
 
 NODES = 10 if FULL else 5
 DURATION = 120.0 if FULL else 10.0

@@ -38,7 +38,7 @@ from reliability_harness import FULL, addr, open_attacker, running, wait_until
 from system_harness import NodeProcess, Nodes, run_cli
 from system_harness import wait_until as wait_for
 
-from node.transport import TransportError
+from node.net.transport import TransportError
 from protocol.bundle import encode_bundle
 from protocol.testing import RecordFactory
 

@@ -36,8 +36,8 @@ from reliability_harness import (
 )
 from system_harness import COMMONS
 
+from node.net.transport import TransportError
 from node.runtime import Node
-from node.transport import TransportError
 from protocol import sync as sp
 from protocol.bundle import HEADER, encode_bundle, encode_varint
 from protocol.sync_session import TOLERATED_REFUSALS

@@ -35,7 +35,7 @@ from reliability_harness import addr, running, seed_of, wait_until
 from system_harness import COMMONS, Nodes, run_cli
 from system_harness import wait_until as wait_for
 
-from node.transport import TransportConfig, TransportError, open_transport
+from node.net.transport import TransportConfig, TransportError, open_transport
 from protocol.signing import seed_from_pem
 from protocol.testing import RecordFactory
 from protocol.validation import META_TOPIC

@@ -217,7 +217,10 @@ def test_export_import_roundtrip(nodes: Nodes) -> None:
     imported = a.cli("import", str(from_bob))  # into the running node's store
     assert imported == {"accepted": 3, "duplicates": 1, "rejected": []}
     a.cli("endorse", mine["id"], "--weight", "2")
-    a.cli("endorse", ours["id"], "--weight", "5")  # alice is a coauthor: does not count
+    # Alice is a coauthor: her endorsement would not count, so it takes --force.
+    a.run("endorse", ours["id"], "--weight", "5", expect=1)
+    forced = a.cli("endorse", ours["id"], "--weight", "5", "--force")
+    assert forced["no_effect"] == "you are a coauthor of the contribution"
     a.cli("contribute", pid, "--type", "docs", "--title", "Manual", "--hours", "1")
 
     full = nodes.root / "alice.bundle"

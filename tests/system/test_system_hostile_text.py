@@ -16,7 +16,7 @@ from typing import Any
 
 from system_harness import CliResult, NodeProcess, Nodes, wait_connected, wait_until
 
-from node.storage import Store
+from node.store.sqlite import Store
 from protocol import codec
 from protocol.record import SIGNING_DOMAIN, decode_trusted
 from protocol.signing import SigningKey

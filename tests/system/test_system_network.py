@@ -325,8 +325,14 @@ def test_follow_limits_projects(nodes: Nodes) -> None:
     wait_until(lambda: f.has_record(new_one["id"]), what="gossip of project one to reach frank")
     assert f.cli("sync") == {"peers": 1, "received": 0, "sent": 0}
     assert not f.has_record(new_two["id"])
-    assert f.get(f"/api/v1/projects/{two}/ledger") == []
-    assert {p["name"] for p in f.cli("project", "list")} == {"One", "Two"}
+    # Project two's genesis is held, its contributions are not: it says "not followed",
+    # never "no contributions".
+    unfollowed = f.request("GET", f"/api/v1/projects/{two}/ledger")
+    assert unfollowed.status_code == 404
+    assert unfollowed.json()["error"] == f"this node does not follow project {two[:16]}"
+    listed = {p["name"]: p["followed"] for p in f.cli("project", "list")}
+    assert listed == {"One": True, "Two": False}
+    assert "does not follow" in f.run("ledger", two, expect=1).error_lines[0]
     assert f.cli("status")["records"] == 2 + 6
     assert f.cli("ledger", one) == a.cli("ledger", one)
 
@@ -371,3 +377,30 @@ def test_authoring_outside_followed_projects(nodes: Nodes) -> None:
     f.cli("sync")
     a.cli("sync")
     assert a.has_record(rid), "the record authored on frank never reached alice"
+
+
+def test_sync_to_a_wrong_port_fails_on_one_line_and_is_not_remembered(nodes: Nodes) -> None:
+    """A dial needs a process: the port that answers nothing is a real closed port."""
+    import socket
+
+    from node.store.sqlite import Store
+
+    a = nodes.start("alice")
+    b = nodes.start("bob")
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    good_port = b.addr.split("/tcp/")[1].split("/")[0]
+    wrong = b.addr.replace(f"/tcp/{good_port}/", f"/tcp/{closed}/")
+    result = a.run("sync", wrong, json=False, expect=1)
+    assert len(result.error_lines) == 1, result.describe()
+    line = result.error_lines[0]
+    assert line.startswith(f"error: could not connect to {wrong}: "), line
+    assert line.endswith("Connection refused"), line  # the cause, not libp2p's wrappers
+    # The right address works, and the wrong one is not what the peer book keeps.
+    assert a.cli("sync", b.addr)["peers"] == 1
+    a.stop()
+    with Store.open(a.home / "ledger.db") as store:
+        remembered = dict(store.known_peers())
+    assert b.peer_id in remembered
+    assert not [addr for addr in remembered[b.peer_id] if f"/tcp/{closed}/" in addr]

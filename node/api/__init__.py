@@ -1,0 +1,1 @@
+"""The local HTTP API (docs/INTERFACES.md), served by a running node."""

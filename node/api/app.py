@@ -1,0 +1,377 @@
+"""The local HTTP API (docs/INTERFACES.md): Starlette routes served by Hypercorn inside the node.
+
+Reads are open on the API address; every write needs ``Authorization: Bearer <token>``: the
+owner's ``api.token``, or a scoped token (:mod:`node.tokens`) whose scope allows the call.
+No token, or one that is unknown or revoked, gets 401; a valid token whose scope does not
+allow the call gets 403. Errors are JSON ``{"error": "..."}`` with a 4xx status for anything
+the caller got wrong; a bug in a handler becomes a logged 500, never a dead node. Bodies are
+bounded before they are read in full.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from node.authoring import AuthoringError
+from node.net.transport import TransportError
+from node.tokens import TokenBook, allows
+from node.views.cache import ViewError, record_json
+from node.views.details import profile_json, record_detail
+from protocol.bundle import BundleReader, OversizedRecord
+from protocol.errors import BundleError, InvalidRecord, ProtocolError
+from protocol.record import MAX_RECORD_SIZE, record_id
+
+if TYPE_CHECKING:
+    from node.runtime import Node
+
+__all__ = ["ApiStartError", "build_app", "serve_api"]
+
+log = logging.getLogger(__name__)
+
+#: The largest JSON request body accepted, in bytes.
+MAX_JSON_BODY = 256 * 1024
+#: ``POST /api/v1/bundles``: records a request may carry, and bytes.
+MAX_BUNDLE_RECORDS = 4096
+MAX_BUNDLE_BODY = 16 * 1024 * 1024
+#: The API's own bound on a ``limit`` query.
+MAX_LIMIT = 100_000
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiStartError(Exception):
+    """The API could not start (address taken, not an address)."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.close = close  # the request body was left unread (see _error)
+
+
+def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
+    """An error answer. ``close`` when the request's body was not read to its end: the server
+    then closes the connection after the answer, and says so, or a keep-alive client would
+    send its next request into a connection about to close."""
+    headers = {"Connection": "close"} if close else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes", close=True)
+        except ValueError:
+            raise ApiError(400, "bad Content-Length header") from None
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes", close=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    data = await _body(request, MAX_JSON_BODY)
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return value
+
+
+def build_app(node: Node) -> Starlette:
+    token = node.home.api_token()
+    scoped = TokenBook(node.home.tokens_path)
+
+    def granted(request: Request) -> str | None:
+        """The scope the request's bearer token grants, or None (no, unknown or revoked token)."""
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        given = given.strip()
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return "all"
+        found = scoped.check(given)
+        return None if found is None else found.scope
+
+    def guard(handler: Handler, *, write: bool = False, scope: str = "all") -> Handler:
+        """``handler`` behind the error mapping; a ``write`` needs a token allowing ``scope``."""
+
+        async def wrapped(request: Request) -> Response:
+            if write:
+                headers = request.headers
+                unread = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+                has = granted(request)
+                if has is None:
+                    message = "this call needs Authorization: Bearer <api.token or a scoped token>"
+                    return _error(401, message, close=unread)
+                if not allows(has, scope):
+                    message = f"this token's scope ({has}) does not allow this call (scope {scope})"
+                    return _error(403, message, close=unread)
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return _error(exc.status, str(exc), close=exc.close)
+            except ViewError as exc:
+                return _error(exc.status, str(exc))
+            except AuthoringError as exc:
+                return _error(422, str(exc))
+            except InvalidRecord as exc:
+                return _error(422, str(exc))
+            except ProtocolError as exc:
+                return _error(400, str(exc))
+            except TransportError as exc:
+                return _error(502, str(exc))
+            except Exception:
+                log.exception("API handler %s failed", request.url.path)
+                return _error(500, "internal error (see the node's log)")
+
+        return wrapped
+
+    def limit_param(request: Request) -> int | None:
+        text = request.query_params.get("limit")
+        if text is None:
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise ApiError(400, "limit must be a whole number") from None
+        if not 1 <= value <= MAX_LIMIT:
+            raise ApiError(400, f"limit must be 1..{MAX_LIMIT}")
+        return value
+
+    async def in_thread(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return await trio.to_thread.run_sync(partial(fn, *args, **kw))
+
+    # ---- reads
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(await in_thread(node.status))
+
+    async def peers(request: Request) -> Response:
+        return JSONResponse(node.peers())
+
+    async def projects(request: Request) -> Response:
+        return JSONResponse(await in_thread(node.views.project_list))
+
+    async def project(request: Request) -> Response:
+        pid = request.path_params["pid"]
+        return JSONResponse(await in_thread(node.views.project_show, pid))
+
+    async def ledger(request: Request) -> Response:
+        q = request.query_params
+        page = await in_thread(
+            node.views.ledger_page,
+            request.path_params["pid"],
+            author=q.get("author") or None,
+            type=q.get("type") or None,
+            limit=limit_param(request),
+            cursor=q.get("cursor") or None,
+        )
+        # The body stays the list the contract promises; the paging is in headers.
+        headers = {"X-Total-Count": str(page.total)}
+        if page.next_cursor is not None:
+            headers["X-Next-Cursor"] = page.next_cursor
+            following = request.url.include_query_params(cursor=page.next_cursor)
+            headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        return JSONResponse(page.entries, headers=headers)
+
+    async def shares(request: Request) -> Response:
+        return JSONResponse(await in_thread(node.views.shares, request.path_params["pid"]))
+
+    async def record(request: Request) -> Response:
+        r = await in_thread(node.views.record, request.path_params["rid"])
+        if request.query_params.get("raw") in ("1", "true"):
+            return JSONResponse({"id": r.id.hex(), "raw": r.raw.hex()})
+        return JSONResponse(await in_thread(record_detail, node.views, r))
+
+    async def profile(request: Request) -> Response:
+        peer = request.path_params["peer"]
+        return JSONResponse(await in_thread(profile_json, node.store, peer))
+
+    async def metrics(request: Request) -> Response:
+        text = await in_thread(node.metrics.render)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    # ---- writes
+
+    async def post_record(request: Request) -> Response:
+        # A body longer than any record is a record that is too large: 422 with the code
+        # every other door gives it (docs/INTERFACES.md), whether or not it declared its length.
+        try:
+            raw = await _body(request, MAX_RECORD_SIZE + 1)
+        except ApiError as exc:
+            if exc.status == 413:
+                message = "too-large: a record is at most 65536 bytes"
+                raise ApiError(422, message, close=True) from None
+            raise
+        if not raw:
+            raise ApiError(422, "empty body: send one canonical signed record")
+        if len(raw) > MAX_RECORD_SIZE:
+            raise ApiError(422, "too-large: a record is at most 65536 bytes")
+        r, new = await node.submit(raw)
+        return JSONResponse({"id": r.id.hex()}, status_code=201 if new else 200)
+
+    async def post_bundle(request: Request) -> Response:
+        # A whole batch in one request: tools that author many records (an import from git
+        # history, a benchmark) pay the HTTP round trip and the commit once per batch.
+        body = await _body(request, MAX_BUNDLE_BODY)
+        reader = BundleReader()
+        try:
+            entries = reader.feed(body)
+            reader.close()
+        except BundleError as exc:
+            raise ApiError(422, str(exc)) from None
+        if not entries:
+            raise ApiError(422, "empty bundle: send at least one record")
+        if len(entries) > MAX_BUNDLE_RECORDS:
+            raise ApiError(422, f"too-many: {len(entries)} records, at most {MAX_BUNDLE_RECORDS}")
+        # A record too large to read is refused by its index, like an invalid one; the
+        # others are judged and stored together.
+        raws = [e for e in entries if isinstance(e, bytes)]
+        where = [i for i, e in enumerate(entries) if isinstance(e, bytes)]
+        refused = [(e.index, str(e)) for e in entries if isinstance(e, OversizedRecord)]
+        if refused:
+            node.metrics.inc(
+                "commons_ingest_rejected_total",
+                len(refused),
+                source="api",
+                reason=OversizedRecord.code,
+            )
+        result = await node.submit_many(raws) if raws else None
+        if result is not None:
+            refused += [(where[i], e) for i, e in result.rejected]
+        refused.sort()
+        failed = {i for i, _ in refused}
+        ids = [
+            record_id(e).hex() if isinstance(e, bytes) and i not in failed else None
+            for i, e in enumerate(entries)
+        ]
+        new = len(result.new) if result is not None else 0
+        body_json = {
+            "new": new,
+            "duplicates": len(result.duplicates) if result is not None else 0,
+            "rejected": [{"index": i, "error": e} for i, e in refused],
+            "ids": ids,
+        }
+        return JSONResponse(body_json, status_code=201 if new else 200)
+
+    def author(action: str, project_param: bool = False) -> Handler:
+        async def handler(request: Request) -> Response:
+            fields = await _json(request)
+            if project_param:
+                fields["project"] = request.path_params["pid"]
+            authored = await node.author_checked(action, fields)
+            answer = record_json(authored.record)
+            if authored.no_effect is not None:
+                # Published because the caller insisted: say that it will not count.
+                answer["no_effect"] = authored.no_effect
+            return JSONResponse(answer, status_code=201)
+
+        return handler
+
+    async def sync(request: Request) -> Response:
+        fields = await _json(request)
+        addr = fields.get("addr")
+        if addr is not None and (
+            not isinstance(addr, str) or not addr.startswith("/") or "/p2p/" not in addr
+        ):
+            raise ApiError(400, "addr must be a multiaddr ending in /p2p/<peer id>")
+        return JSONResponse(await node.sync_now(addr))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+
+    async def bad_method(request: Request, exc: Exception) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    routes = [
+        Route("/api/v1/status", guard(status)),
+        Route("/api/v1/peers", guard(peers)),
+        Route("/api/v1/projects", guard(projects)),
+        Route("/api/v1/projects", guard(author("project"), write=True), methods=["POST"]),
+        Route("/api/v1/projects/{pid}", guard(project)),
+        Route("/api/v1/projects/{pid}/ledger", guard(ledger)),
+        Route("/api/v1/projects/{pid}/shares", guard(shares)),
+        Route(
+            "/api/v1/projects/{pid}/updates",
+            guard(author("update", True), write=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/v1/projects/{pid}/contributions",
+            guard(author("contribution", True), write=True),
+            methods=["POST"],
+        ),
+        Route("/api/v1/endorsements", guard(author("endorsement"), write=True), methods=["POST"]),
+        Route("/api/v1/retractions", guard(author("retraction"), write=True), methods=["POST"]),
+        Route("/api/v1/profiles", guard(author("profile"), write=True), methods=["POST"]),
+        Route("/api/v1/profiles/{peer}", guard(profile)),
+        Route("/api/v1/records/{rid}", guard(record)),
+        Route("/api/v1/records", guard(post_record, write=True, scope="submit"), methods=["POST"]),
+        Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),
+        Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
+        Route("/metrics", guard(metrics)),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
+
+
+async def serve_api(
+    node: Node, address: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve the API on ``address`` (HOST:PORT, port 0 picks one) until cancelled.
+
+    Reports the actual ``http://HOST:PORT`` through ``task_status``.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ApiStartError(f"API address {address!r} is not HOST:PORT")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        log.warning(
+            "the API listens on %s, beyond loopback: anyone who can reach it can read the "
+            "ledger, and writes depend only on the token",
+            address,
+        )
+    config = HypercornConfig()
+    config.bind = [address]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("node.api.server")
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 5.0
+    app = build_app(node)
+    # Bind first, so a taken port is a clear error rather than a failure inside Hypercorn.
+    try:
+        probe = socket.create_server((host.strip("[]"), int(port)))
+    except OSError as exc:
+        raise ApiStartError(f"cannot serve the API on {address}: {exc.strerror}") from None
+    if int(port) == 0:
+        config.bind = [f"{host}:{probe.getsockname()[1]}"]
+    probe.close()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]
+        task_status.started(binds[0] if binds else f"http://{config.bind[0]}")

@@ -1,0 +1,70 @@
+"""Patch: py-libp2p's logger, re-attached to the application's logging, with expected errors
+demoted from ERROR to DEBUG.
+
+Why: ``import libp2p`` sets the ``libp2p`` logger to ``propagate = False`` with no handler,
+so its warnings bypass the application's logging configuration; and it logs ordinary events
+at ERROR: a peer lacks a protocol, is offline, or closes the connection (churn, our bans,
+shutdown). A node under churn would print a stream of errors that are nothing of the sort.
+
+Upstream bug: library code configuring its own logger's propagation at import, and logging
+expected network outcomes at ERROR level.
+
+On upgrade: a reworded message would slip past its regex and the noise would come back, so
+tests/node/test_libp2p_patches.py checks that each pattern's literal text is still in the
+source of the module that logs it, and ``UPSTREAM`` fingerprints the functions that log them.
+The filter is installed when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+#: Logger name -> the pattern of the ERROR messages it logs for expected events.
+EXPECTED_ERRORS = {
+    "libp2p.host.basic_host": r"Failed to open stream",
+    "libp2p.transport.tcp.tcp": r"Failed to open TCP stream",
+    "libp2p.protocol_muxer.multiselect_client": r"MultiselectClient handshake: \w+ failed",
+    "libp2p.stream_muxer.yamux.yamux": (
+        r"Error in handle_incoming for peer \S+: (ConnectionClosed|ClosedResource)"
+    ),
+}
+
+#: SHA-256 of ``inspect.getsource`` of each upstream function that logs those messages.
+UPSTREAM = {
+    "libp2p.host.basic_host.BasicHost.new_stream": (
+        "df9efa1bac504f42d57955e643c524d27dc5ca3d44e65b0ab7c9cf0be2eabb2e"
+    ),
+    "libp2p.transport.tcp.tcp.TCP._dial_resolved": (
+        "04b5a8f8812a5c3a881983bc7d1099bc80162e23cf884f4b3c47f1310d28b0e9"
+    ),
+    "libp2p.protocol_muxer.multiselect_client.MultiselectClient.handshake": (
+        "5d48f19d9e670152a5491fb046e168fef9b3043cad83815dbada6c818d80c5ba"
+    ),
+    "libp2p.stream_muxer.yamux.yamux.Yamux.handle_incoming": (
+        "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"
+    ),
+}
+
+
+class _DemoteExpectedErrors(logging.Filter):
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self._pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and self._pattern.match(str(record.msg)):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def install() -> None:
+    """Re-attach the ``libp2p`` logger (at WARNING) and demote the expected errors; once."""
+    root = logging.getLogger("libp2p")
+    root.propagate = True
+    root.setLevel(logging.WARNING)
+    for name, pattern in EXPECTED_ERRORS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DemoteExpectedErrors) for f in logger.filters):
+            logger.addFilter(_DemoteExpectedErrors(pattern))

@@ -1,0 +1,531 @@
+"""The JSON views of docs/INTERFACES.md, computed from the store with ``protocol.ledger``.
+
+The CLI and the HTTP API print exactly these values (``--json`` and the API bodies agree by
+construction). The store returns a project's records; the fold is ``protocol.ledger``'s, so
+there is one implementation of the rules.
+
+Folding a big project is slow the first time: its records must be decoded (about 10
+microseconds each, so 0.7 s for 55,000) before :meth:`ProjectView.build` can run, and even
+reading and unpacking them without any node code takes 0.15 s. So a :class:`ViewCache` also
+keeps a :class:`ViewSnapshot` of each folded project in the store: the *results* of the views
+(``project show``/``list``, ``shares``, and every live contribution in ledger order), taken
+from the fold through ``ProjectView``'s public API, not recomputed by rules of our own. A
+snapshot is labelled with the store's key of the project's record set (record count and
+greatest ``seq``, read off an index without decoding anything) and is used only while that key
+is current; any new record of the project makes it stale, and the next view folds again.
+
+A call answers, in this order of preference, from: the result held in memory for the current
+key (a fold, or a snapshot), the stored snapshot for the current key (a few milliseconds, no
+record decoded), or a fresh fold. Folds are written as snapshots by :meth:`save_snapshots`,
+which the node calls from a worker thread a little after a fold (debounced per project) and
+once more when it stops; a call never waits for a write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from node.store.sqlite import ProjectKey, Store, StoreError
+from node.views.follow import Follow
+from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
+from protocol.errors import ProtocolError
+from protocol.ledger import ProjectView
+from protocol.record import CONTRIBUTION_TYPES, Record
+from protocol.signing import peer_id, public_key_from_peer_id
+
+__all__ = ["SNAPSHOT_FORMAT", "ViewCache", "ViewError", "ViewSnapshot", "record_json"]
+
+log = logging.getLogger(__name__)
+
+#: Projects whose results (a fold or a snapshot) a running node keeps in memory.
+MAX_CACHED_VIEWS = 64
+#: The most ledger entries one call returns when no limit is given.
+DEFAULT_LEDGER_LIMIT = 1000
+MAX_LEDGER_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    """One page of a ledger: its entries, how many match in all, and the cursor of the next
+    page (the id of this page's last entry) or None when this page is the last."""
+
+    entries: list[dict[str, Any]]
+    total: int
+    next_cursor: str | None
+
+
+#: Seconds a fold waits before it is written as a snapshot, so that a project receiving a
+#: burst of records is written once after the burst rather than once per record.
+SNAPSHOT_DELAY: Final = 2.0
+#: Seconds between two writes of one project's snapshot, however often it changes (a busy
+#: project's snapshot is at most this old, plus the final write when the node stops).
+SNAPSHOT_INTERVAL: Final = 30.0
+
+
+class ViewError(Exception):
+    """A view cannot be shown: unknown or ambiguous id, bad filter. ``status`` for HTTP."""
+
+    def __init__(self, message: str, status: int = 404) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def record_json(record: Record) -> dict[str, Any]:
+    """``commons record show --json``: the record decoded, bytes as hex, author as peer id."""
+    body = _json_value(record.body.to_value())
+    for key in ("maintainers", "coauthors"):
+        if key in body:
+            body[key] = [peer_id(bytes.fromhex(k)) for k in body[key]]
+    if record.kind == "project-update":
+        for key in ("add_maintainers", "remove_maintainers"):
+            if key in body:
+                body[key] = [peer_id(bytes.fromhex(k)) for k in body[key]]
+    return {
+        "id": record.id.hex(),
+        "kind": record.kind,
+        "author": peer_id(record.author),
+        "ts": record.ts,
+        "project": record.project.hex() if record.project is not None else None,
+        "body": body,
+    }
+
+
+class _Answers(Protocol):
+    """What a view call needs of a project: a fold or a snapshot answers alike."""
+
+    def show(self) -> dict[str, Any]: ...
+
+    def list_item(self) -> dict[str, Any]: ...
+
+    def ledger(
+        self,
+        author: bytes | None,
+        type: str | None,
+        limit: int,
+        after: tuple[int, bytes] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Live contributions newest first, filtered (participant, type), at most ``limit``
+        of those that come after ``after`` (a ``(ts, id)`` in ledger order); and how many
+        match the filters in all."""
+        ...
+
+    def shares(self) -> list[dict[str, Any]]: ...
+
+
+class _Fold:
+    """The answers of a fold: ``protocol.ledger``'s own results and ``to_json`` methods."""
+
+    __slots__ = ("view",)
+
+    def __init__(self, view: ProjectView) -> None:
+        self.view = view
+
+    def show(self) -> dict[str, Any]:
+        return self.view.summary().to_json()
+
+    def list_item(self) -> dict[str, Any]:
+        return self.view.summary().to_list_json()
+
+    def ledger(
+        self,
+        author: bytes | None,
+        type: str | None,
+        limit: int,
+        after: tuple[int, bytes] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        entries = self.view.live_contributions(author=author, type=type)
+        total = len(entries)
+        if after is not None:
+            entries = [e for e in entries if (e.record.ts, e.id) < after]
+        return [e.to_json() for e in entries[:limit]], total
+
+    def shares(self) -> list[dict[str, Any]]:
+        return [s.to_json() for s in self.view.shares()]
+
+
+# --------------------------------------------------------------------------------------------
+# The cache
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A project's results held in memory, for the record set named by ``key``."""
+
+    key: ProjectKey
+    answers: _Fold | ViewSnapshot
+    #: When the first fold not yet written as a snapshot was made (monotonic), or None.
+    unsaved_since: float | None = None
+    #: When this node last wrote the project's snapshot (monotonic), or None.
+    written_at: float | None = None
+
+
+def _due(entry: _Entry, now: float, *, force: bool) -> bool:
+    """Whether an entry's fold is to be written as a snapshot now (see ``save_snapshots``)."""
+    if entry.unsaved_since is None:
+        return False
+    if force:
+        return True
+    recent = entry.written_at is not None and now - entry.written_at < SNAPSHOT_INTERVAL
+    return now - entry.unsaved_since >= SNAPSHOT_DELAY and not recent
+
+
+class ViewCache:
+    """Answers the view queries from results held in memory, stored snapshots, or a fold.
+
+    ``cache=False`` (the CLI, which runs once) keeps nothing in memory and writes no snapshot,
+    but still answers from a stored snapshot when it is current. ``clock`` (monotonic
+    seconds) times the debouncing of snapshot writes. ``follow`` is the node's follow list:
+    a project it does not follow is marked so in the list, and its ledger and shares are
+    refused (the records held of it may be any part of it, so its numbers would mislead).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cache: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        follow: Follow | None = None,
+    ) -> None:
+        self.store = store
+        self.follow = follow or Follow()
+        self._enabled = cache
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._building: dict[bytes, threading.Lock] = {}
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+
+    def _resolve(self, text: str, kind: str | None = None) -> bytes:
+        try:
+            return self.store.resolve_prefix(text, kind=kind)
+        except ProtocolError as exc:
+            status = 400 if exc.code == "bad-id" else 404
+            raise ViewError(exc.message, status) from None
+
+    def _project_lock(self, pid: bytes) -> threading.Lock:
+        with self._lock:
+            lock = self._building.get(pid)
+            if lock is None:
+                lock = self._building[pid] = threading.Lock()
+            return lock
+
+    def _key(self, pid: bytes) -> ProjectKey:
+        key = self.store.project_key(pid)
+        if key is None:
+            raise ViewError(f"no project {pid.hex()}")
+        return key
+
+    def _held(self, pid: bytes, key: ProjectKey) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(pid)
+            if entry is None or entry.key != key:
+                return None
+            self._entries.move_to_end(pid)
+            return entry
+
+    def _answers(self, pid: bytes) -> _Answers:
+        entry = self._held(pid, self._key(pid))
+        if entry is not None:
+            return entry.answers
+        # One thread loads or folds a project at a time: a call that arrives while the
+        # background warming (or another call) is at it waits for that result instead of
+        # doing the same work beside it.
+        with self._project_lock(pid):
+            key = self._key(pid)
+            entry = self._held(pid, key)
+            if entry is not None:
+                return entry.answers
+            snapshot = self._load(pid, key)
+            if snapshot is not None:
+                self._remember(pid, key, snapshot, unsaved=False)
+                return snapshot
+            return self._fold(pid, key)
+
+    def _load(self, pid: bytes, key: ProjectKey) -> ViewSnapshot | None:
+        data = self.store.load_snapshot(pid, key, SNAPSHOT_FORMAT)
+        if data is None:
+            return None
+        try:
+            return ViewSnapshot.unpack(data)
+        except ValueError as exc:
+            log.warning("the view snapshot of project %s is damaged (%s): folding", pid.hex(), exc)
+            return None
+
+    def _fold(self, pid: bytes, key: ProjectKey) -> _Fold:
+        """Decode and fold the project (``key`` read before its records, under its lock)."""
+        started = time.monotonic()
+        genesis, records = self.store.project_records(pid)
+        if genesis is None:
+            raise ViewError(f"no project {pid.hex()}")
+        fold = _Fold(ProjectView.build(genesis, records))
+        log.debug(
+            "folded project %s: %d records in %.3f s",
+            pid.hex(),
+            len(records) + 1,
+            time.monotonic() - started,
+        )
+        # Records are only ever added, so the records read are those of ``key`` or more, and
+        # a count equal to a key's means exactly that key's records. A fold whose records no
+        # key names (records arrived while they were read) is answered but not kept.
+        held = len(records) + 1
+        label: ProjectKey | None = key
+        if held != key[0]:
+            label = self.store.project_key(pid)
+            if label is not None and held != label[0]:
+                label = None
+        if label is not None:
+            self._remember(pid, label, fold, unsaved=True)
+        return fold
+
+    def _remember(
+        self, pid: bytes, key: ProjectKey, answers: _Fold | ViewSnapshot, *, unsaved: bool
+    ) -> None:
+        if not self._enabled:
+            return
+        now = self._clock()
+        with self._lock:
+            old = self._entries.get(pid)
+            if old is not None and old.key[1] > key[1]:
+                return  # a result for more records is held already
+            if unsaved and old is not None and old.key == key and old.unsaved_since is None:
+                return  # the store holds this result already (a full fold was asked for)
+            since = None
+            if unsaved:
+                since = now if old is None or old.unsaved_since is None else old.unsaved_since
+            written = None if old is None else old.written_at
+            self._entries[pid] = _Entry(key, answers, since, written)
+            self._entries.move_to_end(pid)
+            while len(self._entries) > MAX_CACHED_VIEWS:
+                self._entries.popitem(last=False)
+
+    # ---------------------------------------------------------------------------- warming
+
+    def warm(self, pid: bytes) -> bool:
+        """Fold a project now (from a worker thread) unless its results for its current
+        records are held, in memory or as a stored snapshot; True when it folded.
+
+        A current stored snapshot is not even read: the first call reads it in milliseconds,
+        and an idle node stays small.
+        """
+        key = self.store.project_key(pid)
+        if key is None or self._held(pid, key) is not None:
+            return False
+        with self._project_lock(pid):
+            key = self.store.project_key(pid)
+            if key is None or self._held(pid, key) is not None:
+                return False
+            if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
+                return False
+            self._fold(pid, key)
+            return True
+
+    def refresh(
+        self, follows: Callable[[bytes], bool], budget: int, *, shown_only: bool = False
+    ) -> list[bytes]:
+        """Fold the followed projects whose results are held nowhere for their current
+        records, smallest first while their records add up to at most ``budget``.
+
+        For the node's background task: after a start (every followed project), and again
+        after records arrived with ``shown_only``: then only projects whose (now stale)
+        results are held in memory or stored, so that a node catching up on projects nobody
+        has looked at does not decode them as they grow. Returns the ids of the projects
+        folded.
+        """
+        stored = self.store.snapshot_keys()
+        folded: list[bytes] = []
+        for pid, key in sorted(self.store.project_keys().items(), key=lambda i: (i[1], i[0])):
+            if key[0] > budget:
+                break
+            if not follows(pid) or stored.get(pid) == (key, SNAPSHOT_FORMAT):
+                continue
+            with self._lock:
+                entry = self._entries.get(pid)
+            if entry is not None and entry.key == key:
+                continue
+            if shown_only and entry is None and pid not in stored:
+                continue
+            budget -= key[0]
+            try:
+                if self.warm(pid):
+                    folded.append(pid)
+            except (ViewError, StoreError) as exc:  # a call will say so when asked
+                log.info("cannot fold project %s now: %s", pid.hex(), exc)
+        return folded
+
+    # ---------------------------------------------------------------------------- snapshots
+
+    def unsaved(self) -> list[bytes]:
+        """Projects whose results in memory are newer than their stored snapshot."""
+        with self._lock:
+            return [pid for pid, e in self._entries.items() if e.unsaved_since is not None]
+
+    def save_snapshots(self, *, force: bool = False, max_seconds: float | None = None) -> int:
+        """Write the folds held in memory that the store has no snapshot of; returns how many.
+
+        Without ``force`` only folds at least ``SNAPSHOT_DELAY`` old, of projects not written
+        in the last ``SNAPSHOT_INTERVAL``. No new write starts once ``max_seconds`` have
+        passed (the one under way finishes). Each write replaces the fold in memory by its
+        snapshot, which answers the same in less memory. Call it from a worker thread: a
+        55,000-record project takes about 0.1 s, most of it turning the fold into a snapshot.
+        """
+        now = self._clock()
+        deadline = None if max_seconds is None else now + max_seconds
+        with self._lock:
+            due = [(p, e) for p, e in self._entries.items() if _due(e, now, force=force)]
+        written = 0
+        for pid, entry in due:
+            if deadline is not None and self._clock() >= deadline:
+                log.info("out of time: %d view snapshots not written", len(due) - written)
+                break
+            started = time.monotonic()
+            answers = entry.answers
+            try:
+                if isinstance(answers, _Fold):
+                    answers = ViewSnapshot.from_view(answers.view)
+                data = answers.pack()
+            except (OverflowError, ValueError) as exc:
+                log.warning("no view snapshot of project %s: %s", pid.hex(), exc)
+                with self._lock:
+                    entry.unsaved_since = None
+                continue
+            stored = time.monotonic()
+            self.store.save_snapshot(pid, entry.key, SNAPSHOT_FORMAT, data)
+            log.debug(
+                "wrote the view snapshot of project %s (%d records, %d bytes) in %.3f s,"
+                " %.3f s of it storing",
+                pid.hex(),
+                entry.key[0],
+                len(data),
+                time.monotonic() - started,
+                time.monotonic() - stored,
+            )
+            written += 1
+            with self._lock:
+                entry.written_at = self._clock()
+                current = self._entries.get(pid)
+                if current is entry:
+                    entry.answers, entry.unsaved_since = answers, None
+                elif current is not None:
+                    current.written_at = entry.written_at
+        return written
+
+    # ---------------------------------------------------------------------------- views
+
+    def project_view(self, project_text: str) -> ProjectView:
+        """The full fold of a project: its records decoded and folded by ``protocol.ledger``
+        (never a snapshot; for callers that need more than the views below)."""
+        pid = self._resolve(project_text, kind="project")
+        with self._project_lock(pid):
+            key = self._key(pid)
+            entry = self._held(pid, key)
+            if entry is not None and isinstance(entry.answers, _Fold):
+                return entry.answers.view
+            return self._fold(pid, key).view
+
+    def project_list(self) -> list[dict[str, Any]]:
+        out = []
+        for pid in self.store.project_ids():
+            item = dict(self._answers(pid).list_item())
+            item["followed"] = self.follow.follows(pid)
+            out.append(item)
+        out.sort(key=lambda p: (str(p["name"]).lower(), str(p["id"])))
+        return out
+
+    def project_show(self, project_text: str) -> dict[str, Any]:
+        pid = self._resolve(project_text, kind="project")
+        shown = dict(self._answers(pid).show())
+        shown["followed"] = self.follow.follows(pid)
+        return shown
+
+    def _followed(self, project_text: str) -> bytes:
+        """The project's id; ``ViewError`` (404) when it is not held or not followed."""
+        pid = self._resolve(project_text, kind="project")
+        refusal = self.follow.refusal(pid)
+        if refusal is not None:
+            raise ViewError(refusal)
+        return pid
+
+    def ledger(
+        self,
+        project_text: str,
+        *,
+        author: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The first page of :meth:`ledger_page`, alone."""
+        return self.ledger_page(project_text, author=author, type=type, limit=limit).entries
+
+    def ledger_page(
+        self,
+        project_text: str,
+        *,
+        author: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> LedgerPage:
+        """Live contributions newest first, ``limit`` at a time (default 1000).
+
+        ``cursor`` is a previous page's ``next_cursor``: the full id of the last entry shown,
+        so the next page starts after that entry's place in the ledger order even if it was
+        retracted meanwhile.
+        """
+        pid = self._followed(project_text)
+        author_key = None
+        if author:
+            try:
+                author_key = public_key_from_peer_id(author)
+            except ProtocolError as exc:
+                raise ViewError(exc.message, 400) from None
+        if type is not None and type not in CONTRIBUTION_TYPES:
+            known = ", ".join(sorted(CONTRIBUTION_TYPES))
+            raise ViewError(f"type {type[:40]!r} is not one of {known}", 400)
+        if limit is None:
+            limit = DEFAULT_LEDGER_LIMIT
+        if not 1 <= limit <= MAX_LEDGER_LIMIT:
+            raise ViewError(f"limit must be 1..{MAX_LEDGER_LIMIT}", 400)
+        after = None if cursor is None else self._cursor(pid, cursor)
+        # One entry more than the page tells whether there is a next page.
+        entries, total = self._answers(pid).ledger(author_key, type, limit + 1, after)
+        if len(entries) <= limit:
+            return LedgerPage(entries, total, None)
+        del entries[limit:]
+        return LedgerPage(entries, total, entries[-1]["id"])
+
+    def _cursor(self, pid: bytes, cursor: str) -> tuple[int, bytes]:
+        """The ``(ts, id)`` a cursor stands for: a held contribution of this project."""
+        try:
+            rid = bytes.fromhex(cursor)
+        except ValueError:
+            rid = b""
+        record = self.store.get(rid) if len(rid) == 32 else None
+        if record is None or record.project != pid or record.kind != "contribution":
+            raise ViewError(f"cursor {cursor[:70]!r} is not a contribution of this project", 400)
+        return (record.ts, record.id)
+
+    def shares(self, project_text: str) -> list[dict[str, Any]]:
+        return self._answers(self._followed(project_text)).shares()
+
+    def record(self, record_text: str) -> Record:
+        rid = self._resolve(record_text)
+        record = self.store.get(rid)
+        if record is None:  # pragma: no cover - resolve found it
+            raise ViewError(f"no record {record_text}")
+        return record

@@ -1,0 +1,133 @@
+"""People and records in detail: display names, profiles, and where a contribution went.
+
+A profile is a peer's own claim about itself (its latest by ``(ts, id)`` counts, the rule of
+``protocol.ledger.profiles``); names are not unique, so every table shows one beside a short id.
+``record_detail`` answers ``record show`` and ``GET /api/v1/records/<id>``: the record as
+``record_json`` gives it, plus what the project's fold (``protocol.ledger``) says about it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from node.views.cache import ViewError, record_json
+from protocol.errors import ProtocolError
+from protocol.ledger import as_number, order_key, profiles
+from protocol.record import ContributionBody, EndorsementBody, ProfileBody, Record, RetractionBody
+from protocol.signing import peer_id, public_key_from_peer_id
+
+if TYPE_CHECKING:
+    from node.store.sqlite import Store
+    from node.views.cache import ViewCache
+
+__all__ = ["names", "profile_json", "record_detail"]
+
+
+def names(store: Store) -> dict[str, str]:
+    """Every display name held: peer id to the name of that peer's current profile."""
+    return {
+        peer_id(author): record.body.name
+        for author, record in profiles(store.profiles()).items()
+        if isinstance(record.body, ProfileBody)
+    }
+
+
+def profile_json(store: Store, peer: str) -> dict[str, Any]:
+    """``GET /api/v1/profiles/<peer>``: the peer's current profile; ``ViewError`` 404 if none."""
+    try:
+        key = public_key_from_peer_id(peer)
+    except ProtocolError as exc:
+        raise ViewError(exc.message, 400) from None
+    record = store.profile(key)
+    if record is None or not isinstance(record.body, ProfileBody):
+        raise ViewError(f"no profile of {peer} is held here")
+    body = record.body
+    return {
+        "peer_id": peer_id(key),
+        "id": record.id.hex(),
+        "ts": record.ts,
+        "name": body.name,
+        "about": body.about,
+        "links": list(body.links or ()),
+    }
+
+
+def record_detail(views: ViewCache, record: Record) -> dict[str, Any]:
+    """``record_json(record)`` with, for a contribution, its endorsements (each saying whether
+    it counts and why not), its retraction and what it counts for; for an endorsement, whether
+    it counts. Every peer gets its display name beside it (``*_name``, null when none)."""
+    who = names(views.store)
+    out = record_json(record)
+    out["author_name"] = who.get(out["author"])
+    if record.project is None or record.kind not in ("contribution", "endorsement"):
+        return out
+    try:
+        view = views.project_view(record.project.hex())
+    except ViewError:
+        # The project's genesis is not held here (yet): nothing of it counts, and the record
+        # is shown as it is.
+        out["project_held"] = False
+        if isinstance(record.body, EndorsementBody):
+            out["counts"], out["why_not_counted"] = False, "its project is not held here"
+        return out
+    if isinstance(record.body, EndorsementBody):
+        reason = view.why_not_counted(record)
+        out["counts"] = reason is None
+        out["why_not_counted"] = reason
+        return out
+    body = record.body
+    assert isinstance(body, ContributionBody)
+    related = views.store.referring(record.id)
+    endorsements = []
+    for e in sorted(related, key=order_key):
+        if not isinstance(e.body, EndorsementBody):
+            continue
+        reason = view.why_not_counted(e)
+        author = peer_id(e.author)
+        endorsements.append(
+            {
+                "id": e.id.hex(),
+                "author": author,
+                "author_name": who.get(author),
+                "weight": e.body.effective_weight,
+                "comment": e.body.comment,
+                "ts": e.ts,
+                "counts": reason is None,
+                "why_not_counted": reason,
+            }
+        )
+    out["endorsements"] = endorsements
+    # The retraction that took effect: by the contribution's author, in its project.
+    retractions = [
+        r
+        for r in related
+        if isinstance(r.body, RetractionBody)
+        and r.author == record.author
+        and r.project == record.project
+    ]
+    out["live"] = view.is_live(record.id)
+    out["retraction"] = None
+    if retractions and not out["live"]:
+        first = min(retractions, key=order_key)
+        reason_text = first.body.reason if isinstance(first.body, RetractionBody) else None
+        out["retraction"] = {"id": first.id.hex(), "ts": first.ts, "reason": reason_text}
+    entry = view.contribution(record.id)
+    credit = view.credit(record.id) or []
+    total = view.total_endorsed_value()
+    value = sum((endorsed for _, _, endorsed in credit), start=0 * total)
+    out["endorsed_weight"] = entry.weight if entry is not None else 0
+    out["counts_for"] = {
+        "claimed_minutes": (body.effort_minutes or 0) if entry is not None else 0,
+        "endorsed_value": as_number(value),
+        "share_of_project": as_number(value / total) if total else 0,
+        "participants": [
+            {
+                "peer_id": peer_id(p),
+                "name": who.get(peer_id(p)),
+                "claimed_minutes": as_number(claimed),
+                "endorsed_value": as_number(endorsed),
+            }
+            for p, claimed, endorsed in credit
+        ],
+    }
+    return out

@@ -220,19 +220,23 @@ class Node:
 
     # ---------------------------------------------------------------------------- gossip
 
-    def _validate(self, topic: str, data: bytes, from_peer: str) -> bool:
-        """The GossipSub validator: runs inside libp2p for every message, must not raise."""
+    def _validate(self, topic: str, data: bytes, from_peer: str) -> bool | None:
+        """The GossipSub validator: runs inside libp2p for every message, must not raise.
+
+        None refuses without blaming the forwarder (``Transport.set_validator``): a message
+        over its rate limit, and a copy of one already refused (our own IWANT may fetch it
+        again); only a refusal on the message's merits counts towards a ban."""
         if from_peer == self.peer_id and data == self._publishing:
             # Our own publish of a record from our store: validated when it was stored
             # (libp2p runs validators on local publishes too; this saved 60 us a record).
             return True
         if from_peer != self.peer_id and not self._rate.allow(from_peer, time.monotonic()):
             self.metrics.inc("commons_gossip_rejected_total", reason="rate-limited")
-            return False
+            return None
         key = (topic, _sha256(data))
         if key in self._refused:
             self.metrics.inc("commons_gossip_refused_again_total")
-            return False
+            return None
         try:
             record = validate_message(topic, data, now_ms=_now_ms())
         except InvalidRecord as exc:

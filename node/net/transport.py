@@ -312,7 +312,9 @@ def _check_topic(topic: str) -> None:
         raise ValueError(f"topic must have 1..{MAX_TOPIC_BYTES} bytes: {topic!r}")
 
 
-Validator = Callable[[str, bytes, str], bool]
+#: ``fn(topic, data, from_peer)``: True accepts; False refuses and counts towards banning the
+#: forwarder; None refuses without blame (see :meth:`Transport.set_validator`).
+Validator = Callable[[str, bytes, str], bool | None]
 StreamHandler = Callable[[Stream], Awaitable[None]]
 _CLOSED = (trio.ClosedResourceError, trio.BrokenResourceError)
 
@@ -510,7 +512,11 @@ class Transport:
         """Install ``fn(topic, data, from_peer) -> accept?``.
 
         It runs synchronously inside libp2p, before forwarding, on every message received or
-        published on our topics. Anything but ``True``, or an exception, rejects. A sync
+        published on our topics. Anything but ``True``, or an exception, rejects; a
+        rejection counts towards banning the forwarder, except when ``fn`` returns ``None``:
+        a refusal without blame (a copy of a message already judged, which GossipSub's own
+        IWANT may fetch again, or one over the forwarder's rate limit, which an honest relay
+        may reach during a burst). A sync
         validator is cheaper than libp2p's async path (a nursery and a semaphore per message)
         and our validation is CPU work anyway; the wrapper makes it safe.
         """
@@ -526,8 +532,11 @@ class Transport:
     def _validate(self, topic: str, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         from_peer = str(forwarder)
         fn = self._validator
+        blame = True
         try:
-            ok = len(msg.topicIDs) == 1 and (fn is None or fn(topic, msg.data, from_peer) is True)
+            verdict = True if fn is None else fn(topic, msg.data, from_peer)
+            ok = len(msg.topicIDs) == 1 and verdict is True
+            blame = verdict is not None
         except Exception:
             self.stats.validator_errors += 1
             logger.warning("validator raised on a message from %s", from_peer, exc_info=True)
@@ -539,7 +548,7 @@ class Transport:
         outcome = compat.current_outcome.get()
         if outcome is not None:
             outcome.rejected = True
-        if from_peer != self.peer_id:
+        if from_peer != self.peer_id and blame:
             logger.debug("rejected a message on %s forwarded by %s", topic, from_peer)
             self._note_reject(from_peer)
         return False

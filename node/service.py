@@ -527,7 +527,9 @@ class NodeService:
     def blames(self, refusal: str) -> bool:
         """Whether a message refused for ``refusal`` counts against the peer that forwarded
         it (the transport reports it as rejected), or is only dropped."""
-        return refusal != RATE_LIMITED
+        # Over a rate limit an honest relay may be, during a burst; a copy of a message
+        # already refused is one GossipSub's own IWANT can fetch again.
+        return refusal not in (RATE_LIMITED, REFUSED_AGAIN)
 
     def gossip_rejected(self, peer: str, now: float) -> list[Effect]:
         """A message forwarded by ``peer`` was rejected (by us or the transport)."""

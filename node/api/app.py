@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from node.authoring import AuthoringError
 from node.net.transport import TransportError
+from node.textout import terminal_safe
 from node.tokens import TokenBook, allows
 from node.views.cache import ViewError, record_json
 from node.views.details import profile_json, record_detail
@@ -123,6 +125,19 @@ def build_app(node: Node) -> Starlette:
         """``handler`` behind the error mapping; a ``write`` needs a token allowing ``scope``."""
 
         async def wrapped(request: Request) -> Response:
+            started = time.monotonic()
+            response = await answer(request)
+            # One debug line a call: method, path and status, never a header (the token).
+            log.debug(
+                "%s %s -> %d in %.1f ms",
+                request.method,
+                terminal_safe(request.url.path),
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
+            return response
+
+        async def answer(request: Request) -> Response:
             if write:
                 headers = request.headers
                 unread = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers

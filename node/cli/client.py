@@ -32,20 +32,6 @@ class NodeClient:
         self.base_url = base_url.rstrip("/")
         self.token = token
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        content_type: str = "application/json",
-        timeout: float = TIMEOUT,
-    ) -> tuple[int, Any]:
-        status, value, _ = self._exchange(
-            method, path, body=body, content_type=content_type, timeout=timeout
-        )
-        return status, value
-
     def _exchange(
         self,
         method: str,
@@ -86,7 +72,7 @@ class NodeClient:
         return status, value, headers
 
     def get(self, path: str, *, timeout: float = TIMEOUT) -> Any:
-        return self._request("GET", path, timeout=timeout)[1]
+        return self._exchange("GET", path, timeout=timeout)[1]
 
     def get_with_headers(
         self, path: str, *, timeout: float = TIMEOUT
@@ -97,10 +83,13 @@ class NodeClient:
 
     def post(self, path: str, fields: dict[str, Any], *, timeout: float = TIMEOUT) -> Any:
         body = json.dumps(fields).encode()
-        return self._request("POST", path, body=body, timeout=timeout)[1]
+        return self._exchange("POST", path, body=body, timeout=timeout)[1]
 
     def post_raw(self, path: str, raw: bytes) -> tuple[int, Any]:
-        return self._request("POST", path, body=raw, content_type="application/octet-stream")
+        status, value, _ = self._exchange(
+            "POST", path, body=raw, content_type="application/octet-stream"
+        )
+        return status, value
 
 
 def running_client(home: Home) -> NodeClient | None:

@@ -308,6 +308,8 @@ def _check_topic(topic: str) -> None:
         raise ValueError(f"topic must have 1..{MAX_TOPIC_BYTES} bytes: {topic!r}")
 
 
+#: ``fn(topic, data, from_peer)``: True accepts; False refuses and counts towards banning the
+#: forwarder; None refuses without blame (see :meth:`Transport.set_validator`).
 Validator = Callable[[str, bytes, str], bool | None]
 RejectListener = Callable[[str], None]
 StreamHandler = Callable[[Stream], Awaitable[None]]
@@ -494,9 +496,11 @@ class Transport:
         """Install ``fn(topic, data, from_peer) -> accept?``.
 
         It runs synchronously inside libp2p, before forwarding, on every message received or
-        published on our topics. ``True`` accepts; ``None`` drops the message without blame
-        (GossipSub's "ignore"); anything else, or an exception, rejects it, and the reject
-        listener hears of it. A sync
+        published on our topics. Anything but ``True``, or an exception, rejects; a
+        rejection counts towards banning the forwarder, except when ``fn`` returns ``None``:
+        a refusal without blame (a copy of a message already judged, which GossipSub's own
+        IWANT may fetch again, or one over the forwarder's rate limit, which an honest relay
+        may reach during a burst). A sync
         validator is cheaper than libp2p's async path (a nursery and a semaphore per message)
         and our validation is CPU work anyway; the wrapper makes it safe.
         """

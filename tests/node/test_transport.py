@@ -381,6 +381,30 @@ async def test_rejects_are_reported_and_a_ban_is_carried_out() -> None:
             assert (await next_message(c)).data == b"still gossiping"
 
 
+async def test_a_refusal_without_blame_never_bans() -> None:
+    # None refuses a message without counting it against its forwarder (a copy of one
+    # already refused, or one over the rate limit): many of them ban nobody.
+    judged: list[tuple[bytes, str]] = []
+
+    def ignore_copies(topic: str, data: bytes, from_peer: str) -> bool | None:
+        judged.append((data, from_peer))
+        return None if data.startswith(b"copy") else True
+
+    with trio.fail_after(15):
+        async with line(ignore_copies, max_rejects_per_peer=3) as (a, b, _c):
+            for i in range(10):
+                await a.publish(TOPIC, b"copy %d" % i)
+            await a.publish(TOPIC, b"after the copies")
+            assert (await next_message(b)).data == b"after the copies"
+            # B judged (and refused) every copy forwarded by A, and still bans nobody.
+            await wait_until(
+                lambda: sum(1 for d, f in judged if d.startswith(b"copy") and f == a.peer_id) >= 10
+            )
+            assert b.banned_peers() == []
+            assert b.stats.bans == 0
+            assert a.peer_id in {p.peer_id for p in b.connected_peers()}
+
+
 async def test_clean_shutdown_while_connected() -> None:
     # Unclosed sockets would surface as ResourceWarnings, which pytest turns into errors.
     with trio.fail_after(10):

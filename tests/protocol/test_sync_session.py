@@ -319,7 +319,7 @@ def test_random_sets_converge(
     converge(a, b, SMALL if small else DEFAULT_LIMITS)
 
 
-@FUZZ
+@settings(max_examples=50, deadline=None)
 @given(sizes=st.lists(st.integers(1, 700), min_size=1, max_size=40), data=st.data())
 def test_frames_cut_anywhere_give_the_same_session(sizes: list[int], data: st.DataObject) -> None:
     ours = Holder(many(0, 20) + many(1, 60, start=3000))

@@ -139,6 +139,8 @@ def test_no_secret_in_logs(nodes: Nodes) -> None:
     texts = {f"{n.name}.log": n.log(limit=50_000_000) for n in (a, b)}
     texts["CLI"] = nodes.cli_log.text()
     assert "DEBUG" in texts["a.log"], "the session did not log at debug level"
+    # The refused call is in the access lines, its token is not (checked below).
+    assert "POST /api/v1/projects -> 401" in texts["a.log"], texts["a.log"][-3000:]
     for where, text in texts.items():
         for what, secret in secrets.items():
             assert secret not in text, f"{what} appears in {where}"

@@ -9,7 +9,7 @@ Everything an embedder needs is importable from here::
     from protocol import SigningKey, ContributionBody, sign_record, parse_record, ProjectView
 
 The names come from the submodules, which stay importable for the rest of their contents:
-``protocol.signing`` (keys, strict Ed25519, peer ids), ``protocol.record`` (the six record
+``protocol.signing`` (keys, strict Ed25519, peer ids), ``protocol.record`` (the record
 kinds), ``protocol.codec`` (canonical MessagePack), ``protocol.validation`` (the rules and their
 error codes), ``protocol.ledger`` (the views), ``protocol.negentropy`` (set reconciliation),
 ``protocol.sync`` (the frames of ``/commons/sync/1``), ``protocol.bundle`` (bundle files),

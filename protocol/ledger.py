@@ -40,7 +40,8 @@ The rules, with the choices this module makes where section 5 is silent (each on
   most 10 per maintainer. Retracting that latest one leaves the maintainer's previous
   eligible endorsement, which then counts (a retraction undoes a re-endorsement). A
   maintainer who is removed has none that count; added back, their latest counts again.
-* **Participants.** ``P(c)`` is the contribution's author followed by its coauthors.
+* **Participants.** ``P(c)`` is the contribution's author followed by its coauthors; for an
+  attested contribution, the participants its handles credit after claims (protocol.attest).
 * **Shares.** As section 5, in exact :class:`fractions.Fraction` arithmetic; see
   :meth:`ProjectView.shares` for the order of the list.
 * **Ledger filter by author.** ``live_contributions(author=k)`` keeps the contributions in
@@ -59,6 +60,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Final, NamedTuple, TypeAlias, cast
 
+from protocol import attest
+from protocol.attest import ClaimBody, ClaimConfirmationBody, ClaimState
 from protocol.errors import LocalProtocolError
 from protocol.record import (
     MAX_COAUTHORS,
@@ -275,6 +278,8 @@ class LedgerEntry(NamedTuple):
     record: Record
     endorsements: int
     weight: int
+    #: An attested contribution's participants after claims (protocol.attest), else None.
+    credited: tuple[bytes, ...] | None = None
 
     @property
     def id(self) -> bytes:
@@ -288,8 +293,9 @@ class LedgerEntry(NamedTuple):
 
     @property
     def participants(self) -> tuple[bytes, ...]:
-        """``P(c)``: the author's public key, then the coauthors' in the order listed."""
-        return _participants(self.record.author, self.body)
+        """``P(c)``: the author's public key, then the coauthors' in the order listed; for an
+        attested contribution, the handles' credited participants."""
+        return self.credited or _participants(self.record.author, self.body)
 
     @property
     def author_peer_id(self) -> str:
@@ -319,6 +325,7 @@ class LedgerEntry(NamedTuple):
             "coauthors": [_peer(c) for c in body.coauthors or ()],
             "endorsements": self.endorsements,
             "endorsed_weight": self.weight,
+            **attest.entry_json(body.on_behalf, self.credited, _peer),
         }
 
 
@@ -333,6 +340,8 @@ class Share:
     endorsed_value: Fraction
     #: ``endorsed_value`` over the project's total endorsed value; 0 when that total is 0.
     share: Fraction
+    #: The handle ``contributor`` stands for when it is an unclaimed handle, else None.
+    handle: str | None = None
 
     @property
     def contributor_peer_id(self) -> str:
@@ -342,7 +351,7 @@ class Share:
     def to_json(self) -> JsonObject:
         """The line as ``commons shares --json`` prints it: fractions as JSON numbers."""
         return {
-            "contributor": _peer(self.contributor),
+            "contributor": self.handle or _peer(self.contributor),
             "contributions": self.contributions,
             "claimed_minutes": as_number(self.claimed_minutes),
             "endorsed_value": as_number(self.endorsed_value),
@@ -421,7 +430,10 @@ class ProjectView:
     share a view: at worst two of them compute the same accounts at once.
     """
 
-    __slots__ = ("_accounts", "_counted", "_live", "_retracted", "_weights", "state")
+    __slots__ = (
+        *("_accounts", "_counted", "_live", "_people", "_retracted", "_weights"),
+        *("claims", "state"),
+    )
 
     def __init__(
         self,
@@ -430,8 +442,14 @@ class ProjectView:
         live: dict[bytes, Record],
         retracted: frozenset[bytes],
         counted: dict[bytes, list[Record]],
+        people: dict[bytes, tuple[bytes, ...]] | None = None,
+        claims: ClaimState = attest.EMPTY_CLAIMS,
     ) -> None:
         self.state = state
+        #: Attested contributions' credited participants, by contribution id.
+        self._people = people or {}
+        #: Where claimed handles' credit goes (protocol.attest.fold_claims).
+        self.claims = claims
         self._live = live
         self._retracted = retracted
         self._counted = counted
@@ -456,13 +474,17 @@ class ProjectView:
         contributions: dict[bytes, Record] = {}
         endorsements: dict[bytes, Record] = {}
         retractions: dict[bytes, Record] = {}
-        # Exactly these four kinds carry a ``project`` key (a Record cannot be built otherwise),
+        claims: dict[bytes, Record] = {}
+        confirmations: dict[bytes, Record] = {}
+        # Exactly these six kinds carry a ``project`` key (a Record cannot be built otherwise),
         # so every record of this project has a bucket; keying by id drops repeats.
         by_kind: dict[type, dict[bytes, Record]] = {
             ContributionBody: contributions,
             EndorsementBody: endorsements,
             RetractionBody: retractions,
             ProjectUpdateBody: updates,
+            ClaimBody: claims,
+            ClaimConfirmationBody: confirmations,
         }
         for record in records:
             if record.project == pid:
@@ -474,6 +496,7 @@ class ProjectView:
         for retraction in retractions.values():
             target_id = cast(RetractionBody, retraction.body).target
             target = contributions.get(target_id) or endorsements.get(target_id)
+            target = target or claims.get(target_id) or confirmations.get(target_id)
             if target is not None and target.author == retraction.author:
                 retracted.add(target_id)
 
@@ -484,6 +507,10 @@ class ProjectView:
             live.pop(target_id, None)
 
         maintainers = state.maintainers
+        claim_state = attest.fold_claims(
+            claims.values(), confirmations.values(), retracted, maintainers
+        )
+        people = attest.credited_people(live, claim_state.resolved)
         # Each maintainer's latest eligible endorsement of each contribution, by (ts, id).
         latest: dict[tuple[bytes, bytes], Record] = {}
         for eid, endorsement in endorsements.items():
@@ -492,10 +519,12 @@ class ProjectView:
                 continue
             target_id = cast(EndorsementBody, endorsement.body).target
             contribution = live.get(target_id)
-            if contribution is None or endorser == contribution.author:
+            if contribution is None or endorser in people.get(target_id, ()):
                 continue
             coauthors = cast(ContributionBody, contribution.body).coauthors
-            if coauthors is not None and endorser in coauthors:
+            if target_id not in people and (
+                endorser == contribution.author or (coauthors is not None and endorser in coauthors)
+            ):
                 continue
             pair = (target_id, endorser)
             current = latest.get(pair)
@@ -505,7 +534,14 @@ class ProjectView:
         for (target_id, _), endorsement in latest.items():
             counted.setdefault(target_id, []).append(endorsement)
 
-        return cls(state=state, live=live, retracted=frozenset(retracted), counted=counted)
+        return cls(
+            state=state,
+            live=live,
+            retracted=frozenset(retracted),
+            counted=counted,
+            people=people,
+            claims=claim_state,
+        )
 
     # ---- contributions and endorsements
 
@@ -513,6 +549,12 @@ class ProjectView:
     def retracted(self) -> frozenset[bytes]:
         """Ids of this project's contributions and endorsements retracted by their authors."""
         return self._retracted
+
+    def participants_of(self, record: Record) -> tuple[bytes, ...]:
+        """``P(c)`` of a live contribution in this view: its author and coauthors, or for an
+        attested one the participants its handles credit after claims."""
+        people = self._people.get(record.id)
+        return people or _participants(record.author, cast(ContributionBody, record.body))
 
     def is_live(self, contribution_id: bytes) -> bool:
         """True for a contribution of this project that is held and not retracted."""
@@ -539,11 +581,7 @@ class ProjectView:
             raise LocalProtocolError("bad-limit", f"limit must be 0 or more, not {limit}")
         records: Iterable[Record] = self._live.values()
         if author is not None:
-            records = [
-                r
-                for r in records
-                if author in _participants(r.author, cast(ContributionBody, r.body))
-            ]
+            records = [r for r in records if author in self.participants_of(r)]
         if type is not None:
             records = [r for r in records if cast(ContributionBody, r.body).type == type]
         # One full sort even with a limit: heapq.nlargest is slower on records that come in
@@ -585,7 +623,7 @@ class ProjectView:
                 return "its target is not a held contribution of the project"
             if not self.state.is_maintainer(record.author):
                 return "its author is not a maintainer of the project"
-            people = _participants(contribution.author, cast(ContributionBody, contribution.body))
+            people = self.participants_of(contribution)
             if record.author == people[0]:
                 return "its author wrote the contribution"
             if record.author in people:
@@ -594,8 +632,8 @@ class ProjectView:
         if isinstance(body, RetractionBody):
             if target is None or target.id != body.target:
                 return "its target is not held"
-            if target.project != pid or target.kind not in ("contribution", "endorsement"):
-                return "only contributions and endorsements of the project can be retracted"
+            if target.project != pid or target.kind in ("project-update", "retraction"):
+                return "only contributions, endorsements and claims can be retracted"
             if target.author != record.author:
                 return "only the author of a record can retract it"
             if target.id in self._retracted:
@@ -628,17 +666,16 @@ class ProjectView:
             return "the contribution it endorses is not held here"
         if endorsement.author not in self.state.maintainers:
             return "its author is not a maintainer of the project now"
-        if endorsement.author in _participants(
-            contribution.author, cast(ContributionBody, contribution.body)
-        ):
+        if endorsement.author in self.participants_of(contribution):
             return "its author is an author or coauthor of the contribution"
         return "a later endorsement by the same maintainer replaces it"
 
     def _entry(self, record: Record) -> LedgerEntry:
         counted = self._counted.get(record.id)
+        people = self._people.get(record.id)
         if counted is None:
-            return LedgerEntry(record, 0, 0)
-        return LedgerEntry(record, len(counted), self._weights[record.id])
+            return LedgerEntry(record, 0, 0, people)
+        return LedgerEntry(record, len(counted), self._weights[record.id], people)
 
     # ---- accounting
 
@@ -655,11 +692,11 @@ class ProjectView:
         for record in self._live.values():
             body = cast(ContributionBody, record.body)
             minutes = body.effort_minutes or 0
-            if body.coauthors is None:
+            if body.coauthors is None and body.on_behalf is None:
                 contributions[record.author] += 1
                 solo[record.author] += minutes
                 continue
-            people = _participants(record.author, body)
+            people = self.participants_of(record)
             credit = minutes * (denominator // len(people))
             for person in people:
                 contributions[person] += 1
@@ -670,7 +707,7 @@ class ProjectView:
         for target_id, weight in self._weights.items():
             record = self._live[target_id]
             body = cast(ContributionBody, record.body)
-            people = _participants(record.author, body)
+            people = self.participants_of(record)
             value = (body.effort_minutes or 0) * weight * (denominator // len(people))
             if value:
                 for person in people:
@@ -692,6 +729,7 @@ class ProjectView:
         """
         accounts = self._tally()
         total = sum(accounts.endorsed.values())
+        handles = attest.handle_names(self._live.values(), self.claims.resolved)
         lines = []
         for person, count in accounts.contributions.items():
             endorsed = accounts.endorsed.get(person, 0)
@@ -702,6 +740,7 @@ class ProjectView:
                     claimed_minutes=Fraction(accounts.claimed[person], _DENOMINATOR),
                     endorsed_value=Fraction(endorsed, _DENOMINATOR),
                     share=Fraction(endorsed, total) if total else Fraction(0),
+                    handle=handles.get(person),
                 )
             )
         lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))

@@ -1,4 +1,4 @@
-"""The six record kinds of docs/RECORD-FORMAT.md, as frozen, keyword-only dataclasses.
+"""The record kinds of docs/RECORD-FORMAT.md, as frozen, keyword-only dataclasses.
 
 Every class checks its rules when it is built, so an instance that breaks section 1 or 4 of the
 format cannot exist: a ``Record`` is always structurally well-formed, and its canonical bytes
@@ -23,6 +23,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import ClassVar, Final, TypeAlias
 
 from protocol import codec
+from protocol.attest import ClaimBody, ClaimConfirmationBody, check_on_behalf
 from protocol.errors import InvalidRecord, RemoteProtocolError
 from protocol.signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, peer_id
 
@@ -387,6 +388,10 @@ class Artifact:
         return out
 
 
+_CONTRIBUTION_FIELDS: tuple[str, ...] = ("type", "title", "description", "effort_minutes")
+_CONTRIBUTION_FIELDS += ("artifacts", "coauthors", "on_behalf")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ContributionBody:
     """Work done for a project: its type and title; optionally effort, artifacts, coauthors."""
@@ -398,6 +403,8 @@ class ContributionBody:
     effort_minutes: int | None = None
     artifacts: tuple[Artifact, ...] | None = None
     coauthors: tuple[bytes, ...] | None = None
+    #: Handles the work is attested for (protocol.attest); the signer is then no participant.
+    on_behalf: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, str):
@@ -415,6 +422,12 @@ class ContributionBody:
                 if not isinstance(item, Artifact):
                     raise InvalidRecord("bad-type:artifacts", "artifacts must be maps")
         _opt_key_list("coauthors", self.coauthors, MAX_COAUTHORS)
+        if self.on_behalf is not None:
+            check_on_behalf(self.on_behalf)
+            if self.coauthors is not None:
+                raise InvalidRecord(
+                    "on-behalf-with-coauthors", "an attested contribution credits handles only"
+                )
 
     @property
     def minutes(self) -> int:
@@ -423,7 +436,7 @@ class ContributionBody:
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {"type": self.type, "title": self.title}
-        for key in ("description", "effort_minutes", "artifacts", "coauthors"):
+        for key in _CONTRIBUTION_FIELDS[2:]:
             _put(out, key, getattr(self, key))
         return out
 
@@ -432,7 +445,7 @@ class ContributionBody:
         fields = _fields_from(
             "body",
             value,
-            ("type", "title", "description", "effort_minutes", "artifacts", "coauthors"),
+            _CONTRIBUTION_FIELDS,
             ("type", "title"),
         )
         artifacts = fields.get("artifacts")
@@ -531,6 +544,8 @@ Body: TypeAlias = (
     | EndorsementBody
     | RetractionBody
     | ProfileBody
+    | ClaimBody
+    | ClaimConfirmationBody
 )
 
 _BODY_CLASSES: Final[dict[str, type[Body]]] = {
@@ -542,6 +557,8 @@ _BODY_CLASSES: Final[dict[str, type[Body]]] = {
         EndorsementBody,
         RetractionBody,
         ProfileBody,
+        ClaimBody,
+        ClaimConfirmationBody,
     )
 }
 KINDS: Final = frozenset(_BODY_CLASSES)

@@ -13,6 +13,7 @@ import hashlib
 import pytest
 
 from protocol import codec
+from protocol.attest import ClaimBody, ClaimConfirmationBody
 from protocol.errors import InvalidRecord, RemoteProtocolError
 from protocol.record import (
     CONTRIBUTION_TYPES,
@@ -121,6 +122,18 @@ def every_kind() -> list[Record]:
             body=ProfileBody(name="Carol 🔧", about="", links=("https://carol.example",)),
             ts=TS,
         ),
+        sign_record(
+            ALICE,
+            body=ContributionBody(
+                type="code", title="Imported", on_behalf=("forge:codeberg.org/carol",)
+            ),
+            ts=TS,
+            project=PROJECT,
+        ),
+        sign_record(
+            CAROL, body=ClaimBody(handle="forge:codeberg.org/carol"), ts=TS, project=PROJECT
+        ),
+        sign_record(ALICE, body=ClaimConfirmationBody(claim=TARGET), ts=TS, project=PROJECT),
     ]
 
 
@@ -138,6 +151,8 @@ def test_every_kind_is_covered() -> None:
             "endorsement",
             "retraction",
             "profile",
+            "claim",
+            "claim-confirmation",
         }
     )
 

@@ -94,6 +94,8 @@ def test_coverage_of_the_vectors() -> None:
         "endorsement",
         "retraction",
         "profile",
+        "claim",
+        "claim-confirmation",
     }
     assert len(invalid) >= 35
     codes = {v["error"] for v in invalid}

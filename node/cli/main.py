@@ -36,7 +36,18 @@ def missing_node_dependencies() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from node import __version__
-    from node.cli import author, bundles, completion, identity, network, profile, run, show, tokens
+    from node.cli import (
+        author,
+        bundles,
+        completion,
+        history,
+        identity,
+        network,
+        profile,
+        run,
+        show,
+        tokens,
+    )
 
     common = common_options()
     parser = Parser(
@@ -65,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.register(sub, common)
     network.register(sub, common)
     bundles.register(sub, common)
+    history.register(sub, common)
     tokens.register(sub, common)
     completion.register(sub, common, parser)
     return parser

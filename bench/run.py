@@ -48,6 +48,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "views_endorsements": 5_000,
         "views_warm": 5,
         "views_settle": 4.0,
+        "git_commits": 1_000_000,
+        "git_authors": 20_000,
+        "git_sign_samples": 50_000,
     },
     "quick": {
         "reps": 2,
@@ -71,6 +74,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "views_endorsements": 500,
         "views_warm": 3,
         "views_settle": 2.0,
+        "git_commits": 50_000,
+        "git_authors": 2_000,
+        "git_sign_samples": 20_000,
     },
     "tiny": {
         "reps": 1,
@@ -94,6 +100,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "views_endorsements": 30,
         "views_warm": 1,
         "views_settle": 0.5,
+        "git_commits": 500,
+        "git_authors": 50,
+        "git_sign_samples": 500,
     },
 }
 
@@ -106,6 +115,7 @@ FIGURES = [
     "connect",
     "idle",
     "views",
+    "import_git",
 ]
 
 
@@ -114,6 +124,7 @@ def _module(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         fig_catchup,
         fig_connect,
         fig_footprint,
+        fig_import_git,
         fig_ingest,
         fig_propagation,
         fig_reconcile,
@@ -130,6 +141,7 @@ def _module(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         "connect": fig_connect.run,
         "idle": fig_footprint.run,
         "views": fig_views.run,
+        "import_git": fig_import_git.run,
     }[name]
 
 
@@ -395,6 +407,28 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{_range(r['bare_cold_ms'])} read+decode",
                 _ratio(settled["first_ratio"]),
                 "<= 100 ms",
+            )
+        )
+    r = results.get("import_git")
+    if r and "error" not in r:
+        slower = min(r["bare_git_log_per_s"]["median"], r["bare_signing_per_s"]["median"])
+        out.append(
+            (
+                f"9 import-git, {r['commits']:,} commits (commits/s)",
+                _range(r["import_per_s"]),
+                f"{_n(r['bare_git_log_per_s']['median'])} git log,"
+                f" {_n(r['bare_signing_per_s']['median'])} signing",
+                _ratio(r["ratio"]),
+                f">= 0.50x of {_n(slower)}",
+            )
+        )
+        out.append(
+            (
+                "9 import-git again, all held (commits/s)",
+                _range(r["reimport_per_s"]),
+                "",
+                "",
+                "",
             )
         )
     for name, value in results.items():

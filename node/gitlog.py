@@ -17,11 +17,11 @@ a second import of a history stores nothing new.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -232,16 +232,24 @@ def commit_type(paths: Sequence[str]) -> str:
     return "code"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _path_kind(path: str) -> str:
-    pure = PurePosixPath(path.strip('"').lower())
-    dirs = set(pure.parts[:-1])
-    if pure.suffix in _TRANSLATION_SUFFIXES or dirs & _TRANSLATION_DIRS:
+    # Cached: a history touches the same paths again and again.
+    *folders, name = path.strip('"').lower().split("/")
+    dirs = set(folders)
+    stem, dot, ext = name.rpartition(".")
+    suffix, stem = (dot + ext, stem) if stem else ("", name)
+    if suffix in _TRANSLATION_SUFFIXES or dirs & _TRANSLATION_DIRS:
         return "translation"
-    if dirs & _TEST_DIRS or pure.name.startswith("test_") or pure.stem.endswith("_test"):
+    if dirs & _TEST_DIRS or name.startswith("test_") or stem.endswith("_test"):
         return "testing"
-    if pure.suffix in _DOC_SUFFIXES or dirs & _DOC_DIRS or pure.name.startswith(_DOC_NAMES):
+    if suffix in _DOC_SUFFIXES or dirs & _DOC_DIRS or name.startswith(_DOC_NAMES):
         return "docs"
     return "code"
+
+
+#: Cached: a history has far fewer authors than commits.
+_handle: Final = functools.lru_cache(maxsize=1 << 16)(email_handle)
 
 
 def _title(subject: str, commit_hash: str) -> str:
@@ -259,7 +267,7 @@ def commit_body(commit: Commit, url: str, coauthor_map: dict[bytes, bytes]) -> C
     title, the repository URL and ``git:<hash>`` as the artifact, and on behalf of the hashed
     author email then each co-author's (repeats dropped, at most 33 handles)."""
     emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
-    handles = tuple(dict.fromkeys(email_handle(e) for e in emails))[:MAX_ON_BEHALF]
+    handles = tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF]
     return ContributionBody(
         type=commit_type(commit.paths),
         title=_title(commit.subject, commit.hash),

@@ -32,11 +32,11 @@ from node.gitlog import (
 from node.home import Home
 from node.store.sqlite import Store
 from node.textout import Progress
-from node.views.cache import ViewCache, ViewError
 from protocol.attest import ClaimBody, ClaimConfirmationBody, handle_from_text
 from protocol.bundle import BundleWriter
 from protocol.errors import InvalidRecord, ProtocolError
-from protocol.record import Artifact, Body, Record, sign_record
+from protocol.ledger import project_state
+from protocol.record import Artifact, Body, Record, decode_trusted, sign_record
 from protocol.signing import SigningKey
 from protocol.validation import MAX_CLOCK_SKEW_MS
 
@@ -77,21 +77,25 @@ class _Sink:
             self.held += int(answer["duplicates"])
 
 
-def _project(store: Store, text: str) -> tuple[bytes, ViewCache]:
-    views = ViewCache(store, cache=False)
+def _project(store: Store, text: str) -> bytes:
     try:
-        pid = store.resolve_prefix(id_prefix(text), kind="project")
+        return store.resolve_prefix(id_prefix(text), kind="project")
     except ProtocolError as exc:
         raise CommandError(f"--project {text}: {exc.message}") from None
-    return pid, views
 
 
-def _require_maintainer(views: ViewCache, pid: bytes, key: SigningKey, what: str) -> None:
-    try:
-        maintainers = views.project_show(pid.hex())["maintainers"]
-    except ViewError as exc:
-        raise CommandError(str(exc)) from None
-    if key.peer_id not in maintainers:
+def _require_maintainer(store: Store, pid: bytes, key: SigningKey, what: str) -> None:
+    """Refuse unless ``key`` is a maintainer of the project now.
+
+    Only the genesis and the project updates decide it, and updates travel in the meta scope:
+    reading those, rather than folding the project, keeps a re-import of a million-commit
+    history from folding a million records first.
+    """
+    genesis = store.get(pid)
+    if genesis is None:
+        raise CommandError(f"project {pid.hex()[:16]} is not held here")
+    updates = [decode_trusted(raw) for raw in store.raw_many([i for _, i in store.items("meta")])]
+    if key.public_key not in project_state(genesis, updates).maintainers:
         raise CommandError(f"only a maintainer of the project can {what}; you are not one")
 
 
@@ -119,8 +123,8 @@ def cmd_import_git(args: argparse.Namespace) -> int:
     except InvalidRecord as exc:
         raise CommandError(f"repository URL {url[:80]!r}: {exc.message}") from None
     with open_store(home) as store:
-        pid, views = _project(store, args.project)
-        _require_maintainer(views, pid, key, "import its history")
+        pid = _project(store, args.project)
+        _require_maintainer(store, pid, key, "import its history")
         client = None if args.dry_run else running_client(home)
         sink = _Sink(store, client, published=True)
         summary = _import(args, repo, url, key, pid, sink, total)
@@ -209,7 +213,7 @@ def cmd_claim(args: argparse.Namespace) -> int:
     except InvalidRecord as exc:
         raise CommandError(exc.message) from None
     with open_store(home) as store:
-        pid, _ = _project(store, args.project)
+        pid = _project(store, args.project)
         record = _sign(key, ClaimBody(handle=handle), pid)
         how = _deliver(home, store, record)
     emit(
@@ -233,8 +237,7 @@ def cmd_confirm_claim(args: argparse.Namespace) -> int:
         assert claim.project is not None
         if claim.author == key.public_key:
             raise CommandError("this is your own claim: another maintainer must confirm it")
-        views = ViewCache(store, cache=False)
-        _require_maintainer(views, claim.project, key, "confirm a claim")
+        _require_maintainer(store, claim.project, key, "confirm a claim")
         record = _sign(key, ClaimConfirmationBody(claim=claim.id), claim.project)
         how = _deliver(home, store, record)
     handle = str(getattr(claim.body, "handle", ""))

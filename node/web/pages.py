@@ -100,7 +100,7 @@ def projects(node: NodeHandle, query: str = "", sort: str = "name") -> dict[str,
     if q:
         listed = [p for p in listed if q in str(p["name"]).lower() or p["id"].startswith(q)]
     key, reverse = SORTS.get(sort, SORTS["name"])
-    listed.sort(key=key, reverse=reverse)  # type: ignore[operator]
+    listed.sort(key=key, reverse=reverse)
     return {"projects": listed, "query": query, "sort": sort if sort in SORTS else "name"}
 
 

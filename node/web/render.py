@@ -134,5 +134,7 @@ def environment() -> Environment:
 
 def render(template: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
     """The page ``template`` for ``context``, with the security headers."""
+    # What base.html reads, for pages rendered before a session is known (a refused Host).
+    context = {"path": "", "session": None, "me": None, **context}
     html = environment().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)

@@ -59,6 +59,12 @@
   }
 
   const source = new EventSource(url);
+  source.addEventListener("open", function () {
+    document.documentElement.setAttribute("data-live-stream", "open");
+  });
+  source.addEventListener("error", function () {
+    document.documentElement.setAttribute("data-live-stream", "reconnecting");
+  });
   source.addEventListener("record", function (event) {
     let r;
     try { r = JSON.parse(event.data); } catch (e) { return; }

@@ -27,6 +27,8 @@ BAR_HEIGHT = 22
 MAX_MONTHS = 36
 COLUMN_AREA = 160.0
 DAY_MS = 86_400_000
+#: The widest column, so that a project of two months does not draw two slabs.
+MAX_COLUMN = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,7 @@ def month_columns(timestamps: list[int]) -> list[Column]:
             month=m,
             count=counts[m],
             x=round(i * step, 2),
-            width=round(step * 0.8, 2),
+            width=round(min(step * 0.8, MAX_COLUMN), 2),
             height=round(COLUMN_AREA * counts[m] / most, 2),
         )
         for i, m in enumerate(months)

@@ -11,6 +11,7 @@ keyboard alone reaches every action of a page.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,58 @@ def test_a_rebound_host_is_refused_by_the_real_server(nodes: Nodes) -> None:
     assert answer.status_code == 400
     assert "default-src 'self'" in answer.headers["content-security-policy"]
     assert httpx.get(alice.api + "/", headers={"Host": "localhost"}).status_code == 200
+
+
+def test_screenshots_of_the_main_pages(
+    nodes: Nodes, browser: Any, tabs: list[Tab], tmp_path: Path
+) -> None:
+    """Screenshots of the main pages of a small, plausible ledger: into the test's folder,
+    and into docs/ when ``COMMONS_SCREENSHOTS`` names a folder (``scripts/screenshots``)."""
+    alice = nodes.start("alice", display_name="Alice")
+    now = int(time.time() * 1000)
+    f = RecordFactory(now_ms=now - 70 * DAY_MS, step_ms=DAY_MS)
+    project = f.project(
+        "alice",
+        name="Wikispeed",
+        description="An open-hardware car, designed and built in the open.",
+        license="CERN-OHL-S-2.0",
+        links=("https://example.org/wikispeed",),
+        maintainers=("carol",),
+    )
+    records: list[Record] = [project]
+    records += [f.profile(n, name=n.capitalize()) for n in ("bob", "carol", "dave", "erin")]
+    titles = ["Chassis CAD", "Crash structure", "Wiring harness", "Brake test rig", "Seat mounts"]
+    for i, title in enumerate(titles * 3):
+        who = ("bob", "dave", "erin", "bob")[i % 4]
+        c = f.contribution(who, project, title=title, type="design", minutes=45 * (1 + i % 5))
+        records.append(c)
+        if i % 3 != 2:
+            records.append(f.endorsement("carol", c, weight=1 + i % 3))
+    path = tmp_path / "example.bundle"
+    path.write_bytes(encode_bundle(r.raw for r in records))
+    alice.cli("import", str(path))
+    pid = project.id.hex()
+    out = Path(os.environ.get("COMMONS_SCREENSHOTS") or tmp_path)
+    tab = open_tab(tabs, browser, alice)
+    shots = {
+        "dashboard-home.png": "/",
+        "dashboard-project.png": f"/projects/{pid}",
+        "dashboard-record.png": f"/records/{records[5].id.hex()}",
+        "dashboard-person.png": f"/people/{f.key('bob').peer_id}",
+    }
+    tab.page.set_viewport_size({"width": 1100, "height": 900})
+    for name, page in shots.items():
+        tab.page.goto(page)
+        tab.page.screenshot(path=str(out / name), full_page=name == "dashboard-project.png")
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    dark = browser.new_context(base_url=alice.api, color_scheme="dark")
+    try:
+        page = dark.new_page()
+        page.set_viewport_size({"width": 1100, "height": 900})
+        page.goto(f"/projects/{pid}")
+        background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        assert background == "rgb(13, 17, 23)"  # the dark scheme's, from the system setting
+        page.screenshot(path=str(out / "dashboard-project-dark.png"))
+    finally:
+        dark.close()
+    assert tab.errors == []

@@ -11,7 +11,7 @@ the charts follow the light or dark scheme.
 
 from __future__ import annotations
 
-from collections import Counter
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,6 @@ BAR_HEIGHT = 22
 #: Months drawn in the contributions-over-time chart (the most recent ones).
 MAX_MONTHS = 36
 COLUMN_AREA = 160.0
-DAY_MS = 86_400_000
 #: The widest column, so that a project of two months does not draw two slabs.
 MAX_COLUMN = 40.0
 
@@ -92,33 +91,43 @@ def share_bars(shares: list[dict[str, Any]]) -> list[Bar]:
     return bars
 
 
-def _month(ts_ms: int) -> str:
+def _month_start(ts_ms: int) -> tuple[str, int]:
+    """The month (UTC) of ``ts_ms`` as ``2026-11``, and when it began, in ms."""
     try:
-        return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m")
+        when = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        return "?"
+        return "?", ts_ms  # beyond what a datetime holds: a month of its own
+    start = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start.strftime("%Y-%m"), int(start.timestamp() * 1000)
 
 
 def month_columns(timestamps: list[int]) -> list[Column]:
-    """Live contributions per month (UTC), the last ``MAX_MONTHS`` months that have any."""
-    # Counted by day first: a project of 50,000 contributions has a few hundred distinct
-    # days, and turning a day into its month is the slow part.
-    days = Counter(ts // DAY_MS for ts in timestamps)
-    counts: Counter[str] = Counter()
-    for day, n in days.items():
-        counts[_month(day * DAY_MS)] += n
-    months = sorted(counts)[-MAX_MONTHS:]
-    if not months:
+    """Live contributions per month (UTC), the last ``MAX_MONTHS`` months that have any.
+
+    Counted by bisection in the sorted times, month by month from the newest, so a project of
+    50,000 contributions costs a sort of an already ordered list and a few dozen searches,
+    not a date conversion for each contribution.
+    """
+    times = sorted(timestamps)
+    counts: list[tuple[str, int]] = []
+    end = len(times)
+    while end > 0 and len(counts) < MAX_MONTHS:
+        month, start = _month_start(times[end - 1])
+        first = bisect_left(times, start, 0, end)
+        counts.append((month, end - first))
+        end = first
+    counts.reverse()
+    if not counts:
         return []
-    most = max(counts[m] for m in months)
-    step = PLOT_WIDTH / max(len(months), 1)
+    most = max(n for _, n in counts)
+    step = PLOT_WIDTH / len(counts)
     return [
         Column(
             month=m,
-            count=counts[m],
+            count=n,
             x=round(i * step, 2),
             width=round(min(step * 0.8, MAX_COLUMN), 2),
-            height=round(COLUMN_AREA * counts[m] / most, 2),
+            height=round(COLUMN_AREA * n / most, 2),
         )
-        for i, m in enumerate(months)
+        for i, (m, n) in enumerate(counts)
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from node.views.cache import MAX_LEDGER_LIMIT, ViewError, record_json
+from node.views.cache import ViewError, record_json
 from node.views.details import names, profile_json, record_detail
 from node.web.chart import month_columns, share_bars
 from node.web.events import event_json
@@ -132,8 +132,7 @@ def project(
     out["ledger"] = page.entries
     out["total"] = page.total
     out["next_cursor"] = page.next_cursor
-    everything = node.views.ledger_page(pid, limit=MAX_LEDGER_LIMIT).entries
-    out["months"] = month_columns([e["ts"] for e in everything])
+    out["months"] = month_columns(node.views.contribution_times(pid))
     return out
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,14 @@ import httpx
 import pytest
 import trio
 from dashboard_fakes import FakeNode, csrf_of, log_in
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.api.app import build_app
 from node.cli.main import main
+from node.views.cache import ViewCache
 from node.web.auth import Sessions
+from node.web.chart import MAX_MONTHS, month_columns
 from node.web.events import EventHub
 from node.web.forms import field_of, fields_of
 from node.web.render import safe_href
@@ -541,3 +547,21 @@ def test_dashboard_command_needs_a_running_node(
 
 def test_csrf_helper_finds_the_token() -> None:
     assert csrf_of('<input type="hidden" name="csrf" value="abc">') == "abc"
+
+
+@given(st.lists(st.integers(min_value=0, max_value=4_000_000_000_000), max_size=200))
+def test_months_count_every_contribution_once(times: list[int]) -> None:
+    columns = month_columns(sorted(times, reverse=True))
+    naive = Counter(datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m") for t in times)
+    expected = sorted(naive.items())[-MAX_MONTHS:]
+    assert [(c.month, c.count) for c in columns] == expected
+    assert all(0 < c.height <= 160 for c in columns)
+
+
+def test_contribution_times_agree_between_fold_and_snapshot(node: FakeNode, seed: Seed) -> None:
+    folded = node.views.contribution_times(seed.pid)
+    ledger = node.views.ledger(seed.pid)
+    assert folded == [e["ts"] for e in ledger]
+    assert node.views.save_snapshots(force=True) == 1
+    fresh = ViewCache(node.store)  # answers from the stored snapshot
+    assert fresh.contribution_times(seed.pid) == folded

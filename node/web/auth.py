@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-__all__ = ["COOKIE", "Session", "Sessions", "host_ok", "origin_ok"]
-
-COOKIE = "commons_session"
+__all__ = ["Session", "Sessions", "cookie_name", "host_ok", "origin_ok"]
 #: A login URL works once, within this many seconds.
 LOGIN_TTL = 600.0
 #: A session lasts this long after its last use.
@@ -82,7 +80,7 @@ class Sessions:
 
     def of(self, request: Request) -> Session | None:
         """The live session the request's cookie names, or None (its expiry renewed)."""
-        sid = request.cookies.get(COOKIE)
+        sid = request.cookies.get(cookie_name(request))
         if not sid:
             return None
         session = self._sessions.get(sid)
@@ -97,6 +95,14 @@ class Sessions:
 
     def end(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+
+
+def cookie_name(request: Request) -> str:
+    """The session cookie's name, which carries the port: browsers share cookies between
+    the ports of one host, so two nodes' dashboards on 127.0.0.1 would otherwise log each
+    other out (and each would receive the other's session)."""
+    port = request.headers.get("host", "").rpartition(":")[2]
+    return f"commons_session_{port}" if port.isdigit() else "commons_session"
 
 
 def _hostname(host: str) -> str:

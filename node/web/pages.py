@@ -121,6 +121,7 @@ def project(
     history = sorted(updates, key=order_key)
     out["history"] = [record_json(r) for r in ([genesis] if genesis else []) + history]
     out["filters"] = {"type": type or "", "author": author or ""}
+    out["cursor"] = cursor
     if not shown.get("followed", True):
         out["followed"] = False
         return out

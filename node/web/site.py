@@ -22,7 +22,15 @@ from starlette.routing import Route
 from node.authoring import AuthoringError
 from node.views.cache import ViewError
 from node.web import pages
-from node.web.auth import COOKIE, SESSION_TTL, Session, Sessions, csrf_ok, host_ok, origin_ok
+from node.web.auth import (
+    SESSION_TTL,
+    Session,
+    Sessions,
+    cookie_name,
+    csrf_ok,
+    host_ok,
+    origin_ok,
+)
 from node.web.events import EventHub
 from node.web.forms import MAX_FORM_BODY, field_of, fields_of, parse_form
 from node.web.render import SECURITY_HEADERS, render
@@ -175,7 +183,7 @@ class Dashboard:
             raise _Refused(403, message)
         response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
         response.set_cookie(
-            COOKIE,
+            cookie_name(request),
             session.id,
             max_age=int(SESSION_TTL),
             path="/",
@@ -188,7 +196,7 @@ class Dashboard:
         session, _ = await self._checked_form(request)
         self.sessions.end(session)
         response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(cookie_name(request), path="/", httponly=True, samesite="strict")
         return response
 
     async def issue_login(self, request: Request) -> Response:

@@ -186,6 +186,9 @@ async def test_the_chart_and_tables_give_the_apis_numbers(
     )
     ledger = (await http.get(f"/api/v1/projects/{seed.pid}/ledger")).json()
     assert all(f"/records/{e['id']}" in page for e in ledger)
+    assert f'<tbody data-live="{seed.pid}">' in page
+    filtered = (await http.get(f"/projects/{seed.pid}?type=code")).text
+    assert "data-live" not in filtered  # live rows would ignore the filter
     month = re.search(r'data-month="[^"]+" data-count="(\d+)"', page)
     assert month
     assert int(month.group(1)) == len(ledger)
@@ -294,6 +297,7 @@ async def test_login_url_works_once(http: httpx.AsyncClient, node: FakeNode) -> 
     first = await http.get(url.raw_path.decode())
     assert first.status_code == 303
     cookie = first.headers["set-cookie"]
+    assert cookie.startswith("commons_session_4711=")  # one cookie per node (port)
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie.replace("Strict", "strict")
     http.cookies.clear()

@@ -276,6 +276,47 @@ def test_a_record_from_another_node_appears_live(
     assert tab.errors == []
 
 
+def test_first_paint_and_live_update_are_quick(
+    nodes: Nodes, browser: Any, tabs: list[Tab], tmp_path: Path
+) -> None:
+    """The issue's budgets on loopback: first paint of a project page within 300 ms, a record
+    on the page within 100 ms of being stored. Measured and printed; asserted at three times
+    the budget, so that a loaded CI machine passes and a regression of kind does not."""
+    alice = nodes.start("alice")
+    seed = Seeded(alice, tmp_path)
+    tab = open_tab(tabs, browser, alice)
+    tab.page.goto(f"/projects/{seed.pid}")  # the templates compiled, the project folded
+    paints = []
+    for _ in range(3):
+        tab.page.goto(f"/projects/{seed.pid}")
+        paint = tab.page.wait_for_function(
+            """() => performance.getEntriesByType("paint")
+                .find(p => p.name === "first-contentful-paint")"""
+        )
+        paints.append(paint.evaluate("p => p.startTime"))
+    lags = []
+    for i in range(3):
+        tab.page.wait_for_selector("html[data-live-stream=open]", timeout=10_000)
+        # The page notes (in epoch ms) when each live row arrives.
+        tab.page.evaluate(
+            """() => { window.__arrived = {};
+                new MutationObserver(ms => ms.forEach(m => m.addedNodes.forEach(n => {
+                    if (n.dataset && n.dataset.record)
+                        window.__arrived[n.dataset.record] =
+                            performance.timeOrigin + performance.now();
+                }))).observe(document.querySelector("[data-live]"), {childList: true}); }"""
+        )
+        made = alice.post(
+            f"/api/v1/projects/{seed.pid}/contributions", {"type": "docs", "title": f"Live {i}"}
+        )
+        stored = time.time() * 1000  # the answer comes after the commit: an upper bound
+        tab.page.wait_for_function(f"() => window.__arrived['{made['id']}'] !== undefined")
+        lags.append(tab.page.evaluate(f"window.__arrived['{made['id']}']") - stored)
+    print(f"first contentful paint {sorted(paints)} ms; live update after store {sorted(lags)} ms")
+    assert sorted(paints)[1] <= 900
+    assert sorted(lags)[1] <= 300
+
+
 def test_keyboard_reaches_every_action(
     nodes: Nodes, browser: Any, tabs: list[Tab], tmp_path: Path
 ) -> None:

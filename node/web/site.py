@@ -34,6 +34,7 @@ from node.web.auth import (
 from node.web.events import EventHub
 from node.web.forms import MAX_FORM_BODY, field_of, fields_of, parse_form
 from node.web.render import SECURITY_HEADERS, render
+from protocol.errors import ProtocolError
 from protocol.record import parse_id_prefix
 
 if TYPE_CHECKING:
@@ -269,8 +270,8 @@ class Dashboard:
         if project is not None:
             try:
                 project = parse_id_prefix(project)
-            except Exception:
-                return JSONResponse({"error": "project must be a project id"}, status_code=400)
+            except ProtocolError as exc:
+                return JSONResponse({"error": f"project: {exc.message}"}, status_code=400)
             if len(project) != 64:
                 return JSONResponse(
                     {"error": "project must be a full 64-character id"}, status_code=400

@@ -21,6 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
 
+from browser_harness import Tab
 from system_harness import Nodes, node_factory
 
 CHROMIUM = os.environ.get("COMMONS_CHROMIUM", "/usr/bin/chromium")
@@ -54,21 +55,6 @@ def nodes(tmp_path: Path) -> Iterator[Nodes]:
     """Homes and nodes for one test, stopped by pid at its end (see ``node_factory``)."""
     with node_factory(tmp_path) as factory:
         yield factory
-
-
-class Tab:
-    """One browser context (its own cookies) and page, collecting console errors."""
-
-    def __init__(self, browser: Any, base: str) -> None:
-        self.base = base
-        self.context = browser.new_context(base_url=base)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def close(self) -> None:
-        self.context.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Tab
+from browser_harness import Tab
 from system_harness import NodeProcess, Nodes, wait_connected, wait_until
 
 from protocol.bundle import encode_bundle

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from node.authoring import AuthoringError
+from node.authoring import AuthoringError, NoEffect
 from node.views.cache import ViewError
 from node.web import pages
 from node.web.auth import (
@@ -252,6 +252,10 @@ class Dashboard:
             if not errors:
                 try:
                     authored = await self.node.author_checked(action, fields)
+                except NoEffect as exc:
+                    # The CLI's message names its flag; here the box beside the field is it.
+                    because = str(exc).split(" (publish it anyway", 1)[0]
+                    errors["force"] = f"{because}. Tick this box to publish it anyway."
                 except AuthoringError as exc:
                     errors[field_of(str(exc), action)] = str(exc)
             if authored is None:

@@ -401,9 +401,13 @@ async def test_refusals_show_beside_their_field(
     endorse = f"/records/{seed.bob.id.hex()}/endorse"
     await refused(endorse, "weight", "weight", weight="11")
     # Refused as having no effect: the owner is not a maintainer of the project.
-    answer = await http.post(endorse, data={"csrf": csrf}, headers=ORIGIN)
-    assert answer.status_code == 422
-    assert "would have no effect" in html.unescape(answer.text)
+    await refused(endorse, "force", "would have no effect: you are not a maintainer")
+    forced = await http.post(endorse, data={"csrf": csrf, "force": "1"}, headers=ORIGIN)
+    assert forced.status_code == 303
+    shown = (await http.get(forced.headers["location"])).text
+    assert "Recorded and published" in shown
+    assert "does not count</span>: its author is not a maintainer of the project" in shown
+    before += 1
     # The values typed are kept.
     kept = await http.post(
         contribute,

@@ -101,7 +101,12 @@ def projects(node: NodeHandle, query: str = "", sort: str = "name") -> dict[str,
         listed = [p for p in listed if q in str(p["name"]).lower() or p["id"].startswith(q)]
     key, reverse = SORTS.get(sort, SORTS["name"])
     listed.sort(key=key, reverse=reverse)
-    return {"projects": listed, "query": query, "sort": sort if sort in SORTS else "name"}
+    return {
+        "projects": listed,
+        "query": query,
+        "sort": sort if sort in SORTS else "name",
+        "names": names(node.store),
+    }
 
 
 def project(

@@ -187,6 +187,10 @@ async def test_the_chart_and_tables_give_the_apis_numbers(
     ledger = (await http.get(f"/api/v1/projects/{seed.pid}/ledger")).json()
     assert all(f"/records/{e['id']}" in page for e in ledger)
     assert f'<tbody data-live="{seed.pid}">' in page
+    older = (await http.get(f"/projects/{seed.pid}?cursor={ledger[0]['id']}")).text
+    assert "Newest contributions" in older
+    assert f"/records/{ledger[0]['id']}" not in older
+    assert f"/records/{ledger[1]['id']}" in older
     filtered = (await http.get(f"/projects/{seed.pid}?type=code")).text
     assert "data-live" not in filtered  # live rows would ignore the filter
     month = re.search(r'data-month="[^"]+" data-count="(\d+)"', page)

@@ -386,6 +386,17 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
         return [decode(row[0]) for row in self._db.execute(query, (limit,))]
 
     @guarded
+    def size_bytes(self) -> int:
+        """Bytes of the database's pages in use (free pages left by a purge not counted):
+        what ``[policy] max_store_mb`` limits. The write-ahead log, bounded by checkpoints,
+        is not counted."""
+        pages, free, size = (
+            int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_count", "freelist_count", "page_size")
+        )
+        return (pages - free) * size
+
+    @guarded
     def integrity_check(self) -> str:
         """SQLite's own check of every page and index: ``"ok"`` or the problems found."""
         rows = self._db.execute("PRAGMA integrity_check").fetchall()

@@ -32,7 +32,7 @@ from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.validation import parse_record, verify_signature
 
-__all__ = ["IngestResult", "Ingestor", "Pipeline"]
+__all__ = ["Admission", "IngestResult", "Ingestor", "Pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,94 @@ def _first(item: tuple[int, Record]) -> int:
     return item[0]
 
 
+class Admission:
+    """Local policy at the door of the store: every path that stores records (the
+    :class:`Ingestor`'s, and ``commons import`` without a node) stores through one."""
+
+    def __init__(self, store: Store, metrics: Metrics, policy: Callable[[], Policy]) -> None:
+        self.store = store
+        self.metrics = metrics
+        #: The local policy in force (it changes when the operator blocks or unblocks).
+        self.policy = policy
+        # One judge of the limits at a time, so two batches cannot both take the last place.
+        self._quota_lock = threading.Lock()
+        self._quota_logged = -QUOTA_LOG_WINDOW
+
+    def __call__(
+        self, good: Sequence[tuple[int, Record]], *, published: bool, source: str
+    ) -> tuple[list[tuple[Record, bool]], list[tuple[int, str]]]:
+        """Judge valid records by local policy and store those it admits (in a worker thread,
+        or in ``commons import``'s own): each stored record with whether it was new, and the
+        refusals. The ids of blocked records are remembered as refused (see
+        :mod:`node.store.moderation`), so reconciliation does not fetch them again."""
+        policy = self.policy()
+        admitted: list[tuple[int, Record]] = []
+        blocked: list[Record] = []
+        refused: list[tuple[int, str]] = []
+        for i, record in good:
+            reason = policy.refusal(record)
+            if reason is None:
+                admitted.append((i, record))
+            else:
+                blocked.append(record)
+                refused.append((i, reason))
+                self.metrics.inc("commons_policy_refused_total", source=source, reason="blocked")
+        if blocked:
+            self.store.note_refused(blocked)
+        if not policy.has_quota:
+            records = [r for _, r in admitted]
+            return list(
+                zip(records, self.store.add(records, published=published), strict=True)
+            ), refused
+        with self._quota_lock:
+            admitted = self._within_limits(policy, admitted, refused, source)
+            records = [r for _, r in admitted]
+            flags = self.store.add(records, published=published)
+        return list(zip(records, flags, strict=True)), refused
+
+    def _within_limits(
+        self,
+        policy: Policy,
+        admitted: list[tuple[int, Record]],
+        refused: list[tuple[int, str]],
+        source: str,
+    ) -> list[tuple[int, Record]]:
+        """The records among ``admitted`` that fit the store's limits; the others join
+        ``refused`` (records already held are kept: storing them again costs nothing)."""
+        missing = set(self.store.missing([r.id for _, r in admitted]))
+        size = self.store.size_bytes()
+        counts: dict[bytes, int] = {}
+        kept: list[tuple[int, Record]] = []
+        for i, record in admitted:
+            if record.id not in missing:
+                kept.append((i, record))
+                continue
+            project = project_of(record)
+            held = 0
+            if project is not None:
+                if project not in counts:
+                    key = self.store.project_key(project)
+                    counts[project] = key[0] if key is not None else 0
+                held = counts[project]
+            reason = policy.over_quota(record, store_bytes=size, project_records=held)
+            if reason is None:
+                kept.append((i, record))
+                if project is not None:
+                    counts[project] += 1
+                continue
+            refused.append((i, reason))
+            self.metrics.inc("commons_policy_refused_total", source=source, reason="over-quota")
+            now = time.monotonic()
+            if now - self._quota_logged >= QUOTA_LOG_WINDOW:
+                self._quota_logged = now
+                log.warning(
+                    "refusing new records: %s (the node keeps serving what it holds; this is"
+                    " logged once a minute, /metrics counts every refusal)",
+                    reason.partition(": ")[2],
+                )
+        return kept
+
+
 class Ingestor:
     """Validates and stores batches; calls ``on_new`` with each batch of new records."""
 
@@ -165,11 +253,7 @@ class Ingestor:
         self.now_ms = now_ms
         self.metrics = metrics
         self.accept = accept
-        #: The local policy in force (it changes when the operator blocks or unblocks).
-        self.policy = policy or Policy
-        # One judge of the limits at a time, so two batches cannot both take the last place.
-        self._quota_lock = threading.Lock()
-        self._quota_logged = -QUOTA_LOG_WINDOW
+        self.admit = Admission(store, metrics, policy or Policy)
         self._listeners: list[Callable[[list[Record], str], None]] = []
         self._limiter = trio.CapacityLimiter(MAX_VALIDATION_THREADS)
 
@@ -321,80 +405,6 @@ class Ingestor:
                 except Exception:  # a listener's bug must not lose the acknowledgement
                     log.exception("new-record listener failed (source %s)", source)
         return result
-
-    def admit(
-        self, good: Sequence[tuple[int, Record]], *, published: bool, source: str
-    ) -> tuple[list[tuple[Record, bool]], list[tuple[int, str]]]:
-        """Judge valid records by local policy and store those it admits (in a worker thread,
-        or in ``commons import``'s own): each stored record with whether it was new, and the
-        refusals. The ids of blocked records are remembered as refused (see
-        :mod:`node.store.moderation`), so reconciliation does not fetch them again."""
-        policy = self.policy()
-        admitted: list[tuple[int, Record]] = []
-        blocked: list[Record] = []
-        refused: list[tuple[int, str]] = []
-        for i, record in good:
-            reason = policy.refusal(record)
-            if reason is None:
-                admitted.append((i, record))
-            else:
-                blocked.append(record)
-                refused.append((i, reason))
-                self.metrics.inc("commons_policy_refused_total", source=source, reason="blocked")
-        if blocked:
-            self.store.note_refused(blocked)
-        if not policy.has_quota:
-            records = [r for _, r in admitted]
-            return list(
-                zip(records, self.store.add(records, published=published), strict=True)
-            ), refused
-        with self._quota_lock:
-            admitted = self._within_limits(policy, admitted, refused, source)
-            records = [r for _, r in admitted]
-            flags = self.store.add(records, published=published)
-        return list(zip(records, flags, strict=True)), refused
-
-    def _within_limits(
-        self,
-        policy: Policy,
-        admitted: list[tuple[int, Record]],
-        refused: list[tuple[int, str]],
-        source: str,
-    ) -> list[tuple[int, Record]]:
-        """The records among ``admitted`` that fit the store's limits; the others join
-        ``refused`` (records already held are kept: storing them again costs nothing)."""
-        missing = set(self.store.missing([r.id for _, r in admitted]))
-        size = self.store.size_bytes()
-        counts: dict[bytes, int] = {}
-        kept: list[tuple[int, Record]] = []
-        for i, record in admitted:
-            if record.id not in missing:
-                kept.append((i, record))
-                continue
-            project = project_of(record)
-            held = 0
-            if project is not None:
-                if project not in counts:
-                    key = self.store.project_key(project)
-                    counts[project] = key[0] if key is not None else 0
-                held = counts[project]
-            reason = policy.over_quota(record, store_bytes=size, project_records=held)
-            if reason is None:
-                kept.append((i, record))
-                if project is not None:
-                    counts[project] += 1
-                continue
-            refused.append((i, reason))
-            self.metrics.inc("commons_policy_refused_total", source=source, reason="over-quota")
-            now = time.monotonic()
-            if now - self._quota_logged >= QUOTA_LOG_WINDOW:
-                self._quota_logged = now
-                log.warning(
-                    "refusing new records: %s (the node keeps serving what it holds; this is"
-                    " logged once a minute, /metrics counts every refusal)",
-                    reason.partition(": ")[2],
-                )
-        return kept
 
 
 class Pipeline:

@@ -21,6 +21,7 @@ from node.clock import now_ms
 from node.home import Home
 from node.metrics import Metrics
 from node.moderation import (
+    BlockOutcome,
     ModerationError,
     add_ban,
     bans_json,
@@ -208,10 +209,19 @@ class NodeHandle:
         async with self._admin_lock:
             policy = self.service.policy
             if on:
+                # The new policy first: whatever is judged from now on is refused, and the
+                # purge waits for a batch judged before (see Admission.exclusive).
+                self.service.policy_changed(policy.with_block(which, raw, True))
                 run = partial(block, self.store, policy, which, raw, purge=purge)
             else:
                 run = partial(unblock, self.store, policy, which, raw)
-            outcome = await trio.to_thread.run_sync(run)
+            try:
+                outcome: BlockOutcome = await trio.to_thread.run_sync(
+                    self.ingestor.admit.exclusive, run
+                )
+            except BaseException:
+                self.service.policy_changed(policy)
+                raise
             self.service.policy_changed(outcome.policy)
         if on and outcome.records:
             self.views.forget()  # the purged projects' results are stale

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import trio
 
@@ -35,6 +36,8 @@ from protocol.validation import parse_record, verify_signature
 __all__ = ["Admission", "IngestResult", "Ingestor", "Pipeline"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Batches at least this large are validated off the trio thread.
 THREAD_BATCH = 32
@@ -156,9 +159,17 @@ class Admission:
         self.metrics = metrics
         #: The local policy in force (it changes when the operator blocks or unblocks).
         self.policy = policy
-        # One judge of the limits at a time, so two batches cannot both take the last place.
-        self._quota_lock = threading.Lock()
+        # One batch judged and stored at a time: two batches cannot both take the last place
+        # under a limit, and a purge (run under it, see ``exclusive``) cannot slip between a
+        # batch judged by the policy before a block and its commit. The store serialises
+        # its writes anyway; the judging beside them costs microseconds a record.
+        self._lock = threading.Lock()
         self._quota_logged = -QUOTA_LOG_WINDOW
+
+    def exclusive(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a block's purge) while no batch is being admitted."""
+        with self._lock:
+            return fn()
 
     def __call__(
         self, good: Sequence[tuple[int, Record]], *, published: bool, source: str
@@ -167,27 +178,25 @@ class Admission:
         or in ``commons import``'s own): each stored record with whether it was new, and the
         refusals. The ids of blocked records are remembered as refused (see
         :mod:`node.store.moderation`), so reconciliation does not fetch them again."""
-        policy = self.policy()
-        admitted: list[tuple[int, Record]] = []
-        blocked: list[Record] = []
-        refused: list[tuple[int, str]] = []
-        for i, record in good:
-            reason = policy.refusal(record)
-            if reason is None:
-                admitted.append((i, record))
-            else:
-                blocked.append(record)
-                refused.append((i, reason))
-                self.metrics.inc("commons_policy_refused_total", source=source, reason="blocked")
-        if blocked:
-            self.store.note_refused(blocked)
-        if not policy.has_quota:
-            records = [r for _, r in admitted]
-            return list(
-                zip(records, self.store.add(records, published=published), strict=True)
-            ), refused
-        with self._quota_lock:
-            admitted = self._within_limits(policy, admitted, refused, source)
+        with self._lock:
+            policy = self.policy()
+            admitted: list[tuple[int, Record]] = []
+            blocked: list[Record] = []
+            refused: list[tuple[int, str]] = []
+            for i, record in good:
+                reason = policy.refusal(record)
+                if reason is None:
+                    admitted.append((i, record))
+                else:
+                    blocked.append(record)
+                    refused.append((i, reason))
+                    self.metrics.inc(
+                        "commons_policy_refused_total", source=source, reason="blocked"
+                    )
+            if blocked:
+                self.store.note_refused(blocked)
+            if policy.has_quota:
+                admitted = self._within_limits(policy, admitted, refused, source)
             records = [r for _, r in admitted]
             flags = self.store.add(records, published=published)
         return list(zip(records, flags, strict=True)), refused

@@ -31,12 +31,6 @@ def f() -> RecordFactory:
     return RecordFactory(now_ms=NOW - 60_000)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    with Store.open(tmp_path / "ledger.db") as opened:
-        yield opened
-
-
 def test_refused_ids_are_items_but_never_served(store: Store, f: RecordFactory) -> None:
     p = f.project("alice")
     kept, blocked = f.contribution("carol", p), f.contribution("bob", p)

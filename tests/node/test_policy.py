@@ -120,15 +120,15 @@ def test_config_entries_are_checked_and_named(f: RecordFactory) -> None:
     assert policy.max_store_bytes == 2 << 20
     assert policy.max_project_records is None
     assert policy.configured == {("project", p.id), ("author", f.pub("bob"))}
-    with pytest.raises(PolicyError, match="policy.block_projects: 'abc' is not a project id"):
+    with pytest.raises(PolicyError, match=r"policy\.block_projects: 'abc' is not a project id"):
         from_config(block_projects=["abc"])
-    with pytest.raises(PolicyError, match="policy.block_authors:"):
+    with pytest.raises(PolicyError, match=r"policy\.block_authors:"):
         from_config(block_authors=["12D3KooWnot-a-peer"])
     assert hosted("all") is None
     assert hosted([p.id.hex()]) == {p.id}
-    with pytest.raises(PolicyError, match="policy.host"):
+    with pytest.raises(PolicyError, match=r"policy\.host"):
         hosted("some")
-    with pytest.raises(PolicyError, match="policy.host"):
+    with pytest.raises(PolicyError, match=r"policy\.host"):
         hosted(["zz" * 32])
     assert parse_project(" " + p.id.hex() + "\n") == p.id
     assert parse_author(peer_id(f.pub("carol"))) == f.pub("carol")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from node import __version__
-from node.authoring import Authored, prepare
+from node.authoring import Authored, AuthoringError, prepare
 from node.clock import now_ms
 from node.home import Home
 from node.metrics import Metrics
@@ -103,7 +103,9 @@ class NodeHandle:
                 now_ms=now_ms(),
             )
         )
-        await self.ingestor.store_valid([(0, authored.record)], source="local")
+        result = await self.ingestor.store_valid([(0, authored.record)], source="local")
+        if result.rejected:  # a block, or a limit, of this node's own policy
+            raise AuthoringError(result.rejected[0][1])
         return authored
 
     async def submit(self, raw: bytes) -> tuple[Record, bool]:

@@ -20,6 +20,7 @@ from node.policy import (
 )
 from node.service import NOT_FOLLOWED, NodeService, ServiceConfig
 from protocol.signing import peer_id
+from protocol.sync_session import hard_refusals
 from protocol.testing import EPOCH_MS, RecordFactory
 from protocol.validation import META_TOPIC, project_topic
 
@@ -160,3 +161,8 @@ def test_the_service_refuses_blocked_gossip_without_blame_and_forgets_on_a_new_p
         policy=Policy(blocked_authors=frozenset({f.pub("bob")})),
     )
     assert following.gossip_validated(topic, b"k3", c) == NOT_FOLLOWED
+
+
+def test_policy_refusals_do_not_end_a_sync_session() -> None:
+    refused = ["blocked: blocked by local policy (author X)", "over-quota: full", "bad-sig: x"]
+    assert hard_refusals(refused) == ["bad-sig: x"]

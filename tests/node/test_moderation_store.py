@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from node import runtime
+from node.cli import run as run_cli
+from node.cli.errors import CommandError
 from node.cli.main import main
-from node.home import Home
+from node.home import Home, HomeError, parse_config
 from node.metrics import Metrics
 from node.moderation import ModerationError, block, parse_duration, unblock
 from node.policy import Policy
@@ -260,3 +263,51 @@ def test_offline_admin_and_import(
     with Store.open(home / "ledger.db") as store:
         assert store.count() == 2  # p and carol's contribution
         assert store.bans() == []
+
+
+def test_the_policy_table_of_config_toml(f: RecordFactory) -> None:
+    p = f.project("alice")
+    bob = peer_id(f.pub("bob"))
+    config = parse_config(
+        f'[policy]\nhost = ["{p.id.hex()}"]\nblock_authors = ["{bob}"]\n'
+        "max_store_mb = 0\nmax_project_records = 10\n"
+    )
+    assert config.host == [p.id.hex()]
+    policy, follow = run_cli._policy(config, [])
+    assert follow == [p.id]
+    assert policy.blocked_authors == {f.pub("bob")}
+    assert policy.max_store_bytes is None
+    assert policy.max_project_records == 10
+    assert policy.configured == {("author", f.pub("bob"))}
+    # The followed projects are narrowed to the hosted ones; none in common is an error.
+    assert run_cli._policy(config, [p.id, b"\1" * 32])[1] == [p.id]
+    with pytest.raises(CommandError, match="share none"):
+        run_cli._policy(config, [b"\1" * 32])
+    assert run_cli._policy(parse_config(""), [b"\1" * 32])[1] == [b"\1" * 32]
+    for bad, message in (
+        ('host = "some"', "policy.host is"),
+        ("host = []", "policy.host is"),
+        ("max_project_records = -1", "must be positive"),
+        ("block_projects = [1]", "list of strings"),
+    ):
+        with pytest.raises(HomeError, match=message):
+            parse_config(f"[policy]\n{bad}\n")
+    with pytest.raises(CommandError, match=r"config\.toml: policy\.block_projects"):
+        run_cli._policy(parse_config('[policy]\nblock_projects = ["abc"]\n'), [])
+
+
+def test_a_block_taken_out_of_config_toml_releases_its_records_at_start(
+    store: Store, f: RecordFactory
+) -> None:
+    p = f.project("alice")
+    c, d = f.contribution("bob", p), f.contribution("dave", p)
+    store.add([p])
+    store.note_refused([c, d])
+    store.add_block("author", f.pub("dave"))
+    configured = Policy(blocked_authors=frozenset({f.pub("bob")}))
+    policy = runtime._start_policy(configured, store)
+    assert policy.blocked_authors == {f.pub("bob"), f.pub("dave")}
+    assert store.is_refused(c.id)
+    runtime._start_policy(Policy(), store)  # bob's block left config.toml
+    assert not store.is_refused(c.id)
+    assert store.is_refused(d.id)  # dave's block is the operator's, in the store

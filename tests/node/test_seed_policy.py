@@ -178,3 +178,23 @@ async def test_a_seed_at_its_limit_keeps_serving_what_it_holds(tmp_path: Path) -
             c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(seed)]))
             held = [i for _, i in seed.store.items(project.id.hex())] + [project.id]
             await wait_until(lambda: all(c.store.has(i) for i in held))
+
+
+async def test_a_record_blocked_but_held_is_not_served(tmp_path: Path) -> None:
+    f = _factory()
+    project = f.project("alice", name="Kept")
+    good, bad = f.contribution("carol", project), f.contribution("bob", project)
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            seed = await stack.enter_async_context(running(tmp_path, "seed", seed=True))
+            # Stored as if received by sync: not published, so not in gossip's message cache
+            # (which answers a peer's IWANT for a few seconds without asking anyone).
+            got = await seed.ingestor.ingest([project.raw, good.raw, bad.raw], source="sync")
+            assert len(got.new) == 3
+            answer = await seed.admin_block("author", peer_id(f.pub("bob")), purge=False, on=True)
+            assert answer["purged"] == 0
+            assert seed.store.has(bad.id)  # held, not purged
+            c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(seed)]))
+            await wait_until(lambda: _holds(c, [project, good]))
+            assert (await c.sync_now())["received"] == 0
+            assert not c.store.has(bad.id)

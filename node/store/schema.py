@@ -29,7 +29,8 @@ Synchronous: TypeAlias = Literal["FULL", "NORMAL"]
 _V1: Final = (
     # "meta" or a project id in hex, numbered; a project's number is its scope's.
     "CREATE TABLE scopes (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-    # seq: arrival order on this node. Records are never deleted, so seq only grows.
+    # seq: arrival order on this node. Only a purge (node.store.moderation) deletes records;
+    # SQLite may then hand the greatest seq out again, so a purge drops every cached view.
     """CREATE TABLE records (
         seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, raw BLOB NOT NULL,
         kind TEXT NOT NULL, author BLOB NOT NULL, ts INTEGER NOT NULL,

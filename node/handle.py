@@ -27,6 +27,7 @@ from node.moderation import (
     bans_json,
     block,
     blocks_json,
+    check_not_configured,
     check_peer,
     parse_duration,
     parse_key,
@@ -210,10 +211,13 @@ class NodeHandle:
         which, raw = parse_key(kind, key)
         async with self._admin_lock:
             policy = self.service.policy
+            if not on:
+                check_not_configured(policy, which, raw)
+            # The new policy first: whatever is judged from now on follows it, and the store
+            # work waits for a batch judged before (see Admission.exclusive), so a block's
+            # purge cannot miss it, nor can an unblock's release be undone by it.
+            self.service.policy_changed(policy.with_block(which, raw, on))
             if on:
-                # The new policy first: whatever is judged from now on is refused, and the
-                # purge waits for a batch judged before (see Admission.exclusive).
-                self.service.policy_changed(policy.with_block(which, raw, True))
                 run = partial(block, self.store, policy, which, raw, purge=purge)
             else:
                 run = partial(unblock, self.store, policy, which, raw)

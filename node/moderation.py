@@ -26,6 +26,7 @@ __all__ = [
     "bans_json",
     "block",
     "blocks_json",
+    "check_not_configured",
     "check_peer",
     "effective_policy",
     "parse_duration",
@@ -95,14 +96,19 @@ def block(
     return BlockOutcome(policy.with_block(kind, key, True), added, purged)
 
 
-def unblock(store: Store, policy: Policy, kind: BlockKind, key: bytes) -> BlockOutcome:
-    """Lift a block made with ``commons admin``; the refused ids the new policy allows are
-    forgotten, so reconciliation brings those records back."""
+def check_not_configured(policy: Policy, kind: BlockKind, key: bytes) -> None:
+    """Refuse to lift a block config.toml holds: only an edit of the file lifts it."""
     if (kind, key) in policy.configured:
         raise ModerationError(
             f"{_show(kind, key)} is blocked in config.toml ([policy] block_{kind}s): remove it"
             " there and restart the node"
         )
+
+
+def unblock(store: Store, policy: Policy, kind: BlockKind, key: bytes) -> BlockOutcome:
+    """Lift a block made with ``commons admin``; the refused ids the new policy allows are
+    forgotten, so reconciliation brings those records back."""
+    check_not_configured(policy, kind, key)
     removed = store.remove_block(kind, key)
     new = policy.with_block(kind, key, False)
     released = store.release_refused(new.still_refused) if removed else 0

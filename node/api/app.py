@@ -27,7 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from node.api.admin import admin_routes
 from node.authoring import AuthoringError
+from node.moderation import ModerationError
 from node.net.transport import TransportError
 from node.textout import terminal_safe
 from node.tokens import TokenBook, allows
@@ -157,6 +159,8 @@ def build_app(node: Node) -> Starlette:
                 return _error(exc.status, str(exc))
             except AuthoringError as exc:
                 return _error(422, str(exc))
+            except ModerationError as exc:
+                return _error(exc.status, str(exc))
             except InvalidRecord as exc:
                 return _error(422, str(exc))
             except ProtocolError as exc:
@@ -357,6 +361,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
         Route("/metrics", guard(metrics)),
+        *admin_routes(node, guard, _json),
         Route(
             "/api/v1/dashboard/logins",
             guard(dashboard.issue_login, write=True),

@@ -218,6 +218,12 @@ class ViewCache:
         self._building: dict[bytes, threading.Lock] = {}
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
 
+    def forget(self) -> None:
+        """Drop every result held in memory (records were purged: a project's key may come
+        back with other records behind it, since SQLite may reuse a deleted seq)."""
+        with self._lock:
+            self._entries.clear()
+
     def _resolve(self, text: str, kind: str | None = None) -> bytes:
         try:
             return self.store.resolve_prefix(text, kind=kind)

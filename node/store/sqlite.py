@@ -379,6 +379,30 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
         return None if row is None else decode(row[0])
 
     @guarded
+    def latest(
+        self,
+        kinds: Collection[str],
+        *,
+        author: bytes | None = None,
+        project: bytes | None = None,
+        limit: int = 50,
+    ) -> list[Record]:
+        """The records of ``kinds`` most recently stored here (by ``author``, in ``project``,
+        when given), newest arrival first: what the dashboard lists as recent activity."""
+        kinds = sorted(kinds)
+        query = f"SELECT raw FROM records WHERE kind IN ({marks(len(kinds))})"
+        params: list[object] = list(kinds)
+        if author is not None:
+            query += " AND author = ?"
+            params.append(author)
+        if project is not None:
+            query += " AND project = (SELECT n FROM scopes WHERE name = ?)"
+            params.append(project.hex())
+        query += " ORDER BY seq DESC LIMIT ?"
+        params.append(max(0, min(limit, MAX_UNPUBLISHED)))
+        return [decode(row[0]) for row in self._db.execute(query, params)]
+
+    @guarded
     def unpublished(self, limit: int = MAX_UNPUBLISHED) -> list[Record]:
         """Records this node has yet to gossip, in the order they were stored."""
         limit = max(0, min(limit, MAX_UNPUBLISHED))

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "node.handle": 4,
     "node.runtime": 5,
     "node.api": 6,
+    "node.web": 6,
     "node.cli": 7,
 }
 #: Imports that cross layers upward on purpose.

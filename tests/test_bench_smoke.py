@@ -22,6 +22,7 @@ FIGURES = [
     "idle",
     "views",
     "import_git",
+    "dashboard",
 ]
 
 

@@ -19,7 +19,7 @@ from node.cli.client import NodeClient, running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, identity, now_ms
 from node.cli.parser import PROJECT_HELP, add_command
-from node.cli.store_access import open_store
+from node.cli.store_access import home_policy, open_store
 from node.gitlog import (
     Commit,
     GitError,
@@ -30,7 +30,9 @@ from node.gitlog import (
     sign_commit,
 )
 from node.home import Home
+from node.metrics import Metrics
 from node.store.sqlite import Store
+from node.sync.ingest import Admission
 from node.textout import Progress
 from protocol.attest import ClaimBody, ClaimConfirmationBody, handle_from_text
 from protocol.bundle import BundleWriter
@@ -51,20 +53,28 @@ SHOWN_SKIPPED = 20
 
 
 class _Sink:
-    """Where signed records go: the running node's API, else the home's store."""
+    """Where signed records go: the running node's API, else the home's store, through the
+    home's local policy either way (a block or a quota refuses them as it would a peer's)."""
 
-    def __init__(self, store: Store, client: NodeClient | None, *, published: bool) -> None:
+    def __init__(
+        self, home: Home, store: Store, client: NodeClient | None, *, published: bool
+    ) -> None:
         self.store = store
         self.client = client
         self.published = published
+        self.admit = Admission(store, Metrics(), lambda: home_policy(home, store))
         self.new = 0
         self.held = 0
 
     def put(self, records: list[Record]) -> None:
         if self.client is None:
-            flags = self.store.add(records, published=self.published)
-            self.new += sum(flags)
-            self.held += len(flags) - sum(flags)
+            stored, refused = self.admit(
+                list(enumerate(records)), published=self.published, source="local"
+            )
+            if refused:
+                raise CommandError(f"refused by this node's policy: {refused[0][1]}")
+            self.new += sum(new for _, new in stored)
+            self.held += sum(not new for _, new in stored)
             return
         for start in range(0, len(records), SUBMIT_BATCH):
             chunk = records[start : start + SUBMIT_BATCH]
@@ -126,7 +136,7 @@ def cmd_import_git(args: argparse.Namespace) -> int:
         pid = _project(store, args.project)
         _require_maintainer(store, pid, key, "import its history")
         client = None if args.dry_run else running_client(home)
-        sink = _Sink(store, client, published=True)
+        sink = _Sink(home, store, client, published=True)
         summary = _import(args, repo, url, key, pid, sink, total)
     text = (
         f"{summary['commits']} commits by {summary['authors']} authors: "
@@ -254,7 +264,7 @@ def cmd_confirm_claim(args: argparse.Namespace) -> int:
 def _deliver(home: Home, store: Store, record: Record) -> str:
     """Publish one record through the node, or store it for the node to publish later."""
     client = running_client(home)
-    _Sink(store, client, published=False).put([record])
+    _Sink(home, store, client, published=False).put([record])
     if client is not None:
         return "published"
     return "stored (no node is running: it spreads when the node next runs)"

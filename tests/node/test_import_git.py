@@ -255,3 +255,16 @@ async def test_a_claim_moves_shares_on_two_nodes_after_sync(
             assert counts(a)[b_peer] == counts(b)[b_peer] == want
             assert handle not in counts(b)
             assert a.views.shares(pid) == b.views.shares(pid)
+
+
+def test_the_homes_policy_applies_to_an_import_without_a_node(
+    repo: Path, maintained: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    home, pid = maintained
+    config = Path(home) / "config.toml"
+    text = config.read_text()
+    assert "max_project_records = 0" in text
+    config.write_text(text.replace("max_project_records = 0", "max_project_records = 10"))
+    err = fails(capsys, "import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
+    assert "refused by this node's policy" in err
+    assert len(run(capsys, "ledger", pid, "--home", home)) < 10

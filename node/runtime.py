@@ -163,6 +163,8 @@ class Node(NodeHandle):
         #: (None before any finished): ``status`` reports catching up from them.
         self._syncing = 0
         self._last_sync_received: int | None = None
+        self._synced_at: dict[str, float] = {}
+        self._ever_synced = False
         self._wake_at = 0.0
         self.ingestor.on_new(self._stored)
         self.register_gauges()

@@ -229,6 +229,15 @@ def build_app(node: Node) -> Starlette:
         peer = request.path_params["peer"]
         return JSONResponse(await in_thread(profile_json, node.store, peer))
 
+    async def healthz(request: Request) -> Response:
+        # The process runs and its event loop answers: nothing else is looked at, so a busy
+        # store or a lonely node is never restarted for it.
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        state = node.readiness()
+        return JSONResponse(state, status_code=200 if state["ready"] else 503)
+
     async def metrics(request: Request) -> Response:
         text = await in_thread(node.metrics.render)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
@@ -352,6 +361,8 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
         Route("/metrics", guard(metrics)),
+        Route("/healthz", guard(healthz)),
+        Route("/readyz", guard(readyz)),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
 

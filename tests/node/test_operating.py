@@ -1,0 +1,171 @@
+"""What a seed's operator relies on: the health endpoints, /metrics in full, the dashboard.
+
+Real in-process nodes on 127.0.0.1; the API through ``httpx.ASGITransport``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from node.api.app import build_app
+from node.handle import MAX_PEER_SERIES, transport_metric
+from node.home import Home
+from node.metrics import _HELP
+from node.net.transport import TransportStats
+from node.runtime import Node, NodeOptions, open_node
+from protocol.signing import SigningKey
+
+ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+#: A sample line of the text format: name, optional labels, value.
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, name: str, bootstrap: list[str] = ()) -> AsyncIterator[Node]:
+    home = Home(tmp_path / name)
+    home.init()
+    options = NodeOptions(listen=[LOOPBACK], bootstrap=list(bootstrap), api=None, mdns=False)
+    async with open_node(home, options) as node:
+        yield node
+
+
+async def get(node: Node, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=build_app(node))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+        return await client.get(path)
+
+
+def parse(text: str) -> tuple[dict[str, str], dict[str, str], list[tuple[str, str, float]]]:
+    """The HELP texts, TYPEs and samples of an exposition; fails on any malformed line."""
+    helps: dict[str, str] = {}
+    types: dict[str, str] = {}
+    samples = []
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, help_text = line[7:].partition(" ")
+            helps[name] = help_text
+        elif line.startswith("# TYPE "):
+            name, _, kind = line[7:].partition(" ")
+            types[name] = kind
+        else:
+            match = SAMPLE.match(line)
+            assert match, f"not a sample line: {line!r}"
+            samples.append((match[1], match[2] or "", float(match[3])))
+    return helps, types, samples
+
+
+def unreachable_peer() -> str:
+    """A well-formed address of a peer that does not exist (nothing listens on port 9)."""
+    peer = SigningKey(bytes(range(32))).peer_id
+    return f"/ip4/127.0.0.1/tcp/9/p2p/{peer}"
+
+
+async def test_health_answers_and_ready_waits_for_a_first_sync(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            running(tmp_path, "a") as a,
+            running(tmp_path, "b", bootstrap=[unreachable_peer()]) as b,
+        ):
+            health = await get(b, "/healthz")
+            assert (health.status_code, health.json()) == (200, {"ok": True})
+            # a runs alone (no bootstrap address): ready at once.
+            ready = await get(a, "/readyz")
+            assert ready.status_code == 200
+            assert ready.json() == {
+                "ready": True,
+                "store": True,
+                "listening": True,
+                "synced": True,
+                "alone": True,
+            }
+            # b must sync with somebody first; its only bootstrap peer does not answer.
+            waiting = await get(b, "/readyz")
+            assert waiting.status_code == 503
+            assert waiting.json()["synced"] is False
+            assert waiting.json()["alone"] is False
+            assert "commons_ready 0" in (await get(b, "/metrics")).text
+            await b.sync_now(a.transport.listen_addrs()[0])
+            ready = await get(b, "/readyz")
+            assert (ready.status_code, ready.json()["ready"]) == (200, True)
+            assert "commons_ready 1" in (await get(b, "/metrics")).text
+
+
+async def test_metrics_export_every_counter_with_help_and_type(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with running(tmp_path, "a") as a, running(tmp_path, "b") as b:
+            await b.sync_now(a.transport.listen_addrs()[0])
+            answer = await get(b, "/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    helps, types, samples = parse(answer.text)
+    names = {name for name, _, _ in samples}
+    # Every sample's family has a HELP text of its own and a TYPE; counters end in _total.
+    for name in names:
+        assert helps.get(name, name) != name, f"{name} has no HELP text"
+        assert types[name] == ("counter" if name.endswith("_total") else "gauge"), name
+    assert set(helps) == set(types)
+    # Every counter the transport keeps is exported, with its current value.
+    for field in dataclasses.fields(TransportStats):
+        assert transport_metric(field.name) in names, field.name
+    assert transport_metric("bytes_delivered") == "commons_transport_delivered_bytes_total"
+    connects = [v for n, _, v in samples if n == "commons_transport_connects_total"]
+    assert connects == [1.0]
+    # The process and the build.
+    for name in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ):
+        assert name in names
+    rss = next(v for n, _, v in samples if n == "process_resident_memory_bytes")
+    assert 10e6 < rss < 4e9
+    (build,) = [labels for n, labels, _ in samples if n == "commons_build_info"]
+    for label in ('libp2p="0.8.1"', 'python="3.', "version="):
+        assert label in build
+    # The lag of the one peer b reconciled with.
+    (age,) = [(labels, v) for n, labels, v in samples if n == "commons_peer_sync_age_seconds"]
+    assert age[0] == f'{{peer="{a.peer_id}"}}'
+    assert 0 <= age[1] < 30
+
+
+def test_every_metric_has_a_help_text() -> None:
+    for name, text in _HELP.items():
+        assert text.endswith("."), name
+    assert MAX_PEER_SERIES <= 64  # bounded label cardinality
+
+
+def dashboard_metrics() -> set[str]:
+    board = json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    assert exprs, "the dashboard has no queries"
+    functions = {"rate", "sum", "by", "increase", "max", "topk", "time", "avg", "irate"}
+    found = set()
+    for expr in exprs:
+        for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?=\s*[{\[)\s]|$)", expr):
+            if word not in functions and "_" in word and not word.startswith("le"):
+                found.add(word)
+    return found
+
+
+@pytest.mark.skipif(
+    not (ROOT / "deploy/grafana-dashboard.json").exists(), reason="no dashboard yet"
+)
+async def test_every_dashboard_metric_is_served(tmp_path: Path) -> None:
+    wanted = dashboard_metrics()
+    assert {"commons_peers", "process_resident_memory_bytes"} <= wanted
+    with trio.fail_after(30):
+        async with running(tmp_path, "a") as a:
+            helps, _, _ = parse((await get(a, "/metrics")).text)
+    missing = sorted(wanted - set(helps))
+    assert not missing, f"the dashboard queries metrics /metrics lacks: {missing}"

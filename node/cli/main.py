@@ -36,7 +36,18 @@ def missing_node_dependencies() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from node import __version__
-    from node.cli import author, bundles, completion, identity, network, profile, run, show, tokens
+    from node.cli import (
+        author,
+        backups,
+        bundles,
+        completion,
+        identity,
+        network,
+        profile,
+        run,
+        show,
+        tokens,
+    )
 
     common = common_options()
     parser = Parser(
@@ -66,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.register(sub, common)
     bundles.register(sub, common)
     tokens.register(sub, common)
+    backups.register(sub, common)
     completion.register(sub, common, parser)
     return parser
 

@@ -146,6 +146,7 @@ class NodeHandle:
             "projects": len(self.store.project_ids()),
             "version": __version__,
             "listen": self.transport.listen_addrs(),
+            "addrs": self.transport.advertised_addrs(),
             "api": self.api_url,
             "started": int(self.started * 1000),
             "uptime_seconds": round(time.time() - self.started, 1),
@@ -164,7 +165,7 @@ class NodeHandle:
         return {
             "pid": os.getpid(),
             "peer_id": self.peer_id,
-            "addrs": self.transport.listen_addrs(),
+            "addrs": self.transport.advertised_addrs(),
             "api": self.api_url,
             "follow": self.follow.to_json(),
         }

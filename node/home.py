@@ -52,6 +52,11 @@ DEFAULT_CONFIG = f"""\
 listen = ["{DEFAULT_LISTEN}"]
 # Peers to dial at start-up and whenever the node has none: full multiaddrs with /p2p/<peer id>.
 bootstrap = []
+# Addresses to advertise to peers instead of the listen addresses, for a node behind NAT or a
+# proxy (a seed on a VPS): /ip4/203.0.113.7/tcp/4710 or /dns4/seed.example.org/tcp/4710.
+announce = []
+# Addresses never to advertise: a prefix (/ip4/10.0.0.5) or a network (/ip4/10.0.0.0/ipcidr/8).
+no_announce = []
 # The local HTTP API address. Keep it on loopback: reads are open to anyone who can reach it.
 api = "{DEFAULT_API}"
 # Discover peers on the local network with mDNS.
@@ -77,6 +82,8 @@ gossip_rate = 1000
 class Config:
     listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
     bootstrap: list[str] = field(default_factory=list)
+    announce: list[str] = field(default_factory=list)
+    no_announce: list[str] = field(default_factory=list)
     api: str = DEFAULT_API
     mdns: bool = True
     follow: list[str] = field(default_factory=list)
@@ -90,6 +97,8 @@ class Config:
 _NODE_KEYS: dict[str, type | tuple[type, ...]] = {
     "listen": list,
     "bootstrap": list,
+    "announce": list,
+    "no_announce": list,
     "api": str,
     "mdns": bool,
     "follow": list,

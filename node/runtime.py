@@ -87,6 +87,9 @@ log = logging.getLogger(__name__)
 class NodeOptions:
     listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4710"])
     bootstrap: list[str] = field(default_factory=list)
+    #: Addresses advertised instead of the listen ones, and never advertised.
+    announce: list[str] = field(default_factory=list)
+    no_announce: list[str] = field(default_factory=list)
     api: str | None = "127.0.0.1:4711"
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
@@ -313,6 +316,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             listen=tuple(options.listen),
             mdns=options.mdns,
             max_connections=options.max_peers,
+            announce=tuple(options.announce),
+            no_announce=tuple(options.no_announce),
         )
         async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
             node = Node(
@@ -354,6 +359,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 ", ".join(transport.listen_addrs()),
                 node.api_url or "off",
             )
+            if options.announce or options.no_announce:
+                log.info("advertising %s", ", ".join(transport.advertised_addrs()) or "nothing")
             try:
                 yield node
             finally:

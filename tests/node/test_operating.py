@@ -11,15 +11,18 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
 from node.api.app import build_app
+from node.cli.main import main
 from node.handle import MAX_PEER_SERIES, transport_metric
 from node.home import Home
 from node.metrics import _HELP
+from node.net.addresses import AddressError, Announcement
 from node.net.transport import TransportStats
 from node.runtime import Node, NodeOptions, open_node
 from protocol.signing import SigningKey
@@ -169,3 +172,82 @@ async def test_every_dashboard_metric_is_served(tmp_path: Path) -> None:
             helps, _, _ = parse((await get(a, "/metrics")).text)
     missing = sorted(wanted - set(helps))
     assert not missing, f"the dashboard queries metrics /metrics lacks: {missing}"
+
+
+# ---------------------------------------------------------------------------- announce
+
+
+def test_an_announcement_replaces_or_filters_the_listen_addresses() -> None:
+    me = SigningKey(bytes(range(32))).peer_id
+    listen = ["/ip4/127.0.0.1/tcp/4710", "/ip4/10.1.2.3/tcp/4710", "/ip6/::1/tcp/4710"]
+    assert Announcement(me, [], []).select(listen) == listen
+    public = Announcement(
+        me, ["/dns4/seed.example.org/tcp/4710", f"/ip4/203.0.113.7/tcp/1/p2p/{me}"], []
+    )
+    assert public.full(listen) == [
+        f"/dns4/seed.example.org/tcp/4710/p2p/{me}",
+        f"/ip4/203.0.113.7/tcp/1/p2p/{me}",
+    ]
+    private = Announcement(me, [], ["/ip4/10.0.0.0/ipcidr/8", "/ip6/::1"])
+    assert private.select(listen) == ["/ip4/127.0.0.1/tcp/4710"]
+    assert Announcement(me, [], ["/ip4/127.0.0.1/tcp/4710"]).select(listen[:2]) == listen[1:2]
+    other = SigningKey(bytes(32)).peer_id
+    for bad in (
+        "203.0.113.7:4710",
+        "/ip4/203.0.113.7/udp/4710",
+        "/ip4/203.0.113.7/tcp/0",
+        f"/ip4/203.0.113.7/tcp/4710/p2p/{other}",
+        "/ip4/999.0.0.1/tcp/4710",
+        "/" * 400,
+    ):
+        with pytest.raises(AddressError):
+            Announcement(me, [bad], [])
+    for bad in ("10.0.0.0/8", "/ip4/10.0.0.0/ipcidr/99", "/tcp/4710/ipcidr/8"):
+        with pytest.raises(AddressError):
+            Announcement(me, [], [bad])
+
+
+async def test_peers_learn_the_announced_address(tmp_path: Path) -> None:
+    public = "/ip4/198.51.100.7/tcp/4710"
+    home = Home(tmp_path / "seed")
+    home.init()
+    options = NodeOptions(listen=[LOOPBACK], api=None, mdns=False, announce=[public])
+    with trio.fail_after(30):
+        async with open_node(home, options) as seed, running(tmp_path, "member") as member:
+            full = f"{public}/p2p/{seed.peer_id}"
+            assert seed.transport.advertised_addrs() == [full]
+            assert json.loads(home.node_path.read_text())["addrs"] == [full]
+            assert seed.status()["addrs"] == [full]
+            assert seed.status()["listen"] == seed.transport.listen_addrs() != [full]
+            await member.transport.connect(seed.transport.listen_addrs()[0])
+
+            def learned() -> list[str]:
+                found = [p.addrs for p in member.transport.connected_peers()]
+                return found[0] if found else []
+
+            with trio.fail_after(10):
+                while full not in learned():  # noqa: ASYNC110 - identify runs in libp2p
+                    await trio.sleep(0.05)
+
+
+def test_id_prints_the_addresses_to_bootstrap_from(tmp_path: Path, capsys: Any) -> None:
+    home = Home(tmp_path / "seed")
+    home.init()
+    peer = home.signing_key().peer_id
+    config = home.config_path.read_text()
+    home.config_path.write_text(
+        config.replace('listen = ["/ip4/0.0.0.0/tcp/4710"]', 'listen = ["/ip4/127.0.0.1/tcp/4799"]')
+    )
+    assert main(["--home", str(home.path), "--json", "id"]) == 0
+    assert json.loads(capsys.readouterr().out)["addrs"] == [f"/ip4/127.0.0.1/tcp/4799/p2p/{peer}"]
+    home.config_path.write_text(
+        config.replace("announce = []", 'announce = ["/dns4/seed.example.org/tcp/4710"]', 1)
+    )
+    assert main(["--home", str(home.path), "id"]) == 0
+    out = capsys.readouterr().out
+    assert f"address:    /dns4/seed.example.org/tcp/4710/p2p/{peer}\n" in out
+    home.config_path.write_text(config.replace("announce = []", 'announce = ["nowhere"]', 1))
+    assert main(["--home", str(home.path), "id"]) == 1
+    assert "announce address 'nowhere' is not a multiaddr" in capsys.readouterr().err
+    assert main(["--home", str(home.path), "node", "run"]) == 1
+    assert "not a multiaddr" in capsys.readouterr().err

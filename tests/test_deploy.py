@@ -34,7 +34,7 @@ def directives(text: str) -> dict[str, list[str]]:
 def test_the_unit_is_hardened_and_stops_gracefully() -> None:
     unit = directives(UNIT.read_text())
     for key, value in {
-        "DynamicUser": "yes",
+        "User": "commons",
         "StateDirectory": "commons",
         "Environment": "COMMONS_HOME=/var/lib/commons",
         "ProtectSystem": "strict",

@@ -268,8 +268,11 @@ class NodeHandle:
         :data:`MAX_PEER_SERIES` of them (a peer never synced with is not listed)."""
         now = time.monotonic()
         connected = {p.peer_id for p in self.transport.connected_peers()}
+        # A scrape runs in a worker thread while the trio thread updates the dict: iterate
+        # over a copy (dict.copy is one step under the GIL).
+        synced = self._synced_at.copy()
         ages = sorted(
-            ((now - at, peer) for peer, at in self._synced_at.items() if peer in connected),
+            ((now - at, peer) for peer, at in synced.items() if peer in connected),
             reverse=True,
         )
         return {(("peer", peer),): round(age, 3) for age, peer in ages[:MAX_PEER_SERIES]}

@@ -227,11 +227,15 @@ class Home:
 
         It is built in a folder beside this one, so a failed ``commons init`` (a refused
         ``--name``, a store that cannot be created, an interruption) leaves no half home
-        behind: on an error the folder and any parent folders made for it are removed.
+        behind: on an error the folder and any parent folders made for it are removed. When
+        the home's folder exists already (made for it by systemd's ``StateDirectory=`` or a
+        container's volume, often in a parent this user cannot write), the building folder
+        is inside it instead, and its files are moved in as for a folder with files.
         """
         made = _missing_ancestors(self.path.parent)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.init-", dir=self.path.parent))
+        where = self.path if self.path.is_dir() else self.path.parent
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.init-", dir=where))
         try:
             yield Home(staging)
             self._move_in(staging)
@@ -244,12 +248,13 @@ class Home:
 
     def _move_in(self, staging: Path) -> None:
         """Put the home built in ``staging`` at this home's path."""
-        try:
-            os.rename(staging, self.path)  # no folder yet, or an empty one: one atomic step
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
+        if staging.parent != self.path:
+            try:
+                os.rename(staging, self.path)  # no folder yet, or an empty one: one atomic step
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
         # A folder with files of its own (a config.toml written beforehand): add what it
         # lacks and keep what it has, the identity last, since a home exists once its key does.
         linked: list[Path] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -243,3 +244,31 @@ def test_id_prints_the_addresses_to_bootstrap_from(tmp_path: Path, capsys: Any) 
     assert "announce address 'nowhere' is not a multiaddr" in capsys.readouterr().err
     assert main(["--home", str(home.path), "node", "run"]) == 1
     assert "not a multiaddr" in capsys.readouterr().err
+
+
+def test_init_fills_a_home_folder_made_beforehand_in_a_parent_it_cannot_write(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemd's StateDirectory= and a container's volume make the home's folder, in a parent
+    (/var/lib, /) the node's user cannot write: `init` must build inside the folder."""
+    parent = tmp_path / "var-lib"
+    home = parent / "commons"
+    home.mkdir(parents=True)
+    made = tempfile.mkdtemp
+
+    def mkdtemp(prefix: str, dir: Path) -> str:
+        if Path(dir) == parent:  # what a read-only parent does (the tests may run as root)
+            raise PermissionError(13, "Permission denied", str(dir))
+        return made(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr("node.home.tempfile.mkdtemp", mkdtemp)
+    assert main(["--home", str(home), "init"]) == 0
+    assert "created" in capsys.readouterr().out
+    assert sorted(p.name for p in home.iterdir()) == [
+        "api.token",
+        "config.toml",
+        "identity.key",
+        "ledger.db",
+    ]
+    assert sorted(p.name for p in parent.iterdir()) == ["commons"]
+    assert Home(home).signing_key()

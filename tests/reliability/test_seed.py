@@ -20,6 +20,7 @@ import signal
 import socket
 import sqlite3
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -172,33 +173,52 @@ def test_seed_soak(nodes: Nodes) -> None:
     memory: list[tuple[float, float]] = []
     began = time.monotonic()
     deadline = began + SOAK_SECONDS
-    next_change = began + CHANGE_EVERY
     next_sample = began
-    joins = 0
-    while time.monotonic() < deadline:
+    joins: list[str] = []
+    churn_errors: list[BaseException] = []
+    done = threading.Event()
+    churn_rng = random.Random(rng.random())
+
+    def churn() -> None:
+        """Every CHANGE_EVERY seconds a member leaves and another joins (a thread of its own,
+        so that the slow start of a node does not slow the authoring down)."""
+        try:
+            while not done.wait(CHANGE_EVERY):
+                leaving = churn_rng.choice([m for m in members if m.running])
+                if churn_rng.random() < 0.25:
+                    leaving.kill()  # a laptop's lid closed: no goodbye
+                else:
+                    leaving.stop()
+                joining = churn_rng.choice(
+                    [m for m in members if not m.running and m is not leaving]
+                )
+                joining.start(seed_addr)
+                joins.append(joining.name)
+        except BaseException as exc:
+            churn_errors.append(exc)
+
+    changer = threading.Thread(target=churn, daemon=True)
+    changer.start()
+    while time.monotonic() < deadline and not churn_errors:
         live = [m for m in members if m.running]
         for author in rng.sample(live, len(live)):
             body = {"type": "code", "title": f"by {author.name} during the soak"}
             path = f"/api/v1/projects/{project}/contributions"
-            response = author.request("POST", path, auth=True, json=body)
+            try:
+                response = author.request("POST", path, auth=True, json=body)
+            except Exception:  # the member is leaving right now: not acknowledged
+                continue
             if response.status_code == 201:  # 404 until the project reached a fresh member
                 acked.add(bytes.fromhex(response.json()["id"]))
                 break
-        now = time.monotonic()
-        if now >= next_sample:
-            memory.append((now - began, _rss(seed)))
+        if time.monotonic() >= next_sample:
+            memory.append((time.monotonic() - began, _rss(seed)))
             next_sample += 10.0
-        if now >= next_change:
-            next_change += CHANGE_EVERY
-            leaving = rng.choice(live)
-            if rng.random() < 0.25:
-                leaving.kill()  # a laptop's lid closed: no goodbye
-            else:
-                leaving.stop()
-            joining = rng.choice([m for m in members if not m.running and m is not leaving])
-            joining.start(seed_addr)
-            joins += 1
         time.sleep(AUTHOR_EVERY)
+    done.set()
+    changer.join(120)
+    if churn_errors:
+        raise churn_errors[0]
     for member in members:
         if member.running:
             member.stop()
@@ -219,7 +239,7 @@ def test_seed_soak(nodes: Nodes) -> None:
     assert last - first < MAX_GROWTH, f"the seed's memory grew from {first:.0f} to {last:.0f}"
     seed.stop(signal.SIGTERM)
     print(
-        f"seed-soak: {SOAK_SECONDS:.0f} s, {MEMBERS} members ({AT_ONCE} at once), {joins} "
+        f"seed-soak: {SOAK_SECONDS:.0f} s, {MEMBERS} members ({AT_ONCE} at once), {len(joins)} "
         f"joins, {len(acked)} records: all held by the seed and every member; seed RSS "
         f"{first / 1e6:.0f} MB warm, {last / 1e6:.0f} MB at the end, peak "
         f"{max(r for _, r in memory) / 1e6:.0f} MB"

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from node.store.sqlite import APPLICATION_ID, BUSY_TIMEOUT_S, SCHEMA_VERSION, Store, StoreError
+from node.store.schema import APPLICATION_ID, BUSY_TIMEOUT_S, SCHEMA_VERSION
+from node.store.sqlite import Store, StoreError
 
 __all__ = ["BACKUP_PAGES", "BackupError", "BackupResult", "backup", "check_backup", "restore"]
 

@@ -36,7 +36,18 @@ def missing_node_dependencies() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from node import __version__
-    from node.cli import author, bundles, completion, identity, network, profile, run, show, tokens
+    from node.cli import (
+        author,
+        bundles,
+        completion,
+        devices,
+        identity,
+        network,
+        profile,
+        run,
+        show,
+        tokens,
+    )
 
     common = common_options()
     parser = Parser(
@@ -52,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     identity.register(sub, common)
+    devices.register(sub, common)
     profile.register(sub, common)
     run.register(sub, common)
     project = sub.add_parser(

@@ -93,6 +93,9 @@ class People:
                 members.setdefault(device.key, []).append((person.id, device))
         self._members = members
 
+    def __repr__(self) -> str:
+        return f"People({len(self._persons)} persons)"
+
     @classmethod
     def fold(cls, records: Iterable[Record]) -> People:
         """Fold the identity records among ``records`` (any order, repeats, other kinds)."""

@@ -60,16 +60,6 @@ from typing import Final, NamedTuple, TypeAlias, cast
 
 from protocol.errors import LocalProtocolError
 from protocol.identity import People
-from protocol.project_state import (
-    ProjectState,
-    fold_updates,
-    genesis_body,
-    order_key,
-    person_profiles,
-    profiles,
-    project_state,
-)
-from protocol.project_state import cached_peer_id as _peer
 from protocol.record import (
     MAX_COAUTHORS,
     ContributionBody,
@@ -78,6 +68,16 @@ from protocol.record import (
     Record,
     RetractionBody,
 )
+from protocol.state import (
+    ProjectState,
+    fold_updates,
+    genesis_body,
+    order_key,
+    person_profiles,
+    profiles,
+    project_state,
+)
+from protocol.state import cached_peer_id as _peer
 
 __all__ = [
     "JsonObject",

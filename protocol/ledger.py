@@ -43,9 +43,15 @@ The rules, with the choices this module makes where section 5 is silent (each on
 * **Participants.** ``P(c)`` is the contribution's author followed by its coauthors.
 * **Shares.** As section 5, in exact :class:`fractions.Fraction` arithmetic; see
   :meth:`ProjectView.shares` for the order of the list.
+* **Persons.** Every rule above reads "author" as the person of the record and a key in a
+  list as the person it belongs to (:mod:`protocol.identity`, docs/RECORD-FORMAT.md section
+  5.9): a record whose person is nobody (a revoked device after its cut, a recovery key, a
+  key two persons claim) has no effect, and ``P(c)``, the maintainers and "one maintainer,
+  one endorsement" are persons. With no identity records each key is its own person, and
+  these are the rules of format v1 exactly (the fold then takes the same path as before).
 * **Ledger filter by author.** ``live_contributions(author=k)`` keeps the contributions in
-  which ``k`` is a participant (author or coauthor), the same contributions that ``shares()``
-  credits to ``k``.
+  which ``k``'s person is a participant (author or coauthor), the same contributions that
+  ``shares()`` credits to that person.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ Rules:
   first sent on a wrong topic must still be accepted on its own). After the caller's
   validation (:func:`protocol.validation.validate_message`): the follow rule. A record
   refused only for a timestamp too far ahead is not remembered (time may lift that).
+- **Local policy** (:mod:`node.policy`): a valid record of a blocked project or author is
+  refused (``BLOCKED``) and remembered like any refusal, without blame: the forwarder's own
+  policy may differ. A new policy (an operator's block or unblock) forgets the refusals.
 - **Bans**: ``max_rejects_per_peer`` rejected messages forwarded by one peer within
   ``reject_window`` seconds ban it for ``reject_ban`` seconds; a peer that broke the sync
   protocol is banned for ``sync_ban`` seconds. One ban at a time per peer. A message refused
@@ -61,6 +64,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from node.policy import BLOCKED, Policy
 from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.sync import MAX_SCOPES, Hello
@@ -313,6 +317,7 @@ class NodeService:
     our_peer: str
     rng: random.Random
     config: ServiceConfig = field(default_factory=ServiceConfig)
+    policy: Policy = field(default_factory=Policy)
     connected_peers: set[str] = field(default_factory=set)
     # dialling and sync
     _addresses: dict[str, _Address] = field(default_factory=dict)
@@ -522,14 +527,25 @@ class NodeService:
         if self.refusal(verdict) is not None:
             self._remember_refusal(topic, key)
             return NOT_FOLLOWED
+        if self.policy.refusal(verdict) is not None:
+            self._remember_refusal(topic, key)
+            return BLOCKED
         return None
+
+    def policy_changed(self, policy: Policy) -> list[Effect]:
+        """The operator blocked or unblocked something: judge by ``policy`` from now on, and
+        forget the refusals remembered under the old one (an unblocked record may return)."""
+        self.policy = policy
+        self._refused.clear()
+        return []
 
     def blames(self, refusal: str) -> bool:
         """Whether a message refused for ``refusal`` counts against the peer that forwarded
         it (the transport reports it as rejected), or is only dropped."""
         # Over a rate limit an honest relay may be, during a burst; a copy of a message
         # already refused is one GossipSub's own IWANT can fetch again.
-        return refusal not in (RATE_LIMITED, REFUSED_AGAIN)
+        # A record blocked here is valid, and the forwarder's policy is its own.
+        return refusal not in (RATE_LIMITED, REFUSED_AGAIN, BLOCKED)
 
     def gossip_rejected(self, peer: str, now: float) -> list[Effect]:
         """A message forwarded by ``peer`` was rejected (by us or the transport)."""
@@ -546,6 +562,12 @@ class NodeService:
 
     def banned(self, peer: str, now: float) -> bool:
         return self._banned_until.get(peer, -1.0) > now
+
+    def unbanned(self, peer: str) -> list[Effect]:
+        """The operator lifted ``peer``'s ban: it may be banned again if it misbehaves."""
+        self._banned_until.pop(peer, None)
+        self._rejects.pop(peer, None)
+        return []
 
     # ---------------------------------------------------------------------------- records
 

@@ -26,7 +26,7 @@ __all__ = ["main"]
 #: commons-ledger`` installs the protocol library alone, which cannot run any command, so
 #: their absence is reported before anything imports them (tests/test_packaging.py keeps this
 #: list and the extra's requirements equal).
-NODE_DEPENDENCIES = ("libp2p", "trio", "starlette", "hypercorn")
+NODE_DEPENDENCIES = ("libp2p", "trio", "starlette", "hypercorn", "jinja2")
 
 
 def missing_node_dependencies() -> list[str]:
@@ -37,6 +37,7 @@ def missing_node_dependencies() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     from node import __version__
     from node.cli import (
+        admin,
         author,
         bundles,
         completion,
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.register(sub, common)
     bundles.register(sub, common)
     tokens.register(sub, common)
+    admin.register(sub, common)
     completion.register(sub, common, parser)
     return parser
 

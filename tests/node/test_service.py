@@ -204,6 +204,11 @@ def test_refusals_for_good_are_remembered_by_topic_and_message() -> None:
     forged = InvalidRecord("bad-signature", "the signature does not verify")
     assert s.gossip_validated(META_TOPIC, bad, forged) == "bad-signature"
     assert s.gossip_arrived(META_TOPIC, bad, A, 1.0) == REFUSED_AGAIN
+    # A copy of a refused message is dropped without blame (GossipSub's own IWANT may fetch
+    # it again); the refusal on its merits counts against the forwarder.
+    assert not s.blames(REFUSED_AGAIN)
+    assert not s.blames("rate-limited")
+    assert s.blames("bad-signature")
     assert s.gossip_arrived(project_topic(project.id), bad, A, 1.0) is None  # another topic
     # A record from the future may be accepted later: it is judged again each time.
     late = InvalidRecord("future-timestamp", "ts is 3600 s ahead")

@@ -71,7 +71,7 @@ async def running(*configs: TransportConfig) -> AsyncIterator[list[Transport]]:
 
 @asynccontextmanager
 async def line(
-    validator_b: Callable[[str, bytes, str], bool] | None = None, **b_overrides: Any
+    validator_b: Callable[[str, bytes, str], bool | None] | None = None, **b_overrides: Any
 ) -> AsyncIterator[tuple[Transport, Transport, Transport]]:
     """A - B - C, all subscribed to TOPIC, with the meshes formed."""
     async with running(config(1), config(2, **b_overrides), config(3)) as (a, b, c):
@@ -381,27 +381,34 @@ async def test_rejects_are_reported_and_a_ban_is_carried_out() -> None:
             assert (await next_message(c)).data == b"still gossiping"
 
 
-async def test_a_refusal_without_blame_never_bans() -> None:
+async def test_a_refusal_without_blame_is_not_reported() -> None:
     # None refuses a message without counting it against its forwarder (a copy of one
-    # already refused, or one over the rate limit): many of them ban nobody.
+    # already refused, or one over the rate limit): the reject listener, which decides
+    # bans, never hears of it; a refusal on the merits (False) is reported.
     judged: list[tuple[bytes, str]] = []
+    reported: list[str] = []
 
-    def ignore_copies(topic: str, data: bytes, from_peer: str) -> bool | None:
+    def judge(topic: str, data: bytes, from_peer: str) -> bool | None:
         judged.append((data, from_peer))
-        return None if data.startswith(b"copy") else True
+        if data.startswith(b"copy"):
+            return None
+        return not data.startswith(b"bad")
 
     with trio.fail_after(15):
-        async with line(ignore_copies, max_rejects_per_peer=3) as (a, b, _c):
+        async with line(judge) as (a, b, _c):
+            b.set_reject_listener(reported.append)
             for i in range(10):
                 await a.publish(TOPIC, b"copy %d" % i)
             await a.publish(TOPIC, b"after the copies")
             assert (await next_message(b)).data == b"after the copies"
-            # B judged (and refused) every copy forwarded by A, and still bans nobody.
+            # B judged (and refused) every copy forwarded by A, and reported none of them.
             await wait_until(
                 lambda: sum(1 for d, f in judged if d.startswith(b"copy") and f == a.peer_id) >= 10
             )
-            assert b.banned_peers() == []
-            assert b.stats.bans == 0
+            assert reported == []
+            await a.publish(TOPIC, b"bad one")
+            await wait_until(lambda: reported == [a.peer_id])
+            assert b.stats.messages_rejected == 11
             assert a.peer_id in {p.peer_id for p in b.connected_peers()}
 
 

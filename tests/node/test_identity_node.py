@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from test_node import addr, running, wait_until
 
 from node.clock import now_ms
 from node.recovery import code_bytes, new_code
@@ -17,7 +18,6 @@ from protocol.identity_records import DeviceLinkBody, ticket_key
 from protocol.record import sign_record
 from protocol.signing import SigningKey, peer_id
 from protocol.validation import META_TOPIC, project_topic
-from tests.node.test_node import addr, running, wait_until
 
 
 def _shares(node: Node, pid: str) -> list[dict[str, Any]]:

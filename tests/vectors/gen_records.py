@@ -13,6 +13,7 @@ non-canonical forms are written with ``msgpack`` or by patching bytes, then sign
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -25,13 +26,6 @@ if __name__ == "__main__":  # ``python tests/vectors/gen_records.py``, without a
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from protocol import codec, testing
-from protocol.identity_records import (
-    DeviceLinkBody,
-    DeviceRevokeBody,
-    UnknownBody,
-    join_body,
-    join_proof_input,
-)
 from protocol.record import (
     CONTRIBUTION_TYPES,
     SIGNING_DOMAIN,
@@ -52,6 +46,19 @@ from protocol.signing import SigningKey
 from protocol.validation import MAX_CLOCK_SKEW_MS, topic_of
 
 __all__ = ["FORMAT", "NOW_MS", "OUTPUT", "build", "render"]
+
+
+def _sibling(name: str) -> Any:
+    """A generator module beside this one (this file is loaded by path, not as a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_identity = _sibling("gen_identity")
 
 FORMAT = "commons-record-v1"
 OUTPUT = Path(__file__).with_name("records.json")
@@ -388,35 +395,9 @@ def _valid_records() -> list[tuple[str, Record, int]]:
         CAROL,
         ProfileBody(name="~ \u00a0\u200e\u2027\u202f\u2065\u206a", about="Carol\n\nMaker\tWelder"),
     )
-    # The identity kinds (docs/IDENTITY.md): carol's person is her recovery key; bob's key
-    # is the link ticket; alice joins with bob's proof.
-    person = CAROL.public_key
-    add("device-link", CAROL, DeviceLinkBody(person=person, ticket=BOB.public_key))
-    add("device-join with the ticket's proof", ALICE, join_body(person, ALICE.public_key, BOB))
-    add(
-        "device-revoke, cut 0",
-        CAROL,
-        DeviceRevokeBody(person=person, device=ALICE.public_key, cut=0),
-    )
-    add(
-        "device-revoke with keep and reason, cut equal to ts",
-        ALICE,
-        DeviceRevokeBody(
-            person=person,
-            device=ALICE.public_key,
-            cut=ts,
-            keep=(BOB.public_key,),
-            reason="lost on the train\nlast seen Monday",
-        ),
-    )
-    # Kinds this library does not know are kept, with or without a project key (section 7).
-    add("unknown kind vote, no project", ALICE, UnknownBody(name="vote", value={"x": 1}))
-    add(
-        "unknown kind with a project key and a nested body",
-        BOB,
-        UnknownBody(name="poll-2", value={"options": ["a", "b"], "target": TARGET_ID}),
-        pid,
-    )
+    # The identity kinds and kinds this library does not know (gen_identity.py).
+    for description, record in gen_identity.valid_records(ts, pid):
+        out.append((description, record, NOW_MS))
     # Records whose validity depends on the clock or on the size limit.
     out.append(
         (
@@ -613,77 +594,9 @@ def _invalid() -> list[dict[str, Any]]:
     case("v is 2", forge(base("profile", v=2)), "bad-version")
     case("v is 0", forge(base("profile", v=0)), "bad-version")
     case("v is the string 1", forge(base("profile", v="1")), "bad-version")
-    case("kind Vote (not a kind name)", forge(base("profile", kind="Vote")), "unknown-kind")
-    case("kind 33 letters long", forge(base("profile", kind="v" * 33)), "unknown-kind")
-    case(
-        "unknown kind whose body is not a map",
-        forge(base("profile", kind="vote", body=[1])),
-        "bad-type:body",
-    )
-    # The identity kinds.
-    join = {"person": CAROL.public_key, "ticket": BOB.public_key}
-    case(
-        "device-join whose proof another key signed",
-        forge(
-            base(
-                "device-link",
-                {**join, "proof": CAROL.sign(join_proof_input(CAROL.public_key, ALICE.public_key))},
-                kind="device-join",
-            )
-        ),
-        "bad-proof",
-    )
-    case(
-        "device-join whose proof names another device",
-        forge(
-            base(
-                "device-link",
-                {**join, "proof": BOB.sign(join_proof_input(CAROL.public_key, BOB.public_key))},
-                kind="device-join",
-            )
-        ),
-        "bad-proof",
-    )
-    case(
-        "device-join without proof",
-        forge(base("device-link", join, kind="device-join")),
-        "missing-field:proof",
-    )
-    case(
-        "device-join with a 63-byte proof",
-        forge(base("device-link", {**join, "proof": bytes(63)}, kind="device-join")),
-        "bad-length:proof",
-    )
-    case(
-        "device-revoke whose cut is after its ts",
-        forge(base("device-revoke", {**BASE_BODIES["device-revoke"], "cut": TS + 1})),
-        "cut-after-record",
-    )
-    case(
-        "device-revoke with a negative cut",
-        forge(base("device-revoke", {**BASE_BODIES["device-revoke"], "cut": -1})),
-        "out-of-range:cut",
-    )
-    case(
-        "device-revoke keeping one key twice",
-        forge(
-            base(
-                "device-revoke",
-                {**BASE_BODIES["device-revoke"], "keep": [BOB.public_key, BOB.public_key]},
-            )
-        ),
-        "duplicate:keep",
-    )
-    case(
-        "device-link with a project key",
-        forge(base("device-link", project=PROJECT_ID)),
-        "unexpected-field:project",
-    )
-    case(
-        "device-link with an unknown field",
-        forge(base("device-link", {**BASE_BODIES["device-link"], "name": "laptop"})),
-        "unknown-field:name",
-    )
+    # Kind names, and the identity kinds (gen_identity.py).
+    for description, raw, error in gen_identity.invalid_records(base, forge, BASE_BODIES):
+        case(description, raw, error)
     case("kind as bin", forge(base("profile", kind=b"profile")), "bad-type:kind")
     case("an extra record key", forge(base("profile", extra=1)), "unknown-field:extra")
     case("no sig", forge(base("profile"), sig=None), "missing-field:sig")

@@ -1,4 +1,4 @@
-"""The six record kinds of docs/RECORD-FORMAT.md, as frozen, keyword-only dataclasses.
+"""The record kinds of docs/RECORD-FORMAT.md, as frozen, keyword-only dataclasses.
 
 Every class checks its rules when it is built, so an instance that breaks section 1 or 4 of the
 format cannot exist: a ``Record`` is always structurally well-formed, and its canonical bytes

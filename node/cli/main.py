@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         backups,
         bundles,
         completion,
+        devices,
         identity,
         network,
         profile,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     identity.register(sub, common)
+    devices.register(sub, common)
     profile.register(sub, common)
     run.register(sub, common)
     project = sub.add_parser(

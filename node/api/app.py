@@ -234,6 +234,15 @@ def build_app(node: Node) -> Starlette:
         peer = request.path_params["peer"]
         return JSONResponse(await in_thread(profile_json, node.store, peer))
 
+    async def healthz(request: Request) -> Response:
+        # The process runs and its event loop answers: nothing else is looked at, so a busy
+        # store or a lonely node is never restarted for it.
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        state = node.readiness()
+        return JSONResponse(state, status_code=200 if state["ready"] else 503)
+
     async def person(request: Request) -> Response:
         peer = request.path_params["peer"]
         people = await in_thread(node.views.people)
@@ -370,6 +379,8 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
         Route("/metrics", guard(metrics)),
+        Route("/healthz", guard(healthz)),
+        Route("/readyz", guard(readyz)),
         *admin_routes(node, guard, _json),
         Route(
             "/api/v1/dashboard/logins",

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     from node.cli import (
         admin,
         author,
+        backups,
         bundles,
         completion,
         devices,
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.register(sub, common)
     bundles.register(sub, common)
     tokens.register(sub, common)
+    backups.register(sub, common)
     admin.register(sub, common)
     completion.register(sub, common, parser)
     return parser

@@ -119,7 +119,7 @@ def node_import(bundle: Path, db_path: Path) -> float:
     with Store.open(db_path) as store:
         started = time.perf_counter()
         scan = BundleScan()
-        # The default policy (no block, no limit), as a home without [policy] has.
+        # The default policy (no blocks, no limits): what a fresh home imports with.
         _import_into(store, Policy(), bundle, scan, Progress("import", stream=io.StringIO()))
         elapsed = time.perf_counter() - started
     assert not scan.rejected, scan.rejected[:3]

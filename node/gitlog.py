@@ -10,7 +10,7 @@ mailmap for trailers nor the same revision syntax. Every field is separated by c
 characters that cannot occur in a hash, a number or a one-line subject, so parsing needs no
 quoting rules.
 
-The mapping from a commit to a record (docs/RECORD-FORMAT.md section 4.7) is deterministic:
+The mapping from a commit to a record (docs/RECORD-FORMAT.md section 4.10) is deterministic:
 the same commit, repository URL and mailmap always make the same record, so the same id, and
 a second import of a history stores nothing new.
 """

@@ -89,6 +89,9 @@ log = logging.getLogger(__name__)
 class NodeOptions:
     listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4710"])
     bootstrap: list[str] = field(default_factory=list)
+    #: Addresses advertised instead of the listen ones, and never advertised.
+    announce: list[str] = field(default_factory=list)
+    no_announce: list[str] = field(default_factory=list)
     api: str | None = "127.0.0.1:4711"
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
@@ -177,6 +180,8 @@ class Node(NodeHandle):
         #: (None before any finished): ``status`` reports catching up from them.
         self._syncing = 0
         self._last_sync_received: int | None = None
+        self._synced_at: dict[str, float] = {}
+        self._ever_synced = False
         self._wake_at = 0.0
         self._admin_lock = trio.Lock()
         self.ingestor.on_new(self._stored)
@@ -327,6 +332,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             listen=tuple(options.listen),
             mdns=options.mdns,
             max_connections=options.max_peers,
+            announce=tuple(options.announce),
+            no_announce=tuple(options.no_announce),
         )
         async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
             node = Node(
@@ -370,6 +377,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 ", ".join(transport.listen_addrs()),
                 node.api_url or "off",
             )
+            if options.announce or options.no_announce:
+                log.info("advertising %s", ", ".join(transport.advertised_addrs()) or "nothing")
             try:
                 yield node
             finally:

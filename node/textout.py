@@ -130,7 +130,7 @@ def date_time(ts_ms: int) -> str:
 def short_peer(peer: str, others: Sequence[str] = ()) -> str:
     """A peer id shortened to its last characters, longer where that would be ambiguous.
 
-    An unclaimed handle (docs/RECORD-FORMAT.md section 4.7) stands where a peer would: a forge
+    An unclaimed handle (docs/RECORD-FORMAT.md section 4.10) stands where a peer would: a forge
     user or an ORCID shows whole, a hashed email as its first hex digits."""
     if peer.startswith("email:"):
         return terminal_safe(peer[:18]) + "…"

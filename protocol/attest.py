@@ -1,4 +1,4 @@
-"""Attested contributions and claims of handles (docs/RECORD-FORMAT.md sections 4.7, 4.8, 5.9).
+"""Attested contributions and claims of handles (docs/RECORD-FORMAT.md sections 4.10, 4.11, 5.10).
 
 A project's history predates its ledger: the people who did the work have no key yet. A
 maintainer records such work *on behalf of* external **handles** (a git author email, a forge
@@ -233,25 +233,34 @@ def fold_claims(
     confirmations: Iterable[Record],
     retracted: frozenset[bytes] | set[bytes],
     maintainers: frozenset[bytes],
+    who: Callable[[Record], bytes] | None = None,
 ) -> ClaimState:
     """Apply the module's rules to one project's claims and confirmations (already filtered
     to the project, repeats removed); ``retracted`` holds the ids whose retraction took
-    effect, ``maintainers`` the project's current maintainers."""
+    effect, ``maintainers`` the project's current maintainers. ``who`` is the person a record
+    counts for (protocol.identity; by default its author key): a claim resolves a handle to
+    its claimant's person, and nobody confirms a claim of their own person."""
+    person = who or _author
     live = {c.id: c for c in claims if c.id not in retracted}
     confirmed: set[bytes] = set()
     for confirmation in confirmations:
-        if confirmation.id in retracted or confirmation.author not in maintainers:
+        confirmer = person(confirmation)
+        if confirmation.id in retracted or confirmer not in maintainers:
             continue
         claim = live.get(confirmation.body.claim)  # type: ignore[union-attr]
-        if claim is not None and claim.author != confirmation.author:
+        if claim is not None and person(claim) != confirmer:
             confirmed.add(claim.id)
     holders: dict[str, set[bytes]] = {}
     for claim_id in confirmed:
         claim = live[claim_id]
-        holders.setdefault(claim.body.handle, set()).add(claim.author)  # type: ignore[union-attr]
+        holders.setdefault(claim.body.handle, set()).add(person(claim))  # type: ignore[union-attr]
     resolved = {h: next(iter(keys)) for h, keys in holders.items() if len(keys) == 1}
     disputed = {h: tuple(sorted(keys)) for h, keys in holders.items() if len(keys) > 1}
     return ClaimState(resolved=resolved, disputed=disputed, confirmed=frozenset(confirmed))
+
+
+def _author(record: Record) -> bytes:
+    return record.author
 
 
 def credited_people(

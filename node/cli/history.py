@@ -1,5 +1,5 @@
 """A project's existing history and the people in it: ``import-git``, ``claim``,
-``confirm-claim`` (docs/INTERFACES.md; the record rules are docs/RECORD-FORMAT.md 4.7-5.9).
+``confirm-claim`` (docs/INTERFACES.md; the record rules are docs/RECORD-FORMAT.md 4.10-5.10).
 
 Records are signed here with the home's key in both modes. Reads (the project, its
 maintainers, a claim) come from the home's store, which SQLite lets this process read beside a

@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     from node.cli import (
         admin,
         author,
+        backups,
         bundles,
         completion,
+        devices,
         history,
         identity,
         network,
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     identity.register(sub, common)
+    devices.register(sub, common)
     profile.register(sub, common)
     run.register(sub, common)
     project = sub.add_parser(
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundles.register(sub, common)
     history.register(sub, common)
     tokens.register(sub, common)
+    backups.register(sub, common)
     admin.register(sub, common)
     completion.register(sub, common, parser)
     return parser

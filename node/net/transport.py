@@ -44,6 +44,8 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
 from node.net import _compat as compat
+from node.net.addresses import Announcement, expand_wildcards
+from protocol.signing import SigningKey
 
 __all__ = [
     "Message",
@@ -121,6 +123,10 @@ class TransportConfig:
     gossip_degree_high: int = 12
     heartbeat_seconds: int = 1
     seen_ttl_seconds: int = 120
+    #: What to advertise instead of the listen addresses, and what never to advertise
+    #: (see :mod:`node.net.addresses`).
+    announce: tuple[str, ...] = ()
+    no_announce: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.seed) != 32:
@@ -329,6 +335,7 @@ class Transport:
         self._pubsub = pubsub
         self.peer_id: str = str(host.get_id())
         self.stats = TransportStats()
+        self._announcement = Announcement(self.peer_id, config.announce, config.no_announce)
         self._validator: Validator | None = None
         self._on_reject: RejectListener | None = None
         self._validated_topics: set[str] = set()
@@ -351,6 +358,11 @@ class Transport:
         wildcard (0.0.0.0, ::) is expanded to this machine's interface addresses."""
         addrs = self._host.get_transport_addrs()
         return _dialable(self.peer_id, [str(e) for a in addrs for e in expand_wildcard_address(a)])
+
+    def advertised_addrs(self) -> list[str]:
+        """The addresses this node tells its peers to dial, each ending in /p2p/<id>: its
+        listen addresses, or ``announce`` in their place, less ``no_announce``."""
+        return self._announcement.full(expand_wildcards(map(str, self._host.get_transport_addrs())))
 
     async def connect(self, maddr: str) -> str:
         """Dial ``maddr``, which must end in /p2p/<id>, and return that peer id.
@@ -719,6 +731,9 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
     except Exception as exc:
         raise ValueError(f"bad listen multiaddr in {config.listen!r}") from exc
     compat.check_ports_free(listen, TransportError)
+    announcement = Announcement(
+        SigningKey(config.seed).peer_id, config.announce, config.no_announce
+    )  # a bad entry is refused before anything listens
     host, gossip, pubsub = compat.build_host(
         seed=config.seed,
         max_connections=config.max_connections,
@@ -730,6 +745,11 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
         heartbeat_seconds=config.heartbeat_seconds,
         seen_ttl_seconds=config.seen_ttl_seconds,
         max_inbound_rpc_bytes=MAX_INBOUND_RPC_BYTES,
+        advertise=(
+            (lambda found: announcement.select(expand_wildcards(found)))
+            if config.announce or config.no_announce
+            else None
+        ),
     )
     transport = Transport(config, host, pubsub)
     host.get_network().register_notifee(compat.ConnectionNotifee(transport._on_connection))

@@ -340,6 +340,8 @@ class ViewSnapshot:
         return [
             {
                 "contributor": self._person(person),
+                # Snapshots exist only while no identity record is held: a key is its person.
+                "person": self._person(person),
                 "contributions": contributions,
                 "claimed_minutes": claimed,
                 "endorsed_value": endorsed,
@@ -405,6 +407,7 @@ class ViewSnapshot:
             "endorsements": self._endorsements[row],
             "endorsed_weight": self._weights[row],
             **self._attested_json(row),
+            "person": self._person(self._authors[row]),
         }
 
     def _attested_json(self, row: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Attested contributions, claims and confirmations (docs/RECORD-FORMAT.md sections 4.7-5.9).
+"""Attested contributions, claims and confirmations (docs/RECORD-FORMAT.md sections 4.10-5.10).
 
 The examples pin each rule of the claim fold, the dispute rule included; the properties check
 that the fold is a function of the set (any order gives the same shares) and that claims move

@@ -15,11 +15,13 @@ import pytest
 from protocol import codec
 from protocol.attest import ClaimBody, ClaimConfirmationBody
 from protocol.errors import InvalidRecord, RemoteProtocolError
+from protocol.identity_records import DeviceLinkBody, DeviceRevokeBody, join_body
 from protocol.record import (
     CONTRIBUTION_TYPES,
     KINDS,
     MAX_RECORD_SIZE,
     SIGNING_DOMAIN,
+    UNSCOPED_KINDS,
     Artifact,
     ContributionBody,
     EndorsementBody,
@@ -134,6 +136,26 @@ def every_kind() -> list[Record]:
             CAROL, body=ClaimBody(handle="forge:codeberg.org/carol"), ts=TS, project=PROJECT
         ),
         sign_record(ALICE, body=ClaimConfirmationBody(claim=TARGET), ts=TS, project=PROJECT),
+        sign_record(
+            ALICE, body=DeviceLinkBody(person=ALICE.public_key, ticket=CAROL.public_key), ts=TS
+        ),
+        sign_record(BOB, body=join_body(ALICE.public_key, BOB.public_key, CAROL), ts=TS),
+        sign_record(
+            ALICE,
+            body=DeviceRevokeBody(person=ALICE.public_key, device=BOB.public_key, cut=0),
+            ts=TS,
+        ),
+        sign_record(
+            BOB,
+            body=DeviceRevokeBody(
+                person=ALICE.public_key,
+                device=BOB.public_key,
+                cut=TS,
+                keep=(CAROL.public_key,),
+                reason="lost on the train\nlast seen Monday",
+            ),
+            ts=TS,
+        ),
     ]
 
 
@@ -153,6 +175,9 @@ def test_every_kind_is_covered() -> None:
             "profile",
             "claim",
             "claim-confirmation",
+            "device-link",
+            "device-join",
+            "device-revoke",
         }
     )
 
@@ -182,7 +207,7 @@ def test_signature_is_over_the_domain_and_the_record_without_sig(record: Record)
     assert SIGNING_DOMAIN == b"commons-record-v1\x00"
     assert verify(record.author, expected_input, record.sig)
     assert value["v"] == 1
-    assert ("project" in value) == (record.kind not in ("project", "profile"))
+    assert ("project" in value) == (record.kind not in UNSCOPED_KINDS)
 
 
 def test_record_fields_and_derived_values() -> None:

@@ -320,3 +320,17 @@ def test_claims_move_shares_exactly_and_order_does_not_matter(
     assert [e.to_json() for e in again.live_contributions()] == [
         e.to_json() for e in view.live_contributions()
     ]
+
+
+def test_a_claim_from_a_device_credits_its_person() -> None:
+    f, p, records = setup()
+    # Carol's person is her paper key; her phone acts for it (docs/IDENTITY.md).
+    devices = [
+        f.link("carol-paper", "carol-paper", "ticket"),
+        f.join("carol-phone", "carol-paper", "ticket"),
+    ]
+    claim = f.claim("carol-phone", p, CAROL_MAIL)
+    view = ProjectView.build(p, [*devices, *records, claim, f.confirm("bob", claim)])
+    assert view.claims.resolved == {CAROL_MAIL: key("carol-paper").public_key}
+    assert _peer("carol-paper") in shares_by(view)
+    assert CAROL_MAIL not in shares_by(view)

@@ -30,6 +30,10 @@ _HELP = {
     ),
     "commons_ping_streams_opened_total": "Ping streams opened (one kept per connection).",
     "commons_peers_dropped_total": "Connections dropped by this node, by reason.",
+    "commons_dials_total": "Dials started, by where the address came from.",
+    "commons_peer_exchanges_total": "Peer exchanges (/commons/peers/1), by role and outcome.",
+    "commons_peers_learned_total": "New peer addresses learned by peer exchange.",
+    "commons_peer_addrs_refused_total": "Offered peer addresses refused, by reason.",
 }
 
 

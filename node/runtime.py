@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from node import exchange
 from node.clock import now_ms
 from node.gossip import Gossip
 from node.handle import NodeHandle
@@ -39,6 +40,7 @@ from node.memory import fix_mmap_threshold
 from node.metrics import Metrics
 from node.net.transport import (
     ProtocolUnsupported,
+    Stream,
     Transport,
     TransportConfig,
     TransportError,
@@ -46,6 +48,7 @@ from node.net.transport import (
 )
 from node.service import (
     REJECTS,
+    AskPeers,
     Ban,
     Check,
     Dial,
@@ -73,6 +76,7 @@ from node.sync.verifier import Verifier
 from node.trio_util import open_unwrapping_nursery
 from node.views.cache import ViewCache
 from node.views.follow import Follow
+from protocol import peers as peers_protocol
 from protocol import sync as sync_protocol
 from protocol.errors import ProtocolError
 from protocol.record import Record
@@ -178,7 +182,10 @@ class Node(NodeHandle):
             elif isinstance(effect, StartSync):
                 start(self._background_sync, effect.peer, effect.reason)
             elif isinstance(effect, Dial):
+                self.metrics.inc("commons_dials_total", source=effect.source)
                 start(self._dial, effect.addr)
+            elif isinstance(effect, AskPeers):
+                start(self._ask_peers, effect.peer, effect.want)
             elif isinstance(effect, Reachability):
                 _log_reachability(effect)
             elif isinstance(effect, Check):
@@ -278,6 +285,23 @@ class Node(NodeHandle):
             return
         self._execute(self.service.dial_succeeded(addr, peer, trio.current_time()))
 
+    async def _ask_peers(self, peer: str, want: int) -> None:
+        accept_local = self.service.config.offer_local
+        addrs = await exchange.ask(
+            self.transport, peer, want, self.metrics, accept_local=accept_local
+        )
+        new, over = self.service.peers_offered(peer, addrs, trio.current_time())
+        self.metrics.inc("commons_peers_learned_total", new)
+        if over:
+            self.metrics.inc("commons_peer_addrs_refused_total", over, reason="over-cap")
+
+    async def _serve_peers(self, stream: Stream) -> None:
+        def offer(asker: str, local: bool, want: int) -> list[str]:
+            listing = [(p.peer_id, p.addrs) for p in self.transport.connected_peers()]
+            return self.service.exchange.offer(asker, local, want, listing)
+
+        await exchange.serve(stream, offer, self.metrics)
+
     async def _hang_up(self, peer: str) -> None:
         with trio.move_on_after(self.service.config.liveness_timeout):
             with contextlib.suppress(TransportError):
@@ -324,6 +348,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             transport.set_validator(node.gossip.validate)
             transport.set_reject_listener(node.gossip.rejected)
             transport.set_stream_handler(sync_protocol.PROTOCOL_ID, node.syncer.serve)
+            transport.set_stream_handler(peers_protocol.PROTOCOL_ID, node._serve_peers)
             for task in (
                 node.verifier.run,
                 node.gossip.run_reader,

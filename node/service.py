@@ -16,7 +16,9 @@ Rules:
   ``/commons/sync/1`` (a gossip-only peer: another implementation of the record format, say)
   is not asked again while its connection lasts; it stays connected and in the gossip mesh.
 - **Dial** known addresses (bootstrap first, then the least failed) while fewer than
-  ``target_peers`` are connected, at most ``max_pending_dials`` at once. A failed dial backs
+  ``target_peers`` are connected, and bootstrap ones up to ``max_peers`` (learned peers alone
+  can fill the target on one side of a partition and keep the sides apart once it heals:
+  the simulator found it), at most ``max_pending_dials`` at once. A failed dial backs
   off exponentially per address, with jitter; bootstrap addresses are never forgotten.
 - **Gossip admission**, before the record is parsed: a token bucket per forwarding peer
   (``gossip_rate`` a second, bursts of twice that), then the refusal memory: bytes refused
@@ -47,6 +49,10 @@ Rules:
   time all of them, within a budget; then only those whose results are shown), then again
   every ``views_interval`` seconds after the previous fold finished; at stop, write the
   snapshots of newer folds within ``snapshot_stop_seconds``.
+- **Peer exchange** (:mod:`node.peering`, which says whom to ask and what to keep); dials
+  rank bootstrap, least failed, the /24 or /48 least connected into, then a random order
+  per address (nodes told the same addresses must not all dial the same peers); at most
+  ``max_per_group`` connections into one public network beyond the bootstrap peers.
 - **Reachability** is reported when it changes, not at every dial: the first failed dial of
   a peer (or of an address that names none) makes it unreachable, a successful dial or a new
   connection makes it reachable again (:class:`Reachability`, one log line each).
@@ -61,7 +67,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from node.peering import AskPeers, PeerExchange, network_load
 from protocol.errors import InvalidRecord
+from protocol.peers import addr_group
 from protocol.record import Record
 from protocol.sync import MAX_SCOPES, Hello
 from protocol.validation import META_SCOPE, META_TOPIC, project_topic, scope_of
@@ -71,6 +79,7 @@ __all__ = [
     "RATE_LIMITED",
     "REFUSED_AGAIN",
     "REJECTS",
+    "AskPeers",
     "Ban",
     "Check",
     "Dial",
@@ -120,6 +129,14 @@ class ServiceConfig:
     dial_backoff_max: float = 300.0
     max_pending_dials: int = 4
     max_known_addrs: int = 1024
+    #: Peer exchange (:mod:`node.peering`): seconds between asks of one peer, addresses an
+    #: ask, asks in flight, addresses kept from one peer, connections into one public network.
+    exchange_interval: float = 30.0
+    exchange_want: int = 16
+    max_pending_asks: int = 2
+    max_learned_per_source: int = 64
+    max_per_group: int = 2
+    offer_local: bool = False
     #: Gossip messages a second accepted from one forwarding peer (bursts of twice that), and
     #: the peers whose buckets are kept.
     gossip_rate: int = 1000
@@ -174,6 +191,9 @@ class ServiceConfig:
 @dataclass(frozen=True)
 class Dial:
     addr: str
+    #: Where the address came from: "bootstrap", "exchange" (a peer offered it), "known"
+    #: (the address book, mDNS, a peer that connected to us).
+    source: str = field(default="known", compare=False)
 
 
 @dataclass(frozen=True)
@@ -279,6 +299,7 @@ class Reachability:
 
 Effect = (
     Dial
+    | AskPeers
     | StartSync
     | Reachability
     | Subscribe
@@ -304,6 +325,8 @@ class _Address:
     failures: int = 0
     next_try: float = 0.0
     pending: bool = False
+    learned: bool = False  # offered by a peer (peer exchange)
+    rank: float = 0.0  # random, fixed: the order among otherwise equal addresses
 
 
 @dataclass
@@ -338,6 +361,10 @@ class NodeService:
     _next_listing: float | None = None
     _views_due: float | None = None
     _views_first: bool = True
+    exchange: PeerExchange = field(init=False)  # whom to ask, what to offer
+
+    def __post_init__(self) -> None:
+        self.exchange = PeerExchange(self.our_peer, self.rng, self.config)
 
     # ---------------------------------------------------------------------------- start, tick
 
@@ -372,6 +399,7 @@ class NodeService:
             if candidates:
                 effects += self._start_sync(self.rng.choice(candidates), now, "periodic")
         effects += self._dials(now)
+        effects += self._asks(now)
         if self._next_round is not None and now >= self._next_round:
             self._next_round = now + c.liveness_interval
             effects += self._liveness_round(now)
@@ -394,7 +422,7 @@ class NodeService:
     # ---------------------------------------------------------------------------- peers
 
     def address_learned(
-        self, addr: str, *, peer: str | None = None, bootstrap: bool = False
+        self, addr: str, *, peer: str | None = None, bootstrap: bool = False, learned: bool = False
     ) -> None:
         """A dialable address: from the bootstrap list, the address book, mDNS, a peer. The
         peer is read from ``addr`` when not given, and named in it when missing."""
@@ -410,7 +438,9 @@ class NodeService:
             return
         if len(self._addresses) >= self.config.max_known_addrs and not bootstrap:
             return
-        self._addresses[addr] = _Address(addr=addr, peer=peer, bootstrap=bootstrap)
+        self._addresses[addr] = _Address(
+            addr=addr, peer=peer, bootstrap=bootstrap, learned=learned, rank=self.rng.random()
+        )
 
     def connected(self, peer: str, now: float, addrs: Sequence[str] = ()) -> list[Effect]:
         """A connection to ``peer`` opened (either side dialled); it listens on ``addrs``."""
@@ -429,13 +459,23 @@ class NodeService:
                 self.address_learned(addr, peer=peer)
         if self.our_peer < peer:
             effects += self._start_sync(peer, now, "connected")
-        return effects
+        return effects  # asks for its peers, if any, come with the next tick
 
     def disconnected(self, peer: str, now: float) -> list[Effect]:
         self.connected_peers.discard(peer)
         self._syncless.discard(peer)
         self._relink(peer)
+        self.exchange.disconnected(peer)
         return []
+
+    def peers_offered(self, peer: str, addrs: Sequence[str], now: float) -> tuple[int, int]:
+        """An ask of ``peer`` ended with ``addrs`` (checked; empty when it failed): learn
+        them, to dial from the next tick. Returns how many were new, how many over the cap."""
+        kept, over = self.exchange.answered(peer, addrs, self.connected_peers)
+        before = len(self._addresses)
+        for addr in kept:
+            self.address_learned(addr, learned=True)
+        return len(self._addresses) - before, over
 
     def dial_succeeded(self, addr: str, peer: str, now: float) -> list[Effect]:
         a = self._addresses.get(addr)
@@ -635,24 +675,44 @@ class NodeService:
         return [StartSync(peer=peer, reason=reason)]
 
     def _dials(self, now: float) -> list[Effect]:
-        if len(self.connected_peers) >= self.config.target_peers:
-            return []
+        c = self.config
+        full = len(self.connected_peers) >= c.target_peers
         pending = sum(1 for a in self._addresses.values() if a.pending)
+        if pending >= c.max_pending_dials or len(self.connected_peers) >= c.max_peers:
+            return []
         due = [
             a
             for a in self._addresses.values()
-            if not a.pending and a.next_try <= now and a.peer not in self.connected_peers
+            if not a.pending
+            and a.next_try <= now
+            and a.peer not in self.connected_peers
+            and (a.bootstrap or not full)
         ]
-        # Bootstrap addresses first, then those that failed least.
-        due.sort(key=lambda a: (not a.bootstrap, a.failures, a.addr))
+        groups = network_load(
+            (a.peer, a.addr, a.bootstrap)
+            for a in self._addresses.values()
+            if a.pending or a.peer in self.connected_peers
+        )
+        due.sort(
+            key=lambda a: (not a.bootstrap, a.failures, groups.get(addr_group(a.addr), 0), a.rank)
+        )
         effects: list[Effect] = []
         for a in due:
-            if pending >= self.config.max_pending_dials:
+            if pending >= c.max_pending_dials:
                 break
+            group = addr_group(a.addr)
+            if not a.bootstrap and group is not None and groups.get(group, 0) >= c.max_per_group:
+                continue
+            groups[group] = groups.get(group, 0) + 1
             a.pending = True
             pending += 1
-            effects.append(Dial(addr=a.addr))
+            source = "bootstrap" if a.bootstrap else "exchange" if a.learned else "known"
+            effects.append(Dial(addr=a.addr, source=source))
         return effects
+
+    def _asks(self, now: float) -> list[Effect]:
+        short = len(self.connected_peers) < self.config.target_peers
+        return list(self.exchange.asks(now, self.connected_peers, short))
 
     def _take_token(self, peer: str, now: float) -> bool:
         rate = float(self.config.gossip_rate)

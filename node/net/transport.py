@@ -194,6 +194,15 @@ class Stream:
             return StreamClosed(f"{what} on a closed stream with {self.peer_id}")
         return StreamBroken(f"{what} failed with {self.peer_id}: {type(exc).__name__} {exc}")
 
+    def remote_host(self) -> str | None:
+        """The IP address the stream's connection comes from (None when unknown): whether
+        the peer is on this machine or our LAN decides which addresses it may be told."""
+        try:
+            remote = self._stream.get_remote_address()
+        except Exception:
+            return None
+        return str(remote[0]) if remote else None
+
     async def read(self, max_bytes: int = MAX_READ_BYTES) -> bytes:
         """Return between 1 and ``max_bytes`` bytes as soon as any arrive, or b"" at EOF."""
         if not 0 < max_bytes <= MAX_READ_BYTES:

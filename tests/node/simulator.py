@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # run as a script: the repository root holds node
 from node.service import (
     RATE_LIMITED,
     REJECTS,
+    AskPeers,
     Ban,
     Check,
     Dial,
@@ -132,8 +133,10 @@ class SimNode:
     _memo: MessageMemo = field(default_factory=MessageMemo)
 
     def __post_init__(self) -> None:
-        self.peer_id = f"12D3KooWsim{self.index:06d}"
-        self.addr = f"/sim/tcp/{self.index}/p2p/{self.peer_id}"
+        # Base58 peer ids and private IPv4 addresses, as peer exchange checks them.
+        self.peer_id = _PEER_PREFIX + f"{self.index:011d}".translate(_TO_BASE58)
+        i = self.index
+        self.addr = f"/ip4/10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}/tcp/4710/p2p/{self.peer_id}"
 
     @property
     def up(self) -> bool:
@@ -181,6 +184,7 @@ class Stats:
     syncs: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     events: int = 0
+    learned: int = 0  # addresses learned by peer exchange
 
 
 _SCOPES: dict[bytes, str] = {}
@@ -193,8 +197,14 @@ def _scope(record: Record) -> str:
     return scope
 
 
+_PEER_PREFIX = "12D3KooWsimPeerNumber"
+_TO_BASE58 = str.maketrans("0123456789", "abcdefghij")
+_FROM_BASE58 = str.maketrans("abcdefghij", "0123456789")
+
+
 def addr_index(addr: str) -> int:
-    return int(addr.split("/")[3])
+    a, b, c = (int(x) for x in addr.split("/")[2].split(".")[1:])
+    return a << 16 | b << 8 | c
 
 
 @cache
@@ -478,6 +488,9 @@ class Simulation:
                 self.at(self.now + wait, self.dial, i, node.life, effect.addr)
             elif isinstance(effect, StartSync):
                 self.start_sync(i, effect.peer)
+            elif isinstance(effect, AskPeers):
+                j = self.index_of(effect.peer)
+                self.at(self.now + 2 * self.delay(), self.answer_ask, i, node.life, j, effect.want)
             elif isinstance(effect, Check):
                 self.check(i, effect)
             elif isinstance(effect, Publish):
@@ -509,8 +522,19 @@ class Simulation:
             elif not isinstance(effect, NoteDialFailure | SaveSnapshots):
                 raise AssertionError(f"an effect the simulator does not know: {effect!r}")
 
+    def answer_ask(self, i: int, life: int, j: int, want: int) -> None:
+        """Peer exchange: ``j`` answers ``i``'s ask (nothing if the link carries nothing)."""
+        node, other = self.nodes[i], self.nodes[j]
+        if node.service is None or node.life != life:
+            return
+        addrs: list[str] = []
+        if other.service is not None and self.carries(i, j) and j in node.conns:
+            listing = [(self.nodes[k].peer_id, (self.nodes[k].addr,)) for k in other.conns]
+            addrs = other.service.exchange.offer(node.peer_id, True, want, listing)
+        self.stats.learned += node.service.peers_offered(other.peer_id, addrs, self.now)[0]
+
     def index_of(self, peer: str) -> int:
-        return int(peer.removeprefix("12D3KooWsim"))
+        return int(peer.removeprefix(_PEER_PREFIX).translate(_FROM_BASE58))
 
     def views_done(self, i: int, life: int) -> None:
         node = self.nodes[i]
@@ -855,8 +879,36 @@ def liveness(seed: int, nodes: int = 12, *, duration: float = 120.0) -> Report:
     return report
 
 
+def star(seed: int, nodes: int = 20, *, meet: float = 30.0) -> Report:
+    """Every node is bootstrapped to node 0 only (a seed). By peer exchange each comes to
+    hold at least 3 connections besides the seed within ``meet`` seconds; then the seed
+    stops, and a record authored afterwards still reaches every other node."""
+    started = time.perf_counter()
+    pool = _pool(1, 2)
+    sim = Simulation(seed, ["full"] * nodes)
+    seed_node = sim.nodes[0]
+    # As ``commons node run --seed`` does (seed_max_peers): a seed accepts many more peers.
+    seed_node.config = replace(seed_node.config, max_peers=256)
+    for node in sim.nodes[1:]:
+        node.bootstrap = [seed_node.addr]
+    sim.run_until(meet)
+    report = Report("star", seed, nodes, sim, 0.0)
+    for node in sim.nodes[1:]:
+        others = [j for j in node.conns if j != 0]
+        report.check(len(others) >= 3, f"node {node.index} holds {len(others)} peers but the seed")
+    report.check(sim.stats.learned > 0, "no address was learned by peer exchange")
+    sim.stop(0)
+    sim.at(sim.now + 1.0, sim.author, 1, pool[0])
+    sim.run_until(sim.now + 30.0)
+    lacking = [node.index for node in sim.nodes[1:] if pool[0].id not in node.records]
+    report.check(not lacking, f"without the seed, nodes {lacking[:5]} lack the new record")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 SCENARIOS: dict[str, Callable[..., Report]] = {
     "converge": converge,
+    "star": star,
     "flood": flood,
     "liveness": liveness,
 }

@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "node.views": 3,
     "node.authoring": 3,
     "node.service": 4,
+    "node.peering": 4,
+    "node.exchange": 4,
     "node.liveness": 4,
     "node.store_work": 4,
     "node.gossip": 4,
@@ -130,10 +132,11 @@ def test_only_node_net_imports_libp2p(module: str) -> None:
     assert not bad, f"{module} imports {bad}: go through node.net.transport"
 
 
-def test_the_service_is_pure() -> None:
-    path = modules()["node.service"]
+@pytest.mark.parametrize("module", ["node.service", "node.peering"])
+def test_the_service_is_pure(module: str) -> None:
+    path = modules()[module]
     bad = sorted(i for i in imports(path) if i.split(".")[0] in IMPURE)
-    assert not bad, f"node.service imports {bad}: time and randomness are its inputs"
+    assert not bad, f"{module} imports {bad}: time and randomness are its inputs"
     draws = sorted(
         ast.unparse(n)
         for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
@@ -142,7 +145,7 @@ def test_the_service_is_pure() -> None:
         and n.value.id == "random"
         and n.attr != "Random"
     )
-    assert not draws, f"node.service draws from the global generator: {draws}"
+    assert not draws, f"{module} draws from the global generator: {draws}"
 
 
 def test_no_import_cycles() -> None:

@@ -34,6 +34,10 @@ _HELP = {
     "commons_peer_exchanges_total": "Peer exchanges (/commons/peers/1), by role and outcome.",
     "commons_peers_learned_total": "New peer addresses learned by peer exchange.",
     "commons_peer_addrs_refused_total": "Offered peer addresses refused, by reason.",
+    "commons_dht_provides_total": "Provider announcements in the DHT, by outcome.",
+    "commons_dht_lookups_total": "Provider lookups in the DHT, by outcome.",
+    "commons_dht_providers_found_total": "Providers returned by DHT lookups.",
+    "commons_dht_routing_table_peers": "Peers in the DHT routing table.",
 }
 
 

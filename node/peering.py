@@ -31,12 +31,33 @@ from typing import Protocol
 
 from protocol.peers import MAX_OFFER, PeersError, addr_group, check_addr
 
-__all__ = ["AskPeers", "ExchangeSettings", "PeerExchange", "network_load"]
+__all__ = ["AskPeers", "ExchangeSettings", "KnownAddress", "PeerExchange", "network_load"]
 
 #: Peers whose accepted-address counts are kept (oldest forgotten first).
 MAX_SOURCES = 1024
 #: Addresses offered per connected peer at most.
 ADDRS_PER_PEER = 2
+
+
+@dataclass
+class KnownAddress:
+    """An address the service may dial, and what it knows of it."""
+
+    addr: str
+    peer: str | None
+    bootstrap: bool
+    learned: bool = False  # offered by a peer (peer exchange)
+    provider: bool = False  # found in the DHT: dialled even at the target
+    rank: float = 0.0  # random, fixed: the order among otherwise equal addresses
+    failures: int = 0
+    next_try: float = 0.0
+    pending: bool = False
+
+    def source(self) -> str:
+        """Where it came from, as ``commons_dials_total`` labels it."""
+        if self.bootstrap:
+            return "bootstrap"
+        return "provider" if self.provider else "exchange" if self.learned else "known"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import trio
 
@@ -46,6 +47,7 @@ from node.net.transport import (
     TransportError,
     open_transport,
 )
+from node.providers import DhtConfig
 from node.service import (
     REJECTS,
     AskPeers,
@@ -53,10 +55,12 @@ from node.service import (
     Check,
     Dial,
     Effect,
+    FindProviders,
     Hangup,
     ListProjects,
     NodeService,
     NoteDialFailure,
+    Provide,
     Publish,
     PublishUnpublished,
     Reachability,
@@ -98,10 +102,20 @@ class NodeOptions:
     max_peers: int = 32
     sync_interval: float = 30.0
     gossip_rate: int = 1000
+    #: The DHT of project providers: "server", "client" or "off"; None: server for a seed,
+    #: client otherwise (``commons node run --dht``).
+    dht: str | None = None
     #: The service's other tunables (the fields above override their counterparts in it).
     tuning: ServiceConfig = field(default_factory=ServiceConfig)
 
+    def dht_mode(self) -> Literal["server", "client", "off"]:
+        mode = self.dht or ("server" if self.seed else "client")
+        if mode not in ("server", "client", "off"):
+            raise ValueError(f"dht must be server, client or off, not {mode!r}")
+        return mode  # type: ignore[return-value]
+
     def service_config(self) -> ServiceConfig:
+        dht = self.tuning.dht or DhtConfig()
         return dataclasses.replace(
             self.tuning,
             follow=frozenset(self.follow),
@@ -109,6 +123,7 @@ class NodeOptions:
             max_peers=self.max_peers,
             sync_interval=self.sync_interval,
             gossip_rate=self.gossip_rate,
+            dht=None if self.dht_mode() == "off" else dht,
         )
 
 
@@ -170,6 +185,9 @@ class Node(NodeHandle):
         self._wake_at = 0.0
         self.ingestor.on_new(self._stored)
         self.register_gauges()
+        if (dht := transport.dht) is not None:
+            size = dht.routing_table_size
+            self.metrics.gauge("commons_dht_routing_table_peers", lambda: {(): float(size())})
 
     # ---------------------------------------------------------------------------- the reactor
 
@@ -186,6 +204,10 @@ class Node(NodeHandle):
                 start(self._dial, effect.addr)
             elif isinstance(effect, AskPeers):
                 start(self._ask_peers, effect.peer, effect.want)
+            elif isinstance(effect, Provide):
+                start(self._provide, effect)
+            elif isinstance(effect, FindProviders):
+                start(self._find_providers, effect)
             elif isinstance(effect, Reachability):
                 _log_reachability(effect)
             elif isinstance(effect, Check):
@@ -295,6 +317,27 @@ class Node(NodeHandle):
         if over:
             self.metrics.inc("commons_peer_addrs_refused_total", over, reason="over-cap")
 
+    async def _provide(self, effect: Provide) -> None:
+        if self.transport.dht is not None:
+            ok = await self.transport.dht.provide(effect.key)
+            self.metrics.inc("commons_dht_provides_total", outcome="ok" if ok else "failed")
+            self.service.providers.provided(effect.project, ok, trio.current_time())
+
+    async def _find_providers(self, effect: FindProviders) -> None:
+        if self.transport.dht is None:
+            return
+        found = await self.transport.dht.find_providers(effect.key, effect.count)
+        self.metrics.inc("commons_dht_lookups_total", outcome="found" if found else "none")
+        listing = [(p.peer_id, p.addrs) for p in found]
+        connected = self.service.connected_peers
+        now = trio.current_time()
+        addrs = self.service.providers.found(effect.project, listing, self.peer_id, connected, now)
+        for addr in addrs:
+            self.service.address_learned(addr, provider=True)
+        self.metrics.inc("commons_dht_providers_found_total", len(found))
+        if addrs:  # dialled from the next tick
+            log.info("found %d providers of project %s", len(found), effect.project.hex()[:16])
+
     async def _serve_peers(self, stream: Stream) -> None:
         def offer(asker: str, local: bool, want: int) -> list[str]:
             listing = [(p.peer_id, p.addrs) for p in self.transport.connected_peers()]
@@ -335,6 +378,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             listen=tuple(options.listen),
             mdns=options.mdns,
             max_connections=options.max_peers,
+            dht=options.dht_mode(),
         )
         async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
             node = Node(

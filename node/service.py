@@ -67,7 +67,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from node.peering import AskPeers, PeerExchange, network_load
+from node.peering import AskPeers, KnownAddress, PeerExchange, network_load
+from node.providers import DhtConfig, FindProviders, Provide, ProviderPlan
 from protocol.errors import InvalidRecord
 from protocol.peers import addr_group
 from protocol.record import Record
@@ -84,10 +85,12 @@ __all__ = [
     "Check",
     "Dial",
     "Effect",
+    "FindProviders",
     "Hangup",
     "ListProjects",
     "NodeService",
     "NoteDialFailure",
+    "Provide",
     "Publish",
     "PublishUnpublished",
     "Reachability",
@@ -137,6 +140,8 @@ class ServiceConfig:
     max_learned_per_source: int = 64
     max_per_group: int = 2
     offer_local: bool = False
+    #: The DHT of project providers (:mod:`node.providers`); None: not used.
+    dht: DhtConfig | None = None
     #: Gossip messages a second accepted from one forwarding peer (bursts of twice that), and
     #: the peers whose buckets are kept.
     gossip_rate: int = 1000
@@ -191,9 +196,7 @@ class ServiceConfig:
 @dataclass(frozen=True)
 class Dial:
     addr: str
-    #: Where the address came from: "bootstrap", "exchange" (a peer offered it), "known"
-    #: (the address book, mDNS, a peer that connected to us).
-    source: str = field(default="known", compare=False)
+    source: str = field(default="known", compare=False)  # KnownAddress.source()
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,8 @@ class Reachability:
 Effect = (
     Dial
     | AskPeers
+    | Provide
+    | FindProviders
     | StartSync
     | Reachability
     | Subscribe
@@ -318,18 +323,6 @@ Effect = (
 
 
 @dataclass
-class _Address:
-    addr: str
-    peer: str | None
-    bootstrap: bool
-    failures: int = 0
-    next_try: float = 0.0
-    pending: bool = False
-    learned: bool = False  # offered by a peer (peer exchange)
-    rank: float = 0.0  # random, fixed: the order among otherwise equal addresses
-
-
-@dataclass
 class NodeService:
     """The decisions of one node; see the module docstring for the rules."""
 
@@ -338,7 +331,7 @@ class NodeService:
     config: ServiceConfig = field(default_factory=ServiceConfig)
     connected_peers: set[str] = field(default_factory=set)
     # dialling and sync
-    _addresses: dict[str, _Address] = field(default_factory=dict)
+    _addresses: dict[str, KnownAddress] = field(default_factory=dict)
     _syncing: set[str] = field(default_factory=set)
     _sync_blocked_until: dict[str, float] = field(default_factory=dict)
     _syncless: set[str] = field(default_factory=set)  # connected, refused the sync protocol
@@ -362,9 +355,11 @@ class NodeService:
     _views_due: float | None = None
     _views_first: bool = True
     exchange: PeerExchange = field(init=False)  # whom to ask, what to offer
+    providers: ProviderPlan = field(init=False)  # what to provide and look up in the DHT
 
     def __post_init__(self) -> None:
         self.exchange = PeerExchange(self.our_peer, self.rng, self.config)
+        self.providers = ProviderPlan(self.config.dht or DhtConfig(max_projects=0))
 
     # ---------------------------------------------------------------------------- start, tick
 
@@ -374,6 +369,8 @@ class NodeService:
         self._next_listing = now + c.subscription_refresh
         self._next_round = now + c.liveness_interval
         self._views_due = now + c.warm_delay
+        for project in sorted(c.follow):  # looked up in the DHT before any record of it came
+            self.providers.follow(project)
         return [
             *self._want_topic(META_TOPIC),
             ListProjects(),
@@ -400,6 +397,7 @@ class NodeService:
                 effects += self._start_sync(self.rng.choice(candidates), now, "periodic")
         effects += self._dials(now)
         effects += self._asks(now)
+        effects += self.providers.due(now)
         if self._next_round is not None and now >= self._next_round:
             self._next_round = now + c.liveness_interval
             effects += self._liveness_round(now)
@@ -421,8 +419,8 @@ class NodeService:
 
     # ---------------------------------------------------------------------------- peers
 
-    def address_learned(
-        self, addr: str, *, peer: str | None = None, bootstrap: bool = False, learned: bool = False
+    def address_learned(  # how: learned (by peer exchange), provider (found in the DHT)
+        self, addr: str, *, peer: str | None = None, bootstrap: bool = False, **how: bool
     ) -> None:
         """A dialable address: from the bootstrap list, the address book, mDNS, a peer. The
         peer is read from ``addr`` when not given, and named in it when missing."""
@@ -434,13 +432,13 @@ class NodeService:
             return
         known = self._addresses.get(addr)
         if known is not None:
-            known.bootstrap = known.bootstrap or bootstrap
+            known.bootstrap |= bootstrap
+            known.provider |= how.get("provider", False)
             return
         if len(self._addresses) >= self.config.max_known_addrs and not bootstrap:
             return
-        self._addresses[addr] = _Address(
-            addr=addr, peer=peer, bootstrap=bootstrap, learned=learned, rank=self.rng.random()
-        )
+        rank = self.rng.random()
+        self._addresses[addr] = KnownAddress(addr, peer, bootstrap, **how, rank=rank)
 
     def connected(self, peer: str, now: float, addrs: Sequence[str] = ()) -> list[Effect]:
         """A connection to ``peer`` opened (either side dialled); it listens on ``addrs``."""
@@ -616,6 +614,7 @@ class NodeService:
         for record in records:
             if record.kind == "project" and self.follows(record.id):
                 effects += self._want_topic(project_topic(record.id))
+                self.providers.follow(record.id)
             if source in ("local", "api"):
                 effects.append(Publish(record))
         return effects
@@ -626,6 +625,7 @@ class NodeService:
         for pid in project_ids:
             if self.follows(pid):
                 effects += self._want_topic(project_topic(pid))
+                self.providers.follow(pid)
         return effects
 
     def subscribed(self, topic: str) -> bool:
@@ -686,7 +686,7 @@ class NodeService:
             if not a.pending
             and a.next_try <= now
             and a.peer not in self.connected_peers
-            and (a.bootstrap or not full)
+            and (a.bootstrap or a.provider or not full)
         ]
         groups = network_load(
             (a.peer, a.addr, a.bootstrap)
@@ -706,7 +706,7 @@ class NodeService:
             groups[group] = groups.get(group, 0) + 1
             a.pending = True
             pending += 1
-            source = "bootstrap" if a.bootstrap else "exchange" if a.learned else "known"
+            source = a.source()
             effects.append(Dial(addr=a.addr, source=source))
         return effects
 

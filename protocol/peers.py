@@ -34,6 +34,7 @@ offers them only to a peer that reached it over such an address itself, unless c
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import struct
@@ -59,6 +60,7 @@ __all__ = [
     "frame_length",
     "is_local",
     "is_local_host",
+    "provider_key",
 ]
 
 PROTOCOL_ID: Final = "/commons/peers/1"
@@ -180,6 +182,12 @@ def check_addr(addr: str, *, allow_local: bool) -> str:
     if _local_ip(ip) and not allow_local:
         raise PeersError("local-addr", "a loopback, private or link-local address")
     return addr
+
+
+def provider_key(project_id: bytes) -> bytes:
+    """The DHT key under which the followers of a project announce themselves:
+    ``sha256("commons/1/p/" + <the project id in lowercase hex>)``."""
+    return hashlib.sha256(b"commons/1/p/" + project_id.hex().encode()).digest()
 
 
 def is_local(addr: str) -> bool:

@@ -44,6 +44,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
 from node.net import _compat as compat
+from node.net.dht import Dht
 
 __all__ = [
     "Message",
@@ -114,6 +115,7 @@ class TransportConfig:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4710",)
     mdns: bool = False
     mdns_interfaces: tuple[str, ...] = ()  # () means every interface
+    dht: Literal["server", "client", "off"] = "off"  # see node/net/dht.py
     max_connections: int = 64
     dial_timeout_seconds: float = 5.0
     gossip_degree: int = 6
@@ -350,6 +352,8 @@ class Transport:
         self._connections: dict[str, int] = {}
         self._stuck: set[ID] = set()  # peers whose queue did not drain in time
         self._banned_until: dict[str, float] = {}
+        #: The DHT of project providers, None when off; built before any connection.
+        self.dht = Dht(host, config.dht) if config.dht != "off" else None
         pubsub.on_delivered = self._deliver
         pubsub.on_error = self._count_pubsub_error
 
@@ -423,6 +427,9 @@ class Transport:
             self._connections[peer_id] = count + 1
             if count == 0:
                 self._emit(PeerEvent("connected", peer_id))
+                if self.dht is not None:
+                    protocols = partial(compat.peer_protocols, self._host, _peer(peer_id))
+                    self._spawn(self.dht.peer_connected, peer_id, protocols)
         elif count > 1:
             self._connections[peer_id] = count - 1
         elif count == 1:  # 0: already reported by _audit_connections
@@ -742,6 +749,8 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
                 async with trio.open_nursery() as nursery:
                     transport._nursery = nursery
                     nursery.start_soon(transport._audit_forever)
+                    if transport.dht is not None:
+                        await nursery.start(transport.dht.run)
                     if config.mdns:
                         await nursery.start(
                             compat.run_mdns,

@@ -23,6 +23,7 @@ import trio
 from node.clock import now_ms
 from node.metrics import Metrics
 from node.net.transport import Message, Transport, TransportError
+from node.policy import BLOCKED
 from node.service import REFUSED_AGAIN, Effect, NodeService
 from node.store.sqlite import Store
 from node.sync.ingest import Ingestor
@@ -104,6 +105,8 @@ class Gossip:
             self.metrics.inc("commons_gossip_refused_again_total")
         else:
             self.metrics.inc("commons_gossip_rejected_total", reason=refused)
+        if refused == BLOCKED:
+            self.metrics.inc("commons_policy_refused_total", source="gossip", reason=BLOCKED)
         return False if self.service.blames(refused) else None
 
     def rejected(self, peer: str) -> None:

@@ -16,10 +16,23 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from node import __version__
-from node.authoring import Authored, prepare
+from node.authoring import Authored, AuthoringError, prepare
 from node.clock import now_ms
 from node.home import Home
 from node.metrics import Metrics
+from node.moderation import (
+    BlockOutcome,
+    ModerationError,
+    add_ban,
+    bans_json,
+    block,
+    blocks_json,
+    check_not_configured,
+    check_peer,
+    parse_duration,
+    parse_key,
+    unblock,
+)
 from node.net.transport import Transport, TransportError
 from node.service import NodeService
 from node.store.sqlite import Store
@@ -39,6 +52,8 @@ __all__ = ["NodeHandle"]
 
 #: Whole-session bound on one sync; catch-up of 100,000 records fits well inside it.
 SYNC_TIMEOUT = 600.0
+#: Seconds of a ban without an end (the transport keeps bans by their end).
+FOREVER = float("inf")
 
 
 class NodeHandle:
@@ -64,6 +79,8 @@ class NodeHandle:
     #: (None before any finished): ``status`` reports catching up from them.
     _syncing: int
     _last_sync_received: int | None
+    #: One moderation change at a time: each makes the next policy from the one in force.
+    _admin_lock: trio.Lock
 
     async def author(self, action: str, fields: dict[str, Any]) -> Record:
         """Sign a record with the node's key, store it (committed), then queue it for gossip.
@@ -87,7 +104,9 @@ class NodeHandle:
                 now_ms=now_ms(),
             )
         )
-        await self.ingestor.store_valid([(0, authored.record)], source="local")
+        result = await self.ingestor.store_valid([(0, authored.record)], source="local")
+        if result.rejected:  # a block, or a limit, of this node's own policy
+            raise AuthoringError(result.rejected[0][1])
         return authored
 
     async def submit(self, raw: bytes) -> tuple[Record, bool]:
@@ -183,6 +202,61 @@ class NodeHandle:
         if errors and not totals["peers"]:
             raise TransportError("; ".join(errors[:3]))
         return totals
+
+    # ---------------------------------------------------------------- moderation (admin API)
+
+    async def admin_block(self, kind: str, key: str, *, purge: bool, on: bool) -> dict[str, Any]:
+        """Block (``on``) or unblock a project or an author; a block may purge what is held.
+        The new policy applies at once to gossip, sync, the API and what sync serves."""
+        which, raw = parse_key(kind, key)
+        async with self._admin_lock:
+            policy = self.service.policy
+            if not on:
+                check_not_configured(policy, which, raw)
+            # The new policy first: whatever is judged from now on follows it, and the store
+            # work waits for a batch judged before (see Admission.exclusive), so a block's
+            # purge cannot miss it, nor can an unblock's release be undone by it.
+            self.service.policy_changed(policy.with_block(which, raw, on))
+            if on:
+                run = partial(block, self.store, policy, which, raw, purge=purge)
+            else:
+                run = partial(unblock, self.store, policy, which, raw)
+            try:
+                outcome: BlockOutcome = await trio.to_thread.run_sync(
+                    self.ingestor.admit.exclusive, run
+                )
+            except BaseException:
+                self.service.policy_changed(policy)
+                raise
+            self.service.policy_changed(outcome.policy)
+        if on and outcome.records:
+            self.views.forget()  # the purged projects' results are stale
+        if not on and not outcome.changed:
+            raise ModerationError(f"{key} is not blocked", status=404)
+        return outcome.to_json(which, raw, blocked=on)
+
+    async def admin_blocks(self) -> list[dict[str, Any]]:
+        return await trio.to_thread.run_sync(blocks_json, self.store, self.service.policy)
+
+    async def admin_ban(self, peer: str, duration: str | None) -> dict[str, Any]:
+        """Ban a peer (for ``duration``, or for ever), kept in the store across restarts."""
+        peer = check_peer(peer)
+        seconds = parse_duration(duration)
+        until = await trio.to_thread.run_sync(add_ban, self.store, peer, seconds)
+        self.transport.ban(peer, seconds if seconds is not None else FOREVER)
+        return {"peer": peer, "until": until}
+
+    async def admin_unban(self, peer: str) -> dict[str, Any]:
+        peer = check_peer(peer)
+        held = await trio.to_thread.run_sync(self.store.remove_ban, peer)
+        lifted = self.transport.unban(peer)
+        self.service.unbanned(peer)
+        if not (held or lifted):
+            raise ModerationError(f"peer {peer} is not banned", status=404)
+        return {"peer": peer, "banned": False}
+
+    async def admin_bans(self) -> list[dict[str, Any]]:
+        return await trio.to_thread.run_sync(bans_json, self.store)
 
     def register_gauges(self) -> None:
         """The gauges /metrics reads at each scrape."""

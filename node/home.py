@@ -70,6 +70,18 @@ sync_interval = 30
 # Gossip messages accepted from one peer per second (bursts of twice that) before its
 # messages are refused and it risks a ban: well above what an honest peer relays.
 gossip_rate = 1000
+
+[policy]
+# What this node hosts: "all", or a list of project ids (it then holds only those).
+host = "all"
+# Refused on every path (gossip, sync, the API, import), never stored, forwarded or served:
+# project ids, and authors' peer ids. `commons admin block-project/block-author` adds more.
+block_projects = []
+block_authors = []
+# Limits: the store's size in MiB, and records held per project; 0 means no limit. At a
+# limit the node keeps serving what it holds and refuses new records.
+max_store_mb = 0
+max_project_records = 0
 """
 
 
@@ -85,6 +97,11 @@ class Config:
     seed_max_peers: int = 256
     sync_interval: float = 30.0
     gossip_rate: int = 1000
+    host: str | list[str] = "all"
+    block_projects: list[str] = field(default_factory=list)
+    block_authors: list[str] = field(default_factory=list)
+    max_store_mb: int = 0
+    max_project_records: int = 0
 
 
 _NODE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -101,6 +118,13 @@ _LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "sync_interval": (int, float),
     "gossip_rate": int,
 }
+_POLICY_KEYS: dict[str, type | tuple[type, ...]] = {
+    "host": (str, list),
+    "block_projects": list,
+    "block_authors": list,
+    "max_store_mb": int,
+    "max_project_records": int,
+}
 
 
 def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
@@ -111,7 +135,7 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
         raise HomeError(f"{source}: not valid TOML ({exc})") from None
     config = Config()
     for section, table in data.items():
-        allowed = {"node": _NODE_KEYS, "limits": _LIMIT_KEYS}.get(section)
+        allowed = {"node": _NODE_KEYS, "limits": _LIMIT_KEYS, "policy": _POLICY_KEYS}.get(section)
         if allowed is None or not isinstance(table, dict):
             raise HomeError(f"{source}: unknown section [{section}]")
         for key, value in table.items():
@@ -126,10 +150,20 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
                 len(value) > MAX_CONFIG_LIST or not all(isinstance(v, str) for v in value)
             ):
                 raise HomeError(f"{source}: {section}.{key} must be a list of strings")
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            # The policy's limits are off at 0; other numbers must be positive.
+            if _too_small(section, value):
                 raise HomeError(f"{source}: {section}.{key} must be positive")
+            if key == "host" and (value != "all" if isinstance(value, str) else not value):
+                raise HomeError(f'{source}: policy.host is "all" or a list of project ids')
             setattr(config, key, value)
     return config
+
+
+def _too_small(section: str, value: object) -> bool:
+    """Numbers must be positive; the policy's limits may also be 0 (no limit)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return value < 0 or (value == 0 and section != "policy")
 
 
 def resolve_home(explicit: str | None) -> Path:

@@ -17,6 +17,7 @@ _HELP = {
     "commons_gossip_rejected_total": "Gossip messages refused, by reason.",
     "commons_ingest_rejected_total": "Records refused on ingest, by source and reason.",
     "commons_ingest_new_total": "New records stored, by source.",
+    "commons_policy_refused_total": "Valid records refused by local policy, by source and reason.",
     "commons_sync_sessions_total": "Reconciliation sessions, by role and outcome.",
     "commons_sync_rounds_total": "Negentropy round trips driven by this node.",
     "commons_sync_bytes_sent_total": "Bytes sent on sync streams.",

@@ -16,9 +16,14 @@ single point of failure. With it (the wire is :mod:`protocol.peers`, ``/commons/
   graph does not converge on the same few peers); loopback and private addresses only to
   an asker that reached us over such an address, or when ``offer_local`` says so.
 
-Which learned addresses are dialled, and the diversity of the connection set (at most
-``max_per_group`` connections into one /24 or /48 beyond the bootstrap ones), is the
-service's ``_dials``: it ranks addresses, this module only feeds it.
+Which known addresses are dialled (:func:`choose_dials`, for the service): while fewer than
+``target_peers`` are connected, any; beyond it, up to ``max_peers``, bootstrap addresses and
+DHT providers only (learned peers alone can fill the target on each side of a partition and
+keep the sides apart once it heals: the simulator found it). At most ``max_pending_dials``
+at once, ranked: bootstrap first, then the least failed, then the /24 or /48 the node holds
+fewest connections into, then a random order fixed per address (nodes told the same list
+must not all dial the same peers); at most ``max_per_group`` connections into one public
+network beyond the bootstrap peers.
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ from typing import Protocol
 
 from protocol.peers import MAX_OFFER, PeersError, addr_group, check_addr
 
-__all__ = ["AskPeers", "ExchangeSettings", "KnownAddress", "PeerExchange", "network_load"]
+__all__ = [
+    "AskPeers",
+    "DialSettings",
+    "ExchangeSettings",
+    "KnownAddress",
+    "PeerExchange",
+    "choose_dials",
+    "network_load",
+]
 
 #: Peers whose accepted-address counts are kept (oldest forgotten first).
 MAX_SOURCES = 1024
@@ -67,6 +80,54 @@ class AskPeers:
 
     peer: str
     want: int
+
+
+class DialSettings(Protocol):
+    """The dialling tunables (fields of :class:`node.service.ServiceConfig`)."""
+
+    @property
+    def target_peers(self) -> int: ...
+    @property
+    def max_peers(self) -> int: ...
+    @property
+    def max_pending_dials(self) -> int: ...
+    @property
+    def max_per_group(self) -> int: ...
+
+
+def choose_dials(
+    addresses: Iterable[KnownAddress], connected: set[str], c: DialSettings, now: float
+) -> list[KnownAddress]:
+    """The addresses to dial now (marked pending), by the rules in the module docstring."""
+    known = list(addresses)
+    full = len(connected) >= c.target_peers
+    pending = sum(1 for a in known if a.pending)
+    if pending >= c.max_pending_dials or len(connected) >= c.max_peers:
+        return []
+    due = [
+        a
+        for a in known
+        if not a.pending
+        and a.next_try <= now
+        and a.peer not in connected
+        and (a.bootstrap or a.provider or not full)
+    ]
+    groups = network_load(
+        (a.peer, a.addr, a.bootstrap) for a in known if a.pending or a.peer in connected
+    )
+    due.sort(key=lambda a: (not a.bootstrap, a.failures, groups.get(addr_group(a.addr), 0), a.rank))
+    chosen = []
+    for a in due:
+        if pending >= c.max_pending_dials:
+            break
+        group = addr_group(a.addr)
+        if not a.bootstrap and group is not None and groups.get(group, 0) >= c.max_per_group:
+            continue
+        groups[group] = groups.get(group, 0) + 1
+        a.pending = True
+        pending += 1
+        chosen.append(a)
+    return chosen
 
 
 class ExchangeSettings(Protocol):

@@ -34,11 +34,12 @@ import trio
 from node import exchange
 from node.clock import now_ms
 from node.gossip import Gossip
-from node.handle import NodeHandle
+from node.handle import FOREVER, NodeHandle
 from node.home import Home
 from node.liveness import Prober
 from node.memory import fix_mmap_threshold
 from node.metrics import Metrics
+from node.moderation import effective_policy
 from node.net.transport import (
     ProtocolUnsupported,
     Stream,
@@ -47,6 +48,7 @@ from node.net.transport import (
     TransportError,
     open_transport,
 )
+from node.policy import Policy
 from node.providers import DhtConfig
 from node.service import (
     REJECTS,
@@ -107,6 +109,8 @@ class NodeOptions:
     dht: str | None = None
     #: The service's other tunables (the fields above override their counterparts in it).
     tuning: ServiceConfig = field(default_factory=ServiceConfig)
+    #: config.toml's ``[policy]`` (the blocks made with ``commons admin`` are added at start).
+    policy: Policy = field(default_factory=Policy)
 
     def dht_mode(self) -> Literal["server", "client", "off"]:
         mode = self.dht or ("server" if self.seed else "client")
@@ -139,6 +143,7 @@ class Node(NodeHandle):
         transport: Transport,
         options: NodeOptions,
         nursery: trio.Nursery,
+        policy: Policy | None = None,
     ) -> None:
         self.home = home
         self.key = key
@@ -151,7 +156,10 @@ class Node(NodeHandle):
         self.views = ViewCache(store, follow=self.follow)
         self.peer_id = transport.peer_id
         self.service = NodeService(
-            our_peer=self.peer_id, rng=random.Random(), config=options.service_config()
+            our_peer=self.peer_id,
+            rng=random.Random(),
+            config=options.service_config(),
+            policy=options.policy if policy is None else policy,
         )
         self.verifier = Verifier(self.metrics)
         self.ingestor = Ingestor(
@@ -160,10 +168,16 @@ class Node(NodeHandle):
             metrics=self.metrics,
             accept=self.service.refusal,
             verifier=self.verifier,
+            policy=lambda: self.service.policy,
         )
         self.work = StoreWork(store, self.views, self.service, self._execute)
         self.syncer = Syncer(
-            store, self.ingestor, self.metrics, self.work.hello, on_misbehaviour=self._misbehaved
+            store,
+            self.ingestor,
+            self.metrics,
+            self.work.hello,
+            on_misbehaviour=self._misbehaved,
+            served=lambda project, author: self.service.policy.served(project, author),
         )
         self.gossip = Gossip(
             transport=transport,
@@ -183,6 +197,7 @@ class Node(NodeHandle):
         self._syncing = 0
         self._last_sync_received: int | None = None
         self._wake_at = 0.0
+        self._admin_lock = trio.Lock()
         self.ingestor.on_new(self._stored)
         self.register_gauges()
         if (dht := transport.dht) is not None:
@@ -373,6 +388,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     key = home.signing_key()
     store = Store.open(home.store_path)
     try:
+        policy = await trio.to_thread.run_sync(_start_policy, options.policy, store)
         config = TransportConfig(
             seed=key.seed,
             listen=tuple(options.listen),
@@ -388,7 +404,9 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 transport=transport,
                 options=options,
                 nursery=nursery,
+                policy=policy,
             )
+            _apply_bans(transport, await trio.to_thread.run_sync(store.bans))
             transport.set_validator(node.gossip.validate)
             transport.set_reject_listener(node.gossip.rejected)
             transport.set_stream_handler(sync_protocol.PROTOCOL_ID, node.syncer.serve)
@@ -431,6 +449,23 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     finally:
         home.remove_node_info()
         store.close()
+
+
+def _start_policy(configured: Policy, store: Store) -> Policy:
+    """The policy in force: config.toml's and the operator's stored blocks. Refused ids it no
+    longer refuses (a block taken out of config.toml) are forgotten, so they sync again."""
+    policy = effective_policy(configured, store)
+    released = store.release_refused(policy.still_refused)
+    if released:
+        log.info("%d records refused before are no longer blocked: sync may fetch them", released)
+    return policy
+
+
+def _apply_bans(transport: Transport, bans: list[tuple[str, int | None]]) -> None:
+    """Enforce the operator's bans kept in the store (``commons admin ban``)."""
+    now = now_ms()
+    for peer, until in bans:
+        transport.ban(peer, FOREVER if until is None else max(0.0, (until - now) / 1000))
 
 
 def _log_reachability(change: Reachability) -> None:

@@ -27,6 +27,9 @@ Rules:
   first sent on a wrong topic must still be accepted on its own). After the caller's
   validation (:func:`protocol.validation.validate_message`): the follow rule. A record
   refused only for a timestamp too far ahead is not remembered (time may lift that).
+- **Local policy** (:mod:`node.policy`): a valid record of a blocked project or author is
+  refused (``BLOCKED``) and remembered like any refusal, without blame: the forwarder's own
+  policy may differ. A new policy (an operator's block or unblock) forgets the refusals.
 - **Bans**: ``max_rejects_per_peer`` rejected messages forwarded by one peer within
   ``reject_window`` seconds ban it for ``reject_ban`` seconds; a peer that broke the sync
   protocol is banned for ``sync_ban`` seconds. One ban at a time per peer. A message refused
@@ -67,10 +70,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from node.peering import AskPeers, KnownAddress, PeerExchange, network_load
+from node.peering import AskPeers, KnownAddress, PeerExchange, choose_dials
+from node.policy import BLOCKED, Policy
 from node.providers import DhtConfig, FindProviders, Provide, ProviderPlan
 from protocol.errors import InvalidRecord
-from protocol.peers import addr_group
 from protocol.record import Record
 from protocol.sync import MAX_SCOPES, Hello
 from protocol.validation import META_SCOPE, META_TOPIC, project_topic, scope_of
@@ -329,6 +332,7 @@ class NodeService:
     our_peer: str
     rng: random.Random
     config: ServiceConfig = field(default_factory=ServiceConfig)
+    policy: Policy = field(default_factory=Policy)
     connected_peers: set[str] = field(default_factory=set)
     # dialling and sync
     _addresses: dict[str, KnownAddress] = field(default_factory=dict)
@@ -560,14 +564,25 @@ class NodeService:
         if self.refusal(verdict) is not None:
             self._remember_refusal(topic, key)
             return NOT_FOLLOWED
+        if self.policy.refusal(verdict) is not None:
+            self._remember_refusal(topic, key)
+            return BLOCKED
         return None
+
+    def policy_changed(self, policy: Policy) -> list[Effect]:
+        """The operator blocked or unblocked something: judge by ``policy`` from now on, and
+        forget the refusals remembered under the old one (an unblocked record may return)."""
+        self.policy = policy
+        self._refused.clear()
+        return []
 
     def blames(self, refusal: str) -> bool:
         """Whether a message refused for ``refusal`` counts against the peer that forwarded
         it (the transport reports it as rejected), or is only dropped."""
         # Over a rate limit an honest relay may be, during a burst; a copy of a message
         # already refused is one GossipSub's own IWANT can fetch again.
-        return refusal not in (RATE_LIMITED, REFUSED_AGAIN)
+        # A record blocked here is valid, and the forwarder's policy is its own.
+        return refusal not in (RATE_LIMITED, REFUSED_AGAIN, BLOCKED)
 
     def gossip_rejected(self, peer: str, now: float) -> list[Effect]:
         """A message forwarded by ``peer`` was rejected (by us or the transport)."""
@@ -584,6 +599,12 @@ class NodeService:
 
     def banned(self, peer: str, now: float) -> bool:
         return self._banned_until.get(peer, -1.0) > now
+
+    def unbanned(self, peer: str) -> list[Effect]:
+        """The operator lifted ``peer``'s ban: it may be banned again if it misbehaves."""
+        self._banned_until.pop(peer, None)
+        self._rejects.pop(peer, None)
+        return []
 
     # ---------------------------------------------------------------------------- records
 
@@ -675,40 +696,8 @@ class NodeService:
         return [StartSync(peer=peer, reason=reason)]
 
     def _dials(self, now: float) -> list[Effect]:
-        c = self.config
-        full = len(self.connected_peers) >= c.target_peers
-        pending = sum(1 for a in self._addresses.values() if a.pending)
-        if pending >= c.max_pending_dials or len(self.connected_peers) >= c.max_peers:
-            return []
-        due = [
-            a
-            for a in self._addresses.values()
-            if not a.pending
-            and a.next_try <= now
-            and a.peer not in self.connected_peers
-            and (a.bootstrap or a.provider or not full)
-        ]
-        groups = network_load(
-            (a.peer, a.addr, a.bootstrap)
-            for a in self._addresses.values()
-            if a.pending or a.peer in self.connected_peers
-        )
-        due.sort(
-            key=lambda a: (not a.bootstrap, a.failures, groups.get(addr_group(a.addr), 0), a.rank)
-        )
-        effects: list[Effect] = []
-        for a in due:
-            if pending >= c.max_pending_dials:
-                break
-            group = addr_group(a.addr)
-            if not a.bootstrap and group is not None and groups.get(group, 0) >= c.max_per_group:
-                continue
-            groups[group] = groups.get(group, 0) + 1
-            a.pending = True
-            pending += 1
-            source = a.source()
-            effects.append(Dial(addr=a.addr, source=source))
-        return effects
+        chosen = choose_dials(self._addresses.values(), self.connected_peers, self.config, now)
+        return [Dial(addr=a.addr, source=a.source()) for a in chosen]
 
     def _asks(self, now: float) -> list[Effect]:
         short = len(self.connected_peers) < self.config.target_peers

@@ -116,7 +116,16 @@ MAX_ROUNDS: Final = 64
 #: ahead of our clock may have an author whose clock is wrong while the peer is honest, and
 #: may be accepted later; and text characters the format did not always refuse (nodes that
 #: accepted such records before the character rule still hold and offer them, honestly).
-TOLERATED_REFUSALS: Final = ("future-timestamp", "control-char:", "line-break:", "bidi-control:")
+TOLERATED_REFUSALS: Final = (
+    "future-timestamp",
+    "control-char:",
+    "line-break:",
+    "bidi-control:",
+    # The receiver's own policy (a blocked project or author, a full store): the record is
+    # valid and the peer, holding it under its own policy, honest.
+    "blocked:",
+    "over-quota:",
+)
 #: Error codes that end a session without blaming the peer for misbehaving.
 INNOCENT_CODES: Final = frozenset({"timeout", "closed", "peer-error"})
 #: Error codes the peer is not told about: it closed the stream, or it reported the error.

@@ -21,6 +21,7 @@ FIGURES = [
     "connect",
     "idle",
     "views",
+    "dashboard",
 ]
 
 

@@ -64,6 +64,14 @@ def test_wheel_contains_exactly_protocol_and_node(wheel: Path) -> None:
     }
     assert sources <= set(names), sorted(sources - set(names))
     assert "commons = node.cli.main:main" in scripts
+    # The dashboard's templates and assets ride in the wheel: no network at run time.
+    web = ROOT / "node/web"
+    assets = {
+        str(f.relative_to(ROOT))
+        for folder in ("templates", "static")
+        for f in (web / folder).iterdir()
+    }
+    assert assets <= set(names), sorted(assets - set(names))
     # The license travels with the wheel.
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     # No test, script, example or stray package rides along.

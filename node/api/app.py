@@ -27,12 +27,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from node.api.admin import admin_routes
 from node.authoring import AuthoringError
+from node.moderation import ModerationError
 from node.net.transport import TransportError
 from node.textout import terminal_safe
 from node.tokens import TokenBook, allows
 from node.views.cache import ViewError, record_json
 from node.views.details import profile_json, record_detail
+from node.web.site import Dashboard
 from protocol.bundle import BundleReader, OversizedRecord
 from protocol.errors import BundleError, InvalidRecord, ProtocolError
 from protocol.record import MAX_RECORD_SIZE, record_id
@@ -156,6 +159,8 @@ def build_app(node: Node) -> Starlette:
                 return _error(exc.status, str(exc))
             except AuthoringError as exc:
                 return _error(422, str(exc))
+            except ModerationError as exc:
+                return _error(exc.status, str(exc))
             except InvalidRecord as exc:
                 return _error(422, str(exc))
             except ProtocolError as exc:
@@ -319,8 +324,12 @@ def build_app(node: Node) -> Starlette:
             raise ApiError(400, "addr must be a multiaddr ending in /p2p/<peer id>")
         return JSONResponse(await node.sync_now(addr))
 
+    dashboard = Dashboard(node)
+
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+        if request.url.path.startswith(("/api/", "/metrics")):
+            return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+        return await dashboard.guard(dashboard.not_found)(request)
 
     async def bad_method(request: Request, exc: Exception) -> Response:
         return _error(405, f"{request.method} is not allowed on {request.url.path}")
@@ -352,6 +361,13 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
         Route("/metrics", guard(metrics)),
+        *admin_routes(node, guard, _json),
+        Route(
+            "/api/v1/dashboard/logins",
+            guard(dashboard.issue_login, write=True),
+            methods=["POST"],
+        ),
+        *dashboard.routes(),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
 

@@ -18,8 +18,10 @@ from node.cli.client import running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, identity, now_ms
 from node.cli.parser import PROJECT_HELP, RECORD_HELP, add_command
-from node.cli.store_access import home_follow, open_store
+from node.cli.store_access import home_follow, home_policy, open_store
 from node.home import Home
+from node.metrics import Metrics
+from node.sync.ingest import Admission
 from node.views.cache import ViewCache, record_json
 from protocol.record import CONTRIBUTION_TYPES
 
@@ -62,7 +64,10 @@ def author(
                 )
             except AuthoringError as exc:
                 raise CommandError(str(exc)) from None
-            store.add([authored.record], published=False)
+            admit = Admission(store, Metrics(), lambda: home_policy(home, store))
+            _, refused = admit([(0, authored.record)], published=False, source="local")
+            if refused:  # a block, or a limit, of this node's own policy
+                raise CommandError(refused[0][1])
         result = record_json(authored.record)
         if authored.no_effect is not None:
             result["no_effect"] = authored.no_effect

@@ -16,8 +16,10 @@ from node.cli.client import NodeClient, running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, now_ms
 from node.cli.parser import add_command
-from node.cli.store_access import open_store
-from node.sync.ingest import validate_batch
+from node.cli.store_access import home_policy, open_store
+from node.metrics import Metrics
+from node.policy import Policy
+from node.sync.ingest import Admission, validate_batch
 from node.textout import Progress
 from protocol.bundle import BundleWriter
 from protocol.errors import ProtocolError
@@ -151,7 +153,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             _import_through(client, path, scan, progress)
         else:
             with open_store(home) as store:
-                _import_into(store, path, scan, progress)
+                _import_into(store, home_policy(home, store), path, scan, progress)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
     finally:
@@ -173,8 +175,11 @@ def _name(path: Path) -> str:
     return "standard input" if path == STDIO else path.name
 
 
-def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -> None:
-    """Read the bundle in batches, validate on two threads, store each batch in one commit.
+def _import_into(
+    store: Any, policy: Policy, path: Path, scan: BundleScan, progress: Progress
+) -> None:
+    """Read the bundle in batches, validate on two threads, store each batch in one commit
+    (what local policy admits: a blocked or over-limit record is refused like an invalid one).
 
     A record too large to read is refused by its index and the import goes on after it;
     framing damage stores the records before it, is reported as the last refusal, and ends
@@ -186,6 +191,7 @@ def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -
     pending: list[bytes] = []
     indexes: list[int] = []  # each pending record's index in the bundle
     clock = now_ms()
+    admit = Admission(store, Metrics(), lambda: policy)
 
     def flush(executor: ThreadPoolExecutor) -> None:
         if not pending:
@@ -193,18 +199,21 @@ def _import_into(store: Any, path: Path, scan: BundleScan, progress: Progress) -
         half = (len(pending) + 1) // 2
         parts = [(pending[:half], 0), (pending[half:], half)]
         futures = [executor.submit(validate_batch, part, clock, None) for part, _ in parts]
-        good: list[Record] = []
+        good: list[tuple[int, Record]] = []  # (index in pending, record)
         for (_, offset), future in zip(parts, futures, strict=True):
             ok, bad = future.result()
-            good += [r for _, r in ok]
+            good += [(offset + i, r) for i, r in ok]
             for i, error in bad:
                 scan.rejected.append({"index": indexes[offset + i], "error": error})
         for start in range(0, len(good), IMPORT_BATCH):
-            flags = store.add(good[start : start + IMPORT_BATCH], published=True)
-            progress.add_records(len(flags))
-            new = sum(flags)
+            chunk = good[start : start + IMPORT_BATCH]
+            stored, refused = admit(chunk, published=True, source="import")
+            for i, error in refused:
+                scan.rejected.append({"index": indexes[i], "error": error})
+            progress.add_records(len(chunk))
+            new = sum(flag for _, flag in stored)
             scan.accepted += new
-            scan.duplicates += len(flags) - new
+            scan.duplicates += len(stored) - new
         pending.clear()
         indexes.clear()
 

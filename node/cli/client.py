@@ -40,12 +40,14 @@ class NodeClient:
         body: bytes | None = None,
         content_type: str = "application/json",
         timeout: float = TIMEOUT,
+        auth: bool = False,
     ) -> tuple[int, Any, dict[str, str]]:
-        """One request: its status, its JSON (or text), and its headers (names lowercased)."""
+        """One request: its status, its JSON (or text), and its headers (names lowercased).
+        Writes carry the token; a read only with ``auth`` (the admin reads need it)."""
         request = urllib.request.Request(self.base_url + path, data=body, method=method)
         if body is not None:
             request.add_header("Content-Type", content_type)
-        if self.token is not None and method != "GET":
+        if self.token is not None and (method != "GET" or auth):
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -71,8 +73,11 @@ class NodeClient:
             raise CommandError(str(message))
         return status, value, headers
 
-    def get(self, path: str, *, timeout: float = TIMEOUT) -> Any:
-        return self._exchange("GET", path, timeout=timeout)[1]
+    def get(self, path: str, *, timeout: float = TIMEOUT, auth: bool = False) -> Any:
+        return self._exchange("GET", path, timeout=timeout, auth=auth)[1]
+
+    def delete(self, path: str) -> Any:
+        return self._exchange("DELETE", path)[1]
 
     def get_with_headers(
         self, path: str, *, timeout: float = TIMEOUT

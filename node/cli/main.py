@@ -26,7 +26,7 @@ __all__ = ["main"]
 #: commons-ledger`` installs the protocol library alone, which cannot run any command, so
 #: their absence is reported before anything imports them (tests/test_packaging.py keeps this
 #: list and the extra's requirements equal).
-NODE_DEPENDENCIES = ("libp2p", "trio", "starlette", "hypercorn")
+NODE_DEPENDENCIES = ("libp2p", "trio", "starlette", "hypercorn", "jinja2")
 
 
 def missing_node_dependencies() -> list[str]:
@@ -36,7 +36,18 @@ def missing_node_dependencies() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from node import __version__
-    from node.cli import author, bundles, completion, identity, network, profile, run, show, tokens
+    from node.cli import (
+        admin,
+        author,
+        bundles,
+        completion,
+        identity,
+        network,
+        profile,
+        run,
+        show,
+        tokens,
+    )
 
     common = common_options()
     parser = Parser(
@@ -66,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.register(sub, common)
     bundles.register(sub, common)
     tokens.register(sub, common)
+    admin.register(sub, common)
     completion.register(sub, common, parser)
     return parser
 

@@ -1,8 +1,10 @@
-"""Commands that ask the running node: ``peers``, ``status``, ``sync``."""
+"""Commands that ask the running node: ``peers``, ``status``, ``sync``, ``dashboard``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import webbrowser
 from functools import partial
 from typing import Any
 
@@ -95,6 +97,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """A one-time login URL for the node's web dashboard (node/web): the API token proves
+    that whoever runs this owns the home, and the URL hands a browser a session of its own."""
+    result = _client(args).post("/api/v1/dashboard/logins", {})
+    url = result["url"]
+    emit(args, result, url)
+    if not args.json:
+        sys.stderr.write("open it once, within 10 minutes, to log in (it works only once)\n")
+    # The URL is printed anyway: a browser that cannot be started is not a failure.
+    if args.open and not webbrowser.open(url):
+        sys.stderr.write("could not open a browser: open the URL above yourself\n")
+    return 0
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add = partial(add_command, sub, common)
     add("peers", cmd_peers, "connected peers, by name where they have one (needs a running node)")
@@ -111,3 +127,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="MADDR",
         help="a peer's multiaddr ending in /p2p/<peer id> (default: every connected peer)",
     )
+    p = add(
+        "dashboard",
+        cmd_dashboard,
+        "print a one-time URL that logs a browser in to the node's web dashboard, with writes",
+    )
+    p.add_argument("--open", action="store_true", help="also open the URL in a browser")

@@ -14,7 +14,8 @@ from node.cli.errors import CommandError
 from node.cli.output import emit, home_of
 from node.cli.parser import Parser
 from node.cli.store_access import open_store
-from node.home import Home, HomeError
+from node.home import Config, Home, HomeError
+from node.policy import Policy, PolicyError, hosted, policy_from_config
 from node.textout import terminal_safe
 from node.views.follow import Follow, FollowError, resolve_follow
 
@@ -45,17 +46,19 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         except TransportError as exc:
             raise CommandError(f"bootstrap address: {exc}") from None
     seed = args.seed or config.seed
+    policy, projects = _policy(config, [] if seed else sorted(follow.projects or ()))
     options = NodeOptions(
         listen=args.listen or config.listen,
         bootstrap=bootstrap,
         api=args.api if args.api is not None else config.api,
         mdns=config.mdns and not args.no_mdns,
-        follow=[] if seed else sorted(follow.projects or ()),
+        follow=projects,
         seed=seed,
         max_peers=config.seed_max_peers if seed else config.max_peers,
         sync_interval=config.sync_interval,
         gossip_rate=config.gossip_rate,
         dht=args.dht,
+        policy=policy,
     )
     if home.running_node() is not None:
         raise CommandError(f"a node is already running for {home.path} (see node.json)")
@@ -127,6 +130,22 @@ def _ready(home: Home, info: dict[str, Any], peers: int, deadline: float) -> tup
     if have < peers:
         return f"{have} of {peers} peers connected", False
     return "", True
+
+
+def _policy(config: Config, follow: list[bytes]) -> tuple[Policy, list[bytes]]:
+    """config.toml's ``[policy]``, and the projects to follow: ``follow`` (empty: all) within
+    what ``policy.host`` hosts."""
+    try:
+        policy = policy_from_config(config)
+        host = hosted(config.host)
+    except PolicyError as exc:
+        raise CommandError(f"config.toml: {exc}") from None
+    if host is None:
+        return policy, follow
+    projects = sorted(host.intersection(follow)) if follow else sorted(host)
+    if not projects:
+        raise CommandError("config.toml: policy.host and the followed projects share none")
+    return policy, projects
 
 
 def _follow(home: Any, texts: list[str], where: str) -> Follow:

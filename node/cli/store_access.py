@@ -7,10 +7,12 @@ from contextlib import contextmanager
 
 from node.cli.errors import CommandError
 from node.home import Home, HomeError
+from node.moderation import effective_policy
+from node.policy import Policy, PolicyError, policy_from_config
 from node.store.sqlite import Store, StoreError
 from node.views.follow import Follow, FollowError, resolve_follow
 
-__all__ = ["home_follow", "open_store"]
+__all__ = ["home_follow", "home_policy", "open_store"]
 
 
 @contextmanager
@@ -47,3 +49,15 @@ def home_follow(home: Home, store: Store) -> Follow:
         return resolve_follow(store, home.config().follow)
     except (HomeError, FollowError) as exc:
         raise CommandError(f"config.toml: {exc}") from None
+
+
+def home_policy(home: Home, store: Store) -> Policy:
+    """The local policy of this home without a node: config.toml's ``[policy]`` and the
+    operator's blocks kept in the store."""
+    try:
+        configured = policy_from_config(home.config())
+    except HomeError as exc:
+        raise CommandError(str(exc)) from None
+    except PolicyError as exc:
+        raise CommandError(f"config.toml: {exc}") from None
+    return effective_policy(configured, store)

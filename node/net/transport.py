@@ -475,16 +475,28 @@ class Transport:
         raises a KeyError inside Pubsub that stops the whole service.
         """
         pid = _peer(peer_id)
-        if self._is_banned(peer_id):
+        until = trio.current_time() + seconds
+        if self._is_banned(peer_id):  # a longer ban (the operator's) extends this one
+            self._banned_until[peer_id] = max(self._banned_until[peer_id], until)
             return
         if peer_id not in self._banned_until and len(self._banned_until) >= MAX_BANNED_PEERS:
             oldest = min(self._banned_until, key=self._banned_until.__getitem__)
             self._unban(oldest)
-        self._banned_until[peer_id] = trio.current_time() + seconds
+        self._banned_until[peer_id] = until
         self.stats.bans += 1
-        logger.warning("banning peer %s for %.0f s", peer_id, seconds)
+        logger.warning(
+            "banning peer %s for %s", peer_id, f"{seconds:.0f} s" if seconds < 1e12 else "ever"
+        )
         self._pubsub.add_to_blacklist(pid)
         self._spawn(self._drop_peer, peer_id)
+
+    def unban(self, peer_id: str) -> bool:
+        """Lift a ban at once (``commons admin unban``); False if the peer was not banned."""
+        if not self._is_banned(peer_id):
+            return False
+        self._unban(peer_id)
+        logger.info("peer %s is no longer banned", peer_id)
+        return True
 
     def banned_peers(self) -> list[str]:
         return sorted(p for p in list(self._banned_until) if self._is_banned(p))

@@ -15,13 +15,17 @@ to the parsing and the rest of the node.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import trio
 
 from node.metrics import Metrics
+from node.policy import Policy, project_of
 from node.store.sqlite import Store
 from node.sync.verifier import Ticket, Verifier
 from node.trio_util import raise_single
@@ -29,9 +33,11 @@ from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.validation import parse_record, verify_signature
 
-__all__ = ["IngestResult", "Ingestor", "Pipeline"]
+__all__ = ["Admission", "IngestResult", "Ingestor", "Pipeline"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Batches at least this large are validated off the trio thread.
 THREAD_BATCH = 32
@@ -46,6 +52,8 @@ HELPER_CHUNK = 512
 HELPER_BACKLOG = 2048
 #: The most records stored in one transaction.
 MAX_BATCH = 4096
+#: Seconds between two log lines about records refused for a limit of local policy.
+QUOTA_LOG_WINDOW = 60.0
 
 
 @dataclass
@@ -142,6 +150,100 @@ def _first(item: tuple[int, Record]) -> int:
     return item[0]
 
 
+class Admission:
+    """Local policy at the door of the store: every path that stores records (the
+    :class:`Ingestor`'s, and ``commons import`` without a node) stores through one."""
+
+    def __init__(self, store: Store, metrics: Metrics, policy: Callable[[], Policy]) -> None:
+        self.store = store
+        self.metrics = metrics
+        #: The local policy in force (it changes when the operator blocks or unblocks).
+        self.policy = policy
+        # One batch judged and stored at a time: two batches cannot both take the last place
+        # under a limit, and a purge (run under it, see ``exclusive``) cannot slip between a
+        # batch judged by the policy before a block and its commit. The store serialises
+        # its writes anyway; the judging beside them costs microseconds a record.
+        self._lock = threading.Lock()
+        self._quota_logged = -QUOTA_LOG_WINDOW
+
+    def exclusive(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a block's purge) while no batch is being admitted."""
+        with self._lock:
+            return fn()
+
+    def __call__(
+        self, good: Sequence[tuple[int, Record]], *, published: bool, source: str
+    ) -> tuple[list[tuple[Record, bool]], list[tuple[int, str]]]:
+        """Judge valid records by local policy and store those it admits (in a worker thread,
+        or in ``commons import``'s own): each stored record with whether it was new, and the
+        refusals. The ids of blocked records are remembered as refused (see
+        :mod:`node.store.moderation`), so reconciliation does not fetch them again."""
+        with self._lock:
+            policy = self.policy()
+            admitted: list[tuple[int, Record]] = []
+            blocked: list[Record] = []
+            refused: list[tuple[int, str]] = []
+            for i, record in good:
+                reason = policy.refusal(record)
+                if reason is None:
+                    admitted.append((i, record))
+                else:
+                    blocked.append(record)
+                    refused.append((i, reason))
+                    self.metrics.inc(
+                        "commons_policy_refused_total", source=source, reason="blocked"
+                    )
+            if blocked:
+                self.store.note_refused(blocked)
+            if policy.has_quota:
+                admitted = self._within_limits(policy, admitted, refused, source)
+            records = [r for _, r in admitted]
+            flags = self.store.add(records, published=published)
+        return list(zip(records, flags, strict=True)), refused
+
+    def _within_limits(
+        self,
+        policy: Policy,
+        admitted: list[tuple[int, Record]],
+        refused: list[tuple[int, str]],
+        source: str,
+    ) -> list[tuple[int, Record]]:
+        """The records among ``admitted`` that fit the store's limits; the others join
+        ``refused`` (records already held are kept: storing them again costs nothing)."""
+        missing = set(self.store.missing([r.id for _, r in admitted]))
+        size = self.store.size_bytes()
+        counts: dict[bytes, int] = {}
+        kept: list[tuple[int, Record]] = []
+        for i, record in admitted:
+            if record.id not in missing:
+                kept.append((i, record))
+                continue
+            project = project_of(record)
+            held = 0
+            if project is not None:
+                if project not in counts:
+                    key = self.store.project_key(project)
+                    counts[project] = key[0] if key is not None else 0
+                held = counts[project]
+            reason = policy.over_quota(record, store_bytes=size, project_records=held)
+            if reason is None:
+                kept.append((i, record))
+                if project is not None:
+                    counts[project] += 1
+                continue
+            refused.append((i, reason))
+            self.metrics.inc("commons_policy_refused_total", source=source, reason="over-quota")
+            now = time.monotonic()
+            if now - self._quota_logged >= QUOTA_LOG_WINDOW:
+                self._quota_logged = now
+                log.warning(
+                    "refusing new records: %s (the node keeps serving what it holds; this is"
+                    " logged once a minute, /metrics counts every refusal)",
+                    reason.partition(": ")[2],
+                )
+        return kept
+
+
 class Ingestor:
     """Validates and stores batches; calls ``on_new`` with each batch of new records."""
 
@@ -153,12 +255,14 @@ class Ingestor:
         metrics: Metrics,
         accept: Callable[[Record], str | None] | None = None,
         verifier: Verifier | None = None,
+        policy: Callable[[], Policy] | None = None,
     ) -> None:
         self.store = store
         self.verifier = verifier
         self.now_ms = now_ms
         self.metrics = metrics
         self.accept = accept
+        self.admit = Admission(store, metrics, policy or Policy)
         self._listeners: list[Callable[[list[Record], str], None]] = []
         self._limiter = trio.CapacityLimiter(MAX_VALIDATION_THREADS)
 
@@ -281,24 +385,26 @@ class Ingestor:
         return parts[0][0] + parts[1][0], parts[0][1] + parts[1][1]
 
     async def store_valid(self, good: Sequence[tuple[int, Record]], *, source: str) -> IngestResult:
-        """Store records already validated; notify listeners of the new ones."""
+        """Store records already validated (those local policy admits, see :meth:`admit`);
+        notify listeners of the new ones."""
         result = IngestResult()
         if not good:
             return result
         # Records that came from the network are out there already; what was authored or
         # submitted here still has to be gossiped (imports spread by reconciliation).
         published = source not in ("local", "api")
-        records = [r for _, r in good]
-        flags: list[bool] = []
-        for start in range(0, len(records), MAX_BATCH):
-            chunk = records[start : start + MAX_BATCH]
+        flags: list[tuple[Record, bool]] = []
+        for start in range(0, len(good), MAX_BATCH):
+            chunk = good[start : start + MAX_BATCH]
             # Always off the trio thread, even for one record: the commit waits for an fsync
             # (0.2 to 2 ms), during which the node keeps forwarding gossip, and the gossip
             # that arrives meanwhile makes the next batch (one commit for all of it).
-            flags += await trio.to_thread.run_sync(
-                partial(self.store.add, chunk, published=published)
+            stored, refused = await trio.to_thread.run_sync(
+                partial(self.admit, chunk, published=published, source=source)
             )
-        for record, is_new in zip(records, flags, strict=True):
+            flags += stored
+            result.rejected += refused
+        for record, is_new in flags:
             (result.new if is_new else result.duplicates).append(record)
         if result.new:
             self.metrics.inc("commons_ingest_new_total", len(result.new), source=source)
@@ -367,4 +473,5 @@ class Pipeline:
 
     async def _store(self, judging: Judging) -> tuple[list[tuple[int, str]], IngestResult]:
         good, bad = await self.ingestor.finish(judging, source=self.source)
-        return bad, await self.ingestor.store_valid(good, source=self.source)
+        stored = await self.ingestor.store_valid(good, source=self.source)
+        return sorted(bad + stored.rejected), stored

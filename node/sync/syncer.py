@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -166,8 +167,12 @@ class Syncer:
         metrics: Metrics,
         hello: Callable[[], Awaitable[Hello]],
         on_misbehaviour: Callable[[str, RemoteProtocolError], None] | None = None,
+        served: Callable[[bytes | None, bytes], bool] | None = None,
     ) -> None:
         self.store = store
+        #: Whether a held record of (project, author) may be sent to peers (local policy:
+        #: a blocked one stays unserved until it is purged or unblocked).
+        self.served = served
         self.ingestor = ingestor
         self.metrics = metrics
         self.hello = hello
@@ -257,7 +262,9 @@ class Syncer:
             elif isinstance(event, NeedItems):
                 session.give_items(event.scope, await lent.storage(event.scope))
             elif isinstance(event, NeedRecords):
-                raws = await trio.to_thread.run_sync(self.store.raw_many, list(event.ids))
+                raws = await trio.to_thread.run_sync(
+                    partial(self.store.raw_many, list(event.ids), served=self.served)
+                )
                 session.give_records(raws)
             elif isinstance(event, RecordsReceived):
                 if fetch is None:

@@ -127,6 +127,10 @@ class _Answers(Protocol):
 
     def shares(self) -> list[dict[str, Any]]: ...
 
+    def timestamps(self) -> list[int]:
+        """The ``ts`` of every live contribution, newest first."""
+        ...
+
 
 class _Fold:
     """The answers of a fold: ``protocol.ledger``'s own results and ``to_json`` methods."""
@@ -157,6 +161,9 @@ class _Fold:
 
     def shares(self) -> list[dict[str, Any]]:
         return [s.to_json() for s in self.view.shares()]
+
+    def timestamps(self) -> list[int]:
+        return [e.record.ts for e in self.view.live_contributions()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +217,12 @@ class ViewCache:
         self._lock = threading.Lock()
         self._building: dict[bytes, threading.Lock] = {}
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+
+    def forget(self) -> None:
+        """Drop every result held in memory (records were purged: a project's key may come
+        back with other records behind it, since SQLite may reuse a deleted seq)."""
+        with self._lock:
+            self._entries.clear()
 
     def _resolve(self, text: str, kind: str | None = None) -> bytes:
         try:
@@ -522,6 +535,11 @@ class ViewCache:
 
     def shares(self, project_text: str) -> list[dict[str, Any]]:
         return self._answers(self._followed(project_text)).shares()
+
+    def contribution_times(self, project_text: str) -> list[int]:
+        """When each live contribution was made (``ts``), newest first: the dashboard's
+        contributions-over-time chart, without building a ledger entry for each."""
+        return self._answers(self._followed(project_text)).timestamps()
 
     def record(self, record_text: str) -> Record:
         rid = self._resolve(record_text)

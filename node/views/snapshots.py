@@ -326,6 +326,10 @@ class ViewSnapshot:
             for person, contributions, claimed, endorsed, share in self._shares
         ]
 
+    def timestamps(self) -> list[int]:
+        """The ``ts`` of every live contribution, newest first (the ledger's order)."""
+        return self._ts.tolist()
+
     def ledger(
         self,
         author: bytes | None,

@@ -206,7 +206,8 @@ def test_refusals_for_good_are_remembered_by_topic_and_message() -> None:
     assert s.gossip_arrived(META_TOPIC, bad, A, 1.0) == REFUSED_AGAIN
     # A copy of a refused message is dropped without blame (GossipSub's own IWANT may fetch
     # it again); the refusal on its merits counts against the forwarder.
-    assert not s.blames(REFUSED_AGAIN) and not s.blames("rate-limited")
+    assert not s.blames(REFUSED_AGAIN)
+    assert not s.blames("rate-limited")
     assert s.blames("bad-signature")
     assert s.gossip_arrived(project_topic(project.id), bad, A, 1.0) is None  # another topic
     # A record from the future may be accepted later: it is judged again each time.

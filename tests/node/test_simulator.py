@@ -5,7 +5,8 @@ properties itself and, failing, names the one command that replays it
 from __future__ import annotations
 
 import pytest
-from simulator import Report, Simulation, converge, flood, liveness, star
+from sim_scenarios import Report, converge, flood, liveness, star
+from simulator import Simulation
 
 from node.service import NodeService
 

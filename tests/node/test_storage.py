@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from node.store import peers as peers_module
+from node.store import projects as projects_module
+from node.store import schema
 from node.store import sqlite as storage
 from node.store.sqlite import Store, StoreClosedError, StoreError
 from protocol.errors import RemoteProtocolError
@@ -204,7 +207,7 @@ def test_project_cache_sees_other_processes(tmp_path: Path, f: RecordFactory) ->
 def test_project_cache_bound(
     store: Store, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "MAX_CACHED_RECORDS", 3)
+    monkeypatch.setattr(projects_module, "MAX_CACHED_RECORDS", 3)
     p1, p2 = f.project("alice"), f.project("bob")
     c1, c2 = f.contribution("bob", p1), f.contribution("carol", p2)
     store.add([p1, p2, c1, c2])
@@ -294,16 +297,16 @@ def test_peer_book(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     assert store.known_peers(limit=1) == [("12D3KooWA", ["/ip4/10.0.0.1/tcp/4710"])]
     store.remember_peer("12D3KooWA", ["/dns4/a.example/tcp/1", "x" * 5000], now_ms=4_000)
     assert store.known_peers(limit=1) == [("12D3KooWA", ["/dns4/a.example/tcp/1"])]
-    for i in range(storage.MAX_PEER_FAILURES - 1):
+    for i in range(peers_module.MAX_PEER_FAILURES - 1):
         store.peer_failure("12D3KooWB", now_ms=5_000 + i)
     store.remember_peer("12D3KooWB", [], now_ms=6_000)  # a success resets the count
-    for i in range(storage.MAX_PEER_FAILURES - 1):
+    for i in range(peers_module.MAX_PEER_FAILURES - 1):
         store.peer_failure("12D3KooWB", now_ms=7_000 + i)
     assert [peer for peer, _ in store.known_peers()] == ["12D3KooWB", "12D3KooWA"]
     store.peer_failure("12D3KooWB", now_ms=8_000)
     assert [peer for peer, _ in store.known_peers()] == ["12D3KooWA"]
     store.peer_failure("12D3KooWunknown", now_ms=8_000)
-    monkeypatch.setattr(storage, "MAX_PEERS", 2)
+    monkeypatch.setattr(peers_module, "MAX_PEERS", 2)
     store.remember_peer("12D3KooWC", ["/ip4/10.0.0.3/tcp/1"], now_ms=9_000)
     store.remember_peer("12D3KooWD", ["/ip4/10.0.0.4/tcp/1"], now_ms=10_000)
     assert [peer for peer, _ in store.known_peers()] == ["12D3KooWD", "12D3KooWC"]
@@ -426,7 +429,7 @@ def test_records_added_while_a_project_decodes_are_kept(store: Store, f: RecordF
     c1, c2 = f.contribution("bob", p), f.contribution("carol", p)
     store.add([p, c1])
     pending = store._cached_project(p.id)
-    assert isinstance(pending, storage._Pending)
+    assert isinstance(pending, storage.Pending)
     store.add([c2])
     decoded = [decode_trusted(raw) for raw in pending.raws]
     assert store._install_project(p.id, decoded, pending.last_seq) == (p, [c1, c2])
@@ -436,7 +439,7 @@ def test_records_added_while_a_project_decodes_are_kept(store: Store, f: RecordF
 def test_sqlite_failures_become_store_errors(
     tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_S", 0.05)
     path = tmp_path / "ledger.db"
     p = f.project("alice")
     with Store.open(path) as store:

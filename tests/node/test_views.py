@@ -18,6 +18,7 @@ import trio
 from node.home import Home
 from node.metrics import Metrics
 from node.runtime import NodeOptions, open_node
+from node.store import schema
 from node.store import sqlite as storage
 from node.store.sqlite import Store
 from node.sync.ingest import Ingestor
@@ -487,8 +488,8 @@ def test_a_version_1_store_migrates(
     path = tmp_path / "ledger.db"
     records = rich_project(f)
     with monkeypatch.context() as patch:
-        patch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS[:1])
-        patch.setattr(storage, "SCHEMA_VERSION", 1)
+        patch.setattr(schema, "MIGRATIONS", storage.MIGRATIONS[:1])
+        patch.setattr(schema, "SCHEMA_VERSION", 1)
         with Store.open(path) as old:
             old.add(records)
     conn = sqlite3.connect(path)

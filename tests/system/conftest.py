@@ -11,23 +11,18 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from system_harness import Nodes
+from system_harness import Nodes, node_factory
 
 NODES_KEY = pytest.StashKey[Nodes]()
 
 
 @pytest.fixture
 def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
-    """Homes and nodes for one test; at teardown every process is stopped (SIGTERM, then
-    SIGKILL after 10 s), and each must have exited with 0 and logged no traceback."""
-    factory = Nodes(tmp_path)
-    request.node.stash[NODES_KEY] = factory
-    try:
+    """Homes and nodes for one test (``node_factory``: every process is stopped by pid,
+    even when the test failed, and must have exited cleanly)."""
+    with node_factory(tmp_path) as factory:
+        request.node.stash[NODES_KEY] = factory
         yield factory
-    finally:
-        factory.shutdown()
-    problems = factory.problems()
-    assert not problems, "; ".join(problems)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -444,6 +444,19 @@ class Nodes:
             if "Traceback" in node.log():
                 found.append(f"node {node.name} logged a traceback")
         return found
+
+
+@contextlib.contextmanager
+def node_factory(root: Path) -> Iterator[Nodes]:
+    """Homes and nodes under ``root``; on leaving, every process is stopped (SIGTERM, then
+    SIGKILL after 10 s), and each must have exited with 0 and logged no traceback."""
+    factory = Nodes(root)
+    try:
+        yield factory
+    finally:
+        factory.shutdown()
+    problems = factory.problems()
+    assert not problems, "; ".join(problems)
 
 
 # ------------------------------------------------------------------------------------------

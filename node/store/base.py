@@ -1,0 +1,191 @@
+"""What every part of the store shares: its errors, the lock-and-map decorator, the helpers
+for id lists, and :class:`StoreBase`, the connection, transaction and scope numbering the
+mixins of :class:`node.store.sqlite.Store` build on (see that module for the design).
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Concatenate, Final, ParamSpec, TypeAlias, TypeVar
+
+from protocol.errors import ProtocolError
+from protocol.record import Record, decode_trusted
+
+__all__ = [
+    "CachedProject",
+    "Pending",
+    "ProjectKey",
+    "SnapshotKey",
+    "StoreBase",
+    "StoreClosedError",
+    "StoreError",
+    "chunks",
+    "decode",
+    "guarded",
+    "marks",
+    "order_of",
+    "ordered_copy",
+    "project_of",
+]
+
+#: The most ``?`` parameters in one statement; longer id lists are split into chunks.
+MAX_SQL_PARAMS: Final = 500
+
+#: A project's record set as the store can name it without decoding: (records, greatest seq).
+ProjectKey: TypeAlias = tuple[int, int]
+#: What a stored view snapshot was made from: the project's key, and the snapshot's format.
+SnapshotKey: TypeAlias = tuple[ProjectKey, int]
+
+
+class StoreError(Exception):
+    """The store cannot be used: not a Commons store, damaged, newer schema, disk error."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed by this process (we did it), as opposed to a broken database."""
+
+
+# --------------------------------------------------------------------------------------------
+
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S", bound="StoreBase")
+
+
+def guarded(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
+    """Run a public method under the store's lock, mapping SQLite's errors to StoreError."""
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            if self._conn is None:
+                raise StoreClosedError(f"{self.path.name}: the store is closed")
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path.name}: {exc}") from exc
+
+    return wrapper
+
+
+@dataclass(slots=True)
+class CachedProject:
+    genesis: Record | None
+    records: list[Record]
+    ordered: bool = True
+
+
+def order_of(record: Record) -> tuple[int, bytes]:
+    return (record.ts, record.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A project's records read under the lock, to be decoded outside it."""
+
+    raws: list[bytes]
+    last_seq: int
+
+
+def ordered_copy(entry: CachedProject) -> tuple[Record | None, list[Record]]:
+    """Sort a cached project if appends disordered it, and copy it (under the store's lock)."""
+    if not entry.ordered:
+        entry.records.sort(key=order_of)
+        entry.ordered = True
+    return entry.genesis, list(entry.records)
+
+
+def chunks(items: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
+    for start in range(0, len(items), MAX_SQL_PARAMS):
+        yield items[start : start + MAX_SQL_PARAMS]
+
+
+def marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def project_of(record: Record) -> bytes | None:
+    """The project a record concerns: its project key; a genesis concerns itself."""
+    if record.kind == "project":
+        return record.id
+    return record.project
+
+
+def decode(raw: bytes) -> Record:
+    try:
+        return decode_trusted(raw)
+    except ProtocolError as exc:
+        raise StoreError(f"a stored record does not decode, the store is damaged ({exc})") from exc
+
+
+class StoreBase:
+    """The connection and the state every part of the store reads; not opened directly."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+        self._scope_numbers: dict[str, int] = {}
+        self._cache: OrderedDict[bytes, CachedProject] = OrderedDict()
+        self._cached_records = 0
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        #: Commits by this connection that stored new records, in all and per scope (see
+        #: :meth:`version` and :meth:`scope_version`).
+        self._changes = 0
+        self._scope_changes: dict[str, int] = {}
+        self._scopes_memo: tuple[tuple[int, int], dict[str, int]] | None = None
+        #: Project keys read since records were last stored, by project (see project_key).
+        self._keys_memo: tuple[tuple[int, int], dict[bytes, ProjectKey | None]] = ((-1, -1), {})
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            raise StoreClosedError(f"{self.path.name}: the store is closed")
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; committed when the block ends, rolled back if it raises.
+
+        ``BEGIN IMMEDIATE`` takes the write lock at once, so a busy database fails (after
+        ``BUSY_TIMEOUT_S``) before any work rather than at commit.
+        """
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+
+    def _scope_number(self, name: str, *, create: bool = True) -> int | None:
+        """The number of a scope, creating it (inside the caller's transaction) if asked."""
+        number = self._scope_numbers.get(name)
+        if number is not None:
+            return number
+        row = self._db.execute("SELECT n FROM scopes WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            number = int(row[0])
+        elif create:
+            number = self._db.execute("INSERT INTO scopes (name) VALUES (?)", (name,)).lastrowid
+        if number is not None:
+            self._scope_numbers[name] = number
+        return number
+
+    def _drop_cache_if_changed(self) -> None:
+        """Forget every cached project if another connection (process) wrote since."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._cache.clear()
+            self._cached_records = 0

@@ -1,0 +1,137 @@
+"""The store's schema and its migrations, and the checks made when a database is opened.
+
+Migration i (0-based) takes the database from user_version i to i + 1; a released migration is
+never edited, a change is a new one appended to :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Final, Literal, TypeAlias
+
+from node.store.base import StoreError
+
+__all__ = ["BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "Synchronous", "prepare"]
+
+logger = logging.getLogger(__name__)
+
+#: Marks a database file as a Commons store ("Cmns"); any other value is someone else's file.
+APPLICATION_ID: Final = 0x436D6E73
+#: How long a write waits for another process's transaction before failing.
+BUSY_TIMEOUT_S: Final = 5.0
+#: SQLite page cache for this connection, in KiB (negative ``cache_size`` means KiB).
+PAGE_CACHE_KIB: Final = 16 * 1024
+
+Synchronous: TypeAlias = Literal["FULL", "NORMAL"]
+
+_V1: Final = (
+    # "meta" or a project id in hex, numbered; a project's number is its scope's.
+    "CREATE TABLE scopes (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+    # seq: arrival order on this node. Only a purge (node.store.moderation) deletes records;
+    # SQLite may then hand the greatest seq out again, so a purge drops every cached view.
+    """CREATE TABLE records (
+        seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, raw BLOB NOT NULL,
+        kind TEXT NOT NULL, author BLOB NOT NULL, ts INTEGER NOT NULL,
+        project INTEGER REFERENCES scopes (n), scope INTEGER NOT NULL REFERENCES scopes (n),
+        target BLOB, received_at INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0
+    )""",
+    # Negentropy's item list of a scope, in (ts, id) order, straight from the index.
+    "CREATE INDEX records_scope ON records (scope, ts, id)",
+    # A project's history (genesis, updates, contributions, endorsements, retractions).
+    "CREATE INDEX records_project ON records (project, kind)",
+    "CREATE INDEX records_kind ON records (kind)",
+    # Profiles per author, latest last; partial, so other records cost nothing here.
+    "CREATE INDEX records_profile ON records (author, ts, id) WHERE kind = 'profile'",
+    "CREATE INDEX records_target ON records (target) WHERE target IS NOT NULL",
+    # Normally empty: records authored here that gossip has not carried yet.
+    "CREATE INDEX records_unpublished ON records (published) WHERE published = 0",
+    # addrs: a JSON list of multiaddrs. Times in ms since the epoch.
+    """CREATE TABLE peers (
+        peer_id TEXT PRIMARY KEY, addrs TEXT NOT NULL, last_seen INTEGER NOT NULL,
+        last_dial_ok INTEGER, last_failure INTEGER, failures INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID""",
+    "CREATE INDEX peers_seen ON peers (last_seen)",
+    f"PRAGMA application_id = {APPLICATION_ID}",
+)
+_V2: Final = (
+    # One snapshot of a project's view results per project (node.views): valid while the
+    # project's key is still (records, last_seq); ``format`` is node.views' encoding.
+    """CREATE TABLE view_snapshots (
+        project INTEGER PRIMARY KEY REFERENCES scopes (n),
+        records INTEGER NOT NULL, last_seq INTEGER NOT NULL, format INTEGER NOT NULL,
+        written_at INTEGER NOT NULL, data BLOB NOT NULL
+    )""",
+)
+_V3: Final = (
+    # Records refused by local policy (node.policy): their ids stay in the scope's negentropy
+    # item list, so reconciliation treats them as held and never fetches them again, but
+    # they are never served. seq orders them for the bound (the oldest are forgotten first).
+    """CREATE TABLE refused (
+        seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,
+        scope INTEGER NOT NULL REFERENCES scopes (n), ts INTEGER NOT NULL,
+        project BLOB, author BLOB NOT NULL, at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX refused_scope ON refused (scope, ts, id)",
+    # The operator's blocks (commons admin block-project / block-author): kind 'project' or
+    # 'author', key the project id or the author's public key.
+    """CREATE TABLE blocks (
+        kind TEXT NOT NULL, key BLOB NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID""",
+    # The operator's peer bans (commons admin ban): until NULL is for ever.
+    """CREATE TABLE bans (
+        peer_id TEXT PRIMARY KEY, until INTEGER, at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:
+    """Check that ``conn`` is a Commons store (or empty), set it up, and migrate it."""
+    app_id, version = _identity(conn)
+    if app_id == 0 and version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise StoreError(f"{path.name} is not a Commons store (it holds other tables)")
+    elif app_id != APPLICATION_ID:
+        raise StoreError(f"{path.name} is not a Commons store (application id {app_id:#x})")
+    _refuse_newer(path, version)
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        logger.warning("%s: WAL is not available here, using journal mode %s", path, mode)
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute(f"PRAGMA cache_size = {-PAGE_CACHE_KIB}")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated between our first look and the write lock.
+        _, version = _identity(conn)
+        _refuse_newer(path, version)
+        for migration in MIGRATIONS[version:]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    logger.info("%s: schema migrated from version %d to %d", path, version, SCHEMA_VERSION)
+
+
+def _refuse_newer(path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path.name} has schema version {version}, newer than this version of commons"
+            f" knows ({SCHEMA_VERSION}): upgrade commons to open it"
+        )
+
+
+def _identity(conn: sqlite3.Connection) -> tuple[int, int]:
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    return app_id, version

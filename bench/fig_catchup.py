@@ -53,8 +53,8 @@ def one(root: Path, template: Path, n: int, rep: int) -> dict[str, float]:
         return {
             "seconds": last_ms / 1000 - ready,
             "start_s": ready - spawned,
-            "bytes": metric(text, "commons_sync_bytes_sent_total")
-            + metric(text, "commons_sync_bytes_received_total"),
+            "bytes": metric(text, "commons_sync_sent_bytes_total")
+            + metric(text, "commons_sync_received_bytes_total"),
             "sessions": metric(text, "commons_sync_sessions_total"),
         }
     finally:

@@ -112,13 +112,15 @@ def node_import(bundle: Path, db_path: Path) -> float:
     """Seconds for the code of ``commons import`` to import the bundle into a new store."""
     from node.cli.bundlefile import BundleScan
     from node.cli.bundles import _import_into
+    from node.policy import Policy
     from node.store.sqlite import Store
     from node.textout import Progress
 
     with Store.open(db_path) as store:
         started = time.perf_counter()
         scan = BundleScan()
-        _import_into(store, bundle, scan, Progress("import", stream=io.StringIO()))
+        # The default policy (no blocks, no limits): what a fresh home imports with.
+        _import_into(store, Policy(), bundle, scan, Progress("import", stream=io.StringIO()))
         elapsed = time.perf_counter() - started
     assert not scan.rejected, scan.rejected[:3]
     return elapsed

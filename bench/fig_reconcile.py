@@ -205,8 +205,8 @@ def end_to_end(raws: list[bytes], n: int, ds: list[int], reps: int) -> dict[str,
                 text = node.get("/metrics")
                 samples.append(
                     {
-                        "bytes": metric(text, "commons_sync_bytes_sent_total")
-                        + metric(text, "commons_sync_bytes_received_total"),
+                        "bytes": metric(text, "commons_sync_sent_bytes_total")
+                        + metric(text, "commons_sync_received_bytes_total"),
                         "rounds": metric(text, "commons_sync_rounds_total"),
                         "seconds": elapsed,
                     }

@@ -21,10 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from node.recovery import RecoveryError, code_bytes
 from node.store.sqlite import Store
 from node.views.cache import ViewCache, ViewError
 from node.views.follow import Follow
 from protocol.errors import InvalidRecord, ProtocolError
+from protocol.identity import People
+from protocol.identity_records import (
+    DeviceLinkBody,
+    DeviceRevokeBody,
+    join_body,
+    ticket_key,
+)
 from protocol.record import (
     MAX_EFFORT_MINUTES,
     Artifact,
@@ -55,6 +63,8 @@ __all__ = [
 
 #: The authoring actions, by the name the API and CLI use.
 ACTIONS = ("project", "update", "contribution", "endorsement", "retraction", "profile")
+#: The device acts of docs/IDENTITY.md, signed by this node's key for its person.
+IDENTITY_ACTIONS = ("link", "join", "revoke")
 #: At most this many items in one list field of a request (the format's own limits are lower).
 MAX_LIST = 64
 #: The CLI flag's name of each list field (``--add-maintainer`` is ``add_maintainer``), accepted
@@ -427,6 +437,9 @@ def prepare(
     force = fields.pop("force", False)
     if not isinstance(force, bool):
         raise AuthoringError("force must be true or false")
+    if action in IDENTITY_ACTIONS:
+        body = identity_body(action, fields, views=views, device=key.public_key, now_ms=now_ms)
+        return Authored(sign_draft(key, Draft(body, None), now_ms=now_ms), None)
     d = draft(action, fields, store=views.store, author=key.public_key)
     if d.project is not None:
         refusal = follow.refusal(d.project)
@@ -442,3 +455,82 @@ def prepare(
             '(publish it anyway with --force, or "force": true in the API)'
         )
     return Authored(record, why)
+
+
+# --------------------------------------------------------------------------------------------
+# Device acts (docs/IDENTITY.md section 5)
+
+
+def _code(fields: Mapping[str, Any]) -> bytes:
+    text = _str(fields, "code", required=True)
+    try:
+        return code_bytes(text or "")
+    except RecoveryError as exc:
+        raise AuthoringError(f"code: {exc}") from None
+
+
+def _my_person(people: People, device: bytes) -> bytes:
+    """The person this device acts for now; an AuthoringError when it acts for none."""
+    persons = people.persons_of_device(device)
+    person = people.person_now(device)
+    if not persons:
+        raise AuthoringError(
+            "this device acts for no person yet: create your identity with "
+            "`commons identity recovery-kit`, or join one with `commons identity join CODE`"
+        )
+    if person is None:
+        raise AuthoringError("this device was revoked: it no longer acts for its person")
+    return person
+
+
+def identity_body(
+    action: str, fields: Mapping[str, Any], *, views: ViewCache, device: bytes, now_ms: int
+) -> Body:
+    """The body of a device act by ``device`` (this node's key), checked against the person
+    fold of the records held, so that an act that could not take effect is refused.
+
+    ``link`` takes ``code`` (a link code the caller drew, :func:`node.recovery.new_code`);
+    ``join`` takes the ``code`` another device showed, whose link must be held here; ``revoke``
+    takes ``device`` (a peer id of another device of the person, or this one), and optionally
+    ``cut`` (milliseconds, at most now; default now) and ``reason``.
+    """
+    people = views.people()
+    if action == "link":
+        _known(fields, {"code"})
+        ticket = ticket_key(_code(fields)).public_key
+        return DeviceLinkBody(person=_my_person(people, device), ticket=ticket)
+    if action == "join":
+        _known(fields, {"code"})
+        key = ticket_key(_code(fields))
+        links = [
+            r.body
+            for r in views.store.of_kinds(("device-link",))
+            if isinstance(r.body, DeviceLinkBody) and r.body.ticket == key.public_key
+        ]
+        if not links:
+            raise AuthoringError(
+                "no link for this code is held here: check the code, and let this node "
+                "synchronise with the network of the device that showed it (commons sync)"
+            )
+        persons = people.persons_of_device(device)
+        if persons or people.is_recovery_key(device):
+            raise AuthoringError("this device already acts for a person: a device joins once")
+        return join_body(links[0].person, device, key)
+    if action == "revoke":
+        _known(fields, {"device", "cut", "reason"})
+        person = _my_person(people, device)
+        try:
+            target = public_key_from_peer_id(_str(fields, "device", required=True) or "")
+        except ProtocolError as exc:
+            raise AuthoringError(f"device: {exc.message}") from None
+        state = people.person(person)
+        member = state.device(target) if state is not None else None
+        if member is None or member.revoked:
+            raise AuthoringError("that device is not an active device of your person")
+        cut = _int(fields, "cut")
+        cut = now_ms if cut is None else cut
+        if not 0 <= cut <= now_ms:
+            raise AuthoringError("cut must be a time in milliseconds, not in the future")
+        reason = _str(fields, "reason")
+        return DeviceRevokeBody(person=person, device=target, cut=cut, reason=reason)
+    raise AuthoringError(f"unknown action {action!r}")

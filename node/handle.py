@@ -8,9 +8,12 @@ was stored (so authored records are published); it decides nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import platform
 import time
 from functools import partial
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -19,7 +22,7 @@ from node import __version__
 from node.authoring import Authored, AuthoringError, prepare
 from node.clock import now_ms
 from node.home import Home
-from node.metrics import Metrics
+from node.metrics import Metrics, process_metrics
 from node.moderation import (
     BlockOutcome,
     ModerationError,
@@ -33,7 +36,7 @@ from node.moderation import (
     parse_key,
     unblock,
 )
-from node.net.transport import Transport, TransportError
+from node.net.transport import Transport, TransportError, TransportStats
 from node.service import NodeService
 from node.store.sqlite import Store
 from node.sync.ingest import Ingestor, IngestResult
@@ -52,6 +55,30 @@ __all__ = ["NodeHandle"]
 
 #: Whole-session bound on one sync; catch-up of 100,000 records fits well inside it.
 SYNC_TIMEOUT = 600.0
+#: ``commons_peer_sync_age_seconds`` shows at most this many peers (the most lagging), so a
+#: seed with hundreds of peers does not export hundreds of series.
+MAX_PEER_SERIES = 32
+#: Peers whose last reconciliation time is remembered; beyond it, disconnected ones are dropped.
+MAX_SYNCED_PEERS = 1024
+
+
+def transport_metric(stat: str) -> str:
+    """The /metrics name of a :class:`TransportStats` field: a counter, its unit last
+    (``bytes_delivered`` is ``commons_transport_delivered_bytes_total``)."""
+    if stat.startswith("bytes_"):
+        stat = stat.removeprefix("bytes_") + "_bytes"
+    return f"commons_transport_{stat}_total"
+
+
+def build_labels() -> tuple[tuple[str, str], ...]:
+    """``commons_build_info``'s labels: what runs, for telling nodes apart after an upgrade."""
+    try:
+        libp2p = metadata.version("libp2p")
+    except metadata.PackageNotFoundError:
+        libp2p = "unknown"
+    return (("libp2p", libp2p), ("python", platform.python_version()), ("version", __version__))
+
+
 #: Seconds of a ban without an end (the transport keeps bans by their end).
 FOREVER = float("inf")
 
@@ -79,6 +106,10 @@ class NodeHandle:
     #: (None before any finished): ``status`` reports catching up from them.
     _syncing: int
     _last_sync_received: int | None
+    #: When (``time.monotonic()``) each peer's last reconciliation finished well, for the
+    #: per-peer lag in /metrics and for readiness.
+    _synced_at: dict[str, float]
+    _ever_synced: bool
     #: One moderation change at a time: each makes the next policy from the one in force.
     _admin_lock: trio.Lock
 
@@ -136,6 +167,7 @@ class NodeHandle:
             "projects": len(self.store.project_ids()),
             "version": __version__,
             "listen": self.transport.listen_addrs(),
+            "addrs": self.transport.advertised_addrs(),
             "api": self.api_url,
             "started": int(self.started * 1000),
             "uptime_seconds": round(time.time() - self.started, 1),
@@ -154,7 +186,7 @@ class NodeHandle:
         return {
             "pid": os.getpid(),
             "peer_id": self.peer_id,
-            "addrs": self.transport.listen_addrs(),
+            "addrs": self.transport.advertised_addrs(),
             "api": self.api_url,
             "follow": self.follow.to_json(),
         }
@@ -168,7 +200,35 @@ class NodeHandle:
         finally:
             self._syncing -= 1
         self._last_sync_received = result.received
+        self._note_synced(peer)
         return result
+
+    def _note_synced(self, peer: str) -> None:
+        self._ever_synced = True
+        self._synced_at.pop(peer, None)  # re-inserted last: the dict stays oldest first
+        self._synced_at[peer] = time.monotonic()
+        if len(self._synced_at) > MAX_SYNCED_PEERS:
+            connected = {p.peer_id for p in self.transport.connected_peers()}
+            for old in [p for p in self._synced_at if p not in connected]:
+                del self._synced_at[old]
+            while len(self._synced_at) > MAX_SYNCED_PEERS:  # all connected: forget the oldest
+                del self._synced_at[next(iter(self._synced_at))]
+
+    @property
+    def alone(self) -> bool:
+        """Whether the node runs alone by configuration: it was given no bootstrap address
+        (the first seed of a community), so it has nobody it must sync with to be ready."""
+        return not self.options.bootstrap
+
+    def readiness(self) -> dict[str, Any]:
+        """``GET /readyz``: ready when the store is open, the node listens, and it finished a
+        reconciliation with at least one peer since it started or runs :attr:`alone`."""
+        checks = {
+            "store": not self.store.closed,
+            "listening": bool(self.transport.listen_addrs()),
+            "synced": self._ever_synced or self.alone,
+        }
+        return {"ready": all(checks.values()), **checks, "alone": self.alone}
 
     @property
     def catching_up(self) -> bool:
@@ -267,3 +327,33 @@ class NodeHandle:
         self.metrics.gauge(
             "commons_peers", lambda: {(): float(len(self.transport.connected_peers()))}
         )
+        labels = build_labels()
+        self.metrics.gauge("commons_build_info", lambda: {labels: 1.0})
+        self.metrics.gauge("commons_ready", lambda: {(): float(self.readiness()["ready"])})
+        self.metrics.gauge("commons_peer_sync_age_seconds", self._sync_ages)
+        for stat in (f.name for f in dataclasses.fields(TransportStats)):
+            self.metrics.gauge(transport_metric(stat), partial(self._transport_stat, stat))
+        for name in process_metrics():
+            self.metrics.gauge(name, partial(_process_metric, name))
+
+    def _transport_stat(self, stat: str) -> dict[tuple[tuple[str, str], ...], float]:
+        return {(): float(getattr(self.transport.stats, stat))}
+
+    def _sync_ages(self) -> dict[tuple[tuple[str, str], ...], float]:
+        """Seconds since each connected peer's last good reconciliation: the most lagging
+        :data:`MAX_PEER_SERIES` of them (a peer never synced with is not listed)."""
+        now = time.monotonic()
+        connected = {p.peer_id for p in self.transport.connected_peers()}
+        # A scrape runs in a worker thread while the trio thread updates the dict: iterate
+        # over a copy (dict.copy is one step under the GIL).
+        synced = self._synced_at.copy()
+        ages = sorted(
+            ((now - at, peer) for peer, at in synced.items() if peer in connected),
+            reverse=True,
+        )
+        return {(("peer", peer),): round(age, 3) for age, peer in ages[:MAX_PEER_SERIES]}
+
+
+def _process_metric(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    value = process_metrics().get(name)
+    return {} if value is None else {(): value}

@@ -52,6 +52,11 @@ DEFAULT_CONFIG = f"""\
 listen = ["{DEFAULT_LISTEN}"]
 # Peers to dial at start-up and whenever the node has none: full multiaddrs with /p2p/<peer id>.
 bootstrap = []
+# Addresses to advertise to peers instead of the listen addresses, for a node behind NAT or a
+# proxy (a seed on a VPS): /ip4/203.0.113.7/tcp/4710 or /dns4/seed.example.org/tcp/4710.
+announce = []
+# Addresses never to advertise: a prefix (/ip4/10.0.0.5) or a network (/ip4/10.0.0.0/ipcidr/8).
+no_announce = []
 # The local HTTP API address. Keep it on loopback: reads are open to anyone who can reach it.
 api = "{DEFAULT_API}"
 # Discover peers on the local network with mDNS.
@@ -89,6 +94,8 @@ max_project_records = 0
 class Config:
     listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
     bootstrap: list[str] = field(default_factory=list)
+    announce: list[str] = field(default_factory=list)
+    no_announce: list[str] = field(default_factory=list)
     api: str = DEFAULT_API
     mdns: bool = True
     follow: list[str] = field(default_factory=list)
@@ -107,6 +114,8 @@ class Config:
 _NODE_KEYS: dict[str, type | tuple[type, ...]] = {
     "listen": list,
     "bootstrap": list,
+    "announce": list,
+    "no_announce": list,
     "api": str,
     "mdns": bool,
     "follow": list,
@@ -252,11 +261,15 @@ class Home:
 
         It is built in a folder beside this one, so a failed ``commons init`` (a refused
         ``--name``, a store that cannot be created, an interruption) leaves no half home
-        behind: on an error the folder and any parent folders made for it are removed.
+        behind: on an error the folder and any parent folders made for it are removed. When
+        the home's folder exists already (made for it by systemd's ``StateDirectory=`` or a
+        container's volume, often in a parent this user cannot write), the building folder
+        is inside it instead, and its files are moved in as for a folder with files.
         """
         made = _missing_ancestors(self.path.parent)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.init-", dir=self.path.parent))
+        where = self.path if self.path.is_dir() else self.path.parent
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.init-", dir=where))
         try:
             yield Home(staging)
             self._move_in(staging)
@@ -269,12 +282,13 @@ class Home:
 
     def _move_in(self, staging: Path) -> None:
         """Put the home built in ``staging`` at this home's path."""
-        try:
-            os.rename(staging, self.path)  # no folder yet, or an empty one: one atomic step
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
+        if staging.parent != self.path:
+            try:
+                os.rename(staging, self.path)  # no folder yet, or an empty one: one atomic step
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
         # A folder with files of its own (a config.toml written beforehand): add what it
         # lacks and keep what it has, the identity last, since a home exists once its key does.
         linked: list[Path] = []

@@ -97,6 +97,9 @@ log = logging.getLogger(__name__)
 class NodeOptions:
     listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4710"])
     bootstrap: list[str] = field(default_factory=list)
+    #: Addresses advertised instead of the listen ones, and never advertised.
+    announce: list[str] = field(default_factory=list)
+    no_announce: list[str] = field(default_factory=list)
     api: str | None = "127.0.0.1:4711"
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
@@ -196,11 +199,13 @@ class Node(NodeHandle):
         #: (None before any finished): ``status`` reports catching up from them.
         self._syncing = 0
         self._last_sync_received: int | None = None
+        self._synced_at: dict[str, float] = {}
+        self._ever_synced = False
         self._wake_at = 0.0
         self._admin_lock = trio.Lock()
         self.ingestor.on_new(self._stored)
         self.register_gauges()
-        if (dht := transport.dht) is not None:
+        if (dht := transport.dht).mode != "off":
             size = dht.routing_table_size
             self.metrics.gauge("commons_dht_routing_table_peers", lambda: {(): float(size())})
 
@@ -333,13 +338,13 @@ class Node(NodeHandle):
             self.metrics.inc("commons_peer_addrs_refused_total", over, reason="over-cap")
 
     async def _provide(self, effect: Provide) -> None:
-        if self.transport.dht is not None:
+        if self.transport.dht.mode != "off":
             ok = await self.transport.dht.provide(effect.key)
             self.metrics.inc("commons_dht_provides_total", outcome="ok" if ok else "failed")
             self.service.providers.provided(effect.project, ok, trio.current_time())
 
     async def _find_providers(self, effect: FindProviders) -> None:
-        if self.transport.dht is None:
+        if self.transport.dht.mode == "off":
             return
         found = await self.transport.dht.find_providers(effect.key, effect.count)
         self.metrics.inc("commons_dht_lookups_total", outcome="found" if found else "none")
@@ -395,6 +400,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             mdns=options.mdns,
             max_connections=options.max_peers,
             dht=options.dht_mode(),
+            announce=tuple(options.announce),
+            no_announce=tuple(options.no_announce),
         )
         async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
             node = Node(
@@ -439,6 +446,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 ", ".join(transport.listen_addrs()),
                 node.api_url or "off",
             )
+            if options.announce or options.no_announce:
+                log.info("advertising %s", ", ".join(transport.advertised_addrs()) or "nothing")
             try:
                 yield node
             finally:

@@ -9,8 +9,9 @@ Everything an embedder needs is importable from here::
     from protocol import SigningKey, ContributionBody, sign_record, parse_record, ProjectView
 
 The names come from the submodules, which stay importable for the rest of their contents:
-``protocol.signing`` (keys, strict Ed25519, peer ids), ``protocol.record`` (the six record
-kinds), ``protocol.codec`` (canonical MessagePack), ``protocol.validation`` (the rules and their
+``protocol.signing`` (keys, strict Ed25519, peer ids), ``protocol.record`` (the record kinds;
+``protocol.identity_records`` holds the device kinds), ``protocol.identity`` (persons),
+``protocol.codec`` (canonical MessagePack), ``protocol.validation`` (the rules and their
 error codes), ``protocol.ledger`` (the views), ``protocol.negentropy`` (set reconciliation),
 ``protocol.sync`` (the frames of ``/commons/sync/1``), ``protocol.bundle`` (bundle files),
 ``protocol.errors``, and ``protocol.testing`` (deterministic keys and record factories for
@@ -32,6 +33,13 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         ProtocolError,
         RemoteProtocolError,
     )
+    from protocol.identity import People
+    from protocol.identity_records import (
+        DeviceJoinBody,
+        DeviceLinkBody,
+        DeviceRevokeBody,
+        UnknownBody,
+    )
     from protocol.ledger import (
         LedgerEntry,
         ProjectState,
@@ -39,6 +47,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         ProjectView,
         Share,
         participants,
+        person_profiles,
         profiles,
         project_state,
     )
@@ -113,6 +122,9 @@ __all__ = [
     "BundleWriter",
     "Bye",
     "ContributionBody",
+    "DeviceJoinBody",
+    "DeviceLinkBody",
+    "DeviceRevokeBody",
     "EndorsementBody",
     "ErrorFrame",
     "Frame",
@@ -125,6 +137,7 @@ __all__ = [
     "Negentropy",
     "NegentropyError",
     "NegentropyStorage",
+    "People",
     "ProfileBody",
     "ProjectBody",
     "ProjectFields",
@@ -141,6 +154,7 @@ __all__ = [
     "Share",
     "SigningKey",
     "SyncError",
+    "UnknownBody",
     "Want",
     "__version__",
     "decode",
@@ -155,6 +169,7 @@ __all__ = [
     "parse_record",
     "participants",
     "peer_id",
+    "person_profiles",
     "profiles",
     "project_state",
     "public_key_from_peer_id",
@@ -194,6 +209,12 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "ProjectView": ("protocol.ledger", "ProjectView"),
     "Share": ("protocol.ledger", "Share"),
     "participants": ("protocol.ledger", "participants"),
+    "person_profiles": ("protocol.ledger", "person_profiles"),
+    "People": ("protocol.identity", "People"),
+    "DeviceJoinBody": ("protocol.identity_records", "DeviceJoinBody"),
+    "DeviceLinkBody": ("protocol.identity_records", "DeviceLinkBody"),
+    "DeviceRevokeBody": ("protocol.identity_records", "DeviceRevokeBody"),
+    "UnknownBody": ("protocol.identity_records", "UnknownBody"),
     "profiles": ("protocol.ledger", "profiles"),
     "project_state": ("protocol.ledger", "project_state"),
     "Negentropy": ("protocol.negentropy", "Negentropy"),

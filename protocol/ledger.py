@@ -43,9 +43,15 @@ The rules, with the choices this module makes where section 5 is silent (each on
 * **Participants.** ``P(c)`` is the contribution's author followed by its coauthors.
 * **Shares.** As section 5, in exact :class:`fractions.Fraction` arithmetic; see
   :meth:`ProjectView.shares` for the order of the list.
+* **Persons.** Every rule above reads "author" as the person of the record and a key in a
+  list as the person it belongs to (:mod:`protocol.identity`, docs/RECORD-FORMAT.md section
+  5.9): a record whose person is nobody (a revoked device after its cut, a recovery key, a
+  key two persons claim) has no effect, and ``P(c)``, the maintainers and "one maintainer,
+  one endorsement" are persons. With no identity records each key is its own person, and
+  these are the rules of format v1 exactly (the fold then takes the same path as before).
 * **Ledger filter by author.** ``live_contributions(author=k)`` keeps the contributions in
-  which ``k`` is a participant (author or coauthor), the same contributions that ``shares()``
-  credits to ``k``.
+  which ``k``'s person is a participant (author or coauthor), the same contributions that
+  ``shares()`` credits to that person.
 """
 
 from __future__ import annotations
@@ -56,21 +62,28 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 from typing import Final, NamedTuple, TypeAlias, cast
 
 from protocol.errors import LocalProtocolError
+from protocol.identity import People
 from protocol.record import (
     MAX_COAUTHORS,
     ContributionBody,
     EndorsementBody,
-    ProfileBody,
-    ProjectBody,
     ProjectUpdateBody,
     Record,
     RetractionBody,
 )
-from protocol.signing import peer_id
+from protocol.state import (
+    ProjectState,
+    fold_updates,
+    genesis_body,
+    order_key,
+    person_profiles,
+    profiles,
+    project_state,
+)
+from protocol.state import cached_peer_id as _peer
 
 __all__ = [
     "JsonObject",
@@ -82,6 +95,7 @@ __all__ = [
     "as_number",
     "order_key",
     "participants",
+    "person_profiles",
     "profiles",
     "project_state",
 ]
@@ -94,14 +108,6 @@ JsonObject: TypeAlias = dict[str, object]
 #: ``1/_DENOMINATOR`` and only the final totals become fractions: exact, and much faster than
 #: adding a ``Fraction`` per contribution.
 _DENOMINATOR: Final = math.lcm(*range(1, MAX_COAUTHORS + 2))
-#: Peer ids are cached because a ledger of many contributions repeats few authors, and the
-#: base58 encoding is the slowest part of turning an entry into JSON.
-_PEER_ID_CACHE_SIZE: Final = 4096
-
-
-def order_key(record: Record) -> tuple[int, bytes]:
-    """The ``(ts, id)`` key by which every view orders records."""
-    return (record.ts, record.id)
 
 
 #: :func:`order_key` as a C-level getter, for sorting many records, and its first half.
@@ -137,128 +143,20 @@ def _participants(author: bytes, body: ContributionBody) -> tuple[bytes, ...]:
     return (author,) if coauthors is None else (author, *coauthors)
 
 
+def _persons_of(people: People, record: Record) -> tuple[bytes, ...]:
+    """``P(c)`` as persons: the author's person, then each coauthor's, without repeats (a
+    coauthor that is another device of the author adds nobody; a void key is left out)."""
+    body = cast(ContributionBody, record.body)
+    found = [people.person_at(record.author, record.ts)]
+    found.extend(people.person_of_key(c) for c in body.coauthors or ())
+    return tuple(dict.fromkeys(p for p in found if p is not None))
+
+
 def as_number(value: Fraction) -> int | float:
     """A fraction as a JSON number: an ``int`` when it is integral, else the nearest float."""
     if value.denominator == 1:
         return value.numerator
     return float(value)
-
-
-@lru_cache(maxsize=_PEER_ID_CACHE_SIZE)
-def _peer(public_key: bytes) -> str:
-    return peer_id(public_key)
-
-
-# --------------------------------------------------------------------------------------------
-# Project state
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ProjectState:
-    """A project's current metadata and maintainers, after every update that took effect.
-
-    ``links`` and ``tags`` are empty when the project never had any; ``description`` and
-    ``license`` are ``None`` when never given. ``updated_ts`` is the greatest ``ts`` among the
-    genesis and the updates that took effect. ``applied_updates`` and ``rejected_updates`` list
-    the ids of this project's updates in the order they were considered (ascending
-    ``(ts, id)``): the ones that took effect and the ones that did not.
-    """
-
-    id: bytes
-    genesis: Record
-    name: str
-    description: str | None
-    license: str | None
-    links: tuple[str, ...]
-    tags: tuple[str, ...]
-    maintainers: frozenset[bytes]
-    updated_ts: int
-    applied_updates: tuple[bytes, ...]
-    rejected_updates: tuple[bytes, ...]
-
-    @property
-    def sorted_maintainers(self) -> tuple[bytes, ...]:
-        """The maintainers' public keys in ascending byte order (the order JSON shows)."""
-        return tuple(sorted(self.maintainers))
-
-    def is_maintainer(self, public_key: bytes) -> bool:
-        """True when this key is a maintainer in the current state."""
-        return public_key in self.maintainers
-
-    @property
-    def maintainer_peer_ids(self) -> tuple[str, ...]:
-        """The maintainers' peer ids, in the order of :attr:`sorted_maintainers`."""
-        return tuple(_peer(m) for m in self.sorted_maintainers)
-
-
-def _genesis_body(genesis: Record) -> ProjectBody:
-    body = genesis.body
-    if not isinstance(body, ProjectBody):
-        raise LocalProtocolError(
-            "not-a-project", f"a project view starts from a project record, not a {genesis.kind}"
-        )
-    return body
-
-
-def project_state(genesis: Record, updates: Iterable[Record]) -> ProjectState:
-    """Fold a project's updates into its current state (see the module docstring for rules).
-
-    ``updates`` may hold anything: records that are not ``project-update`` records of this
-    project are ignored, and so are repeats. Raises ``LocalProtocolError("not-a-project")``
-    when ``genesis`` is not a ``project`` record.
-    """
-    body = _genesis_body(genesis)
-    pid = genesis.id
-    unique = {
-        u.id: u for u in updates if u.project == pid and isinstance(u.body, ProjectUpdateBody)
-    }
-    return _fold_updates(genesis, body, unique.values())
-
-
-def _fold_updates(genesis: Record, body: ProjectBody, updates: Iterable[Record]) -> ProjectState:
-    name = body.name
-    description = body.description
-    license_ = body.license
-    links = body.links or ()
-    tags = body.tags or ()
-    maintainers = frozenset((genesis.author, *(body.maintainers or ())))
-    updated_ts = genesis.ts
-    applied: list[bytes] = []
-    rejected: list[bytes] = []
-    for update in sorted(updates, key=order_key):
-        if update.author not in maintainers:
-            rejected.append(update.id)
-            continue
-        change = cast(ProjectUpdateBody, update.body)
-        after = maintainers.union(change.add_maintainers or ()).difference(
-            change.remove_maintainers or ()
-        )
-        if not after:
-            rejected.append(update.id)
-            continue
-        maintainers = after
-        fields = change.set
-        if fields is not None:
-            name = fields.name if fields.name is not None else name
-            description = fields.description if fields.description is not None else description
-            license_ = fields.license if fields.license is not None else license_
-            links = fields.links if fields.links is not None else links
-            tags = fields.tags if fields.tags is not None else tags
-        updated_ts = max(updated_ts, update.ts)
-        applied.append(update.id)
-    return ProjectState(
-        id=genesis.id,
-        genesis=genesis,
-        name=name,
-        description=description,
-        license=license_,
-        links=links,
-        tags=tags,
-        maintainers=maintainers,
-        updated_ts=updated_ts,
-        applied_updates=tuple(applied),
-        rejected_updates=tuple(rejected),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,6 +173,8 @@ class LedgerEntry(NamedTuple):
     record: Record
     endorsements: int
     weight: int
+    #: The person the contribution counts for (docs/IDENTITY.md); None means its author key.
+    person: bytes | None = None
 
     @property
     def id(self) -> bytes:
@@ -319,6 +219,7 @@ class LedgerEntry(NamedTuple):
             "coauthors": [_peer(c) for c in body.coauthors or ()],
             "endorsements": self.endorsements,
             "endorsed_weight": self.weight,
+            "person": _peer(self.person or self.record.author),
         }
 
 
@@ -343,6 +244,7 @@ class Share:
         """The line as ``commons shares --json`` prints it: fractions as JSON numbers."""
         return {
             "contributor": _peer(self.contributor),
+            "person": _peer(self.contributor),
             "contributions": self.contributions,
             "claimed_minutes": as_number(self.claimed_minutes),
             "endorsed_value": as_number(self.endorsed_value),
@@ -421,7 +323,7 @@ class ProjectView:
     share a view: at worst two of them compute the same accounts at once.
     """
 
-    __slots__ = ("_accounts", "_counted", "_live", "_retracted", "_weights", "state")
+    __slots__ = ("_accounts", "_counted", "_live", "_parts", "_retracted", "_weights", "state")
 
     def __init__(
         self,
@@ -432,6 +334,12 @@ class ProjectView:
         counted: dict[bytes, list[Record]],
     ) -> None:
         self.state = state
+        #: Per live contribution, its participants as persons, when any record names a person
+        #: (empty otherwise: every key is then its own person, and P(c) is the keys).
+        self._parts: dict[bytes, tuple[bytes, ...]] = {}
+        people = state.people
+        if not people.trivial:
+            self._parts = {cid: _persons_of(people, r) for cid, r in live.items()}
         self._live = live
         self._retracted = retracted
         self._counted = counted
@@ -442,39 +350,59 @@ class ProjectView:
         self._accounts: _Accounts | None = None
 
     @classmethod
-    def build(cls, genesis: Record, records: Iterable[Record]) -> ProjectView:
+    def build(
+        cls, genesis: Record, records: Iterable[Record], people: People | None = None
+    ) -> ProjectView:
         """Fold ``records`` (in any order, repeats allowed) into the views of ``genesis``.
 
         ``records`` may hold the genesis itself, this project's updates, contributions,
-        endorsements and retractions, and anything else (other projects' records, profiles),
-        which is ignored. Raises ``LocalProtocolError("not-a-project")`` when ``genesis`` is
-        not a ``project`` record.
+        endorsements and retractions, and anything else (other projects' records, profiles,
+        identity records), which is ignored. ``people`` is the person fold of the identity
+        records held; when None it is folded from ``records``. A record whose person is
+        nobody (docs/IDENTITY.md section 3) has no effect. Raises
+        ``LocalProtocolError("not-a-project")`` when ``genesis`` is not a ``project`` record.
         """
-        genesis_body = _genesis_body(genesis)
+        body = genesis_body(genesis)
+        if people is None:
+            records = list(records)
+            people = People.fold(records)
         pid = genesis.id
         updates: dict[bytes, Record] = {}
         contributions: dict[bytes, Record] = {}
         endorsements: dict[bytes, Record] = {}
         retractions: dict[bytes, Record] = {}
-        # Exactly these four kinds carry a ``project`` key (a Record cannot be built otherwise),
-        # so every record of this project has a bucket; keying by id drops repeats.
+        # Keying by id drops repeats; a kind without a bucket (one this library does not
+        # know, which may carry a ``project`` key) has no effect on any view.
         by_kind: dict[type, dict[bytes, Record]] = {
             ContributionBody: contributions,
             EndorsementBody: endorsements,
             RetractionBody: retractions,
             ProjectUpdateBody: updates,
         }
+        trivial = people.trivial
         for record in records:
             if record.project == pid:
-                by_kind[type(record.body)][record.id] = record
+                bucket = by_kind.get(type(record.body))
+                if bucket is not None and (
+                    trivial or people.person_at(record.author, record.ts) is not None
+                ):
+                    bucket[record.id] = record
 
-        state = _fold_updates(genesis, genesis_body, updates.values())
+        state = fold_updates(genesis, body, updates.values(), people)
+
+        def who(record: Record) -> bytes:
+            # Every record left in the buckets counts for somebody.
+            return (
+                record.author
+                if trivial
+                else cast(bytes, people.person_at(record.author, record.ts))
+            )
 
         retracted: set[bytes] = set()
         for retraction in retractions.values():
             target_id = cast(RetractionBody, retraction.body).target
             target = contributions.get(target_id) or endorsements.get(target_id)
-            if target is not None and target.author == retraction.author:
+            if target is not None and who(target) == who(retraction):
                 retracted.add(target_id)
 
         # ``contributions`` is this fold's own dictionary: dropping the retracted ones in place
@@ -487,15 +415,19 @@ class ProjectView:
         # Each maintainer's latest eligible endorsement of each contribution, by (ts, id).
         latest: dict[tuple[bytes, bytes], Record] = {}
         for eid, endorsement in endorsements.items():
-            endorser = endorsement.author
+            endorser = who(endorsement)
             if endorser not in maintainers or eid in retracted:
                 continue
             target_id = cast(EndorsementBody, endorsement.body).target
             contribution = live.get(target_id)
-            if contribution is None or endorser == contribution.author:
+            if contribution is None:
                 continue
-            coauthors = cast(ContributionBody, contribution.body).coauthors
-            if coauthors is not None and endorser in coauthors:
+            if trivial:
+                if endorser in _participants(
+                    contribution.author, cast(ContributionBody, contribution.body)
+                ):
+                    continue
+            elif endorser in _persons_of(people, contribution):
                 continue
             pair = (target_id, endorser)
             current = latest.get(pair)
@@ -506,6 +438,19 @@ class ProjectView:
             counted.setdefault(target_id, []).append(endorsement)
 
         return cls(state=state, live=live, retracted=frozenset(retracted), counted=counted)
+
+    def participants_of(self, record: Record) -> tuple[bytes, ...]:
+        """``P(c)`` of a contribution as persons: the distinct persons of its author and
+        coauthors, in order (a v1 key is its own person)."""
+        people = self.state.people
+        if people.trivial:
+            return _participants(record.author, cast(ContributionBody, record.body))
+        held = self._parts.get(record.id)
+        return held if held is not None else _persons_of(people, record)
+
+    def person_of(self, record: Record) -> bytes | None:
+        """The person a record of this project counts for, or None for nobody."""
+        return self.state.people.person_at(record.author, record.ts)
 
     # ---- contributions and endorsements
 
@@ -532,18 +477,15 @@ class ProjectView:
     ) -> list[LedgerEntry]:
         """Live contributions, newest first (descending ``(ts, id)``).
 
-        ``author`` keeps those in which that key is the author or a coauthor; ``type`` keeps
+        ``author`` keeps those in which that key's person is a participant; ``type`` keeps
         those of that contribution type; ``limit`` keeps the first ``limit`` (``>= 0``).
         """
         if limit is not None and limit < 0:
             raise LocalProtocolError("bad-limit", f"limit must be 0 or more, not {limit}")
         records: Iterable[Record] = self._live.values()
         if author is not None:
-            records = [
-                r
-                for r in records
-                if author in _participants(r.author, cast(ContributionBody, r.body))
-            ]
+            person = self.state.people.person_of_key(author)
+            records = [r for r in records if person in self.participants_of(r)]
         if type is not None:
             records = [r for r in records if cast(ContributionBody, r.body).type == type]
         # One full sort even with a limit: heapq.nlargest is slower on records that come in
@@ -570,12 +512,15 @@ class ProjectView:
         if record.project != pid:
             return "it is filed under another project"
         body = record.body
+        people = self.state.people
+        if people.person_now(record.author) is None:
+            return "its author's key no longer speaks for any person (revoked or void)"
         if isinstance(body, ProjectUpdateBody):
             if not self.state.is_maintainer(record.author):
                 return "its author is not a maintainer of the project"
-            after = self.state.maintainers.union(body.add_maintainers or ()).difference(
-                body.remove_maintainers or ()
-            )
+            add = {people.person_of_key(k) for k in body.add_maintainers or ()}
+            remove = {people.person_of_key(k) for k in body.remove_maintainers or ()}
+            after = (set(self.state.maintainers) | add) - remove - {None}
             return None if after else "it would leave the project without maintainers"
         if isinstance(body, EndorsementBody):
             if body.target in self._retracted:
@@ -585,10 +530,11 @@ class ProjectView:
                 return "its target is not a held contribution of the project"
             if not self.state.is_maintainer(record.author):
                 return "its author is not a maintainer of the project"
-            people = _participants(contribution.author, cast(ContributionBody, contribution.body))
-            if record.author == people[0]:
+            persons = self.participants_of(contribution)
+            person = people.person_now(record.author)
+            if person == persons[0]:
                 return "its author wrote the contribution"
-            if record.author in people:
+            if person in persons:
                 return "its author is a coauthor of the contribution"
             return None
         if isinstance(body, RetractionBody):
@@ -596,7 +542,7 @@ class ProjectView:
                 return "its target is not held"
             if target.project != pid or target.kind not in ("contribution", "endorsement"):
                 return "only contributions and endorsements of the project can be retracted"
-            if target.author != record.author:
+            if self.person_of(target) != people.person_now(record.author):
                 return "only the author of a record can retract it"
             if target.id in self._retracted:
                 return "the record is already retracted"
@@ -626,19 +572,21 @@ class ProjectView:
             if target in self._retracted:
                 return "the contribution it endorses is retracted"
             return "the contribution it endorses is not held here"
-        if endorsement.author not in self.state.maintainers:
+        endorser = self.person_of(endorsement)
+        if endorser is None:
+            return "its author's key was revoked before it was signed"
+        if endorser not in self.state.maintainers:
             return "its author is not a maintainer of the project now"
-        if endorsement.author in _participants(
-            contribution.author, cast(ContributionBody, contribution.body)
-        ):
+        if endorser in self.participants_of(contribution):
             return "its author is an author or coauthor of the contribution"
         return "a later endorsement by the same maintainer replaces it"
 
     def _entry(self, record: Record) -> LedgerEntry:
         counted = self._counted.get(record.id)
+        person = self.person_of(record) if self._parts else None
         if counted is None:
-            return LedgerEntry(record, 0, 0)
-        return LedgerEntry(record, len(counted), self._weights[record.id])
+            return LedgerEntry(record, 0, 0, person)
+        return LedgerEntry(record, len(counted), self._weights[record.id], person)
 
     # ---- accounting
 
@@ -652,14 +600,16 @@ class ProjectView:
         # coauthors, in units of 1/_DENOMINATOR minutes.
         solo: defaultdict[bytes, int] = defaultdict(int)
         shared: defaultdict[bytes, int] = defaultdict(int)
+        parts = self._parts
         for record in self._live.values():
             body = cast(ContributionBody, record.body)
             minutes = body.effort_minutes or 0
-            if body.coauthors is None:
+            people = parts.get(record.id) if parts else None
+            if people is None and body.coauthors is None:
                 contributions[record.author] += 1
                 solo[record.author] += minutes
                 continue
-            people = _participants(record.author, body)
+            people = people or _participants(record.author, body)
             credit = minutes * (denominator // len(people))
             for person in people:
                 contributions[person] += 1
@@ -670,7 +620,7 @@ class ProjectView:
         for target_id, weight in self._weights.items():
             record = self._live[target_id]
             body = cast(ContributionBody, record.body)
-            people = _participants(record.author, body)
+            people = self.participants_of(record)
             value = (body.effort_minutes or 0) * weight * (denominator // len(people))
             if value:
                 for person in people:
@@ -715,7 +665,7 @@ class ProjectView:
         if entry is None:
             return None
         minutes = entry.body.effort_minutes or 0
-        people = entry.participants
+        people = self.participants_of(entry.record)
         return [
             (p, Fraction(minutes, len(people)), Fraction(minutes * entry.weight, len(people)))
             for p in people
@@ -739,18 +689,3 @@ class ProjectView:
             contributions=len(self._live),
             contributors=self.contributors(),
         )
-
-
-# --------------------------------------------------------------------------------------------
-# Profiles
-
-
-def profiles(records: Iterable[Record]) -> dict[bytes, Record]:
-    """Per author, their ``profile`` record with the greatest ``(ts, id)``; others ignored."""
-    latest: dict[bytes, Record] = {}
-    for record in records:
-        if isinstance(record.body, ProfileBody):
-            current = latest.get(record.author)
-            if current is None or order_key(record) > order_key(current):
-                latest[record.author] = record
-    return latest

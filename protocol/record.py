@@ -1,4 +1,4 @@
-"""The six record kinds of docs/RECORD-FORMAT.md, as frozen, keyword-only dataclasses.
+"""The record kinds of docs/RECORD-FORMAT.md, as frozen, keyword-only dataclasses.
 
 Every class checks its rules when it is built, so an instance that breaks section 1 or 4 of the
 format cannot exist: a ``Record`` is always structurally well-formed, and its canonical bytes
@@ -13,18 +13,23 @@ list of codes is in :mod:`protocol.validation`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping
-from contextvars import ContextVar
 from dataclasses import InitVar, dataclass, field
 from typing import ClassVar, Final, TypeAlias
 
 from protocol import codec
+from protocol import fields as check
 from protocol.errors import InvalidRecord, RemoteProtocolError
-from protocol.signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, peer_id
+from protocol.identity_records import (
+    IDENTITY_KINDS,
+    DeviceJoinBody,
+    DeviceLinkBody,
+    DeviceRevokeBody,
+    UnknownBody,
+    is_kind_name,
+)
+from protocol.signing import SIGNATURE_SIZE, SigningKey, peer_id
 
 __all__ = [
     "CONTRIBUTION_TYPES",
@@ -51,7 +56,7 @@ __all__ = [
 ]
 
 VERSION: Final = 1
-ID_SIZE: Final = 32
+ID_SIZE: Final = check.ID_SIZE
 MAX_RECORD_SIZE: Final = codec.MAX_SIZE
 MAX_TIMESTAMP: Final = 2**63 - 1
 #: Prepended, with one zero byte, to the unsigned record's encoding before signing.
@@ -100,131 +105,6 @@ MAX_REASON: Final = 1000
 MAX_ABOUT: Final = 2000
 
 
-# --------------------------------------------------------------------------------------------
-# Characters of text fields (docs/RECORD-FORMAT.md section 4, "Characters"). Every text a record
-# carries ends up on someone's terminal, so no field may hold what a terminal acts on instead
-# of showing: C0 controls (U+0000-001F), DEL (U+007F) and C1 controls (U+0080-009F), which
-# include ESC and the 8-bit CSI that start escape sequences; the line and paragraph separators
-# U+2028/2029; and the bidi embeddings, overrides and isolates (U+202A-202E, U+2066-2069),
-# which reorder the text displayed after them ("Trojan Source"). A multi-line field
-# (descriptions, ``about``, ``comment``, ``reason``) may also hold newline (U+000A) and tab
-# (U+0009); no other line break (CR, VT, FF, NEL, U+2028/2029) is allowed anywhere.
-
-_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_LINE_BREAKS: Final = frozenset("\n\x0b\x0c\r\x85\u2028\u2029")
-_REFUSED_IN_LINE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_REFUSED_IN_TEXT: Final = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-_CHARACTER_NAMES: Final = {
-    "\x00": "NUL",
-    "\t": "tab",
-    "\n": "newline",
-    "\x0b": "vertical tab",
-    "\x0c": "form feed",
-    "\r": "carriage return",
-    "\x1b": "escape",
-    "\x7f": "delete",
-    "\x85": "next line",
-    "\x9b": "control sequence introducer",
-}
-#: False while :func:`decode_trusted` reads back this node's own store: records stored before
-#: the character rule existed may break it, and must still read back (output escapes them).
-_CHECK_CHARACTERS: ContextVar[bool] = ContextVar("commons_check_characters", default=True)
-
-
-def _characters(name: str, value: str, multiline: bool) -> None:
-    """Refuse a character a terminal would act on: ``bidi-control:X``, ``line-break:X``
-    (a newline in a single-line field, or any line break but newline) or ``control-char:X``."""
-    found = (_REFUSED_IN_TEXT if multiline else _REFUSED_IN_LINE).search(value)
-    if found is None or not _CHECK_CHARACTERS.get():
-        return
-    ch = found.group()
-    label = _CHARACTER_NAMES.get(ch) or unicodedata.name(ch, "").lower() or "a control character"
-    where = f"{name} holds U+{ord(ch):04X} ({label}) at character {found.start() + 1}"
-    if ch in _BIDI_CONTROLS:
-        raise InvalidRecord(f"bidi-control:{name}", f"{where}: bidi controls are not allowed")
-    if ch in _LINE_BREAKS:
-        rule = "only newline may end a line" if multiline else "it must be a single line"
-        raise InvalidRecord(f"line-break:{name}", f"{where}: {rule}")
-    allowed = "newline and tab are the only" if multiline else "no"
-    raise InvalidRecord(f"control-char:{name}", f"{where}: {allowed} control characters allowed")
-
-
-# --------------------------------------------------------------------------------------------
-# Field checks. ``name`` is the field's path as it appears in error codes (``title``,
-# ``set.name``, ``artifacts.uri``).
-
-
-def _text(name: str, value: object, lo: int, hi: int, *, multiline: bool = False) -> str:
-    if not isinstance(value, str):
-        raise InvalidRecord(f"bad-type:{name}", f"{name} must be text")
-    try:
-        n = len(value.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate, e.g. from a surrogate-escaped argv
-        raise InvalidRecord("bad-utf8", f"{name} is not valid Unicode text") from None
-    if n < lo:
-        raise InvalidRecord(f"field-too-short:{name}", f"{name} must not be empty")
-    if n > hi:
-        raise InvalidRecord(f"field-too-long:{name}", f"{name} is {n} bytes, at most {hi}")
-    _characters(name, value, multiline)
-    return value
-
-
-def _opt_text(name: str, value: object, lo: int, hi: int, *, multiline: bool = False) -> None:
-    if value is not None:
-        _text(name, value, lo, hi, multiline=multiline)
-
-
-def _list(name: str, value: object, hi: int) -> tuple[object, ...]:
-    if not isinstance(value, tuple):
-        raise InvalidRecord(f"bad-type:{name}", f"{name} must be a list")
-    if not value:
-        raise InvalidRecord(f"empty-list:{name}", f"{name} must not be empty when present")
-    if len(value) > hi:
-        raise InvalidRecord(f"too-many:{name}", f"{name} has {len(value)} items, at most {hi}")
-    return value
-
-
-def _opt_text_list(name: str, value: object, hi: int, lo_item: int, hi_item: int) -> None:
-    if value is not None:
-        for item in _list(name, value, hi):
-            _text(name, item, lo_item, hi_item)
-
-
-def _key(name: str, value: object) -> bytes:
-    if not isinstance(value, bytes):
-        raise InvalidRecord(f"bad-type:{name}", f"{name} must be bytes")
-    if len(value) != PUBLIC_KEY_SIZE:
-        raise InvalidRecord(f"bad-length:{name}", f"{name} must be 32 bytes, not {len(value)}")
-    return value
-
-
-def _opt_key_list(name: str, value: object, hi: int) -> None:
-    if value is None:
-        return
-    keys = [_key(name, item) for item in _list(name, value, hi)]
-    if len(set(keys)) != len(keys):
-        raise InvalidRecord(f"duplicate:{name}", f"{name} lists the same key twice")
-
-
-def _opt_int(name: str, value: object, lo: int, hi: int) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidRecord(f"bad-type:{name}", f"{name} must be an integer")
-    if not lo <= value <= hi:
-        raise InvalidRecord(f"out-of-range:{name}", f"{name} is {value}, must be {lo}..{hi}")
-
-
-def _id(name: str, value: object) -> bytes:
-    if not isinstance(value, bytes):
-        raise InvalidRecord(f"bad-type:{name}", f"{name} must be bytes")
-    if len(value) != ID_SIZE:
-        raise InvalidRecord(f"bad-length:{name}", f"{name} must be 32 bytes, not {len(value)}")
-    return value
-
-
 def _put(out: dict[str, codec.Value], key: str, value: object) -> None:
     """Add an optional field to an encodable map; ``None`` means absent."""
     if value is None:
@@ -236,29 +116,6 @@ def _put(out: dict[str, codec.Value], key: str, value: object) -> None:
     else:
         assert isinstance(value, int | str | bytes)
         out[key] = value
-
-
-def _fields_from(
-    name: str, value: codec.Value, allowed: Iterable[str], required: Iterable[str] = ()
-) -> dict[str, object]:
-    """Turn a decoded map into constructor keywords: lists become tuples, keys are checked."""
-    if not isinstance(value, dict):
-        raise InvalidRecord(f"bad-type:{name}", f"{name} must be a map")
-    allowed_set = _allowed(tuple(allowed))
-    if not allowed_set.issuperset(value):
-        prefix = "" if name == "body" else f"{name}."
-        key = next(k for k in value if k not in allowed_set)
-        raise InvalidRecord(f"unknown-field:{prefix}{key}", f"{prefix}{key} is not allowed")
-    for key in required:
-        if key not in value:
-            prefix = "" if name == "body" else f"{name}."
-            raise InvalidRecord(f"missing-field:{prefix}{key}", f"{prefix}{key} is required")
-    return {key: tuple(item) if isinstance(item, list) else item for key, item in value.items()}
-
-
-@functools.lru_cache(maxsize=64)
-def _allowed(keys: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(keys)
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,12 +135,12 @@ class ProjectBody:
     maintainers: tuple[bytes, ...] | None = None
 
     def __post_init__(self) -> None:
-        _text("name", self.name, 1, MAX_NAME)
-        _opt_text("description", self.description, 0, MAX_DESCRIPTION, multiline=True)
-        _opt_text("license", self.license, 1, MAX_LICENSE)
-        _opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
-        _opt_text_list("tags", self.tags, MAX_TAGS, 1, MAX_TAG)
-        _opt_key_list("maintainers", self.maintainers, MAX_MAINTAINERS)
+        check.text("name", self.name, 1, MAX_NAME)
+        check.opt_text("description", self.description, 0, MAX_DESCRIPTION, multiline=True)
+        check.opt_text("license", self.license, 1, MAX_LICENSE)
+        check.opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
+        check.opt_text_list("tags", self.tags, MAX_TAGS, 1, MAX_TAG)
+        check.opt_key_list("maintainers", self.maintainers, MAX_MAINTAINERS)
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {"name": self.name}
@@ -293,7 +150,7 @@ class ProjectBody:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> ProjectBody:
-        fields = _fields_from("body", value, (*_PROJECT_FIELDS, "maintainers"), ("name",))
+        fields = check.fields_from("body", value, (*_PROJECT_FIELDS, "maintainers"), ("name",))
         return cls(**fields)  # type: ignore[arg-type]
 
 
@@ -313,11 +170,11 @@ class ProjectFields:
     def __post_init__(self) -> None:
         if all(getattr(self, key) is None for key in _PROJECT_FIELDS):
             raise InvalidRecord("empty-list:set", "set must name at least one field")
-        _opt_text("set.name", self.name, 1, MAX_NAME)
-        _opt_text("set.description", self.description, 0, MAX_DESCRIPTION, multiline=True)
-        _opt_text("set.license", self.license, 1, MAX_LICENSE)
-        _opt_text_list("set.links", self.links, MAX_LINKS, 1, MAX_LINK)
-        _opt_text_list("set.tags", self.tags, MAX_TAGS, 1, MAX_TAG)
+        check.opt_text("set.name", self.name, 1, MAX_NAME)
+        check.opt_text("set.description", self.description, 0, MAX_DESCRIPTION, multiline=True)
+        check.opt_text("set.license", self.license, 1, MAX_LICENSE)
+        check.opt_text_list("set.links", self.links, MAX_LINKS, 1, MAX_LINK)
+        check.opt_text_list("set.tags", self.tags, MAX_TAGS, 1, MAX_TAG)
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {}
@@ -350,8 +207,8 @@ class ProjectUpdateBody:
         for name in ("add_maintainers", "remove_maintainers"):
             value = getattr(self, name)
             if value is not None:
-                for item in _list(name, value, MAX_MAINTAINERS):
-                    _key(name, item)
+                for item in check.list_of(name, value, MAX_MAINTAINERS):
+                    check.key(name, item)
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {}
@@ -361,12 +218,12 @@ class ProjectUpdateBody:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> ProjectUpdateBody:
-        fields = _fields_from("body", value, ("set", "add_maintainers", "remove_maintainers"))
+        fields = check.fields_from("body", value, ("set", "add_maintainers", "remove_maintainers"))
         raw_set = fields.get("set")
         if raw_set is not None:
             if not isinstance(raw_set, dict):
                 raise InvalidRecord("bad-type:set", "set must be a map")
-            fields["set"] = ProjectFields(**_fields_from("set", raw_set, _PROJECT_FIELDS))  # type: ignore[arg-type]
+            fields["set"] = ProjectFields(**check.fields_from("set", raw_set, _PROJECT_FIELDS))  # type: ignore[arg-type]
         return cls(**fields)  # type: ignore[arg-type]
 
 
@@ -378,8 +235,8 @@ class Artifact:
     digest: str | None = None
 
     def __post_init__(self) -> None:
-        _text("artifacts.uri", self.uri, 1, MAX_URI)
-        _opt_text("artifacts.digest", self.digest, 1, MAX_DIGEST)
+        check.text("artifacts.uri", self.uri, 1, MAX_URI)
+        check.opt_text("artifacts.digest", self.digest, 1, MAX_DIGEST)
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {"uri": self.uri}
@@ -407,14 +264,14 @@ class ContributionBody:
                 "bad-value:type",
                 f"type {self.type[:40]!r} is not one of {', '.join(sorted(CONTRIBUTION_TYPES))}",
             )
-        _text("title", self.title, 1, MAX_TITLE)
-        _opt_text("description", self.description, 0, MAX_DESCRIPTION, multiline=True)
-        _opt_int("effort_minutes", self.effort_minutes, 0, MAX_EFFORT_MINUTES)
+        check.text("title", self.title, 1, MAX_TITLE)
+        check.opt_text("description", self.description, 0, MAX_DESCRIPTION, multiline=True)
+        check.opt_int("effort_minutes", self.effort_minutes, 0, MAX_EFFORT_MINUTES)
         if self.artifacts is not None:
-            for item in _list("artifacts", self.artifacts, MAX_ARTIFACTS):
+            for item in check.list_of("artifacts", self.artifacts, MAX_ARTIFACTS):
                 if not isinstance(item, Artifact):
                     raise InvalidRecord("bad-type:artifacts", "artifacts must be maps")
-        _opt_key_list("coauthors", self.coauthors, MAX_COAUTHORS)
+        check.opt_key_list("coauthors", self.coauthors, MAX_COAUTHORS)
 
     @property
     def minutes(self) -> int:
@@ -429,7 +286,7 @@ class ContributionBody:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> ContributionBody:
-        fields = _fields_from(
+        fields = check.fields_from(
             "body",
             value,
             ("type", "title", "description", "effort_minutes", "artifacts", "coauthors"),
@@ -438,7 +295,7 @@ class ContributionBody:
         artifacts = fields.get("artifacts")
         if isinstance(artifacts, tuple):
             fields["artifacts"] = tuple(
-                Artifact(**_fields_from("artifacts", item, ("uri", "digest"), ("uri",)))  # type: ignore[arg-type]
+                Artifact(**check.fields_from("artifacts", item, ("uri", "digest"), ("uri",)))  # type: ignore[arg-type]
                 for item in artifacts
             )
         return cls(**fields)  # type: ignore[arg-type]
@@ -454,9 +311,9 @@ class EndorsementBody:
     comment: str | None = None
 
     def __post_init__(self) -> None:
-        _id("target", self.target)
-        _opt_int("weight", self.weight, MIN_WEIGHT, MAX_WEIGHT)
-        _opt_text("comment", self.comment, 0, MAX_COMMENT, multiline=True)
+        check.id_field("target", self.target)
+        check.opt_int("weight", self.weight, MIN_WEIGHT, MAX_WEIGHT)
+        check.opt_text("comment", self.comment, 0, MAX_COMMENT, multiline=True)
 
     @property
     def effective_weight(self) -> int:
@@ -471,7 +328,7 @@ class EndorsementBody:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> EndorsementBody:
-        fields = _fields_from("body", value, ("target", "weight", "comment"), ("target",))
+        fields = check.fields_from("body", value, ("target", "weight", "comment"), ("target",))
         return cls(**fields)  # type: ignore[arg-type]
 
 
@@ -484,8 +341,8 @@ class RetractionBody:
     reason: str | None = None
 
     def __post_init__(self) -> None:
-        _id("target", self.target)
-        _opt_text("reason", self.reason, 0, MAX_REASON, multiline=True)
+        check.id_field("target", self.target)
+        check.opt_text("reason", self.reason, 0, MAX_REASON, multiline=True)
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {"target": self.target}
@@ -494,7 +351,7 @@ class RetractionBody:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> RetractionBody:
-        fields = _fields_from("body", value, ("target", "reason"), ("target",))
+        fields = check.fields_from("body", value, ("target", "reason"), ("target",))
         return cls(**fields)  # type: ignore[arg-type]
 
 
@@ -508,9 +365,9 @@ class ProfileBody:
     links: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        _text("name", self.name, 1, MAX_NAME)
-        _opt_text("about", self.about, 0, MAX_ABOUT, multiline=True)
-        _opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
+        check.text("name", self.name, 1, MAX_NAME)
+        check.opt_text("about", self.about, 0, MAX_ABOUT, multiline=True)
+        check.opt_text_list("links", self.links, MAX_LINKS, 1, MAX_LINK)
 
     def to_value(self) -> dict[str, codec.Value]:
         out: dict[str, codec.Value] = {"name": self.name}
@@ -520,20 +377,24 @@ class ProfileBody:
 
     @classmethod
     def from_value(cls, value: codec.Value) -> ProfileBody:
-        fields = _fields_from("body", value, ("name", "about", "links"), ("name",))
+        fields = check.fields_from("body", value, ("name", "about", "links"), ("name",))
         return cls(**fields)  # type: ignore[arg-type]
 
 
-Body: TypeAlias = (
+KnownBody: TypeAlias = (
     ProjectBody
     | ProjectUpdateBody
     | ContributionBody
     | EndorsementBody
     | RetractionBody
     | ProfileBody
+    | DeviceLinkBody
+    | DeviceJoinBody
+    | DeviceRevokeBody
 )
+Body: TypeAlias = KnownBody | UnknownBody
 
-_BODY_CLASSES: Final[dict[str, type[Body]]] = {
+_BODY_CLASSES: Final[dict[str, type[KnownBody]]] = {
     cls.KIND: cls
     for cls in (
         ProjectBody,
@@ -542,11 +403,16 @@ _BODY_CLASSES: Final[dict[str, type[Body]]] = {
         EndorsementBody,
         RetractionBody,
         ProfileBody,
+        DeviceLinkBody,
+        DeviceJoinBody,
+        DeviceRevokeBody,
     )
 }
+#: The kinds this library knows; a record of any other well-formed kind name is kept as an
+#: :class:`UnknownBody` (docs/RECORD-FORMAT.md section 7).
 KINDS: Final = frozenset(_BODY_CLASSES)
-#: Kinds that carry no ``project`` key.
-UNSCOPED_KINDS: Final = frozenset({"project", "profile"})
+#: Known kinds that carry no ``project`` key (an unknown kind may have one or not).
+UNSCOPED_KINDS: Final = frozenset({"project", "profile", *IDENTITY_KINDS})
 _RECORD_KEYS: Final = frozenset({"v", "kind", "author", "ts", "project", "body", "sig"})
 
 
@@ -572,14 +438,20 @@ class Record:
 
     def __post_init__(self, _canonical: bytes | None) -> None:
         kind = getattr(type(self.body), "KIND", None)
-        if kind not in _BODY_CLASSES or not isinstance(self.body, _BODY_CLASSES[kind]):
+        unknown = isinstance(self.body, UnknownBody)
+        if not unknown and (
+            kind not in _BODY_CLASSES or not isinstance(self.body, _BODY_CLASSES[kind])
+        ):
             raise InvalidRecord("bad-type:body", "body must be one of the record body classes")
-        _key("author", self.author)
+        check.key("author", self.author)
         if not isinstance(self.ts, int) or isinstance(self.ts, bool):
             raise InvalidRecord("bad-type:ts", "ts must be an integer")
         if not 0 <= self.ts <= MAX_TIMESTAMP:
             raise InvalidRecord("bad-timestamp", f"ts {self.ts} is outside 0..2**63-1")
-        if kind in UNSCOPED_KINDS:
+        if unknown:
+            if self.project is not None:  # optional on a kind this library does not know
+                check.id_field("project", self.project)
+        elif kind in UNSCOPED_KINDS:
             if self.project is not None:
                 raise InvalidRecord(
                     "unexpected-field:project", f"a {kind} record has no project key"
@@ -587,7 +459,7 @@ class Record:
         elif self.project is None:
             raise InvalidRecord("missing-field:project", f"a {kind} record needs a project")
         else:
-            _id("project", self.project)
+            check.id_field("project", self.project)
         if not isinstance(self.sig, bytes):
             raise InvalidRecord("bad-type:sig", "sig must be bytes")
         if len(self.sig) != SIGNATURE_SIZE:
@@ -600,6 +472,8 @@ class Record:
             and self.author in body.coauthors
         ):
             raise InvalidRecord("coauthor-is-author", "the author cannot also be a coauthor")
+        if isinstance(body, DeviceRevokeBody) and body.cut > self.ts:
+            raise InvalidRecord("cut-after-record", "a revocation's cut cannot be after its ts")
         raw = codec.encode(self.to_value()) if _canonical is None else _canonical
         if len(raw) > MAX_RECORD_SIZE:
             raise InvalidRecord("too-large", f"{len(raw)} bytes, the limit is {MAX_RECORD_SIZE}")
@@ -608,8 +482,10 @@ class Record:
 
     @property
     def kind(self) -> str:
-        """The body's kind, one of :data:`KINDS`."""
-        return self.body.KIND
+        """The body's kind: one of :data:`KINDS`, or the name of a kind this library does
+        not know (an :class:`UnknownBody`)."""
+        body = self.body
+        return body.name if isinstance(body, UnknownBody) else body.KIND
 
     @property
     def author_peer_id(self) -> str:
@@ -674,13 +550,21 @@ class Record:
         if not isinstance(kind, str):
             raise InvalidRecord("bad-type:kind", "kind must be text")
         body_class = _BODY_CLASSES.get(kind)
-        if body_class is None:
+        body: Body
+        if body_class is not None:
+            body = body_class.from_value(value["body"])
+        elif is_kind_name(kind):
+            raw_body = value["body"]
+            if not isinstance(raw_body, dict):
+                raise InvalidRecord("bad-type:body", "body must be a map")
+            body = UnknownBody(name=kind, value=raw_body)
+        else:
             raise InvalidRecord("unknown-kind", f"{kind[:40]!r} is not a record kind")
         return cls(
-            author=_key("author", value["author"]),
+            author=check.key("author", value["author"]),
             ts=value["ts"],  # type: ignore[arg-type]  # checked in __post_init__
             project=value.get("project"),  # type: ignore[arg-type]
-            body=body_class.from_value(value["body"]),
+            body=body,
             sig=value["sig"],  # type: ignore[arg-type]
             _canonical=canonical,
         )
@@ -710,11 +594,11 @@ def decode_trusted(raw: bytes) -> Record:
     fields: a record stored before that rule may hold characters it refuses today, and it
     must still read back (every text output escapes them).
     """
-    token = _CHECK_CHARACTERS.set(False)
+    token = check.CHECK_CHARACTERS.set(False)
     try:
         return Record.from_value(codec.decode(raw), bytes(raw))
     finally:
-        _CHECK_CHARACTERS.reset(token)
+        check.CHECK_CHARACTERS.reset(token)
 
 
 def record_id(raw: bytes) -> bytes:

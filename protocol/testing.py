@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from protocol.identity_records import DeviceLinkBody, DeviceRevokeBody, join_body
 from protocol.record import (
     Artifact,
     ContributionBody,
@@ -156,6 +157,45 @@ class RecordFactory:
     ) -> Record:
         body = ProfileBody(name=name, about=about)
         return sign_record(self.key(who), body=body, ts=self._ts(ts))
+
+    def link(
+        self, who: str | SigningKey, person: str | bytes, ticket: str, *, ts: int | None = None
+    ) -> Record:
+        """A ``device-link`` by ``who`` for ``person``, whose ticket key is the test key
+        named ``ticket`` (so that :meth:`join` can sign with it)."""
+        body = DeviceLinkBody(person=self._person(person), ticket=self.pub(ticket))
+        return sign_record(self.key(who), body=body, ts=self._ts(ts))
+
+    def join(
+        self, who: str | SigningKey, person: str | bytes, ticket: str, *, ts: int | None = None
+    ) -> Record:
+        """``who``'s ``device-join`` of ``person`` with the ticket named ``ticket``."""
+        body = join_body(self._person(person), self.pub(who), self.key(ticket))
+        return sign_record(self.key(who), body=body, ts=self._ts(ts))
+
+    def revoke(
+        self,
+        who: str | SigningKey,
+        person: str | bytes,
+        device: str | SigningKey,
+        *,
+        cut: int | None = None,
+        keep: tuple[str, ...] | None = None,
+        ts: int | None = None,
+    ) -> Record:
+        """A ``device-revoke`` of ``device`` by ``who``; the cut is the record's ts unless
+        given."""
+        when = self._ts(ts)
+        body = DeviceRevokeBody(
+            person=self._person(person),
+            device=self.pub(device),
+            cut=when if cut is None else cut,
+            keep=None if not keep else tuple(self.pub(k) for k in keep),
+        )
+        return sign_record(self.key(who), body=body, ts=when)
+
+    def _person(self, person: str | bytes) -> bytes:
+        return person if isinstance(person, bytes) else self.pub(person)
 
     def many_contributions(
         self, who: str | SigningKey, project: Record | bytes, count: int

@@ -20,7 +20,9 @@ code                         meaning
 ``bad-utf8``                 a str is not valid UTF-8
 ``not-a-map``                the record is not a map
 ``bad-version``              ``v`` is not 1
-``unknown-kind``             ``kind`` is not one of the six kinds
+``unknown-kind``             ``kind`` is not a kind name (``[a-z][a-z0-9-]{0,31}``); a
+                             well-formed name this library does not know is accepted,
+                             stored and forwarded, and counts for nothing (section 7)
 ``unknown-field:X``          a key that the record or body does not allow
 ``missing-field:X``          a required key is absent
 ``unexpected-field:project`` a ``project`` key on a ``project`` or ``profile`` record
@@ -45,6 +47,9 @@ code                         meaning
 ``bad-value:type``           a contribution ``type`` outside the list
 ``coauthor-is-author``       the author lists themselves as a coauthor
 ``empty-update``             a project update with none of its three keys
+``cut-after-record``         a ``device-revoke`` whose ``cut`` is after its own ``ts``
+``bad-proof``                a ``device-join`` whose ``proof`` is not the ticket key's
+                             strict signature of its person and author
 ``bad-signature``            the signature does not verify strictly (wrong signature,
                              small-order or non-canonical key or ``R``, ``S >= L``)
 ``wrong-topic``              a gossip message on a topic other than its record's topic
@@ -57,6 +62,7 @@ from typing import Final
 
 from protocol import codec
 from protocol.errors import InvalidRecord
+from protocol.identity_records import DeviceJoinBody, join_proof_input
 from protocol.record import Record
 from protocol.signing import verify
 
@@ -100,7 +106,9 @@ ERROR_CODES: Final = frozenset(
         "bad-value:type",
         "coauthor-is-author",
         "empty-update",
+        "cut-after-record",
         "bad-signature",
+        "bad-proof",
         "wrong-topic",
     }
 )
@@ -164,6 +172,13 @@ def verify_signature(record: Record, *, verdict: bool | None = None) -> None:
         verdict = verify(record.author, record.signing_input(), record.sig)
     if not verdict:
         raise InvalidRecord("bad-signature", "the signature does not verify for its author")
+    body = record.body
+    # A join carries a second signature, by the link ticket's key: checked here, with the
+    # record's own, so that every door that verifies signatures checks it too.
+    if isinstance(body, DeviceJoinBody) and not verify(
+        body.ticket, join_proof_input(body.person, record.author), body.proof
+    ):
+        raise InvalidRecord("bad-proof", "the join proof is not the link ticket's signature")
 
 
 def scope_of(record: Record) -> str:

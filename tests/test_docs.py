@@ -239,7 +239,7 @@ def metrics_in_code() -> set[str]:
 
 def test_every_metric_is_documented_and_no_other() -> None:
     in_code = metrics_in_code()
-    documented = set(re.findall(r"`(commons_[a-z0-9_]+)`", interfaces()))
+    documented = set(re.findall(r"`((?:commons|process)_[a-z0-9_]+)`", interfaces()))
     missing, extra = sorted(in_code - documented), sorted(documented - in_code)
     assert not missing, f"metrics missing from docs/INTERFACES.md: {missing}"
     assert not extra, f"docs/INTERFACES.md names metrics the node lacks: {extra}"

@@ -34,7 +34,7 @@ from node.net.transport import TransportError
 from node.textout import terminal_safe
 from node.tokens import TokenBook, allows
 from node.views.cache import ViewError, record_json
-from node.views.details import profile_json, record_detail
+from node.views.details import person_json, profile_json, record_detail
 from node.web.site import Dashboard
 from protocol.bundle import BundleReader, OversizedRecord
 from protocol.errors import BundleError, InvalidRecord, ProtocolError
@@ -234,6 +234,20 @@ def build_app(node: Node) -> Starlette:
         peer = request.path_params["peer"]
         return JSONResponse(await in_thread(profile_json, node.store, peer))
 
+    async def healthz(request: Request) -> Response:
+        # The process runs and its event loop answers: nothing else is looked at, so a busy
+        # store or a lonely node is never restarted for it.
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        state = node.readiness()
+        return JSONResponse(state, status_code=200 if state["ready"] else 503)
+
+    async def person(request: Request) -> Response:
+        peer = request.path_params["peer"]
+        people = await in_thread(node.views.people)
+        return JSONResponse(person_json(people, peer))
+
     async def metrics(request: Request) -> Response:
         text = await in_thread(node.metrics.render)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
@@ -356,11 +370,17 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/retractions", guard(author("retraction"), write=True), methods=["POST"]),
         Route("/api/v1/profiles", guard(author("profile"), write=True), methods=["POST"]),
         Route("/api/v1/profiles/{peer}", guard(profile)),
+        Route("/api/v1/people/{peer}", guard(person)),
+        Route("/api/v1/identity/link", guard(author("link"), write=True), methods=["POST"]),
+        Route("/api/v1/identity/join", guard(author("join"), write=True), methods=["POST"]),
+        Route("/api/v1/identity/revoke", guard(author("revoke"), write=True), methods=["POST"]),
         Route("/api/v1/records/{rid}", guard(record)),
         Route("/api/v1/records", guard(post_record, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/bundles", guard(post_bundle, write=True, scope="submit"), methods=["POST"]),
         Route("/api/v1/sync", guard(sync, write=True), methods=["POST"]),
         Route("/metrics", guard(metrics)),
+        Route("/healthz", guard(healthz)),
+        Route("/readyz", guard(readyz)),
         *admin_routes(node, guard, _json),
         Route(
             "/api/v1/dashboard/logins",

@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     from node.cli import (
         admin,
         author,
+        backups,
         bundles,
         completion,
+        devices,
         identity,
         network,
         profile,
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     identity.register(sub, common)
+    devices.register(sub, common)
     profile.register(sub, common)
     run.register(sub, common)
     project = sub.add_parser(
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.register(sub, common)
     bundles.register(sub, common)
     tokens.register(sub, common)
+    backups.register(sub, common)
     admin.register(sub, common)
     completion.register(sub, common, parser)
     return parser

@@ -71,6 +71,7 @@ def _status_text(status: dict[str, Any]) -> str:
             f"since:       {date_time(status['started'])} UTC"
             f" (up {duration(status['uptime_seconds'])})",
             f"listening:   {', '.join(status['listen']) or '-'}",
+            f"advertised:  {', '.join(status.get('addrs') or []) or '-'}",
             f"api:         {status['api'] or 'off'}",
             f"mode:        {mode}",
             f"follows:     {', '.join(follow) if follow else 'every project'}",

@@ -26,6 +26,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     import trio
 
     from node.api.app import ApiStartError
+    from node.net.addresses import AddressError, Announcement
     from node.net.transport import TransportError, check_peer_addr
     from node.runtime import NodeOptions, run_node
 
@@ -45,11 +46,18 @@ def cmd_node_run(args: argparse.Namespace) -> int:
             check_peer_addr(addr)
         except TransportError as exc:
             raise CommandError(f"bootstrap address: {exc}") from None
+    announce = args.announce or config.announce
+    try:
+        Announcement(home.signing_key().peer_id, announce, config.no_announce)
+    except AddressError as exc:
+        raise CommandError(f"config.toml or --announce: {exc}") from None
     seed = args.seed or config.seed
     policy, projects = _policy(config, [] if seed else sorted(follow.projects or ()))
     options = NodeOptions(
         listen=args.listen or config.listen,
         bootstrap=bootstrap,
+        announce=announce,
+        no_announce=config.no_announce,
         api=args.api if args.api is not None else config.api,
         mdns=config.mdns and not args.no_mdns,
         follow=projects,
@@ -243,6 +251,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         metavar="MADDR",
         help="peer to dial, with /p2p/<id> (repeatable)",
+    )
+    p.add_argument(
+        "--announce",
+        action="append",
+        metavar="MADDR",
+        help="address to advertise to peers instead of the listen ones (repeatable), "
+        "e.g. a VPS's public /ip4/IP/tcp/4710 or /dns4/NAME/tcp/4710",
     )
     p.add_argument("--api", metavar="HOST:PORT", help="API address; port 0 picks a free one")
     p.add_argument("--no-mdns", action="store_true", help="do not discover peers on the LAN")

@@ -29,6 +29,7 @@ from libp2p.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 
+from node.net import _compat as compat
 from node.net._compat import kad
 
 __all__ = ["Dht", "DhtStats", "Provider"]
@@ -62,44 +63,54 @@ class Dht:
     """One node's DHT; build it before the host connects to anyone (identify must list the
     protocol), run it with :meth:`run`."""
 
-    def __init__(self, host: IHost, mode: Literal["server", "client"]) -> None:
-        kad.install()
+    def __init__(self, host: IHost, mode: Literal["server", "client", "off"]) -> None:
         self.mode = mode
         self.protocol_id = str(kad.PROTOCOL_ID)
         self._host = host
-        self._kad = KadDHT(
-            host,
-            DHTMode.SERVER if mode == "server" else DHTMode.CLIENT,
-            enable_random_walk=False,
-            enable_values=False,  # providers only: nobody may store values with us
-        )
+        self._kad: KadDHT | None = None  # off: nothing runs, nothing is added or asked
+        if mode != "off":
+            kad.install()
+            self._kad = KadDHT(
+                host,
+                DHTMode.SERVER if mode == "server" else DHTMode.CLIENT,
+                enable_random_walk=False,
+                enable_values=False,  # providers only: nobody may store values with us
+            )
         self._provide_slot = trio.Lock()
         self._lookup_slot = trio.Lock()
         self.stats = DhtStats()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        if self._kad is None:
+            task_status.started()
+            return
         async with background_trio_service(self._kad):
             task_status.started()
             await trio.sleep_forever()
 
     def routing_table_size(self) -> int:
-        return int(self._kad.get_routing_table_size())
+        return 0 if self._kad is None else int(self._kad.get_routing_table_size())
 
-    async def peer_connected(self, peer_id: str, protocols: Any) -> None:
+    async def peer_connected(self, peer_id: str) -> None:
         """Add a connected peer to the routing table once identify listed its protocols
-        (``protocols()``: the list, or None before identify); a client is never added."""
+        (a client, which lists no DHT protocol, is never added)."""
+        if self._kad is None:
+            return
+        pid = ID.from_base58(peer_id)
         with trio.move_on_after(IDENTIFY_WAIT_SECONDS):
             # identify ends a few ms after the connection and signals nothing we can await
-            while (listed := protocols()) is None:  # noqa: ASYNC110
+            while (listed := compat.peer_protocols(self._host, pid)) is None:  # noqa: ASYNC110
                 await trio.sleep(0.05)
             if self.protocol_id in listed:
                 try:
-                    await self._kad.add_peer(ID.from_base58(peer_id))
+                    await self._kad.add_peer(pid)
                 except Exception as exc:
                     log.debug("adding %s to the DHT routing table: %r", peer_id, exc)
 
     async def provide(self, key: bytes) -> bool:
         """Announce that we provide ``key``; False when no DHT server took it in time."""
+        if self._kad is None:
+            return False
         async with self._provide_slot:
             ok = False
             with trio.move_on_after(PROVIDE_TIMEOUT_SECONDS):
@@ -115,6 +126,8 @@ class Dht:
         """At most ``min(count, MAX_PROVIDERS)`` providers of ``key`` other than us, each with
         its dialable addresses; [] when the lookup failed or timed out."""
         count = max(1, min(count, MAX_PROVIDERS))
+        if self._kad is None:
+            return []
         async with self._lookup_slot:
             found: list[Any] = []
             failed = True

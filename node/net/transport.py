@@ -44,7 +44,9 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
 from node.net import _compat as compat
+from node.net.addresses import Announcement, expand_wildcards
 from node.net.dht import Dht
+from protocol.signing import SigningKey
 
 __all__ = [
     "Message",
@@ -123,6 +125,10 @@ class TransportConfig:
     gossip_degree_high: int = 12
     heartbeat_seconds: int = 1
     seen_ttl_seconds: int = 120
+    #: What to advertise instead of the listen addresses, and what never to advertise
+    #: (see :mod:`node.net.addresses`).
+    announce: tuple[str, ...] = ()
+    no_announce: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.seed) != 32:
@@ -197,13 +203,8 @@ class Stream:
         return StreamBroken(f"{what} failed with {self.peer_id}: {type(exc).__name__} {exc}")
 
     def remote_host(self) -> str | None:
-        """The IP address the stream's connection comes from (None when unknown): whether
-        the peer is on this machine or our LAN decides which addresses it may be told."""
-        try:
-            remote = self._stream.get_remote_address()
-        except Exception:
-            return None
-        return str(remote[0]) if remote else None
+        """The IP address the stream's connection comes from; None when unknown."""
+        return compat.remote_host(self._stream)
 
     async def read(self, max_bytes: int = MAX_READ_BYTES) -> bytes:
         """Return between 1 and ``max_bytes`` bytes as soon as any arrive, or b"" at EOF."""
@@ -340,6 +341,7 @@ class Transport:
         self._pubsub = pubsub
         self.peer_id: str = str(host.get_id())
         self.stats = TransportStats()
+        self._announcement = Announcement(self.peer_id, config.announce, config.no_announce)
         self._validator: Validator | None = None
         self._on_reject: RejectListener | None = None
         self._validated_topics: set[str] = set()
@@ -352,8 +354,7 @@ class Transport:
         self._connections: dict[str, int] = {}
         self._stuck: set[ID] = set()  # peers whose queue did not drain in time
         self._banned_until: dict[str, float] = {}
-        #: The DHT of project providers, None when off; built before any connection.
-        self.dht = Dht(host, config.dht) if config.dht != "off" else None
+        self.dht = Dht(host, config.dht)  # before any connection: identify must list it
         pubsub.on_delivered = self._deliver
         pubsub.on_error = self._count_pubsub_error
 
@@ -364,6 +365,11 @@ class Transport:
         wildcard (0.0.0.0, ::) is expanded to this machine's interface addresses."""
         addrs = self._host.get_transport_addrs()
         return _dialable(self.peer_id, [str(e) for a in addrs for e in expand_wildcard_address(a)])
+
+    def advertised_addrs(self) -> list[str]:
+        """The addresses this node tells its peers to dial, each ending in /p2p/<id>: its
+        listen addresses, or ``announce`` in their place, less ``no_announce``."""
+        return self._announcement.full(expand_wildcards(map(str, self._host.get_transport_addrs())))
 
     async def connect(self, maddr: str) -> str:
         """Dial ``maddr``, which must end in /p2p/<id>, and return that peer id.
@@ -427,9 +433,7 @@ class Transport:
             self._connections[peer_id] = count + 1
             if count == 0:
                 self._emit(PeerEvent("connected", peer_id))
-                if self.dht is not None:
-                    protocols = partial(compat.peer_protocols, self._host, _peer(peer_id))
-                    self._spawn(self.dht.peer_connected, peer_id, protocols)
+                self._spawn(self.dht.peer_connected, peer_id)
         elif count > 1:
             self._connections[peer_id] = count - 1
         elif count == 1:  # 0: already reported by _audit_connections
@@ -735,6 +739,9 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
     except Exception as exc:
         raise ValueError(f"bad listen multiaddr in {config.listen!r}") from exc
     compat.check_ports_free(listen, TransportError)
+    announcement = Announcement(
+        SigningKey(config.seed).peer_id, config.announce, config.no_announce
+    )  # a bad entry is refused before anything listens
     host, gossip, pubsub = compat.build_host(
         seed=config.seed,
         max_connections=config.max_connections,
@@ -746,6 +753,11 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
         heartbeat_seconds=config.heartbeat_seconds,
         seen_ttl_seconds=config.seen_ttl_seconds,
         max_inbound_rpc_bytes=MAX_INBOUND_RPC_BYTES,
+        advertise=(
+            (lambda found: announcement.select(expand_wildcards(found)))
+            if config.announce or config.no_announce
+            else None
+        ),
     )
     transport = Transport(config, host, pubsub)
     host.get_network().register_notifee(compat.ConnectionNotifee(transport._on_connection))
@@ -761,8 +773,7 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
                 async with trio.open_nursery() as nursery:
                     transport._nursery = nursery
                     nursery.start_soon(transport._audit_forever)
-                    if transport.dht is not None:
-                        await nursery.start(transport.dht.run)
+                    await nursery.start(transport.dht.run)
                     if config.mdns:
                         await nursery.start(
                             compat.run_mdns,

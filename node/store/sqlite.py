@@ -369,6 +369,20 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
         return [decode(row[0]) for row in self._db.execute(query)]
 
     @guarded
+    def kinds_key(self, kinds: Collection[str]) -> ProjectKey:
+        """``(records, greatest seq)`` of the records of these kinds, off the kind index:
+        records are only ever added, so an equal key means the same records."""
+        query = f"SELECT count(*), max(seq) FROM records WHERE kind IN ({marks(len(kinds))})"
+        count, last = self._db.execute(query, tuple(kinds)).fetchone()
+        return (int(count), int(last or 0))
+
+    @guarded
+    def of_kinds(self, kinds: Collection[str]) -> list[Record]:
+        """Every record of these kinds (the identity records the person fold reads)."""
+        query = f"SELECT raw FROM records WHERE kind IN ({marks(len(kinds))}) ORDER BY seq"
+        return [decode(row[0]) for row in self._db.execute(query, tuple(kinds))]
+
+    @guarded
     def profile(self, author: bytes) -> Record | None:
         """The current profile of one author, or None."""
         query = (

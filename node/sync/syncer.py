@@ -311,8 +311,8 @@ class Syncer:
 
     def _count(self, channel: _Channel, role: str, outcome: str) -> None:
         self.metrics.inc("commons_sync_sessions_total", role=role, outcome=outcome)
-        self.metrics.inc("commons_sync_bytes_sent_total", channel.sent)
-        self.metrics.inc("commons_sync_bytes_received_total", channel.received)
+        self.metrics.inc("commons_sync_sent_bytes_total", channel.sent)
+        self.metrics.inc("commons_sync_received_bytes_total", channel.received)
 
 
 def _limits() -> NegLimits:

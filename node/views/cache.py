@@ -14,6 +14,12 @@ snapshot is labelled with the store's key of the project's record set (record co
 greatest ``seq``, read off an index without decoding anything) and is used only while that key
 is current; any new record of the project makes it stale, and the next view folds again.
 
+The views count per person (docs/IDENTITY.md), so a project's results also depend on the
+identity records held: the key of a project's results combines the project's key with the key
+of the identity records (:meth:`ViewCache.people`), and a new link or revocation makes every
+result stale. Snapshots hold results per key only, so they are written and read only while
+no identity record is held; once one is, results are folded and kept in memory.
+
 A call answers, in this order of preference, from: the result held in memory for the current
 key (a fold, or a snapshot), the stored snapshot for the current key (a few milliseconds, no
 record decoded), or a fresh fold. Folds are written as snapshots by :meth:`save_snapshots`,
@@ -35,6 +41,8 @@ from node.store.sqlite import ProjectKey, Store, StoreError
 from node.views.follow import Follow
 from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
 from protocol.errors import ProtocolError
+from protocol.identity import People
+from protocol.identity_records import IDENTITY_KINDS
 from protocol.ledger import ProjectView
 from protocol.record import CONTRIBUTION_TYPES, Record
 from protocol.signing import peer_id, public_key_from_peer_id
@@ -92,6 +100,12 @@ def record_json(record: Record) -> dict[str, Any]:
     for key in ("maintainers", "coauthors"):
         if key in body:
             body[key] = [peer_id(bytes.fromhex(k)) for k in body[key]]
+    if record.kind in IDENTITY_KINDS:  # the keys of a device act, as people read keys
+        for key in ("person", "device"):
+            if key in body:
+                body[key] = peer_id(bytes.fromhex(body[key]))
+        if "keep" in body:
+            body["keep"] = [peer_id(bytes.fromhex(k)) for k in body["keep"]]
     if record.kind == "project-update":
         for key in ("add_maintainers", "remove_maintainers"):
             if key in body:
@@ -170,6 +184,13 @@ class _Fold:
 # The cache
 
 
+def _combine(project: ProjectKey, identity: ProjectKey) -> ProjectKey:
+    """One key for a project's records and the identity records: both only grow, so the sum
+    of their counts and the greater of their last ``seq`` change whenever either does. With
+    no identity record it is the project's own key, so earlier snapshots stay current."""
+    return (project[0] + identity[0], max(project[1], identity[1]))
+
+
 @dataclass(slots=True)
 class _Entry:
     """A project's results held in memory, for the record set named by ``key``."""
@@ -217,6 +238,7 @@ class ViewCache:
         self._lock = threading.Lock()
         self._building: dict[bytes, threading.Lock] = {}
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._people: tuple[ProjectKey, People] | None = None
 
     def forget(self) -> None:
         """Drop every result held in memory (records were purged: a project's key may come
@@ -238,8 +260,31 @@ class ViewCache:
                 lock = self._building[pid] = threading.Lock()
             return lock
 
-    def _key(self, pid: bytes) -> ProjectKey:
+    def people(self) -> People:
+        """The person fold of every identity record held (folded again when they change)."""
+        return self._people_now()[1]
+
+    def _people_now(self) -> tuple[ProjectKey, People]:
+        key = self.store.kinds_key(IDENTITY_KINDS)
+        with self._lock:
+            held = self._people
+        if held is not None and held[0] == key:
+            return held
+        records = self.store.of_kinds(IDENTITY_KINDS)
+        people = People.fold(records)
+        # Records are only ever added: as many as the key counts means exactly its records.
+        if len(records) == key[0]:
+            with self._lock:
+                self._people = (key, people)
+        return key, people
+
+    def _current(self, pid: bytes) -> ProjectKey | None:
+        """The key of a project's results now: its records and the identity records."""
         key = self.store.project_key(pid)
+        return None if key is None else _combine(key, self.store.kinds_key(IDENTITY_KINDS))
+
+    def _key(self, pid: bytes) -> ProjectKey:
+        key = self._current(pid)
         if key is None:
             raise ViewError(f"no project {pid.hex()}")
         return key
@@ -271,6 +316,8 @@ class ViewCache:
             return self._fold(pid, key)
 
     def _load(self, pid: bytes, key: ProjectKey) -> ViewSnapshot | None:
+        if not self.people().trivial:
+            return None  # a snapshot answers for keys, not persons
         data = self.store.load_snapshot(pid, key, SNAPSHOT_FORMAT)
         if data is None:
             return None
@@ -283,10 +330,11 @@ class ViewCache:
     def _fold(self, pid: bytes, key: ProjectKey) -> _Fold:
         """Decode and fold the project (``key`` read before its records, under its lock)."""
         started = time.monotonic()
+        people_key, people = self._people_now()
         genesis, records = self.store.project_records(pid)
         if genesis is None:
             raise ViewError(f"no project {pid.hex()}")
-        fold = _Fold(ProjectView.build(genesis, records))
+        fold = _Fold(ProjectView.build(genesis, records, people))
         log.debug(
             "folded project %s: %d records in %.3f s",
             pid.hex(),
@@ -296,10 +344,10 @@ class ViewCache:
         # Records are only ever added, so the records read are those of ``key`` or more, and
         # a count equal to a key's means exactly that key's records. A fold whose records no
         # key names (records arrived while they were read) is answered but not kept.
-        held = len(records) + 1
+        held = len(records) + 1 + people_key[0]
         label: ProjectKey | None = key
         if held != key[0]:
-            label = self.store.project_key(pid)
+            label = self._current(pid)
             if label is not None and held != label[0]:
                 label = None
         if label is not None:
@@ -336,11 +384,11 @@ class ViewCache:
         A current stored snapshot is not even read: the first call reads it in milliseconds,
         and an idle node stays small.
         """
-        key = self.store.project_key(pid)
+        key = self._current(pid)
         if key is None or self._held(pid, key) is not None:
             return False
         with self._project_lock(pid):
-            key = self.store.project_key(pid)
+            key = self._current(pid)
             if key is None or self._held(pid, key) is not None:
                 return False
             if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
@@ -362,7 +410,9 @@ class ViewCache:
         """
         stored = self.store.snapshot_keys()
         folded: list[bytes] = []
-        for pid, key in sorted(self.store.project_keys().items(), key=lambda i: (i[1], i[0])):
+        identity = self.store.kinds_key(IDENTITY_KINDS)
+        keys = {pid: _combine(key, identity) for pid, key in self.store.project_keys().items()}
+        for pid, key in sorted(keys.items(), key=lambda i: (i[1], i[0])):
             if key[0] > budget:
                 break
             if not follows(pid) or stored.get(pid) == (key, SNAPSHOT_FORMAT):
@@ -408,6 +458,10 @@ class ViewCache:
                 break
             started = time.monotonic()
             answers = entry.answers
+            if isinstance(answers, _Fold) and not answers.view.state.people.trivial:
+                with self._lock:  # results per person have no snapshot (module docstring)
+                    entry.unsaved_since = None
+                continue
             try:
                 if isinstance(answers, _Fold):
                     answers = ViewSnapshot.from_view(answers.view)

@@ -318,6 +318,8 @@ class ViewSnapshot:
         return [
             {
                 "contributor": self._person(person),
+                # Snapshots exist only while no identity record is held: a key is its person.
+                "person": self._person(person),
                 "contributions": contributions,
                 "claimed_minutes": claimed,
                 "endorsed_value": endorsed,
@@ -379,4 +381,5 @@ class ViewSnapshot:
             "coauthors": [self._person(p) for p in self._coauthors.get(row, ())],
             "endorsements": self._endorsements[row],
             "endorsed_weight": self._weights[row],
+            "person": self._person(self._authors[row]),
         }

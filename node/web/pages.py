@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from node.views.cache import ViewError, record_json
-from node.views.details import names, profile_json, record_detail
+from node.views.details import names, person_json, profile_json, record_detail
 from node.web.chart import month_columns, share_bars
 from node.web.events import event_json
 from protocol.errors import ProtocolError
@@ -195,13 +195,17 @@ def person(node: NodeHandle, text: str) -> dict[str, Any]:
         profile = profile_json(node.store, pid)
     except ViewError:
         profile = None
+    # The views count per person (docs/IDENTITY.md): a device's page shows its person's
+    # shares and maintainerships, and lists the person's devices.
+    identity = person_json(node.views.people(), pid)
+    whom = identity["person"] or pid
     projects_of = []
     for p in node.views.project_list():
         if not p.get("followed", True):
             continue
-        line = next((s for s in node.views.shares(p["id"]) if s["contributor"] == pid), None)
+        line = next((s for s in node.views.shares(p["id"]) if s["contributor"] == whom), None)
         page = node.views.ledger_page(p["id"], author=pid, limit=PAGE)
-        if line is None and not page.entries and pid not in p["maintainers"]:
+        if line is None and not page.entries and whom not in p["maintainers"]:
             continue
         projects_of.append(
             {
@@ -209,12 +213,13 @@ def person(node: NodeHandle, text: str) -> dict[str, Any]:
                 "share": line,
                 "ledger": page.entries,
                 "total": page.total,
-                "maintainer": pid in p["maintainers"],
+                "maintainer": whom in p["maintainers"],
             }
         )
     given = node.store.latest(("endorsement",), author=key, limit=RECENT)
     return {
         "peer": pid,
+        "identity": identity,
         "profile": profile,
         "projects": projects_of,
         "endorsements": [record_json(r) for r in given],

@@ -22,8 +22,8 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { createLibp2p } from "libp2p";
 import {
-    META_TOPIC, decodeRecord, encode, hex, projectTopic, recordId, sameBytes, signRecord,
-    topicOf, verifySignature,
+    META_TOPIC, decodeRecord, encode, hex, joinProof, projectTopic, recordId, sameBytes,
+    signRecord, ticketSecret, topicOf, verifyJoinProof, verifySignature,
 } from "./record.mjs";
 
 const [commons, home, seconds] = process.argv.slice(2);
@@ -78,6 +78,8 @@ async function receive(label, cliRecord, topic) {
     const message = await waitFor(`the ${label} by gossip`, () =>
         received.find((m) => m.topic === topic && hex(recordId(m.data)) === cliRecord.id));
     const record = decodeRecord(message.data);
+    if (record.kind === "device-join")
+        check(`${label}: its proof is the link ticket's strict signature`, verifyJoinProof(record));
     check(`${label}: arrived on ${topic}, SHA-256 of its bytes = the id the CLI printed`, true);
     check(`${label}: canonical (re-encoded in JavaScript, same bytes)`, sameBytes(encode(record), message.data));
     check(`${label}: strict Ed25519 signature by its author`, verifySignature(record));
@@ -113,6 +115,35 @@ try {
     const shown = await (await api(`/api/v1/records/${hex(ours.id)}`)).json();
     check("our contribution: stored by the node, as sent", shown.kind === "contribution" && shown.body.title === body.title);
 
+    // 2b. Devices. The node makes its person and links a device: the link and the node's own
+    // join (whose proof we check) arrive by gossip. Then a person made here: a recovery key
+    // links a ticket and our key joins with the ticket's proof; the node counts our key as a
+    // device of that person. A kind the node does not know is kept, not refused.
+    const kit = await cli("identity", "recovery-kit");
+    const joinedHere = await waitFor("the node's own device-join", async () => {
+        const r = await (await api(`/api/v1/records/${kit.join}`)).json();
+        return r.kind === "device-join" ? r : null;
+    });
+    await receive("device-join of the node", joinedHere, META_TOPIC);
+    const linked = await cli("identity", "link");
+    await receive("device-link", linked, META_TOPIC);
+    const recovery = ed25519.utils.randomSecretKey();
+    const person = ed25519.getPublicKey(recovery);
+    const ticket = ticketSecret(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    const link = signRecord(recovery, { kind: "device-link", body: { person, ticket: ed25519.getPublicKey(ticket) } });
+    const proof = joinProof(ticket, person, ed25519.getPublicKey(key));
+    const join = signRecord(key, { kind: "device-join", body: { person, ticket: ed25519.getPublicKey(ticket), proof } });
+    check("our device-join: its proof verifies here", verifyJoinProof(join.record));
+    const unknown = signRecord(key, { kind: "vote", body: { score: 5 } });
+    for (const r of [link, join, unknown]) await pubsub.publish(META_TOPIC, r.bytes);
+    await waitFor("the node to store our device records", async () =>
+        (await stored(link.id)) === 200 && (await stored(join.id)) === 200 && (await stored(unknown.id)) === 200);
+    const joinShown = await (await api(`/api/v1/records/${hex(join.id)}`)).json();
+    const ourPerson = await (await api(`/api/v1/people/${joinShown.author}`)).json();
+    check("our key: a device of the person made here, on the node",
+        ourPerson.person === joinShown.body.person && ourPerson.devices.some((d) => d.device === joinShown.author && d.active));
+    check("a kind the node does not know: stored and forwarded, not refused", (await stored(unknown.id)) === 200);
+
     // 3. Forgeries: each is refused by the node's validator, none is stored.
     const rejectedBefore = await rejectedSoFar();
     const badSig = signRecord(key, { kind: "contribution", project: pid, body: { ...body, title: "Bad signature" } });
@@ -122,7 +153,7 @@ try {
     const forgeries = {
         "bad signature": encode({ ...badSig.record, sig }),
         "body changed after signing": encode({ ...changed.record, body: { ...body, title: "Changed after" } }),
-        "unknown kind": signRecord(key, { kind: "poem", project: pid, body: { title: "Ode" } }).bytes,
+        "not a kind name": signRecord(key, { kind: "Poem!", project: pid, body: { title: "Ode" } }).bytes,
     };
     for (const bytes of Object.values(forgeries)) await pubsub.publish(topic, bytes);
     // A valid record sent after them: once it is stored, the forgeries have been judged.

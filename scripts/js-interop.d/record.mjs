@@ -11,10 +11,14 @@ import { sha256 } from "@noble/hashes/sha2.js";
 const utf8 = new TextEncoder();
 const SIGNING_PREFIX = utf8.encode("commons-record-v1\0");
 
-export const META_TOPIC = "/commons/1/meta"; // project, project-update and profile records
+// The meta topic carries project, project-update and profile records, the device kinds
+// (docs/IDENTITY.md), and any record without a `project` key, of a kind known or not.
+export const META_TOPIC = "/commons/1/meta";
 export const projectTopic = (projectId) => `/commons/1/p/${hex(projectId)}`; // the others
 export const topicOf = (r) =>
-    ["project", "project-update", "profile"].includes(r.kind) ? META_TOPIC : projectTopic(r.project);
+    ["project", "project-update", "profile"].includes(r.kind) || r.project === undefined
+        ? META_TOPIC
+        : projectTopic(r.project);
 
 export const hex = (bytes) => Buffer.from(bytes).toString("hex");
 export const recordId = (bytes) => sha256(bytes);
@@ -98,16 +102,36 @@ const signingInput = (unsigned) => new Uint8Array([...SIGNING_PREFIX, ...encode(
 // Strict Ed25519, as libsodium verifies (every node must decide alike or the ledger forks):
 // noble's zip215:false refuses non-canonical encodings, S >= L and a small-order public key;
 // a small-order R is refused here as well.
-export function verifySignature(record) {
-    const { sig, ...unsigned } = record;
+function strictVerify(sig, message, publicKey) {
     if (!(sig instanceof Uint8Array) || sig.length !== 64) return false;
-    if (!(record.author instanceof Uint8Array) || record.author.length !== 32) return false;
+    if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false;
     try {
         if (ed25519.Point.fromBytes(sig.subarray(0, 32)).isSmallOrder()) return false;
     } catch {
         return false;
     }
-    return ed25519.verify(sig, signingInput(unsigned), record.author, { zip215: false });
+    return ed25519.verify(sig, message, publicKey, { zip215: false });
+}
+
+export function verifySignature(record) {
+    const { sig, ...unsigned } = record;
+    return strictVerify(sig, signingInput(unsigned), record.author);
+}
+
+// Devices (docs/IDENTITY.md, RECORD-FORMAT.md 4.7-4.9). A link code's 10 bytes give the
+// one-time ticket key: its seed is SHA-256("commons-link-ticket-v1\0" + code). A device-join
+// carries the ticket key's signature of "commons-device-join-v1\0" + person + author, checked
+// as strictly as the record's own signature.
+const TICKET_PREFIX = utf8.encode("commons-link-ticket-v1\0");
+const JOIN_PREFIX = utf8.encode("commons-device-join-v1\0");
+export const ticketSecret = (code) => sha256(new Uint8Array([...TICKET_PREFIX, ...code]));
+const joinInput = (person, device) => new Uint8Array([...JOIN_PREFIX, ...person, ...device]);
+export const joinProof = (ticketSecretKey, person, device) =>
+    ed25519.sign(joinInput(person, device), ticketSecretKey);
+export function verifyJoinProof(record) {
+    const { person, ticket, proof } = record.body ?? {};
+    if (record.kind !== "device-join" || !(person instanceof Uint8Array)) return false;
+    return strictVerify(proof, joinInput(person, record.author), ticket);
 }
 
 // Sign {kind, project?, body} with a 32-byte Ed25519 secret key: the record's bytes and id.

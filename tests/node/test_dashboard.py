@@ -32,7 +32,8 @@ from node.web.chart import MAX_MONTHS, month_columns
 from node.web.events import EventHub
 from node.web.forms import field_of, fields_of
 from node.web.render import safe_href
-from protocol.record import _CHECK_CHARACTERS, Record
+from protocol.fields import CHECK_CHARACTERS
+from protocol.record import Record
 from protocol.testing import RecordFactory
 
 BASE = "http://127.0.0.1:4711"
@@ -63,13 +64,13 @@ class Seed:
         self.bob = f.contribution("bob", self.project, title="Chassis CAD", minutes=120)
         self.carol = f.contribution("carol", self.project, title=LONG_WORD, minutes=30)
         # A record stored before the format refused bidi controls: it still reads back.
-        token = _CHECK_CHARACTERS.set(False)
+        token = CHECK_CHARACTERS.set(False)
         try:
             self.hostile = f.contribution(
                 "carol", self.project, title=HOSTILE_TITLE + "\u202eevil", minutes=5
             )
         finally:
-            _CHECK_CHARACTERS.reset(token)
+            CHECK_CHARACTERS.reset(token)
         self.e1 = f.endorsement("alice", self.bob, weight=3)
         self.e2 = f.endorsement("alice", self.carol, weight=1)
         self.profiles = [
@@ -577,3 +578,31 @@ def test_contribution_times_agree_between_fold_and_snapshot(node: FakeNode, seed
     assert node.views.save_snapshots(force=True) == 1
     fresh = ViewCache(node.store)  # answers from the stored snapshot
     assert fresh.contribution_times(seed.pid) == folded
+
+
+async def test_a_device_page_shows_its_person_counted_once(
+    http: httpx.AsyncClient, node: FakeNode, seed: Seed
+) -> None:
+    """docs/IDENTITY.md: bob's laptop and phone act for one person, whose paper key is
+    bob-paper; the project's bars and bob's pages count that person once."""
+    f = seed.f
+    phone_work = f.contribution("bob-phone", seed.project, title="Wheels", minutes=60)
+    node.add(
+        f.link("bob-paper", "bob-paper", "ticket-1"),
+        f.join("bob", "bob-paper", "ticket-1"),
+        f.link("bob", "bob-paper", "ticket-2"),
+        f.join("bob-phone", "bob-paper", "ticket-2"),
+        phone_work,
+        f.endorsement("alice", phone_work, weight=2),
+    )
+    person = f.key("bob-paper").peer_id
+    shares = (await http.get(f"/api/v1/projects/{seed.pid}/shares")).json()
+    assert [s["contributor"] for s in shares].count(person) == 1
+    line = next(s for s in shares if s["contributor"] == person)
+    assert (line["contributions"], line["endorsed_value"]) == (2, 120 * 3 + 60 * 2)
+    page = (await http.get(f"/people/{f.key('bob-phone').peer_id}")).text
+    assert "Person and devices" in page
+    assert f'href="/people/{person}"' in page
+    for device in ("bob", "bob-phone"):
+        assert f'href="/people/{f.key(device).peer_id}"' in page
+    assert f'data-contributor="{f.key("bob-phone").peer_id}" data-share="' in page

@@ -575,6 +575,7 @@ def test_ledger_entry(f: RecordFactory) -> None:
         "coauthors": [peer_id(pub("carol"))],
         "endorsements": 1,
         "endorsed_weight": 4,
+        "person": peer_id(pub("bob")),
     }
 
 
@@ -785,6 +786,7 @@ def test_share_json_uses_json_numbers(f: RecordFactory) -> None:
     )
     assert share.to_json() == {
         "contributor": peer_id(pub("bob")),
+        "person": peer_id(pub("bob")),
         "contributions": 2,
         "claimed_minutes": 100 / 3,
         "endorsed_value": 200,

@@ -14,11 +14,13 @@ import pytest
 
 from protocol import codec
 from protocol.errors import InvalidRecord, RemoteProtocolError
+from protocol.identity_records import DeviceLinkBody, DeviceRevokeBody, join_body
 from protocol.record import (
     CONTRIBUTION_TYPES,
     KINDS,
     MAX_RECORD_SIZE,
     SIGNING_DOMAIN,
+    UNSCOPED_KINDS,
     Artifact,
     ContributionBody,
     EndorsementBody,
@@ -121,6 +123,26 @@ def every_kind() -> list[Record]:
             body=ProfileBody(name="Carol 🔧", about="", links=("https://carol.example",)),
             ts=TS,
         ),
+        sign_record(
+            ALICE, body=DeviceLinkBody(person=ALICE.public_key, ticket=CAROL.public_key), ts=TS
+        ),
+        sign_record(BOB, body=join_body(ALICE.public_key, BOB.public_key, CAROL), ts=TS),
+        sign_record(
+            ALICE,
+            body=DeviceRevokeBody(person=ALICE.public_key, device=BOB.public_key, cut=0),
+            ts=TS,
+        ),
+        sign_record(
+            BOB,
+            body=DeviceRevokeBody(
+                person=ALICE.public_key,
+                device=BOB.public_key,
+                cut=TS,
+                keep=(CAROL.public_key,),
+                reason="lost on the train\nlast seen Monday",
+            ),
+            ts=TS,
+        ),
     ]
 
 
@@ -138,6 +160,9 @@ def test_every_kind_is_covered() -> None:
             "endorsement",
             "retraction",
             "profile",
+            "device-link",
+            "device-join",
+            "device-revoke",
         }
     )
 
@@ -167,7 +192,7 @@ def test_signature_is_over_the_domain_and_the_record_without_sig(record: Record)
     assert SIGNING_DOMAIN == b"commons-record-v1\x00"
     assert verify(record.author, expected_input, record.sig)
     assert value["v"] == 1
-    assert ("project" in value) == (record.kind not in ("project", "profile"))
+    assert ("project" in value) == (record.kind not in UNSCOPED_KINDS)
 
 
 def test_record_fields_and_derived_values() -> None:

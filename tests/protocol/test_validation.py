@@ -305,7 +305,12 @@ def test_version(v: object) -> None:
 
 
 def test_kind() -> None:
-    assert refused(sign(record("profile", kind="vote"))) == "unknown-kind"
+    # A well-formed kind name this library does not know is kept, opaque (section 7).
+    vote = accepted(sign(record("profile", kind="vote")))
+    assert (vote.kind, vote.project) == ("vote", None)
+    assert refused(sign(record("profile", kind="Vote"))) == "unknown-kind"
+    assert refused(sign(record("profile", kind="-vote"))) == "unknown-kind"
+    assert refused(sign(record("profile", kind="v" * 33))) == "unknown-kind"
     assert refused(sign(record("profile", kind="Profile"))) == "unknown-kind"
     assert refused(sign(record("profile", kind=""))) == "unknown-kind"
     assert refused(sign(record("profile", kind=b"profile"))) == "bad-type:kind"

@@ -94,6 +94,11 @@ def test_coverage_of_the_vectors() -> None:
         "endorsement",
         "retraction",
         "profile",
+        "device-link",
+        "device-join",
+        "device-revoke",
+        "vote",
+        "poll-2",
     }
     assert len(invalid) >= 35
     codes = {v["error"] for v in invalid}

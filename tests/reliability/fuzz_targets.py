@@ -118,7 +118,8 @@ def record(data: bytes) -> str:
             except InvalidRecord as inner:
                 _check(inner.code in (exc.code,), f"{inner.code!r} unsigned vs {exc.code!r}")
             else:
-                _check(exc.code in ("bad-signature", "future-timestamp"), f"only {exc.code!r}")
+                signature_codes = ("bad-signature", "bad-proof", "future-timestamp")
+                _check(exc.code in signature_codes, f"only {exc.code!r}")
                 _check(unsigned.raw == data, "an unsigned parse changed the bytes")
         return exc.code
     _check(decode_code is None, "parse_record accepted what decode refused")

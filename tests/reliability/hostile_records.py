@@ -195,7 +195,7 @@ def own_cases(now_ms: int) -> list[Hostile]:
 
     # ---- record structure (section 1)
     add("v is 2", sign_loose(base | {"v": 2}, ALICE), "bad-version")
-    add("unknown kind", sign_loose(base | {"kind": "vote"}, ALICE), "unknown-kind")
+    add("kind that is not a kind name", sign_loose(base | {"kind": "Vote!"}, ALICE), "unknown-kind")
     add("unknown record key", sign_loose(base | {"extra": 1}, ALICE), "unknown-field:extra")
     add("unknown body key", sign_loose(body(color="red"), ALICE), "unknown-field:color")
     add("no sig", loose(base), "missing-field:sig")

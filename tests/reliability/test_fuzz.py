@@ -70,10 +70,38 @@ _values = st.recursive(
 )
 _record_keys = st.sampled_from(["v", "kind", "author", "ts", "project", "body", "sig", "x"])
 _kinds = st.sampled_from(
-    ["project", "project-update", "contribution", "endorsement", "retraction", "profile", "vote"]
+    [
+        "project",
+        "project-update",
+        "contribution",
+        "endorsement",
+        "retraction",
+        "profile",
+        "device-link",
+        "device-join",
+        "device-revoke",
+        "vote",
+        "Vote",
+    ]
 )
 _body_keys = st.sampled_from(
-    ["name", "title", "type", "target", "weight", "set", "links", "coauthors", "artifacts", "x"]
+    [
+        "name",
+        "title",
+        "type",
+        "target",
+        "weight",
+        "set",
+        "links",
+        "coauthors",
+        "artifacts",
+        "person",
+        "ticket",
+        "proof",
+        "device",
+        "cut",
+        "x",
+    ]
 )
 
 

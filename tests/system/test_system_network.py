@@ -68,6 +68,7 @@ def test_three_node_network(nodes: Nodes) -> None:
     expected_shares = [
         {
             "contributor": b.peer_id,
+            "person": b.peer_id,
             "contributions": 1,
             "claimed_minutes": 30,
             "endorsed_value": 90,
@@ -215,6 +216,7 @@ def test_offline_authoring_spreads(nodes: Nodes) -> None:
         shares=[
             {
                 "contributor": b.peer_id,
+                "person": b.peer_id,
                 "contributions": 1,
                 "claimed_minutes": 90,
                 "endorsed_value": 0,

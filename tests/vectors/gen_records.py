@@ -13,6 +13,7 @@ non-canonical forms are written with ``msgpack`` or by patching bytes, then sign
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from protocol import codec, testing
 from protocol.record import (
     CONTRIBUTION_TYPES,
     SIGNING_DOMAIN,
+    UNSCOPED_KINDS,
     Artifact,
     Body,
     ContributionBody,
@@ -44,6 +46,19 @@ from protocol.signing import SigningKey
 from protocol.validation import MAX_CLOCK_SKEW_MS, topic_of
 
 __all__ = ["FORMAT", "NOW_MS", "OUTPUT", "build", "render"]
+
+
+def _sibling(name: str) -> Any:
+    """A generator module beside this one (this file is loaded by path, not as a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_identity = _sibling("gen_identity")
 
 FORMAT = "commons-record-v1"
 OUTPUT = Path(__file__).with_name("records.json")
@@ -159,6 +174,8 @@ BASE_BODIES: dict[str, dict[str, object]] = {
     "endorsement": {"target": TARGET_ID},
     "retraction": {"target": TARGET_ID},
     "profile": {"name": "Alice"},
+    "device-link": {"person": CAROL.public_key, "ticket": BOB.public_key},
+    "device-revoke": {"person": CAROL.public_key, "device": BOB.public_key, "cut": TS},
 }
 
 
@@ -176,7 +193,7 @@ def base(
         "ts": TS,
         "body": dict(BASE_BODIES[kind] if body is None else body),
     }
-    if kind not in ("project", "profile"):
+    if kind not in UNSCOPED_KINDS:
         value["project"] = PROJECT_ID
     for name, item in fields.items():
         if item is None:
@@ -378,6 +395,9 @@ def _valid_records() -> list[tuple[str, Record, int]]:
         CAROL,
         ProfileBody(name="~ \u00a0\u200e\u2027\u202f\u2065\u206a", about="Carol\n\nMaker\tWelder"),
     )
+    # The identity kinds and kinds this library does not know (gen_identity.py).
+    for description, record in gen_identity.valid_records(ts, pid):
+        out.append((description, record, NOW_MS))
     # Records whose validity depends on the clock or on the size limit.
     out.append(
         (
@@ -574,7 +594,9 @@ def _invalid() -> list[dict[str, Any]]:
     case("v is 2", forge(base("profile", v=2)), "bad-version")
     case("v is 0", forge(base("profile", v=0)), "bad-version")
     case("v is the string 1", forge(base("profile", v="1")), "bad-version")
-    case("kind vote", forge(base("profile", kind="vote")), "unknown-kind")
+    # Kind names, and the identity kinds (gen_identity.py).
+    for description, raw, error in gen_identity.invalid_records(base, forge, BASE_BODIES):
+        case(description, raw, error)
     case("kind as bin", forge(base("profile", kind=b"profile")), "bad-type:kind")
     case("an extra record key", forge(base("profile", extra=1)), "unknown-field:extra")
     case("no sig", forge(base("profile"), sig=None), "missing-field:sig")

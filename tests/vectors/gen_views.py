@@ -23,7 +23,9 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from protocol.ledger import ProjectView, profiles
+from protocol.identity import People
+from protocol.identity_records import UnknownBody
+from protocol.ledger import ProjectView, person_profiles
 from protocol.record import EndorsementBody, Record, RetractionBody, sign_record
 from protocol.signing import peer_id
 from protocol.testing import EPOCH_MS, RecordFactory
@@ -215,6 +217,123 @@ def _cross_project_and_profiles(f: RecordFactory) -> tuple[Record, list[Record]]
     ]
 
 
+def _two_devices(f: RecordFactory) -> tuple[Record, list[Record]]:
+    # Alice's person is her paper key; her laptop and phone act for it. The project names
+    # her laptop as a maintainer, so her phone endorses as that maintainer too.
+    ids = [
+        f.link("alice-paper", "alice-paper", "ticket-1"),
+        f.join("alice-laptop", "alice-paper", "ticket-1"),
+        f.link("alice-laptop", "alice-paper", "ticket-2"),
+        f.join("alice-phone", "alice-paper", "ticket-2"),
+    ]
+    p = f.project("bob", name="Two devices", maintainers=("alice-laptop",))
+    c1 = f.contribution("alice-laptop", p, title="Frame", minutes=60)
+    c2 = f.contribution("alice-phone", p, title="Photos", minutes=30, coauthors=("alice-laptop",))
+    c3 = f.contribution("carol", p, title="Seat", minutes=40)
+    return p, [
+        *ids,
+        p,
+        c1,
+        c2,
+        c3,
+        f.endorsement("bob", c1, weight=2),
+        f.endorsement("bob", c2),
+        f.endorsement("alice-phone", c3, weight=3),  # her new device acts as maintainer
+        f.endorsement("alice-laptop", c3, weight=5),  # the same person again: latest counts
+        f.endorsement("alice-phone", c1, weight=9),  # her own contribution
+        f.retraction("alice-paper", c3),  # a recovery key only manages devices
+        f.profile("alice-laptop", name="Alice"),
+        f.profile("alice-phone", name="Alice (phone)"),  # later: her person's profile
+        f.profile("alice-paper", name="Not a device"),  # counts for nobody
+    ]
+
+
+def _revocation(f: RecordFactory) -> tuple[Record, list[Record]]:
+    # The phone is stolen; the laptop revokes it with a cut. The thief's records after the
+    # cut count for nothing; a backdated one before the cut still counts (the honest bound).
+    start = f.now_ms
+    setup = [
+        f.link("alice-paper", "alice-paper", "ticket-1"),
+        f.join("alice-laptop", "alice-paper", "ticket-1"),
+        f.link("alice-laptop", "alice-paper", "ticket-2"),
+        f.join("alice-phone", "alice-paper", "ticket-2"),
+    ]
+    p = f.project("bob", name="Theft", maintainers=("alice-laptop",))
+    genuine = f.contribution("alice-phone", p, title="Before theft", minutes=20)
+    cut = f.now_ms
+    revoke = f.revoke("alice-laptop", "alice-paper", "alice-phone", cut=cut)
+    after = f.contribution("alice-phone", p, title="Thief's", minutes=500)
+    backdated = f.contribution("alice-phone", p, title="Backdated", minutes=7, ts=start + 2)
+    return p, [
+        *setup,
+        p,
+        genuine,
+        revoke,
+        after,
+        backdated,
+        f.endorsement("bob", genuine),
+        f.endorsement("bob", after, weight=10),
+        f.endorsement("bob", backdated),
+        f.endorsement("alice-phone", genuine),  # after the cut: counts for nobody
+        f.revoke("alice-phone", "alice-paper", "alice-laptop"),  # too late: not active
+        f.contribution("alice-laptop", p, title="Still mine", minutes=15),
+    ]
+
+
+def _recovery(f: RecordFactory) -> tuple[Record, list[Record]]:
+    # The laptop is stolen and the thief races with identity acts: a link admitting their
+    # own device and a revocation of the phone. The paper key revokes the laptop, which
+    # annuls every identity act it signed except the link of the phone, which it keeps, and
+    # admits a new laptop. A ticket joined by two keys admits neither.
+    setup = [
+        f.link("alice-paper", "alice-paper", "ticket-1"),
+        f.join("alice-laptop", "alice-paper", "ticket-1"),
+        f.link("alice-laptop", "alice-paper", "ticket-2"),
+        f.join("alice-phone", "alice-paper", "ticket-2"),
+    ]
+    p = f.project("bob", name="Recovery")
+    theft = f.now_ms
+    race = [
+        f.link("alice-laptop", "alice-paper", "ticket-3"),
+        f.join("mallory", "alice-paper", "ticket-3"),
+        f.revoke("alice-laptop", "alice-paper", "alice-phone", cut=0),
+    ]
+    recover = [
+        f.revoke("alice-paper", "alice-paper", "alice-laptop", cut=theft, keep=("alice-phone",)),
+        f.link("alice-paper", "alice-paper", "ticket-4"),
+        f.join("alice-new", "alice-paper", "ticket-4"),
+        f.link("alice-new", "alice-paper", "ticket-5"),
+        f.join("erin", "alice-paper", "ticket-5"),
+        f.join("frank", "alice-paper", "ticket-5"),  # the code leaked: ticket-5 admits nobody
+    ]
+    return p, [
+        *setup,
+        p,
+        *race,
+        *recover,
+        f.contribution("alice-phone", p, title="Phone work", minutes=10),
+        f.contribution("mallory", p, title="Thief work", minutes=300),
+        f.contribution("alice-new", p, title="New laptop work", minutes=5),
+        f.contribution("erin", p, title="Leaked ticket", minutes=1),
+        f.contribution("alice-laptop", p, title="Stolen laptop", minutes=99),
+    ]
+
+
+def _unknown_kind(f: RecordFactory) -> tuple[Record, list[Record]]:
+    # A kind this library does not know is held (stored, forwarded) and counts for nothing,
+    # even filed under the project.
+    p = f.project("alice", name="Future")
+    c = f.contribution("bob", p, title="Work", minutes=10)
+    vote = sign_record(
+        f.key("alice"),
+        body=UnknownBody(name="vote", value={"target": c.id, "score": 5}),
+        ts=f.now_ms + 1,
+        project=p.id,
+    )
+    f.now_ms += 1
+    return p, [p, c, vote, f.endorsement("alice", c)]
+
+
 SCENARIOS: list[Scenario] = [
     (
         "endorsement-rules",
@@ -259,6 +378,30 @@ SCENARIOS: list[Scenario] = [
         "latest profile of each author wins.",
         _cross_project_and_profiles,
     ),
+    (
+        "two-devices",
+        "A person's two devices count as one person: one share, one maintainer, one "
+        "endorsement per person, a coauthor device adds nobody; a recovery key's other "
+        "records count for nothing (docs/IDENTITY.md).",
+        _two_devices,
+    ),
+    (
+        "revocation",
+        "A revoked device's records after the cut count for nothing, its backdated ones "
+        "before the cut still count, and its identity acts after its revocation do nothing.",
+        _revocation,
+    ),
+    (
+        "recovery",
+        "A recovery-key revocation annuls every identity act of the stolen device except the "
+        "links it keeps; new devices join; a ticket joined by two keys admits neither.",
+        _recovery,
+    ),
+    (
+        "unknown-kind",
+        "A record of a kind this library does not know counts for nothing.",
+        _unknown_kind,
+    ),
 ]
 
 
@@ -273,7 +416,7 @@ def _key(public_key: bytes) -> dict[str, str]:
 def expected_of(view: ProjectView, records: Iterable[Record]) -> dict[str, object]:
     """What a scenario expects, computed from a view (and, for profiles, all its records)."""
     state = view.state
-    latest = profiles(records)
+    latest = person_profiles(records, People.fold(records))
     return {
         "state": {
             "name": state.name,
@@ -291,6 +434,7 @@ def expected_of(view: ProjectView, records: Iterable[Record]) -> dict[str, objec
             {
                 "id": entry.id.hex(),
                 "author": peer_id(entry.record.author),
+                "person": peer_id(view.person_of(entry.record) or entry.record.author),
                 "endorsements": entry.endorsements,
                 "weight": entry.weight,
             }
@@ -310,7 +454,7 @@ def expected_of(view: ProjectView, records: Iterable[Record]) -> dict[str, objec
             for s in view.shares()
         ],
         "profiles": [
-            {**_key(author), "record": latest[author].id.hex()} for author in sorted(latest)
+            {**_key(person), "record": latest[person].id.hex()} for person in sorted(latest)
         ],
     }
 
@@ -338,7 +482,9 @@ def build() -> dict[str, object]:
             "exact strings 'n/d' or 'n'. `state.maintainers` and `profiles` are in ascending "
             "public-key order; `ledger` is newest first (descending (ts, id)); `shares` is "
             "largest share first, then larger claimed minutes, more contributions, smaller "
-            "public key. Generated by tests/vectors/gen_views.py."
+            "public key. Every key is read as its person (docs/IDENTITY.md): `ledger[].person`, "
+            "`shares` and `profiles` are persons; a key no identity record names is its own "
+            "person. Generated by tests/vectors/gen_views.py."
         ),
         "scenarios": scenarios,
     }

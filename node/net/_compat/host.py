@@ -102,11 +102,23 @@ def build_host(
     heartbeat_seconds: int,
     seen_ttl_seconds: int,
     max_inbound_rpc_bytes: int,
+    advertise: Callable[[list[str]], list[str]] | None = None,
 ) -> tuple[IHost, GossipSub, CommonsPubsub]:
+    """The host, its GossipSub and Pubsub. ``advertise``, when given, chooses from the
+    host's candidate addresses (its listen and observed ones, without ``/p2p/``) those it
+    advertises in identify and in its signed peer record."""
     private = Ed25519PrivateKey.from_bytes(seed)
     key_pair = KeyPair(private, private.get_public_key())
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
+    factory = None
+    if advertise is not None:
+        choose = advertise
+
+        def factory(candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+            return [multiaddr.Multiaddr(a) for a in choose([str(c) for c in candidates])]
+
     host = new_host(
+        addrs_factory=factory,
         key_pair=key_pair,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},  # the default also offers plaintext
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
@@ -195,6 +207,15 @@ def peer_protocols(host: IHost, peer_id: ID) -> list[str] | None:
     except PeerStoreError:
         return None
     return [str(p) for p in protocols] or None
+
+
+def remote_host(stream: INetStream) -> str | None:
+    """The IP address a stream's connection comes from; None when unknown (or gone)."""
+    try:
+        remote = stream.get_remote_address()
+    except Exception:
+        return None
+    return str(remote[0]) if remote else None
 
 
 def protocol_refused(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ import trio
 from test_node import addr, running, wait_until
 
 from node.net.transport import ProtocolUnsupported
+from node.runtime import Node
 from node.service import ServiceConfig
 from protocol import peers
 from protocol.testing import RecordFactory
@@ -45,7 +46,12 @@ async def test_followers_no_seed_hosts_find_each_other_through_the_dht(tmp_path:
             await followers[0].submit(niche.raw)
             for follower, record in zip(followers, work, strict=True):
                 await follower.submit(record.raw)
-            await wait_until(lambda: all(wanted <= _held(n) for n in followers), 45)
+            try:
+                await wait_until(lambda: all(wanted <= _held(n) for n in followers), 45)
+            except trio.TooSlowError:
+                pytest.fail(
+                    "not converged:\n" + "\n".join(_state(n, wanted) for n in (*seeds, *followers))
+                )
             took = trio.current_time() - started
             print(f"three followers of a niche project converged in {took:.1f} s")
             ids = {n.peer_id for n in followers}
@@ -67,6 +73,17 @@ async def test_followers_no_seed_hosts_find_each_other_through_the_dht(tmp_path:
             # A client answers no DHT queries.
             assert s1.transport.offers(followers[0].peer_id, "/commons/kad/1") is False
             assert peers.provider_key(niche.id) != peers.provider_key(other.id)
+
+
+def _state(node: Node, wanted: set[bytes]) -> str:
+    """One line on what ``node`` holds, whom it is connected to, and its DHT counters."""
+    peers = sorted(p.peer_id[-5:] for p in node.transport.connected_peers())
+    counters = [
+        line
+        for line in node.metrics.render().splitlines()
+        if line.startswith(("commons_dht", "commons_dials", "commons_sync_sessions"))
+    ]
+    return f"{node.peer_id[-5:]}: holds {len(_held(node) & wanted)}, peers {peers}, {counters}"
 
 
 def _held(node: object) -> set[bytes]:

@@ -48,6 +48,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "views_endorsements": 5_000,
         "views_warm": 5,
         "views_settle": 4.0,
+        "git_commits": 1_000_000,
+        "git_authors": 20_000,
+        "git_sign_samples": 50_000,
+        "git_reimport": False,
     },
     "quick": {
         "reps": 2,
@@ -71,6 +75,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "views_endorsements": 500,
         "views_warm": 3,
         "views_settle": 2.0,
+        "git_commits": 50_000,
+        "git_authors": 2_000,
+        "git_sign_samples": 20_000,
+        "git_reimport": True,
     },
     "tiny": {
         "reps": 1,
@@ -94,6 +102,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "views_endorsements": 30,
         "views_warm": 1,
         "views_settle": 0.5,
+        "git_commits": 500,
+        "git_authors": 50,
+        "git_sign_samples": 500,
+        "git_reimport": True,
     },
 }
 
@@ -106,6 +118,7 @@ FIGURES = [
     "connect",
     "idle",
     "views",
+    "import_git",
     "dashboard",
 ]
 
@@ -116,6 +129,7 @@ def _module(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         fig_connect,
         fig_dashboard,
         fig_footprint,
+        fig_import_git,
         fig_ingest,
         fig_propagation,
         fig_reconcile,
@@ -132,6 +146,7 @@ def _module(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         "connect": fig_connect.run,
         "idle": fig_footprint.run,
         "views": fig_views.run,
+        "import_git": fig_import_git.run,
         "dashboard": fig_dashboard.run,
     }[name]
 
@@ -400,6 +415,29 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "<= 100 ms",
             )
         )
+    r = results.get("import_git")
+    if r and "error" not in r:
+        slower = min(r["bare_git_log_per_s"]["median"], r["bare_signing_per_s"]["median"])
+        out.append(
+            (
+                f"9 import-git, {r['commits']:,} commits (commits/s)",
+                _range(r["import_per_s"]),
+                f"{_n(r['bare_git_log_per_s']['median'])} git log,"
+                f" {_n(r['bare_signing_per_s']['median'])} signing",
+                _ratio(r["ratio"]),
+                f">= 0.50x of {_n(slower)}",
+            )
+        )
+        if r["reimport_per_s"]["median"] is not None:
+            out.append(
+                (
+                    "9 import-git again, all held (commits/s)",
+                    _range(r["reimport_per_s"]),
+                    "",
+                    "",
+                    "",
+                )
+            )
     r = results.get("dashboard")
     if r and "error" not in r:
         out.append(

@@ -366,10 +366,10 @@ def _draft(action: str, fields: Mapping[str, Any], *, store: Store, author: byte
     if action == "retraction":
         _known(fields, {"record", "target", "reason"})
         target = _record(store, fields.get("record", fields.get("target")), "record")
-        if target.kind not in ("contribution", "endorsement"):
+        if target.kind not in ("contribution", "endorsement", "claim", "claim-confirmation"):
             raise AuthoringError(
-                f"{target.id.hex()[:16]} is a {target.kind} record; only contributions and "
-                "endorsements can be retracted"
+                f"{target.id.hex()[:16]} is a {target.kind} record; only contributions, "
+                "endorsements and claims can be retracted"
             )
         body = RetractionBody(target=target.id, reason=_str(fields, "reason"))
         return Draft(body=body, project=target.project)

@@ -128,7 +128,14 @@ def date_time(ts_ms: int) -> str:
 
 
 def short_peer(peer: str, others: Sequence[str] = ()) -> str:
-    """A peer id shortened to its last characters, longer where that would be ambiguous."""
+    """A peer id shortened to its last characters, longer where that would be ambiguous.
+
+    An unclaimed handle (docs/RECORD-FORMAT.md section 4.10) stands where a peer would: a forge
+    user or an ORCID shows whole, a hashed email as its first hex digits."""
+    if peer.startswith("email:"):
+        return terminal_safe(peer[:18]) + "…"
+    if peer.startswith(("forge:", "orcid:")):
+        return terminal_safe(peer)
     for n in (8, 12, 16, 24):
         tail = peer[-n:]
         if sum(1 for o in others if o != peer and o.endswith(tail)) == 0:

@@ -40,7 +40,8 @@ The rules, with the choices this module makes where section 5 is silent (each on
   most 10 per maintainer. Retracting that latest one leaves the maintainer's previous
   eligible endorsement, which then counts (a retraction undoes a re-endorsement). A
   maintainer who is removed has none that count; added back, their latest counts again.
-* **Participants.** ``P(c)`` is the contribution's author followed by its coauthors.
+* **Participants.** ``P(c)`` is the contribution's author followed by its coauthors; for an
+  attested contribution, the participants its handles credit after claims (protocol.attest).
 * **Shares.** As section 5, in exact :class:`fractions.Fraction` arithmetic; see
   :meth:`ProjectView.shares` for the order of the list.
 * **Persons.** Every rule above reads "author" as the person of the record and a key in a
@@ -64,6 +65,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, NamedTuple, TypeAlias, cast
 
+from protocol import attest
+from protocol.attest import ClaimBody, ClaimConfirmationBody, ClaimState
 from protocol.errors import LocalProtocolError
 from protocol.identity import People
 from protocol.record import (
@@ -175,6 +178,8 @@ class LedgerEntry(NamedTuple):
     weight: int
     #: The person the contribution counts for (docs/IDENTITY.md); None means its author key.
     person: bytes | None = None
+    #: An attested contribution's participants after claims (protocol.attest), else None.
+    credited: tuple[bytes, ...] | None = None
 
     @property
     def id(self) -> bytes:
@@ -188,8 +193,9 @@ class LedgerEntry(NamedTuple):
 
     @property
     def participants(self) -> tuple[bytes, ...]:
-        """``P(c)``: the author's public key, then the coauthors' in the order listed."""
-        return _participants(self.record.author, self.body)
+        """``P(c)``: the author's public key, then the coauthors' in the order listed; for an
+        attested contribution, the handles' credited participants."""
+        return self.credited or _participants(self.record.author, self.body)
 
     @property
     def author_peer_id(self) -> str:
@@ -220,6 +226,7 @@ class LedgerEntry(NamedTuple):
             "endorsements": self.endorsements,
             "endorsed_weight": self.weight,
             "person": _peer(self.person or self.record.author),
+            **attest.entry_json(body.on_behalf, self.credited, _peer),
         }
 
 
@@ -234,6 +241,8 @@ class Share:
     endorsed_value: Fraction
     #: ``endorsed_value`` over the project's total endorsed value; 0 when that total is 0.
     share: Fraction
+    #: The handle ``contributor`` stands for when it is an unclaimed handle, else None.
+    handle: str | None = None
 
     @property
     def contributor_peer_id(self) -> str:
@@ -243,8 +252,8 @@ class Share:
     def to_json(self) -> JsonObject:
         """The line as ``commons shares --json`` prints it: fractions as JSON numbers."""
         return {
-            "contributor": _peer(self.contributor),
-            "person": _peer(self.contributor),
+            "contributor": self.handle or _peer(self.contributor),
+            "person": self.handle or _peer(self.contributor),
             "contributions": self.contributions,
             "claimed_minutes": as_number(self.claimed_minutes),
             "endorsed_value": as_number(self.endorsed_value),
@@ -323,7 +332,10 @@ class ProjectView:
     share a view: at worst two of them compute the same accounts at once.
     """
 
-    __slots__ = ("_accounts", "_counted", "_live", "_parts", "_retracted", "_weights", "state")
+    __slots__ = (
+        *("_accounts", "_counted", "_credited", "_live", "_parts", "_retracted", "_weights"),
+        *("claims", "state"),
+    )
 
     def __init__(
         self,
@@ -332,8 +344,14 @@ class ProjectView:
         live: dict[bytes, Record],
         retracted: frozenset[bytes],
         counted: dict[bytes, list[Record]],
+        credited: dict[bytes, tuple[bytes, ...]] | None = None,
+        claims: ClaimState = attest.EMPTY_CLAIMS,
     ) -> None:
         self.state = state
+        #: Attested contributions' credited participants, by contribution id.
+        self._credited = credited or {}
+        #: Where claimed handles' credit goes (protocol.attest.fold_claims).
+        self.claims = claims
         #: Per live contribution, its participants as persons, when any record names a person
         #: (empty otherwise: every key is then its own person, and P(c) is the keys).
         self._parts: dict[bytes, tuple[bytes, ...]] = {}
@@ -371,6 +389,8 @@ class ProjectView:
         contributions: dict[bytes, Record] = {}
         endorsements: dict[bytes, Record] = {}
         retractions: dict[bytes, Record] = {}
+        claims: dict[bytes, Record] = {}
+        confirmations: dict[bytes, Record] = {}
         # Keying by id drops repeats; a kind without a bucket (one this library does not
         # know, which may carry a ``project`` key) has no effect on any view.
         by_kind: dict[type, dict[bytes, Record]] = {
@@ -378,6 +398,8 @@ class ProjectView:
             EndorsementBody: endorsements,
             RetractionBody: retractions,
             ProjectUpdateBody: updates,
+            ClaimBody: claims,
+            ClaimConfirmationBody: confirmations,
         }
         trivial = people.trivial
         for record in records:
@@ -402,6 +424,7 @@ class ProjectView:
         for retraction in retractions.values():
             target_id = cast(RetractionBody, retraction.body).target
             target = contributions.get(target_id) or endorsements.get(target_id)
+            target = target or claims.get(target_id) or confirmations.get(target_id)
             if target is not None and who(target) == who(retraction):
                 retracted.add(target_id)
 
@@ -412,6 +435,10 @@ class ProjectView:
             live.pop(target_id, None)
 
         maintainers = state.maintainers
+        claim_state = attest.fold_claims(
+            claims.values(), confirmations.values(), retracted, maintainers, who
+        )
+        credited = attest.credited_people(live, claim_state.resolved)
         # Each maintainer's latest eligible endorsement of each contribution, by (ts, id).
         latest: dict[tuple[bytes, bytes], Record] = {}
         for eid, endorsement in endorsements.items():
@@ -422,7 +449,10 @@ class ProjectView:
             contribution = live.get(target_id)
             if contribution is None:
                 continue
-            if trivial:
+            if target_id in credited:
+                if endorser in credited[target_id]:
+                    continue
+            elif trivial:
                 if endorser in _participants(
                     contribution.author, cast(ContributionBody, contribution.body)
                 ):
@@ -437,11 +467,22 @@ class ProjectView:
         for (target_id, _), endorsement in latest.items():
             counted.setdefault(target_id, []).append(endorsement)
 
-        return cls(state=state, live=live, retracted=frozenset(retracted), counted=counted)
+        return cls(
+            state=state,
+            live=live,
+            retracted=frozenset(retracted),
+            counted=counted,
+            credited=credited,
+            claims=claim_state,
+        )
 
     def participants_of(self, record: Record) -> tuple[bytes, ...]:
         """``P(c)`` of a contribution as persons: the distinct persons of its author and
-        coauthors, in order (a v1 key is its own person)."""
+        coauthors, in order (a v1 key is its own person); for an attested one, the participants
+        its handles credit after claims."""
+        credited = self._credited.get(record.id)
+        if credited is not None:
+            return credited
         people = self.state.people
         if people.trivial:
             return _participants(record.author, cast(ContributionBody, record.body))
@@ -540,8 +581,8 @@ class ProjectView:
         if isinstance(body, RetractionBody):
             if target is None or target.id != body.target:
                 return "its target is not held"
-            if target.project != pid or target.kind not in ("contribution", "endorsement"):
-                return "only contributions and endorsements of the project can be retracted"
+            if target.project != pid or target.kind in ("project-update", "retraction"):
+                return "only contributions, endorsements and claims can be retracted"
             if self.person_of(target) != people.person_now(record.author):
                 return "only the author of a record can retract it"
             if target.id in self._retracted:
@@ -584,9 +625,10 @@ class ProjectView:
     def _entry(self, record: Record) -> LedgerEntry:
         counted = self._counted.get(record.id)
         person = self.person_of(record) if self._parts else None
+        credited = self._credited.get(record.id)
         if counted is None:
-            return LedgerEntry(record, 0, 0, person)
-        return LedgerEntry(record, len(counted), self._weights[record.id], person)
+            return LedgerEntry(record, 0, 0, person, credited)
+        return LedgerEntry(record, len(counted), self._weights[record.id], person, credited)
 
     # ---- accounting
 
@@ -604,7 +646,7 @@ class ProjectView:
         for record in self._live.values():
             body = cast(ContributionBody, record.body)
             minutes = body.effort_minutes or 0
-            people = parts.get(record.id) if parts else None
+            people = self._credited.get(record.id) or (parts.get(record.id) if parts else None)
             if people is None and body.coauthors is None:
                 contributions[record.author] += 1
                 solo[record.author] += minutes
@@ -642,6 +684,7 @@ class ProjectView:
         """
         accounts = self._tally()
         total = sum(accounts.endorsed.values())
+        handles = attest.handle_names(self._live.values(), self.claims.resolved)
         lines = []
         for person, count in accounts.contributions.items():
             endorsed = accounts.endorsed.get(person, 0)
@@ -652,6 +695,7 @@ class ProjectView:
                     claimed_minutes=Fraction(accounts.claimed[person], _DENOMINATOR),
                     endorsed_value=Fraction(endorsed, _DENOMINATOR),
                     share=Fraction(endorsed, total) if total else Fraction(0),
+                    handle=handles.get(person),
                 )
             )
         lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from protocol.attest import ClaimBody, ClaimConfirmationBody
 from protocol.identity_records import DeviceLinkBody, DeviceRevokeBody, join_body
 from protocol.record import (
     Artifact,
@@ -157,6 +158,32 @@ class RecordFactory:
     ) -> Record:
         body = ProfileBody(name=name, about=about)
         return sign_record(self.key(who), body=body, ts=self._ts(ts))
+
+    def attested(
+        self,
+        who: str | SigningKey,
+        project: Record | bytes,
+        handles: tuple[str, ...],
+        *,
+        title: str = "A commit",
+        minutes: int | None = None,
+        ts: int | None = None,
+    ) -> Record:
+        """A contribution ``who`` (a maintainer) attests on behalf of ``handles``."""
+        body = ContributionBody(type="code", title=title, effort_minutes=minutes, on_behalf=handles)
+        return sign_record(self.key(who), body=body, ts=self._ts(ts), project=_pid(project))
+
+    def claim(
+        self, who: str | SigningKey, project: Record | bytes, handle: str, ts: int | None = None
+    ) -> Record:
+        """``who``'s claim of ``handle`` in ``project``."""
+        body = ClaimBody(handle=handle)
+        return sign_record(self.key(who), body=body, ts=self._ts(ts), project=_pid(project))
+
+    def confirm(self, who: str | SigningKey, claim: Record, ts: int | None = None) -> Record:
+        """``who``'s confirmation of ``claim``, in the claim's project."""
+        body = ClaimConfirmationBody(claim=claim.id)
+        return sign_record(self.key(who), body=body, ts=self._ts(ts), project=claim.project)
 
     def link(
         self, who: str | SigningKey, person: str | bytes, ticket: str, *, ts: int | None = None

@@ -42,9 +42,13 @@ code                         meaning
 ``bidi-control:X``           a bidi embedding, override or isolate (U+202A-202E,
                              U+2066-2069) in any text field
 ``too-many:X``               a list with more items than its limit
-``duplicate:X``              the same key twice in ``maintainers`` or ``coauthors``
+``duplicate:X``              the same key twice in ``maintainers`` or ``coauthors``, or
+                             the same handle twice in ``on_behalf``
 ``out-of-range:X``           ``effort_minutes`` or ``weight`` outside its range
 ``bad-value:type``           a contribution ``type`` outside the list
+``bad-value:on_behalf``      an ``on_behalf`` handle of none of the three forms (section 4.10)
+``bad-value:handle``         a claimed ``handle`` of none of the three forms
+``on-behalf-with-coauthors`` an attested contribution (``on_behalf``) that lists coauthors
 ``coauthor-is-author``       the author lists themselves as a coauthor
 ``empty-update``             a project update with none of its three keys
 ``cut-after-record``         a ``device-revoke`` whose ``cut`` is after its own ``ts``
@@ -104,6 +108,9 @@ ERROR_CODES: Final = frozenset(
         "bad-timestamp",
         "future-timestamp",
         "bad-value:type",
+        "bad-value:on_behalf",
+        "bad-value:handle",
+        "on-behalf-with-coauthors",
         "coauthor-is-author",
         "empty-update",
         "cut-after-record",

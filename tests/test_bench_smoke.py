@@ -21,6 +21,7 @@ FIGURES = [
     "connect",
     "idle",
     "views",
+    "import_git",
     "dashboard",
 ]
 
@@ -52,4 +53,5 @@ def test_bench_runs_on_tiny_sizes_and_writes_every_figure(tmp_path: Path) -> Non
     assert {"connect_ms", "usable_ms", "bare_tcp_ms"} <= set(result["connect"])
     assert {"node", "bare"} <= set(result["idle"])
     assert {"ledger", "shares"} <= set(result["views"])
+    assert result["import_git"]["new"] == result["import_git"]["commits"] > 500
     assert "figure" in proc.stdout  # the table

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         bundles,
         completion,
         devices,
+        history,
         identity,
         network,
         profile,
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.register(sub, common)
     network.register(sub, common)
     bundles.register(sub, common)
+    history.register(sub, common)
     tokens.register(sub, common)
     backups.register(sub, common)
     admin.register(sub, common)

@@ -28,8 +28,9 @@ __all__ = ["SNAPSHOT_COMPRESSION", "SNAPSHOT_FORMAT", "ViewSnapshot"]
 #: views or the rules of ``protocol.ledger`` change: a snapshot of another format is ignored
 #: (and replaced after the next fold), never trusted. 2: only a maintainer's latest
 #: endorsement of a contribution counts (format 1 snapshots summed every one). 3: each ledger
-#: entry also holds its endorsed weight.
-SNAPSHOT_FORMAT: Final = 3
+#: entry also holds its endorsed weight. 4: attested entries and unclaimed handles
+#: (protocol.attest).
+SNAPSHOT_FORMAT: Final = 4
 #: zlib level of the compressed part of a stored snapshot (all but the ids and public keys).
 #: Measured on 55,000 records (4.1 MB packed, of which 1.6 MB are ids): compressing all of it
 #: at level 1 gives 1.95 MB in 34 ms and takes 4 ms to inflate (10 ms on a loaded machine),
@@ -86,9 +87,11 @@ class ViewSnapshot:
     """
 
     __slots__ = (
+        "_attested",
         "_authors",
         "_coauthors",
         "_endorsements",
+        "_handles",
         "_ids",
         "_minutes",
         "_people",
@@ -119,6 +122,8 @@ class ViewSnapshot:
         titles: bytes,
         title_ends: array[int],
         coauthors: dict[int, Sequence[int]],
+        attested: dict[int, Sequence[Any]],
+        handles: dict[int, str],
     ) -> None:
         self._summary = summary
         self._people = people
@@ -134,6 +139,10 @@ class ViewSnapshot:
         self._titles = titles
         self._title_ends = title_ends
         self._coauthors = coauthors
+        #: Row -> [on_behalf handles, credited people], for attested entries.
+        self._attested = attested
+        #: Person index -> handle text, for the stand-ins of unclaimed handles.
+        self._handles = handles
 
     @classmethod
     def from_view(cls, view: ProjectView) -> ViewSnapshot:
@@ -153,6 +162,7 @@ class ViewSnapshot:
         weights = array(_I32)
         titles: list[bytes] = []
         coauthors: dict[int, list[int]] = {}
+        attested: dict[int, list[Any]] = {}
         end = 0
         for row, entry in enumerate(view.live_contributions()):
             record, body = entry.record, entry.body
@@ -172,6 +182,8 @@ class ViewSnapshot:
             ends.append(end)
             if body.coauthors:
                 coauthors[row] = [person(c) for c in body.coauthors]
+            if entry.credited is not None:
+                attested[row] = [list(body.on_behalf or ()), [person(c) for c in entry.credited]]
         summary = view.summary()
         shares = [
             (
@@ -183,6 +195,7 @@ class ViewSnapshot:
             )
             for s in view.shares()
         ]
+        handles = {person(s.contributor): s.handle for s in view.shares() if s.handle}
         return cls(
             summary=(
                 summary.id,
@@ -208,6 +221,8 @@ class ViewSnapshot:
             titles=b"".join(titles),
             title_ends=ends,
             coauthors=dict(coauthors),
+            attested=dict(attested),
+            handles=handles,
         )
 
     def pack(self) -> bytes:
@@ -232,6 +247,8 @@ class ViewSnapshot:
             self._titles,
             _ints_bytes(self._title_ends),
             [[row, list(people)] for row, people in self._coauthors.items()],
+            [[row, list(value)] for row, value in self._attested.items()],
+            [[index, text] for index, text in self._handles.items()],
         ]
         packed = zlib.compress(msgpack.packb(rest), SNAPSHOT_COMPRESSION)
         data: bytes = msgpack.packb([self._ids, self._people, packed])
@@ -244,7 +261,7 @@ class ViewSnapshot:
             ids, people, packed = msgpack.unpackb(data)
             rest = msgpack.unpackb(zlib.decompress(packed), strict_map_key=False)
             (crc, summary, shares, ts, authors, type_names, types, minutes, endorsements,
-             weights, titles, ends, coauthors) = rest  # fmt: skip
+             weights, titles, ends, coauthors, attested, handles) = rest  # fmt: skip
             if not (isinstance(ids, bytes) and isinstance(people, bytes)):
                 raise ValueError("the ids or the keys are not bytes")
             if crc != zlib.crc32(people, zlib.crc32(ids)):
@@ -271,6 +288,8 @@ class ViewSnapshot:
                 titles=titles,
                 title_ends=_ints(_I32, ends, count, "title ends"),
                 coauthors={int(row): list(people) for row, people in coauthors},
+                attested={int(row): list(value) for row, value in attested},
+                handles={int(index): str(text) for index, text in handles},
             )
         except (zlib.error, msgpack.UnpackException, TypeError, IndexError, KeyError) as exc:
             raise ValueError(f"{type(exc).__name__}: {exc}") from None
@@ -281,6 +300,9 @@ class ViewSnapshot:
     # ---- the views
 
     def _person(self, index: int) -> str:
+        handle = self._handles.get(index)
+        if handle is not None:
+            return handle
         start = index * ID_SIZE
         return _peer(self._people[start : start + ID_SIZE])
 
@@ -344,8 +366,11 @@ class ViewSnapshot:
             person = self._find_person(author)
             if person is None:
                 return [], 0
-            mine = [row for row, a in enumerate(self._authors) if a == person]
+            # The signer of an attested entry is no participant of it; its credited people are.
+            attested = self._attested
+            mine = [r for r, a in enumerate(self._authors) if a == person and r not in attested]
             shared = [row for row, people in self._coauthors.items() if person in people]
+            shared += [row for row, (_, people) in attested.items() if person in people]
             rows = sorted({*mine, *shared}) if shared else mine
         if type is not None:
             if type not in self._type_names:
@@ -381,5 +406,13 @@ class ViewSnapshot:
             "coauthors": [self._person(p) for p in self._coauthors.get(row, ())],
             "endorsements": self._endorsements[row],
             "endorsed_weight": self._weights[row],
+            **self._attested_json(row),
             "person": self._person(self._authors[row]),
         }
+
+    def _attested_json(self, row: int) -> dict[str, Any]:
+        attested = self._attested.get(row)
+        if attested is None:
+            return {}
+        on_behalf, people = attested
+        return {"on_behalf": list(on_behalf), "credited": [self._person(p) for p in people]}

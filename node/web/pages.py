@@ -167,7 +167,9 @@ def _known_people(node: NodeHandle) -> set[str]:
     for p in node.views.project_list():
         people.update(p["maintainers"])
         if p.get("followed", True):
-            people.update(s["contributor"] for s in node.views.shares(p["id"]))
+            # An unclaimed handle (``email:…``) is a contributor but no person with a page.
+            shares = node.views.shares(p["id"])
+            people.update(s["contributor"] for s in shares if ":" not in s["contributor"])
     return people
 
 

@@ -580,6 +580,20 @@ def test_contribution_times_agree_between_fold_and_snapshot(node: FakeNode, seed
     assert fresh.contribution_times(seed.pid) == folded
 
 
+async def test_a_project_with_attested_history_renders_and_a_handle_has_no_person_page(
+    http: httpx.AsyncClient, node: FakeNode, seed: Seed
+) -> None:
+    handle = "forge:github.com/dave"
+    node.add(seed.f.attested("alice", seed.project, (handle,), title="Imported commit"))
+    page = await http.get(f"/projects/{seed.pid}")
+    assert page.status_code == 200
+    assert handle in page.text
+    # A handle is a contributor but no person: its page is refused, never a server error.
+    for text in (handle, "forge:github"):
+        answer = await http.get(f"/people/{text}")
+        assert 400 <= answer.status_code < 500, (text, answer.status_code)
+
+
 async def test_a_device_page_shows_its_person_counted_once(
     http: httpx.AsyncClient, node: FakeNode, seed: Seed
 ) -> None:

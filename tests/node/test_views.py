@@ -24,6 +24,7 @@ from node.store.sqlite import Store
 from node.sync.ingest import Ingestor
 from node.views.cache import SNAPSHOT_DELAY, SNAPSHOT_INTERVAL, ViewCache, ViewError
 from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
+from protocol.attest import email_handle
 from protocol.ledger import ProjectView
 from protocol.record import Record
 from protocol.signing import peer_id, public_key_from_peer_id
@@ -188,6 +189,31 @@ def test_snapshot_answers_equal_the_fold(
     assert want_empty["show"]["contributions"] == 0
     assert want_empty["shares"] == []
     assert len(want["ledger None None 1"]) == 1
+
+
+def test_snapshot_of_an_attested_history_equals_the_fold(
+    tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = f.project("alice", maintainers=("bob",))
+    carol, dave = email_handle(b"carol@example.org"), "forge:github.com/dave"
+    c1 = f.attested("alice", p, (carol, dave), minutes=30)
+    c2 = f.attested("alice", p, (dave,))
+    claim = f.claim("carol", p, carol)
+    records = [p, c1, c2, f.endorsement("bob", c1, weight=2), claim, f.confirm("bob", claim)]
+    path, people = tmp_path / "ledger.db", people_of(f)
+    with Store.open(path) as store:
+        store.add(records)
+        want = expected(store, [p.id], p.id, people)
+        views = ViewCache(store)
+        assert everything(views, p.id, people) == want
+        assert saved(views) == 1
+    with Store.open(path) as store:
+        no_decoding(store, monkeypatch)
+        assert everything(ViewCache(store), p.id, people) == want
+    shares = {s["contributor"]: s["contributions"] for s in want["shares"]}
+    assert shares == {peer_id(f.pub("carol")): 1, dave: 2}
+    assert want["ledger None None None"][1]["credited"] == [peer_id(f.pub("carol")), dave]
+    assert want[f"ledger {peer_id(f.pub('alice'))} None None"] == []
 
 
 def test_snapshot_survives_pack_and_unpack(store: Store, f: RecordFactory) -> None:

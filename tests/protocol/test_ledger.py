@@ -1139,5 +1139,5 @@ def test_why_no_effect_of_an_endorsement_by_the_author(f: RecordFactory) -> None
     )
     of_genesis = sign_record(f.key("alice"), body=RetractionBody(target=p.id), ts=1, project=p.id)
     assert view.why_no_effect(of_genesis, p) == (
-        "only contributions and endorsements of the project can be retracted"
+        "only contributions, endorsements and claims can be retracted"
     )

@@ -13,6 +13,7 @@ import hashlib
 import pytest
 
 from protocol import codec
+from protocol.attest import ClaimBody, ClaimConfirmationBody
 from protocol.errors import InvalidRecord, RemoteProtocolError
 from protocol.identity_records import DeviceLinkBody, DeviceRevokeBody, join_body
 from protocol.record import (
@@ -124,6 +125,18 @@ def every_kind() -> list[Record]:
             ts=TS,
         ),
         sign_record(
+            ALICE,
+            body=ContributionBody(
+                type="code", title="Imported", on_behalf=("forge:codeberg.org/carol",)
+            ),
+            ts=TS,
+            project=PROJECT,
+        ),
+        sign_record(
+            CAROL, body=ClaimBody(handle="forge:codeberg.org/carol"), ts=TS, project=PROJECT
+        ),
+        sign_record(ALICE, body=ClaimConfirmationBody(claim=TARGET), ts=TS, project=PROJECT),
+        sign_record(
             ALICE, body=DeviceLinkBody(person=ALICE.public_key, ticket=CAROL.public_key), ts=TS
         ),
         sign_record(BOB, body=join_body(ALICE.public_key, BOB.public_key, CAROL), ts=TS),
@@ -160,6 +173,8 @@ def test_every_kind_is_covered() -> None:
             "endorsement",
             "retraction",
             "profile",
+            "claim",
+            "claim-confirmation",
             "device-link",
             "device-join",
             "device-revoke",

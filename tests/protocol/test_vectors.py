@@ -94,6 +94,8 @@ def test_coverage_of_the_vectors() -> None:
         "endorsement",
         "retraction",
         "profile",
+        "claim",
+        "claim-confirmation",
         "device-link",
         "device-join",
         "device-revoke",

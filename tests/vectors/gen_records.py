@@ -26,6 +26,7 @@ if __name__ == "__main__":  # ``python tests/vectors/gen_records.py``, without a
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from protocol import codec, testing
+from protocol.attest import ClaimBody, ClaimConfirmationBody, email_handle
 from protocol.record import (
     CONTRIBUTION_TYPES,
     SIGNING_DOMAIN,
@@ -174,6 +175,8 @@ BASE_BODIES: dict[str, dict[str, object]] = {
     "endorsement": {"target": TARGET_ID},
     "retraction": {"target": TARGET_ID},
     "profile": {"name": "Alice"},
+    "claim": {"handle": "forge:github.com/alice"},
+    "claim-confirmation": {"claim": TARGET_ID},
     "device-link": {"person": CAROL.public_key, "ticket": BOB.public_key},
     "device-revoke": {"person": CAROL.public_key, "device": BOB.public_key, "cut": TS},
 }
@@ -395,6 +398,24 @@ def _valid_records() -> list[tuple[str, Record, int]]:
         CAROL,
         ProfileBody(name="~ \u00a0\u200e\u2027\u202f\u2065\u206a", about="Carol\n\nMaker\tWelder"),
     )
+    # Attested contributions and claims (sections 4.10, 4.11).
+    add(
+        "attested contribution on behalf of an email, a forge user and an ORCID",
+        ALICE,
+        ContributionBody(
+            type="code",
+            title="Import: fix the brake",
+            artifacts=(Artifact(uri="https://git.example/wikispeed#3f2a9c"),),
+            on_behalf=(
+                email_handle(b"Carol@Example.org"),
+                "forge:github.com/dave-k",
+                "orcid:0000-0002-1825-0097",
+            ),
+        ),
+        pid,
+    )
+    claim = add("claim of a forge handle", BOB, ClaimBody(handle="forge:github.com/bob"), pid)
+    add("claim-confirmation", ALICE, ClaimConfirmationBody(claim=claim.id), pid)
     # The identity kinds and kinds this library does not know (gen_identity.py).
     for description, record in gen_identity.valid_records(ts, pid):
         out.append((description, record, NOW_MS))
@@ -901,6 +922,54 @@ def _invalid() -> list[dict[str, Any]]:
         "bad-signature",
     )
     case("an all-zero signature", forge(base("profile"), sig=bytes(64)), "bad-signature")
+    # Attested contributions and claims (sections 4.10, 4.11).
+    handle = email_handle(b"carol@example.org")
+    case(
+        "on_behalf with an email in clear (handles hash it)",
+        forge(contribution(on_behalf=["email:carol@example.org"])),
+        "bad-value:on_behalf",
+    )
+    case(
+        "on_behalf with an ORCID whose check digit is wrong",
+        forge(contribution(on_behalf=["orcid:0000-0002-1825-0098"])),
+        "bad-value:on_behalf",
+    )
+    case(
+        "on_behalf names one handle twice",
+        forge(contribution(on_behalf=[handle, handle])),
+        "duplicate:on_behalf",
+    )
+    case(
+        "on_behalf with 34 handles",
+        forge(contribution(on_behalf=[f"forge:x.org/u{i}" for i in range(34)])),
+        "too-many:on_behalf",
+    )
+    case("on_behalf empty", forge(contribution(on_behalf=[])), "empty-list:on_behalf")
+    case(
+        "an attested contribution with coauthors",
+        forge(contribution(on_behalf=[handle], coauthors=[BOB.public_key])),
+        "on-behalf-with-coauthors",
+    )
+    case(
+        "claim of a forge handle with an upper-case host",
+        forge(base("claim", {"handle": "forge:GitHub.com/bob"})),
+        "bad-value:handle",
+    )
+    case(
+        "claim with a second body key",
+        forge(base("claim", {"handle": "forge:github.com/bob", "proof": "x"})),
+        "unknown-field:proof",
+    )
+    case(
+        "claim-confirmation of a 31-byte id",
+        forge(base("claim-confirmation", {"claim": bytes(31)})),
+        "bad-length:claim",
+    )
+    case(
+        "claim without a project",
+        forge(base("claim", project=None)),
+        "missing-field:project",
+    )
     return cases
 
 

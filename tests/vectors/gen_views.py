@@ -23,6 +23,7 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from protocol.attest import email_handle
 from protocol.identity import People
 from protocol.identity_records import UnknownBody
 from protocol.ledger import ProjectView, person_profiles
@@ -217,6 +218,39 @@ def _cross_project_and_profiles(f: RecordFactory) -> tuple[Record, list[Record]]
     ]
 
 
+def _attested_and_claims(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Kernel", maintainers=("bob",))
+    carol, dave = email_handle(b"carol@example.org"), "forge:github.com/dave"
+    erin = "orcid:0000-0002-1825-0097"
+    c1 = f.attested("alice", p, (carol,), title="Fix the scheduler", minutes=60)
+    c2 = f.attested("alice", p, (carol, dave), title="Add a driver", minutes=30)
+    c3 = f.attested("alice", p, (erin,), title="Docs")  # claims no time: counted, no value
+    carol_claim = f.claim("carol", p, carol)
+    dave_claim = f.claim("dave", p, dave)
+    mallory_claim = f.claim("mallory", p, dave)  # disputes dave's handle
+    erin_claim = f.claim("erin", p, erin)
+    erin_confirmed = f.confirm("alice", erin_claim)
+    return p, [
+        p,
+        c1,
+        c2,
+        c3,
+        f.endorsement("bob", c1, weight=2),  # counts: the signer alice is no participant
+        f.endorsement("alice", c2, weight=3),  # counts
+        f.endorsement("carol", c2),  # carol is no maintainer
+        carol_claim,
+        f.confirm("bob", carol_claim),  # carol's email now credits her key
+        dave_claim,
+        f.confirm("bob", dave_claim),
+        mallory_claim,
+        f.confirm("alice", mallory_claim),  # two keys confirmed: dave's handle is disputed
+        f.claim("erin", p, "forge:github.com/erin"),  # never confirmed
+        erin_claim,
+        erin_confirmed,
+        f.retraction("alice", erin_confirmed),  # withdrawn: erin's ORCID stays a handle
+    ]
+
+
 def _two_devices(f: RecordFactory) -> tuple[Record, list[Record]]:
     # Alice's person is her paper key; her laptop and phone act for it. The project names
     # her laptop as a maintainer, so her phone endorses as that maintainer too.
@@ -379,6 +413,14 @@ SCENARIOS: list[Scenario] = [
         _cross_project_and_profiles,
     ),
     (
+        "attested-and-claims",
+        "Attested contributions credit their handles, not their signer; a confirmed claim moves "
+        "a handle's credit to the claiming key; two keys confirmed for one handle are a "
+        "dispute and the credit stays with the handle; a withdrawn confirmation counts for "
+        "nothing; a contribution that claims no time is counted but carries no value.",
+        _attested_and_claims,
+    ),
+    (
         "two-devices",
         "A person's two devices count as one person: one share, one maintainer, one "
         "endorsement per person, a coauthor device adds nobody; a recovery key's other "
@@ -437,6 +479,7 @@ def expected_of(view: ProjectView, records: Iterable[Record]) -> dict[str, objec
                 "person": peer_id(view.person_of(entry.record) or entry.record.author),
                 "endorsements": entry.endorsements,
                 "weight": entry.weight,
+                **({"credited": entry.to_json()["credited"]} if entry.credited else {}),
             }
             for entry in view.live_contributions()
         ],
@@ -446,6 +489,7 @@ def expected_of(view: ProjectView, records: Iterable[Record]) -> dict[str, objec
         "shares": [
             {
                 **_key(s.contributor),
+                **({"handle": s.handle} if s.handle else {}),
                 "contributions": s.contributions,
                 "claimed_minutes": _fraction(s.claimed_minutes),
                 "endorsed_value": _fraction(s.endorsed_value),
@@ -453,6 +497,16 @@ def expected_of(view: ProjectView, records: Iterable[Record]) -> dict[str, objec
             }
             for s in view.shares()
         ],
+        **(
+            {"claims": {h: peer_id(k) for h, k in sorted(view.claims.resolved.items())}}
+            if view.claims.resolved
+            else {}
+        ),
+        **(
+            {"disputed": {h: [peer_id(k) for k in ks] for h, ks in view.claims.disputed.items()}}
+            if view.claims.disputed
+            else {}
+        ),
         "profiles": [
             {**_key(person), "record": latest[person].id.hex()} for person in sorted(latest)
         ],

@@ -1,0 +1,104 @@
+"""Synthetic git repositories, written by ``git fast-import`` in seconds.
+
+One generator serves the import-git benchmark (a million commits by 20,000 authors) and the
+tests (a few dozen commits), so the tests read the same shapes the benchmark measures. The
+history is a pure function of its parameters: the same call makes the same commit hashes.
+
+What it holds, by commit index ``i`` (0-based, on ``main``):
+
+* the author is ``i % authors``; author ``a`` is ``Author a <a@example.org>``, except that
+  every 13th author has a Latin-1 (not UTF-8) name, and every 17th author commits as
+  ``<old-a@example.org>`` on odd commits, which the ``.mailmap`` of commit 0 maps back;
+* every 5th commit has a ``Co-authored-by:`` trailer naming the next author;
+* every 11th commit touches only ``docs/``, every 13th only ``tests/``; the rest ``src/``;
+* commit 2 adds ``src/old.c`` and commit 4 renames it to ``src/new.c``; commit 3 is empty;
+* every 50th commit is a merge of a one-commit side branch that touches ``docs/side.md``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["EPOCH_S", "author_email", "fast_import_stream", "make_repo"]
+
+#: Commit times start here (2024-01-01T00:00:00Z) and advance one minute a commit.
+EPOCH_S = 1_704_067_200
+
+
+def author_email(a: int) -> bytes:
+    """The email author ``a`` resolves to after the mailmap."""
+    return f"{a}@example.org".encode()
+
+
+def _ident(a: int, i: int) -> bytes:
+    name = f"J\xf6rg {a}".encode("latin-1") if a % 13 == 0 else f"Author {a}".encode()
+    email = f"old-{a}@example.org".encode() if a % 17 == 0 and i % 2 else author_email(a)
+    return name + b" <" + email + b">"
+
+
+def _data(payload: bytes) -> bytes:
+    return b"data %d\n" % len(payload) + payload + b"\n"
+
+
+def _commit(ref: bytes, mark: int, who: bytes, when: int, message: bytes) -> bytes:
+    stamp = b"%s %d +0000\n" % (who, when)
+    return (
+        b"commit " + ref + b"\nmark :%d\nauthor " % mark + stamp + b"committer " + stamp
+    ) + _data(message)
+
+
+def fast_import_stream(commits: int, authors: int) -> Iterator[bytes]:
+    """The ``git fast-import`` input of the history described in the module docstring."""
+    side_mark = commits + 1
+    mailmap = b"".join(
+        b"<%s> <old-%d@example.org>\n" % (author_email(a), a) for a in range(0, authors, 17)
+    )
+    for i in range(commits):
+        a = i % authors
+        when = EPOCH_S + 60 * i
+        parts = []
+        merge = i > 0 and i % 50 == 0
+        if merge:
+            side_mark += 1
+            parts.append(_commit(b"refs/heads/side", side_mark, _ident(a, i), when - 30, b"Side\n"))
+            parts.append(b"from :%d\nM 100644 inline docs/side.md\n" % i + _data(b"%d\n" % i))
+        message = b"Change %d by author %d\n" % (i, a)
+        if i % 5 == 0:
+            other = (a + 1) % authors
+            message += b"\nCo-authored-by: Author %d <%s>\n" % (other, author_email(other))
+        parts.append(_commit(b"refs/heads/main", i + 1, _ident(a, i), when, message))
+        if i > 0:
+            parts.append(b"from :%d\n" % i)
+        if merge:
+            parts.append(b"merge :%d\n" % side_mark)
+        if i == 0:
+            parts.append(b"M 100644 inline .mailmap\n" + _data(mailmap))
+        elif i == 2:
+            parts.append(b"M 100644 inline src/old.c\n" + _data(b"old\n"))
+        elif i == 4:
+            parts.append(b"R src/old.c src/new.c\n")
+        elif i != 3:
+            path = b"docs/guide.md" if i % 11 == 0 else b"src/f%d.c" % (i % 100)
+            path = b"tests/test_%d.py" % (i % 7) if i % 13 == 0 else path
+            parts.append(b"M 100644 inline " + path + b"\n" + _data(b"%d\n" % i))
+        yield b"".join(parts) + b"\n"
+
+
+def make_repo(path: Path, commits: int, authors: int) -> Path:
+    """Create the repository at ``path`` (which must not exist) and check out ``main``."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    process = subprocess.Popen(
+        ["git", "-C", str(path), "fast-import", "--quiet"], stdin=subprocess.PIPE
+    )
+    assert process.stdin is not None
+    try:
+        for chunk in fast_import_stream(commits, authors):
+            process.stdin.write(chunk)
+    finally:
+        process.stdin.close()
+    if process.wait() != 0:
+        raise RuntimeError(f"git fast-import failed with {process.returncode}")
+    subprocess.run(["git", "-C", str(path), "checkout", "-q", "main"], check=True)
+    return path

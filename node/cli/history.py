@@ -1,0 +1,300 @@
+"""A project's existing history and the people in it: ``import-git``, ``claim``,
+``confirm-claim`` (docs/INTERFACES.md; the record rules are docs/RECORD-FORMAT.md 4.10-5.10).
+
+Records are signed here with the home's key in both modes. Reads (the project, its
+maintainers, a claim) come from the home's store, which SQLite lets this process read beside a
+running node. Writes go through the running node's ``POST /api/v1/bundles`` when one runs, so
+that they are gossiped and offered in reconciliation at once; without a node they are stored
+here, in large transactions, and acknowledged only once committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from node.cli.client import NodeClient, running_client
+from node.cli.errors import CommandError
+from node.cli.output import emit, home_of, id_prefix, identity, now_ms
+from node.cli.parser import PROJECT_HELP, add_command
+from node.cli.store_access import home_policy, open_store
+from node.gitlog import (
+    Commit,
+    GitError,
+    commit_count,
+    map_coauthors,
+    read_commits,
+    repository_url,
+    sign_commit,
+)
+from node.home import Home
+from node.metrics import Metrics
+from node.store.sqlite import Store
+from node.sync.ingest import Admission
+from node.textout import Progress
+from protocol.attest import ClaimBody, ClaimConfirmationBody, handle_from_text
+from protocol.bundle import BundleWriter
+from protocol.errors import InvalidRecord, ProtocolError
+from protocol.ledger import project_state
+from protocol.record import Artifact, Body, Record, decode_trusted, sign_record
+from protocol.signing import SigningKey
+from protocol.validation import MAX_CLOCK_SKEW_MS
+
+__all__ = ["register"]
+
+#: Commits signed and stored per transaction by ``import-git`` without a node.
+STORE_BATCH = 5000
+#: Records per ``POST /api/v1/bundles`` request through a node (its limit is 4096).
+SUBMIT_BATCH = 2000
+#: Skipped commits listed one by one; the rest are counted.
+SHOWN_SKIPPED = 20
+
+
+class _Sink:
+    """Where signed records go: the running node's API, else the home's store, through the
+    home's local policy either way (a block or a quota refuses them as it would a peer's)."""
+
+    def __init__(
+        self, home: Home, store: Store, client: NodeClient | None, *, published: bool
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.published = published
+        self.admit = Admission(store, Metrics(), lambda: home_policy(home, store))
+        self.new = 0
+        self.held = 0
+
+    def put(self, records: list[Record]) -> None:
+        if self.client is None:
+            stored, refused = self.admit(
+                list(enumerate(records)), published=self.published, source="local"
+            )
+            if refused:
+                raise CommandError(f"refused by this node's policy: {refused[0][1]}")
+            self.new += sum(new for _, new in stored)
+            self.held += sum(not new for _, new in stored)
+            return
+        for start in range(0, len(records), SUBMIT_BATCH):
+            chunk = records[start : start + SUBMIT_BATCH]
+            body = BundleWriter.header() + b"".join(BundleWriter.frame(r.raw) for r in chunk)
+            _, answer = self.client.post_raw("/api/v1/bundles", body)
+            if answer["rejected"]:
+                first = answer["rejected"][0]
+                raise CommandError(f"the node refused a record: {first['error']}")
+            self.new += int(answer["new"])
+            self.held += int(answer["duplicates"])
+
+
+def _project(store: Store, text: str) -> bytes:
+    try:
+        return store.resolve_prefix(id_prefix(text), kind="project")
+    except ProtocolError as exc:
+        raise CommandError(f"--project {text}: {exc.message}") from None
+
+
+def _require_maintainer(store: Store, pid: bytes, key: SigningKey, what: str) -> None:
+    """Refuse unless ``key`` is a maintainer of the project now.
+
+    Only the genesis and the project updates decide it, and updates travel in the meta scope:
+    reading those, rather than folding the project, keeps a re-import of a million-commit
+    history from folding a million records first.
+    """
+    genesis = store.get(pid)
+    if genesis is None:
+        raise CommandError(f"project {pid.hex()[:16]} is not held here")
+    updates = [decode_trusted(raw) for raw in store.raw_many([i for _, i in store.items("meta")])]
+    if key.public_key not in project_state(genesis, updates).maintainers:
+        raise CommandError(f"only a maintainer of the project can {what}; you are not one")
+
+
+def _sign(key: SigningKey, body: Body, project: bytes) -> Record:
+    try:
+        return sign_record(key, body=body, ts=now_ms(), project=project)
+    except InvalidRecord as exc:
+        raise CommandError(f"{exc.code}: {exc.message}") from None
+
+
+def cmd_import_git(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    key = identity(home)
+    repo = str(Path(args.repo))
+    if args.rev.startswith("-"):
+        raise CommandError(f"--rev {args.rev!r}: a revision or range does not start with '-'")
+    if args.mailmap is not None and not Path(args.mailmap).is_file():
+        raise CommandError(f"--mailmap {args.mailmap}: no such file")
+    try:
+        url = args.url or repository_url(repo)
+        Artifact(uri=url, digest="git:0")
+        total = commit_count(repo, args.rev, no_merges=args.no_merges)
+    except GitError as exc:
+        raise CommandError(f"{repo}: {exc}") from None
+    except InvalidRecord as exc:
+        raise CommandError(f"repository URL {url[:80]!r}: {exc.message}") from None
+    with open_store(home) as store:
+        pid = _project(store, args.project)
+        _require_maintainer(store, pid, key, "import its history")
+        client = None if args.dry_run else running_client(home)
+        sink = _Sink(home, store, client, published=True)
+        summary = _import(args, repo, url, key, pid, sink, total)
+    text = (
+        f"{summary['commits']} commits by {summary['authors']} authors: "
+        f"{summary['new']} new contributions, {summary['held']} already held, "
+        f"{len(summary['skipped'])} skipped"
+        + (" (dry run: nothing stored)" if args.dry_run else "")
+    )
+    lines = [f"skipped {s['commit'][:12]}: {s['reason']}" for s in summary["skipped"]]
+    if len(lines) > SHOWN_SKIPPED:
+        lines = [*lines[:SHOWN_SKIPPED], f"... {len(lines) - SHOWN_SKIPPED} more skipped"]
+    emit(args, summary, "\n".join([*lines, text]))
+    return 0
+
+
+def _import(
+    args: argparse.Namespace,
+    repo: str,
+    url: str,
+    key: SigningKey,
+    pid: bytes,
+    sink: _Sink,
+    total: int,
+) -> dict[str, Any]:
+    """Read, sign and store the commits in batches; what happened, as ``--json`` prints it."""
+    progress = Progress(f"importing {Path(repo).resolve().name}", total=total)
+    authors: set[bytes] = set()
+    skipped: list[dict[str, str]] = []
+    mapped: dict[bytes, bytes] = {}
+    batch: list[Commit] = []
+    latest = now_ms() + MAX_CLOCK_SKEW_MS
+    commits = 0
+
+    def flush() -> None:
+        wanted = [e for c in batch for e in c.coauthor_emails if e not in mapped]
+        if wanted:
+            mapped.update(map_coauthors(repo, wanted, args.mailmap))
+        records = []
+        for commit in batch:
+            if not 0 <= commit.author_time * 1000 <= latest:
+                skipped.append({"commit": commit.hash, "reason": "its author time is not usable"})
+                continue
+            try:
+                records.append(sign_commit(key, pid, commit, url, mapped))
+            except InvalidRecord as exc:
+                skipped.append({"commit": commit.hash, "reason": f"{exc.code}: {exc.message}"})
+        if args.dry_run:
+            held = len(records) - len(sink.store.missing([r.id for r in records]))
+            sink.new += len(records) - held
+            sink.held += held
+        elif records:
+            sink.put(records)
+        progress.advance(len(batch))
+        batch.clear()
+
+    try:
+        for commit in read_commits(repo, args.rev, no_merges=args.no_merges, mailmap=args.mailmap):
+            commits += 1
+            authors.add(commit.email.strip().lower())
+            batch.append(commit)
+            if len(batch) >= STORE_BATCH:
+                flush()
+        flush()
+    except GitError as exc:
+        raise CommandError(f"{repo}: {exc}") from None
+    finally:
+        progress.finish()
+    return {
+        "project": pid.hex(),
+        "url": url,
+        "commits": commits,
+        "authors": len(authors),
+        "new": sink.new,
+        "held": sink.held,
+        "skipped": skipped,
+        "dry_run": bool(args.dry_run),
+    }
+
+
+def cmd_claim(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    key = identity(home)
+    try:
+        handle = handle_from_text(args.handle)
+    except InvalidRecord as exc:
+        raise CommandError(exc.message) from None
+    with open_store(home) as store:
+        pid = _project(store, args.project)
+        record = _sign(key, ClaimBody(handle=handle), pid)
+        how = _deliver(home, store, record)
+    emit(
+        args,
+        {"id": record.id.hex(), "handle": handle, "project": pid.hex()},
+        f"claim {record.id.hex()} of {handle} {how}; it counts once a maintainer of the "
+        f"project runs: commons confirm-claim {record.id.hex()[:16]}",
+    )
+    return 0
+
+
+def cmd_confirm_claim(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    key = identity(home)
+    with open_store(home) as store:
+        try:
+            claim = store.get(store.resolve_prefix(id_prefix(args.claim), kind="claim"))
+        except ProtocolError as exc:
+            raise CommandError(f"{args.claim}: {exc.message}") from None
+        assert claim is not None
+        assert claim.project is not None
+        if claim.author == key.public_key:
+            raise CommandError("this is your own claim: another maintainer must confirm it")
+        _require_maintainer(store, claim.project, key, "confirm a claim")
+        record = _sign(key, ClaimConfirmationBody(claim=claim.id), claim.project)
+        how = _deliver(home, store, record)
+    handle = str(getattr(claim.body, "handle", ""))
+    emit(
+        args,
+        {"id": record.id.hex(), "claim": claim.id.hex(), "handle": handle},
+        f"claim-confirmation {record.id.hex()} {how}: {handle} now counts for "
+        f"{claim.author_peer_id} in this project (withdraw it with: commons retract "
+        f"{record.id.hex()[:16]})",
+    )
+    return 0
+
+
+def _deliver(home: Home, store: Store, record: Record) -> str:
+    """Publish one record through the node, or store it for the node to publish later."""
+    client = running_client(home)
+    _Sink(home, store, client, published=False).put([record])
+    if client is not None:
+        return "published"
+    return "stored (no node is running: it spreads when the node next runs)"
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    add = partial(add_command, sub, common)
+    p = add(
+        "import-git",
+        cmd_import_git,
+        "record a git repository's history: one attested contribution per commit, on behalf "
+        "of its author's and co-authors' hashed emails",
+    )
+    p.add_argument("repo", metavar="REPO", help="the repository's folder")
+    p.add_argument("--project", required=True, metavar="PROJECT", help=PROJECT_HELP)
+    p.add_argument("--rev", default="HEAD", metavar="RANGE", help="what to import (default HEAD)")
+    p.add_argument("--no-merges", action="store_true", help="leave merge commits out")
+    p.add_argument("--mailmap", metavar="FILE", help="a mailmap file to resolve emails with")
+    p.add_argument(
+        "--url", metavar="URL", help="the repository's public URL (default: its origin remote)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="read and sign, count what is new, store nothing"
+    )
+    p = add(
+        "claim",
+        cmd_claim,
+        "claim a handle (email:ADDRESS, forge:HOST/USER, orcid:ID) as yours in a project",
+    )
+    p.add_argument("handle", metavar="HANDLE", help="email:ADDRESS is hashed before it is sent")
+    p.add_argument("--project", required=True, metavar="PROJECT", help=PROJECT_HELP)
+    p = add("confirm-claim", cmd_confirm_claim, "as a maintainer, confirm someone's claim")
+    p.add_argument("claim", metavar="CLAIM", help="the claim's id, or a prefix of at least 8")

@@ -1,0 +1,284 @@
+"""Reading a git history and turning each commit into an attested contribution.
+
+``commons import-git`` (node/cli/history.py) runs the ``git`` binary with one fixed,
+machine-readable ``git log`` format and streams its output, rather than reading the object
+database through a library: git is there wherever a repository is, it applies ``.mailmap`` and
+``mailmap.file`` and parses ``Co-authored-by:`` trailers exactly as the user's own git does,
+and it walks a million commits in seconds, where a pure-Python reader (dulwich) is an order of
+magnitude slower and a binding (pygit2) is one more native dependency that implements neither
+mailmap for trailers nor the same revision syntax. Every field is separated by control
+characters that cannot occur in a hash, a number or a one-line subject, so parsing needs no
+quoting rules.
+
+The mapping from a commit to a record (docs/RECORD-FORMAT.md section 4.10) is deterministic:
+the same commit, repository URL and mailmap always make the same record, so the same id, and
+a second import of a history stores nothing new.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+from protocol.attest import MAX_ON_BEHALF, email_handle
+from protocol.record import MAX_TITLE, Artifact, ContributionBody, Record, sign_record
+from protocol.signing import SigningKey
+
+__all__ = [
+    "Commit",
+    "GitError",
+    "commit_body",
+    "commit_count",
+    "commit_type",
+    "map_coauthors",
+    "read_commits",
+    "repository_url",
+    "sign_commit",
+]
+
+#: One commit: a record separator, then hash, parents, author time, the mailmap-resolved
+#: author email, the Co-authored-by trailer values and the subject, split by unit separators;
+#: then ``--name-only`` lists the changed paths, one a line.
+_RS, _US, _GS = b"\x1e", b"\x1f", b"\x1d"
+LOG_FORMAT: Final = (
+    "%x1e%H%x1f%P%x1f%at%x1f%aE%x1f%(trailers:key=Co-authored-by,valueonly,separator=%x1d)%x1f%s"
+)
+#: Characters a record's single-line text refuses (docs/RECORD-FORMAT.md section 4, *Characters*):
+#: a subject holding them keeps its other characters, with U+FFFD in their place.
+_REFUSED: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ANGLE_EMAIL: Final = re.compile(rb"<([^<>]*)>")
+#: Bounds on what one commit may bring, so a hostile repository cannot exhaust memory.
+MAX_LINE: Final = 1 << 20
+MAX_PATHS_READ: Final = 10_000
+
+_DOC_SUFFIXES: Final = frozenset({".md", ".rst", ".txt", ".adoc", ".texi", ".tex", ".1", ".5"})
+_DOC_DIRS: Final = frozenset({"doc", "docs", "documentation", "man"})
+_DOC_NAMES: Final = ("readme", "changelog", "changes", "news", "authors", "contributing")
+_TEST_DIRS: Final = frozenset({"test", "tests", "testing", "spec", "selftests", "t"})
+_TRANSLATION_SUFFIXES: Final = frozenset({".po", ".pot", ".mo", ".xliff", ".ts"})
+_TRANSLATION_DIRS: Final = frozenset({"po", "locale", "locales", "i18n", "l10n", "translations"})
+
+
+class GitError(Exception):
+    """git could not be run, or refused the repository or the range (one line for people)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What the import keeps of a commit (the author's name is deliberately not kept)."""
+
+    hash: str
+    parents: int
+    author_time: int
+    email: bytes
+    coauthor_emails: tuple[bytes, ...]
+    subject: str
+    paths: tuple[str, ...]
+
+
+def _git(repo: str, *args: str, mailmap: str | None = None) -> list[str]:
+    command = ["git", "-C", repo]
+    if mailmap is not None:
+        command += ["-c", f"mailmap.file={mailmap}"]
+    return [*command, *args]
+
+
+def _run(command: list[str]) -> bytes:
+    try:
+        done = subprocess.run(command, capture_output=True, check=False)
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc.strerror}") from None
+    if done.returncode != 0:
+        raise GitError(_message(done.stderr, done.returncode))
+    return done.stdout
+
+
+def _range_args(rev: str, no_merges: bool) -> list[str]:
+    # ``--end-of-options`` keeps a revision from being read as an option, and ``--`` from
+    # being read as a path.
+    return [*(["--no-merges"] if no_merges else []), "--end-of-options", rev, "--"]
+
+
+def _message(stderr: bytes, code: int) -> str:
+    """git's reason for failing: its ``fatal:`` line, else its last line."""
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    fatal = [line for line in lines if line.startswith("fatal: ")]
+    if fatal:
+        return fatal[0].removeprefix("fatal: ")
+    return lines[-1] if lines else f"git exited with {code}"
+
+
+def commit_count(repo: str, rev: str = "HEAD", *, no_merges: bool = False) -> int:
+    """How many commits ``rev`` (a revision or range) names, for the progress bar's total."""
+    return int(_run(_git(repo, "rev-list", "--count", *_range_args(rev, no_merges))) or 0)
+
+
+def repository_url(repo: str) -> str:
+    """The ``origin`` remote's URL without any user name or password in it."""
+    try:
+        url = _run(_git(repo, "remote", "get-url", "origin")).decode("utf-8", "replace").strip()
+    except GitError:
+        raise GitError(f"{repo} has no remote 'origin': give its public URL with --url") from None
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        url = urlunsplit(parts)
+    return url
+
+
+def read_commits(
+    repo: str, rev: str = "HEAD", *, no_merges: bool = False, mailmap: str | None = None
+) -> Iterator[Commit]:
+    """The commits of ``rev`` in ``git log`` order, streamed from one ``git log`` process."""
+    args = [
+        "log",
+        "--no-color",
+        "--encoding=UTF-8",
+        "--no-renames",
+        "--name-only",
+        f"--format={LOG_FORMAT}",
+        *_range_args(rev, no_merges),
+    ]
+    try:
+        process = subprocess.Popen(
+            _git(repo, *args, mailmap=mailmap), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc.strerror}") from None
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        header: bytes | None = None
+        paths: list[str] = []
+        for line in process.stdout:
+            if len(line) > MAX_LINE:
+                raise GitError("git log printed a line over 1 MiB: not a history this reads")
+            if line.startswith(_RS):
+                if header is not None:
+                    yield _commit(header, paths)
+                header, paths = line[1:].rstrip(b"\n"), []
+            elif line.strip() and len(paths) < MAX_PATHS_READ:
+                paths.append(line.rstrip(b"\n").decode("utf-8", "replace"))
+        if header is not None:
+            yield _commit(header, paths)
+        error = process.stderr.read()
+        if process.wait() != 0:
+            raise GitError(_message(error, process.returncode))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def _commit(header: bytes, paths: list[str]) -> Commit:
+    fields = header.split(_US, 5)
+    if len(fields) != 6:
+        raise GitError(f"git log printed a commit this cannot read: {header[:60]!r}")
+    hash_, parents, when, email, trailers, subject = fields
+    coauthors = []
+    for value in trailers.split(_GS) if trailers else ():
+        found = _ANGLE_EMAIL.search(value)
+        address = found.group(1) if found else value
+        if b"@" in address:
+            coauthors.append(address.strip())
+    try:
+        author_time = int(when)
+    except ValueError:
+        raise GitError(f"commit {hash_[:12]!r} has no readable author time") from None
+    return Commit(
+        hash=hash_.decode("ascii", "replace"),
+        parents=len(parents.split()),
+        author_time=author_time,
+        email=email,
+        coauthor_emails=tuple(coauthors),
+        subject=subject.decode("utf-8", "replace"),
+        paths=tuple(paths),
+    )
+
+
+def map_coauthors(
+    repo: str, emails: Sequence[bytes], mailmap: str | None = None
+) -> dict[bytes, bytes]:
+    """Co-author addresses as the mailmap resolves them (``git check-mailmap``), by address."""
+    out: dict[bytes, bytes] = {}
+    unique = list(dict.fromkeys(emails))
+    for start in range(0, len(unique), 200):
+        chunk = unique[start : start + 200]
+        contacts = [f"<{e.decode('utf-8', 'surrogateescape')}>" for e in chunk]
+        command = _git(repo, "check-mailmap", *contacts, mailmap=mailmap)
+        try:
+            lines = _run(command).splitlines()
+        except GitError:
+            return {e: e for e in unique}  # an address git cannot parse maps to itself
+        for email, line in zip(chunk, lines, strict=False):
+            found = _ANGLE_EMAIL.search(line)
+            out[email] = found.group(1) if found else email
+    return out
+
+
+def commit_type(paths: Sequence[str]) -> str:
+    """``code``, unless every changed path is documentation (``docs``), tests (``testing``)
+    or translations (``translation``). A merge or an empty commit changes no path: ``code``."""
+    kinds = {_path_kind(p) for p in paths}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "code"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _path_kind(path: str) -> str:
+    # Cached: a history touches the same paths again and again.
+    *folders, name = path.strip('"').lower().split("/")
+    dirs = set(folders)
+    stem, dot, ext = name.rpartition(".")
+    suffix, stem = (dot + ext, stem) if stem else ("", name)
+    if suffix in _TRANSLATION_SUFFIXES or dirs & _TRANSLATION_DIRS:
+        return "translation"
+    if dirs & _TEST_DIRS or name.startswith("test_") or stem.endswith("_test"):
+        return "testing"
+    if suffix in _DOC_SUFFIXES or dirs & _DOC_DIRS or name.startswith(_DOC_NAMES):
+        return "docs"
+    return "code"
+
+
+#: Cached: a history has far fewer authors than commits.
+_handle: Final = functools.lru_cache(maxsize=1 << 16)(email_handle)
+
+
+def _title(subject: str, commit_hash: str) -> str:
+    """The subject as a record title: refused characters replaced, cut to 200 UTF-8 bytes on a
+    character boundary; an empty subject becomes ``commit <hash>``."""
+    text = _REFUSED.sub("\ufffd", subject).strip()
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_TITLE:
+        text = raw[:MAX_TITLE].decode("utf-8", "ignore").rstrip()
+    return text or f"commit {commit_hash[:12]}"
+
+
+def commit_body(commit: Commit, url: str, coauthor_map: dict[bytes, bytes]) -> ContributionBody:
+    """The attested contribution of one commit: its type from its paths, its subject as the
+    title, the repository URL and ``git:<hash>`` as the artifact, and on behalf of the hashed
+    author email then each co-author's (repeats dropped, at most 33 handles)."""
+    emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
+    handles = tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF]
+    return ContributionBody(
+        type=commit_type(commit.paths),
+        title=_title(commit.subject, commit.hash),
+        artifacts=(Artifact(uri=url, digest=f"git:{commit.hash}"),),
+        on_behalf=handles,
+    )
+
+
+def sign_commit(
+    key: SigningKey, project: bytes, commit: Commit, url: str, coauthor_map: dict[bytes, bytes]
+) -> Record:
+    """The signed record of one commit, timed at its author time (in milliseconds)."""
+    body = commit_body(commit, url, coauthor_map)
+    return sign_record(key, body=body, ts=commit.author_time * 1000, project=project)

@@ -1,0 +1,307 @@
+"""Attested contributions and claims of handles (docs/RECORD-FORMAT.md sections 4.10, 4.11, 5.10).
+
+A project's history predates its ledger: the people who did the work have no key yet. A
+maintainer records such work *on behalf of* external **handles** (a git author email, a forge
+username, an ORCID), in a ``contribution`` whose ``on_behalf`` lists them. Such a contribution
+is signed by the maintainer, is marked *attested* by that field, and credits the handles, never
+its signer. A person later **claims** a handle with their own key (a ``claim`` record), and a
+maintainer of the project **confirms** the claim (a ``claim-confirmation``); from then on the
+handle's credit in that project goes to the claiming key. Withdrawing is a ``retraction``: the
+maintainer retracts their confirmation, the claimant their claim.
+
+Everything here is pure. The body classes are registered as record kinds by
+:mod:`protocol.record`; :func:`fold_claims` is the rule the views apply (``protocol.ledger``
+calls it when it folds a project).
+
+The rules, as :func:`fold_claims` applies them to one project's records:
+
+* A **claim** is live when its author has not retracted it.
+* A **confirmation counts** when its author has not retracted it, it names a live claim of the
+  same project, its author is a maintainer in the project's *current* state (as endorsements
+  are judged), and its author is not the claimant (nobody confirms their own claim).
+* A claim is **confirmed** when at least one confirmation counts for it.
+* A handle **resolves** to a key when exactly one key holds a confirmed claim of it. When two
+  or more keys do, the handle is **disputed**: it resolves to nobody and its credit stays with
+  the handle, until the maintainers withdraw confirmations so that one key remains. Several
+  claims of one handle by the *same* key are no dispute.
+* Everything is per project: a confirmation in one project says nothing about another, so a
+  false claim confirmed by one project's maintainer moves no credit anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from protocol import codec
+from protocol.errors import InvalidRecord
+
+if TYPE_CHECKING:
+    from protocol.record import Record
+
+__all__ = [
+    "HANDLE_SCHEMES",
+    "MAX_HANDLE",
+    "MAX_ON_BEHALF",
+    "ClaimBody",
+    "ClaimConfirmationBody",
+    "ClaimState",
+    "check_handle",
+    "credited",
+    "email_handle",
+    "fold_claims",
+    "handle_from_text",
+    "handle_key",
+]
+
+#: The longest handle, in UTF-8 bytes.
+MAX_HANDLE: Final = 200
+#: An attested contribution names its author and up to 32 co-authors, as ``coauthors`` does.
+MAX_ON_BEHALF: Final = 33
+HANDLE_SCHEMES: Final = ("email", "forge", "orcid")
+#: Hashed with the email so that the hash is of no use for anything but Commons handles.
+EMAIL_DOMAIN: Final = b"commons-email-v1\x00"
+#: Hashed with a handle to make the 32-byte participant that stands for it in the views.
+HANDLE_DOMAIN: Final = b"commons-handle-v1\x00"
+
+_EMAIL: Final = re.compile(r"email:[0-9a-f]{64}")
+_FORGE: Final = re.compile(r"forge:[a-z0-9]([a-z0-9.-]{0,98}[a-z0-9])?/[A-Za-z0-9._-]{1,100}")
+_ORCID: Final = re.compile(r"orcid:(\d{4}-){3}\d{3}[\dX]")
+
+
+def _orcid_checksum_ok(digits: str) -> bool:
+    """ISO 7064 MOD 11-2, the check character of an ORCID iD (its last one)."""
+    total = 0
+    for ch in digits[:-1]:
+        total = (total + int(ch)) * 2
+    check = (12 - total % 11) % 11
+    return digits[-1] == ("X" if check == 10 else str(check))
+
+
+def check_handle(name: str, value: object) -> str:
+    """Refuse a handle that is not one of the three forms: ``bad-type:X``, ``bad-value:X``.
+
+    ``email:`` and 64 lowercase hex digits (:func:`email_handle`); ``forge:`` a lowercase host,
+    ``/`` and a username of letters, digits, ``.``, ``_`` and ``-``; ``orcid:`` an ORCID iD
+    whose check character is right.
+    """
+    if not isinstance(value, str):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be text")
+    if len(value) > MAX_HANDLE:
+        raise InvalidRecord(f"field-too-long:{name}", f"{name} is longer than {MAX_HANDLE}")
+    if _EMAIL.fullmatch(value) or _FORGE.fullmatch(value):
+        return value
+    if _ORCID.fullmatch(value) and _orcid_checksum_ok(value[6:].replace("-", "")):
+        return value
+    raise InvalidRecord(
+        f"bad-value:{name}",
+        f"{value[:60]!r} is not a handle (email:<sha-256 hex>, forge:<host>/<user>, orcid:<iD>)",
+    )
+
+
+def check_on_behalf(value: object) -> None:
+    """The ``on_behalf`` list of a contribution: 1..33 handles, none twice."""
+    if not isinstance(value, tuple):
+        raise InvalidRecord("bad-type:on_behalf", "on_behalf must be a list")
+    if not value:
+        raise InvalidRecord("empty-list:on_behalf", "on_behalf must not be empty when present")
+    if len(value) > MAX_ON_BEHALF:
+        raise InvalidRecord(
+            "too-many:on_behalf", f"on_behalf has {len(value)} items, at most {MAX_ON_BEHALF}"
+        )
+    for item in value:
+        check_handle("on_behalf", item)
+    if len(set(value)) != len(value):
+        raise InvalidRecord("duplicate:on_behalf", "on_behalf names the same handle twice")
+
+
+def email_handle(email: bytes | str) -> str:
+    """The handle of an email address: ``email:`` and hex SHA-256 of the domain string and
+    the address with surrounding whitespace removed and ASCII letters lowered.
+
+    Bytes are hashed as given (git stores addresses as bytes, not always UTF-8); text is
+    encoded as UTF-8 first. Lowering only ASCII keeps the rule byte-exact in every language.
+    """
+    raw = email.encode("utf-8", "surrogateescape") if isinstance(email, str) else email
+    return "email:" + hashlib.sha256(EMAIL_DOMAIN + raw.strip().lower()).hexdigest()
+
+
+def handle_from_text(text: str) -> str:
+    """A handle as a person types it: ``email:ADDRESS`` is hashed (an address has an ``@``),
+    every other form must already be a handle. Raises ``InvalidRecord("bad-value:handle")``."""
+    if text.startswith("email:") and "@" in text:
+        return email_handle(text[len("email:") :])
+    return check_handle("handle", text)
+
+
+def handle_key(handle: str) -> bytes:
+    """The 32 bytes that stand for an unclaimed handle among a view's participants.
+
+    Views count participants by 32-byte keys; a handle gets the SHA-256 of a domain string and
+    its text (bytes nobody holds a private key for, so no record is ever signed by them), and
+    the views show it as its text.
+    """
+    return hashlib.sha256(HANDLE_DOMAIN + handle.encode()).digest()
+
+
+# --------------------------------------------------------------------------------------------
+# The two record kinds
+
+
+def _id32(name: str, value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise InvalidRecord(f"bad-type:{name}", f"{name} must be bytes")
+    if len(value) != 32:
+        raise InvalidRecord(f"bad-length:{name}", f"{name} must be 32 bytes, not {len(value)}")
+    return value
+
+
+def _only(value: codec.Value, key: str) -> codec.Value:
+    """The one field of a one-field body map; ``unknown-field``/``missing-field`` otherwise."""
+    if not isinstance(value, dict):
+        raise InvalidRecord("bad-type:body", "body must be a map")
+    for other in value:
+        if other != key:
+            raise InvalidRecord(f"unknown-field:{other}", f"{other} is not allowed")
+    if key not in value:
+        raise InvalidRecord(f"missing-field:{key}", f"{key} is required")
+    return value[key]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClaimBody:
+    """A key's claim that it is the person behind ``handle``, in one project."""
+
+    KIND: ClassVar[str] = "claim"
+    handle: str
+
+    def __post_init__(self) -> None:
+        check_handle("handle", self.handle)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        return {"handle": self.handle}
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> ClaimBody:
+        return cls(handle=_only(value, "handle"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClaimConfirmationBody:
+    """A maintainer's confirmation of the claim whose id is ``claim``, in the same project."""
+
+    KIND: ClassVar[str] = "claim-confirmation"
+    claim: bytes
+
+    def __post_init__(self) -> None:
+        _id32("claim", self.claim)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        return {"claim": self.claim}
+
+    @classmethod
+    def from_value(cls, value: codec.Value) -> ClaimConfirmationBody:
+        return cls(claim=_only(value, "claim"))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# The fold
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClaimState:
+    """Where each claimed handle's credit goes in one project.
+
+    ``resolved``: handle -> the one key with a confirmed claim of it. ``disputed``: handle ->
+    the keys (ascending) with confirmed claims of it, two or more. ``confirmed``: the ids of
+    the confirmed claims.
+    """
+
+    resolved: dict[str, bytes]
+    disputed: dict[str, tuple[bytes, ...]]
+    confirmed: frozenset[bytes]
+
+
+EMPTY_CLAIMS: Final = ClaimState(resolved={}, disputed={}, confirmed=frozenset())
+
+
+def fold_claims(
+    claims: Iterable[Record],
+    confirmations: Iterable[Record],
+    retracted: frozenset[bytes] | set[bytes],
+    maintainers: frozenset[bytes],
+    who: Callable[[Record], bytes] | None = None,
+) -> ClaimState:
+    """Apply the module's rules to one project's claims and confirmations (already filtered
+    to the project, repeats removed); ``retracted`` holds the ids whose retraction took
+    effect, ``maintainers`` the project's current maintainers. ``who`` is the person a record
+    counts for (protocol.identity; by default its author key): a claim resolves a handle to
+    its claimant's person, and nobody confirms a claim of their own person."""
+    person = who or _author
+    live = {c.id: c for c in claims if c.id not in retracted}
+    confirmed: set[bytes] = set()
+    for confirmation in confirmations:
+        confirmer = person(confirmation)
+        if confirmation.id in retracted or confirmer not in maintainers:
+            continue
+        claim = live.get(confirmation.body.claim)  # type: ignore[union-attr]
+        if claim is not None and person(claim) != confirmer:
+            confirmed.add(claim.id)
+    holders: dict[str, set[bytes]] = {}
+    for claim_id in confirmed:
+        claim = live[claim_id]
+        holders.setdefault(claim.body.handle, set()).add(person(claim))  # type: ignore[union-attr]
+    resolved = {h: next(iter(keys)) for h, keys in holders.items() if len(keys) == 1}
+    disputed = {h: tuple(sorted(keys)) for h, keys in holders.items() if len(keys) > 1}
+    return ClaimState(resolved=resolved, disputed=disputed, confirmed=frozenset(confirmed))
+
+
+def _author(record: Record) -> bytes:
+    return record.author
+
+
+def credited_people(
+    live: dict[bytes, Record], resolved: dict[str, bytes]
+) -> dict[bytes, tuple[bytes, ...]]:
+    """:func:`credited` of every attested contribution among ``live``, by contribution id."""
+    out = {}
+    for cid, record in live.items():
+        on_behalf = getattr(record.body, "on_behalf", None)
+        if on_behalf is not None:
+            out[cid] = credited(on_behalf, resolved)
+    return out
+
+
+def handle_names(records: Iterable[Record], resolved: dict[str, bytes]) -> dict[bytes, str]:
+    """The text each unresolved handle's stand-in participant (:func:`handle_key`) shows as,
+    for the handles the attested contributions among ``records`` name."""
+    return {
+        handle_key(h): h
+        for record in records
+        for h in getattr(record.body, "on_behalf", None) or ()
+        if h not in resolved
+    }
+
+
+def entry_json(
+    on_behalf: tuple[str, ...] | None,
+    people: tuple[bytes, ...] | None,
+    peer: Callable[[bytes], str],
+) -> dict[str, object]:
+    """The keys an attested ledger entry adds to its JSON: ``on_behalf`` (the handles) and
+    ``credited`` (its participants after claims: a handle, or the claiming key's peer id by
+    ``peer``). Empty for a contribution that is not attested."""
+    if on_behalf is None or people is None:
+        return {}
+    names = {handle_key(h): h for h in on_behalf}
+    return {"on_behalf": list(on_behalf), "credited": [names.get(p) or peer(p) for p in people]}
+
+
+def credited(on_behalf: tuple[str, ...], resolved: dict[str, bytes]) -> tuple[bytes, ...]:
+    """The participants an attested contribution credits: each handle's resolved key, or the
+    handle's own 32 bytes (:func:`handle_key`) when unresolved, in the order listed, with a
+    key that two handles resolve to counted once."""
+    return tuple(dict.fromkeys(resolved.get(h) or handle_key(h) for h in on_behalf))

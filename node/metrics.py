@@ -40,6 +40,14 @@ _HELP = {
     ),
     "commons_ping_streams_opened_total": "Ping streams opened (one kept per connection).",
     "commons_peers_dropped_total": "Connections dropped by this node, by reason.",
+    "commons_dials_total": "Dials started, by where the address came from.",
+    "commons_peer_exchanges_total": "Peer exchanges (/commons/peers/1), by role and outcome.",
+    "commons_peers_learned_total": "New peer addresses learned by peer exchange.",
+    "commons_peer_addrs_refused_total": "Offered peer addresses refused, by reason.",
+    "commons_dht_provides_total": "Provider announcements in the DHT, by outcome.",
+    "commons_dht_lookups_total": "Provider lookups in the DHT, by outcome.",
+    "commons_dht_providers_found_total": "Providers returned by DHT lookups.",
+    "commons_dht_routing_table_peers": "Peers in the DHT routing table.",
     "commons_gossip_refused_again_total": (
         "Copies of a gossip message already refused for good, refused again unparsed."
     ),

@@ -27,9 +27,11 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import trio
 
+from node import exchange
 from node.clock import now_ms
 from node.gossip import Gossip
 from node.handle import FOREVER, NodeHandle
@@ -40,22 +42,27 @@ from node.metrics import Metrics
 from node.moderation import effective_policy
 from node.net.transport import (
     ProtocolUnsupported,
+    Stream,
     Transport,
     TransportConfig,
     TransportError,
     open_transport,
 )
 from node.policy import Policy
+from node.providers import DhtConfig
 from node.service import (
     REJECTS,
+    AskPeers,
     Ban,
     Check,
     Dial,
     Effect,
+    FindProviders,
     Hangup,
     ListProjects,
     NodeService,
     NoteDialFailure,
+    Provide,
     Publish,
     PublishUnpublished,
     Reachability,
@@ -75,6 +82,7 @@ from node.sync.verifier import Verifier
 from node.trio_util import open_unwrapping_nursery
 from node.views.cache import ViewCache
 from node.views.follow import Follow
+from protocol import peers as peers_protocol
 from protocol import sync as sync_protocol
 from protocol.errors import ProtocolError
 from protocol.record import Record
@@ -99,12 +107,22 @@ class NodeOptions:
     max_peers: int = 32
     sync_interval: float = 30.0
     gossip_rate: int = 1000
+    #: The DHT of project providers: "server", "client" or "off"; None: server for a seed,
+    #: client otherwise (``commons node run --dht``).
+    dht: str | None = None
     #: The service's other tunables (the fields above override their counterparts in it).
     tuning: ServiceConfig = field(default_factory=ServiceConfig)
     #: config.toml's ``[policy]`` (the blocks made with ``commons admin`` are added at start).
     policy: Policy = field(default_factory=Policy)
 
+    def dht_mode(self) -> Literal["server", "client", "off"]:
+        mode = self.dht or ("server" if self.seed else "client")
+        if mode not in ("server", "client", "off"):
+            raise ValueError(f"dht must be server, client or off, not {mode!r}")
+        return mode  # type: ignore[return-value]
+
     def service_config(self) -> ServiceConfig:
+        dht = self.tuning.dht or DhtConfig()
         return dataclasses.replace(
             self.tuning,
             follow=frozenset(self.follow),
@@ -112,6 +130,7 @@ class NodeOptions:
             max_peers=self.max_peers,
             sync_interval=self.sync_interval,
             gossip_rate=self.gossip_rate,
+            dht=None if self.dht_mode() == "off" else dht,
         )
 
 
@@ -186,6 +205,9 @@ class Node(NodeHandle):
         self._admin_lock = trio.Lock()
         self.ingestor.on_new(self._stored)
         self.register_gauges()
+        if (dht := transport.dht).mode != "off":
+            size = dht.routing_table_size
+            self.metrics.gauge("commons_dht_routing_table_peers", lambda: {(): float(size())})
 
     # ---------------------------------------------------------------------------- the reactor
 
@@ -198,7 +220,14 @@ class Node(NodeHandle):
             elif isinstance(effect, StartSync):
                 start(self._background_sync, effect.peer, effect.reason)
             elif isinstance(effect, Dial):
+                self.metrics.inc("commons_dials_total", source=effect.source)
                 start(self._dial, effect.addr)
+            elif isinstance(effect, AskPeers):
+                start(self._ask_peers, effect.peer, effect.want)
+            elif isinstance(effect, Provide):
+                start(self._provide, effect)
+            elif isinstance(effect, FindProviders):
+                start(self._find_providers, effect)
             elif isinstance(effect, Reachability):
                 _log_reachability(effect)
             elif isinstance(effect, Check):
@@ -298,6 +327,44 @@ class Node(NodeHandle):
             return
         self._execute(self.service.dial_succeeded(addr, peer, trio.current_time()))
 
+    async def _ask_peers(self, peer: str, want: int) -> None:
+        accept_local = self.service.config.offer_local
+        addrs = await exchange.ask(
+            self.transport, peer, want, self.metrics, accept_local=accept_local
+        )
+        new, over = self.service.peers_offered(peer, addrs, trio.current_time())
+        self.metrics.inc("commons_peers_learned_total", new)
+        if over:
+            self.metrics.inc("commons_peer_addrs_refused_total", over, reason="over-cap")
+
+    async def _provide(self, effect: Provide) -> None:
+        if self.transport.dht.mode != "off":
+            ok = await self.transport.dht.provide(effect.key)
+            self.metrics.inc("commons_dht_provides_total", outcome="ok" if ok else "failed")
+            self.service.providers.provided(effect.project, ok, trio.current_time())
+
+    async def _find_providers(self, effect: FindProviders) -> None:
+        if self.transport.dht.mode == "off":
+            return
+        found = await self.transport.dht.find_providers(effect.key, effect.count)
+        self.metrics.inc("commons_dht_lookups_total", outcome="found" if found else "none")
+        listing = [(p.peer_id, p.addrs) for p in found]
+        connected = self.service.connected_peers
+        now = trio.current_time()
+        addrs = self.service.providers.found(effect.project, listing, self.peer_id, connected, now)
+        for addr in addrs:
+            self.service.address_learned(addr, provider=True)
+        self.metrics.inc("commons_dht_providers_found_total", len(found))
+        if addrs:  # dialled from the next tick
+            log.info("found %d providers of project %s", len(found), effect.project.hex()[:16])
+
+    async def _serve_peers(self, stream: Stream) -> None:
+        def offer(asker: str, local: bool, want: int) -> list[str]:
+            listing = [(p.peer_id, p.addrs) for p in self.transport.connected_peers()]
+            return self.service.exchange.offer(asker, local, want, listing)
+
+        await exchange.serve(stream, offer, self.metrics)
+
     async def _hang_up(self, peer: str) -> None:
         with trio.move_on_after(self.service.config.liveness_timeout):
             with contextlib.suppress(TransportError):
@@ -332,6 +399,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             listen=tuple(options.listen),
             mdns=options.mdns,
             max_connections=options.max_peers,
+            dht=options.dht_mode(),
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
@@ -349,6 +417,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             transport.set_validator(node.gossip.validate)
             transport.set_reject_listener(node.gossip.rejected)
             transport.set_stream_handler(sync_protocol.PROTOCOL_ID, node.syncer.serve)
+            transport.set_stream_handler(peers_protocol.PROTOCOL_ID, node._serve_peers)
             for task in (
                 node.verifier.run,
                 node.gossip.run_reader,

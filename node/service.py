@@ -16,7 +16,9 @@ Rules:
   ``/commons/sync/1`` (a gossip-only peer: another implementation of the record format, say)
   is not asked again while its connection lasts; it stays connected and in the gossip mesh.
 - **Dial** known addresses (bootstrap first, then the least failed) while fewer than
-  ``target_peers`` are connected, at most ``max_pending_dials`` at once. A failed dial backs
+  ``target_peers`` are connected, and bootstrap ones up to ``max_peers`` (learned peers alone
+  can fill the target on one side of a partition and keep the sides apart once it heals:
+  the simulator found it), at most ``max_pending_dials`` at once. A failed dial backs
   off exponentially per address, with jitter; bootstrap addresses are never forgotten.
 - **Gossip admission**, before the record is parsed: a token bucket per forwarding peer
   (``gossip_rate`` a second, bursts of twice that), then the refusal memory: bytes refused
@@ -50,6 +52,10 @@ Rules:
   time all of them, within a budget; then only those whose results are shown), then again
   every ``views_interval`` seconds after the previous fold finished; at stop, write the
   snapshots of newer folds within ``snapshot_stop_seconds``.
+- **Peer exchange** (:mod:`node.peering`, which says whom to ask and what to keep); dials
+  rank bootstrap, least failed, the /24 or /48 least connected into, then a random order
+  per address (nodes told the same addresses must not all dial the same peers); at most
+  ``max_per_group`` connections into one public network beyond the bootstrap peers.
 - **Reachability** is reported when it changes, not at every dial: the first failed dial of
   a peer (or of an address that names none) makes it unreachable, a successful dial or a new
   connection makes it reachable again (:class:`Reachability`, one log line each).
@@ -64,7 +70,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from node.peering import AskPeers, KnownAddress, PeerExchange, choose_dials
 from node.policy import BLOCKED, Policy
+from node.providers import DhtConfig, FindProviders, Provide, ProviderPlan
 from protocol.errors import InvalidRecord
 from protocol.record import Record
 from protocol.sync import MAX_SCOPES, Hello
@@ -75,14 +83,17 @@ __all__ = [
     "RATE_LIMITED",
     "REFUSED_AGAIN",
     "REJECTS",
+    "AskPeers",
     "Ban",
     "Check",
     "Dial",
     "Effect",
+    "FindProviders",
     "Hangup",
     "ListProjects",
     "NodeService",
     "NoteDialFailure",
+    "Provide",
     "Publish",
     "PublishUnpublished",
     "Reachability",
@@ -124,6 +135,16 @@ class ServiceConfig:
     dial_backoff_max: float = 300.0
     max_pending_dials: int = 4
     max_known_addrs: int = 1024
+    #: Peer exchange (:mod:`node.peering`): seconds between asks of one peer, addresses an
+    #: ask, asks in flight, addresses kept from one peer, connections into one public network.
+    exchange_interval: float = 30.0
+    exchange_want: int = 16
+    max_pending_asks: int = 2
+    max_learned_per_source: int = 64
+    max_per_group: int = 2
+    offer_local: bool = False
+    #: The DHT of project providers (:mod:`node.providers`); None: not used.
+    dht: DhtConfig | None = None
     #: Gossip messages a second accepted from one forwarding peer (bursts of twice that), and
     #: the peers whose buckets are kept.
     gossip_rate: int = 1000
@@ -178,6 +199,7 @@ class ServiceConfig:
 @dataclass(frozen=True)
 class Dial:
     addr: str
+    source: str = field(default="known", compare=False)  # KnownAddress.source()
 
 
 @dataclass(frozen=True)
@@ -283,6 +305,9 @@ class Reachability:
 
 Effect = (
     Dial
+    | AskPeers
+    | Provide
+    | FindProviders
     | StartSync
     | Reachability
     | Subscribe
@@ -301,16 +326,6 @@ Effect = (
 
 
 @dataclass
-class _Address:
-    addr: str
-    peer: str | None
-    bootstrap: bool
-    failures: int = 0
-    next_try: float = 0.0
-    pending: bool = False
-
-
-@dataclass
 class NodeService:
     """The decisions of one node; see the module docstring for the rules."""
 
@@ -320,7 +335,7 @@ class NodeService:
     policy: Policy = field(default_factory=Policy)
     connected_peers: set[str] = field(default_factory=set)
     # dialling and sync
-    _addresses: dict[str, _Address] = field(default_factory=dict)
+    _addresses: dict[str, KnownAddress] = field(default_factory=dict)
     _syncing: set[str] = field(default_factory=set)
     _sync_blocked_until: dict[str, float] = field(default_factory=dict)
     _syncless: set[str] = field(default_factory=set)  # connected, refused the sync protocol
@@ -343,6 +358,12 @@ class NodeService:
     _next_listing: float | None = None
     _views_due: float | None = None
     _views_first: bool = True
+    exchange: PeerExchange = field(init=False)  # whom to ask, what to offer
+    providers: ProviderPlan = field(init=False)  # what to provide and look up in the DHT
+
+    def __post_init__(self) -> None:
+        self.exchange = PeerExchange(self.our_peer, self.rng, self.config)
+        self.providers = ProviderPlan(self.config.dht or DhtConfig(max_projects=0))
 
     # ---------------------------------------------------------------------------- start, tick
 
@@ -352,6 +373,8 @@ class NodeService:
         self._next_listing = now + c.subscription_refresh
         self._next_round = now + c.liveness_interval
         self._views_due = now + c.warm_delay
+        for project in sorted(c.follow):  # looked up in the DHT before any record of it came
+            self.providers.follow(project)
         return [
             *self._want_topic(META_TOPIC),
             ListProjects(),
@@ -377,6 +400,8 @@ class NodeService:
             if candidates:
                 effects += self._start_sync(self.rng.choice(candidates), now, "periodic")
         effects += self._dials(now)
+        effects += self._asks(now)
+        effects += self.providers.due(now)
         if self._next_round is not None and now >= self._next_round:
             self._next_round = now + c.liveness_interval
             effects += self._liveness_round(now)
@@ -398,8 +423,8 @@ class NodeService:
 
     # ---------------------------------------------------------------------------- peers
 
-    def address_learned(
-        self, addr: str, *, peer: str | None = None, bootstrap: bool = False
+    def address_learned(  # how: learned (by peer exchange), provider (found in the DHT)
+        self, addr: str, *, peer: str | None = None, bootstrap: bool = False, **how: bool
     ) -> None:
         """A dialable address: from the bootstrap list, the address book, mDNS, a peer. The
         peer is read from ``addr`` when not given, and named in it when missing."""
@@ -411,11 +436,13 @@ class NodeService:
             return
         known = self._addresses.get(addr)
         if known is not None:
-            known.bootstrap = known.bootstrap or bootstrap
+            known.bootstrap |= bootstrap
+            known.provider |= how.get("provider", False)
             return
         if len(self._addresses) >= self.config.max_known_addrs and not bootstrap:
             return
-        self._addresses[addr] = _Address(addr=addr, peer=peer, bootstrap=bootstrap)
+        rank = self.rng.random()
+        self._addresses[addr] = KnownAddress(addr, peer, bootstrap, **how, rank=rank)
 
     def connected(self, peer: str, now: float, addrs: Sequence[str] = ()) -> list[Effect]:
         """A connection to ``peer`` opened (either side dialled); it listens on ``addrs``."""
@@ -434,13 +461,23 @@ class NodeService:
                 self.address_learned(addr, peer=peer)
         if self.our_peer < peer:
             effects += self._start_sync(peer, now, "connected")
-        return effects
+        return effects  # asks for its peers, if any, come with the next tick
 
     def disconnected(self, peer: str, now: float) -> list[Effect]:
         self.connected_peers.discard(peer)
         self._syncless.discard(peer)
         self._relink(peer)
+        self.exchange.disconnected(peer)
         return []
+
+    def peers_offered(self, peer: str, addrs: Sequence[str], now: float) -> tuple[int, int]:
+        """An ask of ``peer`` ended with ``addrs`` (checked; empty when it failed): learn
+        them, to dial from the next tick. Returns how many were new, how many over the cap."""
+        kept, over = self.exchange.answered(peer, addrs, self.connected_peers)
+        before = len(self._addresses)
+        for addr in kept:
+            self.address_learned(addr, learned=True)
+        return len(self._addresses) - before, over
 
     def dial_succeeded(self, addr: str, peer: str, now: float) -> list[Effect]:
         a = self._addresses.get(addr)
@@ -598,6 +635,7 @@ class NodeService:
         for record in records:
             if record.kind == "project" and self.follows(record.id):
                 effects += self._want_topic(project_topic(record.id))
+                self.providers.follow(record.id)
             if source in ("local", "api"):
                 effects.append(Publish(record))
         return effects
@@ -608,6 +646,7 @@ class NodeService:
         for pid in project_ids:
             if self.follows(pid):
                 effects += self._want_topic(project_topic(pid))
+                self.providers.follow(pid)
         return effects
 
     def subscribed(self, topic: str) -> bool:
@@ -657,24 +696,12 @@ class NodeService:
         return [StartSync(peer=peer, reason=reason)]
 
     def _dials(self, now: float) -> list[Effect]:
-        if len(self.connected_peers) >= self.config.target_peers:
-            return []
-        pending = sum(1 for a in self._addresses.values() if a.pending)
-        due = [
-            a
-            for a in self._addresses.values()
-            if not a.pending and a.next_try <= now and a.peer not in self.connected_peers
-        ]
-        # Bootstrap addresses first, then those that failed least.
-        due.sort(key=lambda a: (not a.bootstrap, a.failures, a.addr))
-        effects: list[Effect] = []
-        for a in due:
-            if pending >= self.config.max_pending_dials:
-                break
-            a.pending = True
-            pending += 1
-            effects.append(Dial(addr=a.addr))
-        return effects
+        chosen = choose_dials(self._addresses.values(), self.connected_peers, self.config, now)
+        return [Dial(addr=a.addr, source=a.source()) for a in chosen]
+
+    def _asks(self, now: float) -> list[Effect]:
+        short = len(self.connected_peers) < self.config.target_peers
+        return list(self.exchange.asks(now, self.connected_peers, short))
 
     def _take_token(self, peer: str, now: float) -> bool:
         rate = float(self.config.gossip_rate)

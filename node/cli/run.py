@@ -65,6 +65,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         max_peers=config.seed_max_peers if seed else config.max_peers,
         sync_interval=config.sync_interval,
         gossip_rate=config.gossip_rate,
+        dht=args.dht,
         policy=policy,
     )
     if home.running_node() is not None:
@@ -264,6 +265,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--follow", action="append", metavar="PROJECT", help="hold only this project (repeatable)"
     )
     p.add_argument("--seed", action="store_true", help="seed node: hold everything, more peers")
+    p.add_argument(
+        "--dht",
+        choices=["server", "client", "off"],
+        help="the DHT of project providers: answer queries (server), only ask (client) or "
+        "not at all; default: server with --seed, else client",
+    )
     p.add_argument(
         "--log-level",
         default="info",

@@ -45,6 +45,7 @@ from libp2p.utils.address_validation import expand_wildcard_address
 
 from node.net import _compat as compat
 from node.net.addresses import Announcement, expand_wildcards
+from node.net.dht import Dht
 from protocol.signing import SigningKey
 
 __all__ = [
@@ -116,6 +117,7 @@ class TransportConfig:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4710",)
     mdns: bool = False
     mdns_interfaces: tuple[str, ...] = ()  # () means every interface
+    dht: Literal["server", "client", "off"] = "off"  # see node/net/dht.py
     max_connections: int = 64
     dial_timeout_seconds: float = 5.0
     gossip_degree: int = 6
@@ -199,6 +201,10 @@ class Stream:
         if isinstance(exc, _Libp2pStreamClosed):
             return StreamClosed(f"{what} on a closed stream with {self.peer_id}")
         return StreamBroken(f"{what} failed with {self.peer_id}: {type(exc).__name__} {exc}")
+
+    def remote_host(self) -> str | None:
+        """The IP address the stream's connection comes from; None when unknown."""
+        return compat.remote_host(self._stream)
 
     async def read(self, max_bytes: int = MAX_READ_BYTES) -> bytes:
         """Return between 1 and ``max_bytes`` bytes as soon as any arrive, or b"" at EOF."""
@@ -348,6 +354,7 @@ class Transport:
         self._connections: dict[str, int] = {}
         self._stuck: set[ID] = set()  # peers whose queue did not drain in time
         self._banned_until: dict[str, float] = {}
+        self.dht = Dht(host, config.dht)  # before any connection: identify must list it
         pubsub.on_delivered = self._deliver
         pubsub.on_error = self._count_pubsub_error
 
@@ -426,6 +433,7 @@ class Transport:
             self._connections[peer_id] = count + 1
             if count == 0:
                 self._emit(PeerEvent("connected", peer_id))
+                self._spawn(self.dht.peer_connected, peer_id)
         elif count > 1:
             self._connections[peer_id] = count - 1
         elif count == 1:  # 0: already reported by _audit_connections
@@ -765,6 +773,7 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
                 async with trio.open_nursery() as nursery:
                     transport._nursery = nursery
                     nursery.start_soon(transport._audit_forever)
+                    await nursery.start(transport.dht.run)
                     if config.mdns:
                         await nursery.start(
                             compat.run_mdns,

@@ -12,7 +12,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: this folder holds simulator.py
@@ -117,7 +117,9 @@ def flood(seed: int, nodes: int = 20, *, duration: float = 90.0, spam: int = 600
     spammer, forger, liar = nodes - 3, nodes - 2, nodes - 1
     kinds[spammer], kinds[forger], kinds[liar] = "spammer", "forger", "liar"
     rate = 25
-    config = ServiceConfig(gossip_rate=rate, sync_interval=10.0)
+    # Peer exchange off: the sparse overlay of the bootstrap links makes honest nodes relay
+    # the spammer's records (with it, most nodes link to the spammer directly).
+    config = ServiceConfig(gossip_rate=rate, sync_interval=10.0, max_pending_asks=0)
     sim = Simulation(seed, kinds, config=config, flood_rate=2.0 * rate, spam=spam)
     rng = random.Random(seed ^ 0xF100D)
     honest = range(nodes - 3)
@@ -203,9 +205,37 @@ def liveness(seed: int, nodes: int = 12, *, duration: float = 120.0) -> Report:
     return report
 
 
+def star(seed: int, nodes: int = 20, *, meet: float = 30.0) -> Report:
+    """Every node is bootstrapped to node 0 only (a seed). By peer exchange each comes to
+    hold at least 3 connections besides the seed within ``meet`` seconds; then the seed
+    stops, and a record authored afterwards still reaches every other node."""
+    started = time.perf_counter()
+    pool = _pool(1, 2)
+    sim = Simulation(seed, ["full"] * nodes)
+    seed_node = sim.nodes[0]
+    # As ``commons node run --seed`` does (seed_max_peers): a seed accepts many more peers.
+    seed_node.config = replace(seed_node.config, max_peers=256)
+    for node in sim.nodes[1:]:
+        node.bootstrap = [seed_node.addr]
+    sim.run_until(meet)
+    report = Report("star", seed, nodes, sim, 0.0)
+    for node in sim.nodes[1:]:
+        others = [j for j in node.conns if j != 0]
+        report.check(len(others) >= 3, f"node {node.index} holds {len(others)} peers but the seed")
+    report.check(sim.stats.learned > 0, "no address was learned by peer exchange")
+    sim.stop(0)
+    sim.at(sim.now + 1.0, sim.author, 1, pool[0])
+    sim.run_until(sim.now + 30.0)
+    lacking = [node.index for node in sim.nodes[1:] if pool[0].id not in node.records]
+    report.check(not lacking, f"without the seed, nodes {lacking[:5]} lack the new record")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 SCENARIOS: dict[str, Callable[..., Report]] = {
     "converge": converge,
     "flood": flood,
+    "star": star,
     "liveness": liveness,
 }
 

@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # run as a script: the repository root holds node
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from node.service import (
+    AskPeers,
     Ban,
     Check,
     Dial,
@@ -128,8 +129,10 @@ class SimNode:
     _memo: MessageMemo = field(default_factory=MessageMemo)
 
     def __post_init__(self) -> None:
-        self.peer_id = f"12D3KooWsim{self.index:06d}"
-        self.addr = f"/sim/tcp/{self.index}/p2p/{self.peer_id}"
+        # Base58 peer ids and private IPv4 addresses, as peer exchange checks them.
+        self.peer_id = _PEER_PREFIX + f"{self.index:011d}".translate(_TO_BASE58)
+        i = self.index
+        self.addr = f"/ip4/10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}/tcp/4710/p2p/{self.peer_id}"
 
     @property
     def up(self) -> bool:
@@ -177,6 +180,7 @@ class Stats:
     syncs: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     events: int = 0
+    learned: int = 0  # addresses learned by peer exchange
 
 
 _SCOPES: dict[bytes, str] = {}
@@ -189,8 +193,14 @@ def _scope(record: Record) -> str:
     return scope
 
 
+_PEER_PREFIX = "12D3KooWsimPeerNumber"
+_TO_BASE58 = str.maketrans("0123456789", "abcdefghij")
+_FROM_BASE58 = str.maketrans("abcdefghij", "0123456789")
+
+
 def addr_index(addr: str) -> int:
-    return int(addr.split("/")[3])
+    a, b, c = (int(x) for x in addr.split("/")[2].split(".")[1:])
+    return a << 16 | b << 8 | c
 
 
 @cache
@@ -474,6 +484,9 @@ class Simulation:
                 self.at(self.now + wait, self.dial, i, node.life, effect.addr)
             elif isinstance(effect, StartSync):
                 self.start_sync(i, effect.peer)
+            elif isinstance(effect, AskPeers):
+                j = self.index_of(effect.peer)
+                self.at(self.now + 2 * self.delay(), self.answer_ask, i, node.life, j, effect.want)
             elif isinstance(effect, Check):
                 self.check(i, effect)
             elif isinstance(effect, Publish):
@@ -505,8 +518,19 @@ class Simulation:
             elif not isinstance(effect, NoteDialFailure | SaveSnapshots):
                 raise AssertionError(f"an effect the simulator does not know: {effect!r}")
 
+    def answer_ask(self, i: int, life: int, j: int, want: int) -> None:
+        """Peer exchange: ``j`` answers ``i``'s ask (nothing if the link carries nothing)."""
+        node, other = self.nodes[i], self.nodes[j]
+        if node.service is None or node.life != life:
+            return
+        addrs: list[str] = []
+        if other.service is not None and self.carries(i, j) and j in node.conns:
+            listing = [(self.nodes[k].peer_id, (self.nodes[k].addr,)) for k in other.conns]
+            addrs = other.service.exchange.offer(node.peer_id, True, want, listing)
+        self.stats.learned += node.service.peers_offered(other.peer_id, addrs, self.now)[0]
+
     def index_of(self, peer: str) -> int:
-        return int(peer.removeprefix("12D3KooWsim"))
+        return int(peer.removeprefix(_PEER_PREFIX).translate(_FROM_BASE58))
 
     def views_done(self, i: int, life: int) -> None:
         node = self.nodes[i]

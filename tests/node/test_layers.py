@@ -37,6 +37,9 @@ LAYERS: dict[str, int] = {
     "node.gitlog": 3,
     "node.moderation": 3,
     "node.service": 4,
+    "node.peering": 4,
+    "node.providers": 4,
+    "node.exchange": 4,
     "node.liveness": 4,
     "node.store_work": 4,
     "node.gossip": 4,
@@ -135,14 +138,17 @@ def test_only_node_net_imports_libp2p(module: str) -> None:
     assert not bad, f"{module} imports {bad}: go through node.net.transport"
 
 
-@pytest.mark.parametrize("module", ["node.service", "node.policy"])
+@pytest.mark.parametrize(
+    "module", ["node.service", "node.policy", "node.peering", "node.providers"]
+)
 def test_the_decisions_are_pure(module: str) -> None:
     bad = sorted(i for i in imports(modules()[module]) if i.split(".")[0] in IMPURE)
     assert not bad, f"{module} imports {bad}: time, randomness and the store are its inputs"
 
 
-def test_the_service_draws_only_from_its_generator() -> None:
-    path = modules()["node.service"]
+@pytest.mark.parametrize("module", ["node.service", "node.peering"])
+def test_the_service_draws_only_from_its_generator(module: str) -> None:
+    path = modules()[module]
     draws = sorted(
         ast.unparse(n)
         for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
@@ -151,7 +157,7 @@ def test_the_service_draws_only_from_its_generator() -> None:
         and n.value.id == "random"
         and n.attr != "Random"
     )
-    assert not draws, f"node.service draws from the global generator: {draws}"
+    assert not draws, f"{module} draws from the global generator: {draws}"
 
 
 def test_no_import_cycles() -> None:

@@ -95,7 +95,7 @@ def test_a_failed_sync_waits_before_the_periodic_retry() -> None:
 
 
 def test_a_peer_without_the_sync_protocol_is_not_asked_again_on_that_connection() -> None:
-    s = service(A, sync_interval=1.0)
+    s = service(A, sync_interval=1.0, max_pending_asks=0)  # no peer exchange
     assert s.connected(C, 0.0) == [StartSync(peer=C, reason="connected")]
     s.sync_finished(C, False, 0.1, unsupported=True)
     assert not s.speaks_sync(C)
@@ -118,7 +118,7 @@ def test_a_peer_without_the_sync_protocol_is_not_asked_again_on_that_connection(
 
 
 def test_periodic_sync_picks_a_connected_peer() -> None:
-    s = service(D, sync_interval=10.0)
+    s = service(D, sync_interval=10.0, max_pending_asks=0)  # no peer exchange
     for peer in (A, B, C):
         s.connected(peer, 0.0)
     assert without_wake(s.tick(0.0)) == []
@@ -161,7 +161,7 @@ def test_no_dials_when_enough_peers_and_bounded_in_flight() -> None:
 
 
 def test_a_connected_peer_is_not_dialled_and_our_own_address_is_ignored() -> None:
-    s = service(A)
+    s = service(A, max_pending_asks=0)  # no peer exchange
     s.address_learned("/ip4/127.0.0.1/tcp/9/p2p/" + A)
     s.address_learned("/ip4/127.0.0.1/tcp/8", peer="Z")  # the peer id is appended
     s.connected("Z", 0.0)

@@ -5,7 +5,7 @@ properties itself and, failing, names the one command that replays it
 from __future__ import annotations
 
 import pytest
-from sim_scenarios import Report, converge, flood, liveness
+from sim_scenarios import Report, converge, flood, liveness, star
 from simulator import Simulation
 
 from node.service import NodeService
@@ -35,6 +35,12 @@ def test_floods_ban_the_offenders_and_never_an_honest_peer(seed: int) -> None:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_liveness_drops_a_stalled_peer_and_keeps_a_gossip_only_one(seed: int) -> None:
     liveness(seed)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_nodes_bootstrapped_to_one_seed_meet_by_peer_exchange(seed: int) -> None:
+    report = star(seed)
+    assert report.sim.stats.learned >= len(report.sim.nodes)
 
 
 def test_a_seed_replays_exactly() -> None:

@@ -42,6 +42,7 @@ from node.net._compat.host import (
     peer_protocols,
     protocol_refused,
     raise_unwrapped,
+    remote_host,
 )
 from node.net._compat.idontwant import IDONTWANT_MIN_BYTES, CommonsGossipSub
 from node.net._compat.inbound_limiter import UNLIMITED_INBOUND
@@ -89,6 +90,7 @@ __all__ = [
     "protocol_refused",
     "publish_outcome",
     "raise_unwrapped",
+    "remote_host",
     "run_mdns",
     "yamux_probe",
 ]

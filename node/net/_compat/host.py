@@ -209,6 +209,15 @@ def peer_protocols(host: IHost, peer_id: ID) -> list[str] | None:
     return [str(p) for p in protocols] or None
 
 
+def remote_host(stream: INetStream) -> str | None:
+    """The IP address a stream's connection comes from; None when unknown (or gone)."""
+    try:
+        remote = stream.get_remote_address()
+    except Exception:
+        return None
+    return str(remote[0]) if remote else None
+
+
 def protocol_refused(exc: BaseException) -> bool:
     """Whether ``new_stream`` failed because the peer answered "na" to every protocol offered
     (multistream-select's "not supported"), rather than for a broken or slow connection.

@@ -18,20 +18,27 @@ a second import of a history stores nothing new.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import re
+import signal
 import subprocess
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.attest import MAX_ON_BEHALF, email_handle
+from protocol.errors import InvalidRecord
 from protocol.record import MAX_TITLE, Artifact, ContributionBody, Record, sign_record
 from protocol.signing import SigningKey
 
 __all__ = [
+    "BatchSigner",
     "Commit",
     "GitError",
+    "Signed",
     "commit_body",
     "commit_count",
     "commit_type",
@@ -39,6 +46,7 @@ __all__ = [
     "read_commits",
     "repository_url",
     "sign_commit",
+    "sign_commits",
 ]
 
 #: One commit: a record separator, then hash, parents, author time, the mailmap-resolved
@@ -282,3 +290,103 @@ def sign_commit(
     """The signed record of one commit, timed at its author time (in milliseconds)."""
     body = commit_body(commit, url, coauthor_map)
     return sign_record(key, body=body, ts=commit.author_time * 1000, project=project)
+
+
+#: What signing a batch gives: how many commits it held, their records, and the commits left
+#: out with the reason, as (hash, reason).
+Signed = tuple[int, list[Record], list[tuple[str, str]]]
+
+
+def sign_commits(
+    key: SigningKey,
+    project: bytes,
+    commits: Sequence[Commit],
+    url: str,
+    coauthor_map: dict[bytes, bytes],
+    latest_ms: int,
+) -> Signed:
+    """The records of a batch of commits; a commit whose author time is not a usable
+    timestamp (before 1970, or after ``latest_ms``) or that breaks a record rule is left out."""
+    records: list[Record] = []
+    skipped: list[tuple[str, str]] = []
+    for commit in commits:
+        if not 0 <= commit.author_time * 1000 <= latest_ms:
+            skipped.append((commit.hash, "its author time is not usable"))
+            continue
+        try:
+            records.append(sign_commit(key, project, commit, url, coauthor_map))
+        except InvalidRecord as exc:
+            skipped.append((commit.hash, f"{exc.code}: {exc.message}"))
+    return len(commits), records, skipped
+
+
+#: The key a signing worker process signs with, set once when the worker starts.
+_worker_key: SigningKey | None = None
+
+
+def _start_worker(seed: bytes) -> None:
+    # Ctrl-C reaches the whole process group: the importing process alone answers it (one
+    # line, then it shuts the pool down), so a worker neither dies mid-batch nor prints a
+    # traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _worker_key
+    _worker_key = SigningKey(seed)
+
+
+def _worker_sign(
+    project: bytes,
+    commits: list[Commit],
+    url: str,
+    coauthor_map: dict[bytes, bytes],
+    latest_ms: int,
+) -> Signed:
+    assert _worker_key is not None, "the pool's initializer sets the key"
+    return sign_commits(_worker_key, project, commits, url, coauthor_map, latest_ms)
+
+
+class BatchSigner:
+    """Signs batches of commits, in ``workers`` processes beside this one when ``workers`` is
+    at least 1, so that building and signing records (most of an import's time) runs in
+    parallel with reading git and storing; with 0, here, in order.
+
+    :meth:`submit` hands a batch over; :meth:`done` gives the signed batches back in the order
+    they were submitted, waiting only while more than ``workers + 1`` are in flight (or for
+    all of them with ``wait_all``), so memory stays bounded by a few batches.
+    """
+
+    def __init__(
+        self, key: SigningKey, project: bytes, url: str, latest_ms: int, *, workers: int
+    ) -> None:
+        self._key, self._project, self._url, self._latest = key, project, url, latest_ms
+        self._pending: deque[Future[Signed]] = deque()
+        self._ready: deque[Signed] = deque()
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            methods = multiprocessing.get_all_start_methods()
+            # fork starts a worker without importing anything again; spawn is the fallback.
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_start_worker, initargs=(key.seed,)
+            )
+
+    def submit(self, commits: Sequence[Commit], coauthor_map: dict[bytes, bytes]) -> None:
+        if self._pool is None:
+            args = (self._key, self._project, commits, self._url, coauthor_map)
+            self._ready.append(sign_commits(*args, self._latest))
+            return
+        work = (self._project, list(commits), self._url, coauthor_map, self._latest)
+        self._pending.append(self._pool.submit(_worker_sign, *work))
+
+    def done(self, *, wait_all: bool = False) -> Iterator[Signed]:
+        while self._ready:
+            yield self._ready.popleft()
+        limit = 0 if wait_all else self._workers + 1
+        while self._pending and (len(self._pending) > limit or self._pending[0].done()):
+            yield self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Stop the workers; batches not yet started are dropped (an error or Ctrl-C)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

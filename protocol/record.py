@@ -13,6 +13,7 @@ list of codes is in :mod:`protocol.validation`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import InitVar, dataclass, field
@@ -587,6 +588,13 @@ class Record:
         )
 
 
+#: The fields a signature covers: every field of a record but the signature and what derives
+#: from it, read from the class so that a field added later is carried over too.
+_SIGNED_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(Record) if f.name not in {"sig", "raw", "id"}
+)
+
+
 def signing_input(unsigned: Mapping[str, codec.Value]) -> bytes:
     """The bytes an author signs: the domain string, then the record without ``sig``."""
     return SIGNING_DOMAIN + codec.encode(unsigned)
@@ -601,8 +609,20 @@ def sign_record(key: SigningKey, *, body: Body, ts: int, project: bytes | None =
     raw = draft.raw
     end = len(raw) - len(_V_ENTRY) - len(_TS_KEY) - len(codec.encode(ts))
     canonical = raw[: end - SIGNATURE_SIZE] + sig + raw[end:]
-    return Record(author=key.public_key, ts=ts, body=body, project=project, sig=sig,
-                  _canonical=canonical)  # fmt: skip
+    if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:  # pragma: no cover
+        raise InvalidRecord("bad-length:sig", "the key made a signature that is not 64 bytes")
+    # The draft passed every rule of ``Record.__post_init__``, and none of them looks at the
+    # signature beyond its type and size (checked above) nor at the bytes beyond their size
+    # (the same as the draft's): validating the signed record again would repeat the draft's
+    # checks exactly. So the signed record is the draft's fields with ``sig``, ``raw`` and
+    # ``id`` set, which halves the cost of signing (an import signs millions).
+    record = object.__new__(Record)
+    for name in _SIGNED_FIELDS:
+        object.__setattr__(record, name, getattr(draft, name))
+    object.__setattr__(record, "sig", sig)
+    object.__setattr__(record, "raw", canonical)
+    object.__setattr__(record, "id", hashlib.sha256(canonical).digest())
+    return record
 
 
 def decode_trusted(raw: bytes) -> Record:

@@ -11,6 +11,8 @@ here, in large transactions, and acknowledged only once committed.
 from __future__ import annotations
 
 import argparse
+import os
+from concurrent.futures import BrokenExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,13 @@ from node.cli.output import emit, home_of, id_prefix, identity, now_ms
 from node.cli.parser import PROJECT_HELP, add_command
 from node.cli.store_access import home_policy, open_store
 from node.gitlog import (
+    BatchSigner,
     Commit,
     GitError,
     commit_count,
     map_coauthors,
     read_commits,
     repository_url,
-    sign_commit,
 )
 from node.home import Home
 from node.metrics import Metrics
@@ -46,6 +48,13 @@ __all__ = ["register"]
 
 #: Commits signed and stored per transaction by ``import-git`` without a node.
 STORE_BATCH = 5000
+#: Commits one signing task of ``import-git`` takes: small beside a store batch, so reading,
+#: signing and storing overlap from the start.
+SIGN_BATCH = 1000
+#: Commits from which ``import-git`` signs in worker processes (with two cores or more).
+PARALLEL_FROM = 2 * STORE_BATCH
+#: The most signing processes one import starts.
+MAX_WORKERS = 4
 #: Records per ``POST /api/v1/bundles`` request through a node (its limit is 4096).
 SUBMIT_BATCH = 2000
 #: Skipped commits listed one by one; the rest are counted.
@@ -160,48 +169,67 @@ def _import(
     sink: _Sink,
     total: int,
 ) -> dict[str, Any]:
-    """Read, sign and store the commits in batches; what happened, as ``--json`` prints it."""
+    """Read, sign and store the commits in batches; what happened, as ``--json`` prints it.
+
+    This process reads ``git log`` and stores; worker processes sign (most of the time an
+    import takes) when the history is long enough to pay for starting them. The order in
+    which batches are stored does not matter (a record's id is its content), and the summary
+    is returned only after every batch is committed.
+    """
     progress = Progress(f"importing {Path(repo).resolve().name}", total=total)
     authors: set[bytes] = set()
     skipped: list[dict[str, str]] = []
     mapped: dict[bytes, bytes] = {}
     batch: list[Commit] = []
-    latest = now_ms() + MAX_CLOCK_SKEW_MS
+    unstored: list[Record] = []
     commits = 0
+    workers = _workers(total)
+    signer = BatchSigner(key, pid, url, now_ms() + MAX_CLOCK_SKEW_MS, workers=workers)
+
+    def store(wait_all: bool = False) -> None:
+        for count, records, left_out in signer.done(wait_all=wait_all):
+            skipped.extend({"commit": h, "reason": reason} for h, reason in left_out)
+            unstored.extend(records)
+            if len(unstored) >= STORE_BATCH:
+                put()
+            progress.advance(count)
+        if wait_all:
+            put()
+
+    def put() -> None:
+        if args.dry_run:
+            held = len(unstored) - len(sink.store.missing([r.id for r in unstored]))
+            sink.new += len(unstored) - held
+            sink.held += held
+        elif unstored:
+            sink.put(unstored)
+        unstored.clear()
 
     def flush() -> None:
         wanted = [e for c in batch for e in c.coauthor_emails if e not in mapped]
         if wanted:
             mapped.update(map_coauthors(repo, wanted, args.mailmap))
-        records = []
-        for commit in batch:
-            if not 0 <= commit.author_time * 1000 <= latest:
-                skipped.append({"commit": commit.hash, "reason": "its author time is not usable"})
-                continue
-            try:
-                records.append(sign_commit(key, pid, commit, url, mapped))
-            except InvalidRecord as exc:
-                skipped.append({"commit": commit.hash, "reason": f"{exc.code}: {exc.message}"})
-        if args.dry_run:
-            held = len(records) - len(sink.store.missing([r.id for r in records]))
-            sink.new += len(records) - held
-            sink.held += held
-        elif records:
-            sink.put(records)
-        progress.advance(len(batch))
+        if batch:
+            used = {e: mapped[e] for c in batch for e in c.coauthor_emails if e in mapped}
+            signer.submit(batch, used)
         batch.clear()
+        store()
 
     try:
         for commit in read_commits(repo, args.rev, no_merges=args.no_merges, mailmap=args.mailmap):
             commits += 1
             authors.add(commit.email.strip().lower())
             batch.append(commit)
-            if len(batch) >= STORE_BATCH:
+            if len(batch) >= SIGN_BATCH:
                 flush()
         flush()
+        store(wait_all=True)
     except GitError as exc:
         raise CommandError(f"{repo}: {exc}") from None
+    except BrokenExecutor:
+        raise CommandError("a signing process stopped unexpectedly (out of memory?)") from None
     finally:
+        signer.close()
         progress.finish()
     return {
         "project": pid.hex(),
@@ -213,6 +241,17 @@ def _import(
         "skipped": skipped,
         "dry_run": bool(args.dry_run),
     }
+
+
+def _workers(total: int) -> int:
+    """Signing processes for an import of ``total`` commits: none for a short history (that
+    would spend more on starting them than they save) or on one core, else one per core, up
+    to :data:`MAX_WORKERS`. This process reads git and stores beside them: per commit that
+    costs less than half of what building and signing its record does, so it rarely waits."""
+    if total < PARALLEL_FROM:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if (cores or 1) < 2 else min(cores or 1, MAX_WORKERS)
 
 
 def cmd_claim(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from bench.gitrepo import author_email, make_repo
+from node.cli import history
 from node.cli.main import main
 from node.home import Home
 from node.runtime import NodeOptions, open_node
@@ -126,6 +127,38 @@ def test_import_a_generated_history(
     ).stdout.strip()
     artifact = record.body.artifacts[0]  # type: ignore[union-attr]
     assert (artifact.uri, artifact.digest) == (URL, f"git:{head}")
+
+
+def test_import_signs_in_worker_processes(
+    repo: Path,
+    maintained: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Signed in two worker processes, in tasks of 7 commits and stores of 20 records, the
+    history makes exactly the records the in-process import makes."""
+    home, pid = maintained
+    args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
+    monkeypatch.setattr(history, "SIGN_BATCH", 7)
+    monkeypatch.setattr(history, "STORE_BATCH", 20)
+    monkeypatch.setattr(history, "_workers", lambda total: 2)
+    dry = run(capsys, *args, "--dry-run")
+    assert (dry["commits"], dry["new"], dry["held"]) == (COMMITS + 1, COMMITS + 1, 0)
+    first = run(capsys, *args)
+    assert (first["commits"], first["new"], first["skipped"]) == (COMMITS + 1, COMMITS + 1, [])
+    assert first["authors"] == AUTHORS
+    ids = {e["id"] for e in run(capsys, "ledger", pid, "--home", home)}
+    assert len(ids) == COMMITS + 1
+    # In this process, the same history is already held, record for record.
+    monkeypatch.setattr(history, "_workers", lambda total: 0)
+    again = run(capsys, *args)
+    assert (again["new"], again["held"]) == (0, COMMITS + 1)
+    assert {e["id"] for e in run(capsys, "ledger", pid, "--home", home)} == ids
+
+
+def test_workers_only_for_long_histories() -> None:
+    assert history._workers(history.PARALLEL_FROM - 1) == 0
+    assert 0 <= history._workers(history.PARALLEL_FROM) <= history.MAX_WORKERS
 
 
 def test_import_this_repositorys_own_history(

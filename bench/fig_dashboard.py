@@ -1,4 +1,4 @@
-"""Figure 9: the dashboard's project page of a big project, rendered by the node.
+"""Figure 10: the dashboard's project page of a big project, rendered by the node.
 
 The node starts from a copy of figure 8's store (one project with C contributions and E
 endorsements). Once the project is folded and its view snapshot written (the state of any

@@ -442,7 +442,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if r and "error" not in r:
         out.append(
             (
-                f"9 dashboard: project page, {_n(r['contributions'])} contributions (ms)",
+                f"10 dashboard: project page, {_n(r['contributions'])} contributions (ms)",
                 _range(r["page_ms"], 1),
                 f"{_range(r['api_calls_ms'], 1)} its 3 API calls",
                 _ratio(r["ratio"]),

@@ -131,13 +131,15 @@ def build_app(node: Node) -> Starlette:
             started = time.monotonic()
             response = await answer(request)
             # One debug line a call: method, path and status, never a header (the token).
-            log.debug(
-                "%s %s -> %d in %.1f ms",
-                request.method,
-                terminal_safe(request.url.path),
-                response.status_code,
-                (time.monotonic() - started) * 1000,
-            )
+            # Escaping the path costs a pass over it: only when the line is written.
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s -> %d in %.1f ms",
+                    request.method,
+                    terminal_safe(request.url.path),
+                    response.status_code,
+                    (time.monotonic() - started) * 1000,
+                )
             return response
 
         async def answer(request: Request) -> Response:

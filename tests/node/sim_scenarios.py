@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: this folder holds simulator.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from simulator import _POOL_BY_ID, Kind, Net, Simulation, record_pool, spam_pool
+from simulator import Kind, Net, Simulation, record_pool
 
 from node.service import RATE_LIMITED, REJECTS, ServiceConfig
 from protocol.record import Record
@@ -43,12 +43,6 @@ class Report:
             raise AssertionError(f"{what} (seed {self.seed}; reproduce: {self.command()})")
 
 
-def _pool(projects: int, per_project: int) -> tuple[Record, ...]:
-    pool = record_pool(projects, per_project)
-    _POOL_BY_ID.update((r.id, r) for r in pool)
-    return pool
-
-
 def converge(seed: int, nodes: int = 24, *, settle: float = 300.0) -> Report:
     """Records authored all over a lossy network (5 % of gossip lost) that is partitioned in
     two for a minute, with restarts and offline authoring; once healed, every node comes to
@@ -56,7 +50,7 @@ def converge(seed: int, nodes: int = 24, *, settle: float = 300.0) -> Report:
     records) within ``settle`` seconds, nothing was forwarded twice and nobody was banned."""
     started = time.perf_counter()
     projects, per_project = 3, max(10, min(60, nodes // 2))
-    pool = _pool(projects, per_project)
+    pool = record_pool(projects, per_project)
     follower, followed = nodes - 1, pool[0].id
     sim = Simulation(
         seed,
@@ -111,8 +105,7 @@ def flood(seed: int, nodes: int = 20, *, duration: float = 90.0, spam: int = 600
     is refused and nobody, the honest relays of its records above all, is banned for the
     rate; nothing forged was forwarded. Then a burst of honest gossip reaches everyone."""
     started = time.perf_counter()
-    pool = _pool(2, 30)
-    _POOL_BY_ID.update((r.id, r) for r in spam_pool(spam))
+    pool = record_pool(2, 30)
     kinds: list[Kind] = ["full"] * nodes
     spammer, forger, liar = nodes - 3, nodes - 2, nodes - 1
     kinds[spammer], kinds[forger], kinds[liar] = "spammer", "forger", "liar"
@@ -168,7 +161,7 @@ def liveness(seed: int, nodes: int = 12, *, duration: float = 120.0) -> Report:
     (no ping, no sync) is connected throughout: liveness hangs up on the stalled node only,
     within three rounds, and the gossip-only peer keeps its connections and its records."""
     started = time.perf_counter()
-    pool = _pool(1, 20)
+    pool = record_pool(1, 20)
     kinds: list[Kind] = ["full"] * nodes
     stalled, gossip_only = 1, nodes - 1
     kinds[gossip_only] = "gossip-only"
@@ -210,7 +203,7 @@ def star(seed: int, nodes: int = 20, *, meet: float = 30.0) -> Report:
     hold at least 3 connections besides the seed within ``meet`` seconds; then the seed
     stops, and a record authored afterwards still reaches every other node."""
     started = time.perf_counter()
-    pool = _pool(1, 2)
+    pool = record_pool(1, 2)
     sim = Simulation(seed, ["full"] * nodes)
     seed_node = sim.nodes[0]
     # As ``commons node run --seed`` does (seed_max_peers): a seed accepts many more peers.

@@ -207,7 +207,7 @@ def addr_index(addr: str) -> int:
 def spam_pool(count: int) -> tuple[Record, ...]:
     """Valid records a spammer floods with (profiles, each a new message)."""
     f = RecordFactory()
-    return tuple(f.profile("spammer", name=f"Spam {n}") for n in range(count))
+    return _registered(tuple(f.profile("spammer", name=f"Spam {n}") for n in range(count)))
 
 
 @cache
@@ -219,7 +219,14 @@ def record_pool(projects: int, contributions: int) -> tuple[Record, ...]:
         project = f.project(f"founder{p}", name=f"Project {p}")
         out.append(project)
         out += f.many_contributions(f"crew{p}", project, contributions)
-    return tuple(out)
+    return _registered(tuple(out))
+
+
+def _registered(pool: tuple[Record, ...]) -> tuple[Record, ...]:
+    """``pool``, its records known by id from now on: the sync model reads a pool record's
+    bytes back as the record itself (:func:`_known`) instead of parsing them again."""
+    _POOL_BY_ID.update((r.id, r) for r in pool)
+    return pool
 
 
 class Simulation:

@@ -245,6 +245,7 @@ class ViewCache:
         back with other records behind it, since SQLite may reuse a deleted seq)."""
         with self._lock:
             self._entries.clear()
+            self._people = None  # the identity records' key may come back the same way
 
     def _resolve(self, text: str, kind: str | None = None) -> bytes:
         try:

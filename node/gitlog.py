@@ -221,13 +221,15 @@ def _trim(block: bytes) -> bytes:
     """A commit's block cut to its header and first paths (the import reads no more), so that
     a commit touching millions of paths does not fill memory; what follows the cut is dropped
     when the block is read, as a path beyond the first ``MAX_PATHS_READ``."""
-    lines = block.split(b"\n", MAX_PATHS_READ + 1)
+    header, _, rest = block.partition(b"\n")
+    # The line after the header is empty (git's separator), then a path a line.
+    lines = rest.split(b"\n", MAX_PATHS_READ + 1)
     if len(lines) <= MAX_PATHS_READ + 1:
         raise GitError(
             f"git log printed over {MAX_BLOCK >> 20} MiB for one commit's first"
             f" {MAX_PATHS_READ} paths: not a history this reads"
         )
-    return b"\n".join(lines[: MAX_PATHS_READ + 1]) + b"\n"
+    return header + b"\n" + b"\n".join(lines[: MAX_PATHS_READ + 1]) + b"\n"
 
 
 def _commit(header: bytes, paths: list[str]) -> Commit:

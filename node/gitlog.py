@@ -311,8 +311,8 @@ def _title(subject: str, commit_hash: str) -> str:
     """The subject as a record title: refused characters replaced, cut to 200 UTF-8 bytes on a
     character boundary; an empty subject becomes ``commit <hash>``."""
     text = _REFUSED.sub("\ufffd", subject).strip()
-    raw = text.encode("utf-8")
-    if len(raw) > MAX_TITLE:
+    # A character is at most 4 UTF-8 bytes: a short text needs no encoding to measure.
+    if len(text) > MAX_TITLE // 4 and len(raw := text.encode("utf-8")) > MAX_TITLE:
         text = raw[:MAX_TITLE].decode("utf-8", "ignore").rstrip()
     return text or f"commit {commit_hash[:12]}"
 
@@ -342,12 +342,16 @@ def sign_commit(
 def draft_commit(drafts: Drafts, commit: Commit, coauthor_map: dict[bytes, bytes]) -> Draft:
     """The unsigned record of one commit, exactly :func:`sign_commit`'s record before its
     signature, built by ``drafts`` (which checks only what varies from commit to commit)."""
-    emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
+    if commit.coauthor_emails:
+        emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
+        handles = tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF]
+    else:
+        handles = (_handle(commit.email),)
     return drafts.draft(
         type=commit_type(commit.paths),
         title=_title(commit.subject, commit.hash),
-        digest=f"git:{commit.hash}",
-        on_behalf=tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF],
+        digest="git:" + commit.hash,
+        on_behalf=handles,
         ts=commit.author_time * 1000,
     )
 

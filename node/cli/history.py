@@ -14,6 +14,7 @@ import argparse
 import os
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from node.gitlog import (
 )
 from node.home import Home
 from node.metrics import Metrics
-from node.store.sqlite import Store
+from node.store.sqlite import MAX_BATCH, Store
 from node.sync.ingest import Admission
 from node.textout import Progress
 from protocol.attest import ClaimBody, ClaimConfirmationBody, handle_from_text
@@ -48,13 +49,16 @@ from protocol.validation import MAX_CLOCK_SKEW_MS
 
 __all__ = ["register"]
 
-#: Commits signed and stored per transaction by ``import-git`` without a node.
-STORE_BATCH = 5000
+#: Commits signed and stored per transaction by ``import-git`` without a node: the store's
+#: most. Each record's id lands on a random page of the id index, so once the index outgrows
+#: the page cache (about a million records) a transaction writes nearly a page a record;
+#: measured at 1,000,000 records, 5,000 a transaction cost 120-150 us a record, 10,000 90-100.
+STORE_BATCH = MAX_BATCH
 #: Commits one signing task of ``import-git`` takes: small beside a store batch, so reading,
 #: signing and storing overlap from the start.
 SIGN_BATCH = 1000
 #: Commits from which ``import-git`` signs in worker processes (with two cores or more).
-PARALLEL_FROM = 2 * STORE_BATCH
+PARALLEL_FROM = 10_000
 #: The most signing processes one import starts.
 MAX_WORKERS = 4
 #: Records per ``POST /api/v1/bundles`` request through a node (its limit is 4096).
@@ -196,10 +200,10 @@ def _import(
     def store(wait_all: bool = False) -> None:
         for drafted, signatures in signer.done(wait_all=wait_all):
             unstored.extend(map(drafts.signed, drafted, signatures))
-            if len(unstored) >= STORE_BATCH:
+            while len(unstored) >= STORE_BATCH:
                 put()
             progress.advance(len(drafted))
-        if wait_all:
+        while wait_all and unstored:
             put()
 
     def put() -> None:
@@ -209,8 +213,10 @@ def _import(
         nonlocal writing
         if not unstored:
             return
-        records = list(unstored)
-        unstored.clear()
+        # In id order, the batch's inserts walk the id index from one end to the other
+        # instead of jumping about it (measured: a tenth less time a record at a million).
+        records = sorted(unstored[:STORE_BATCH], key=attrgetter("id"))
+        del unstored[:STORE_BATCH]
         if writing is not None:
             writing.result()
         writing = writer.submit(write, records)

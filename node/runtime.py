@@ -104,6 +104,8 @@ class NodeOptions:
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
     seed: bool = False
+    #: Peer exchange (``/commons/peers/1``): False neither asks peers nor answers them.
+    peer_exchange: bool = True
     max_peers: int = 32
     sync_interval: float = 30.0
     gossip_rate: int = 1000
@@ -131,6 +133,7 @@ class NodeOptions:
             sync_interval=self.sync_interval,
             gossip_rate=self.gossip_rate,
             dht=None if self.dht_mode() == "off" else dht,
+            max_pending_asks=self.tuning.max_pending_asks if self.peer_exchange else 0,
         )
 
 
@@ -417,7 +420,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             transport.set_validator(node.gossip.validate)
             transport.set_reject_listener(node.gossip.rejected)
             transport.set_stream_handler(sync_protocol.PROTOCOL_ID, node.syncer.serve)
-            transport.set_stream_handler(peers_protocol.PROTOCOL_ID, node._serve_peers)
+            if options.peer_exchange:  # else askers are told the protocol is unsupported
+                transport.set_stream_handler(peers_protocol.PROTOCOL_ID, node._serve_peers)
             for task in (
                 node.verifier.run,
                 node.gossip.run_reader,

@@ -495,7 +495,11 @@ class NodeService:
     def dial_failed(self, addr: str, now: float, reason: str = "") -> list[Effect]:
         c = self.config
         a = self._addresses.get(addr)
-        if a is not None:
+        if a is not None and a.provider and not (a.bootstrap or a.learned):
+            # Known only from a DHT answer, which anyone can fill with lies: one dial each;
+            # the next lookup names it again if it was true.
+            del self._addresses[addr]
+        elif a is not None:
             a.pending = False
             a.failures += 1
             backoff = min(c.dial_backoff_max, c.dial_backoff_min * 2 ** (a.failures - 1))

@@ -16,7 +16,8 @@ each (the library returned one provider five times). Every DHT message read is a
 64 KiB and cut to 20 closer peers, 20 providers and 8 addresses an entry before the library
 walks it; what a lookup is told is not kept in the provider store; only peers that serve the
 DHT enter the routing table (``_compat/kad.py``); answers refused or cut are counted
-(``DhtStats.answers_refused``). The library's own bounds stay: 10 s a query, 10 queries in
+(``DhtStats.answers_refused``); one operation opens at most 64 new connections. The
+library's own bounds stay: 10 s a query, 10 queries in
 flight a lookup, 12 inbound DHT streams at once, 10 ADD_PROVIDER a peer per 10 s, 20
 providers a key, records kept 48 h.
 """
@@ -63,7 +64,8 @@ class DhtStats:
     lookups_failed: int = 0
     providers_found: int = 0
     providers_refused: int = 0  # no dialable address, or ourselves, or over MAX_PROVIDERS
-    #: Answers to our lookups and provides refused (too-large, unparsable) or cut (over-cap).
+    #: Answers to our lookups and provides refused (too-large, unparsable) or cut (over-cap),
+    #: and their queries refused for want of a dial (dial-budget).
     answers_refused: dict[str, int] = field(default_factory=dict)
 
     def refused(self, reason: str) -> None:
@@ -89,6 +91,7 @@ class Dht:
             )
             kad.guard_routing_table(self._kad, lambda pid: compat.peer_protocols(host, pid))
             kad.keep_only_given_providers(self._kad)
+            kad.budget_dials(self._kad)
         self._provide_slot = trio.Lock()
         self._lookup_slot = trio.Lock()
         self.stats = DhtStats()
@@ -122,13 +125,16 @@ class Dht:
 
     @contextlib.contextmanager
     def _reporting(self) -> Iterator[None]:
-        """Answers refused or cut while this block runs count in ``stats`` (the library's
-        query tasks, started inside it, inherit the context variable)."""
-        token = kad.REPORT.set(self.stats.refused)
+        """One operation: it may open ``kad.MAX_DIALS`` new connections, and answers refused
+        or cut and dials refused while it runs count in ``stats`` (the library's query
+        tasks, started inside it, inherit the context variables)."""
+        report = kad.REPORT.set(self.stats.refused)
+        dials = kad.DIALS_LEFT.set([kad.MAX_DIALS])
         try:
             yield
         finally:
-            kad.REPORT.reset(token)
+            kad.DIALS_LEFT.reset(dials)
+            kad.REPORT.reset(report)
 
     async def provide(self, key: bytes) -> bool:
         """Announce that we provide ``key``; False when no DHT server took it in time."""

@@ -28,6 +28,12 @@ providers with their signed records, is under 16 KiB) and is cut to ``MAX_ENTRIE
 peers, ``MAX_ENTRIES`` providers and ``MAX_ADDRS`` addresses an entry before the library
 sees it; a lookup's providers are not kept in the local store (``find_providers``).
 
+A lookup also dials every peer the answers name, ten at a time for up to twenty rounds:
+lies name peers that do not exist, or real addresses under wrong peer ids (each a full
+handshake with an innocent node). ``budget_dials`` gives the lookups' and provides' query
+streams a budget of ``MAX_DIALS`` new connections an operation (``Dht`` starts one each);
+beyond it a query to an unconnected peer fails at once, as an unreachable one would.
+
 Fourth, a server adds every peer that opens a DHT stream to its routing table, without
 checking that it serves the DHT (``skip_server_mode_check=True`` in ``_do_handle_stream``):
 but a client opens them too. Clients then filled the seeds' tables and were handed out as
@@ -68,13 +74,53 @@ MAX_MESSAGE_BYTES = 64 * 1024
 #: Closer peers and providers taken from one message (Kademlia's k), addresses an entry.
 MAX_ENTRIES = 20
 MAX_ADDRS = 8
+#: New connections one lookup or provide may open (a provide in a network of 100,000 nodes
+#: sends about 52 messages, docs/SCALING.md; most go to peers already connected).
+MAX_DIALS = 64
 
-#: Where this task's DHT operation reports refused answers: ``report(reason)`` with reason
-#: ``too-large``, ``over-cap`` or ``unparsable``. Set by ``node/net/dht.py`` around its own
-#: lookups and provides (trio tasks inherit it); unset while serving others.
+#: Where this task's DHT operation reports refused answers and dials: ``report(reason)``
+#: with reason ``too-large``, ``over-cap``, ``unparsable`` or ``dial-budget``. Set by
+#: ``node/net/dht.py`` around its own lookups and provides (trio tasks inherit it); unset
+#: while serving others.
 REPORT: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
     "commons_kad_report", default=None
 )
+#: The new connections this task's DHT operation may still open; None: no budget.
+DIALS_LEFT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "commons_kad_dials_left", default=None
+)
+
+
+class DialBudgetSpent(Exception):
+    """A DHT operation asked for more new connections than ``MAX_DIALS``."""
+
+
+class _BudgetedHost:
+    """The host as the DHT's queries see it: a stream to an unconnected peer spends one of
+    the operation's dials (``DIALS_LEFT``)."""
+
+    def __init__(self, host: Any) -> None:
+        self._host = host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+    async def new_stream(self, peer_id: ID, protocols: Any) -> Any:
+        left = DIALS_LEFT.get()
+        if left is not None and peer_id not in self._host.get_connected_peers():
+            if left[0] <= 0:
+                _report("dial-budget")
+                raise DialBudgetSpent(f"no dial left for {peer_id} in this DHT operation")
+            left[0] -= 1
+        return await self._host.new_stream(peer_id, protocols)
+
+
+def budget_dials(dht: KadDHT) -> None:
+    """Make ``dht``'s lookups and provides open streams through :class:`_BudgetedHost`."""
+    budgeted = _BudgetedHost(dht.host)
+    dht.peer_routing.host = budgeted  # type: ignore[assignment]
+    dht.provider_store.host = budgeted  # type: ignore[assignment]
+
 
 UPSTREAM = {
     "libp2p.kad_dht.common": "c4ec371cb832510906f8637d5020296b5e72f354d4f123f014e98a6817a8414e",

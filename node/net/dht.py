@@ -63,6 +63,7 @@ class DhtStats:
     lookups: int = 0
     lookups_failed: int = 0
     providers_found: int = 0
+    queries: int = 0  # DHT requests our lookups and provides sent (a stream each)
     providers_refused: int = 0  # no dialable address, or ourselves, or over MAX_PROVIDERS
     #: Answers to our lookups and provides refused (too-large, unparsable) or cut (over-cap),
     #: and their queries refused for want of a dial (dial-budget).
@@ -129,12 +130,14 @@ class Dht:
         or cut and dials refused while it runs count in ``stats`` (the library's query
         tasks, started inside it, inherit the context variables)."""
         report = kad.REPORT.set(self.stats.refused)
-        dials = kad.DIALS_LEFT.set([kad.MAX_DIALS])
+        operation = [kad.MAX_DIALS, 0]
+        dials = kad.DIALS_LEFT.set(operation)
         try:
             yield
         finally:
             kad.DIALS_LEFT.reset(dials)
             kad.REPORT.reset(report)
+            self.stats.queries += operation[1]
 
     async def provide(self, key: bytes) -> bool:
         """Announce that we provide ``key``; False when no DHT server took it in time."""

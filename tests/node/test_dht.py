@@ -132,7 +132,7 @@ async def test_a_dht_operation_opens_at_most_its_budget_of_new_connections() -> 
     host = Host()
     budgeted = kad._BudgetedHost(host)
     reasons: list[str] = []
-    tokens = kad.REPORT.set(reasons.append), kad.DIALS_LEFT.set([2])
+    tokens = kad.REPORT.set(reasons.append), kad.DIALS_LEFT.set(operation := [2, 0])
     try:
         for peer in ("a", "connected", "b", "connected"):
             await budgeted.new_stream(peer, [])  # type: ignore[arg-type]
@@ -143,4 +143,5 @@ async def test_a_dht_operation_opens_at_most_its_budget_of_new_connections() -> 
         kad.REPORT.reset(tokens[0])
     assert host.opened == ["a", "connected", "b", "connected"]
     assert reasons == ["dial-budget"]
+    assert operation == [0, 4]  # two dials spent, four queries sent
     assert await budgeted.new_stream("d", []) == "d"  # type: ignore[arg-type]  # no budget set

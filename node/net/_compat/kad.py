@@ -85,7 +85,8 @@ MAX_DIALS = 64
 REPORT: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
     "commons_kad_report", default=None
 )
-#: The new connections this task's DHT operation may still open; None: no budget.
+#: This task's DHT operation: ``[new connections it may still open, queries it sent]``;
+#: None: no budget, nothing counted.
 DIALS_LEFT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "commons_kad_dials_left", default=None
 )
@@ -107,11 +108,13 @@ class _BudgetedHost:
 
     async def new_stream(self, peer_id: ID, protocols: Any) -> Any:
         left = DIALS_LEFT.get()
-        if left is not None and peer_id not in self._host.get_connected_peers():
-            if left[0] <= 0:
-                _report("dial-budget")
-                raise DialBudgetSpent(f"no dial left for {peer_id} in this DHT operation")
-            left[0] -= 1
+        if left is not None:
+            if peer_id not in self._host.get_connected_peers():
+                if left[0] <= 0:
+                    _report("dial-budget")
+                    raise DialBudgetSpent(f"no dial left for {peer_id} in this DHT operation")
+                left[0] -= 1
+            left[1] += 1
         return await self._host.new_stream(peer_id, protocols)
 
 

@@ -436,7 +436,7 @@ class ProjectView:
 
         maintainers = state.maintainers
         claim_state = attest.fold_claims(
-            claims.values(), confirmations.values(), retracted, maintainers, who
+            claims.values(), confirmations.values(), retracted, maintainers, who, live.values()
         )
         credited = attest.credited_people(live, claim_state.resolved)
         # Each maintainer's latest eligible endorsement of each contribution, by (ts, id).

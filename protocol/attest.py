@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, ClassVar, Final, cast
 
 from protocol import codec
 from protocol.errors import InvalidRecord
-from protocol.sshsig import parse_proof
+from protocol.sshsig import fingerprint_text, parse_proof
 
 if TYPE_CHECKING:
     from protocol.record import Record
@@ -368,6 +368,46 @@ def _proven(
     return {
         cid for cid, pair in with_proof.items() if recorders.get(pair, set()) - {person(live[cid])}
     }
+
+
+#: The order of the claims listing: what awaits a maintainer first.
+_STATUS_ORDER: Final = {s: i for i, s in enumerate(("pending", "disputed", "overruled"))}
+
+
+def claim_listing(
+    state: ClaimState, live: Iterable[Record], peer: Callable[[bytes], str]
+) -> list[dict[str, object]]:
+    """Every claim of a project as the claims listing shows it (``commons claims``): its id,
+    handle, claimant key and person (peer ids by ``peer``), ``ts``, :meth:`ClaimState.status`,
+    the fingerprint of its proof's key, the persons whose confirmations count, and how many
+    of the ``live`` contributions credit its handle. Pending, disputed and overruled claims
+    come first, then the others; newest first within each."""
+    handles = {cast(ClaimBody, c.body).handle for c in state.claims.values()}
+    counts = dict.fromkeys(handles, 0)
+    if handles:
+        for record in live:
+            for handle in getattr(record.body, "on_behalf", None) or ():
+                if handle in counts:
+                    counts[handle] += 1
+    rows = []
+    for cid, claim in state.claims.items():
+        body = cast(ClaimBody, claim.body)
+        proof = body.proof_key
+        rows.append(
+            {
+                "id": cid.hex(),
+                "handle": body.handle,
+                "claimant": peer(claim.author),
+                "person": peer(state.claimant[cid]),
+                "ts": claim.ts,
+                "status": state.status(cid),
+                "proof": None if proof is None else fingerprint_text(proof),
+                "confirmed_by": [peer(p) for p in state.confirmers.get(cid, ())],
+                "contributions": counts[body.handle],
+            }
+        )
+    rows.sort(key=lambda r: (_STATUS_ORDER.get(str(r["status"]), 3), -int(r["ts"]), r["id"]))  # type: ignore[call-overload]
+    return rows
 
 
 def _author(record: Record) -> bytes:

@@ -504,6 +504,10 @@ class ProjectView:
         """True for a contribution of this project that is held and not retracted."""
         return contribution_id in self._live
 
+    def claim_listing(self) -> list[JsonObject]:
+        """Every claim of the project with its status (protocol.attest.claim_listing)."""
+        return attest.claim_listing(self.claims, self._live.values(), _peer)
+
     def contribution(self, contribution_id: bytes) -> LedgerEntry | None:
         """The live contribution with this id, or ``None`` (unknown, retracted, or not one)."""
         record = self._live.get(contribution_id)

@@ -20,10 +20,17 @@ The rules, as :func:`fold_claims` applies them to one project's records:
   same project, its author is a maintainer in the project's *current* state (as endorsements
   are judged), and its author is not the claimant (nobody confirms their own claim).
 * A claim is **confirmed** when at least one confirmation counts for it.
-* A handle **resolves** to a key when exactly one key holds a confirmed claim of it. When two
-  or more keys do, the handle is **disputed**: it resolves to nobody and its credit stays with
-  the handle, until the maintainers withdraw confirmations so that one key remains. Several
-  claims of one handle by the *same* key are no dispute.
+* A live claim is **proven** when its ``proof`` (an SSH signature, :mod:`protocol.sshsig`,
+  verified when the record was accepted) is by a key whose fingerprint a current maintainer
+  other than the claimant recorded, as ``ssh_key`` of a live attested contribution, for the
+  claimed handle (the contribution's first handle: the author who signed the commit).
+* The **holders** of a handle are the persons of its confirmed claims, or, when it has none,
+  of its proven claims: a maintainer's confirmation outranks a proof, since the recorded key
+  is itself a maintainer's word.
+* A handle **resolves** to a person when it has exactly one holder. With two or more, the
+  handle is **disputed**: it resolves to nobody and its credit stays with the handle, until
+  the maintainers settle it (withdrawing confirmations down to one holder, or confirming one
+  of two provers). Several claims of one handle by the *same* person are no dispute.
 * Everything is per project: a confirmation in one project says nothing about another, so a
   false claim confirmed by one project's maintainer moves no credit anywhere else.
 """

@@ -10,7 +10,6 @@ API route and the dashboard's project page list the claims with their status.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import httpx
 import pytest
 from dashboard_fakes import FakeNode
 
+from bench.gitrepo import add_signed_commits
 from node.api.app import build_app
 from node.cli.main import main
 from node.home import Home
@@ -66,44 +66,11 @@ def ssh_key(path: Path, kind: str = "ed25519") -> tuple[Path, str]:
 def signed_repo(path: Path, key: Path) -> dict[str, str]:
     """Three commits: one signed by its author, one signed by a committer for another
     author, one not signed. Their hashes by name."""
-    env = {
-        **os.environ,
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_COMMITTER_NAME": "Signer",
-        "GIT_COMMITTER_EMAIL": SIGNER,
-    }
-
-    def git(*args: str, author: str = SIGNER) -> str:
-        done = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(path),
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-                f"user.signingkey={key}",
-                *args,
-            ],
-            env={**env, "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": author},
-            capture_output=True,
-            check=True,
-            text=True,
-        )
-        return done.stdout.strip()
-
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    hashes = {}
-    for name, author, sign in (("own", SIGNER, True), ("for-other", OTHER, True)):
-        (path / f"{name}.c").write_text(name)
-        git("add", f"{name}.c")
-        git("commit", "-q", *(["-S"] if sign else []), "-m", name, author=author)
-        hashes[name] = git("rev-parse", "HEAD")
-    (path / "plain.c").write_text("plain")
-    git("add", "plain.c")
-    git("commit", "-q", "-m", "plain")
-    hashes["plain"] = git("rev-parse", "HEAD")
-    return hashes
+    commits = [(SIGNER, SIGNER, True), (OTHER, SIGNER, True), (SIGNER, SIGNER, False)]
+    return dict(
+        zip(("own", "for-other", "plain"), add_signed_commits(path, key, commits), strict=True)
+    )
 
 
 @pytest.fixture

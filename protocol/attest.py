@@ -396,25 +396,25 @@ def claim_listing(
             for handle in getattr(record.body, "on_behalf", None) or ():
                 if handle in counts:
                     counts[handle] += 1
-    rows = []
+    keyed = []
     for cid, claim in state.claims.items():
         body = cast(ClaimBody, claim.body)
         proof = body.proof_key
-        rows.append(
-            {
-                "id": cid.hex(),
-                "handle": body.handle,
-                "claimant": peer(claim.author),
-                "person": peer(state.claimant[cid]),
-                "ts": claim.ts,
-                "status": state.status(cid),
-                "proof": None if proof is None else fingerprint_text(proof),
-                "confirmed_by": [peer(p) for p in state.confirmers.get(cid, ())],
-                "contributions": counts[body.handle],
-            }
-        )
-    rows.sort(key=lambda r: (_STATUS_ORDER.get(str(r["status"]), 3), -int(r["ts"]), r["id"]))  # type: ignore[call-overload]
-    return rows
+        status = state.status(cid)
+        row: dict[str, object] = {
+            "id": cid.hex(),
+            "handle": body.handle,
+            "claimant": peer(claim.author),
+            "person": peer(state.claimant[cid]),
+            "ts": claim.ts,
+            "status": status,
+            "proof": None if proof is None else fingerprint_text(proof),
+            "confirmed_by": [peer(p) for p in state.confirmers.get(cid, ())],
+            "contributions": counts[body.handle],
+        }
+        keyed.append(((_STATUS_ORDER.get(status, len(_STATUS_ORDER)), -claim.ts, cid), row))
+    keyed.sort(key=lambda pair: pair[0])
+    return [row for _, row in keyed]
 
 
 def _author(record: Record) -> bytes:

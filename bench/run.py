@@ -466,12 +466,21 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     r = results.get("dht")
     if r and "error" not in r:
-        lk, ms = r["lookup_ms"], r["messages"]
+        lk, ms, wm = r["lookup_ms"], r["messages"], r["warm_lookup_ms"]
         out.append(
             (
                 f"11 DHT provider lookup, {r['nodes']} nodes (ms p50/p99)",
                 f"{_n(lk['p50'])} / {_n(lk['p99'])}",
                 f"{ms['p50']} / {ms['p99']} messages",
+                "",
+                "",
+            )
+        )
+        out.append(
+            (
+                "11 the same lookup again, connected (ms p50/p99)",
+                f"{_n(wm['p50'])} / {_n(wm['p99'])}",
+                "",
                 "",
                 "",
             )

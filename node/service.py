@@ -55,7 +55,8 @@ Rules:
 - **Peer exchange** (:mod:`node.peering`, which says whom to ask and what to keep); dials
   rank bootstrap, least failed, the /24 or /48 least connected into, then a random order
   per address (nodes told the same addresses must not all dial the same peers); at most
-  ``max_per_group`` connections into one public network beyond the bootstrap peers.
+  ``max_per_group`` connections into one public network beyond the bootstrap peers. An
+  address known only from a DHT answer is dialled once: a failure forgets it.
 - **Reachability** is reported when it changes, not at every dial: the first failed dial of
   a peer (or of an address that names none) makes it unreachable, a successful dial or a new
   connection makes it reachable again (:class:`Reachability`, one log line each).

@@ -53,6 +53,7 @@ MAX_CACHED_HANDLES: Final = 1 << 16
 _PACK: Final = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _TITLE_KEY: Final = _PACK("title")
 _TYPE_KEY: Final = _PACK("type")
+_SSH_KEY_KEY: Final = _PACK("ssh_key")
 _new = object.__new__
 _sha256 = hashlib.sha256
 
@@ -74,6 +75,7 @@ _BODY_TYPE: Final = _setter(ContributionBody, "type")
 _BODY_TITLE: Final = _setter(ContributionBody, "title")
 _BODY_ARTIFACTS: Final = _setter(ContributionBody, "artifacts")
 _BODY_ON_BEHALF: Final = _setter(ContributionBody, "on_behalf")
+_BODY_SSH_KEY: Final = _setter(ContributionBody, "ssh_key")
 _RECORD_AUTHOR: Final = _setter(Record, "author")
 _RECORD_TS: Final = _setter(Record, "ts")
 _RECORD_BODY: Final = _setter(Record, "body")
@@ -93,6 +95,7 @@ class Draft(NamedTuple):
     title: str
     digest: str
     on_behalf: tuple[str, ...]
+    ssh_key: bytes | None
     ts: int
 
 
@@ -123,14 +126,21 @@ class Drafts:
         # the map without sig (six entries); the record, with it (seven).
         self._head = _PACK("author") + _PACK(author) + _PACK("body")
         self._middle = _PACK("kind") + _PACK("contribution") + _PACK("project") + _PACK(project)
-        self._artifact_head = b"\x84" + _PACK("artifacts") + b"\x91\x82" + _PACK("digest")
+        self._artifact_head = _PACK("artifacts") + b"\x91\x82" + _PACK("digest")
         self._uri_entry = _PACK("uri") + _PACK(uri)
         # Handle lists checked and encoded, by value: a history has far fewer authors (and
         # author, co-author combinations) than commits.
         self._handles: dict[tuple[str, ...], bytes] = {}
 
     def draft(
-        self, *, type: str, title: str, digest: str, on_behalf: tuple[str, ...], ts: int
+        self,
+        *,
+        type: str,
+        title: str,
+        digest: str,
+        on_behalf: tuple[str, ...],
+        ts: int,
+        ssh_key: bytes | None = None,
     ) -> Draft:
         """The unsigned contribution; raises :class:`InvalidRecord` for a broken rule."""
         if type not in CONTRIBUTION_TYPES:
@@ -147,16 +157,20 @@ class Drafts:
             if len(self._handles) >= MAX_CACHED_HANDLES:
                 self._handles.clear()
             self._handles[on_behalf] = handles
+        if ssh_key is not None:
+            check.id_field("ssh_key", ssh_key)
         if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TIMESTAMP:
             raise InvalidRecord("bad-timestamp", f"ts {ts} is outside 0..2**63-1")
         # The body's keys in canonical order: artifacts (one map: digest, uri), on_behalf,
-        # title, type.
+        # ssh_key when present, title, type.
         body = b"".join(
             (
+                b"\x84" if ssh_key is None else b"\x85",
                 self._artifact_head,
                 _PACK(digest),
                 self._uri_entry,
                 handles,
+                b"" if ssh_key is None else _SSH_KEY_KEY + _PACK(ssh_key),
                 _TITLE_KEY,
                 _PACK(title),
                 _TYPE_KEY,
@@ -171,7 +185,7 @@ class Drafts:
         ):
             raise InvalidRecord("too-large", f"the record would exceed {MAX_RECORD_SIZE} bytes")
         cut = len(_PREFIX) + len(self._head) + len(body) + len(self._middle)
-        return Draft(signing_input, cut, type, title, digest, on_behalf, ts)
+        return Draft(signing_input, cut, type, title, digest, on_behalf, ssh_key, ts)
 
     def signed(self, draft: Draft, sig: bytes) -> Record:
         """The record of ``draft`` with its author's signature ``sig`` over its signing input
@@ -192,6 +206,7 @@ class Drafts:
         _BODY_TITLE(body, draft.title)
         _BODY_ARTIFACTS(body, (artifact,))
         _BODY_ON_BEHALF(body, draft.on_behalf)
+        _BODY_SSH_KEY(body, draft.ssh_key)
         record: Record = _new(Record)
         _RECORD_AUTHOR(record, self.author)
         _RECORD_TS(record, draft.ts)

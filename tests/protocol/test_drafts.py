@@ -44,12 +44,15 @@ handles = st.lists(
 ).map(tuple)
 
 
-def reference(type_: str, title: str, digest: str, on_behalf: tuple[str, ...], ts: int) -> Record:
+def reference(
+    type_: str, title: str, digest: str, on_behalf: tuple[str, ...], ts: int, ssh_key: bytes | None
+) -> Record:
     body = ContributionBody(
         type=type_,
         title=title,
         artifacts=(Artifact(uri=URL, digest=digest),),
         on_behalf=on_behalf,
+        ssh_key=ssh_key,
     )
     return sign_record(SIGNER, body=body, ts=ts, project=PROJECT)
 
@@ -61,14 +64,21 @@ def reference(type_: str, title: str, digest: str, on_behalf: tuple[str, ...], t
     digest=st.from_regex(r"git:[0-9a-f]{40}", fullmatch=True),
     on_behalf=handles,
     ts=st.integers(0, 2**63 - 1) | st.sampled_from([0, 127, 128, 2**32, 1_704_067_200_000]),
+    ssh_key=st.none() | st.binary(min_size=32, max_size=32),
 )
 def test_drafts_make_sign_records_bytes(
-    type_: str, title: str, digest: str, on_behalf: tuple[str, ...], ts: int
+    type_: str,
+    title: str,
+    digest: str,
+    on_behalf: tuple[str, ...],
+    ts: int,
+    ssh_key: bytes | None,
 ) -> None:
     drafts = Drafts(SIGNER.public_key, PROJECT, URL)
-    draft = drafts.draft(type=type_, title=title, digest=digest, on_behalf=on_behalf, ts=ts)
+    fields = {"type": type_, "title": title, "digest": digest, "on_behalf": on_behalf}
+    draft = drafts.draft(**fields, ts=ts, ssh_key=ssh_key)  # type: ignore[arg-type]
     record = drafts.signed(draft, sign_drafts(SIGNER, [draft.signing_input])[0])
-    expected = reference(type_, title, digest, on_behalf, ts)
+    expected = reference(type_, title, digest, on_behalf, ts, ssh_key)
     assert draft.signing_input == expected.signing_input()
     assert (record.raw, record.id) == (expected.raw, expected.id)
     assert record == expected
@@ -76,7 +86,7 @@ def test_drafts_make_sign_records_bytes(
     # And the bytes pass every rule a peer applies, the signature included.
     assert parse_record(record.raw, now_ms=2**63 - 1).id == record.id
     # The same draft twice (its handle list now cached) gives the same record.
-    again = drafts.draft(type=type_, title=title, digest=digest, on_behalf=on_behalf, ts=ts)
+    again = drafts.draft(**fields, ts=ts, ssh_key=ssh_key)  # type: ignore[arg-type]
     assert again == draft
 
 
@@ -102,6 +112,8 @@ GOOD = {"type": "code", "title": "Fix", "digest": "git:" + "ab" * 20, "on_behalf
         ({"ts": -1}, "bad-timestamp"),
         ({"ts": 2**63}, "bad-timestamp"),
         ({"ts": True}, "bad-timestamp"),
+        ({"ssh_key": b"\x01" * 31}, "bad-length:ssh_key"),
+        ({"ssh_key": "00" * 32}, "bad-type:ssh_key"),
     ],
 )
 def test_a_draft_breaking_a_rule_is_refused(change: dict[str, object], code: str) -> None:

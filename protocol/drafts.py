@@ -2,15 +2,15 @@
 
 ``commons import-git`` makes one record a commit, and a history has a million. Building each
 through :func:`protocol.record.sign_record` runs every generic step a record takes: a body
-object checked field by field, the whole record turned into a map and encoded twice (the
-draft, then the signed record), the id hashed, and all of it in Python. For records that
-differ only in their type, title, artifact digest, handles and time, almost all of that is
+object checked field by field, the whole record turned into a map and encoded twice (the draft,
+then the signed record), the id hashed, and all of it in Python. For records that differ only
+in their type, title, artifact digest, handles, signing SSH key and time, almost all of that is
 the same work again. :class:`Drafts` checks the constant parts (author, project, URI) once, by
 building one complete record through the ordinary path, and for each record checks only what
 varies, with the same rules (:mod:`protocol.fields`, :func:`protocol.attest.check_on_behalf`),
-then writes the canonical bytes around the one varying piece, the body, which msgpack's C
-encoder writes in canonical form (its keys given in order, every length in its shortest form;
-the same encoder :func:`protocol.codec.encode` uses).
+then writes the canonical bytes around the varying pieces (the body and the time), which
+msgpack's C encoder writes in canonical form (its keys given in order, every length in its
+shortest form; the same encoder :func:`protocol.codec.encode` uses).
 
 Signing is split from drafting so that the signatures (the one expensive step left) can be
 made elsewhere, in parallel: :meth:`Drafts.draft` gives the bytes to sign, and

@@ -48,9 +48,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from bisect import bisect_left
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import accumulate
 
 from protocol.errors import LocalProtocolError, NegentropyError
 
@@ -143,6 +143,7 @@ Bound = tuple[int, bytes]
 _MASK = (1 << 256) - 1
 _ZERO_ID = bytes(ID_SIZE)
 _ZERO_KEY = bytes(8 + ID_SIZE)
+_NO_KEY: Item = (-1, b"")
 _INFINITY_BOUND: Bound = (INFINITY, b"")
 _SMALL_VARINTS = tuple(bytes((i,)) for i in range(0x80))
 
@@ -263,20 +264,30 @@ def _key(timestamp: int, id_prefix: bytes) -> bytes:
 
 
 class Storage:
-    """A sealed, sorted, de-duplicated set of items.
+    """A sealed, sorted, de-duplicated set of items, held compactly.
 
-    Keeps the items' sort keys for binary search and prefix sums of the ids (as integers), so
-    the fingerprint of any index range costs one subtraction and one hash. Immutable.
+    A catch-up reconciles a million items or more, so the set is kept as three flat buffers
+    rather than as Python objects (those cost about 230 bytes an item; these 72): the
+    timestamps in ascending order (an unsigned 64-bit array, which ``bisect`` searches in C),
+    the ids one after another (so an id list is one slice), and prefix sums of the ids as
+    256-bit little-endian integers mod 2**256, 32 bytes each, so that the fingerprint of any
+    index range costs one subtraction and one hash. Input already in ascending order (as an
+    index yields it) is taken as it streams, without a copy of the whole list; other input
+    is sorted first. Immutable.
     """
 
-    __slots__ = ("_ids", "_keys", "_sums")
+    __slots__ = ("_count", "_ids", "_sums", "_times")
 
-    _keys: list[bytes]
-    _ids: list[bytes]
-    _sums: list[int]
+    _count: int
+    _times: array[int]
+    _ids: bytes
+    _sums: bytes
 
     def __init__(self, items: Iterable[Item] = ()) -> None:
-        keys: set[bytes] = set()
+        times = array("Q")
+        ids = bytearray()
+        previous = _NO_KEY
+        ordered = True
         for item in items:
             try:
                 timestamp, id_ = item
@@ -288,26 +299,43 @@ class Storage:
                 )
             if not isinstance(id_, bytes | bytearray | memoryview) or len(id_) != ID_SIZE:
                 raise LocalProtocolError("bad-item", "an id must be 32 bytes")
-            keys.add(timestamp.to_bytes(8, "big") + bytes(id_))
-        ordered = sorted(keys)
-        ids = [key[8:] for key in ordered]
-        object.__setattr__(self, "_keys", ordered)
-        object.__setattr__(self, "_ids", ids)
-        object.__setattr__(
-            self,
-            "_sums",
-            list(accumulate((int.from_bytes(id_, "little") for id_ in ids), initial=0)),
-        )
+            key = (timestamp, bytes(id_))
+            if key == previous:
+                continue  # a duplicate next to its twin (sorted input, or a merge of two)
+            if ordered and key < previous:
+                ordered = False
+            previous = key
+            times.append(timestamp)
+            ids += key[1]
+        if not ordered:
+            keys = sorted(
+                {(times[n], bytes(ids[n * ID_SIZE : (n + 1) * ID_SIZE])) for n in range(len(times))}
+            )
+            times = array("Q", (timestamp for timestamp, _ in keys))
+            ids = bytearray(b"".join(id_ for _, id_ in keys))
+            del keys
+        sums = bytearray(_ZERO_ID)
+        total = 0
+        view = memoryview(ids)
+        for offset in range(0, len(ids), ID_SIZE):
+            total = (total + int.from_bytes(view[offset : offset + ID_SIZE], "little")) & _MASK
+            sums += total.to_bytes(ID_SIZE, "little")
+        view.release()
+        object.__setattr__(self, "_count", len(times))
+        object.__setattr__(self, "_times", times)
+        object.__setattr__(self, "_ids", bytes(ids))
+        object.__setattr__(self, "_sums", bytes(sums))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Storage is immutable")
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._count
 
     def __iter__(self) -> Iterator[Item]:
-        for key in self._keys:
-            yield int.from_bytes(key[:8], "big"), key[8:]
+        ids = self._ids
+        for index, timestamp in enumerate(self._times):
+            yield timestamp, ids[index * ID_SIZE : (index + 1) * ID_SIZE]
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, tuple) or len(item) != 2:
@@ -317,27 +345,39 @@ class Storage:
             return False
         if not isinstance(id_, bytes) or len(id_) != ID_SIZE:
             return False
-        key = _key(timestamp, id_)
-        index = bisect_left(self._keys, key)
-        return index < len(self._keys) and self._keys[index] == key
+        index = self.lower_bound(timestamp, id_)
+        return index < self._count and self.item(index) == (timestamp, id_)
 
     def __repr__(self) -> str:
         return f"Storage(<{len(self)} items>)"
 
     def item(self, index: int) -> Item:
         """The item at ``index`` in (timestamp, id) order."""
-        key = self._keys[index]
-        return int.from_bytes(key[:8], "big"), key[8:]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("item index out of range")
+        return self._times[index], self._ids[index * ID_SIZE : (index + 1) * ID_SIZE]
 
     def ids(self, lower: int = 0, upper: int | None = None) -> list[bytes]:
         """The ids of the items with index in ``[lower, upper)``, in order."""
-        return self._ids[lower:upper]
+        joined = self.joined_ids(lower, upper)
+        return [joined[offset : offset + ID_SIZE] for offset in range(0, len(joined), ID_SIZE)]
+
+    def joined_ids(self, lower: int = 0, upper: int | None = None) -> bytes:
+        """The ids of the items with index in ``[lower, upper)``, in order, end to end (as an
+        id list carries them)."""
+        lower, upper, _ = slice(lower, upper).indices(self._count)
+        return self._ids[lower * ID_SIZE : max(lower, upper) * ID_SIZE]
 
     def fingerprint(self, lower: int, upper: int) -> bytes:
         """The fingerprint of the items with index in ``[lower, upper)``: O(1)."""
-        if not 0 <= lower <= upper <= len(self._keys):
+        if not 0 <= lower <= upper <= self._count:
             raise LocalProtocolError("bad-range", f"no index range [{lower}, {upper})")
-        return _fingerprint_of((self._sums[upper] - self._sums[lower]) & _MASK, upper - lower)
+        sums = self._sums
+        below = int.from_bytes(sums[lower * ID_SIZE : (lower + 1) * ID_SIZE], "little")
+        above = int.from_bytes(sums[upper * ID_SIZE : (upper + 1) * ID_SIZE], "little")
+        return _fingerprint_of((above - below) & _MASK, upper - lower)
 
     def lower_bound(
         self, timestamp: int, id_prefix: bytes = b"", lower: int = 0, upper: int | None = None
@@ -345,8 +385,26 @@ class Storage:
         """The index of the first item at or above the bound ``(timestamp, id_prefix)``,
         searching ``[lower, upper)``."""
         if upper is None:
-            upper = len(self._keys)
-        return bisect_left(self._keys, _key(timestamp, id_prefix), lower, upper)
+            upper = self._count
+        times = self._times
+        # The timestamps narrow the search in C; the ids decide only among equal timestamps.
+        lower = bisect_left(times, timestamp, lower, upper)
+        if not id_prefix:
+            return lower
+        upper = bisect_right(times, timestamp, lower, upper)
+        target = id_prefix + _ZERO_ID[len(id_prefix) :]
+        ids = self._ids
+        while lower < upper:
+            middle = (lower + upper) // 2
+            if ids[middle * ID_SIZE : (middle + 1) * ID_SIZE] < target:
+                lower = middle + 1
+            else:
+                upper = middle
+        return lower
+
+    def separator(self, index: int) -> Bound:
+        """The shortest bound between the items at ``index - 1`` and ``index``."""
+        return minimal_bound(self.item(index - 1), self.item(index))
 
 
 # --- The session -----------------------------------------------------------------------------
@@ -491,9 +549,7 @@ class Negentropy:
             return bytes((PROTOCOL_VERSION,))  # tell the peer the version we speak
 
         storage = self.storage
-        keys = storage._keys
-        ids = storage._ids
-        count = len(keys)
+        count = len(storage)
         writer = _Writer(storage)
         out = writer.out
         limit = self.frame_size_limit
@@ -533,7 +589,7 @@ class Negentropy:
 
             bound: Bound = (timestamp, prefix)
             lower = prev_index
-            upper = bisect_left(keys, key, lower)
+            upper = storage.lower_bound(timestamp, prefix, lower)
             mark = len(out)
             if mode == MODE_SKIP:
                 skip = True
@@ -547,7 +603,7 @@ class Negentropy:
                         out.append(MODE_SKIP)
                     writer.split_range(lower, upper, bound)
             elif initiator:
-                self._compare(ids[lower:upper], data, payload, pos)
+                self._compare(storage.ids(lower, upper), data, payload, pos)
                 skip = True
             else:
                 # Answer an id list with ours, as many as the frame allows; the rest of our
@@ -564,7 +620,7 @@ class Negentropy:
                 writer.bound(end_bound)
                 out.append(MODE_ID_LIST)
                 out += encode_varint(upper - lower)
-                out += b"".join(ids[lower:upper])
+                out += storage.joined_ids(lower, upper)
                 mark = len(out)
             if len(out) > budget:
                 # The frame is full: drop this range's output and end with a fingerprint of
@@ -631,9 +687,8 @@ class _Writer:
             self.bound(upper_bound)
             out.append(MODE_ID_LIST)
             out += encode_varint(number)
-            out += b"".join(storage._ids[lower:upper])
+            out += storage.joined_ids(lower, upper)
             return
-        keys = storage._keys
         per_bucket, with_extra = divmod(number, BUCKETS)
         current = lower
         for bucket in range(BUCKETS):
@@ -642,14 +697,7 @@ class _Writer:
             if following == upper:
                 self.bound(upper_bound)
             else:
-                below, above = keys[following - 1], keys[following]
-                timestamp = int.from_bytes(above[:8], "big")
-                if below[:8] != above[:8]:
-                    self.bound((timestamp, b""))
-                else:
-                    diff = int.from_bytes(below, "big") ^ int.from_bytes(above, "big")
-                    shared = 8 + ID_SIZE - (diff.bit_length() + 7) // 8
-                    self.bound((timestamp, above[8 : shared + 1]))
+                self.bound(storage.separator(following))
             out.append(MODE_FINGERPRINT)
             out += digest
             current = following

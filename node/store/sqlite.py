@@ -46,10 +46,11 @@ and view snapshots), :mod:`node.store.peers` (the address book) and
 from __future__ import annotations
 
 import heapq
+import itertools
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypeVar
 
 from node.clock import now_ms as _now_ms
 from node.memory import malloc_trim
@@ -87,6 +88,7 @@ __all__ = [
 
 #: Whether a record of (project, author) may be served to peers (see ``raw_many``).
 Served: TypeAlias = Callable[[bytes | None, bytes], bool]
+T = TypeVar("T")
 #: The most records one ``add`` call (one transaction) takes.
 MAX_BATCH: Final = 10_000
 #: Rows fetched per query by ``iter_raw`` (the default and the largest allowed).
@@ -487,23 +489,33 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
         self._scopes_memo = (version, result)
         return dict(result)
 
-    @guarded
     def items(self, scope: str) -> list[tuple[int, bytes]]:
         """The (ts, id) pairs of a scope, ascending: negentropy's item list, off the index.
 
         The ids of records refused by local policy are items too (see
         :mod:`node.store.moderation`): reconciliation must count them as held, not missing.
+        A list, for tests and tools; the sync streams them (:meth:`build_items`).
+        """
+        return self.build_items(scope, _distinct)
+
+    @guarded
+    def build_items(self, scope: str, build: Callable[[Iterable[tuple[int, bytes]]], T]) -> T:
+        """``build`` applied to the (ts, id) pairs of a scope as :meth:`items` has them, but
+        streamed from the index under the lock instead of listed: a catch-up's item list of a
+        million pairs would cost about 160 MB as a list of tuples before ``build`` (the sync's
+        compact ``negentropy.Storage``) has taken them in. The pairs come in ascending order,
+        held and refused merged; an id both held and refused comes twice, one after the other.
         """
         number = self._scope_number(scope, create=False)
         if number is None:
-            return []
-        query = "SELECT ts, id FROM records WHERE scope = ? ORDER BY ts, id"
-        held = [(int(ts), bytes(i)) for ts, i in self._db.execute(query, (number,))]
-        query = "SELECT ts, id FROM refused WHERE scope = ? ORDER BY ts, id"
-        refused = [(int(ts), bytes(i)) for ts, i in self._db.execute(query, (number,))]
-        if not refused:
-            return held
-        return sorted(set(held).union(refused))
+            return build(())
+        held = self._db.execute(
+            "SELECT ts, id FROM records WHERE scope = ? ORDER BY ts, id", (number,)
+        )
+        refused = self._db.execute(
+            "SELECT ts, id FROM refused WHERE scope = ? ORDER BY ts, id", (number,)
+        )
+        return build(heapq.merge(held, refused))
 
     def iter_raw(
         self, scopes: Iterable[str] | None = None, *, batch: int = ITER_BATCH
@@ -544,3 +556,8 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
         )
         rows = self._db.execute(query, (number, *after, limit))
         return [(int(ts), bytes(i), bytes(raw)) for ts, i, raw in rows]
+
+
+def _distinct(pairs: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Ascending pairs as a list, each once (a pair both held and refused comes twice)."""
+    return [pair for pair, _ in itertools.groupby(pairs)]

@@ -21,6 +21,7 @@ from node.policy import Policy
 from node.store.sqlite import Store
 from node.sync.ingest import Ingestor
 from node.views.cache import ViewCache
+from protocol import negentropy
 from protocol.bundle import encode_bundle
 from protocol.signing import peer_id
 from protocol.testing import RecordFactory
@@ -45,6 +46,8 @@ def test_refused_ids_are_items_but_never_served(store: Store, f: RecordFactory) 
     assert store.scope_version(scope) != version  # the cached item list is stale
     assert (blocked.ts, blocked.id) in store.items(scope)
     assert sorted(store.items(scope)) == store.items(scope)
+    # The sync streams the same pairs, held and refused merged, into negentropy's storage.
+    assert list(store.build_items(scope, negentropy.Storage)) == store.items(scope)
     assert store.raw_many([blocked.id, kept.id]) == [kept.raw]
     assert store.is_refused(blocked.id)
     assert not store.has(blocked.id)

@@ -231,6 +231,45 @@ def test_storage_sorts_deduplicates_and_searches() -> None:
         storage.fingerprint(0, 5)
 
 
+@settings(max_examples=100)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 7, MAX_TIMESTAMP]),
+            st.binary(min_size=1, max_size=2).map(lambda b: b.ljust(32, b"\x00")),
+        ),
+        max_size=60,
+    ),
+    st.sampled_from([0, 7, 8, INFINITY]),
+    st.binary(max_size=33),
+)
+def test_compact_storage_matches_a_sorted_list_model(
+    items: list[Item], timestamp: int, prefix: bytes
+) -> None:
+    # The compact buffers must behave exactly as the sorted, de-duplicated list of pairs they
+    # replace, whether the input came in any order with repeats or ascending as a stream with
+    # neighbouring twins (a store's held and refused pairs merged).
+    model = sorted(set(items))
+    for storage in (Storage(items), Storage(iter(sorted(items)))):
+        assert list(storage) == model
+        assert len(storage) == len(model)
+        assert storage.joined_ids() == b"".join(id_ for _, id_ in model)
+        assert storage.ids(1, -1) == [id_ for _, id_ in model][1:-1]
+        if model:
+            assert storage.item(-1) == model[-1]
+        prefix = prefix[:32]
+        key = timestamp.to_bytes(8, "big") + prefix.ljust(32, b"\x00")
+        expected = sum(1 for t, i in model if t.to_bytes(8, "big") + i < key)
+        assert storage.lower_bound(timestamp, prefix) == expected
+        for index in range(1, len(model)):
+            bound = storage.separator(index)
+            assert bound == minimal_bound(model[index - 1], model[index])
+        assert all(
+            storage.fingerprint(0, n) == fingerprint(storage.ids(0, n))
+            for n in range(len(model) + 1)
+        )
+
+
 @pytest.mark.parametrize(
     "item",
     [

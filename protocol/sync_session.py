@@ -511,6 +511,7 @@ class ClientSession(_Session):
         self._stash: Neg | None = None  # a reply waiting for item lists
         self._have: list[bytes] = []
         self._need: list[bytes] = []
+        self._need_scopes: set[str] = set()  # the scopes whose sessions reported a need
         self._queue: list[bytes] = []  # ids still to fetch; the ones asked for first
         self._ask = 0  # how many ids the want in flight asked for
         self._more = False  # whether that want was sent after the last recs
@@ -597,6 +598,23 @@ class ClientSession(_Session):
 
     def _absorb(self, reply: Neg) -> State:
         """Feed each scope's reply to its session; then the next round, or the transfer."""
+        self._reconcile(reply)
+        if self._pending:
+            return self._send_round()
+        self._release()
+        # A negentropy session reports each id once, so only ids from two scopes can repeat
+        # (a peer listing one id in both): at a million ids the de-duplicating dict would
+        # cost more memory than the ids themselves, at the peak of the session.
+        need, self._need = self._need, []
+        self._queue = list(dict.fromkeys(need)) if len(self._need_scopes) > 1 else need
+        self._events.append(Reconciled(have=len(self._have), need=len(self._queue)))
+        if self._queue:
+            return self._send_want(FIRST_WANT)
+        return self._push_next()
+
+    def _reconcile(self, reply: Neg) -> None:
+        """Feed each scope's reply to its session, gathering have and need (a method of its
+        own so that no session outlives it in a local variable once released)."""
         for number, message in reply.messages.items():
             scope = self._scope_list[number]
             session = self._sessions.get(scope)
@@ -606,17 +624,10 @@ class ClientSession(_Session):
             have, need = session.drain()
             self._have += have
             self._need += need
+            if need:
+                self._need_scopes.add(scope)
             if next_message is not None:
                 self._pending[scope] = next_message
-        if self._pending:
-            return self._send_round()
-        self._release()
-        self._queue = list(dict.fromkeys(self._need))
-        self._need = []
-        self._events.append(Reconciled(have=len(self._have), need=len(self._queue)))
-        if self._queue:
-            return self._send_want(FIRST_WANT)
-        return self._push_next()
 
     def _send_want(self, count: int) -> State:
         ask = self._queue[:count]

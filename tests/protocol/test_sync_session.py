@@ -369,6 +369,24 @@ def test_wants_ask_first_few_then_many_and_again_what_was_not_sent() -> None:
     assert sum(wants) > 5000  # some ids were asked twice
 
 
+class ListsTwice(Holder):
+    """A peer that lists its scope-0 records in scope 1's item list as well."""
+
+    def items(self, scope: str) -> negentropy.Storage:
+        extra = list(super().items(SCOPES[0])) if scope == SCOPES[1] else []
+        return negentropy.Storage([*super().items(scope), *extra])
+
+
+def test_an_id_listed_in_two_scopes_is_asked_for_once() -> None:
+    """Each negentropy session reports an id once, so only an id two scopes both list can
+    repeat: it is fetched once all the same."""
+    frames: list[Frame] = []
+    c, _ = converge(Holder(), ListsTwice(many(0, 20) + many(1, 20)), split=watching(Want, frames))
+    asked = [i for want in frames if isinstance(want, Want) for i in want.ids]
+    assert len(asked) == len(set(asked)) == 40
+    assert len(c.holder.records) == 40
+
+
 def test_ids_the_peer_does_not_send_are_dropped() -> None:
     """A peer that advertised records it then cannot give: an empty answer drops those ids."""
     theirs = Holder(many(1, 30))

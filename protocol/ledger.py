@@ -89,6 +89,7 @@ from protocol.state import (
 from protocol.state import cached_peer_id as _peer
 
 __all__ = [
+    "DENOMINATOR",
     "JsonObject",
     "LedgerEntry",
     "ProjectState",
@@ -101,6 +102,7 @@ __all__ = [
     "person_profiles",
     "profiles",
     "project_state",
+    "share_lines",
 ]
 
 #: A JSON object as the ``to_json`` methods return it, ready for :func:`json.dumps`.
@@ -108,9 +110,9 @@ JsonObject: TypeAlias = dict[str, object]
 
 #: Every participant count ``|P(c)|`` (1 to ``MAX_COAUTHORS + 1``) divides this number, so the
 #: per-participant credits ``m/|P|`` and ``m*w/|P|`` are summed as integer multiples of
-#: ``1/_DENOMINATOR`` and only the final totals become fractions: exact, and much faster than
+#: ``1/DENOMINATOR`` and only the final totals become fractions: exact, and much faster than
 #: adding a ``Fraction`` per contribution.
-_DENOMINATOR: Final = math.lcm(*range(1, MAX_COAUTHORS + 2))
+DENOMINATOR: Final = math.lcm(*range(1, MAX_COAUTHORS + 2))
 
 
 #: :func:`order_key` as a C-level getter, for sorting many records, and its first half.
@@ -311,11 +313,43 @@ class ProjectSummary:
 
 @dataclass(frozen=True, slots=True)
 class _Accounts:
-    """Per-participant integer tallies, in units of ``1/_DENOMINATOR`` minutes."""
+    """Per-participant integer tallies, in units of ``1/DENOMINATOR`` minutes."""
 
     contributions: dict[bytes, int]
     claimed: dict[bytes, int]
     endorsed: dict[bytes, int]
+
+
+def share_lines(
+    contributions: dict[bytes, int],
+    claimed: dict[bytes, int],
+    endorsed: dict[bytes, int],
+    handles: dict[bytes, str],
+) -> list[Share]:
+    """The lines of ``shares()`` from per-participant tallies (claimed minutes and endorsed
+    value in units of ``1/DENOMINATOR``); ``handles`` names the unclaimed handles' stand-ins.
+
+    Sorted by largest ``share`` first, then (for equal shares) larger ``claimed_minutes``,
+    then more ``contributions``, then the contributor's public key in ascending byte order.
+    Equal shares mean equal endorsed values whenever the total is not zero, so endorsed
+    value needs no tie-break of its own.
+    """
+    total = sum(endorsed.values())
+    lines = []
+    for person, count in contributions.items():
+        value = endorsed.get(person, 0)
+        lines.append(
+            Share(
+                contributor=person,
+                contributions=count,
+                claimed_minutes=Fraction(claimed[person], DENOMINATOR),
+                endorsed_value=Fraction(value, DENOMINATOR),
+                share=Fraction(value, total) if total else Fraction(0),
+                handle=handles.get(person),
+            )
+        )
+    lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,6 +543,20 @@ class ProjectView:
         record = self._live.get(contribution_id)
         return None if record is None else self._entry(record)
 
+    def entry_for(self, record: Record) -> LedgerEntry:
+        """The ledger entry of ``record``, a live contribution of this project that this view
+        may not hold: one no endorsement or retraction of the view names has no counting
+        endorsement, and an attested one credits its handles as the view's claims resolve
+        them (how :mod:`protocol.tally` lists a ledger without folding every contribution)."""
+        if record.id in self._live:
+            return self._entry(record)
+        body = cast(ContributionBody, record.body)
+        credited = None
+        if body.on_behalf is not None:
+            credited = attest.credited(body.on_behalf, self.claims.resolved)
+        person = self.person_of(record) if self._parts else None
+        return LedgerEntry(record, 0, 0, person, credited)
+
     def live_contributions(
         self,
         *,
@@ -635,11 +683,11 @@ class ProjectView:
     def _tally(self) -> _Accounts:
         if self._accounts is not None:
             return self._accounts
-        denominator = _DENOMINATOR
+        denominator = DENOMINATOR
         contributions: defaultdict[bytes, int] = defaultdict(int)
         # Minutes of single-author contributions, in whole minutes (the common case, kept
         # apart so it needs no multiplication per record), and credits from contributions with
-        # coauthors, in units of 1/_DENOMINATOR minutes.
+        # coauthors, in units of 1/DENOMINATOR minutes.
         solo: defaultdict[bytes, int] = defaultdict(int)
         shared: defaultdict[bytes, int] = defaultdict(int)
         parts = self._parts
@@ -675,31 +723,17 @@ class ProjectView:
         return len(self._tally().contributions)
 
     def shares(self) -> list[Share]:
-        """The open value accounting: one line per participant of any live contribution.
-
-        Sorted by largest ``share`` first, then (for equal shares) larger ``claimed_minutes``,
-        then more ``contributions``, then the contributor's public key in ascending byte order.
-        Equal shares mean equal endorsed values whenever the total is not zero, so endorsed
-        value needs no tie-break of its own.
-        """
+        """The open value accounting: one line per participant of any live contribution,
+        in :func:`share_lines`' order."""
         accounts = self._tally()
-        total = sum(accounts.endorsed.values())
         handles = attest.handle_names(self._live.values(), self.claims.resolved)
-        lines = []
-        for person, count in accounts.contributions.items():
-            endorsed = accounts.endorsed.get(person, 0)
-            lines.append(
-                Share(
-                    contributor=person,
-                    contributions=count,
-                    claimed_minutes=Fraction(accounts.claimed[person], _DENOMINATOR),
-                    endorsed_value=Fraction(endorsed, _DENOMINATOR),
-                    share=Fraction(endorsed, total) if total else Fraction(0),
-                    handle=handles.get(person),
-                )
-            )
-        lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))
-        return lines
+        return share_lines(accounts.contributions, accounts.claimed, accounts.endorsed, handles)
+
+    def accounts(self) -> tuple[dict[bytes, int], dict[bytes, int], dict[bytes, int]]:
+        """Per participant: live contributions, claimed minutes and endorsed value, the two
+        sums in units of ``1/DENOMINATOR`` minutes (what :meth:`shares` is made of)."""
+        accounts = self._tally()
+        return accounts.contributions, accounts.claimed, accounts.endorsed
 
     def credit(self, contribution_id: bytes) -> list[tuple[bytes, Fraction, Fraction]] | None:
         """What one live contribution adds to :meth:`shares`: ``(participant, claimed minutes,
@@ -717,7 +751,7 @@ class ProjectView:
 
     def total_endorsed_value(self) -> Fraction:
         """The project's total endorsed value, the denominator of every share."""
-        return Fraction(sum(self._tally().endorsed.values()), _DENOMINATOR)
+        return Fraction(sum(self._tally().endorsed.values()), DENOMINATOR)
 
     def summary(self) -> ProjectSummary:
         """The data of ``project show`` and ``project list``."""

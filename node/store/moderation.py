@@ -18,6 +18,7 @@ from typing import Final, Literal, TypeAlias
 
 from node.clock import now_ms as _now_ms
 from node.store.base import StoreBase, guarded, project_of
+from node.store.tally import recount, untally
 from protocol.record import Record
 from protocol.validation import scope_of
 
@@ -152,7 +153,9 @@ class ModerationMixin(StoreBase):
                     for _, id_, ts, author, _, name, scope in rows
                 ],
             )
+            untally(conn, [int(row[0]) for row in rows], projects if kind == "project" else ())
             conn.executemany("DELETE FROM records WHERE seq = ?", [(row[0],) for row in rows])
+            recount(conn, projects)
             conn.executemany(
                 "DELETE FROM view_snapshots WHERE project = ?", [(p,) for p in projects]
             )

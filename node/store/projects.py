@@ -119,41 +119,7 @@ class ProjectsMixin(StoreBase):
         self._evict()
 
     # ----------------------------------------------------------------------------------------
-    # View snapshots: a project's key, and the snapshot bytes node.views stores under it
-
-    @guarded
-    def project_key(self, project_id: bytes) -> ProjectKey | None:
-        """``(records, last_seq)`` of a project's records (genesis included), None if none held.
-
-        Read off the project index, without decoding: about 3 ms for 55,000 records, and
-        remembered until records are stored again (here or by another process).
-        """
-        self._drop_cache_if_changed()
-        version = (self._data_version, self._changes)
-        if self._keys_memo[0] != version:
-            self._keys_memo = (version, {})
-        memo = self._keys_memo[1]
-        if project_id in memo:
-            return memo[project_id]
-        number = self._scope_number(project_id.hex(), create=False)
-        key: ProjectKey | None = None
-        if number is not None:
-            query = "SELECT count(*), max(seq) FROM records WHERE project = ?"
-            count, last = self._db.execute(query, (number,)).fetchone()
-            if count:
-                key = (int(count), int(last))
-        memo[project_id] = key
-        return key
-
-    @guarded
-    def project_keys(self) -> dict[bytes, ProjectKey]:
-        """The key of every project whose genesis is held (one scan of the project index)."""
-        query = (
-            "SELECT s.name, count(*), max(r.seq) FROM records AS r JOIN scopes AS s"
-            " ON s.n = r.project GROUP BY r.project HAVING max(r.kind = 'project')"
-        )
-        rows = self._db.execute(query)
-        return {bytes.fromhex(name): (int(n), int(last)) for name, n, last in rows}
+    # View snapshots: the snapshot bytes node.views stores under a project's key
 
     @guarded
     def snapshot_keys(self) -> dict[bytes, SnapshotKey]:

@@ -69,6 +69,7 @@ from node.store.moderation import ModerationMixin
 from node.store.peers import PeersMixin
 from node.store.projects import ProjectsMixin
 from node.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_VERSION, Synchronous, prepare
+from node.store.tally import TallyMixin, backfill, tally_inserted
 from protocol.errors import RemoteProtocolError
 from protocol.record import ID_SIZE, EndorsementBody, Record, RetractionBody, parse_id_prefix
 from protocol.validation import META_SCOPE, scope_of
@@ -136,7 +137,7 @@ def _columns(record: Record, project: int | None, scope: int | None) -> tuple[ob
     return (record.id, record.raw, record.kind, record.author, project, scope, record.ts, target)
 
 
-class Store(ProjectsMixin, PeersMixin, ModerationMixin):
+class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
     """The SQLite store of one node. Open with :meth:`open`; close, or use as a context manager."""
 
     # ----------------------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
             raise StoreError(f"cannot open {path}: {exc}") from exc
         try:
             prepare(conn, path, synchronous)
+            backfill(conn, path)
         except sqlite3.OperationalError as exc:
             conn.close()
             raise StoreError(f"cannot open {path}: {exc}") from exc
@@ -216,6 +218,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
                 # rows costs a third less than a statement per record.
                 held = self._held(conn, [r.id for r in records])
                 rows = []
+                tallied: list[tuple[int | None, Record]] = []
                 scopes: set[str] = set()
                 for record in records:
                     is_new = record.id not in held
@@ -231,9 +234,14 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
                         self._scope_number(scope),
                     )
                     rows.append((*_columns(record, *numbers), received_at, int(published)))
+                    tallied.append((numbers[0], record))
                     if project is not None:
                         added.append((project, record))
+                first = int(
+                    conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
+                )
                 _insert(conn, rows)
+                tally_inserted(conn, first, tallied)
             if rows:  # committed
                 self._changes += 1
                 for scope in scopes:

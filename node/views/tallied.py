@@ -1,0 +1,131 @@
+"""The views of a project from the store's tallies: no fold of its every record.
+
+The store keeps, as records are stored, the sums :mod:`protocol.tally` adds up
+(:mod:`node.store.tally`). Answering a project then reads those sums (one row per participant),
+folds only the project's special records with ``protocol.ledger`` (its updates, endorsements,
+retractions, claims and confirmations, and the contributions they name) and, for a ledger
+page, decodes the page's records off the index that holds them in ledger order. The first
+call on a project of a million imported commits takes milliseconds, where decoding and
+folding it took tens of seconds; the results are those of the full fold
+(``tests/node/test_tallied.py`` compares them on random record sets).
+
+This holds while keys are their own persons (no identity record held); with persons,
+:mod:`node.views.cache` folds every record as before.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from node.store.sqlite import Store
+from protocol.identity import People
+from protocol.ledger import LedgerEntry, ProjectView
+from protocol.record import EndorsementBody, RetractionBody, decode_trusted
+from protocol.tally import TallyView
+
+__all__ = ["FOLDED_KINDS", "Tallied"]
+
+#: What a project's fold reads besides its genesis and contributions.
+FOLDED_KINDS = ("project-update", "endorsement", "retraction", "claim", "claim-confirmation")
+
+
+def _newest_first(entry: LedgerEntry) -> tuple[int, bytes]:
+    return (-entry.record.ts, bytes(255 - b for b in entry.record.id))
+
+
+class Tallied:
+    """A project's answers (``node.views.cache._Answers``) from its tallies."""
+
+    __slots__ = ("pid", "store", "tally")
+
+    def __init__(self, store: Store, pid: bytes, tally: TallyView) -> None:
+        self.store = store
+        self.pid = pid
+        self.tally = tally
+
+    @classmethod
+    def build(cls, store: Store, pid: bytes, people: People) -> Tallied | None:
+        """Read and fold what the views need of project ``pid`` (None when its genesis is
+        not held). ``people`` must be trivial: every key its own person."""
+        found = store.project_kinds(pid, ("project",))
+        if not found:
+            return None
+        genesis = found[0]
+        others = store.project_kinds(pid, FOLDED_KINDS)
+        named = {
+            r.body.target for r in others if isinstance(r.body, EndorsementBody | RetractionBody)
+        }
+        special = store.project_contributions(pid, named)
+        view = ProjectView.build(genesis, [*others, *special], people)
+        held = {r.id for r in special}
+        merged = [
+            r
+            for group in TallyView.merged_handles(view.claims.resolved)
+            for r in store.sharing_contributions(pid, group)
+            if r.id not in held
+        ]
+        if merged:
+            # The claims' outcome depends on no contribution: folding more leaves it alone.
+            special += list({r.id: r for r in merged}.values())
+            view = ProjectView.build(genesis, [*others, *special], people)
+        rows, types = store.tally_rows(pid)
+        return cls(store, pid, TallyView(view, rows, types, special))
+
+    def show(self) -> dict[str, Any]:
+        return self.tally.summary().to_json()
+
+    def list_item(self) -> dict[str, Any]:
+        return self.tally.summary().to_list_json()
+
+    def shares(self) -> list[dict[str, Any]]:
+        return [s.to_json() for s in self.tally.shares()]
+
+    def timestamps(self) -> list[int]:
+        retracted = self.tally.view.retracted
+        return [ts for ts, rid, _ in self.store.ledger_rows(self.pid) if rid not in retracted]
+
+    def ledger(
+        self,
+        author: bytes | None,
+        type: str | None,
+        limit: int,
+        after: tuple[int, bytes] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        tally = self.tally
+        if author is None:
+            entries = self._entries(self.store.ledger_rows(self.pid, type=type, after=after))
+            return [e.to_json() for e in islice(entries, limit)], tally.live(type)
+        units = tally.units_of(author)
+        rows = self.store.ledger_rows(self.pid, units=units, after=after) if units else iter(())
+        plain = (
+            e
+            for e in self._entries(rows)
+            if not tally.is_special(e.id) and (type is None or e.body.type == type)
+        )
+        special = [
+            e
+            for e in tally.live_special(author, type)
+            if after is None or (e.record.ts, e.id) < after
+        ]
+        entries = heapq.merge(plain, special, key=_newest_first)
+        page = [e.to_json() for e in islice(entries, limit)]
+        if type is None:
+            return page, tally.contributions_of(author)
+        # Counted by reading the author's contributions: no sum is kept per author and type.
+        everything = self.store.ledger_rows(self.pid, units=units) if units else iter(())
+        total = sum(
+            1
+            for e in self._entries(everything)
+            if not tally.is_special(e.id) and e.body.type == type
+        )
+        return page, total + len(tally.live_special(author, type))
+
+    def _entries(self, rows: Iterator[tuple[int, bytes, bytes]]) -> Iterator[LedgerEntry]:
+        """The live entries of ``rows`` (contributions in ledger order), retracted skipped."""
+        for _, _, raw in rows:
+            entry = self.tally.entry(decode_trusted(raw))
+            if entry is not None:
+                yield entry

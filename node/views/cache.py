@@ -222,6 +222,8 @@ class ViewCache:
     seconds) times the debouncing of snapshot writes. ``follow`` is the node's follow list:
     a project it does not follow is marked so in the list, and its ledger and shares are
     refused (the records held of it may be any part of it, so its numbers would mislead).
+    ``tallies=False`` folds every record even while keys are their own persons (and keeps
+    snapshots of the folds): the reference the tallies are tested against.
     """
 
     def __init__(
@@ -231,8 +233,10 @@ class ViewCache:
         cache: bool = True,
         clock: Callable[[], float] = time.monotonic,
         follow: Follow | None = None,
+        tallies: bool = True,
     ) -> None:
         self.store = store
+        self._tallies = tallies
         self.follow = follow or Follow()
         self._enabled = cache
         self._clock = clock
@@ -317,7 +321,7 @@ class ViewCache:
         """Answers for ``key`` from the tallies while keys are their own persons, else from a
         stored snapshot or a fold (under the project's lock)."""
         people = self.people()
-        if people.trivial:
+        if people.trivial and self._tallies:
             return self._tallied(pid, key, people)
         snapshot = self._load(pid, key)
         if snapshot is not None:

@@ -92,6 +92,47 @@ def project_records(name: str, contributions: int, endorsements: int = 0) -> lis
     return raws
 
 
+def _attested(name: str, project: bytes, start: int, stop: int, authors: int) -> list[bytes]:
+    from protocol.attest import email_handle
+    from protocol.record import Artifact
+
+    owner = key(f"bench-owner:{name}")
+    url = f"https://git.example.org/{name}.git"
+    out = []
+    for k in range(start, stop):
+        digest = hashlib.sha1(f"{name}:{k}".encode()).hexdigest()
+        body = ContributionBody(
+            type="docs" if k % 10 == 3 else "code",
+            title=f"subsystem {k % 97}: fix the handling of case {k}",
+            artifacts=(Artifact(uri=url, digest=f"git:{digest}"),),
+            on_behalf=(email_handle(f"author{(k * 7919) % authors}@example.org"),),
+        )
+        # Commit times are seconds: a tenth of the commits share their second with the next.
+        ts = EPOCH_MS + 1000 * (k - k // 10)
+        out.append(sign_record(owner, body=body, ts=ts, project=project).raw)
+    return out
+
+
+def attested_records(name: str, contributions: int, authors: int) -> list[bytes]:
+    """Genesis, then ``contributions`` contributions its owner attests on behalf of
+    ``authors`` email handles, shaped as ``commons import-git`` makes them (a commit's
+    title, its hash and repository as artifact, no effort)."""
+    path = cache_dir() / f"v{DATA_VERSION}-{name}-attested-c{contributions}-a{authors}.bundle"
+    if path.exists():
+        return read_bundle(path)
+    started = time.monotonic()
+    log(f"generating {name}: {contributions} attested contributions by {authors} authors")
+    g = genesis(name)
+    jobs = [
+        (name, g.id, s, min(contributions, s + CHUNK), authors)
+        for s in range(0, contributions, CHUNK)
+    ]
+    raws = [g.raw, *_parallel(jobs, _attested)]
+    write_bundle(path, raws)
+    log(f"generated {len(raws)} records in {time.monotonic() - started:.1f} s -> {path.name}")
+    return raws
+
+
 def write_bundle(path: Path, raws: Sequence[bytes]) -> None:
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("wb") as f:

@@ -57,25 +57,30 @@ The rules, with the choices this module makes where section 5 is silent (each on
 
 from __future__ import annotations
 
-import math
 import operator
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, NamedTuple, TypeAlias, cast
+from typing import Final, NamedTuple, cast
 
 from protocol import attest
 from protocol.attest import ClaimBody, ClaimConfirmationBody, ClaimState
 from protocol.errors import LocalProtocolError
 from protocol.identity import People
 from protocol.record import (
-    MAX_COAUTHORS,
     ContributionBody,
     EndorsementBody,
     ProjectUpdateBody,
     Record,
     RetractionBody,
+)
+from protocol.shares import (
+    DENOMINATOR,
+    JsonObject,
+    Share,
+    as_number,
+    share_lines,
 )
 from protocol.state import (
     ProjectState,
@@ -104,15 +109,6 @@ __all__ = [
     "project_state",
     "share_lines",
 ]
-
-#: A JSON object as the ``to_json`` methods return it, ready for :func:`json.dumps`.
-JsonObject: TypeAlias = dict[str, object]
-
-#: Every participant count ``|P(c)|`` (1 to ``MAX_COAUTHORS + 1``) divides this number, so the
-#: per-participant credits ``m/|P|`` and ``m*w/|P|`` are summed as integer multiples of
-#: ``1/DENOMINATOR`` and only the final totals become fractions: exact, and much faster than
-#: adding a ``Fraction`` per contribution.
-DENOMINATOR: Final = math.lcm(*range(1, MAX_COAUTHORS + 2))
 
 
 #: :func:`order_key` as a C-level getter, for sorting many records, and its first half.
@@ -155,13 +151,6 @@ def _persons_of(people: People, record: Record) -> tuple[bytes, ...]:
     found = [people.person_at(record.author, record.ts)]
     found.extend(people.person_of_key(c) for c in body.coauthors or ())
     return tuple(dict.fromkeys(p for p in found if p is not None))
-
-
-def as_number(value: Fraction) -> int | float:
-    """A fraction as a JSON number: an ``int`` when it is integral, else the nearest float."""
-    if value.denominator == 1:
-        return value.numerator
-    return float(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,37 +222,6 @@ class LedgerEntry(NamedTuple):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Share:
-    """One participant's line of a project's open value accounting (section 5)."""
-
-    contributor: bytes
-    #: Live contributions in which the contributor is author or coauthor.
-    contributions: int
-    claimed_minutes: Fraction
-    endorsed_value: Fraction
-    #: ``endorsed_value`` over the project's total endorsed value; 0 when that total is 0.
-    share: Fraction
-    #: The handle ``contributor`` stands for when it is an unclaimed handle, else None.
-    handle: str | None = None
-
-    @property
-    def contributor_peer_id(self) -> str:
-        """The contributor's peer id, the text form of ``contributor``."""
-        return _peer(self.contributor)
-
-    def to_json(self) -> JsonObject:
-        """The line as ``commons shares --json`` prints it: fractions as JSON numbers."""
-        return {
-            "contributor": self.handle or _peer(self.contributor),
-            "person": self.handle or _peer(self.contributor),
-            "contributions": self.contributions,
-            "claimed_minutes": as_number(self.claimed_minutes),
-            "endorsed_value": as_number(self.endorsed_value),
-            "share": as_number(self.share),
-        }
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class ProjectSummary:
     """What ``project show`` and ``project list`` print about a project.
 
@@ -318,38 +276,6 @@ class _Accounts:
     contributions: dict[bytes, int]
     claimed: dict[bytes, int]
     endorsed: dict[bytes, int]
-
-
-def share_lines(
-    contributions: dict[bytes, int],
-    claimed: dict[bytes, int],
-    endorsed: dict[bytes, int],
-    handles: dict[bytes, str],
-) -> list[Share]:
-    """The lines of ``shares()`` from per-participant tallies (claimed minutes and endorsed
-    value in units of ``1/DENOMINATOR``); ``handles`` names the unclaimed handles' stand-ins.
-
-    Sorted by largest ``share`` first, then (for equal shares) larger ``claimed_minutes``,
-    then more ``contributions``, then the contributor's public key in ascending byte order.
-    Equal shares mean equal endorsed values whenever the total is not zero, so endorsed
-    value needs no tie-break of its own.
-    """
-    total = sum(endorsed.values())
-    lines = []
-    for person, count in contributions.items():
-        value = endorsed.get(person, 0)
-        lines.append(
-            Share(
-                contributor=person,
-                contributions=count,
-                claimed_minutes=Fraction(claimed[person], DENOMINATOR),
-                endorsed_value=Fraction(value, DENOMINATOR),
-                share=Fraction(value, total) if total else Fraction(0),
-                handle=handles.get(person),
-            )
-        )
-    lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))
-    return lines
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,15 +22,9 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple, cast
 
 from protocol.attest import handle_key
-from protocol.ledger import (
-    DENOMINATOR,
-    LedgerEntry,
-    ProjectSummary,
-    ProjectView,
-    Share,
-    share_lines,
-)
+from protocol.ledger import LedgerEntry, ProjectSummary, ProjectView
 from protocol.record import ContributionBody, Record
+from protocol.shares import DENOMINATOR, JsonObject, Share, share_json, share_lines
 
 __all__ = ["Credit", "TallyRow", "TallyView", "credit_of"]
 
@@ -178,14 +172,16 @@ class TallyView:
 
     def shares(self) -> list[Share]:
         """:meth:`protocol.ledger.ProjectView.shares` of every record of the project."""
-        counts, minutes, endorsed = self._tallies
-        resolved = self.view.claims.resolved
-        names = {
-            key: handle
-            for key, handle in self.handles.items()
-            if key in counts and handle not in resolved
-        }
-        return share_lines(counts, minutes, endorsed, names)
+        return share_lines(*self._tallies, self._names())
+
+    def shares_json(self) -> list[JsonObject]:
+        """``[s.to_json() for s in self.shares()]``, made straight from the tallies."""
+        return share_json(*self._tallies, self._names())
+
+    def _names(self) -> dict[bytes, str]:
+        """The text of the stand-ins of the unclaimed handles among the participants."""
+        counts, resolved = self._tallies[0], self.view.claims.resolved
+        return {k: h for k, h in self.handles.items() if k in counts and h not in resolved}
 
     def summary(self) -> ProjectSummary:
         """:meth:`protocol.ledger.ProjectView.summary` of every record of the project."""

@@ -81,7 +81,7 @@ class Tallied:
         return self.tally.summary().to_list_json()
 
     def shares(self) -> list[dict[str, Any]]:
-        return [s.to_json() for s in self.tally.shares()]
+        return self.tally.shares_json()
 
     def timestamps(self) -> list[int]:
         retracted = self.tally.view.retracted

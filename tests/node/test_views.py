@@ -176,7 +176,10 @@ def test_snapshot_answers_equal_the_fold(
         assert everything(views, pid, people) == want
     with Store.open(path) as store:
         no_decoding(store, monkeypatch)
-        for views in (ViewCache(store, tallies=False), ViewCache(store, cache=False, tallies=False)):
+        for views in (
+            ViewCache(store, tallies=False),
+            ViewCache(store, cache=False, tallies=False),
+        ):
             assert everything(views, pid, people) == want
             assert everything(views, empty.id, people) == want_empty
             assert views.unsaved() == []
@@ -308,7 +311,11 @@ async def test_a_stale_snapshot_is_not_used_after_new_records(
         new = f.contribution("grace", pid, title="Arrived later", minutes=5)
         result = await ingestor(store).ingest([new.raw], source="gossip")
         assert result.new == [new]
-        for fresh in (views, ViewCache(store, tallies=False), ViewCache(store, cache=False, tallies=False)):
+        for fresh in (
+            views,
+            ViewCache(store, tallies=False),
+            ViewCache(store, cache=False, tallies=False),
+        ):
             ledger = fresh.ledger(pid.hex())
             assert ledger[0]["id"] == new.id.hex()
             assert ledger[1:] == before

@@ -91,12 +91,17 @@ class TallyView:
         claimed: dict[bytes, int] = {}
         #: The handle each stand-in participant is, by its 32 bytes.
         self.handles: dict[bytes, str] = {}
-        for row in rows:
-            key = row.participant
-            contributions[key] = contributions.get(key, 0) + row.contributions
-            claimed[key] = claimed.get(key, 0) + row.minutes * (DENOMINATOR // row.parts)
-            if row.handle is not None:
-                self.handles[key] = row.handle
+        handles = self.handles
+        for key, handle, parts, count, spent in rows:
+            # A participant usually has one row (one participant count): no lookups then.
+            if key in contributions:
+                contributions[key] += count
+                claimed[key] += spent * (DENOMINATOR // parts)
+            else:
+                contributions[key] = count
+                claimed[key] = spent * (DENOMINATOR // parts)
+            if handle is not None:
+                handles[key] = handle
         live = dict(types)
         self._special = {r.id: r for r in special}
         for record in self._special.values():
@@ -112,15 +117,14 @@ class TallyView:
         #: Live contributions per type.
         self.types = {kind: n for kind, n in live.items() if n}
         resolved = view.claims.resolved
-        counts: dict[bytes, int] = {}
-        minutes: dict[bytes, int] = {}
-        for key, count in contributions.items():
-            if not count:
-                continue
-            handle = self.handles.get(key)
-            person = resolved.get(handle, key) if handle is not None else key
-            counts[person] = counts.get(person, 0) + count
-            minutes[person] = minutes.get(person, 0) + claimed[key]
+        counts = {key: count for key, count in contributions.items() if count}
+        minutes = {key: claimed[key] for key in counts}
+        for handle, person in resolved.items():
+            # A claimed handle's plain credit moves to the key the claim resolves it to.
+            stand_in = handle_key(handle)
+            if stand_in in counts:
+                counts[person] = counts.get(person, 0) + counts.pop(stand_in)
+                minutes[person] = minutes.get(person, 0) + minutes.pop(stand_in)
         fold_counts, fold_claimed, endorsed = view.accounts()
         for person, count in fold_counts.items():
             counts[person] = counts.get(person, 0) + count

@@ -285,10 +285,8 @@ class TallyMixin(StoreBase):
             "SELECT u.key, u.handle, t.parts, t.contributions, t.minutes FROM tallies AS t"
             " JOIN units AS u ON u.n = t.unit WHERE t.project = ?"
         )
-        rows = [
-            TallyRow(bytes(key), handle, int(parts), int(n), int(m))
-            for key, handle, parts, n, m in self._db.execute(query, (number,))
-        ]
+        # SQLite hands blobs back as bytes and integers as int: no conversion a row.
+        rows = list(map(TallyRow._make, self._db.execute(query, (number,))))
         query = "SELECT type, contributions FROM type_tallies WHERE project = ?"
         types = {str(kind): int(n) for kind, n in self._db.execute(query, (number,))}
         return rows, types

@@ -32,19 +32,27 @@ __all__ = ["FOLDED_KINDS", "Tallied"]
 FOLDED_KINDS = ("project-update", "endorsement", "retraction", "claim", "claim-confirmation")
 
 
-def _newest_first(entry: LedgerEntry) -> tuple[int, bytes]:
-    return (-entry.record.ts, bytes(255 - b for b in entry.record.id))
+#: Ledger pages a project's answers keep (the first page is asked for far more than others).
+MAX_HELD_PAGES = 4
+
+
+def _order(entry: LedgerEntry) -> tuple[int, bytes]:
+    return (entry.record.ts, entry.record.id)
 
 
 class Tallied:
     """A project's answers (``node.views.cache._Answers``) from its tallies."""
 
-    __slots__ = ("pid", "store", "tally")
+    __slots__ = ("_pages", "_shares", "pid", "store", "tally")
 
     def __init__(self, store: Store, pid: bytes, tally: TallyView) -> None:
         self.store = store
         self.pid = pid
         self.tally = tally
+        #: Pages already made, by query: these answers are for one record set, so a page
+        #: stays right for as long as they are used (a new record makes new answers).
+        self._pages: dict[tuple[Any, ...], tuple[list[dict[str, Any]], int]] = {}
+        self._shares: list[dict[str, Any]] | None = None
 
     @classmethod
     def build(cls, store: Store, pid: bytes, people: People) -> Tallied | None:
@@ -81,7 +89,9 @@ class Tallied:
         return self.tally.summary().to_list_json()
 
     def shares(self) -> list[dict[str, Any]]:
-        return self.tally.shares_json()
+        if self._shares is None:
+            self._shares = self.tally.shares_json()
+        return [dict(line) for line in self._shares]
 
     def timestamps(self) -> list[int]:
         retracted = self.tally.view.retracted
@@ -93,6 +103,23 @@ class Tallied:
         type: str | None,
         limit: int,
         after: tuple[int, bytes] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        query = (author, type, limit, after)
+        held = self._pages.get(query)
+        if held is None:
+            held = self._ledger(author, type, limit, after)
+            if len(self._pages) >= MAX_HELD_PAGES:
+                self._pages.pop(next(iter(self._pages)))
+            self._pages[query] = held
+        # Copies: the caller may trim the list or change an entry.
+        return [dict(e) for e in held[0]], held[1]
+
+    def _ledger(
+        self,
+        author: bytes | None,
+        type: str | None,
+        limit: int,
+        after: tuple[int, bytes] | None,
     ) -> tuple[list[dict[str, Any]], int]:
         tally = self.tally
         if author is None:
@@ -110,7 +137,7 @@ class Tallied:
             for e in tally.live_special(author, type)
             if after is None or (e.record.ts, e.id) < after
         ]
-        entries = heapq.merge(plain, special, key=_newest_first)
+        entries = heapq.merge(plain, special, key=_order, reverse=True)
         page = [e.to_json() for e in islice(entries, limit)]
         if type is None:
             return page, tally.contributions_of(author)

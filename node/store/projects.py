@@ -22,6 +22,12 @@ from protocol.record import Record
 
 __all__ = ["MAX_CACHED_RECORDS", "ProjectsMixin"]
 
+#: Every record of a project (parameters: its number twice), off the two indexes that hold
+#: them: its contributions on ``records_scope``, the rest on the partial ``records_project``.
+_PROJECT_ROWS: Final = (
+    "SELECT seq, raw FROM records WHERE project = ? AND kind <> 'contribution'"
+    " UNION ALL SELECT seq, raw FROM records WHERE scope = ? AND kind = 'contribution'"
+)
 #: Decoded records kept by the per-project cache, in all projects together (about 1 KB each).
 MAX_CACHED_RECORDS: Final = 150_000
 
@@ -58,11 +64,7 @@ class ProjectsMixin(StoreBase):
             return ordered_copy(entry)
         number = self._scope_number(project_id.hex(), create=False)
         rows = (
-            []
-            if number is None
-            else self._db.execute(
-                "SELECT seq, raw FROM records WHERE project = ?", (number,)
-            ).fetchall()
+            [] if number is None else self._db.execute(_PROJECT_ROWS, (number, number)).fetchall()
         )
         if not rows:
             return None, []
@@ -77,8 +79,9 @@ class ProjectsMixin(StoreBase):
         entry = self._cache.get(project_id)
         if entry is None:
             number = self._scope_number(project_id.hex(), create=False)
-            query = "SELECT raw FROM records WHERE project = ? AND seq > ?"
-            later = [decode(raw) for (raw,) in self._db.execute(query, (number, last_seq))]
+            query = f"SELECT seq, raw FROM ({_PROJECT_ROWS}) WHERE seq > ?"
+            rows = self._db.execute(query, (number, number, last_seq))
+            later = [decode(raw) for _, raw in rows]
             genesis: Record | None = None
             records: list[Record] = []
             for record in decoded + later:

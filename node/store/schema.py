@@ -115,6 +115,15 @@ _V4: Final = (
     # Present while the records held before this version are still to be tallied: the
     # greatest seq tallied so far (node.store.tally.backfill runs when the store is opened).
     "CREATE TABLE tally_backfill (last INTEGER NOT NULL)",
+    # Records per kind (the metrics' gauge), kept like the tallies.
+    "CREATE TABLE kind_totals (kind TEXT PRIMARY KEY, records INTEGER NOT NULL) WITHOUT ROWID",
+    # Disk: contributions, nearly every record of a big project, leave the kind index (its
+    # queries read kind_totals, the identity records and the genesis records instead) and
+    # the project index (a project's contributions are its scope's, on records_scope).
+    "DROP INDEX records_kind",
+    "DROP INDEX records_project",
+    "CREATE INDEX records_project ON records (project, kind) WHERE kind <> 'contribution'",
+    "CREATE INDEX records_genesis ON records (ts, id) WHERE kind = 'project'",
     "INSERT INTO tally_backfill VALUES (-1)",
 )
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)

@@ -353,11 +353,12 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
 
     @guarded
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM records").fetchone()[0])
+        query = "SELECT coalesce(sum(records), 0) FROM kind_totals"
+        return int(self._db.execute(query).fetchone()[0])
 
     @guarded
     def count_by_kind(self) -> dict[str, int]:
-        query = "SELECT kind, count(*) FROM records GROUP BY kind ORDER BY kind"
+        query = "SELECT kind, records FROM kind_totals ORDER BY kind"
         return {kind: int(n) for kind, n in self._db.execute(query)}
 
     @guarded
@@ -378,16 +379,23 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
 
     @guarded
     def kinds_key(self, kinds: Collection[str]) -> ProjectKey:
-        """``(records, greatest seq)`` of the records of these kinds, off the kind index:
-        records are only ever added, so an equal key means the same records."""
-        query = f"SELECT count(*), max(seq) FROM records WHERE kind IN ({marks(len(kinds))})"
+        """``(records, greatest seq)`` of the records of these unscoped kinds (no project
+        key: identity records), off the partial project index: records are only ever added,
+        so an equal key means the same records."""
+        query = (
+            "SELECT count(*), max(seq) FROM records WHERE project IS NULL"
+            f" AND kind <> 'contribution' AND kind IN ({marks(len(kinds))})"
+        )
         count, last = self._db.execute(query, tuple(kinds)).fetchone()
         return (int(count), int(last or 0))
 
     @guarded
     def of_kinds(self, kinds: Collection[str]) -> list[Record]:
-        """Every record of these kinds (the identity records the person fold reads)."""
-        query = f"SELECT raw FROM records WHERE kind IN ({marks(len(kinds))}) ORDER BY seq"
+        """Every record of these unscoped kinds (the identity records the person fold reads)."""
+        query = (
+            "SELECT raw FROM records WHERE project IS NULL AND kind <> 'contribution'"
+            f" AND kind IN ({marks(len(kinds))}) ORDER BY seq"
+        )
         return [decode(row[0]) for row in self._db.execute(query, tuple(kinds))]
 
     @guarded

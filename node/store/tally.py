@@ -51,6 +51,14 @@ log = logging.getLogger(__name__)
 
 #: Records read and tallied per transaction by :func:`backfill`.
 BACKFILL_BATCH: Final = 20_000
+#: A project's record count and greatest seq (parameters: its number twice), off the two
+#: indexes that hold its records: contributions on ``records_scope``, the rest on the
+#: partial ``records_project``.
+_PROJECT_COUNTS: Final = (
+    "SELECT count(*) AS n, max(seq) AS last FROM records"
+    " WHERE project = ? AND kind <> 'contribution'"
+    " UNION ALL SELECT count(*), max(seq) FROM records WHERE scope = ? AND kind = 'contribution'"
+)
 #: Rows one ledger query reads at a time.
 LEDGER_BATCH: Final = 256
 
@@ -77,13 +85,16 @@ def tally_records(
     """Add (``sign`` 1) or take away (-1) the credit of records, given with their ``seq`` and
     project number, to the sums of their projects, inside the caller's transaction.
 
-    Taking away leaves ``project_totals`` to the caller (:meth:`TallyMixin._recount`)."""
+    Taking away leaves ``project_totals`` and ``kind_totals`` to the caller
+    (:func:`untally`, :func:`recount`)."""
     credits: list[tuple[int, bytes, int, int]] = []
     typed: list[tuple[int, str, int, int]] = []
     totals: dict[int, list[int]] = {}
     sums: dict[tuple[int, bytes, int], list[int]] = {}
     wanted: dict[bytes, str | None] = {}
+    kinds: dict[str, int] = {}
     for seq, project, record in stored:
+        kinds[record.kind] = kinds.get(record.kind, 0) + 1
         if project is None:
             continue
         total = totals.setdefault(project, [0, 0])
@@ -110,6 +121,7 @@ def tally_records(
             [(p, numbers[k], ts, seq) for p, k, ts, seq in credits],
         )
         conn.executemany("INSERT OR IGNORE INTO typed VALUES (?, ?, ?, ?)", typed)
+        add_kinds(conn, kinds)
         conn.executemany(
             "INSERT INTO project_totals (project, records, last_seq) VALUES (?, ?, ?)"
             " ON CONFLICT DO UPDATE SET records = records + excluded.records,"
@@ -164,10 +176,29 @@ def tally_inserted(
     )
 
 
+def add_kinds(conn: sqlite3.Connection, kinds: dict[str, int]) -> None:
+    """Add ``kinds`` (kind -> records, negative to take away) to ``kind_totals``."""
+    conn.executemany(
+        "INSERT INTO kind_totals (kind, records) VALUES (?, ?)"
+        " ON CONFLICT DO UPDATE SET records = records + excluded.records",
+        list(kinds.items()),
+    )
+    conn.execute("DELETE FROM kind_totals WHERE records <= 0")
+
+
 def untally(conn: sqlite3.Connection, seqs: Sequence[int], projects: Iterable[int]) -> None:
     """Take the records ``seqs``, about to be purged, out of the sums (in the caller's
     transaction); ``projects`` are purged whole, so their rows simply go."""
     gone = sorted(set(projects))
+    kinds: dict[str, int] = {}
+    for start in range(0, len(seqs), MAX_SQL_PARAMS):
+        chunk = seqs[start : start + MAX_SQL_PARAMS]
+        query = (
+            f"SELECT kind, count(*) FROM records WHERE seq IN ({marks(len(chunk))}) GROUP BY kind"
+        )
+        for kind, n in conn.execute(query, chunk):
+            kinds[kind] = kinds.get(kind, 0) - n
+    add_kinds(conn, kinds)
     for table in ("credits", "typed", "tallies", "type_tallies", "project_totals"):
         conn.executemany(f"DELETE FROM {table} WHERE project = ?", [(p,) for p in gone])
     stored = []
@@ -189,7 +220,7 @@ def recount(conn: sqlite3.Connection, projects: Iterable[int]) -> None:
     """Count the records of ``projects`` again, after a purge deleted some."""
     for project in projects:
         count, last = conn.execute(
-            "SELECT count(*), max(seq) FROM records WHERE project = ?", (project,)
+            f"SELECT sum(n), max(last) FROM ({_PROJECT_COUNTS})", (project, project)
         ).fetchone()
         if count:
             conn.execute(
@@ -269,7 +300,7 @@ class TallyMixin(StoreBase):
         query = (
             "SELECT s.name, t.records, t.last_seq FROM project_totals AS t"
             " JOIN scopes AS s ON s.n = t.project WHERE EXISTS (SELECT 1 FROM records AS r"
-            " WHERE r.project = t.project AND r.kind = 'project')"
+            " WHERE r.project = t.project AND r.kind = 'project' AND r.kind <> 'contribution')"
         )
         rows = self._db.execute(query)
         return {bytes.fromhex(name): (int(n), int(last)) for name, n, last in rows}
@@ -293,11 +324,15 @@ class TallyMixin(StoreBase):
 
     @guarded
     def project_kinds(self, project_id: bytes, kinds: Sequence[str]) -> list[Record]:
-        """The records of ``kinds`` filed under a project (its genesis for ``project``)."""
+        """The records of ``kinds`` filed under a project (its genesis for ``project``), any
+        kind but ``contribution``."""
         number = self._project_number(project_id)
         if number is None:
             return []
-        query = f"SELECT raw FROM records WHERE project = ? AND kind IN ({marks(len(kinds))})"
+        query = (
+            "SELECT raw FROM records WHERE project = ? AND kind <> 'contribution'"
+            f" AND kind IN ({marks(len(kinds))})"
+        )
         return [decode(raw) for (raw,) in self._db.execute(query, (number, *kinds))]
 
     @guarded

@@ -11,6 +11,7 @@ of the same records: project show, shares, every ledger filter and page by curso
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.store import tally
+from node.store import schema, tally
+from node.store import sqlite as storage
 from node.store.sqlite import Store
 from node.views.cache import ViewCache
 from node.views.tallied import Tallied
@@ -167,6 +169,9 @@ def test_tallied_views_equal_the_full_fold(
         store.purge("author", gone_key)
         left = [r for r in records if r.author != gone_key]
         assert _tallied_answers(ViewCache(store, cache=False), p.id) == _fold_answers(p, left)
+        held = {r.id: r for r in [p, *left]}.values()  # a history may repeat a record
+        assert store.count_by_kind() == dict(sorted(Counter(r.kind for r in held).items()))
+        assert store.count() == len(held)
     finally:
         store.close()
         path.unlink()
@@ -187,15 +192,18 @@ def test_a_store_of_version_3_is_tallied_when_opened(
     records.append(f.endorsement("bob", records[0], weight=3))
     records.append(f.retraction("carol", records[1]))
     path = tmp_path / "old.db"
-    with Store.open(path) as store:
-        store.add([p, *records])
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+        patch.setattr(schema, "SCHEMA_VERSION", 3)
+        patch.setattr(storage, "tally_inserted", lambda *_: None)  # no tallies in version 3
+        with Store.open(path) as store:
+            store.add([p, *records])
     conn = sqlite3.connect(path)
-    for table in ("units", "credits", "typed", "tallies", "type_tallies", "project_totals"):
-        conn.execute(f"DROP TABLE {table}")
-    conn.execute("PRAGMA user_version = 3")
-    conn.commit()
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     conn.close()
     monkeypatch.setattr(tally, "BACKFILL_BATCH", 7)
     with Store.open(path) as store:
         assert _tallied_answers(ViewCache(store, cache=False), p.id) == _fold_answers(p, records)
         assert store.project_key(p.id) == (len(records) + 1, len(records) + 1)
+        assert store.count() == len(records) + 1
+        assert store.count_by_kind()["contribution"] == 30

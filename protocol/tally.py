@@ -59,7 +59,7 @@ def credit_of(record: Record) -> Credit:
     body = cast(ContributionBody, record.body)
     if body.on_behalf is not None:
         handles: tuple[str | None, ...] = body.on_behalf
-        participants = tuple(handle_key(h) for h in body.on_behalf)
+        participants = tuple(map(handle_key, body.on_behalf))
     else:
         participants = (record.author, *(body.coauthors or ()))
         handles = (None,) * len(participants)

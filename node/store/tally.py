@@ -67,15 +67,15 @@ def _units(conn: sqlite3.Connection, wanted: dict[bytes, str | None]) -> dict[by
     """The numbers of the participants in ``wanted`` (key -> handle), adding the new ones."""
     numbers: dict[bytes, int] = {}
     keys = list(wanted)
+    query = "SELECT key, n FROM units WHERE key IN ({})"
     for chunk in chunks(keys):
-        query = f"SELECT key, n FROM units WHERE key IN ({marks(len(chunk))})"
-        numbers.update((bytes(k), int(n)) for k, n in conn.execute(query, tuple(chunk)))
-    for key in keys:
-        if key not in numbers:
-            cursor = conn.execute(
-                "INSERT INTO units (key, handle) VALUES (?, ?)", (key, wanted[key])
-            )
-            numbers[key] = int(cursor.lastrowid or 0)
+        numbers.update(conn.execute(query.format(marks(len(chunk))), tuple(chunk)))
+    new = [key for key in keys if key not in numbers]
+    if new:
+        rows = [(key, wanted[key]) for key in new]
+        conn.executemany("INSERT INTO units (key, handle) VALUES (?, ?)", rows)
+        for chunk in chunks(new):
+            numbers.update(conn.execute(query.format(marks(len(chunk))), tuple(chunk)))
     return numbers
 
 
@@ -94,13 +94,14 @@ def tally_records(
     wanted: dict[bytes, str | None] = {}
     kinds: dict[str, int] = {}
     for seq, project, record in stored:
-        kinds[record.kind] = kinds.get(record.kind, 0) + 1
+        kind = record.kind
+        kinds[kind] = kinds.get(kind, 0) + 1
         if project is None:
             continue
         total = totals.setdefault(project, [0, 0])
         total[0] += 1
         total[1] = max(total[1], seq)
-        if record.kind != "contribution" or record.project is None:
+        if kind != "contribution":
             continue
         credit = credit_of(record)
         typed.append((project, credit.type, record.ts, seq))

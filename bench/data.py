@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -161,13 +161,26 @@ def bundle_path(name: str, contributions: int, endorsements: int = 0) -> Path:
 def template_store(name: str, contributions: int, endorsements: int = 0) -> Path:
     """A ledger.db holding the dataset, built once with the node's own Store (no validation:
     the records were signed here), to be copied into node homes."""
-    from node.store.sqlite import Store
+    stem = f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}"
+    return _store(stem, lambda: project_records(name, contributions, endorsements))
+
+
+def attested_store(name: str, contributions: int, authors: int) -> Path:
+    """A ledger.db holding :func:`attested_records`, as :func:`template_store`."""
+    stem = f"v{DATA_VERSION}-{name}-attested-c{contributions}-a{authors}"
+    return _store(stem, lambda: attested_records(name, contributions, authors))
+
+
+def _store(stem: str, records: Callable[[], list[bytes]]) -> Path:
+    from node.store.sqlite import SCHEMA_VERSION, Store
     from protocol.record import decode_trusted
 
-    path = cache_dir() / f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}.db"
+    # Named by the schema too: a store made by an older schema would be migrated (and its
+    # tallies filled in) by every node the bench starts on a copy of it.
+    path = cache_dir() / f"{stem}-s{SCHEMA_VERSION}.db"
     if path.exists():
         return path
-    raws = project_records(name, contributions, endorsements)
+    raws = records()
     tmp = path.with_name(path.name + ".partial")
     for suffix in ("", "-wal", "-shm"):
         Path(str(tmp) + suffix).unlink(missing_ok=True)

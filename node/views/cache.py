@@ -418,7 +418,10 @@ class ViewCache:
                 return False
             if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
                 return False
-            self._build(pid, key)
+            answers = self._build(pid, key)
+            if isinstance(answers, Tallied):
+                # What is asked first (the default ledger page, the shares), made now.
+                answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
             return True
 
     def refresh(

@@ -82,6 +82,12 @@ class Tallied:
         rows, types = store.tally_rows(pid)
         return cls(store, pid, TallyView(view, rows, types, special))
 
+    def prepare(self, limit: int) -> None:
+        """Make and keep the shares and the first ledger page of ``limit`` entries (the
+        node's start-up warming calls this, so the first calls find them made)."""
+        self.ledger(None, None, limit)
+        self.shares()
+
     def show(self) -> dict[str, Any]:
         return self.tally.summary().to_json()
 

@@ -207,3 +207,28 @@ def test_a_store_of_version_3_is_tallied_when_opened(
         assert store.project_key(p.id) == (len(records) + 1, len(records) + 1)
         assert store.count() == len(records) + 1
         assert store.count_by_kind()["contribution"] == 30
+
+
+def test_warming_makes_the_first_page_and_the_shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up warming leaves the default ledger page and the shares made: the first
+    calls read nothing more from the store."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(12)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        store.add([p, *records])
+        views = ViewCache(store)
+        assert views.warm(p.id) is True
+        assert views.warm(p.id) is False  # held for the current records
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError("the store was read again")
+
+        monkeypatch.setattr(store, "ledger_rows", refuse)
+        monkeypatch.setattr(store, "tally_rows", refuse)
+        fold = _fold_answers(p, records)
+        assert views.shares(p.id.hex()) == fold["shares"]
+        page = views.ledger_page(p.id.hex())
+        assert (page.entries, page.total) == fold["ledger None None"]

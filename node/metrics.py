@@ -48,6 +48,17 @@ _HELP = {
     "commons_dht_lookups_total": "Provider lookups in the DHT, by outcome.",
     "commons_dht_providers_found_total": "Providers returned by DHT lookups.",
     "commons_dht_routing_table_peers": "Peers in the DHT routing table.",
+    "commons_dht_answers_refused_total": (
+        "DHT answers to this node's lookups and provides refused or cut to the caps, by reason."
+    ),
+    "commons_dht_providers_refused_total": (
+        "Providers a DHT lookup returned that were not taken (this node, no dialable address, "
+        "over the cap)."
+    ),
+    "commons_dht_ops_deferred_total": "DHT lookups and provides that waited for the budget.",
+    "commons_dht_lookups_skipped_total": (
+        "Re-lookups skipped because enough connected peers follow the project."
+    ),
     "commons_gossip_refused_again_total": (
         "Copies of a gossip message already refused for good, refused again unparsed."
     ),

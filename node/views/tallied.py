@@ -18,12 +18,19 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from node.store.sqlite import Store
+from protocol.attest import ClaimBody, handle_key
 from protocol.identity import People
 from protocol.ledger import LedgerEntry, ProjectView
-from protocol.record import EndorsementBody, RetractionBody, decode_trusted
+from protocol.record import (
+    ContributionBody,
+    EndorsementBody,
+    Record,
+    RetractionBody,
+    decode_trusted,
+)
 from protocol.tally import TallyView
 
 __all__ = ["FOLDED_KINDS", "Tallied"]
@@ -38,6 +45,39 @@ MAX_HELD_PAGES = 4
 
 def _order(entry: LedgerEntry) -> tuple[int, bytes]:
     return (entry.record.ts, entry.record.id)
+
+
+def _recorders(
+    store: Store, pid: bytes, genesis: Record, others: list[Record], held: set[bytes]
+) -> list[Record]:
+    """The contributions a claim's SSH proof needs folded: for each (handle, key) a live
+    claim proves, attested contributions whose first handle is that handle and that record
+    that key (``protocol.attest``: a maintainer other than the claimant must have recorded
+    it). The handle's contributions are read newest first until one recorded by a maintainer
+    who made none of those claims turns up, which proves the pair for every claimant; the
+    contributions already ``held`` (named by an endorsement or a retraction) are folded
+    anyway."""
+    claimants: dict[tuple[str, bytes], set[bytes]] = {}
+    for record in others:
+        body = record.body
+        if isinstance(body, ClaimBody) and body.proof_key is not None:
+            claimants.setdefault((body.handle, body.proof_key), set()).add(record.author)
+    if not claimants:
+        return []
+    maintainers = ProjectView.build(genesis, others).state.maintainers
+    found: dict[bytes, Record] = {}
+    for (handle, key), who in sorted(claimants.items()):
+        for _, rid, raw in store.ledger_rows(pid, units=[handle_key(handle)]):
+            if rid in held:
+                continue
+            record = decode_trusted(raw)
+            body = cast(ContributionBody, record.body)
+            if body.ssh_key != key or not body.on_behalf or body.on_behalf[0] != handle:
+                continue
+            found[rid] = record
+            if record.author in maintainers and record.author not in who:
+                break
+    return list(found.values())
 
 
 class Tallied:
@@ -67,6 +107,8 @@ class Tallied:
             r.body.target for r in others if isinstance(r.body, EndorsementBody | RetractionBody)
         }
         special = store.project_contributions(pid, named)
+        held = {r.id for r in special}
+        special += _recorders(store, pid, genesis, others, held)
         view = ProjectView.build(genesis, [*others, *special], people)
         held = {r.id for r in special}
         merged = [
@@ -76,7 +118,8 @@ class Tallied:
             if r.id not in held
         ]
         if merged:
-            # The claims' outcome depends on no contribution: folding more leaves it alone.
+            # The claims' outcome depends on no contribution that is not special already (the
+            # recorders of proven keys are): folding more leaves it alone.
             special += list({r.id: r for r in merged}.values())
             view = ProjectView.build(genesis, [*others, *special], people)
         rows, types = store.tally_rows(pid)

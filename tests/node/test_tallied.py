@@ -1,11 +1,12 @@
 """The views from the store's tallies (node.views.tallied) answer exactly as the full fold.
 
 Random record sets (Hypothesis) with every kind the fold reads: plain and attested
-contributions with coauthors and equal timestamps, endorsements (eligible or not, re-endorsed,
-retracted), retractions by the author and by others, maintainer changes, claims and
-confirmations (disputes, withdrawals, two handles one key), stored in random batches, then
-purged by author. Every answer of ``ViewCache`` is compared with ``protocol.ledger``'s fold
-of the same records: project show, shares, every ledger filter and page by cursor.
+contributions with coauthors and equal timestamps, SSH-signed work and claims it proves,
+endorsements (eligible or not, re-endorsed, retracted), retractions by the author and by
+others, maintainer changes, claims and confirmations (disputes, withdrawals, two handles one
+key), stored in random batches, then purged by author. Every answer of ``ViewCache`` is
+compared with ``protocol.ledger``'s fold of the same records: project show, shares, every
+ledger filter and page by cursor.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from protocol.testing import RecordFactory
 KEYS = ["alice", "bob", "carol", "dave"]
 HANDLES = [email_handle(b"h1@x.org"), email_handle(b"h2@x.org"), "forge:example.org/h3"]
 TYPES = ["code", "docs"]
+#: SSH keys that sign commits (recorded as ``ssh_key``) and prove claims.
+SSH = ["ssh-h1", "ssh-h2"]
 
 
 @st.composite
@@ -64,7 +67,8 @@ def histories(draw: st.DrawFn) -> tuple[Record, list[Record]]:
         elif op == "a":
             handles = draw(st.lists(st.sampled_from(HANDLES), min_size=1, max_size=3, unique=True))
             minutes = draw(st.one_of(st.none(), st.integers(0, 90)))
-            record = f.attested(who, p, tuple(handles), minutes=minutes, ts=ts)
+            signer = draw(st.sampled_from([None, *SSH]))
+            record = f.attested(who, p, tuple(handles), minutes=minutes, ts=ts, signed_by=signer)
             contributions.append(record)
         elif op == "e" and contributions:
             target = draw(st.sampled_from(contributions))
@@ -85,7 +89,8 @@ def histories(draw: st.DrawFn) -> tuple[Record, list[Record]]:
             if claims and draw(st.booleans()):
                 record = f.confirm(who, draw(st.sampled_from(claims)), ts=ts)
             else:
-                record = f.claim(who, p, draw(st.sampled_from(HANDLES)), ts=ts)
+                ssh = draw(st.sampled_from([None, *SSH]))
+                record = f.claim(who, p, draw(st.sampled_from(HANDLES)), ts=ts, ssh=ssh)
                 claims.append(record)
         else:
             continue

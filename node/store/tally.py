@@ -59,6 +59,8 @@ _PROJECT_COUNTS: Final = (
     " WHERE project = ? AND kind <> 'contribution'"
     " UNION ALL SELECT count(*), max(seq) FROM records WHERE scope = ? AND kind = 'contribution'"
 )
+#: Whether a backfill is still to run (or to finish).
+_BACKFILLING: Final = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tally_backfill'"
 #: Rows one ledger query reads at a time.
 LEDGER_BATCH: Final = 256
 
@@ -242,10 +244,7 @@ def backfill(conn: sqlite3.Connection, path: Path) -> None:
     interrupted by a crash or a stop resumes after the last batch that committed. The table
     is dropped when the backfill is done. Progress is logged every batch.
     """
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tally_backfill'"
-    ).fetchone()
-    if exists is None:
+    if conn.execute(_BACKFILLING).fetchone() is None:
         return
     total = int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
     done = 0
@@ -254,6 +253,9 @@ def backfill(conn: sqlite3.Connection, path: Path) -> None:
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if conn.execute(_BACKFILLING).fetchone() is None:
+                conn.execute("COMMIT")  # another process finished it meanwhile
+                break
             mark = conn.execute("SELECT last FROM tally_backfill").fetchone()
             last = -1 if mark is None else int(mark[0])
             rows = conn.execute(

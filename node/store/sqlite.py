@@ -241,14 +241,16 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
                     conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
                 )
                 _insert(conn, rows)
-                tally_inserted(conn, first, tallied)
+                tally_inserted(conn, first, tallied, self._unit_numbers)
             if rows:  # committed
                 self._changes += 1
                 for scope in scopes:
                     self._scope_changes[scope] = self._scope_changes.get(scope, 0) + 1
         except BaseException:
-            # Scope numbers handed out inside the rolled-back transaction no longer exist.
+            # Scope and participant numbers handed out inside the rolled-back transaction no
+            # longer exist.
             self._scope_numbers.clear()
+            self._unit_numbers.clear()
             raise
         self._cache_added(added)
         return new

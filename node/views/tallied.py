@@ -158,7 +158,9 @@ class Tallied:
         if held is None:
             held = self._ledger(author, type, limit, after)
             if len(self._pages) >= MAX_HELD_PAGES:
-                self._pages.pop(next(iter(self._pages)))
+                # Threads may share these answers: whoever evicts first wins, quietly.
+                for oldest in list(self._pages)[:1]:
+                    self._pages.pop(oldest, None)
             self._pages[query] = held
         # Copies: the caller may trim the list or change an entry.
         return [dict(e) for e in held[0]], held[1]

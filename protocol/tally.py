@@ -18,7 +18,7 @@ held: ``People.trivial``); with persons, a node folds every record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, cast
 
 from protocol.attest import handle_key
@@ -70,29 +70,55 @@ class TallyView:
     """The views of a project from its stored tallies and a fold of its special records.
 
     ``view`` folds the project's genesis, its records of every kind but ``contribution``, and
-    the contributions in ``special``. ``rows`` are the stored sums over *every* contribution
-    of the project held, ``types`` its count of contributions per type. The caller
+    the contributions in ``special``. ``rows`` reads the stored sums over *every* contribution
+    of the project held (called when the sums are first needed), ``types`` is its count of
+    contributions per type. The caller
     guarantees what makes the rest plain: every contribution not in ``special`` is named by
     no endorsement or retraction of the project and has no two handles that
     ``view.claims.resolved`` sends to one key (:meth:`merged_handles` says which to look for).
     """
 
-    __slots__ = ("_special", "_summary", "_tallies", "handles", "types", "view")
+    __slots__ = ("_rows", "_special", "_summary", "_sums", "types", "view")
 
     def __init__(
         self,
         view: ProjectView,
-        rows: Iterable[TallyRow],
+        rows: Callable[[], Iterable[TallyRow]],
         types: Mapping[str, int],
         special: Iterable[Record],
     ) -> None:
         self.view = view
+        self._special = {r.id: r for r in special}
+        live = dict(types)
+        for record in self._special.values():
+            kind = cast(ContributionBody, record.body).type
+            live[kind] = live.get(kind, 0) - 1
+        for entry in view.live_contributions():
+            kind = entry.body.type
+            live[kind] = live.get(kind, 0) + 1
+        #: Live contributions per type.
+        self.types = {kind: n for kind, n in live.items() if n}
+        # The sums are read when first needed: a ledger page without an author needs none.
+        self._rows = rows
+        self._sums: (
+            tuple[dict[bytes, int], dict[bytes, int], dict[bytes, int], dict[bytes, str]] | None
+        ) = None
+        self._summary: ProjectSummary | None = None
+
+    def _tallies(
+        self,
+    ) -> tuple[dict[bytes, int], dict[bytes, int], dict[bytes, int], dict[bytes, str]]:
+        """Per participant after claims: live contributions, claimed minutes and endorsed
+        value (units of ``1/DENOMINATOR``), the stored sums and the fold's added up; and
+        the text of the unclaimed handles' stand-ins among them."""
+        if self._sums is not None:
+            return self._sums
         contributions: dict[bytes, int] = {}
         claimed: dict[bytes, int] = {}
-        #: The handle each stand-in participant is, by its 32 bytes.
-        self.handles: dict[bytes, str] = {}
-        handles = self.handles
-        for key, handle, parts, count, spent in rows:
+        handles: dict[bytes, str] = {}
+        for key, handle, parts, count, spent in self._rows():
+            if handle is not None:
+                handles[key] = handle
             # A participant usually has one row (one participant count): no lookups then.
             if key in contributions:
                 contributions[key] += count
@@ -100,37 +126,29 @@ class TallyView:
             else:
                 contributions[key] = count
                 claimed[key] = spent * (DENOMINATOR // parts)
-            if handle is not None:
-                handles[key] = handle
-        live = dict(types)
-        self._special = {r.id: r for r in special}
         for record in self._special.values():
             credit = credit_of(record)
-            live[credit.type] = live.get(credit.type, 0) - 1
             share = credit.minutes * (DENOMINATOR // len(credit.participants))
             for key in credit.participants:
                 contributions[key] -= 1
                 claimed[key] -= share
-        for entry in view.live_contributions():
-            kind = entry.body.type
-            live[kind] = live.get(kind, 0) + 1
-        #: Live contributions per type.
-        self.types = {kind: n for kind, n in live.items() if n}
-        resolved = view.claims.resolved
         counts = {key: count for key, count in contributions.items() if count}
         minutes = {key: claimed[key] for key in counts}
-        for handle, person in resolved.items():
+        for handle, person in self.view.claims.resolved.items():
             # A claimed handle's plain credit moves to the key the claim resolves it to.
             stand_in = handle_key(handle)
             if stand_in in counts:
                 counts[person] = counts.get(person, 0) + counts.pop(stand_in)
                 minutes[person] = minutes.get(person, 0) + minutes.pop(stand_in)
-        fold_counts, fold_claimed, endorsed = view.accounts()
+        fold_counts, fold_claimed, endorsed = self.view.accounts()
         for person, count in fold_counts.items():
             counts[person] = counts.get(person, 0) + count
             minutes[person] = minutes.get(person, 0) + fold_claimed[person]
-        self._tallies = (counts, minutes, dict(endorsed))
-        self._summary: ProjectSummary | None = None
+        # Threads may share a view: two may compute this at once, to the same result.
+        resolved = self.view.claims.resolved
+        names = {k: h for k, h in handles.items() if k in counts and h not in resolved}
+        self._sums = (counts, minutes, dict(endorsed), names)
+        return self._sums
 
     @staticmethod
     def merged_handles(resolved: Mapping[str, bytes]) -> list[tuple[bytes, ...]]:
@@ -151,7 +169,7 @@ class TallyView:
         stand-in of a handle a claim resolves) and the stand-ins of the handles claims resolve
         to it."""
         resolved = self.view.claims.resolved
-        own = [] if self.handles.get(key) in resolved else [key]
+        own = [] if key in {handle_key(h) for h in resolved} else [key]
         return [*own, *(handle_key(h) for h, k in sorted(resolved.items()) if k == key)]
 
     def live_special(self, key: bytes | None, type: str | None) -> list[LedgerEntry]:
@@ -166,7 +184,7 @@ class TallyView:
 
     def contributions_of(self, key: bytes) -> int:
         """How many live contributions credit ``key`` (what its share line counts)."""
-        return self._tallies[0].get(key, 0)
+        return self._tallies()[0].get(key, 0)
 
     def live(self, type: str | None = None) -> int:
         """How many live contributions the project has (of ``type``, when given)."""
@@ -176,16 +194,11 @@ class TallyView:
 
     def shares(self) -> list[Share]:
         """:meth:`protocol.ledger.ProjectView.shares` of every record of the project."""
-        return share_lines(*self._tallies, self._names())
+        return share_lines(*self._tallies())
 
     def shares_json(self) -> list[JsonObject]:
         """``[s.to_json() for s in self.shares()]``, made straight from the tallies."""
-        return share_json(*self._tallies, self._names())
-
-    def _names(self) -> dict[bytes, str]:
-        """The text of the stand-ins of the unclaimed handles among the participants."""
-        counts, resolved = self._tallies[0], self.view.claims.resolved
-        return {k: h for k, h in self.handles.items() if k in counts and h not in resolved}
+        return share_json(*self._tallies())
 
     def summary(self) -> ProjectSummary:
         """:meth:`protocol.ledger.ProjectView.summary` of every record of the project."""
@@ -200,6 +213,6 @@ class TallyView:
                 tags=state.tags,
                 maintainers=state.sorted_maintainers,
                 contributions=self.live(),
-                contributors=len(self._tallies[0]),
+                contributors=len(self._tallies()[0]),
             )
         return self._summary

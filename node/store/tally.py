@@ -332,21 +332,27 @@ class TallyMixin(StoreBase):
         return {bytes.fromhex(name): (int(n), int(last)) for name, n, last in rows}
 
     @guarded
-    def tally_rows(self, project_id: bytes) -> tuple[list[TallyRow], dict[str, int]]:
-        """A project's stored sums (:class:`protocol.tally.TallyRow`) and its contributions
-        per type, every contribution held counted."""
+    def tally_rows(self, project_id: bytes) -> list[TallyRow]:
+        """A project's stored sums (:class:`protocol.tally.TallyRow`), every contribution
+        held counted."""
         number = self._project_number(project_id)
         if number is None:
-            return [], {}
+            return []
         query = (
             "SELECT u.key, u.handle, t.parts, t.contributions, t.minutes FROM tallies AS t"
             " JOIN units AS u ON u.n = t.unit WHERE t.project = ?"
         )
         # SQLite hands blobs back as bytes and integers as int: no conversion a row.
-        rows = list(map(TallyRow._make, self._db.execute(query, (number,))))
+        return list(map(TallyRow._make, self._db.execute(query, (number,))))
+
+    @guarded
+    def type_counts(self, project_id: bytes) -> dict[str, int]:
+        """A project's contributions per type, every contribution held counted."""
+        number = self._project_number(project_id)
+        if number is None:
+            return {}
         query = "SELECT type, contributions FROM type_tallies WHERE project = ?"
-        types = {str(kind): int(n) for kind, n in self._db.execute(query, (number,))}
-        return rows, types
+        return {str(kind): int(n) for kind, n in self._db.execute(query, (number,))}
 
     @guarded
     def project_kinds(self, project_id: bytes, kinds: Sequence[str]) -> list[Record]:

@@ -122,8 +122,8 @@ class Tallied:
             # recorders of proven keys are): folding more leaves it alone.
             special += list({r.id: r for r in merged}.values())
             view = ProjectView.build(genesis, [*others, *special], people)
-        rows, types = store.tally_rows(pid)
-        return cls(store, pid, TallyView(view, rows, types, special))
+        types = store.type_counts(pid)
+        return cls(store, pid, TallyView(view, lambda: store.tally_rows(pid), types, special))
 
     def prepare(self, limit: int) -> None:
         """Make and keep the shares and the first ledger page of ``limit`` entries (the

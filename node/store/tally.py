@@ -4,16 +4,18 @@ of its every record.
 
 Tables (schema version 4, :mod:`node.store.schema`): ``units`` numbers the participants
 (a key, or a handle's stand-in with the handle's text), ``credits`` holds a row per
-(contribution, participant) for the ledger's author filter, ``tallies`` the sums per project,
+(contribution, participant) in time order for the ledger's author filter, ``typed`` a row per
+contribution in time order per type for its type filter, ``tallies`` the sums per project,
 participant and participant count, ``type_tallies`` the contributions per project and type,
-and ``project_totals`` each project's record count and greatest ``seq`` (its view key, read
-in microseconds where a count over the project index took 50 ms at a million records).
-``records.ctype`` is a contribution's type, indexed per scope for the ledger's type filter.
+``project_totals`` each project's record count and greatest ``seq`` (its view key, read in
+microseconds where a count over the project index took 50 ms at a million records) and
+``kind_totals`` the records per kind (the metrics' gauge).
 
-Everything here is written inside the transaction that stores the records (:meth:`tally_added`,
-called by ``Store.add``) or purges them, so the sums always match the records held. A store
-made by an earlier version is filled in by :func:`backfill` when it is opened, in batches that
-each commit, so an interrupted backfill resumes where it stopped.
+Everything here is written inside the transaction that stores the records
+(:func:`tally_inserted`, called by ``Store.add``: the one place the insert path changes) or
+purges them (:func:`untally`, :func:`recount`), so the sums always match the records held. A
+store made by an earlier version is filled in by :func:`backfill` when it is opened, in
+batches that each commit, so an interrupted backfill resumes where it stopped.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from node.liveness import Prober
 from node.memory import fix_mmap_threshold
 from node.metrics import Metrics
 from node.moderation import effective_policy
+from node.net.relay import RelaySettings
 from node.net.transport import (
     ProtocolUnsupported,
     Stream,
@@ -110,6 +111,9 @@ class NodeOptions:
     #: The DHT of project providers: "server", "client" or "off"; None: server for a seed,
     #: client otherwise (``commons node run --dht``).
     dht: str | None = None
+    #: Relaying for others, reachability and reservations (config.toml's ``[relay]``); None:
+    #: a seed relays, and the node takes itself for reachable and never reserves.
+    relay: RelaySettings | None = None
     #: The service's other tunables (the fields above override their counterparts in it).
     tuning: ServiceConfig = field(default_factory=ServiceConfig)
     #: config.toml's ``[policy]`` (the blocks made with ``commons admin`` are added at start).
@@ -400,6 +404,9 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             mdns=options.mdns,
             max_connections=options.max_peers,
             dht=options.dht_mode(),
+            dht_promote=options.dht is None and options.dht_mode() == "client",
+            relay=options.relay
+            or RelaySettings(hop=options.seed, reachability="public", reserve=False),
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )

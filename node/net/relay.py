@@ -299,6 +299,13 @@ class Relay:
         log.info("relay %s gave us no slot: %s", relay, reason)
         return self._reserved.pop(relay, None) is not None
 
+    async def reserve_now(self, relay: str) -> float:
+        """Ask the connected peer ``relay`` for a slot once, now, and return its expiry;
+        RelayRefused says why not. (The reservation loop does this by itself.)"""
+        return float(
+            await circuit.reserve(self._host, ID.from_base58(relay), RESERVE_TIMEOUT_SECONDS)
+        )
+
     async def _push_identify(self) -> None:
         with trio.move_on_after(RESERVE_TIMEOUT_SECONDS):
             try:

@@ -1,0 +1,158 @@
+"""Circuit relay v2 and the dial-back reachability test, in one process on loopback: a node
+that cannot be dialled reserves a slot on a relay and is reached through it (gossip and
+reconciliation run over the circuit); a full relay refuses with a reason and nobody stops."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+import trio
+from test_node import addr, running, wait_until
+
+from node.net.relay import RelaySettings, judge, split_circuit
+from node.net.transport import TransportConfig, TransportError, open_transport
+from node.service import ServiceConfig
+from protocol.testing import RecordFactory
+
+NO_EXCHANGE = ServiceConfig(max_pending_asks=0)
+RELAY = RelaySettings(hop=True, reachability="public", reserve=False)
+BEHIND_NAT = RelaySettings(reachability="private")
+
+
+def _config(name: str, listen: str = "/ip4/127.0.0.1/tcp/0", **kw: object) -> TransportConfig:
+    seed = hashlib.sha256(b"relay-test-" + name.encode()).digest()
+    return TransportConfig(seed=seed, listen=(listen,), **kw)  # type: ignore[arg-type]
+
+
+def _relayed(addrs: list[str]) -> list[str]:
+    return [a for a in addrs if "/p2p-circuit/" in a]
+
+
+async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> None:
+    """The relay follows another project, so P's records can reach the far side only over
+    the circuit: by reconciliation first (B's records, held before C came), then by gossip."""
+    f = RecordFactory()
+    niche, other = f.project("alice", name="Niche"), f.project("bob", name="Other")
+    early = f.contribution("alice", niche, title="before the circuit")
+    late = f.contribution("carol", niche, title="over the circuit")
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            s = await stack.enter_async_context(
+                running(tmp_path, "s", follow=[other.id], relay=RELAY, tuning=NO_EXCHANGE)
+            )
+            b = await stack.enter_async_context(
+                running(
+                    tmp_path,
+                    "b",
+                    follow=[niche.id],
+                    relay=BEHIND_NAT,
+                    bootstrap=[addr(s)],
+                    tuning=NO_EXCHANGE,
+                )
+            )
+            await b.submit(niche.raw)
+            await b.submit(early.raw)
+            await wait_until(lambda: bool(_relayed(b.transport.advertised_addrs())), 15)
+            relayed = _relayed(b.transport.advertised_addrs())[0]
+            relay_addr, relay, target = split_circuit(relayed)
+            assert (relay, target) == (s.peer_id, b.peer_id)
+            assert b.status()["reachability"] == "private"
+            assert b.status()["relays"] == [s.peer_id]
+            # Identify was pushed: the relay already tells others the relayed address.
+            await wait_until(lambda: relayed in _addrs_of(s, b.peer_id), 5)
+
+            c = await stack.enter_async_context(
+                running(
+                    tmp_path, "c", follow=[niche.id], bootstrap=[relayed], tuning=NO_EXCHANGE
+                )
+            )
+            await wait_until(lambda: c.store.has(early.id), 20)  # reconciliation over it
+            await c.submit(late.raw)
+            await wait_until(lambda: b.store.has(late.id), 20)
+            assert not s.store.has(early.id) and not s.store.has(late.id)
+            hop = s.transport.relay.service.stats
+            assert hop.circuits.get("opened", 0) >= 1
+            assert hop.bytes_relayed > 0
+            assert hop.reservations.get("accepted") == 1
+            assert c.transport.relay.stats.circuits_dialled.get("ok", 0) >= 1
+            metrics = s.metrics.render()
+            assert 'commons_relay_reservations{role="relay"} 1' in metrics
+            assert 'commons_relay_hop_circuits_total{outcome="opened"}' in metrics
+            assert "commons_relay_reachable 0" in b.metrics.render()
+
+
+def _addrs_of(node, peer: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return next((p.addrs for p in node.transport.connected_peers() if p.peer_id == peer), [])
+
+
+async def test_a_full_relay_refuses_with_a_reason_and_keeps_running() -> None:
+    small = RelaySettings(hop=True, reachability="public", reserve=False, max_reservations=1)
+    with trio.fail_after(30):
+        async with (
+            open_transport(_config("relay", relay=small)) as relay,
+            open_transport(_config("first", relay=BEHIND_NAT)) as first,
+            open_transport(_config("second", relay=BEHIND_NAT)) as second,
+            open_transport(_config("dialler")) as dialler,
+        ):
+            await first.connect(relay.listen_addrs()[0])
+            await wait_until(lambda: bool(first.relay.reservations()), 10)
+            await second.connect(relay.listen_addrs()[0])
+            await wait_until(lambda: bool(second.relay.stats.reservations_made.get("refused")))
+            assert not second.relay.reservations()
+            assert not _relayed(second.advertised_addrs())
+            assert second.relay._last_reason[relay.peer_id].startswith("relay full")
+            assert relay.relay.service.stats.reservations == {"accepted": 1, "full": 1}
+            # Asking again at once is refused by the rate limit, with its own reason.
+            with pytest.raises(Exception, match="reservation refused"):
+                await second.relay.reserve_now(relay.peer_id)
+            assert relay.relay.service.stats.reservations.get("rate_limited") == 1
+            # A node without a slot cannot be dialled through the relay: refused, with why.
+            circuit = f"{relay.listen_addrs()[0]}/p2p-circuit/p2p/{second.peer_id}"
+            with pytest.raises(TransportError, match="no reservation"):
+                await dialler.connect(circuit)
+            assert relay.relay.service.stats.circuits.get("no_reservation") == 1
+            # The one with a slot can.
+            circuit = f"{relay.listen_addrs()[0]}/p2p-circuit/p2p/{first.peer_id}"
+            assert await dialler.connect(circuit) == first.peer_id
+            await second.subscribe("still-here")  # everyone is still running
+            assert first.peer_id in {p.peer_id for p in relay.connected_peers()}
+
+
+async def test_the_dial_back_tells_reachable_from_unreachable() -> None:
+    """A node listening on 127.0.0.2 dials out from 127.0.0.1, the address its peer dials
+    back: nothing listens there, as behind a NAT. One listening on 127.0.0.1 is reachable,
+    and its DHT client becomes a server."""
+    auto = RelaySettings(reachability="auto")
+    with trio.fail_after(40):
+        async with (
+            open_transport(_config("seed", relay=RELAY, dht="server")) as seed,
+            open_transport(_config("hidden", "/ip4/127.0.0.2/tcp/0", relay=auto)) as hidden,
+            open_transport(_config("open", relay=auto, dht="client", dht_promote=True)) as open_,
+        ):
+            await hidden.connect(seed.listen_addrs()[0])
+            await open_.connect(seed.listen_addrs()[0])
+            await wait_until(lambda: hidden.relay.reachability == "private", 20)
+            await wait_until(lambda: open_.relay.reachability == "public", 20)
+            await wait_until(lambda: bool(_relayed(hidden.advertised_addrs())), 10)
+            assert not _relayed(open_.advertised_addrs())
+            await wait_until(lambda: open_.dht.mode == "server", 5)
+            served = seed.relay.stats.dialbacks_served
+            assert served.get("reachable") == 1 and served.get("unreachable") == 1
+
+
+def test_the_verdict() -> None:
+    assert judge([]) is None
+    assert judge([False, False]) == "private"
+    assert judge([False, True]) == "public"
+
+
+def test_relay_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_reservations"):
+        RelaySettings(max_reservations=0)
+    with pytest.raises(ValueError, match="reachability"):
+        RelaySettings(reachability="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not <relay address>"):
+        split_circuit("/ip4/127.0.0.1/tcp/1/p2p-circuit")

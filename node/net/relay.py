@@ -207,7 +207,7 @@ class Relay:
         return out
 
     def hop_reservations(self) -> int:
-        return self.service.reservations() if self.settings.hop else 0
+        return circuit.held_reservations(self.service) if self.settings.hop else 0
 
     def _set_reachability(self, verdict: Reachability) -> None:
         if verdict == self.reachability:

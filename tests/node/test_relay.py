@@ -57,7 +57,7 @@ async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> N
             await b.submit(early.raw)
             await wait_until(lambda: bool(_relayed(b.transport.advertised_addrs())), 15)
             relayed = _relayed(b.transport.advertised_addrs())[0]
-            relay_addr, relay, target = split_circuit(relayed)
+            _relay_addr, relay, target = split_circuit(relayed)
             assert (relay, target) == (s.peer_id, b.peer_id)
             assert b.status()["reachability"] == "private"
             assert b.status()["relays"] == [s.peer_id]
@@ -65,14 +65,13 @@ async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> N
             await wait_until(lambda: relayed in _addrs_of(s, b.peer_id), 5)
 
             c = await stack.enter_async_context(
-                running(
-                    tmp_path, "c", follow=[niche.id], bootstrap=[relayed], tuning=NO_EXCHANGE
-                )
+                running(tmp_path, "c", follow=[niche.id], bootstrap=[relayed], tuning=NO_EXCHANGE)
             )
             await wait_until(lambda: c.store.has(early.id), 20)  # reconciliation over it
             await c.submit(late.raw)
             await wait_until(lambda: b.store.has(late.id), 20)
-            assert not s.store.has(early.id) and not s.store.has(late.id)
+            assert not s.store.has(early.id)
+            assert not s.store.has(late.id)
             hop = s.transport.relay.service.stats
             assert hop.circuits.get("opened", 0) >= 1
             assert hop.bytes_relayed > 0
@@ -140,7 +139,8 @@ async def test_the_dial_back_tells_reachable_from_unreachable() -> None:
             assert not _relayed(open_.advertised_addrs())
             await wait_until(lambda: open_.dht.mode == "server", 5)
             served = seed.relay.stats.dialbacks_served
-            assert served.get("reachable") == 1 and served.get("unreachable") == 1
+            assert served.get("reachable") == 1
+            assert served.get("unreachable") == 1
 
 
 def test_the_verdict() -> None:

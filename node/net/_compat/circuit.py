@@ -63,31 +63,35 @@ __all__ = [
     "advertise_relayed",
     "dial_and_verify",
     "dial_through",
+    "held_reservations",
     "relayed",
     "reserve",
 ]
 
 UPSTREAM = {
+    "libp2p.relay.circuit_v2.protocol.CircuitV2Protocol.__init__": (
+        "4e75d071bd9e3d3e7fa9dd056b9e814629406bfe47dc4c2d9468049d1ca5aba9"
+    ),
     "libp2p.relay.circuit_v2.protocol.CircuitV2Protocol._handle_reserve": (
-        "4a1dfe18e9d1f1df1ffea3e1ed7cfb0b0dc1ffeb7f3b81f5b5fa61d2fb71b9d6"
+        "d794e2be5efb276fb30f71386379e4788e68668fd4a334d222eae79723bc7278"
     ),
     "libp2p.relay.circuit_v2.protocol.CircuitV2Protocol._handle_hop_stream": (
-        "4a1dfe18e9d1f1df1ffea3e1ed7cfb0b0dc1ffeb7f3b81f5b5fa61d2fb71b9d6"
+        "a28ce9cea89206612b646a81086bc7dd5210a3800831274e29b7b5d4fb4241d9"
     ),
     "libp2p.relay.circuit_v2.protocol.CircuitV2Protocol._handle_connect": (
-        "4a1dfe18e9d1f1df1ffea3e1ed7cfb0b0dc1ffeb7f3b81f5b5fa61d2fb71b9d6"
+        "4ad19b34934a7dfc56b9e38c1a210f8bfffe3ab2187fb1546107673b78ff3828"
     ),
     "libp2p.relay.circuit_v2.protocol.CircuitV2Protocol._relay_data": (
-        "4a1dfe18e9d1f1df1ffea3e1ed7cfb0b0dc1ffeb7f3b81f5b5fa61d2fb71b9d6"
+        "2edf345c0da2cad07208f4ab81eda43edb9c16bc3afc9cc4717488b95b498104"
     ),
     "libp2p.relay.circuit_v2.protocol.CircuitV2Protocol.handle_incoming_connection": (
-        "4a1dfe18e9d1f1df1ffea3e1ed7cfb0b0dc1ffeb7f3b81f5b5fa61d2fb71b9d6"
+        "07149e966eb5d9f6a7bbb0f4f9517b71f492a18eaf607ddbaa6049f30ef2e2ae"
     ),
     "libp2p.host.basic_host.BasicHost.get_addrs": (
-        "4a1dfe18e9d1f1df1ffea3e1ed7cfb0b0dc1ffeb7f3b81f5b5fa61d2fb71b9d6"
+        "9d79f88eb0d4824b5afc8df259d18ba847a7cdbe92673d34c22a783ab96e03df"
     ),
     "libp2p.relay.circuit_v2.resources.RelayResourceManager.can_accept_reservation": (
-        "4a1dfe18e9d1f1df1ffea3e1ed7cfb0b0dc1ffeb7f3b81f5b5fa61d2fb71b9d6"
+        "5bf930c99b151c8b5fd3a5233951277f779005205556151efe93f8fe1e340d35"
     ),
 }
 
@@ -168,11 +172,6 @@ class CommonsCircuitRelay(CircuitV2Protocol):
         self._reserve_interval = reserve_interval
         self._last_reserve: dict[ID, float] = {}
 
-    def reservations(self) -> int:
-        """Reservations held at present (of connected peers, not expired)."""
-        manager = self.resource_manager
-        return sum(1 for p in list(manager._reservations) if manager.get_reservation(p))
-
     async def _handle_hop_stream(self, stream: INetStream) -> None:
         if self._hop_streams >= self._max_hop_streams:
             self.stats.hop_streams_refused += 1
@@ -204,18 +203,15 @@ class CommonsCircuitRelay(CircuitV2Protocol):
                 ),
             )
             return
-        self._remember(peer, now)
+        self._last_reserve.pop(peer, None)  # the most recent last, for the trimming below
+        self._last_reserve[peer] = now
+        while len(self._last_reserve) > MAX_RESERVE_CLOCKS:
+            del self._last_reserve[next(iter(self._last_reserve))]
         await super()._handle_reserve(stream, msg)
         if manager.has_reservation(peer):
             self.stats.count(self.stats.reservations, "renewed" if renewal else "accepted")
         else:
             self.stats.count(self.stats.reservations, "full")
-
-    def _remember(self, peer: ID, now: float) -> None:
-        self._last_reserve.pop(peer, None)
-        self._last_reserve[peer] = now
-        while len(self._last_reserve) > MAX_RESERVE_CLOCKS:
-            del self._last_reserve[next(iter(self._last_reserve))]
 
     async def _handle_connect(self, stream: INetStream, msg: HopMessage) -> None:
         target = ID(msg.peer.id) if msg.HasField("peer") else None
@@ -235,6 +231,12 @@ class CommonsCircuitRelay(CircuitV2Protocol):
     ) -> None:
         counted: Any = _CountingReader(src_stream, self.stats)
         await super()._relay_data(counted, dst_stream, peer_id, deadline, circuit_data_limit)
+
+
+def held_reservations(relay: CircuitV2Protocol) -> int:
+    """Reservations ``relay`` holds at present (of connected peers, not expired)."""
+    manager = relay.resource_manager
+    return sum(1 for p in list(manager._reservations) if manager.get_reservation(p))
 
 
 def _refusal(resp: HopMessage) -> str | None:

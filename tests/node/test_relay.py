@@ -156,3 +156,23 @@ def test_relay_settings_are_checked() -> None:
         RelaySettings(reachability="maybe")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not <relay address>"):
         split_circuit("/ip4/127.0.0.1/tcp/1/p2p-circuit")
+
+
+async def test_peer_exchange_passes_on_the_relayed_address(tmp_path: Path) -> None:
+    """B advertises only its relayed address (``no_announce`` hides the direct one); C,
+    bootstrapped to the relay alone, learns it by peer exchange and dials through."""
+    hidden = ["/ip4/127.0.0.0/ipcidr/8"]
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            s = await stack.enter_async_context(running(tmp_path, "s", relay=RELAY))
+            b = await stack.enter_async_context(
+                running(tmp_path, "b", relay=BEHIND_NAT, bootstrap=[addr(s)], no_announce=hidden)
+            )
+            await wait_until(lambda: bool(_relayed(b.transport.advertised_addrs())), 15)
+            assert b.transport.advertised_addrs() == _relayed(b.transport.advertised_addrs())
+            c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(s)]))
+            await wait_until(
+                lambda: b.peer_id in {p.peer_id for p in c.transport.connected_peers()}, 30
+            )
+            assert c.transport.relay.stats.circuits_dialled.get("ok", 0) >= 1
+            assert c.metrics.get("commons_dials_total", source="exchange") >= 1

@@ -1,0 +1,141 @@
+"""A home router in Linux network namespaces, for the NAT test (needs root, ``ip`` and ``nft``).
+
+Layout (every name starts with ``rl<pid>-``): ``pub`` holds a bridge, the "internet"
+10.77.0.0/24, on which ``seed`` (10.77.0.10), ``open`` (10.77.0.11) and the router ``nat``
+(10.77.0.1, its WAN side) sit. Behind the router, ``home`` (192.168.77.10) has the router's
+LAN side (192.168.77.1) as its default route; the router forwards and masquerades what
+leaves by its WAN (nftables ``masquerade``), as a home router does. Nobody on the internet
+has a route to 192.168.77.0/24, and the router forwards no port inwards: ``home`` can dial
+out, and nothing can dial it.
+
+The test process reaches a node's loopback API from a thread that joined the node's
+namespace (``call``), as ``netns_lab.py`` does.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from netns_lab import NETNS_DIR, NetnsUnavailable, _enter, _ip
+
+__all__ = ["NatLab"]
+
+T = TypeVar("T")
+PREFIX_RE = re.compile(r"^rl(\d+)-")
+PUBLIC = {"seed": "10.77.0.10", "open": "10.77.0.11"}
+HOME_IP = "192.168.77.10"
+ROUTER_WAN, ROUTER_LAN = "10.77.0.1", "192.168.77.1"
+MASQUERADE = """
+table ip rlnat {
+  chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
+}
+"""
+
+
+def _sweep() -> None:
+    """Delete this lab's namespaces left by a process that no longer runs."""
+    try:
+        names = os.listdir(NETNS_DIR)
+    except FileNotFoundError:
+        return
+    for name in names:
+        match = PREFIX_RE.match(name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            _ip("netns", "del", name, check=False)
+        except PermissionError:
+            pass
+
+
+class NatLab:
+    def __init__(self) -> None:
+        self.prefix = f"rl{os.getpid()}"
+        self.created: list[str] = []
+        self._executors: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+
+    def ns(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    def ip(self, name: str) -> str:
+        return HOME_IP if name == "home" else PUBLIC[name]
+
+    def up(self) -> NatLab:
+        if os.geteuid() != 0:
+            raise NetnsUnavailable("network namespaces need root")
+        if shutil.which("nft") is None:
+            raise NetnsUnavailable("the NAT test needs nft (nftables) for the router")
+        _sweep()
+        try:
+            self._add("pub")
+        except (RuntimeError, FileNotFoundError) as exc:
+            raise NetnsUnavailable(f"cannot create a network namespace: {exc}") from exc
+        pub = self.ns("pub")
+        _ip("link", "add", "br0", "type", "bridge", ns=pub)
+        _ip("link", "set", "br0", "up", ns=pub)
+        for name, ip in PUBLIC.items():
+            self._add(name)
+            self._wire(name, "eth0", pub, f"p{name}", f"{ip}/24")
+            _ip("link", "set", f"p{name}", "master", "br0", ns=pub)
+        self._add("nat")
+        self._wire("nat", "wan0", pub, "pnat", f"{ROUTER_WAN}/24")
+        _ip("link", "set", "pnat", "master", "br0", ns=pub)
+        self._add("home")
+        self._wire("home", "eth0", self.ns("nat"), "lan0", f"{HOME_IP}/24")
+        _ip("addr", "add", f"{ROUTER_LAN}/24", "dev", "lan0", ns=self.ns("nat"))
+        _ip("route", "add", "default", "via", ROUTER_LAN, ns=self.ns("home"))
+        self._run("nat", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        self._run("nat", ["nft", "-f", "-"], stdin=MASQUERADE)
+        return self
+
+    def _wire(self, name: str, dev: str, other_ns: str, peer: str, cidr: str) -> None:
+        ns = self.ns(name)
+        _ip("link", "add", dev, "netns", ns, "type", "veth", "peer", peer, "netns", other_ns)
+        _ip("addr", "add", cidr, "dev", dev, ns=ns)
+        _ip("link", "set", dev, "up", ns=ns)
+        _ip("link", "set", peer, "up", ns=other_ns)
+
+    def _run(self, name: str, argv: list[str], stdin: str | None = None) -> None:
+        proc = subprocess.run(
+            [*self.exec_prefix(name), *argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise NetnsUnavailable(f"{' '.join(argv)} in {name}: {proc.stderr.strip()}")
+
+    def _add(self, name: str) -> None:
+        _ip("netns", "add", self.ns(name))
+        self.created.append(self.ns(name))
+        _ip("link", "set", "lo", "up", ns=self.ns(name))
+
+    def down(self) -> None:
+        for executor in self._executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._executors.clear()
+        for ns in reversed(self.created):
+            _ip("netns", "del", ns, check=False)
+        self.created.clear()
+
+    def exec_prefix(self, name: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns(name)]
+
+    def call(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on a thread inside namespace ``name``."""
+        executor = self._executors.get(name)
+        if executor is None:
+            executor = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"netns-{name}", initializer=_enter, initargs=(self.ns(name),)
+            )
+            self._executors[name] = executor
+        return executor.submit(fn, *args).result()

@@ -181,7 +181,12 @@ class NodeHandle:
 
     def peers(self) -> list[dict[str, Any]]:
         return [
-            {"peer_id": p.peer_id, "addrs": list(p.addrs)} for p in self.transport.connected_peers()
+            {
+                "peer_id": p.peer_id,
+                "addrs": list(p.addrs),
+                "relayed": self.transport.is_relayed(p.peer_id),
+            }
+            for p in self.transport.connected_peers()
         ]
 
     def node_info(self) -> dict[str, Any]:
@@ -347,6 +352,9 @@ class NodeHandle:
             ("commons_relay_hop_reservations_total", hop.reservations),
             ("commons_relay_hop_circuits_total", hop.circuits),
         ):
+            self.metrics.gauge(metric, partial(_by_outcome, table))
+        if (dcutr := self.transport.relay.dcutr) is not None:
+            metric, table = "commons_relay_dcutr_total", dcutr.stats.outcomes
             self.metrics.gauge(metric, partial(_by_outcome, table))
         self.metrics.gauge("commons_relay_hop_bytes_total", lambda: {(): float(hop.bytes_relayed)})
         self.metrics.gauge(

@@ -103,6 +103,8 @@ reservation_seconds = 3600
 # connected to (reserve = false: never) and advertises the relayed address.
 reachability = "auto"
 reserve = true
+# Try to turn a relayed connection into a direct one (DCUtR hole punching).
+hole_punch = true
 """
 
 
@@ -133,6 +135,7 @@ class Config:
     reservation_seconds: int = 3600
     reachability: str = "auto"
     reserve: bool = True
+    hole_punch: bool = True
 
 
 _NODE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -167,6 +170,7 @@ _RELAY_KEYS: dict[str, type | tuple[type, ...]] = {
     "reservation_seconds": int,
     "reachability": str,
     "reserve": bool,
+    "hole_punch": bool,
 }
 _CHOICES = {"hop": ("auto", True, False), "reachability": ("auto", "public", "private")}
 

@@ -60,6 +60,7 @@ _HELP = {
     "commons_relay_dialbacks_served_total": "Dial-back tests served to peers, by outcome.",
     "commons_relay_hop_reservations_total": "Reservation requests this relay judged, by outcome.",
     "commons_relay_hop_circuits_total": "Circuit requests this relay judged, by outcome.",
+    "commons_relay_dcutr_total": "Upgrades of relayed connections to direct ones, by outcome.",
     "commons_relay_hop_bytes_total": "Bytes this relay carried for others' circuits.",
     "commons_relay_hop_streams_refused_total": "Hop streams reset: too many open at once.",
     "commons_gossip_refused_again_total": (

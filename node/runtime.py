@@ -406,7 +406,9 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             dht=options.dht_mode(),
             dht_promote=options.dht is None and options.dht_mode() == "client",
             relay=options.relay
-            or RelaySettings(hop=options.seed, reachability="public", reserve=False),
+            or RelaySettings(
+                hop=options.seed, reachability="public", reserve=False, hole_punch=False
+            ),
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )

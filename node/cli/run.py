@@ -76,6 +76,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
             reservation_seconds=config.reservation_seconds,
             reachability=config.reachability,  # type: ignore[arg-type]
             reserve=config.reserve,
+            hole_punch=config.hole_punch,
         ),
         policy=policy,
     )

@@ -17,6 +17,9 @@ A node behind a home router accepts no connection. Three parts fix that, all bou
   never over a relayed connection, and at most ``DIALBACKS_PER_MINUTE`` times a minute.
   Verdict: public when any peer reached us, private when every peer that answered could
   not; ``reachability`` in the config forces either.
+- **Hole punching**: where both ends serve DCUtR, a relayed connection is upgraded to a
+  direct one when a plain dial or a simultaneous dial through both NATs works (py-libp2p's,
+  bounded in ``_compat/dcutr.py``); the relayed connection is then closed.
 - **Reservation (client)**: a private node reserves a slot on up to ``MAX_RELAYS``
   connected peers that serve the hop protocol, renews each at three quarters of its life,
   and advertises ``<relay address>/p2p/<relay>/p2p-circuit`` (identify, hence peer exchange
@@ -34,6 +37,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +51,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from node.net import _compat as compat
 from node.net._compat import circuit
+from node.net._compat.dcutr import CommonsDCUtR
 
 __all__ = [
     "DIALBACK_PROTOCOL",
@@ -102,6 +107,8 @@ class RelaySettings:
     reachability: Literal["auto", "public", "private"] = "auto"
     #: Reserve a slot when found private (off: never use a relay for ourselves).
     reserve: bool = True
+    #: Try to turn relayed connections into direct ones (DCUtR, ``_compat/dcutr.py``).
+    hole_punch: bool = True
 
     def __post_init__(self) -> None:
         for name in (
@@ -172,6 +179,8 @@ class Relay:
             max_hop_streams=MAX_HOP_STREAMS,
             reserve_interval=RESERVE_INTERVAL_SECONDS,
         )
+        #: Hole punching; built now, so that identify lists its protocol from the start.
+        self.dcutr = CommonsDCUtR(host) if settings.hole_punch else None
         forced = settings.reachability
         self.reachability: Reachability = "unknown" if forced == "auto" else forced
         self._on_reachability = on_reachability
@@ -221,7 +230,11 @@ class Relay:
     # ----- running ----------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async with background_trio_service(self.service), trio.open_nursery() as nursery:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(background_trio_service(self.service))
+            if self.dcutr is not None:
+                await stack.enter_async_context(background_trio_service(self.dcutr))
+            nursery = await stack.enter_async_context(trio.open_nursery())
             if self.settings.reachability == "auto":
                 nursery.start_soon(self._probe_forever)
             if self.settings.reserve:

@@ -94,7 +94,7 @@ CONNECTION_AUDIT_SECONDS = 1.0
 
 
 #: A transport on its own neither relays, nor tests its reachability, nor reserves a slot.
-NO_RELAY = RelaySettings(reachability="public", reserve=False)
+NO_RELAY = RelaySettings(reachability="public", reserve=False, hole_punch=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -337,6 +337,10 @@ class Transport:
             raise TransportError(f"could not connect to {maddr}: {why}") from exc
         self.stats.connects += 1
         return target
+
+    def is_relayed(self, peer_id: str) -> bool:
+        """Whether every connection to the peer runs through a relay (False when none)."""
+        return compat.circuit.relayed(self._host, _peer(peer_id))
 
     def _reachability(self, verdict: str) -> None:
         if verdict == "public" and self._config.dht_promote:

@@ -19,7 +19,8 @@ from protocol.testing import RecordFactory
 
 NO_EXCHANGE = ServiceConfig(max_pending_asks=0)
 RELAY = RelaySettings(hop=True, reachability="public", reserve=False)
-BEHIND_NAT = RelaySettings(reachability="private")
+#: No hole punching: on loopback it would turn the circuit into a direct connection at once.
+BEHIND_NAT = RelaySettings(reachability="private", hole_punch=False)
 
 
 def _config(name: str, listen: str = "/ip4/127.0.0.1/tcp/0", **kw: object) -> TransportConfig:
@@ -176,3 +177,29 @@ async def test_peer_exchange_passes_on_the_relayed_address(tmp_path: Path) -> No
             )
             assert c.transport.relay.stats.circuits_dialled.get("ok", 0) >= 1
             assert c.metrics.get("commons_dials_total", source="exchange") >= 1
+
+
+async def test_a_relayed_connection_becomes_direct_where_a_dial_works(tmp_path: Path) -> None:
+    """On loopback the direct addresses answer (B only claims to be private): DCUtR's plain
+    dial upgrades the relayed connection to a direct one (the relayed one is closed 60 s
+    later by the library)."""
+    punching = RelaySettings(reachability="public", reserve=False, hole_punch=True)
+    private = RelaySettings(reachability="private", hole_punch=True)
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            s = await stack.enter_async_context(running(tmp_path, "s", relay=RELAY))
+            b = await stack.enter_async_context(
+                running(tmp_path, "b", relay=private, bootstrap=[addr(s)], tuning=NO_EXCHANGE)
+            )
+            await wait_until(lambda: bool(_relayed(b.transport.advertised_addrs())), 15)
+            relayed = _relayed(b.transport.advertised_addrs())[0]
+            c = await stack.enter_async_context(
+                running(tmp_path, "c", relay=punching, bootstrap=[relayed], tuning=NO_EXCHANGE)
+            )
+            await wait_until(
+                lambda: b.peer_id in {p.peer_id for p in c.transport.connected_peers()}, 15
+            )
+            await wait_until(lambda: not c.transport.is_relayed(b.peer_id), 20)
+            # Both ends drive DCUtR; whichever dialled first made the direct connection.
+            line = 'commons_relay_dcutr_total{outcome="direct_dial"} 1'
+            await wait_until(lambda: any(line in n.metrics.render() for n in (b, c)), 15)

@@ -7,12 +7,13 @@ defaults: ``home`` asks the seed to dial it back, which fails at the router, so 
 itself private, reserves a slot on the seed (a seed relays by default) and advertises the
 relayed address; ``open`` is found public. ``open`` learns the relayed address from the seed
 by peer exchange and dials through the relay. The seed hosts another project only, so the
-project's contributions cross between ``home`` and ``open`` only over that circuit: both
-ways, checked. Figures printed: seconds to the reservation and to the relayed connection,
-and the bytes the relay carried.
+project's contributions cross between ``home`` and ``open`` only over their own connection
+(relayed, then direct): both ways, checked. Figures printed: seconds to the reservation and
+to the relayed connection, and the bytes the relay carried.
 
-Hole punching: DCUtR is not wired (docs/SCALING.md says why), so the connection stays
-relayed; the test asserts that nothing dialled ``home`` directly (the router refuses it).
+Hole punching: then DCUtR upgrades the relayed connection to a direct one (``home`` can
+dial ``open``, which is public: the router masquerades that connection like any other), and
+the test waits for it; the relay closes the relayed leg a minute later.
 
 Needs root, ``ip`` and ``nft``; skipped, saying why, where they are missing. The namespaces
 are removed even when the test fails.
@@ -103,6 +104,9 @@ class NatNode:
     def peers(self) -> set[str]:
         return {p["peer_id"] for p in self.get("/api/v1/peers")}
 
+    def relayed(self, peer: str) -> bool:
+        return any(p["relayed"] for p in self.get("/api/v1/peers") if p["peer_id"] == peer)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -181,14 +185,24 @@ def test_a_node_behind_nat_is_reached_through_the_seeds_relay(lab: NatLab, tmp_p
         assert bytes.fromhex(outside) not in held  # so both crossed over the circuit
         carried = seed.metric("commons_relay_hop_bytes_total")
         assert carried > 0
-        # No hole punching: the only connection between the two is the relayed one, and
-        # every direct dial of home's private address failed.
-        assert home.info["peer_id"] in open_.peers()
+        # Hole punching: home can dial open (open is public), so DCUtR turns the relayed
+        # connection into a direct one, through the router's masquerade.
+        wait_until(
+            lambda: not open_.relayed(home.info["peer_id"]),
+            timeout=30,
+            what="the relayed connection to become direct",
+        )
+        upgrades = {
+            o: home.metric(f'commons_relay_dcutr_total{{outcome="{o}"}}')
+            + open_.metric(f'commons_relay_dcutr_total{{outcome="{o}"}}')
+            for o in ("direct_dial", "punched")
+        }
+        assert sum(upgrades.values()) >= 1
         print(
             f"nat: home reserved a relay slot {reserved:.1f} s after start; open reached it "
             f"through the relay {connected:.1f} s after start; the relay carried "
-            f"{carried / 1024:.0f} KiB; records crossed both ways; connection stays relayed "
-            "(no DCUtR)"
+            f"{carried / 1024:.0f} KiB; records crossed both ways; then DCUtR made it direct "
+            f"({upgrades})"
         )
     finally:
         for node in (open_, home, seed):

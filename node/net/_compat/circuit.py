@@ -87,6 +87,9 @@ UPSTREAM = {
     "libp2p.relay.circuit_v2.protocol.CircuitV2Protocol.handle_incoming_connection": (
         "07149e966eb5d9f6a7bbb0f4f9517b71f492a18eaf607ddbaa6049f30ef2e2ae"
     ),
+    "libp2p.network.connection.swarm_connection.SwarmConn.set_transport_info": (
+        "00b345acdda70b2adfe141d219937c5d1c919ef9ac0fbdc843e1a0c762463c9a"
+    ),
     "libp2p.host.basic_host.BasicHost.get_addrs": (
         "9d79f88eb0d4824b5afc8df259d18ba847a7cdbe92673d34c22a783ab96e03df"
     ),
@@ -290,7 +293,11 @@ async def dial_through(host: IHost, relay: ID, target: ID, within: float) -> Non
                 connection_type=ConnectionType.RELAYED,
                 addresses=[circuit],
             )
-            await host.upgrade_outbound_connection(raw, target)
+            conn: Any = await host.upgrade_outbound_connection(raw, target)
+            # The swarm cannot tell a circuit from its stream (the listener side tags its
+            # own, in ``handle_incoming_connection``): without this the connection would
+            # pass for a direct one, and DCUtR would never try to upgrade it.
+            conn.set_transport_info([circuit], ConnectionType.RELAYED)
         except BaseException:
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                 await stream.reset()

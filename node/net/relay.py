@@ -5,8 +5,9 @@ A node behind a home router accepts no connection. Three parts fix that, all bou
 - **Relay (hop)**: a seed relays for others (``hop = true``, the default with ``--seed``):
   at most ``max_reservations`` peers hold a slot at once, each circuit carries at most
   ``max_circuit_bytes`` and lasts at most ``max_circuit_seconds``, a reservation lasts
-  ``reservation_seconds`` unless renewed, and a peer without a slot may ask once every
-  ``RESERVE_INTERVAL_SECONDS`` (see ``_compat/circuit.py`` for the library's defects mended).
+  ``reservation_seconds`` unless renewed, a peer without a slot may ask once every
+  ``RESERVE_INTERVAL_SECONDS`` and any peer for ``CIRCUITS_PER_MINUTE`` circuits a minute
+  (see ``_compat/circuit.py`` for the library's defects mended).
 - **Reachability**: a node asks up to ``DIALBACK_PEERS`` connected peers to dial it back
   (``/commons/dialback/1``): each opens a *fresh* TCP connection to the asker's observed IP
   at the ports it listens on and runs the Noise handshake, which proves the asker is there.
@@ -73,6 +74,7 @@ RelayRefused = circuit.RelayRefused
 MAX_RELAYS = 2  # relays a private node reserves on at once
 MAX_HOP_STREAMS = 64  # hop streams a relay serves at once; more are reset
 RESERVE_INTERVAL_SECONDS = 10.0  # a peer without a slot asks a relay at most this often
+CIRCUITS_PER_MINUTE = 12  # circuits one peer may ask a relay for
 RESERVE_RETRY_SECONDS = 60.0  # we ask a relay that refused us again after this
 RESERVE_TIMEOUT_SECONDS = 10.0
 CIRCUIT_TIMEOUT_SECONDS = 10.0
@@ -178,6 +180,7 @@ class Relay:
             allow_hop=settings.hop,
             max_hop_streams=MAX_HOP_STREAMS,
             reserve_interval=RESERVE_INTERVAL_SECONDS,
+            circuits_per_minute=CIRCUITS_PER_MINUTE,
         )
         #: Hole punching; built now, so that identify lists its protocol from the start.
         self.dcutr = CommonsDCUtR(host) if settings.hole_punch else None

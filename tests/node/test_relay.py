@@ -84,6 +84,10 @@ async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> N
             assert "commons_relay_reachable 0" in b.metrics.render()
 
 
+def _ids(peers: list) -> set[str]:  # type: ignore[type-arg]
+    return {p.peer_id for p in peers}
+
+
 def _addrs_of(node, peer: str) -> list[str]:  # type: ignore[no-untyped-def]
     return next((p.addrs for p in node.transport.connected_peers() if p.peer_id == peer), [])
 
@@ -103,7 +107,7 @@ async def test_a_full_relay_refuses_with_a_reason_and_keeps_running() -> None:
             await wait_until(lambda: bool(second.relay.stats.reservations_made.get("refused")))
             assert not second.relay.reservations()
             assert not _relayed(second.advertised_addrs())
-            assert second.relay._last_reason[relay.peer_id].startswith("relay full")
+            assert second.relay._last_reason[relay.peer_id].startswith("over the relay's limits")
             assert relay.relay.service.stats.reservations == {"accepted": 1, "full": 1}
             # Asking again at once is refused by the rate limit, with its own reason.
             with pytest.raises(Exception, match="reservation refused"):
@@ -117,6 +121,13 @@ async def test_a_full_relay_refuses_with_a_reason_and_keeps_running() -> None:
             # The one with a slot can.
             circuit = f"{relay.listen_addrs()[0]}/p2p-circuit/p2p/{first.peer_id}"
             assert await dialler.connect(circuit) == first.peer_id
+            # Circuits are rate-limited a peer: with a limit of one a minute, the next is refused.
+            relay.relay.service._circuits_per_minute = 1
+            await dialler.disconnect(first.peer_id)
+            await wait_until(lambda: first.peer_id not in _ids(dialler.connected_peers()))
+            with pytest.raises(TransportError, match="over the relay's limits"):
+                await dialler.connect(circuit)
+            assert relay.relay.service.stats.circuits.get("rate_limited") == 1
             await second.subscribe("still-here")  # everyone is still running
             assert first.peer_id in {p.peer_id for p in relay.connected_peers()}
 

@@ -11,8 +11,9 @@ Why: a node behind NAT accepts no connection; a seed it reaches can relay for it
   peers hold the slots: reservations of peers no longer connected are dropped before a new
   one is judged (the spec makes a reservation valid only while connected);
 - nothing bounds the hop streams open at once, nor how often a peer may ask: here at most
-  ``max_hop_streams`` run at once (more are reset) and a peer without a reservation may ask
-  once every ``reserve_interval`` seconds (refused with RESERVATION_REFUSED otherwise);
+  ``max_hop_streams`` run at once (more are reset), a peer without a reservation may ask
+  once every ``reserve_interval`` seconds (refused with RESERVATION_REFUSED otherwise), and
+  a peer may ask for ``circuits_per_minute`` circuits a minute (RESOURCE_LIMIT_EXCEEDED);
 - nothing is counted: reservations, circuits and bytes relayed are counted here.
 
 The library's client (``CircuitV2Transport``) reserves a slot on every relay it dials
@@ -113,7 +114,7 @@ MAX_RESERVE_CLOCKS = 4096
 
 _STATUS_NAMES = {
     StatusCode.RESERVATION_REFUSED: "reservation refused",
-    StatusCode.RESOURCE_LIMIT_EXCEEDED: "relay full (resource limit exceeded)",
+    StatusCode.RESOURCE_LIMIT_EXCEEDED: "over the relay's limits (its slots, circuits or rate)",
     StatusCode.PERMISSION_DENIED: "permission denied",
     StatusCode.CONNECTION_FAILED: "connection failed",
     StatusCode.NO_RESERVATION: "the target has no reservation on this relay",
@@ -167,6 +168,7 @@ class CommonsCircuitRelay(CircuitV2Protocol):
         allow_hop: bool,
         max_hop_streams: int,
         reserve_interval: float,
+        circuits_per_minute: int,
     ) -> None:
         super().__init__(host, limits, allow_hop=allow_hop)
         self.stats = HopStats()
@@ -174,6 +176,8 @@ class CommonsCircuitRelay(CircuitV2Protocol):
         self._hop_streams = 0
         self._reserve_interval = reserve_interval
         self._last_reserve: dict[ID, float] = {}
+        self._circuits_per_minute = circuits_per_minute
+        self._circuit_clock: dict[ID, list[float]] = {}  # source -> its CONNECTs this minute
 
     async def _handle_hop_stream(self, stream: INetStream) -> None:
         if self._hop_streams >= self._max_hop_streams:
@@ -217,6 +221,20 @@ class CommonsCircuitRelay(CircuitV2Protocol):
             self.stats.count(self.stats.reservations, "full")
 
     async def _handle_connect(self, stream: INetStream, msg: HopMessage) -> None:
+        source = stream.muxed_conn.peer_id
+        now = trio.current_time()
+        recent = [t for t in self._circuit_clock.get(source, ()) if now - t < 60.0]
+        if len(recent) >= self._circuits_per_minute:
+            self.stats.count(self.stats.circuits, "rate_limited")
+            await self._send_status(
+                stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, "too many circuits a minute"
+            )
+            await stream.reset()
+            return
+        self._circuit_clock.pop(source, None)  # the most recent last, for the trimming below
+        self._circuit_clock[source] = [*recent, now]
+        while len(self._circuit_clock) > MAX_RESERVE_CLOCKS:
+            del self._circuit_clock[next(iter(self._circuit_clock))]
         target = ID(msg.peer.id) if msg.HasField("peer") else None
         if target is None or not self.resource_manager.can_accept_connection(target):
             self.stats.count(self.stats.circuits, "no_reservation")

@@ -300,6 +300,28 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
         out.append(("5 missing at C after sync", str(node["missing_at_c_after_sync"]), "", "", "0"))
+        relayed = r.get("node_relayed")
+        if relayed:
+            cpu = relayed["cpu_ms_per_record"]
+            out.append(
+                (
+                    "5 throughput, A behind a circuit relay at B (rec/s at C)",
+                    _range(relayed["rate_at_c_summary"]),
+                    f"{_range(node['rate_at_c_summary'])} gossip line",
+                    _ratio(r["relayed_rate_ratio"]),
+                    "",
+                )
+            )
+            out.append(
+                (
+                    "5 relayed: CPU ms/record A, B (relay), C; missing",
+                    f"{cpu['A']:.2f}, {cpu['B']:.2f}, {cpu['C']:.2f};"
+                    f" {relayed['missing_at_c_after_sync']}",
+                    "",
+                    "",
+                    "",
+                )
+            )
         batched = r.get("node_batched")
         if batched:
             cpu = batched["cpu_ms_per_record"]

@@ -39,6 +39,7 @@ async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> N
     niche, other = f.project("alice", name="Niche"), f.project("bob", name="Other")
     early = f.contribution("alice", niche, title="before the circuit")
     late = f.contribution("carol", niche, title="over the circuit")
+    later = f.contribution("alice", niche, title="back over the circuit")
     with trio.fail_after(60):
         async with AsyncExitStack() as stack:
             s = await stack.enter_async_context(
@@ -52,6 +53,7 @@ async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> N
                     relay=BEHIND_NAT,
                     bootstrap=[addr(s)],
                     tuning=NO_EXCHANGE,
+                    sync_interval=3600,
                 )
             )
             await b.submit(niche.raw)
@@ -66,11 +68,23 @@ async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> N
             await wait_until(lambda: relayed in _addrs_of(s, b.peer_id), 5)
 
             c = await stack.enter_async_context(
-                running(tmp_path, "c", follow=[niche.id], bootstrap=[relayed], tuning=NO_EXCHANGE)
+                running(
+                    tmp_path,
+                    "c",
+                    follow=[niche.id],
+                    bootstrap=[relayed],
+                    tuning=NO_EXCHANGE,
+                    sync_interval=3600,
+                )
             )
             await wait_until(lambda: c.store.has(early.id), 20)  # reconciliation over it
+            # Then gossip, both ways (no periodic reconciliation: its interval is an hour). B's
+            # addresses changed with its reservation: its gossip must carry its new signed
+            # peer record at once, or C, which has that one from identify, ignores it.
             await c.submit(late.raw)
-            await wait_until(lambda: b.store.has(late.id), 20)
+            await wait_until(lambda: b.store.has(late.id), 5)
+            await b.submit(later.raw)
+            await wait_until(lambda: c.store.has(later.id), 5)
             assert not s.store.has(early.id)
             assert not s.store.has(late.id)
             hop = s.transport.relay.service.stats
@@ -214,3 +228,20 @@ async def test_a_relayed_connection_becomes_direct_where_a_dial_works(tmp_path: 
             # Both ends drive DCUtR; whichever dialled first made the direct connection.
             line = 'commons_relay_dcutr_total{outcome="direct_dial"} 1'
             await wait_until(lambda: any(line in n.metrics.render() for n in (b, c)), 15)
+
+
+async def test_gossip_carries_the_signed_peer_record_identify_issued_last() -> None:
+    """Gossip reuses our signed peer record for 10 s, but not once identify has issued a
+    newer one (after a relay reservation changed our addresses): a peer holding the newer
+    record ignores every RPC that carries the older one."""
+    from libp2p.peer.peerstore import issue_and_cache_local_record
+
+    from node.net._compat import sender_record
+
+    async with open_transport(_config("record")) as t:
+        host = t._host
+        first, _ = sender_record._sender_record(host)
+        assert sender_record._sender_record(host)[0] == first  # reused
+        newer = issue_and_cache_local_record(host)  # what identify does on a change
+        assert newer != first
+        assert sender_record._sender_record(host)[0] == newer

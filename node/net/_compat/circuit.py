@@ -103,6 +103,7 @@ UPSTREAM = {
 #: or circuit, at ERROR (each stream ends with one or two); demoted to DEBUG like logs.py's.
 _ROUTINE = (
     r"(Error reading from hop stream|Unexpected error reading from stream|Error relaying data"
+    r"|Unexpected error handling hop stream"
     r"|Error writing to destination stream|Error sending status message|Source stream closed)"
 )
 logging.getLogger("libp2p.relay.circuit_v2.protocol").addFilter(
@@ -229,7 +230,7 @@ class CommonsCircuitRelay(CircuitV2Protocol):
             await self._send_status(
                 stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, "too many circuits a minute"
             )
-            await stream.reset()
+            await stream.close()  # not reset: the status must reach the peer first
             return
         self._circuit_clock.pop(source, None)  # the most recent last, for the trimming below
         self._circuit_clock[source] = [*recent, now]

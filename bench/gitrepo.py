@@ -17,11 +17,12 @@ What it holds, by commit index ``i`` (0-based, on ``main``):
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["EPOCH_S", "author_email", "fast_import_stream", "make_repo"]
+__all__ = ["EPOCH_S", "add_signed_commits", "author_email", "fast_import_stream", "make_repo"]
 
 #: Commit times start here (2024-01-01T00:00:00Z) and advance one minute a commit.
 EPOCH_S = 1_704_067_200
@@ -102,3 +103,37 @@ def make_repo(path: Path, commits: int, authors: int) -> Path:
         raise RuntimeError(f"git fast-import failed with {process.returncode}")
     subprocess.run(["git", "-C", str(path), "checkout", "-q", "main"], check=True)
     return path
+
+
+def add_signed_commits(path: Path, key: Path, commits: list[tuple[str, str, bool]]) -> list[str]:
+    """Append commits to the repository at ``path`` on its checked-out branch, one for each
+    ``(author email, committer email, signed)``, signed with the SSH key file ``key``
+    (``gpg.format=ssh``) when ``signed``; their hashes, in order. ``git fast-import`` cannot
+    write signatures, so these go through ``git commit -S``, one process a commit: for the
+    few signed commits a test needs, not for the benchmark."""
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    config = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "-c", "commit.gpgsign=false"]
+    hashes = []
+    for n, (author, committer, signed) in enumerate(commits):
+        who = {
+            "GIT_AUTHOR_NAME": "Signer",
+            "GIT_AUTHOR_EMAIL": author,
+            "GIT_COMMITTER_NAME": "Committer",
+            "GIT_COMMITTER_EMAIL": committer,
+        }
+        (path / f"signed-{n}.c").write_text(f"{author} {n}\n")
+
+        def git(*args: str, who: dict[str, str] = who) -> str:
+            done = subprocess.run(
+                ["git", "-C", str(path), *config, *args],
+                env={**env, **who},
+                capture_output=True,
+                check=True,
+                text=True,
+            )
+            return done.stdout.strip()
+
+        git("add", f"signed-{n}.c")
+        git("commit", "-q", *(["-S"] if signed else []), "-m", f"signed work {n}")
+        hashes.append(git("rev-parse", "HEAD"))
+    return hashes

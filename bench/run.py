@@ -52,6 +52,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "git_authors": 20_000,
         "git_sign_samples": 50_000,
         "git_reimport": False,
+        "dht_nodes": 50,
+        "dht_clients": 10,
+        "dht_degree": 4,
+        "dht_lookups": 30,
     },
     "quick": {
         "reps": 2,
@@ -79,6 +83,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "git_authors": 2_000,
         "git_sign_samples": 20_000,
         "git_reimport": True,
+        "dht_nodes": 20,
+        "dht_clients": 5,
+        "dht_degree": 4,
+        "dht_lookups": 6,
     },
     "tiny": {
         "reps": 1,
@@ -106,6 +114,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "git_authors": 50,
         "git_sign_samples": 500,
         "git_reimport": True,
+        "dht_nodes": 8,
+        "dht_clients": 4,
+        "dht_degree": 2,
+        "dht_lookups": 3,
     },
 }
 
@@ -120,6 +132,7 @@ FIGURES = [
     "views",
     "import_git",
     "dashboard",
+    "dht",
 ]
 
 
@@ -128,6 +141,7 @@ def _module(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         fig_catchup,
         fig_connect,
         fig_dashboard,
+        fig_dht,
         fig_footprint,
         fig_import_git,
         fig_ingest,
@@ -148,6 +162,7 @@ def _module(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         "views": fig_views.run,
         "import_git": fig_import_git.run,
         "dashboard": fig_dashboard.run,
+        "dht": fig_dht.run,
     }[name]
 
 
@@ -469,6 +484,27 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{_range(r['api_calls_ms'], 1)} its 3 API calls",
                 _ratio(r["ratio"]),
                 "<= 100 ms",
+            )
+        )
+    r = results.get("dht")
+    if r and "error" not in r:
+        lk, ms, wm = r["lookup_ms"], r["messages"], r["warm_lookup_ms"]
+        out.append(
+            (
+                f"11 DHT provider lookup, {r['nodes']} nodes (ms p50/p99)",
+                f"{_n(lk['p50'])} / {_n(lk['p99'])}",
+                f"{ms['p50']} / {ms['p99']} messages",
+                "",
+                "",
+            )
+        )
+        out.append(
+            (
+                "11 the same lookup again, connected (ms p50/p99)",
+                f"{_n(wm['p50'])} / {_n(wm['p99'])}",
+                "",
+                "",
+                "",
             )
         )
     for name, value in results.items():

@@ -33,6 +33,7 @@ from protocol.attest import MAX_ON_BEHALF, email_handle
 from protocol.errors import InvalidRecord
 from protocol.record import MAX_TITLE, Artifact, ContributionBody, Record, sign_record
 from protocol.signing import SigningKey
+from protocol.sshsig import parse_fingerprint_text
 
 __all__ = [
     "BatchSigner",
@@ -50,11 +51,22 @@ __all__ = [
 ]
 
 #: One commit: a record separator, then hash, parents, author time, the mailmap-resolved
-#: author email, the Co-authored-by trailer values and the subject, split by unit separators;
+#: author email, the Co-authored-by trailer values, the committer's email, git's verdict on
+#: the commit's signature and the signing key, and the subject, split by unit separators;
 #: then ``--name-only`` lists the changed paths, one a line.
 _RS, _US, _GS = b"\x1e", b"\x1f", b"\x1d"
 LOG_FORMAT: Final = (
-    "%x1e%H%x1f%P%x1f%at%x1f%aE%x1f%(trailers:key=Co-authored-by,valueonly,separator=%x1d)%x1f%s"
+    "%x1e%H%x1f%P%x1f%at%x1f%aE%x1f%(trailers:key=Co-authored-by,valueonly,separator=%x1d)"
+    "%x1f%cE%x1f%G?%x1f%GK%x1f%s"
+)
+#: Configuration for reading signatures the same way on every machine: an SSH signature is
+#: checked against no allowed signers, so git reports it good with unknown validity (``U``)
+#: and its key's fingerprint whatever the user's trust settings; OpenPGP and X.509 ones are
+#: not checked at all (``false`` as their program), since only SSH keys are recorded.
+_SIGNATURE_CONFIG: Final = (
+    *("-c", "gpg.ssh.allowedSignersFile=/dev/null"),
+    *("-c", "gpg.openpgp.program=false"),
+    *("-c", "gpg.x509.program=false"),
 )
 #: Characters a record's single-line text refuses (docs/RECORD-FORMAT.md section 4, *Characters*):
 #: a subject holding them keeps its other characters, with U+FFFD in their place.
@@ -87,10 +99,13 @@ class Commit:
     coauthor_emails: tuple[bytes, ...]
     subject: str
     paths: tuple[str, ...]
+    #: The fingerprint of the SSH key whose good signature the commit carries, when its
+    #: author committed it (a signature is the committer's, who may be someone else).
+    ssh_key: bytes | None = None
 
 
-def _git(repo: str, *args: str, mailmap: str | None = None) -> list[str]:
-    command = ["git", "-C", repo]
+def _git(repo: str, *args: str, mailmap: str | None = None, signatures: bool = False) -> list[str]:
+    command = ["git", "-C", repo, *(_SIGNATURE_CONFIG if signatures else ())]
     if mailmap is not None:
         command += ["-c", f"mailmap.file={mailmap}"]
     return [*command, *args]
@@ -154,7 +169,9 @@ def read_commits(
     ]
     try:
         process = subprocess.Popen(
-            _git(repo, *args, mailmap=mailmap), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            _git(repo, *args, mailmap=mailmap, signatures=True),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
     except OSError as exc:
         raise GitError(f"cannot run git: {exc.strerror}") from None
@@ -186,10 +203,10 @@ def read_commits(
 
 
 def _commit(header: bytes, paths: list[str]) -> Commit:
-    fields = header.split(_US, 5)
-    if len(fields) != 6:
+    fields = header.split(_US, 8)
+    if len(fields) != 9:
         raise GitError(f"git log printed a commit this cannot read: {header[:60]!r}")
-    hash_, parents, when, email, trailers, subject = fields
+    hash_, parents, when, email, trailers, committer, verdict, signer, subject = fields
     coauthors = []
     for value in trailers.split(_GS) if trailers else ():
         found = _ANGLE_EMAIL.search(value)
@@ -208,7 +225,18 @@ def _commit(header: bytes, paths: list[str]) -> Commit:
         coauthor_emails=tuple(coauthors),
         subject=subject.decode("utf-8", "replace"),
         paths=tuple(paths),
+        ssh_key=_signer(email, committer, verdict, signer),
     )
+
+
+def _signer(author: bytes, committer: bytes, verdict: bytes, signer: bytes) -> bytes | None:
+    """The SSH key fingerprint to record for a commit: only for a good signature (``G``, or
+    ``U``: good, by a key no allowed-signers file vouches for, which is how it is read here),
+    by an SSH key (a ``SHA256:`` fingerprint), made by the author (committer and author the
+    same address), since a signature is its committer's."""
+    if verdict not in (b"G", b"U") or author.strip().lower() != committer.strip().lower():
+        return None
+    return parse_fingerprint_text(signer.decode("ascii", "replace"))
 
 
 def map_coauthors(
@@ -272,8 +300,9 @@ def _title(subject: str, commit_hash: str) -> str:
 
 def commit_body(commit: Commit, url: str, coauthor_map: dict[bytes, bytes]) -> ContributionBody:
     """The attested contribution of one commit: its type from its paths, its subject as the
-    title, the repository URL and ``git:<hash>`` as the artifact, and on behalf of the hashed
-    author email then each co-author's (repeats dropped, at most 33 handles)."""
+    title, the repository URL and ``git:<hash>`` as the artifact, on behalf of the hashed
+    author email then each co-author's (repeats dropped, at most 33 handles), and the SSH key
+    that signed it, when its author did (``ssh_key``)."""
     emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
     handles = tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF]
     return ContributionBody(
@@ -281,6 +310,7 @@ def commit_body(commit: Commit, url: str, coauthor_map: dict[bytes, bytes]) -> C
         title=_title(commit.subject, commit.hash),
         artifacts=(Artifact(uri=url, digest=f"git:{commit.hash}"),),
         on_behalf=handles,
+        ssh_key=commit.ssh_key,
     )
 
 

@@ -65,6 +65,9 @@ mdns = true
 follow = []
 # A seed node holds everything and accepts more connections.
 seed = false
+# Ask connected peers for theirs, and answer their asks (peer exchange). A seed that should
+# not hand its members' addresses to anyone who asks sets this to false.
+peer_exchange = true
 
 [limits]
 # Most peers to keep connected at once (a seed node uses seed_max_peers).
@@ -118,6 +121,7 @@ class Config:
     mdns: bool = True
     follow: list[str] = field(default_factory=list)
     seed: bool = False
+    peer_exchange: bool = True
     max_peers: int = 32
     seed_max_peers: int = 256
     sync_interval: float = 30.0
@@ -147,6 +151,7 @@ _NODE_KEYS: dict[str, type | tuple[type, ...]] = {
     "mdns": bool,
     "follow": list,
     "seed": bool,
+    "peer_exchange": bool,
 }
 _LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_peers": int,

@@ -63,6 +63,17 @@ _HELP = {
     "commons_relay_dcutr_total": "Upgrades of relayed connections to direct ones, by outcome.",
     "commons_relay_hop_bytes_total": "Bytes this relay carried for others' circuits.",
     "commons_relay_hop_streams_refused_total": "Hop streams reset: too many open at once.",
+    "commons_dht_answers_refused_total": (
+        "DHT answers to this node's lookups and provides refused or cut to the caps, by reason."
+    ),
+    "commons_dht_providers_refused_total": (
+        "Providers a DHT lookup returned that were not taken (this node, no dialable address, "
+        "over the cap)."
+    ),
+    "commons_dht_ops_deferred_total": "DHT lookups and provides that waited for the budget.",
+    "commons_dht_lookups_skipped_total": (
+        "Re-lookups skipped because enough connected peers follow the project."
+    ),
     "commons_gossip_refused_again_total": (
         "Copies of a gossip message already refused for good, refused again unparsed."
     ),

@@ -12,8 +12,11 @@
   doubling up to the interval.
 - **Budget**: ``ops_per_minute`` provides and lookups together (bursts of that many); what is
   due beyond it waits for the next tick, lookups first (they connect us; a provide only
-  makes us findable). At most ``max_projects`` projects are handled (the service caps
-  subscriptions the same way).
+  makes us findable), and is counted once in ``deferred``. At most ``max_projects``
+  projects are handled (the service caps subscriptions the same way).
+- **Skip** a due lookup when the node already shares the project's gossip mesh with
+  ``provider_dials`` peers or more (:meth:`ProviderPlan.skip_lookup`): it would only find
+  followers it has, at some 20 DHT messages a lookup; its budget token is given back.
 - **Dial** at most ``provider_dials`` providers a lookup, not counting ourselves and peers
   already connected: gossip and reconciliation take it from there. The service dials them
   even when it holds ``target_peers`` connections (else a well-connected node would never
@@ -73,9 +76,14 @@ class _Project:
 @dataclass
 class ProviderPlan:
     config: DhtConfig
+    #: Lookups and provides that had to wait for the budget (each counted once), by op.
+    deferred: dict[str, int] = field(default_factory=dict)
+    #: Re-lookups skipped because enough followers of the project were connected.
+    skipped: int = 0
     _projects: dict[bytes, _Project] = field(default_factory=dict)
     _tokens: float = -1.0  # the budget's bucket; negative: not started
     _last: float = 0.0
+    _waiting: set[tuple[str, bytes]] = field(default_factory=set)  # deferred, not yet run
 
     def follow(self, project: bytes) -> None:
         """``project`` is followed: provide it and look it up at the next tick."""
@@ -92,20 +100,38 @@ class ProviderPlan:
         self._last = now
         effects: list[Provide | FindProviders] = []
         for project, p in sorted(self._projects.items()):
-            if self._tokens < 1.0:
-                break
-            if p.next_lookup is None or p.next_lookup <= now:
+            if (p.next_lookup is None or p.next_lookup <= now) and self._spend("lookup", project):
                 p.next_lookup = now + c.lookup_interval
-                self._tokens -= 1.0
                 effects.append(FindProviders(project, p.key, c.provider_dials + 4))
         for project, p in sorted(self._projects.items()):
-            if self._tokens < 1.0:
-                break
-            if p.next_provide is None or p.next_provide <= now:
+            if (p.next_provide is None or p.next_provide <= now) and self._spend(
+                "provide", project
+            ):
                 p.next_provide = now + c.provide_interval
-                self._tokens -= 1.0
                 effects.append(Provide(project, p.key))
         return effects
+
+    def _spend(self, op: str, project: bytes) -> bool:
+        """Take a token for ``op`` on ``project``, or note that it waits for one."""
+        if self._tokens < 1.0:
+            if (op, project) not in self._waiting:
+                self._waiting.add((op, project))
+                self.deferred[op] = self.deferred.get(op, 0) + 1
+            return False
+        self._tokens -= 1.0
+        self._waiting.discard((op, project))
+        return True
+
+    def skip_lookup(self, project: bytes, followers_connected: int) -> bool:
+        """Whether a due lookup of ``project`` is needless: ``followers_connected`` peers
+        (those we share its gossip mesh with) are enough. Its token is given back."""
+        p = self._projects.get(project)
+        if p is None or followers_connected < self.config.provider_dials:
+            return False
+        p.lookup_retry = 0.0
+        self.skipped += 1
+        self._tokens = min(float(self.config.ops_per_minute), self._tokens + 1.0)
+        return True
 
     def provided(self, project: bytes, ok: bool, now: float) -> None:
         """A provide ended; ``ok``: at least one DHT server took the record."""

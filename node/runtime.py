@@ -24,7 +24,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,6 +40,7 @@ from node.liveness import Prober
 from node.memory import fix_mmap_threshold
 from node.metrics import Metrics
 from node.moderation import effective_policy
+from node.net.dht import DhtStats
 from node.net.relay import RelaySettings
 from node.net.transport import (
     ProtocolUnsupported,
@@ -88,6 +89,7 @@ from protocol import sync as sync_protocol
 from protocol.errors import ProtocolError
 from protocol.record import Record
 from protocol.signing import SigningKey
+from protocol.validation import project_topic
 
 __all__ = ["Node", "NodeOptions", "open_node", "run_node"]
 
@@ -105,6 +107,8 @@ class NodeOptions:
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
     seed: bool = False
+    #: Peer exchange (``/commons/peers/1``): False neither asks peers nor answers them.
+    peer_exchange: bool = True
     max_peers: int = 32
     sync_interval: float = 30.0
     gossip_rate: int = 1000
@@ -135,6 +139,7 @@ class NodeOptions:
             sync_interval=self.sync_interval,
             gossip_rate=self.gossip_rate,
             dht=None if self.dht_mode() == "off" else dht,
+            max_pending_asks=self.tuning.max_pending_asks if self.peer_exchange else 0,
         )
 
 
@@ -210,8 +215,25 @@ class Node(NodeHandle):
         self.ingestor.on_new(self._stored)
         self.register_gauges()
         if (dht := transport.dht).mode != "off":
-            size = dht.routing_table_size
-            self.metrics.gauge("commons_dht_routing_table_peers", lambda: {(): float(size())})
+            self._dht_gauges(dht.routing_table_size, dht.stats)
+
+    def _dht_gauges(self, size: Callable[[], int], stats: DhtStats) -> None:
+        """The DHT's figures kept elsewhere: its routing table, what the adapter refused,
+        and what the budget deferred or the plan skipped (:mod:`node.providers`)."""
+        plan = self.service.providers
+        gauges: dict[str, Callable[[], dict[tuple[tuple[str, str], ...], float]]] = {
+            "commons_dht_routing_table_peers": lambda: {(): float(size())},
+            "commons_dht_answers_refused_total": lambda: {
+                (("reason", r),): float(n) for r, n in stats.answers_refused.items()
+            },
+            "commons_dht_providers_refused_total": lambda: {(): float(stats.providers_refused)},
+            "commons_dht_ops_deferred_total": lambda: {
+                (("op", op),): float(n) for op, n in plan.deferred.items()
+            },
+            "commons_dht_lookups_skipped_total": lambda: {(): float(plan.skipped)},
+        }
+        for name, fn in gauges.items():
+            self.metrics.gauge(name, fn)
 
     # ---------------------------------------------------------------------------- the reactor
 
@@ -350,6 +372,9 @@ class Node(NodeHandle):
     async def _find_providers(self, effect: FindProviders) -> None:
         if self.transport.dht.mode == "off":
             return
+        followers = len(self.transport.mesh_peers(project_topic(effect.project)))
+        if self.service.providers.skip_lookup(effect.project, followers):
+            return
         found = await self.transport.dht.find_providers(effect.key, effect.count)
         self.metrics.inc("commons_dht_lookups_total", outcome="found" if found else "none")
         listing = [(p.peer_id, p.addrs) for p in found]
@@ -426,7 +451,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             transport.set_validator(node.gossip.validate)
             transport.set_reject_listener(node.gossip.rejected)
             transport.set_stream_handler(sync_protocol.PROTOCOL_ID, node.syncer.serve)
-            transport.set_stream_handler(peers_protocol.PROTOCOL_ID, node._serve_peers)
+            if options.peer_exchange:  # else askers are told the protocol is unsupported
+                transport.set_stream_handler(peers_protocol.PROTOCOL_ID, node._serve_peers)
             for task in (
                 node.verifier.run,
                 node.gossip.run_reader,

@@ -55,7 +55,8 @@ Rules:
 - **Peer exchange** (:mod:`node.peering`, which says whom to ask and what to keep); dials
   rank bootstrap, least failed, the /24 or /48 least connected into, then a random order
   per address (nodes told the same addresses must not all dial the same peers); at most
-  ``max_per_group`` connections into one public network beyond the bootstrap peers.
+  ``max_per_group`` connections into one public network beyond the bootstrap peers. An
+  address known only from a DHT answer is dialled once: a failure forgets it.
 - **Reachability** is reported when it changes, not at every dial: the first failed dial of
   a peer (or of an address that names none) makes it unreachable, a successful dial or a new
   connection makes it reachable again (:class:`Reachability`, one log line each).
@@ -495,7 +496,11 @@ class NodeService:
     def dial_failed(self, addr: str, now: float, reason: str = "") -> list[Effect]:
         c = self.config
         a = self._addresses.get(addr)
-        if a is not None:
+        if a is not None and a.provider and not (a.bootstrap or a.learned):
+            # Known only from a DHT answer, which anyone can fill with lies: one dial each;
+            # the next lookup names it again if it was true.
+            del self._addresses[addr]
+        elif a is not None:
             a.pending = False
             a.failures += 1
             backoff = min(c.dial_backoff_max, c.dial_backoff_min * 2 ** (a.failures - 1))

@@ -20,10 +20,17 @@ The rules, as :func:`fold_claims` applies them to one project's records:
   same project, its author is a maintainer in the project's *current* state (as endorsements
   are judged), and its author is not the claimant (nobody confirms their own claim).
 * A claim is **confirmed** when at least one confirmation counts for it.
-* A handle **resolves** to a key when exactly one key holds a confirmed claim of it. When two
-  or more keys do, the handle is **disputed**: it resolves to nobody and its credit stays with
-  the handle, until the maintainers withdraw confirmations so that one key remains. Several
-  claims of one handle by the *same* key are no dispute.
+* A live claim is **proven** when its ``proof`` (an SSH signature, :mod:`protocol.sshsig`,
+  verified when the record was accepted) is by a key whose fingerprint a current maintainer
+  other than the claimant recorded, as ``ssh_key`` of a live attested contribution, for the
+  claimed handle (the contribution's first handle: the author who signed the commit).
+* The **holders** of a handle are the persons of its confirmed claims, or, when it has none,
+  of its proven claims: a maintainer's confirmation outranks a proof, since the recorded key
+  is itself a maintainer's word.
+* A handle **resolves** to a person when it has exactly one holder. With two or more, the
+  handle is **disputed**: it resolves to nobody and its credit stays with the handle, until
+  the maintainers settle it (withdrawing confirmations down to one holder, or confirming one
+  of two provers). Several claims of one handle by the *same* person are no dispute.
 * Everything is per project: a confirmation in one project says nothing about another, so a
   false claim confirmed by one project's maintainer moves no credit anywhere else.
 """
@@ -33,11 +40,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Final, cast
 
 from protocol import codec
 from protocol.errors import InvalidRecord
+from protocol.sshsig import fingerprint_text, parse_proof
 
 if TYPE_CHECKING:
     from protocol.record import Record
@@ -173,20 +181,39 @@ def _only(value: codec.Value, key: str) -> codec.Value:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ClaimBody:
-    """A key's claim that it is the person behind ``handle``, in one project."""
+    """A key's claim that it is the person behind ``handle``, in one project; ``proof``, when
+    present, is an SSH signature (protocol.sshsig) by a key that signed the handle's work."""
 
     KIND: ClassVar[str] = "claim"
     handle: str
+    proof: bytes | None = None
 
     def __post_init__(self) -> None:
         check_handle("handle", self.handle)
+        if self.proof is not None:
+            parse_proof(self.proof)
+
+    @property
+    def proof_key(self) -> bytes | None:
+        """The fingerprint of the key that made ``proof``, or None without one."""
+        return None if self.proof is None else parse_proof(self.proof).fingerprint
 
     def to_value(self) -> dict[str, codec.Value]:
-        return {"handle": self.handle}
+        out: dict[str, codec.Value] = {"handle": self.handle}
+        if self.proof is not None:
+            out["proof"] = self.proof
+        return out
 
     @classmethod
     def from_value(cls, value: codec.Value) -> ClaimBody:
-        return cls(handle=_only(value, "handle"))  # type: ignore[arg-type]
+        if not isinstance(value, dict):
+            raise InvalidRecord("bad-type:body", "body must be a map")
+        for other in value:
+            if other not in ("handle", "proof"):
+                raise InvalidRecord(f"unknown-field:{other}", f"{other} is not allowed")
+        if "handle" not in value:
+            raise InvalidRecord("missing-field:handle", "handle is required")
+        return cls(handle=value["handle"], proof=value.get("proof"))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -211,18 +238,53 @@ class ClaimConfirmationBody:
 # The fold
 
 
+#: A claim's status in :meth:`ClaimState.status`, as the claims listing shows it.
+CLAIM_STATUSES: Final = ("pending", "confirmed", "proven", "disputed", "overruled", "withdrawn")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ClaimState:
     """Where each claimed handle's credit goes in one project.
 
-    ``resolved``: handle -> the one key with a confirmed claim of it. ``disputed``: handle ->
-    the keys (ascending) with confirmed claims of it, two or more. ``confirmed``: the ids of
-    the confirmed claims.
+    ``resolved``: handle -> the one person holding it. ``disputed``: handle -> the persons
+    (ascending) holding it, two or more. ``confirmed``: the ids of the confirmed claims;
+    ``proven``: of the proven ones. ``claims``: every claim of the project, withdrawn ones
+    included, by id; ``withdrawn``: the ids of those retracted; ``confirmers``: claim id ->
+    the persons whose confirmations of it count; ``claimant``: claim id -> its person.
     """
 
     resolved: dict[str, bytes]
     disputed: dict[str, tuple[bytes, ...]]
     confirmed: frozenset[bytes]
+    proven: frozenset[bytes] = frozenset()
+    claims: dict[bytes, Record] = field(default_factory=dict)
+    withdrawn: frozenset[bytes] = frozenset()
+    confirmers: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
+    claimant: dict[bytes, bytes] = field(default_factory=dict)
+
+    def status(self, claim_id: bytes) -> str:
+        """One of :data:`CLAIM_STATUSES`: ``withdrawn`` (retracted by the claimant),
+        ``disputed`` (it holds its handle beside another person), ``confirmed`` or ``proven``
+        (it holds its handle), ``overruled`` (proven, but the maintainers confirmed another
+        person's claim of the handle), ``pending`` (awaiting a maintainer's confirmation)."""
+        if claim_id in self.withdrawn:
+            return "withdrawn"
+        handle = cast("ClaimBody", self.claims[claim_id].body).handle
+        person = self.claimant[claim_id]
+        if person in self.disputed.get(handle, ()):
+            holds = claim_id in self.confirmed or (
+                claim_id in self.proven and not self._handle_confirmed(handle)
+            )
+            if holds:
+                return "disputed"
+        if claim_id in self.confirmed:
+            return "confirmed"
+        if claim_id in self.proven:
+            return "proven" if self.resolved.get(handle) == person else "overruled"
+        return "pending"
+
+    def _handle_confirmed(self, handle: str) -> bool:
+        return any(cast("ClaimBody", self.claims[c].body).handle == handle for c in self.confirmed)
 
 
 EMPTY_CLAIMS: Final = ClaimState(resolved={}, disputed={}, confirmed=frozenset())
@@ -234,15 +296,20 @@ def fold_claims(
     retracted: frozenset[bytes] | set[bytes],
     maintainers: frozenset[bytes],
     who: Callable[[Record], bytes] | None = None,
+    contributions: Iterable[Record] = (),
 ) -> ClaimState:
     """Apply the module's rules to one project's claims and confirmations (already filtered
     to the project, repeats removed); ``retracted`` holds the ids whose retraction took
     effect, ``maintainers`` the project's current maintainers. ``who`` is the person a record
     counts for (protocol.identity; by default its author key): a claim resolves a handle to
-    its claimant's person, and nobody confirms a claim of their own person."""
+    its claimant's person, and nobody confirms a claim of their own person.
+    ``contributions`` are the project's live contributions, read only for the SSH keys that
+    attested ones record (``ssh_key``), and only when some live claim carries a proof."""
     person = who or _author
-    live = {c.id: c for c in claims if c.id not in retracted}
+    every = {c.id: c for c in claims}
+    live = {cid: c for cid, c in every.items() if cid not in retracted}
     confirmed: set[bytes] = set()
+    confirmers: dict[bytes, set[bytes]] = {}
     for confirmation in confirmations:
         confirmer = person(confirmation)
         if confirmation.id in retracted or confirmer not in maintainers:
@@ -250,13 +317,104 @@ def fold_claims(
         claim = live.get(confirmation.body.claim)  # type: ignore[union-attr]
         if claim is not None and person(claim) != confirmer:
             confirmed.add(claim.id)
-    holders: dict[str, set[bytes]] = {}
+            confirmers.setdefault(claim.id, set()).add(confirmer)
+    proven = _proven(live, maintainers, person, contributions)
+    by_confirmation: dict[str, set[bytes]] = {}
     for claim_id in confirmed:
         claim = live[claim_id]
-        holders.setdefault(claim.body.handle, set()).add(person(claim))  # type: ignore[union-attr]
+        by_confirmation.setdefault(claim.body.handle, set()).add(person(claim))  # type: ignore[union-attr]
+    by_proof: dict[str, set[bytes]] = {}
+    for claim_id in proven:
+        claim = live[claim_id]
+        by_proof.setdefault(claim.body.handle, set()).add(person(claim))  # type: ignore[union-attr]
+    # A maintainer's confirmation outranks a proof: a handle with confirmed claims is held by
+    # their claimants alone, one without by the claimants of its proven claims.
+    holders = {**by_proof, **by_confirmation}
     resolved = {h: next(iter(keys)) for h, keys in holders.items() if len(keys) == 1}
     disputed = {h: tuple(sorted(keys)) for h, keys in holders.items() if len(keys) > 1}
-    return ClaimState(resolved=resolved, disputed=disputed, confirmed=frozenset(confirmed))
+    return ClaimState(
+        resolved=resolved,
+        disputed=disputed,
+        confirmed=frozenset(confirmed),
+        proven=frozenset(proven),
+        claims=every,
+        withdrawn=frozenset(every.keys() - live.keys()),
+        confirmers={c: tuple(sorted(keys)) for c, keys in confirmers.items()},
+        claimant={cid: person(c) for cid, c in every.items()},
+    )
+
+
+def _proven(
+    live: dict[bytes, Record],
+    maintainers: frozenset[bytes],
+    person: Callable[[Record], bytes],
+    contributions: Iterable[Record],
+) -> set[bytes]:
+    """The live claims whose proof's key is one that a maintainer other than the claimant
+    recorded, as ``ssh_key`` of a live attested contribution, for the claimed handle (the
+    first of its ``on_behalf``: the commit's author, who signed it). The proofs themselves were
+    verified when the records were accepted (protocol.validation)."""
+    with_proof = {
+        cid: (claim.body.handle, key)  # type: ignore[union-attr]
+        for cid, claim in live.items()
+        if (key := claim.body.proof_key) is not None  # type: ignore[union-attr]
+    }
+    if not with_proof:
+        return set()
+    wanted = set(with_proof.values())
+    recorders: dict[tuple[str, bytes], set[bytes]] = {}
+    for record in contributions:
+        ssh_key = getattr(record.body, "ssh_key", None)
+        if ssh_key is None:
+            continue
+        pair = (record.body.on_behalf[0], ssh_key)  # type: ignore[union-attr,index]
+        if pair in wanted:
+            recorder = person(record)
+            if recorder in maintainers:
+                recorders.setdefault(pair, set()).add(recorder)
+    return {
+        cid for cid, pair in with_proof.items() if recorders.get(pair, set()) - {person(live[cid])}
+    }
+
+
+#: The order of the claims listing: what awaits a maintainer first.
+_STATUS_ORDER: Final = {s: i for i, s in enumerate(("pending", "disputed", "overruled"))}
+
+
+def claim_listing(
+    state: ClaimState, live: Iterable[Record], peer: Callable[[bytes], str]
+) -> list[dict[str, object]]:
+    """Every claim of a project as the claims listing shows it (``commons claims``): its id,
+    handle, claimant key and person (peer ids by ``peer``), ``ts``, :meth:`ClaimState.status`,
+    the fingerprint of its proof's key, the persons whose confirmations count, and how many
+    of the ``live`` contributions credit its handle. Pending, disputed and overruled claims
+    come first, then the others; newest first within each."""
+    handles = {cast(ClaimBody, c.body).handle for c in state.claims.values()}
+    counts = dict.fromkeys(handles, 0)
+    if handles:
+        for record in live:
+            for handle in getattr(record.body, "on_behalf", None) or ():
+                if handle in counts:
+                    counts[handle] += 1
+    keyed = []
+    for cid, claim in state.claims.items():
+        body = cast(ClaimBody, claim.body)
+        proof = body.proof_key
+        status = state.status(cid)
+        row: dict[str, object] = {
+            "id": cid.hex(),
+            "handle": body.handle,
+            "claimant": peer(claim.author),
+            "person": peer(state.claimant[cid]),
+            "ts": claim.ts,
+            "status": status,
+            "proof": None if proof is None else fingerprint_text(proof),
+            "confirmed_by": [peer(p) for p in state.confirmers.get(cid, ())],
+            "contributions": counts[body.handle],
+        }
+        keyed.append(((_STATUS_ORDER.get(status, len(_STATUS_ORDER)), -claim.ts, cid), row))
+    keyed.sort(key=lambda pair: pair[0])
+    return [row for _, row in keyed]
 
 
 def _author(record: Record) -> bytes:

@@ -436,7 +436,7 @@ class ProjectView:
 
         maintainers = state.maintainers
         claim_state = attest.fold_claims(
-            claims.values(), confirmations.values(), retracted, maintainers, who
+            claims.values(), confirmations.values(), retracted, maintainers, who, live.values()
         )
         credited = attest.credited_people(live, claim_state.resolved)
         # Each maintainer's latest eligible endorsement of each contribution, by (ts, id).
@@ -503,6 +503,10 @@ class ProjectView:
     def is_live(self, contribution_id: bytes) -> bool:
         """True for a contribution of this project that is held and not retracted."""
         return contribution_id in self._live
+
+    def claim_listing(self) -> list[JsonObject]:
+        """Every claim of the project with its status (protocol.attest.claim_listing)."""
+        return attest.claim_listing(self.claims, self._live.values(), _peer)
 
     def contribution(self, contribution_id: bytes) -> LedgerEntry | None:
         """The live contribution with this id, or ``None`` (unknown, retracted, or not one)."""

@@ -247,7 +247,7 @@ class Artifact:
 
 
 _CONTRIBUTION_FIELDS: tuple[str, ...] = ("type", "title", "description", "effort_minutes")
-_CONTRIBUTION_FIELDS += ("artifacts", "coauthors", "on_behalf")
+_CONTRIBUTION_FIELDS += ("artifacts", "coauthors", "on_behalf", "ssh_key")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -263,6 +263,9 @@ class ContributionBody:
     coauthors: tuple[bytes, ...] | None = None
     #: Handles the work is attested for (protocol.attest); the signer is then no participant.
     on_behalf: tuple[str, ...] | None = None
+    #: The SHA-256 fingerprint of the SSH key that signed the work (protocol.sshsig), which
+    #: the person behind the first handle of ``on_behalf`` may prove a claim with.
+    ssh_key: bytes | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, str):
@@ -285,6 +288,12 @@ class ContributionBody:
             if self.coauthors is not None:
                 raise InvalidRecord(
                     "on-behalf-with-coauthors", "an attested contribution credits handles only"
+                )
+        if self.ssh_key is not None:
+            check.id_field("ssh_key", self.ssh_key)
+            if self.on_behalf is None:
+                raise InvalidRecord(
+                    "ssh-key-without-on-behalf", "ssh_key names the signer of attested work only"
                 )
 
     @property

@@ -27,6 +27,7 @@ from protocol.record import (
     sign_record,
 )
 from protocol.signing import SigningKey
+from protocol.sshsig import claim_message, key_fingerprint, sign_proof
 
 __all__ = ["EPOCH_MS", "RecordFactory", "key", "seed"]
 
@@ -168,16 +169,32 @@ class RecordFactory:
         title: str = "A commit",
         minutes: int | None = None,
         ts: int | None = None,
+        signed_by: str | SigningKey | None = None,
     ) -> Record:
-        """A contribution ``who`` (a maintainer) attests on behalf of ``handles``."""
-        body = ContributionBody(type="code", title=title, effort_minutes=minutes, on_behalf=handles)
+        """A contribution ``who`` (a maintainer) attests on behalf of ``handles``; with
+        ``signed_by``, of work signed by that Ed25519 SSH key (its fingerprint as ``ssh_key``)."""
+        ssh_key = None if signed_by is None else key_fingerprint(self.pub(signed_by))
+        body = ContributionBody(
+            type="code", title=title, effort_minutes=minutes, on_behalf=handles, ssh_key=ssh_key
+        )
         return sign_record(self.key(who), body=body, ts=self._ts(ts), project=_pid(project))
 
     def claim(
-        self, who: str | SigningKey, project: Record | bytes, handle: str, ts: int | None = None
+        self,
+        who: str | SigningKey,
+        project: Record | bytes,
+        handle: str,
+        ts: int | None = None,
+        *,
+        ssh: str | SigningKey | None = None,
     ) -> Record:
-        """``who``'s claim of ``handle`` in ``project``."""
-        body = ClaimBody(handle=handle)
+        """``who``'s claim of ``handle`` in ``project``; with ``ssh``, proven by a signature of
+        that Ed25519 SSH key (protocol.sshsig)."""
+        proof = None
+        if ssh is not None:
+            message = claim_message(self.pub(who), _pid(project), handle)
+            proof = sign_proof(self.key(ssh), message)
+        body = ClaimBody(handle=handle, proof=proof)
         return sign_record(self.key(who), body=body, ts=self._ts(ts), project=_pid(project))
 
     def confirm(self, who: str | SigningKey, claim: Record, ts: int | None = None) -> Record:

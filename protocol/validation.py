@@ -49,11 +49,16 @@ code                         meaning
 ``bad-value:on_behalf``      an ``on_behalf`` handle of none of the three forms (section 4.10)
 ``bad-value:handle``         a claimed ``handle`` of none of the three forms
 ``on-behalf-with-coauthors`` an attested contribution (``on_behalf``) that lists coauthors
+``ssh-key-without-on-behalf`` a contribution with ``ssh_key`` that is not attested
+``bad-value:proof``          a claim ``proof`` that is not an Ed25519 SSH signature in the
+                             ``commons-claim`` namespace (the message says which part)
 ``coauthor-is-author``       the author lists themselves as a coauthor
 ``empty-update``             a project update with none of its three keys
 ``cut-after-record``         a ``device-revoke`` whose ``cut`` is after its own ``ts``
 ``bad-proof``                a ``device-join`` whose ``proof`` is not the ticket key's
-                             strict signature of its person and author
+                             strict signature of its person and author, or a ``claim``
+                             whose ``proof`` does not verify for its author, project and
+                             handle
 ``bad-signature``            the signature does not verify strictly (wrong signature,
                              small-order or non-canonical key or ``R``, ``S >= L``)
 ``wrong-topic``              a gossip message on a topic other than its record's topic
@@ -65,10 +70,12 @@ from __future__ import annotations
 from typing import Final
 
 from protocol import codec
+from protocol.attest import ClaimBody
 from protocol.errors import InvalidRecord
 from protocol.identity_records import DeviceJoinBody, join_proof_input
 from protocol.record import Record
 from protocol.signing import verify
+from protocol.sshsig import claim_message, parse_proof
 
 __all__ = [
     "ERROR_CODES",
@@ -111,6 +118,8 @@ ERROR_CODES: Final = frozenset(
         "bad-value:on_behalf",
         "bad-value:handle",
         "on-behalf-with-coauthors",
+        "ssh-key-without-on-behalf",
+        "bad-value:proof",
         "coauthor-is-author",
         "empty-update",
         "cut-after-record",
@@ -186,6 +195,15 @@ def verify_signature(record: Record, *, verdict: bool | None = None) -> None:
         body.ticket, join_proof_input(body.person, record.author), body.proof
     ):
         raise InvalidRecord("bad-proof", "the join proof is not the link ticket's signature")
+    # A claim's SSH proof (protocol.sshsig) is a signature too, over the claimant, the project
+    # and the handle, so it is checked wherever signatures are.
+    if isinstance(body, ClaimBody) and body.proof is not None and record.project is not None:
+        message = claim_message(record.author, record.project, body.handle)
+        if not parse_proof(body.proof).verifies(message):
+            raise InvalidRecord(
+                "bad-proof",
+                "the claim's SSH proof does not verify for its author, project and handle",
+            )
 
 
 def scope_of(record: Record) -> str:

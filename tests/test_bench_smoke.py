@@ -23,6 +23,7 @@ FIGURES = [
     "views",
     "import_git",
     "dashboard",
+    "dht",
 ]
 
 
@@ -54,4 +55,6 @@ def test_bench_runs_on_tiny_sizes_and_writes_every_figure(tmp_path: Path) -> Non
     assert {"node", "bare"} <= set(result["idle"])
     assert {"ledger", "shares"} <= set(result["views"])
     assert result["import_git"]["new"] == result["import_git"]["commits"] > 500
+    assert result["dht"]["lookup_ms"]["p50"] is not None
+    assert result["dht"]["providers_found"]["median"] >= 1
     assert "figure" in proc.stdout  # the table

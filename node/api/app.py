@@ -226,6 +226,9 @@ def build_app(node: Node) -> Starlette:
     async def shares(request: Request) -> Response:
         return JSONResponse(await in_thread(node.views.shares, request.path_params["pid"]))
 
+    async def claims(request: Request) -> Response:
+        return JSONResponse(await in_thread(node.views.claims, request.path_params["pid"]))
+
     async def record(request: Request) -> Response:
         r = await in_thread(node.views.record, request.path_params["rid"])
         if request.query_params.get("raw") in ("1", "true"):
@@ -358,6 +361,7 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/projects/{pid}", guard(project)),
         Route("/api/v1/projects/{pid}/ledger", guard(ledger)),
         Route("/api/v1/projects/{pid}/shares", guard(shares)),
+        Route("/api/v1/projects/{pid}/claims", guard(claims)),
         Route(
             "/api/v1/projects/{pid}/updates",
             guard(author("update", True), write=True),

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
+import tempfile
 from concurrent.futures import BrokenExecutor
 from functools import partial
 from pathlib import Path
@@ -42,6 +45,7 @@ from protocol.errors import InvalidRecord, ProtocolError
 from protocol.ledger import project_state
 from protocol.record import Artifact, Body, Record, decode_trusted, sign_record
 from protocol.signing import SigningKey
+from protocol.sshsig import claim_message, fingerprint_text, parse_armored, parse_proof
 from protocol.validation import MAX_CLOCK_SKEW_MS
 
 __all__ = ["register"]
@@ -263,15 +267,76 @@ def cmd_claim(args: argparse.Namespace) -> int:
         raise CommandError(exc.message) from None
     with open_store(home) as store:
         pid = _project(store, args.project)
-        record = _sign(key, ClaimBody(handle=handle), pid)
+        proof = None
+        if args.ssh_key is not None:
+            proof = _ssh_proof(args.ssh_key, claim_message(key.public_key, pid, handle))
+        record = _sign(key, ClaimBody(handle=handle, proof=proof), pid)
         how = _deliver(home, store, record)
-    emit(
-        args,
-        {"id": record.id.hex(), "handle": handle, "project": pid.hex()},
-        f"claim {record.id.hex()} of {handle} {how}; it counts once a maintainer of the "
-        f"project runs: commons confirm-claim {record.id.hex()[:16]}",
-    )
+    fingerprint = None if proof is None else fingerprint_text(parse_proof(proof).fingerprint)
+    summary = {"id": record.id.hex(), "handle": handle, "project": pid.hex()}
+    if fingerprint is None:
+        then = (
+            "it counts once a maintainer of the project runs: commons confirm-claim "
+            + record.id.hex()[:16]
+        )
+    else:
+        summary["proof"] = fingerprint
+        then = (
+            f"proven by SSH key {fingerprint}, it counts without a confirmation where a "
+            f"maintainer's import recorded that key for {handle} (see: commons claims "
+            f"--project {pid.hex()[:16]})"
+        )
+    emit(args, summary, f"claim {record.id.hex()} of {handle} {how}; {then}")
     return 0
+
+
+#: The longest ``ssh-keygen -Y sign`` is given to sign a claim (it may ask for a passphrase).
+SSH_SIGN_TIMEOUT = 300
+
+
+def _ssh_proof(key_path: str, message: bytes) -> bytes:
+    """The SSH signature of ``message`` by the key at ``key_path`` (a private key, or a public
+    key whose private half an agent holds), made by ``ssh-keygen -Y sign`` in the
+    ``commons-claim`` namespace, checked here before it is sent.
+
+    The message is written to a private temporary file rather than piped, so that
+    ``ssh-keygen`` keeps the terminal to ask for a passphrase."""
+    ssh_keygen = shutil.which("ssh-keygen")
+    if ssh_keygen is None:
+        raise CommandError("--ssh-key needs ssh-keygen (OpenSSH 8.1 or later) on the PATH")
+    if not Path(key_path).is_file():
+        raise CommandError(f"--ssh-key {key_path}: no such file")
+    with tempfile.TemporaryDirectory(prefix="commons-claim-") as folder:
+        target = Path(folder) / "claim"
+        target.write_bytes(message)
+        command = [ssh_keygen, "-q", "-Y", "sign", "-f", key_path, "-n", "commons-claim"]
+        try:
+            done = subprocess.run(
+                [*command, str(target)],
+                capture_output=True,
+                timeout=SSH_SIGN_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise CommandError("ssh-keygen did not sign in time") from None
+        signature = Path(f"{target}.sig")
+        if done.returncode != 0 or not signature.is_file():
+            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise CommandError(
+                f"ssh-keygen could not sign with {key_path}: "
+                + (said[-1] if said else f"exit {done.returncode}")
+            )
+        text = signature.read_text("ascii", "replace")
+    try:
+        blob = parse_armored(text)
+    except InvalidRecord as exc:
+        # ssh-keygen signs well: what fails here is the kind of key (RSA, ECDSA, a security key).
+        raise CommandError(
+            f"{key_path}: only an Ed25519 SSH key can prove a claim ({exc.message})"
+        ) from None
+    if not parse_proof(blob).verifies(message):  # pragma: no cover - ssh-keygen signed it
+        raise CommandError("ssh-keygen made a signature that does not verify")
+    return blob
 
 
 def cmd_confirm_claim(args: argparse.Namespace) -> int:
@@ -335,5 +400,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("handle", metavar="HANDLE", help="email:ADDRESS is hashed before it is sent")
     p.add_argument("--project", required=True, metavar="PROJECT", help=PROJECT_HELP)
+    p.add_argument(
+        "--ssh-key",
+        metavar="PATH",
+        help="prove it with the Ed25519 SSH key that signed your commits (signed by "
+        "ssh-keygen -Y sign; a .pub file signs through ssh-agent)",
+    )
     p = add("confirm-claim", cmd_confirm_claim, "as a maintainer, confirm someone's claim")
     p.add_argument("claim", metavar="CLAIM", help="the claim's id, or a prefix of at least 8")

@@ -63,6 +63,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         mdns=config.mdns and not args.no_mdns,
         follow=projects,
         seed=seed,
+        peer_exchange=config.peer_exchange,
         max_peers=config.seed_max_peers if seed else config.max_peers,
         sync_interval=config.sync_interval,
         gossip_rate=config.gossip_rate,

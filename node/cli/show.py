@@ -234,6 +234,38 @@ def cmd_shares(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    pid = id_prefix(args.project)
+    claims = _views(args, f"/api/v1/projects/{pid}/claims", lambda v: v.claims(pid))
+    who = _names(args)
+    people = [c["person"] for c in claims]
+    rows = [
+        (
+            c["id"][:16],
+            terminal_safe(c["handle"]),
+            person(c["person"], who, people),
+            c["status"],
+            c["contributions"],
+            "SSH" if c["proof"] else "",
+            ", ".join(person(m, who, people) for m in c["confirmed_by"]),
+        )
+        for c in claims
+    ]
+    waiting = [c for c in claims if c["status"] == "pending"]
+    text = (
+        table(
+            ["CLAIM", "HANDLE", "CLAIMANT", "STATUS", "CONTRIBUTIONS", "PROOF", "CONFIRMED BY"],
+            rows,
+            right=(4,),
+        )
+        + f"\n\n{len(waiting)} pending: a maintainer confirms one with: commons confirm-claim CLAIM"
+        if rows
+        else "no claims"
+    )
+    emit(args, claims, text)
+    return 0
+
+
 def cmd_record_show(args: argparse.Namespace) -> int:
     rid = id_prefix(args.record)
 
@@ -349,6 +381,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=SHARES_LEGEND,
     )
     p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
+
+    p = add(
+        "claims",
+        cmd_claims,
+        "a project's claims of handles and their status (pending, confirmed, proven, "
+        "disputed, overruled, withdrawn)",
+    )
+    p.add_argument("--project", required=True, metavar="PROJECT", help=PROJECT_HELP)
 
     record = sub.add_parser("record", help="show one record", parents=[common])
     rsub = record.add_subparsers(dest="record_command", metavar="COMMAND", parser_class=Parser)

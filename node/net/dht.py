@@ -12,15 +12,22 @@ library does not do it): once identify says a connected peer serves the DHT, it 
 Bounds: one provide and one lookup run at a time (a caller waits for the slot); each gives
 up after ``PROVIDE_TIMEOUT_SECONDS`` or ``LOOKUP_TIMEOUT_SECONDS``; a lookup returns at most
 ``MAX_PROVIDERS`` distinct providers with at most ``MAX_PROVIDER_ADDRS`` dialable addresses
-each (the library returned one provider five times). The library's own bounds stay: 4 MiB
-a message, 20 providers a message, 12 inbound DHT streams at once, 10 ADD_PROVIDER a peer
-per 10 s, records kept 48 h.
+each (the library returned one provider five times). Every DHT message read is at most
+64 KiB and cut to 20 closer peers, 20 providers and 8 addresses an entry before the library
+walks it; what a lookup is told is not kept in the provider store; only peers that serve the
+DHT enter the routing table (``_compat/kad.py``); answers refused or cut are counted
+(``DhtStats.answers_refused``); one operation opens at most 64 new connections. The
+library's own bounds stay: 10 s a query, 10 queries in
+flight a lookup, 12 inbound DHT streams at once, 10 ADD_PROVIDER a peer per 10 s, 20
+providers a key, records kept 48 h.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import trio
@@ -56,7 +63,14 @@ class DhtStats:
     lookups: int = 0
     lookups_failed: int = 0
     providers_found: int = 0
+    queries: int = 0  # DHT requests our lookups and provides sent (a stream each)
     providers_refused: int = 0  # no dialable address, or ourselves, or over MAX_PROVIDERS
+    #: Answers to our lookups and provides refused (too-large, unparsable) or cut (over-cap),
+    #: and their queries refused for want of a dial (dial-budget).
+    answers_refused: dict[str, int] = field(default_factory=dict)
+
+    def refused(self, reason: str) -> None:
+        self.answers_refused[reason] = self.answers_refused.get(reason, 0) + 1
 
 
 class Dht:
@@ -76,6 +90,9 @@ class Dht:
                 enable_random_walk=False,
                 enable_values=False,  # providers only: nobody may store values with us
             )
+            kad.guard_routing_table(self._kad, lambda pid: compat.peer_protocols(host, pid))
+            kad.keep_only_given_providers(self._kad)
+            kad.budget_dials(self._kad)
         self._provide_slot = trio.Lock()
         self._lookup_slot = trio.Lock()
         self.stats = DhtStats()
@@ -115,13 +132,28 @@ class Dht:
                 except Exception as exc:
                     log.debug("adding %s to the DHT routing table: %r", peer_id, exc)
 
+    @contextlib.contextmanager
+    def _reporting(self) -> Iterator[None]:
+        """One operation: it may open ``kad.MAX_DIALS`` new connections, and answers refused
+        or cut and dials refused while it runs count in ``stats`` (the library's query
+        tasks, started inside it, inherit the context variables)."""
+        report = kad.REPORT.set(self.stats.refused)
+        operation = [kad.MAX_DIALS, 0]
+        dials = kad.DIALS_LEFT.set(operation)
+        try:
+            yield
+        finally:
+            kad.DIALS_LEFT.reset(dials)
+            kad.REPORT.reset(report)
+            self.stats.queries += operation[1]
+
     async def provide(self, key: bytes) -> bool:
         """Announce that we provide ``key``; False when no DHT server took it in time."""
         if self._kad is None:
             return False
         async with self._provide_slot:
             ok = False
-            with trio.move_on_after(PROVIDE_TIMEOUT_SECONDS):
+            with trio.move_on_after(PROVIDE_TIMEOUT_SECONDS), self._reporting():
                 try:
                     ok = bool(await self._kad.provider_store.provide(key))
                 except Exception as exc:
@@ -139,7 +171,7 @@ class Dht:
         async with self._lookup_slot:
             found: list[Any] = []
             failed = True
-            with trio.move_on_after(LOOKUP_TIMEOUT_SECONDS):
+            with trio.move_on_after(LOOKUP_TIMEOUT_SECONDS), self._reporting():
                 try:
                     found = await kad.find_providers(self._kad, key, count)
                     failed = False

@@ -591,6 +591,15 @@ class ViewCache:
     def shares(self, project_text: str) -> list[dict[str, Any]]:
         return self._answers(self._followed(project_text)).shares()
 
+    def claims(self, project_text: str) -> list[dict[str, Any]]:
+        """The project's claims with their status (``commons claims``). Claims are few and
+        settled by the full fold, so this reads the fold, never a snapshot; a project without
+        any claim (most of them) answers at once, without folding."""
+        pid = self._followed(project_text)
+        if not self.store.latest(("claim",), project=pid, limit=1):
+            return []
+        return self.project_view(pid.hex()).claim_listing()
+
     def contribution_times(self, project_text: str) -> list[int]:
         """When each live contribution was made (``ts``), newest first: the dashboard's
         contributions-over-time chart, without building a ledger entry for each."""

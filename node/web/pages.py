@@ -134,6 +134,7 @@ def project(
     shares = node.views.shares(pid)
     out["shares"] = shares
     out["bars"] = share_bars(shares)
+    out["claims"] = node.views.claims(pid)
     page = node.views.ledger_page(pid, type=type, author=author, limit=PAGE, cursor=cursor)
     out["ledger"] = page.entries
     out["total"] = page.total

@@ -3,13 +3,16 @@ of a project that no seed hosts find each other through DHT servers, and converg
 
 from __future__ import annotations
 
+import os
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 import trio
+from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from test_node import addr, running, wait_until
 
+from node.net._compat import kad
 from node.net.transport import ProtocolUnsupported
 from node.runtime import Node
 from node.service import ServiceConfig
@@ -65,7 +68,9 @@ async def test_followers_no_seed_hosts_find_each_other_through_the_dht(tmp_path:
             for seed in seeds:
                 # The seeds hold the project record (the meta scope is everyone's), never its work.
                 assert not {r.id for r in work} & _held(seed)
-                assert seed.transport.dht.routing_table_size() >= 1
+                # Only DHT servers enter routing tables: the other seed, not the followers,
+                # although they opened DHT streams to it (py-libp2p admitted them).
+                assert seed.transport.dht.routing_table_size() == 1
             # The DHT speaks our protocol id only: not the public IPFS one.
             assert s1.transport.offers(s2.peer_id, "/commons/kad/1") is True
             with pytest.raises(ProtocolUnsupported):
@@ -89,3 +94,56 @@ def _state(node: Node, wanted: set[bytes]) -> str:
 def _held(node: object) -> set[bytes]:
     store = node.store  # type: ignore[attr-defined]
     return {i for scope in store.scopes() for _, i in store.items(scope)}
+
+
+def test_a_dht_message_is_cut_to_the_caps_before_the_library_reads_it() -> None:
+    message = Message(type=Message.MessageType.GET_PROVIDERS, key=b"k")
+    for _ in range(300):
+        entry = message.providerPeers.add()
+        entry.id = os.urandom(38)
+        entry.addrs.extend(os.urandom(8) for _ in range(30))
+    message.closerPeers.add().id = b"one"
+    reasons: list[str] = []
+    token = kad.REPORT.set(reasons.append)
+    try:
+        cut = Message()
+        cut.ParseFromString(kad._cut(message.SerializeToString()))
+        small = Message(type=Message.MessageType.FIND_NODE).SerializeToString()
+        assert kad._cut(small) == small  # within the caps: the very bytes
+        kad._cut(b"\xff\xff\xff")
+    finally:
+        kad.REPORT.reset(token)
+    assert len(cut.providerPeers) == kad.MAX_ENTRIES
+    assert {len(p.addrs) for p in cut.providerPeers} == {kad.MAX_ADDRS}
+    assert [p.id for p in cut.closerPeers] == [b"one"]
+    assert reasons == ["over-cap", "unparsable"]
+
+
+async def test_a_dht_operation_opens_at_most_its_budget_of_new_connections() -> None:
+    class Host:
+        def __init__(self) -> None:
+            self.opened: list[str] = []
+
+        def get_connected_peers(self) -> list[str]:
+            return ["connected"]
+
+        async def new_stream(self, peer: str, protocols: object) -> str:
+            self.opened.append(peer)
+            return peer
+
+    host = Host()
+    budgeted = kad._BudgetedHost(host)
+    reasons: list[str] = []
+    tokens = kad.REPORT.set(reasons.append), kad.DIALS_LEFT.set(operation := [2, 0])
+    try:
+        for peer in ("a", "connected", "b", "connected"):
+            await budgeted.new_stream(peer, [])  # type: ignore[arg-type]
+        with pytest.raises(kad.DialBudgetSpent):
+            await budgeted.new_stream("c", [])  # type: ignore[arg-type]
+    finally:
+        kad.DIALS_LEFT.reset(tokens[1])
+        kad.REPORT.reset(tokens[0])
+    assert host.opened == ["a", "connected", "b", "connected"]
+    assert reasons == ["dial-budget"]
+    assert operation == [0, 4]  # two dials spent, four queries sent
+    assert await budgeted.new_stream("d", []) == "d"  # type: ignore[arg-type]  # no budget set

@@ -95,3 +95,20 @@ async def test_a_hostile_answer_costs_nothing_but_itself(tmp_path: Path) -> None
             )
             assert count("commons_peer_exchanges_total", role="asker", outcome="ok") >= 1
             assert node.metrics.total("commons_peer_addrs_refused_total") == len(bad)
+
+
+async def test_a_node_without_peer_exchange_neither_answers_nor_asks(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            quiet = await stack.enter_async_context(running(tmp_path, "quiet", peer_exchange=False))
+            asker = await stack.enter_async_context(
+                running(tmp_path, "asker", bootstrap=[addr(quiet)])
+            )
+            unsupported = {"role": "asker", "outcome": "unsupported"}
+            await wait_until(
+                lambda: asker.metrics.get("commons_peer_exchanges_total", **unsupported)
+            )
+            assert quiet.transport.offers(asker.peer_id, peers.PROTOCOL_ID) is True
+            assert asker.transport.offers(quiet.peer_id, peers.PROTOCOL_ID) is False
+            assert quiet.service.config.max_pending_asks == 0
+            assert not quiet.metrics.total("commons_peer_exchanges_total")

@@ -32,6 +32,24 @@ def test_the_budget_bounds_operations_and_lookups_go_first() -> None:
     assert [type(e) for e in p.due(0.0)] == [FindProviders, FindProviders]
     assert p.due(1.0) == []  # the bucket refills at 2 a minute
     assert [type(e) for e in p.due(31.0)] == [Provide]
+    # What waited is counted once however many ticks it waited: P's and Q's provides.
+    assert p.deferred == {"provide": 2}
+    p.due(32.0)
+    assert p.deferred == {"provide": 2}
+
+
+def test_a_re_lookup_is_skipped_when_enough_followers_share_the_mesh() -> None:
+    p = plan(ops_per_minute=1, provider_dials=3, lookup_interval=10.0)
+    p.follow(P)
+    assert [type(e) for e in p.due(0.0)] == [FindProviders]
+    assert not p.skip_lookup(P, 2)  # two followers: look for more
+    assert not p.skip_lookup(Q, 5)  # not followed
+    assert p.due(10.0) == []  # the budget: one operation a minute
+    assert [type(e) for e in p.due(60.0)] == [FindProviders]
+    assert p.skip_lookup(P, 3)
+    assert p.skipped == 1
+    # Its token came back: the provide that waited for it runs at once.
+    assert [type(e) for e in p.due(60.5)] == [Provide]
 
 
 def test_failures_are_retried_sooner_with_back_off() -> None:
@@ -75,3 +93,7 @@ def test_providers_are_dialled_even_at_the_target() -> None:
     assert [(d.addr, d.source) for d in dials] == [
         ("/ip4/127.0.0.1/tcp/1/p2p/12D3KooWpeer", "provider")
     ]
+    # A provider that cannot be dialled is forgotten, not retried: the DHT may lie.
+    s.dial_failed("/ip4/127.0.0.1/tcp/1/p2p/12D3KooWpeer", 2.0)
+    for t in (10.0, 100.0, 1000.0):
+        assert not [e for e in s.tick(t) if isinstance(e, Dial) and e.source == "provider"]

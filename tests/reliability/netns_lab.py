@@ -31,7 +31,9 @@ __all__ = ["NetnsLab", "NetnsUnavailable", "sweep_stale"]
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/var/run/netns"
-PREFIX_RE = re.compile(r"^crl(\d+)-")
+#: Namespace names: ``<prefix><pid>-<n>-...``, so that a sweep knows whose they were; runs
+#: sharing a machine set ``COMMONS_NETNS_PREFIX`` apart (letters only).
+PREFIX = os.environ.get("COMMONS_NETNS_PREFIX", "crl")
 
 
 class NetnsUnavailable(Exception):
@@ -46,14 +48,15 @@ def _ip(*args: str, ns: str | None = None, check: bool = True) -> str:
     return proc.stdout
 
 
-def sweep_stale() -> None:
-    """Delete lab namespaces left by a process that no longer runs."""
+def sweep_stale(prefix: str = PREFIX) -> None:
+    """Delete the namespaces named ``prefix`` left by a process that no longer runs."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-")
     try:
         names = os.listdir(NETNS_DIR)
     except FileNotFoundError:
         return
     for name in names:
-        match = PREFIX_RE.match(name)
+        match = pattern.match(name)
         if match is None:
             continue
         pid = int(match.group(1))
@@ -66,9 +69,10 @@ def sweep_stale() -> None:
 
 
 class NetnsLab:
-    def __init__(self, nodes: int, *, net: int = 231) -> None:
+    def __init__(self, nodes: int, *, net: int = 231, prefix: str = PREFIX) -> None:
         self.n = nodes
-        self.prefix = f"crl{os.getpid()}-{id(self) % 10_000}"
+        self.kind = prefix
+        self.prefix = f"{prefix}{os.getpid()}-{id(self) % 10_000}"
         self.switch = f"{self.prefix}-sw"
         self.net = net
         self.created: list[str] = []
@@ -85,7 +89,7 @@ class NetnsLab:
     def up(self) -> NetnsLab:
         if os.geteuid() != 0:
             raise NetnsUnavailable("network namespaces need root")
-        sweep_stale()
+        sweep_stale(self.kind)
         try:
             self._add(self.switch)
         except (RuntimeError, FileNotFoundError) as exc:

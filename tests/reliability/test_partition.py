@@ -15,98 +15,23 @@ namespaces are removed even when the test fails.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from netns_lab import NetnsLab, NetnsUnavailable
-from procs import digest, store_ids
+from netns_node import NsNode
+from procs import digest
 from reliability_harness import FULL
-from system_harness import COMMONS, run_cli, wait_until
+from system_harness import wait_until
 
 NODES = 6
 SIDE_B = {3, 4, 5}
 PARTITION_SECONDS = float(os.environ.get("COMMONS_PARTITION_SECONDS", 60 if FULL else 5))
 HEAL_LIMIT = float(os.environ.get("COMMONS_HEAL_LIMIT", "30"))
-PORT = 4710
-
-
-class NsNode:
-    """A ``commons node run`` process inside one namespace of the lab."""
-
-    def __init__(self, lab: NetnsLab, i: int, root: Path) -> None:
-        self.lab = lab
-        self.i = i
-        self.name = f"n{i}"
-        self.home = root / self.name
-        self.log_path = root / f"{self.name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.info: dict[str, Any] = {}
-        run_cli(self.home, "init")
-        self.token = (self.home / "api.token").read_text().strip()
-
-    @property
-    def addr(self) -> str:
-        return f"/ip4/{self.lab.ip(self.i)}/tcp/{PORT}/p2p/{self.info['peer_id']}"
-
-    def start(self, bootstrap: list[NsNode]) -> None:
-        argv = [*self.lab.exec_prefix(self.i), str(COMMONS), "--home", str(self.home)]
-        argv += ["node", "run", "--listen", f"/ip4/{self.lab.ip(self.i)}/tcp/{PORT}"]
-        argv += ["--api", "127.0.0.1:0", "--no-mdns"]
-        for peer in bootstrap:
-            argv += ["--bootstrap", peer.addr]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        wait_until(self._ready, timeout=30, what=f"node {self.name} to start")
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
-        try:
-            info = json.loads((self.home / "node.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return False
-        if info.get("pid") != self.proc.pid:
-            return False
-        self.info = info
-        return self.get("/api/v1/status").get("running") is True
-
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        with httpx.Client(base_url=self.info["api"], timeout=10) as http:
-            response = http.request(method, path, json=body, headers=headers)
-        assert response.status_code in (200, 201), (self.name, path, response.text)
-        return response.json()
-
-    def metrics(self) -> str:
-        with httpx.Client(base_url=self.info["api"], timeout=10) as http:
-            return http.get("/metrics").text
-
-    def get(self, path: str) -> Any:
-        return self.lab.call(self.i, self._request, "GET", path)
-
-    def post(self, path: str, body: Any) -> Any:
-        return self.lab.call(self.i, self._request, "POST", path, body)
-
-    def ids(self) -> set[bytes]:
-        return store_ids(self.home)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture

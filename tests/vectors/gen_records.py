@@ -44,6 +44,7 @@ from protocol.record import (
     sign_record,
 )
 from protocol.signing import SigningKey
+from protocol.sshsig import claim_message, key_fingerprint, sign_proof
 from protocol.validation import MAX_CLOCK_SKEW_MS, topic_of
 
 __all__ = ["FORMAT", "NOW_MS", "OUTPUT", "build", "render"]
@@ -72,6 +73,8 @@ KEY_NAMES = ("alice", "bob", "carol")
 ALICE = testing.key("alice")
 BOB = testing.key("bob")
 CAROL = testing.key("carol")
+#: The Ed25519 SSH key bob signs his commits with (its seed made like the test keys').
+BOB_SSH = testing.key("bob-ssh")
 #: An arbitrary project id and record id: validity of one record never depends on others.
 PROJECT_ID = bytes.fromhex("a1" * 32)
 TARGET_ID = bytes.fromhex("b2" * 32)
@@ -433,6 +436,25 @@ def _valid_records() -> list[tuple[str, Record, int]]:
             sign_record(ALICE, body=ProfileBody(name="Alice"), ts=NOW_MS + MAX_CLOCK_SKEW_MS),
             NOW_MS,
         )
+    )
+    # SSH-proven claims (sections 4.3, 4.11), added after the others so their ts stay.
+    add(
+        "attested contribution of a commit signed with an SSH key (ssh_key)",
+        ALICE,
+        ContributionBody(
+            type="code",
+            title="Import: signed commit",
+            on_behalf=("forge:github.com/bob",),
+            ssh_key=key_fingerprint(BOB_SSH.public_key),
+        ),
+        pid,
+    )
+    proof = sign_proof(BOB_SSH, claim_message(BOB.public_key, pid, "forge:github.com/bob"))
+    add(
+        "claim proven by an SSH signature (proof)",
+        BOB,
+        ClaimBody(handle="forge:github.com/bob", proof=proof),
+        pid,
     )
     return out
 
@@ -956,9 +978,60 @@ def _invalid() -> list[dict[str, Any]]:
         "bad-value:handle",
     )
     case(
-        "claim with a second body key",
-        forge(base("claim", {"handle": "forge:github.com/bob", "proof": "x"})),
-        "unknown-field:proof",
+        "claim with a body key it does not allow",
+        forge(base("claim", {"handle": "forge:github.com/bob", "note": "x"})),
+        "unknown-field:note",
+    )
+    bob = "forge:github.com/bob"
+    good_proof = sign_proof(BOB_SSH, claim_message(ALICE.public_key, PROJECT_ID, bob))
+    case(
+        "claim proof as text",
+        forge(base("claim", {"handle": bob, "proof": "x"})),
+        "bad-type:proof",
+    )
+    case(
+        "claim proof one byte short",
+        forge(base("claim", {"handle": bob, "proof": good_proof[:-1]})),
+        "bad-length:proof",
+    )
+    case(
+        "claim proof made in another SSH signature namespace",
+        forge(
+            base(
+                "claim",
+                {"handle": bob, "proof": good_proof.replace(b"commons-claim", b"commons-claix")},
+            )
+        ),
+        "bad-value:proof",
+    )
+    case(
+        "claim proof with a hash other than sha512 or sha256",
+        forge(base("claim", {"handle": bob, "proof": good_proof.replace(b"sha512", b"sha384")})),
+        "bad-value:proof",
+    )
+    case(
+        "claim proof that signed another handle",
+        forge(base("claim", {"handle": "forge:github.com/bobby", "proof": good_proof})),
+        "bad-proof",
+    )
+    case(
+        "claim proof that signed for another claimant",
+        forge(
+            base("claim", {"handle": bob, "proof": good_proof}),
+            BOB,
+            patch=(ALICE.public_key, BOB.public_key),
+        ),
+        "bad-proof",
+    )
+    case(
+        "ssh_key on a contribution that is not attested",
+        forge(contribution(ssh_key=key_fingerprint(BOB_SSH.public_key))),
+        "ssh-key-without-on-behalf",
+    )
+    case(
+        "ssh_key of 31 bytes",
+        forge(contribution(on_behalf=[bob], ssh_key=bytes(31))),
+        "bad-length:ssh_key",
     )
     case(
         "claim-confirmation of a 31-byte id",

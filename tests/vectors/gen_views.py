@@ -251,6 +251,42 @@ def _attested_and_claims(f: RecordFactory) -> tuple[Record, list[Record]]:
     ]
 
 
+def _ssh_proven_claims(f: RecordFactory) -> tuple[Record, list[Record]]:
+    p = f.project("alice", name="Signed", maintainers=("bob",))
+    carol, dave = email_handle(b"carol@example.org"), "forge:github.com/dave"
+    erin, frank, team = "forge:github.com/erin", "forge:github.com/frank", "forge:x.org/team"
+    c1 = f.attested("alice", p, (carol,), title="Signed fix", minutes=60, signed_by="carol-ssh")
+    c2 = f.attested("alice", p, (dave,), title="Signed driver", minutes=30, signed_by="dave-ssh")
+    dave_claim = f.claim("mallory", p, dave)
+    return p, [
+        p,
+        c1,
+        c2,
+        f.endorsement("bob", c1, weight=2),
+        f.endorsement("bob", c2),
+        # Proven: carol's SSH key signed her commit, which a maintainer recorded.
+        f.claim("carol", p, carol, ssh="carol-ssh"),
+        # Not proven: a key nobody recorded for carol's handle.
+        f.claim("gina", p, carol, ssh="gina-ssh"),
+        # Proven, but a maintainer confirmed mallory's claim of dave's handle: a confirmation
+        # outranks a proof, so the handle goes to mallory and dave's proof is overruled.
+        f.claim("dave", p, dave, ssh="dave-ssh"),
+        dave_claim,
+        f.confirm("alice", dave_claim),
+        # Not proven: the key was recorded by someone who is no maintainer.
+        f.attested("mallory", p, (erin,), signed_by="mallory-ssh"),
+        f.claim("mallory", p, erin, ssh="mallory-ssh"),
+        # Not proven: the key was recorded by the claimant themselves.
+        f.attested("alice", p, (frank,), signed_by="alice-ssh"),
+        f.claim("alice", p, frank, ssh="alice-ssh"),
+        # Two keys recorded for one handle, proven by two people: a dispute.
+        f.attested("bob", p, (team,), signed_by="team-ssh-1"),
+        f.attested("bob", p, (team,), title="Another", signed_by="team-ssh-2"),
+        f.claim("tom", p, team, ssh="team-ssh-1"),
+        f.claim("tina", p, team, ssh="team-ssh-2"),
+    ]
+
+
 def _two_devices(f: RecordFactory) -> tuple[Record, list[Record]]:
     # Alice's person is her paper key; her laptop and phone act for it. The project names
     # her laptop as a maintainer, so her phone endorses as that maintainer too.
@@ -419,6 +455,14 @@ SCENARIOS: list[Scenario] = [
         "dispute and the credit stays with the handle; a withdrawn confirmation counts for "
         "nothing; a contribution that claims no time is counted but carries no value.",
         _attested_and_claims,
+    ),
+    (
+        "ssh-proven-claims",
+        "A claim proven by the SSH key that a maintainer other than the claimant recorded for "
+        "the handle's signed work counts without a confirmation; a key recorded by nobody, by "
+        "a non-maintainer or by the claimant proves nothing; a confirmation outranks a proof; "
+        "two people proving one handle with two recorded keys are a dispute.",
+        _ssh_proven_claims,
     ),
     (
         "two-devices",

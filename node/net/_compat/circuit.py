@@ -31,7 +31,6 @@ refusal and relayed dials end to end.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -51,8 +50,6 @@ from libp2p.relay.circuit_v2.protocol import STOP_PROTOCOL_ID, CircuitV2Protocol
 from libp2p.relay.circuit_v2.protocol_buffer import StatusCode, to_proto_status
 from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
-
-from node.net._compat import logs
 
 __all__ = [
     "HOP_PROTOCOL_ID",
@@ -98,17 +95,6 @@ UPSTREAM = {
         "5bf930c99b151c8b5fd3a5233951277f779005205556151efe93f8fe1e340d35"
     ),
 }
-
-#: The relay logs a peer closing or resetting a hop stream, the ordinary end of an exchange
-#: or circuit, at ERROR (each stream ends with one or two); demoted to DEBUG like logs.py's.
-_ROUTINE = (
-    r"(Error reading from hop stream|Unexpected error reading from stream|Error relaying data"
-    r"|Unexpected error handling hop stream"
-    r"|Error writing to destination stream|Error sending status message|Source stream closed)"
-)
-logging.getLogger("libp2p.relay.circuit_v2.protocol").addFilter(
-    logs._DemoteExpectedErrors(_ROUTINE)
-)
 
 #: Most peers remembered for the reservation rate limit (the oldest are forgotten first).
 MAX_RESERVE_CLOCKS = 4096

@@ -1,10 +1,13 @@
 """Patch: py-libp2p's logger, re-attached to the application's logging, with expected errors
-demoted from ERROR to DEBUG.
+and warnings demoted to DEBUG.
 
 Why: ``import libp2p`` sets the ``libp2p`` logger to ``propagate = False`` with no handler,
 so its warnings bypass the application's logging configuration; and it logs ordinary events
 at ERROR: a peer lacks a protocol, is offline, or closes the connection (churn, our bans,
 shutdown). A node under churn would print a stream of errors that are nothing of the sort.
+The Kademlia DHT logs at WARNING each query that fails, which on a DHT is routine (a peer
+gone, a client that serves no queries, an address that no longer answers): a lookup may
+log a dozen. Our own DHT adapter (``node/net/dht.py``) reports what matters.
 
 Upstream bug: library code configuring its own logger's propagation at import, and logging
 expected network outcomes at ERROR level.
@@ -20,13 +23,33 @@ from __future__ import annotations
 import logging
 import re
 
-#: Logger name -> the pattern of the ERROR messages it logs for expected events.
-EXPECTED_ERRORS = {
-    "libp2p.host.basic_host": r"Failed to open stream",
-    "libp2p.transport.tcp.tcp": r"Failed to open TCP stream",
-    "libp2p.protocol_muxer.multiselect_client": r"MultiselectClient handshake: \w+ failed",
+#: Logger name -> the patterns of the ERROR or WARNING messages it logs for expected events.
+EXPECTED_ERRORS: dict[str, tuple[str, ...]] = {
+    "libp2p.host.basic_host": (r"Failed to open stream",),
+    "libp2p.transport.tcp.tcp": (r"Failed to open TCP stream",),
+    "libp2p.protocol_muxer.multiselect_client": (r"MultiselectClient handshake: \w+ failed",),
     "libp2p.stream_muxer.yamux.yamux": (
-        r"Error in handle_incoming for peer \S+: (ConnectionClosed|ClosedResource)"
+        r"Error in handle_incoming for peer \S+: (ConnectionClosed|ClosedResource)",
+    ),
+    # Fingerprinted whole in _compat/kad.py's UPSTREAM. The first: a peer that sent
+    # ADD_PROVIDER closes its stream without waiting for an answer (py-libp2p does).
+    "libp2p.kad_dht.kad_dht": (r"Failed to read DHT message from stream",),
+    "libp2p.kad_dht.peer_routing": (r"Failed to open stream to",),
+    "libp2p.kad_dht.provider_store": (
+        r"Error getting providers from",
+        r"Failed to get providers from",
+        r"Error sending ADD_PROVIDER to",
+        r"Failed to send ADD_PROVIDER to",
+    ),
+    # A peer closing or resetting a relay (hop) stream: the ordinary end of an exchange or a
+    # circuit, one or two messages a stream (the handlers are fingerprinted in circuit.py).
+    "libp2p.relay.circuit_v2.protocol": (
+        r"Error reading from hop stream",
+        r"Unexpected error reading from stream",
+        r"Unexpected error handling hop stream",
+        r"Error relaying data",
+        r"Error writing to destination stream",
+        r"Error sending status message",
     ),
 }
 
@@ -48,12 +71,12 @@ UPSTREAM = {
 
 
 class _DemoteExpectedErrors(logging.Filter):
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, patterns: tuple[str, ...]) -> None:
         super().__init__()
-        self._pattern = re.compile(pattern)
+        self._pattern = re.compile("|".join(f"(?:{p})" for p in patterns))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and self._pattern.match(str(record.msg)):
+        if record.levelno >= logging.WARNING and self._pattern.match(str(record.msg)):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
@@ -64,7 +87,7 @@ def install() -> None:
     root = logging.getLogger("libp2p")
     root.propagate = True
     root.setLevel(logging.WARNING)
-    for name, pattern in EXPECTED_ERRORS.items():
+    for name, patterns in EXPECTED_ERRORS.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DemoteExpectedErrors) for f in logger.filters):
-            logger.addFilter(_DemoteExpectedErrors(pattern))
+            logger.addFilter(_DemoteExpectedErrors(patterns))

@@ -6,7 +6,8 @@ Layout (every name starts with ``rl<pid>-``): ``pub`` holds a bridge, the "inter
 LAN side (192.168.77.1) as its default route; the router forwards and masquerades what
 leaves by its WAN (nftables ``masquerade``), as a home router does. Nobody on the internet
 has a route to 192.168.77.0/24, and the router forwards no port inwards: ``home`` can dial
-out, and nothing can dial it.
+out, and nothing can dial it. ``NatLab(homes=2)`` adds ``home2`` (192.168.78.10) behind a
+second such router, ``nat2`` (10.77.0.2).
 
 The test process reaches a node's loopback API from a thread that joined the node's
 namespace (``call``), as ``netns_lab.py`` does.
@@ -29,8 +30,11 @@ __all__ = ["NatLab"]
 T = TypeVar("T")
 PREFIX_RE = re.compile(r"^rl(\d+)-")
 PUBLIC = {"seed": "10.77.0.10", "open": "10.77.0.11"}
-HOME_IP = "192.168.77.10"
-ROUTER_WAN, ROUTER_LAN = "10.77.0.1", "192.168.77.1"
+#: Each home behind its own router: home name -> (router, its WAN, its LAN, the home's IP).
+HOMES = {
+    "home": ("nat", "10.77.0.1", "192.168.77.1", "192.168.77.10"),
+    "home2": ("nat2", "10.77.0.2", "192.168.78.1", "192.168.78.10"),
+}
 MASQUERADE = """
 table ip rlnat {
   chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
@@ -57,7 +61,8 @@ def _sweep() -> None:
 
 
 class NatLab:
-    def __init__(self) -> None:
+    def __init__(self, homes: int = 1) -> None:
+        self.homes = list(HOMES)[:homes]
         self.prefix = f"rl{os.getpid()}"
         self.created: list[str] = []
         self._executors: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
@@ -66,7 +71,7 @@ class NatLab:
         return f"{self.prefix}-{name}"
 
     def ip(self, name: str) -> str:
-        return HOME_IP if name == "home" else PUBLIC[name]
+        return HOMES[name][3] if name in HOMES else PUBLIC[name]
 
     def up(self) -> NatLab:
         if os.geteuid() != 0:
@@ -85,15 +90,17 @@ class NatLab:
             self._add(name)
             self._wire(name, "eth0", pub, f"p{name}", f"{ip}/24")
             _ip("link", "set", f"p{name}", "master", "br0", ns=pub)
-        self._add("nat")
-        self._wire("nat", "wan0", pub, "pnat", f"{ROUTER_WAN}/24")
-        _ip("link", "set", "pnat", "master", "br0", ns=pub)
-        self._add("home")
-        self._wire("home", "eth0", self.ns("nat"), "lan0", f"{HOME_IP}/24")
-        _ip("addr", "add", f"{ROUTER_LAN}/24", "dev", "lan0", ns=self.ns("nat"))
-        _ip("route", "add", "default", "via", ROUTER_LAN, ns=self.ns("home"))
-        self._run("nat", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        self._run("nat", ["nft", "-f", "-"], stdin=MASQUERADE)
+        for home in self.homes:
+            router, wan, lan, ip = HOMES[home]
+            self._add(router)
+            self._wire(router, "wan0", pub, f"p{router}", f"{wan}/24")
+            _ip("link", "set", f"p{router}", "master", "br0", ns=pub)
+            self._add(home)
+            self._wire(home, "eth0", self.ns(router), "lan0", f"{ip}/24")
+            _ip("addr", "add", f"{lan}/24", "dev", "lan0", ns=self.ns(router))
+            _ip("route", "add", "default", "via", lan, ns=self.ns(home))
+            self._run(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            self._run(router, ["nft", "-f", "-"], stdin=MASQUERADE)
         return self
 
     def _wire(self, name: str, dev: str, other_ns: str, peer: str, cidr: str) -> None:

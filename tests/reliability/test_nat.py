@@ -207,3 +207,79 @@ def test_a_node_behind_nat_is_reached_through_the_seeds_relay(lab: NatLab, tmp_p
     finally:
         for node in (open_, home, seed):
             node.stop()
+
+
+@pytest.fixture
+def lab2() -> Any:
+    network = NatLab(homes=2)
+    try:
+        network.up()
+    except NetnsUnavailable as exc:
+        network.down()
+        pytest.skip(f"NAT test: {exc}")
+    try:
+        yield network
+    finally:
+        network.down()
+
+
+def test_two_nodes_each_behind_nat_meet_through_the_relay(lab2: NatLab, tmp_path: Path) -> None:
+    """Both ends behind their own masquerading router: only the relay joins them at first,
+    and only DCUtR's simultaneous dial could make it direct. On this virtual network (a
+    round trip of a tenth of a millisecond) one side's SYN reaches the other router before
+    that side's own SYN has left it, and the router answers with a reset: the exchanges fail
+    and the connection stays relayed, carrying the records. Either outcome is accepted and
+    printed; what is asserted is that records cross, and that the tries are bounded."""
+    seed, home, home2 = (NatNode(lab2, n, tmp_path) for n in ("seed", "home", "home2"))
+    try:
+        seed.start("--seed")
+        home.start(bootstrap=seed)
+        for node in (home, home2):
+            if node is home2:
+                home2.start(bootstrap=seed)
+            wait_until(
+                lambda node=node: node.status()["relays"] == [seed.info["peer_id"]],
+                timeout=30,
+                what=f"{node.name} to reserve a slot on the seed",
+            )
+        wait_until(
+            lambda: home.info["peer_id"] in home2.peers(),
+            timeout=45,
+            what="home2 to connect to home through the relay (learnt by peer exchange)",
+        )
+        project = home.post("/api/v1/projects", {"name": "Two homes"})["id"]
+        body = {"type": "code", "title": "from the first home"}
+        first = home.post(f"/api/v1/projects/{project}/contributions", body)["id"]
+        wait_until(
+            lambda: bytes.fromhex(first) in store_ids(home2.home),
+            timeout=30,
+            what="home's record to reach home2",
+        )
+
+        def outcomes() -> dict[str, float]:
+            return {
+                o: sum(
+                    n.metric(f'commons_relay_dcutr_total{{outcome="{o}"}}') for n in (home, home2)
+                )
+                for o in ("direct_dial", "punched", "failed", "exhausted")
+            }
+
+        wait_until(
+            lambda: outcomes()["punched"] >= 1 or outcomes()["failed"] >= 3,
+            timeout=90,
+            what="DCUtR to succeed or to fail three times",
+        )
+        time.sleep(10)  # the tries left, if any
+        seen = outcomes()
+        # Each side drives at most three exchanges a relayed connection (four tries in all),
+        # each counted on both sides.
+        assert seen["punched"] + seen["failed"] <= 2 * 2 * 3
+        relayed = home2.relayed(home.info["peer_id"])
+        assert relayed == (seen["punched"] == 0)
+        print(
+            f"nat, both behind NAT: met through the relay; DCUtR {seen}; the connection "
+            f"{'stays relayed' if relayed else 'became direct'}"
+        )
+    finally:
+        for node in (home2, home, seed):
+            node.stop()

@@ -8,13 +8,14 @@ observed addresses, then both dial at once from their listen ports, a TCP simult
 through the two NATs), and once a direct connection verifies it closes the relayed one
 after 60 s.
 
-Upstream bug: the plain dial comes *before* the per-peer budget of three attempts is
-checked, so a peer behind NAT (whose direct addresses never answer) is dialled every 2 s
-for as long as it stays connected through the relay; and nothing is counted.
+Upstream bug: the plain dial is not counted against the per-peer budget of three exchanges:
+the loop stops trying a peer only once three *exchanges* were spent, so while those cannot
+start (the peer runs its own session, or our stream to it fails) a peer behind NAT, whose
+direct addresses never answer, is dialled again at every 2 s turn; and nothing is counted.
 
 How: ``CommonsDCUtR`` overrides ``initiate_hole_punch`` to give each peer at most
-``MAX_TRIES`` tries (plain dial and exchange together) per relayed connection, reset when the
-peer disconnects (``on_peer_disconnected``), and ``_perform_hole_punch`` and
+``MAX_TRIES`` tries (a plain dial, then an exchange if it failed) per relayed connection,
+reset when the peer disconnects (``on_peer_disconnected``), and ``_perform_hole_punch`` and
 ``_try_unilateral_upgrade`` to count outcomes. On upgrade: ``UPSTREAM`` fingerprints the
 overridden methods and the loop that calls them; tests/node/test_relay.py checks a relayed
 pair ends up directly connected.

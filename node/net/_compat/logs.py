@@ -26,7 +26,11 @@ import re
 #: Logger name -> the patterns of the ERROR or WARNING messages it logs for expected events.
 EXPECTED_ERRORS: dict[str, tuple[str, ...]] = {
     "libp2p.host.basic_host": (r"Failed to open stream",),
-    "libp2p.transport.tcp.tcp": (r"Failed to open TCP stream",),
+    # The second: a refused or unroutable dial, as DCUtR's hole-punching dials often are.
+    "libp2p.transport.tcp.tcp": (
+        r"Failed to open TCP stream",
+        r"Unexpected error opening TCP stream",
+    ),
     "libp2p.protocol_muxer.multiselect_client": (r"MultiselectClient handshake: \w+ failed",),
     "libp2p.stream_muxer.yamux.yamux": (
         r"Error in handle_incoming for peer \S+: (ConnectionClosed|ClosedResource)",

@@ -475,6 +475,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                     node.service.address_learned(addr, peer=peer)
             nursery.start_soon(node._ticker)
             home.write_node_info(node.node_info())
+            # A relay reservation adds an address (`commons id` reads node.json's list).
+            transport.relay.on_addrs_changed = lambda: home.write_node_info(node.node_info())
             log.info(
                 "node %s listening on %s, API %s",
                 node.peer_id,

@@ -194,6 +194,8 @@ class Relay:
         self._served_to: dict[str, float] = {}
         self._reserve_wake = trio.Event()
         self._probe_wake = trio.Event()
+        #: Called (on the trio thread, must not block) when our relayed addresses changed.
+        self.on_addrs_changed: Callable[[], None] | None = None
         host.set_stream_handler(TProtocol(DIALBACK_PROTOCOL), self._serve_dialback)
 
     # ----- state ------------------------------------------------------------------------
@@ -264,10 +266,18 @@ class Relay:
             if self.reachability != "private":
                 if self._reserved:
                     self._reserved.clear()
-                    await self._push_identify()
+                    await self._addrs_changed()
                 continue
             if await self._look_after_reservations():
-                await self._push_identify()
+                await self._addrs_changed()
+
+    async def _addrs_changed(self) -> None:
+        if self.on_addrs_changed is not None:
+            try:
+                self.on_addrs_changed()
+            except Exception:
+                log.warning("on_addrs_changed failed", exc_info=True)
+        await self._push_identify()
 
     async def _look_after_reservations(self) -> bool:
         """Renew what is due, drop what is gone, reserve on new relays; True if our

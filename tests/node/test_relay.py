@@ -64,6 +64,7 @@ async def test_a_node_behind_nat_is_reached_through_a_relay(tmp_path: Path) -> N
             assert (relay, target) == (s.peer_id, b.peer_id)
             assert b.status()["reachability"] == "private"
             assert b.status()["relays"] == [s.peer_id]
+            assert relayed in b.home.running_node()["addrs"]  # node.json: what `commons id` shows
             # Identify was pushed: the relay already tells others the relayed address.
             await wait_until(lambda: relayed in _addrs_of(s, b.peer_id), 5)
 
@@ -245,3 +246,20 @@ async def test_gossip_carries_the_signed_peer_record_identify_issued_last() -> N
         newer = issue_and_cache_local_record(host)  # what identify does on a change
         assert newer != first
         assert sender_record._sender_record(host)[0] == newer
+
+
+def test_the_relay_section_of_config_toml_is_checked() -> None:
+    from node.home import HomeError, parse_config
+
+    config = parse_config('[relay]\nhop = true\nreachability = "private"\nmax_circuit_mb = 8\n')
+    assert (config.hop, config.reachability, config.max_circuit_mb) == (True, "private", 8)
+    assert parse_config("").hop == "auto"
+    for bad, why in (
+        ('[relay]\nhop = "sometimes"', "relay.hop must be auto or true or false"),
+        ('[relay]\nreachability = "maybe"', "relay.reachability must be auto or public"),
+        ("[relay]\nmax_reservations = 0", "must be positive"),
+        ("[relay]\nreserve = 1", "wrong type"),
+        ("[relay]\nslots = 3", "unknown key"),
+    ):
+        with pytest.raises(HomeError, match=why):
+            parse_config(bad)

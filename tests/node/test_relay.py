@@ -263,3 +263,30 @@ def test_the_relay_section_of_config_toml_is_checked() -> None:
     ):
         with pytest.raises(HomeError, match=why):
             parse_config(bad)
+
+
+def test_status_text_says_whether_the_node_is_reachable() -> None:
+    from node.cli.network import _status_text
+
+    status = {
+        "peer_id": "12D3KooWB",
+        "version": "0",
+        "running": True,
+        "follow": [],
+        "seed": False,
+        "started": 0,
+        "uptime_seconds": 1.0,
+        "listen": [],
+        "addrs": [],
+        "api": None,
+        "catching_up": False,
+        "syncing": 0,
+        "peers": 1,
+        "records": 0,
+        "projects": 0,
+        "reachability": "private",
+        "relays": ["12D3KooWS"],
+    }
+    text = _status_text(status)
+    assert "reachable:   no (behind NAT or a firewall); relayed by 12D3KooWS" in text
+    assert "reachable:   yes" in _status_text({**status, "reachability": "public", "relays": []})

@@ -285,6 +285,10 @@ class Relay:
         now, clock = time.time(), trio.current_time()
         connected = {str(p): p for p in self._host.get_connected_peers()}
         changed = False
+        for relay, at in list(self._refused_at.items()):  # bounded by the peers of a minute
+            if clock - at >= RESERVE_RETRY_SECONDS:
+                del self._refused_at[relay]
+                self._last_reason.pop(relay, None)
         for relay, expire in list(self._reserved.items()):
             if relay not in connected or expire <= now:
                 del self._reserved[relay]

@@ -277,7 +277,7 @@ class Relay:
                 self.on_addrs_changed()
             except Exception:
                 log.warning("on_addrs_changed failed", exc_info=True)
-        await self._push_identify()
+        await self.push_identify()
 
     async def _look_after_reservations(self) -> bool:
         """Renew what is due, drop what is gone, reserve on new relays; True if our
@@ -336,7 +336,8 @@ class Relay:
             await circuit.reserve(self._host, ID.from_base58(relay), RESERVE_TIMEOUT_SECONDS)
         )
 
-    async def _push_identify(self) -> None:
+    async def push_identify(self) -> None:
+        """Send our identify (addresses, protocols) to every connected peer now."""
         with trio.move_on_after(RESERVE_TIMEOUT_SECONDS):
             try:
                 await push_identify_to_peers(self._host)

@@ -343,8 +343,14 @@ class Transport:
         return compat.circuit.relayed(self._host, _peer(peer_id))
 
     def _reachability(self, verdict: str) -> None:
-        if verdict == "public" and self._config.dht_promote:
-            self._spawn(self.dht.promote)
+        if verdict == "public" and self._config.dht_promote and self.dht.mode == "client":
+            self._spawn(self._promote_dht)
+
+    async def _promote_dht(self) -> None:
+        # Then identify tells our peers that we serve the DHT now; those that connect later,
+        # or meet us in a query, add us to their routing tables.
+        await self.dht.promote()
+        await self.relay.push_identify()
 
     async def disconnect(self, peer_id: str) -> None:
         """Close every connection to the peer; its "disconnected" event follows."""

@@ -230,7 +230,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _range(r["seconds"], 1),
                 f"{_range(r['bare_ingest_s'], 1)} s bare ingest",
                 _ratio(r["ratio"]),
-                "<= 1.3x",
+                "<= 1.2x",
             )
         )
         out.append(
@@ -398,7 +398,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 _n(node["rss_mb"]),
                 f"{_n(bare['rss_mb'])} bare",
                 _ratio(r["rss_ratio"]),
-                "<= 100 MB",
+                f"<= {r['rss_target_mb']} MB",
             )
         )
         out.append(

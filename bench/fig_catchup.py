@@ -93,5 +93,6 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
         "bytes_per_record": summary([r["bytes"] / n for r in runs]),
         "raw_bytes_per_record": sum(map(len, raws)) / n,
         "sessions": summary([r["sessions"] for r in runs]),
-        "target": "<= 1.3x the bare ingest time",
+        # Issue 16 asks 1.2x of a million records (issue 4 asked 1.3x of 100,000).
+        "target": "<= 1.2x the bare ingest time",
     }

@@ -17,6 +17,8 @@ a second import of a history stores nothing new.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import multiprocessing
 import re
@@ -30,7 +32,7 @@ from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.attest import MAX_ON_BEHALF, email_handle
-from protocol.errors import InvalidRecord
+from protocol.drafts import Draft, Drafts, sign_drafts
 from protocol.record import MAX_TITLE, Artifact, ContributionBody, Record, sign_record
 from protocol.signing import SigningKey
 from protocol.sshsig import parse_fingerprint_text
@@ -39,15 +41,14 @@ __all__ = [
     "BatchSigner",
     "Commit",
     "GitError",
-    "Signed",
     "commit_body",
     "commit_count",
     "commit_type",
+    "draft_commit",
     "map_coauthors",
     "read_commits",
     "repository_url",
     "sign_commit",
-    "sign_commits",
 ]
 
 #: One commit: a record separator, then hash, parents, author time, the mailmap-resolved
@@ -75,6 +76,16 @@ _ANGLE_EMAIL: Final = re.compile(rb"<([^<>]*)>")
 #: Bounds on what one commit may bring, so a hostile repository cannot exhaust memory.
 MAX_LINE: Final = 1 << 20
 MAX_PATHS_READ: Final = 10_000
+#: The most bytes of one commit's output held before its paths beyond the first
+#: ``MAX_PATHS_READ`` are dropped.
+MAX_BLOCK: Final = 16 << 20
+#: Batches of drafts a signing process may have waiting, so that it keeps signing while this
+#: process stores a batch.
+IN_FLIGHT: Final = 4
+#: Bytes read from ``git log`` at a time.
+READ_CHUNK: Final = 1 << 20
+#: Where a commit starts: a record separator at the start of a line.
+_COMMIT_START: Final = b"\n" + _RS
 
 _DOC_SUFFIXES: Final = frozenset({".md", ".rst", ".txt", ".adoc", ".texi", ".tex", ".1", ".5"})
 _DOC_DIRS: Final = frozenset({"doc", "docs", "documentation", "man"})
@@ -88,9 +99,14 @@ class GitError(Exception):
     """git could not be run, or refused the repository or the range (one line for people)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
-    """What the import keeps of a commit (the author's name is deliberately not kept)."""
+    """What the import keeps of a commit (the author's name is deliberately not kept).
+
+    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, which
+    made building a million of them an eighth of the importing process's time; nothing
+    changes a commit once read.
+    """
 
     hash: str
     parents: int
@@ -177,20 +193,22 @@ def read_commits(
         raise GitError(f"cannot run git: {exc.strerror}") from None
     assert process.stdout is not None
     assert process.stderr is not None
+    _widen_pipe(process.stdout.fileno())
     try:
-        header: bytes | None = None
-        paths: list[str] = []
-        for line in process.stdout:
-            if len(line) > MAX_LINE:
-                raise GitError("git log printed a line over 1 MiB: not a history this reads")
-            if line.startswith(_RS):
-                if header is not None:
-                    yield _commit(header, paths)
-                header, paths = line[1:].rstrip(b"\n"), []
-            elif line.strip() and len(paths) < MAX_PATHS_READ:
-                paths.append(line.rstrip(b"\n").decode("utf-8", "replace"))
-        if header is not None:
-            yield _commit(header, paths)
+        # Big reads split at each line that starts a commit, rather than a read a line: a
+        # history has a line for every changed path, and a Python loop a line cost more than
+        # git spends printing them.
+        pending = b"\n"
+        while chunk := process.stdout.read(READ_CHUNK):
+            blocks = (pending + chunk).split(_COMMIT_START)
+            pending = blocks.pop()
+            for block in blocks:
+                if block:
+                    yield _block(block)
+            if len(pending) > MAX_BLOCK:
+                pending = _trim(pending)
+        if pending.strip():
+            yield _block(pending)
         error = process.stderr.read()
         if process.wait() != 0:
             raise GitError(_message(error, process.returncode))
@@ -200,6 +218,40 @@ def read_commits(
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def _widen_pipe(fd: int) -> None:
+    """Let git run ahead by up to a MiB of output (Linux; elsewhere the default stays): with
+    the default 64 KiB, git stops whenever this process stores a batch."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setpipe is not None:
+        with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: keep it
+            fcntl.fcntl(fd, setpipe, READ_CHUNK)
+
+
+def _block(block: bytes) -> Commit:
+    """The commit of one block of ``git log`` output: its header line, then its paths."""
+    header, _, rest = block.partition(b"\n")
+    if len(header) > MAX_LINE:
+        raise GitError("git log printed a line over 1 MiB: not a history this reads")
+    lines = rest.split(b"\n", MAX_PATHS_READ + 1)[: MAX_PATHS_READ + 1]
+    paths = [line.decode("utf-8", "replace") for line in lines if line.strip()]
+    return _commit(header, paths[:MAX_PATHS_READ])
+
+
+def _trim(block: bytes) -> bytes:
+    """A commit's block cut to its header and first paths (the import reads no more), so that
+    a commit touching millions of paths does not fill memory; what follows the cut is dropped
+    when the block is read, as a path beyond the first ``MAX_PATHS_READ``."""
+    header, _, rest = block.partition(b"\n")
+    # The line after the header is empty (git's separator), then a path a line.
+    lines = rest.split(b"\n", MAX_PATHS_READ + 1)
+    if len(lines) <= MAX_PATHS_READ + 1:
+        raise GitError(
+            f"git log printed over {MAX_BLOCK >> 20} MiB for one commit's first"
+            f" {MAX_PATHS_READ} paths: not a history this reads"
+        )
+    return header + b"\n" + b"\n".join(lines[: MAX_PATHS_READ + 1]) + b"\n"
 
 
 def _commit(header: bytes, paths: list[str]) -> Commit:
@@ -292,8 +344,8 @@ def _title(subject: str, commit_hash: str) -> str:
     """The subject as a record title: refused characters replaced, cut to 200 UTF-8 bytes on a
     character boundary; an empty subject becomes ``commit <hash>``."""
     text = _REFUSED.sub("\ufffd", subject).strip()
-    raw = text.encode("utf-8")
-    if len(raw) > MAX_TITLE:
+    # A character is at most 4 UTF-8 bytes: a short text needs no encoding to measure.
+    if len(text) > MAX_TITLE // 4 and len(raw := text.encode("utf-8")) > MAX_TITLE:
         text = raw[:MAX_TITLE].decode("utf-8", "ignore").rstrip()
     return text or f"commit {commit_hash[:12]}"
 
@@ -322,32 +374,22 @@ def sign_commit(
     return sign_record(key, body=body, ts=commit.author_time * 1000, project=project)
 
 
-#: What signing a batch gives: how many commits it held, their records, and the commits left
-#: out with the reason, as (hash, reason).
-Signed = tuple[int, list[Record], list[tuple[str, str]]]
-
-
-def sign_commits(
-    key: SigningKey,
-    project: bytes,
-    commits: Sequence[Commit],
-    url: str,
-    coauthor_map: dict[bytes, bytes],
-    latest_ms: int,
-) -> Signed:
-    """The records of a batch of commits; a commit whose author time is not a usable
-    timestamp (before 1970, or after ``latest_ms``) or that breaks a record rule is left out."""
-    records: list[Record] = []
-    skipped: list[tuple[str, str]] = []
-    for commit in commits:
-        if not 0 <= commit.author_time * 1000 <= latest_ms:
-            skipped.append((commit.hash, "its author time is not usable"))
-            continue
-        try:
-            records.append(sign_commit(key, project, commit, url, coauthor_map))
-        except InvalidRecord as exc:
-            skipped.append((commit.hash, f"{exc.code}: {exc.message}"))
-    return len(commits), records, skipped
+def draft_commit(drafts: Drafts, commit: Commit, coauthor_map: dict[bytes, bytes]) -> Draft:
+    """The unsigned record of one commit, exactly :func:`sign_commit`'s record before its
+    signature, built by ``drafts`` (which checks only what varies from commit to commit)."""
+    if commit.coauthor_emails:
+        emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
+        handles = tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF]
+    else:
+        handles = (_handle(commit.email),)
+    return drafts.draft(
+        type=commit_type(commit.paths),
+        title=_title(commit.subject, commit.hash),
+        digest="git:" + commit.hash,
+        on_behalf=handles,
+        ts=commit.author_time * 1000,
+        ssh_key=commit.ssh_key,
+    )
 
 
 #: The key a signing worker process signs with, set once when the worker starts.
@@ -363,33 +405,27 @@ def _start_worker(seed: bytes) -> None:
     _worker_key = SigningKey(seed)
 
 
-def _worker_sign(
-    project: bytes,
-    commits: list[Commit],
-    url: str,
-    coauthor_map: dict[bytes, bytes],
-    latest_ms: int,
-) -> Signed:
+def _worker_sign(inputs: list[bytes]) -> list[bytes]:
     assert _worker_key is not None, "the pool's initializer sets the key"
-    return sign_commits(_worker_key, project, commits, url, coauthor_map, latest_ms)
+    return sign_drafts(_worker_key, inputs)
 
 
 class BatchSigner:
-    """Signs batches of commits, in ``workers`` processes beside this one when ``workers`` is
-    at least 1, so that building and signing records (most of an import's time) runs in
-    parallel with reading git and storing; with 0, here, in order.
+    """Signs batches of drafts, in ``workers`` processes beside this one when ``workers`` is
+    at least 1, so that the signatures (the most expensive step of an import) are made in
+    parallel with reading git, drafting and storing; with 0, here, in order.
 
-    :meth:`submit` hands a batch over; :meth:`done` gives the signed batches back in the order
-    they were submitted, waiting only while more than ``workers + 1`` are in flight (or for
-    all of them with ``wait_all``), so memory stays bounded by a few batches.
+    Only the bytes to sign go to a worker and only the 64-byte signatures come back: the
+    records are finished here (:meth:`Drafts.signed`), so nothing but bytes crosses between
+    processes. :meth:`submit` hands a batch over; :meth:`done` gives back each batch with its
+    signatures, in the order submitted, waiting only while more than ``IN_FLIGHT`` a worker are in
+    flight (or for all of them with ``wait_all``), so memory stays bounded by a few batches.
     """
 
-    def __init__(
-        self, key: SigningKey, project: bytes, url: str, latest_ms: int, *, workers: int
-    ) -> None:
-        self._key, self._project, self._url, self._latest = key, project, url, latest_ms
-        self._pending: deque[Future[Signed]] = deque()
-        self._ready: deque[Signed] = deque()
+    def __init__(self, key: SigningKey, *, workers: int) -> None:
+        self._key = key
+        self._pending: deque[tuple[list[Draft], Future[list[bytes]]]] = deque()
+        self._ready: deque[tuple[list[Draft], list[bytes]]] = deque()
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
@@ -400,20 +436,20 @@ class BatchSigner:
                 workers, mp_context=context, initializer=_start_worker, initargs=(key.seed,)
             )
 
-    def submit(self, commits: Sequence[Commit], coauthor_map: dict[bytes, bytes]) -> None:
+    def submit(self, drafts: list[Draft]) -> None:
+        inputs = [d.signing_input for d in drafts]
         if self._pool is None:
-            args = (self._key, self._project, commits, self._url, coauthor_map)
-            self._ready.append(sign_commits(*args, self._latest))
+            self._ready.append((drafts, sign_drafts(self._key, inputs)))
             return
-        work = (self._project, list(commits), self._url, coauthor_map, self._latest)
-        self._pending.append(self._pool.submit(_worker_sign, *work))
+        self._pending.append((drafts, self._pool.submit(_worker_sign, inputs)))
 
-    def done(self, *, wait_all: bool = False) -> Iterator[Signed]:
+    def done(self, *, wait_all: bool = False) -> Iterator[tuple[list[Draft], list[bytes]]]:
         while self._ready:
             yield self._ready.popleft()
-        limit = 0 if wait_all else self._workers + 1
-        while self._pending and (len(self._pending) > limit or self._pending[0].done()):
-            yield self._pending.popleft().result()
+        limit = 0 if wait_all else IN_FLIGHT * self._workers
+        while self._pending and (len(self._pending) > limit or self._pending[0][1].done()):
+            drafts, future = self._pending.popleft()
+            yield drafts, future.result()
 
     def close(self) -> None:
         """Stop the workers; batches not yet started are dropped (an error or Ctrl-C)."""

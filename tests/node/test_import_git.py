@@ -19,14 +19,18 @@ import pytest
 import trio
 
 from bench.gitrepo import author_email, make_repo
+from node import gitlog
 from node.cli import history
 from node.cli.main import main
+from node.gitlog import draft_commit, map_coauthors, read_commits, sign_commit
 from node.home import Home
 from node.runtime import NodeOptions, open_node
 from node.store.sqlite import Store
 from protocol.attest import email_handle
+from protocol.drafts import Drafts
 from protocol.record import decode_trusted
 from protocol.signing import peer_id
+from protocol.testing import key
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "https://git.example/generated.git"
@@ -154,6 +158,46 @@ def test_import_signs_in_worker_processes(
     again = run(capsys, *args)
     assert (again["new"], again["held"]) == (0, COMMITS + 1)
     assert {e["id"] for e in run(capsys, "ledger", pid, "--home", home)} == ids
+
+
+def test_drafted_records_are_sign_commits_records(repo: Path) -> None:
+    """The import's fast path (protocol.drafts) makes, commit for commit, the record the
+    ordinary path (``sign_commit``: a ContributionBody and ``sign_record``) makes."""
+    signer = key("import-git-maintainer")
+    project = bytes(range(32))
+    drafts = Drafts(signer.public_key, project, URL)
+    commits = list(read_commits(str(repo)))
+    assert len(commits) == COMMITS + 1
+    emails = [e for c in commits for e in c.coauthor_emails]
+    coauthors = map_coauthors(str(repo), emails)
+    for commit in commits:
+        draft = draft_commit(drafts, commit, coauthors)
+        record = drafts.signed(draft, signer.sign(draft.signing_input))
+        assert record == sign_commit(signer, project, commit, URL, coauthors)
+        assert record.raw == sign_commit(signer, project, commit, URL, coauthors).raw
+
+
+def test_reading_survives_any_chunking(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git's output read a few bytes at a time gives the same commits as in one read."""
+    whole = list(read_commits(str(repo)))
+    monkeypatch.setattr(gitlog, "READ_CHUNK", 7)
+    assert list(read_commits(str(repo))) == whole
+    paths = [c.paths for c in whole[-5:]]
+    assert paths == [("src/new.c", "src/old.c"), (), ("src/old.c",), ("src/f1.c",), (".mailmap",)]
+
+
+def test_a_commit_with_too_many_paths_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``MAX_BLOCK`` bytes, a commit's block keeps its first ``MAX_PATHS_READ`` paths;
+    the rest of its output, cut mid-line or not, is dropped when the block is read."""
+    monkeypatch.setattr(gitlog, "MAX_PATHS_READ", 2)
+    # Hash, parents, author time and email, trailers, committer, verdict, signer, subject.
+    header = b"\x1f".join([b"ab" * 20, b"", b"1", b"a@x", b"", b"a@x", b"N", b"", b"Subject"])
+    cut = gitlog._trim(header + b"\n\np1\np2\np3\npart")
+    assert cut == header + b"\n\np1\np2\n"
+    commit = gitlog._block(cut + b"ial\np4\n")
+    assert (commit.subject, commit.paths) == ("Subject", ("p1", "p2"))
+    with pytest.raises(gitlog.GitError, match="MiB"):
+        gitlog._trim(header + b"\n\np1\n" + b"x" * 100)
 
 
 def test_workers_only_for_long_histories() -> None:

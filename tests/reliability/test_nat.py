@@ -32,6 +32,7 @@ import httpx
 import pytest
 from nat_lab import NatLab, NetnsUnavailable
 from procs import store_ids
+from reliability_harness import FULL
 from system_harness import COMMONS, run_cli, wait_until
 
 PORT = 4710
@@ -223,6 +224,10 @@ def lab2() -> Any:
         network.down()
 
 
+@pytest.mark.skipif(
+    not FULL,
+    reason="two NATs: full runs only (scripts/reliability); the reduced forms test one NAT",
+)
 def test_two_nodes_each_behind_nat_meet_through_the_relay(lab2: NatLab, tmp_path: Path) -> None:
     """Both ends behind their own masquerading router: only the relay joins them at first,
     and only DCUtR's simultaneous dial could make it direct. On this virtual network (a

@@ -29,6 +29,7 @@ once more when it stops; a call never waits for a write.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -48,7 +49,14 @@ from protocol.ledger import ProjectView
 from protocol.record import CONTRIBUTION_TYPES, Record
 from protocol.signing import peer_id, public_key_from_peer_id
 
-__all__ = ["SNAPSHOT_FORMAT", "ViewCache", "ViewError", "ViewSnapshot", "record_json"]
+__all__ = [
+    "SNAPSHOT_FORMAT",
+    "ViewCache",
+    "ViewError",
+    "ViewSnapshot",
+    "json_body",
+    "record_json",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,13 @@ class ViewError(Exception):
     def __init__(self, message: str, status: int = 404) -> None:
         super().__init__(message)
         self.status = status
+
+
+def json_body(value: Any) -> bytes:
+    """``value`` as the API's JSON answers encode it (Starlette's ``JSONResponse``: compact,
+    UTF-8, no NaN), for answers encoded ahead of the response."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode()
 
 
 def _json_value(value: Any) -> Any:
@@ -619,6 +634,14 @@ class ViewCache:
 
     def shares(self, project_text: str) -> list[dict[str, Any]]:
         return self._answers(self._followed(project_text)).shares()
+
+    def shares_body(self, project_text: str) -> bytes:
+        """:meth:`shares` as the API sends it (:func:`json_body`); encoded once per record set
+        when the answers come from the tallies."""
+        answers = self._answers(self._followed(project_text))
+        if isinstance(answers, Tallied):
+            return answers.shares_body()
+        return json_body(answers.shares())
 
     def claims(self, project_text: str) -> list[dict[str, Any]]:
         """The project's claims with their status (``commons claims``). Claims are few and

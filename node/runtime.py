@@ -76,7 +76,7 @@ from node.service import (
     Subscribe,
     WakeAt,
 )
-from node.store.sqlite import Store
+from node.store.sqlite import Store, StoreError
 from node.store_work import StoreWork
 from node.sync.ingest import Ingestor
 from node.sync.syncer import Syncer
@@ -156,6 +156,7 @@ class Node(NodeHandle):
         options: NodeOptions,
         nursery: trio.Nursery,
         policy: Policy | None = None,
+        views: ViewCache | None = None,
     ) -> None:
         self.home = home
         self.key = key
@@ -164,8 +165,8 @@ class Node(NodeHandle):
         self.options = options
         self.nursery = nursery
         self.metrics = Metrics()
-        self.follow = Follow(options.follow)
-        self.views = ViewCache(store, follow=self.follow)
+        self.views = views or ViewCache(store, follow=Follow(options.follow))
+        self.follow = self.views.follow
         self.peer_id = transport.peer_id
         self.service = NodeService(
             our_peer=self.peer_id,
@@ -416,6 +417,25 @@ class Node(NodeHandle):
 
 
 @asynccontextmanager
+async def _warming(views: ViewCache) -> AsyncIterator[None]:
+    """Make the answers that come from the tallies (the first ledger page and the shares of
+    every followed project while keys are their own persons) in a worker thread while the
+    node starts its transport: they cost per participant, not per record (0.2-0.3 s for
+    20,000 participants on a loaded machine), and a first call that comes before they are
+    made waits for them rather than making them again (``ViewCache``'s project lock)."""
+
+    def warm() -> None:
+        try:
+            views.refresh(views.follow.follows, 0)
+        except StoreError as exc:  # the first call will say so when asked
+            log.warning("could not prepare the views at start: %s", exc)
+
+    async with open_unwrapping_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, warm)
+        yield
+
+
+@asynccontextmanager
 async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     """Start a node for ``home``; stop it (and remove node.json) when the block exits."""
     fix_mmap_threshold()
@@ -437,7 +457,12 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
-        async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
+        views = ViewCache(store, follow=Follow(options.follow))
+        async with (
+            _warming(views),
+            open_transport(config) as transport,
+            open_unwrapping_nursery() as nursery,
+        ):
             node = Node(
                 home=home,
                 key=key,
@@ -446,6 +471,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 options=options,
                 nursery=nursery,
                 policy=policy,
+                views=views,
             )
             _apply_bans(transport, await trio.to_thread.run_sync(store.bans))
             transport.set_validator(node.gossip.validate)

@@ -277,6 +277,7 @@ def unpack_trusted(data: bytes) -> Any:
     form, which those bytes passed when they were stored. Arrays come back as lists."""
     return _unpackb(data)
 
+
 #: The scalar types of the model (exactly these: bool is a subclass of int, not int).
 _SCALARS: frozenset[type] = frozenset((int, str, bytes))
 #: msgpack's encoder writes every integer, length and header in its shortest form.

@@ -443,7 +443,8 @@ class ViewCache:
         self, follows: Callable[[bytes], bool], budget: int, *, shown_only: bool = False
     ) -> list[bytes]:
         """Fold the followed projects whose results are held nowhere for their current
-        records, smallest first while their records add up to at most ``budget``.
+        records, smallest first while their records add up to at most ``budget`` (answers
+        from the tallies are made whatever their records: they cost per participant).
 
         For the node's background task: after a start (every followed project), and again
         after records arrived with ``shown_only``: then only projects whose (now stale)
@@ -455,8 +456,10 @@ class ViewCache:
         folded: list[bytes] = []
         identity = self.store.kinds_key(IDENTITY_KINDS)
         keys = {pid: _combine(key, identity) for pid, key in self.store.project_keys().items()}
+        # Answers from the tallies cost per participant, not per record: no budget for them.
+        tallied = self._tallies and self.people().trivial
         for pid, key in sorted(keys.items(), key=lambda i: (i[1], i[0])):
-            if key[0] > budget:
+            if key[0] > budget and not tallied:
                 break
             if not follows(pid) or stored.get(pid) == (key, SNAPSHOT_FORMAT):
                 continue
@@ -466,7 +469,7 @@ class ViewCache:
                 continue
             if shown_only and entry is None and pid not in stored:
                 continue
-            budget -= key[0]
+            budget -= 0 if tallied else key[0]
             try:
                 if self.warm(pid):
                     folded.append(pid)

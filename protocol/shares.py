@@ -78,10 +78,20 @@ def _share_order(
 ) -> list[bytes]:
     """The participants in the order of ``shares()`` (see :func:`share_lines`), sorted on
     the integer tallies, which order as the fractions do (a share is the endorsed value over
-    one total): 20,000 contributors sort in milliseconds, not the seconds fractions take."""
-    return sorted(
-        contributions, key=lambda p: (-endorsed.get(p, 0), -claimed[p], -contributions[p], p)
-    )
+    one total): 20,000 contributors sort in milliseconds, not the seconds fractions take.
+
+    One stable sort per key, the last key first, each on a plain integer (a sort keeps the
+    order of equal items, also in reverse): four times faster than one sort on tuples, and
+    a key that is the same for everyone (no endorsement, no claimed time) is not sorted on.
+    """
+    order = sorted(contributions)
+    order.sort(key=contributions.__getitem__, reverse=True)
+    if any(claimed.values()):
+        order.sort(key=claimed.__getitem__, reverse=True)
+    if any(endorsed.values()):
+        value = {p: endorsed.get(p, 0) for p in order}
+        order.sort(key=value.__getitem__, reverse=True)
+    return order
 
 
 def ratio(numerator: int, denominator: int) -> int | float:
@@ -121,13 +131,10 @@ def _line_values(
     endorsed: dict[bytes, int],
 ) -> Iterator[tuple[bytes, int, int, int, int]]:
     """``(participant, contributions, claimed, endorsed, total endorsed)`` in the order of
-    ``shares()`` (:func:`_share_order`), sorted on tuples made once rather than on a key
-    function called per comparison."""
+    ``shares()`` (:func:`_share_order`)."""
     total = sum(endorsed.values())
-    keys = [(-endorsed.get(p, 0), -claimed[p], -n, p) for p, n in contributions.items()]
-    keys.sort()
-    for value, minutes, count, person in keys:
-        yield person, -count, -minutes, -value, total
+    for person in _share_order(contributions, claimed, endorsed):
+        yield person, contributions[person], claimed[person], endorsed.get(person, 0), total
 
 
 def share_json_text(
@@ -145,8 +152,12 @@ def share_json_text(
     its own encoder (``encode_basestring``: what ``ensure_ascii=False`` uses).
     """
     lines = []
-    for person, count, minutes, value, total in _line_values(contributions, claimed, endorsed):
+    total = sum(endorsed.values())
+    for person in _share_order(contributions, claimed, endorsed):
         name = encode_basestring(handles.get(person) or _peer(person))
+        count = contributions[person]
+        minutes = claimed[person]
+        value = endorsed.get(person, 0)
         claimed_text = repr(ratio(minutes, DENOMINATOR)) if minutes else "0"
         if value:
             endorsed_text = repr(ratio(value, DENOMINATOR))

@@ -433,10 +433,12 @@ class ViewCache:
                 return False
             if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
                 return False
+            started = time.monotonic()
             answers = self._build(pid, key)
             if isinstance(answers, Tallied):
                 # What is asked first (the default ledger page, the shares), made now.
                 answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
+            log.debug("warmed project %s in %.3f s", pid.hex(), time.monotonic() - started)
             return True
 
     def refresh(

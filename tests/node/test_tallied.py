@@ -295,3 +295,19 @@ async def test_a_node_makes_the_tallied_views_before_its_api_answers(
         assert node.views.shares_body(p.id.hex()) == fold["shares body"]
         page = node.views.ledger_page(p.id.hex())
         assert (page.entries, page.total) == fold["ledger None None"]
+
+
+def test_a_start_makes_tallied_answers_whatever_their_size(tmp_path: Path) -> None:
+    """After a start the answers from the tallies are made outside the record budget (they
+    cost per participant); later, as records arrive, the budget applies as to a fold."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(6)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        store.add([p, *records[:-1]])
+        views = ViewCache(store)
+        assert views.refresh(lambda _: True, 0) == [p.id]
+        store.add(records[-1:])
+        assert views.refresh(lambda _: True, 0, shown_only=True) == []
+        assert views.refresh(lambda _: True, 100, shown_only=True) == [p.id]
+        assert views.shares_body(p.id.hex()) == _fold_answers(p, records)["shares body"]

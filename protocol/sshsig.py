@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import struct
@@ -202,6 +203,17 @@ def parse_proof(blob: object) -> SshProof:
     return parse_signature(blob, NAMESPACE)
 
 
+@functools.lru_cache(maxsize=4)
+def _layout(namespace: bytes) -> tuple[bytes, bytes, bytes]:
+    """The fixed bytes of an Ed25519 SSHSIG blob in ``namespace``: before the key, between
+    the key and the hash name, between the hash name and the signature."""
+    head = MAGIC + struct.pack(">I", VERSION) + _string(_key_blob(bytes(PUBLIC_KEY_SIZE)))
+    middle = _string(namespace) + _string(b"") + struct.pack(">I", 6)
+    tail = struct.pack(">I", 4 + len(KEY_TYPE) + 4 + SIGNATURE_SIZE) + _string(KEY_TYPE)
+    tail += struct.pack(">I", SIGNATURE_SIZE)
+    return head[:-PUBLIC_KEY_SIZE], middle, tail
+
+
 def parse_signature(blob: object, namespace: bytes) -> SshProof:
     """Parse an Ed25519 SSHSIG blob made in ``namespace`` as strictly as :func:`parse_proof`
     parses a claim proof (the same codes: a commit's signature is refused with them too), and
@@ -214,6 +226,27 @@ def parse_signature(blob: object, namespace: bytes) -> SshProof:
             "bad-length:proof",
             f"proof must be {size} bytes (an Ed25519 SSH signature), not {len(blob)}",
         )
+    # Every length is fixed by the total, so a blob is valid exactly when it is the layout
+    # with the key, the hash name and the signature in their places: compared in C first,
+    # the part-by-part reader below runs only to name what is wrong (a history's worth of
+    # commit signatures is read).
+    head, middle, tail = _layout(namespace)
+    key_end = len(head) + PUBLIC_KEY_SIZE
+    hash_name = blob[key_end + len(middle) : key_end + len(middle) + 6]
+    sig_at = key_end + len(middle) + 6 + len(tail)
+    if (
+        blob.startswith(head)
+        and blob.startswith(middle, key_end)
+        and blob.startswith(tail, sig_at - len(tail))
+        and hash_name in HASHES
+    ):
+        return SshProof(blob[len(head) : key_end], hash_name, blob[sig_at:], namespace)
+    return _read_signature(blob, namespace)
+
+
+def _read_signature(blob: bytes, namespace: bytes) -> SshProof:
+    """:func:`parse_signature` part by part, for a blob of the right length: the first part
+    that is wrong is named (tests check that it accepts exactly what the layout accepts)."""
     reader = _Reader(blob)
     if reader.take(6, "the magic") != MAGIC:
         raise reader.fail("it does not start with SSHSIG")

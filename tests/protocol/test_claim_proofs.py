@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import codec
+from protocol import codec, sshsig
 from protocol.attest import ClaimBody, email_handle
 from protocol.errors import InvalidRecord
 from protocol.ledger import ProjectView
@@ -26,6 +26,7 @@ from protocol.record import Record, sign_record
 from protocol.signing import peer_id
 from protocol.sshsig import (
     GIT_NAMESPACE,
+    HASHES,
     NAMESPACE,
     PROOF_SIZE,
     claim_message,
@@ -121,6 +122,27 @@ def test_any_damage_is_refused_or_fails_verification(data: st.DataObject) -> Non
     # Parsed: only the key, the hash name's choice or the signature changed, and then the
     # signature does not verify (with the other hash it would be a different signed text).
     assert not proof.verifies(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from([NAMESPACE, GIT_NAMESPACE]))
+def test_the_layout_and_the_reader_accept_the_same_blobs(
+    data: st.DataObject, namespace: bytes
+) -> None:
+    """``parse_signature`` compares the fixed layout first; the part-by-part reader must
+    decide the same for any damage (here both are run on every blob)."""
+    blob = bytearray(
+        sign_proof(key("carol-ssh"), b"m", data.draw(st.sampled_from(list(HASHES))), namespace)
+    )
+    for _ in range(data.draw(st.integers(0, 2))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
+    outcomes = []
+    for parse in (parse_signature, sshsig._read_signature):
+        try:
+            outcomes.append(parse(bytes(blob), namespace))
+        except InvalidRecord as exc:
+            outcomes.append(exc.code)
+    assert outcomes[0] == outcomes[1]
 
 
 @given(st.binary(max_size=400))

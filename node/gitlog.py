@@ -353,34 +353,45 @@ class _Signatures:
         """``commits``, each that its author committed given the key of its good SSH
         signature, if any."""
         asked = [commit for commit in commits if commit.self_committed]
-        if asked:
-            self._hashes.put(b"".join(c.hash.encode("ascii", "replace") + b"\n" for c in asked))
-            for commit in asked:
-                commit.ssh_key = self._key(commit.hash)
+        if not asked:
+            return commits
+        names = [c.hash.encode("ascii", "replace") for c in asked]
+        self._hashes.put(b"\n".join(names) + b"\n")
+        readline, read = self._out.readline, self._out.read
+        for commit, name in zip(asked, names, strict=True):
+            # Most commits are read with two calls and one search in C: an object that
+            # does not hold ``gpgsig`` has no signature header.
+            line = readline(_MAX_REPLY)
+            fields = line.split(b" ")
+            if len(fields) != 3 or fields[0] != name or fields[1] != b"commit":
+                raise GitError(self._failure(commit.hash, line))
+            try:
+                size = int(fields[2])
+            except ValueError:
+                raise GitError(self._failure(commit.hash, line)) from None
+            if size >= MAX_HEADER:
+                commit.ssh_key = self._long(commit.hash, size)
+                continue
+            content = read(size + 1)
+            if len(content) != size + 1 or content[-1] != 10:
+                raise GitError(f"git cat-file stopped in the middle of commit {commit.hash[:12]}")
+            if b"gpgsig" in content:
+                header = _SIGNATURE_HEADERS.get(len(name), b"gpgsig")
+                commit.ssh_key = signed_key(content[:-1], header)
         return commits
 
-    def _key(self, commit_hash: str) -> bytes | None:
-        line = self._out.readline(_MAX_REPLY)
-        fields = line.split()
-        if not (
-            line.endswith(b"\n")
-            and len(fields) == 3
-            and fields[0] == commit_hash.encode("ascii", "replace")
-            and fields[1] == b"commit"
-            and fields[2].isdigit()
-        ):
-            raise GitError(self._failure(commit_hash, line))
-        size = int(fields[2])
+    def _long(self, commit_hash: str, size: int) -> bytes | None:
+        """The key of a commit object of ``MAX_HEADER`` bytes or more, whose headers only are
+        held: the rest is hashed, or skipped, a piece at a time."""
+        head = self._out.read(MAX_HEADER)
         name = _SIGNATURE_HEADERS.get(len(commit_hash), b"gpgsig")
-        head = self._out.read(min(size, MAX_HEADER))
-        started = _signature_start(head, size <= MAX_HEADER, name)
+        started = _signature_start(head, size == MAX_HEADER, name)
         left = size - len(head)
-        # The rest of the object is hashed, or skipped, a piece at a time.
         while left > 0 and (piece := self._out.read(min(left, READ_CHUNK))):
             if started is not None:
                 started[1].update(piece)
             left -= len(piece)
-        if len(head) < min(size, MAX_HEADER) or left or self._out.read(1) != b"\n":
+        if len(head) < MAX_HEADER or left or self._out.read(1) != b"\n":
             raise GitError(f"git cat-file stopped in the middle of commit {commit_hash[:12]}")
         if started is None:
             return None

@@ -24,8 +24,13 @@ put out of step). Memory stays bounded: at most :data:`MAX_HEADER` bytes of a co
 are held, and the rest of the object is hashed, or skipped, as it is read. The payload is
 what git verifies: the object without its signature header (:func:`split_signature`, git's
 own rule), and the signature is an Ed25519 SSHSIG in the namespace ``git``, verified strictly
-(:func:`protocol.sshsig.git_signature`). An unsigned commit costs one object read and one
-``find``; a signed one a hash and a signature check, about 60 microseconds.
+(:func:`protocol.sshsig.git_signature`). That decides as git did (``G`` or ``U`` with no
+allowed signers) for every signature ``ssh-keygen`` makes with an Ed25519 key; RSA, ECDSA and
+security-key signatures, which git reported too, are not recorded, since only an Ed25519 key
+can prove a claim; and a hand-made blob that OpenSSH reads leniently (a non-empty reserved
+string, two signature headers, text around the armor) is refused. Measured on two busy
+cores, an unsigned commit costs about 3 microseconds here and 5 in ``git cat-file``; a signed
+one 0.1 to 0.25 ms, nearly all of it libsodium's verification (git took 18 ms).
 
 The mapping from a commit to a record (docs/RECORD-FORMAT.md section 4.10) is deterministic:
 the same commit, repository URL and mailmap always make the same record, so the same id, and

@@ -231,3 +231,25 @@ def test_hostile_objects_are_read_without_a_traceback(content: bytes, name: byte
     assert signed_key(b"gpgsig " + content, name) is None
     payload, signature = split_signature(content, name)
     assert len(payload) + len(signature) <= len(content)
+
+
+@pytest.mark.parametrize(
+    ("swap", "said"),
+    [
+        ("--bogus", "git cat-file stopped: "),  # git refuses the option and exits
+        ("--batch-check", "stopped in the middle of commit"),  # no object after the line
+    ],
+)
+def test_a_failing_cat_file_is_one_clear_error(
+    signed: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch, swap: str, said: str
+) -> None:
+    repo, _ = signed
+    real = gitlog._git
+
+    def git_with(repo: str, *args: str, mailmap: str | None = None) -> list[str]:
+        args = tuple(swap if a == "--batch" else a for a in args)
+        return real(repo, *args, mailmap=mailmap)
+
+    monkeypatch.setattr(gitlog, "_git", git_with)
+    with pytest.raises(gitlog.GitError, match=said):
+        list(read_commits(str(repo)))

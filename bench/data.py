@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -92,6 +92,47 @@ def project_records(name: str, contributions: int, endorsements: int = 0) -> lis
     return raws
 
 
+def _attested(name: str, project: bytes, start: int, stop: int, authors: int) -> list[bytes]:
+    from protocol.attest import email_handle
+    from protocol.record import Artifact
+
+    owner = key(f"bench-owner:{name}")
+    url = f"https://git.example.org/{name}.git"
+    out = []
+    for k in range(start, stop):
+        digest = hashlib.sha1(f"{name}:{k}".encode()).hexdigest()
+        body = ContributionBody(
+            type="docs" if k % 10 == 3 else "code",
+            title=f"subsystem {k % 97}: fix the handling of case {k}",
+            artifacts=(Artifact(uri=url, digest=f"git:{digest}"),),
+            on_behalf=(email_handle(f"author{(k * 7919) % authors}@example.org"),),
+        )
+        # Commit times are seconds: a tenth of the commits share their second with the next.
+        ts = EPOCH_MS + 1000 * (k - k // 10)
+        out.append(sign_record(owner, body=body, ts=ts, project=project).raw)
+    return out
+
+
+def attested_records(name: str, contributions: int, authors: int) -> list[bytes]:
+    """Genesis, then ``contributions`` contributions its owner attests on behalf of
+    ``authors`` email handles, shaped as ``commons import-git`` makes them (a commit's
+    title, its hash and repository as artifact, no effort)."""
+    path = cache_dir() / f"v{DATA_VERSION}-{name}-attested-c{contributions}-a{authors}.bundle"
+    if path.exists():
+        return read_bundle(path)
+    started = time.monotonic()
+    log(f"generating {name}: {contributions} attested contributions by {authors} authors")
+    g = genesis(name)
+    jobs = [
+        (name, g.id, s, min(contributions, s + CHUNK), authors)
+        for s in range(0, contributions, CHUNK)
+    ]
+    raws = [g.raw, *_parallel(jobs, _attested)]
+    write_bundle(path, raws)
+    log(f"generated {len(raws)} records in {time.monotonic() - started:.1f} s -> {path.name}")
+    return raws
+
+
 def write_bundle(path: Path, raws: Sequence[bytes]) -> None:
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("wb") as f:
@@ -120,13 +161,26 @@ def bundle_path(name: str, contributions: int, endorsements: int = 0) -> Path:
 def template_store(name: str, contributions: int, endorsements: int = 0) -> Path:
     """A ledger.db holding the dataset, built once with the node's own Store (no validation:
     the records were signed here), to be copied into node homes."""
-    from node.store.sqlite import Store
+    stem = f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}"
+    return _store(stem, lambda: project_records(name, contributions, endorsements))
+
+
+def attested_store(name: str, contributions: int, authors: int) -> Path:
+    """A ledger.db holding :func:`attested_records`, as :func:`template_store`."""
+    stem = f"v{DATA_VERSION}-{name}-attested-c{contributions}-a{authors}"
+    return _store(stem, lambda: attested_records(name, contributions, authors))
+
+
+def _store(stem: str, records: Callable[[], list[bytes]]) -> Path:
+    from node.store.sqlite import SCHEMA_VERSION, Store
     from protocol.record import decode_trusted
 
-    path = cache_dir() / f"v{DATA_VERSION}-{name}-c{contributions}-e{endorsements}.db"
+    # Named by the schema too: a store made by an older schema would be migrated (and its
+    # tallies filled in) by every node the bench starts on a copy of it.
+    path = cache_dir() / f"{stem}-s{SCHEMA_VERSION}.db"
     if path.exists():
         return path
-    raws = project_records(name, contributions, endorsements)
+    raws = records()
     tmp = path.with_name(path.name + ".partial")
     for suffix in ("", "-wal", "-shm"):
         Path(str(tmp) + suffix).unlink(missing_ok=True)

@@ -1,8 +1,8 @@
 """Figure 10: the dashboard's project page of a big project, rendered by the node.
 
 The node starts from a copy of figure 8's store (one project with C contributions and E
-endorsements). Once the project is folded and its view snapshot written (the state of any
-node that has shown the project once), ``GET /projects/ID`` is timed W times: the page with
+endorsements). Once the project's views are made and held (the state of any node that has
+shown the project once), ``GET /projects/ID`` is timed W times: the page with
 the project's metadata, the shares chart and table, the contributions-per-month chart and
 the first page of the ledger, as HTML.
 
@@ -23,7 +23,7 @@ from typing import Any
 from bench import data
 from bench.common import log, make_home, ratio, start_node, stop_nodes, summary, wait_ready
 
-#: Seconds to let the node write the project's view snapshot after its first fold.
+#: Seconds to let the node make the project's views after its first call.
 SNAPSHOT_WAIT = 4.0
 
 

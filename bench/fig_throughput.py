@@ -11,6 +11,12 @@ record.
 The nodes run with their default configuration (sync interval raised, so that only gossip
 moves records during the load).
 
+The relayed variant (issue 14): A sits behind a circuit relay at B (``[relay]``: A says it is
+private and reserves a slot on B; hole punching off), C dials A through B, and B hosts
+another project only: A's records reach C over the circuit, B carrying bytes it neither
+reads nor stores. The same offered rate; the relay's overhead is this variant against the
+gossip line.
+
 The bare limit: :mod:`bench.bare_gossip` A - B - C at the same offered rate, publishing
 250-byte messages from A's own process; rate at C and CPU per message per node.
 """
@@ -131,23 +137,67 @@ def _windows(times_s: list[float], start: float, duration: float) -> list[float]
     return [c / window for c in counts]
 
 
+#: What the relayed variant changes in each node's config.toml (A, B, C).
+_NO_PUNCH = {"hole_punch = true": "hole_punch = false"}
+RELAYED_CONFIG = (
+    {'reachability = "auto"': 'reachability = "private"', **_NO_PUNCH},
+    {'hop = "auto"': "hop = true", 'host = "all"': f'host = ["{"ab" * 32}"]'},
+    {'reachability = "auto"': 'reachability = "public"', **_NO_PUNCH},
+)
+
+
+def _configure(node: Any, changes: dict[str, str]) -> None:
+    path = node.home / "config.toml"
+    text = path.read_text()
+    for old, new in changes.items():
+        assert old in text, f"config.toml lacks {old!r}"
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+def _start_relayed(a: Any, b: Any, c: Any) -> None:
+    """B relays; A reserves a slot on it; C dials A's relayed address."""
+    for node, changes in zip((a, b, c), RELAYED_CONFIG, strict=True):
+        _configure(node, changes)
+    start_node(b)
+    start_node(a, bootstrap=[b.addr])
+    wait_ready([a, b])
+
+    def relayed() -> list[str]:
+        return [x for x in a.get("/api/v1/status")["addrs"] if "/p2p-circuit/" in x]
+
+    wait_until(lambda: bool(relayed()), 60, 0.2, what="A's relay slot on B")
+    start_node(c, bootstrap=relayed()[:1])
+    wait_ready([c])
+    wait_until(lambda: len(c.get("/api/v1/peers")) >= 2, 60, 0.2, what="C's circuit to A")
+
+
 def run_nodes(
-    root: Path, rate: float, duration: float, settle: float, *, batched: bool = False
+    root: Path,
+    rate: float,
+    duration: float,
+    settle: float,
+    *,
+    batched: bool = False,
+    relayed: bool = False,
 ) -> dict[str, Any]:
     count = int(rate * duration)
     raws = data.project_records("tput", count)
     genesis, records = raws[0], raws[1:]
     names = ["tput-a", "tput-b", "tput-c"]
-    if batched:
-        names = [f"{n}-batched" for n in names]
+    if batched or relayed:
+        names = [f"{n}-{'batched' if batched else 'relayed'}" for n in names]
     nodes = [make_home(root, nm, sync_interval=3600) for nm in names]
     a, b, c = nodes
     for nd in nodes:
         nd.port = free_port()
     try:
-        start_node(a)
-        start_node(b, bootstrap=[a.addr])
-        start_node(c, bootstrap=[b.addr])
+        if relayed:
+            _start_relayed(a, b, c)
+        else:
+            start_node(a)
+            start_node(b, bootstrap=[a.addr])
+            start_node(c, bootstrap=[b.addr])
         wait_ready(nodes)
         wait_until(lambda: len(b.get("/api/v1/peers")) >= 2, 60, 0.2, what="the line")
         a.post("/api/v1/records", raw=genesis)
@@ -168,7 +218,7 @@ def run_nodes(
         cpu1 = [cpu_seconds(nd.pid) for nd in nodes]
         at = [_arrivals(nd) for nd in nodes]
         before_sync = len(at[2])
-        sync_errors = [err for nd in (b, c) if (err := _sync(nd))]
+        sync_errors = [err for nd in ((c,) if relayed else (b, c)) if (err := _sync(nd))]
         after_sync = _count(c)
     finally:
         stop_nodes(nodes)
@@ -185,8 +235,9 @@ def run_nodes(
         "sync_errors": sync_errors,
         "rate_at_c_windows": windows,
         "rate_at_c": (before_sync / span) if span else None,
+        # A relay stores nothing: its CPU is per record carried, those C received.
         "cpu_ms_per_record": {
-            nm: 1000 * (c1 - c0) / max(1, len(got))
+            nm: 1000 * (c1 - c0) / max(1, len(at[2] if relayed and nm == "B" else got))
             for nm, c0, c1, got in zip("ABC", cpu0, cpu1, at, strict=True)
         },
     }
@@ -291,6 +342,12 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
             f" {batched['cpu_ms_per_record']}, missing after sync"
             f" {batched['missing_at_c_after_sync']}"
         )
+        relayed = run_nodes(root, rate, duration, size["settle"], relayed=True)
+        log(
+            f"throughput node, A behind a relay at B: {relayed['rate_at_c'] or 0:.0f}/s at C,"
+            f" CPU {relayed['cpu_ms_per_record']}, missing after sync"
+            f" {relayed['missing_at_c_after_sync']}"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     node_windows = summary(node["rate_at_c_windows"])
@@ -300,6 +357,8 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
         "node": {**node, "rate_at_c_summary": node_windows},
         "node_batched": {**batched, "rate_at_c_summary": summary(batched["rate_at_c_windows"])},
         "bare": {**bare, "rate_at_c_summary": bare_windows},
+        "node_relayed": {**relayed, "rate_at_c_summary": summary(relayed["rate_at_c_windows"])},
+        "relayed_rate_ratio": ratio(relayed["rate_at_c"], node["rate_at_c"]),
         "rate_ratio": ratio(node["rate_at_c"], bare["rate_at_c"]),
         "batched_rate_ratio": ratio(batched["rate_at_c"], bare["rate_at_c"]),
         "relay_cpu_ratio": ratio(node["cpu_ms_per_record"]["B"], bare["cpu_ms_per_record"]["B"]),

@@ -175,11 +175,18 @@ class NodeHandle:
             "follow": sorted(p.hex() for p in self.follow.projects or ()),
             "syncing": self._syncing,
             "catching_up": self.catching_up,
+            "reachability": self.transport.relay.reachability,
+            "relays": sorted(self.transport.relay.reservations()),
         }
 
     def peers(self) -> list[dict[str, Any]]:
         return [
-            {"peer_id": p.peer_id, "addrs": list(p.addrs)} for p in self.transport.connected_peers()
+            {
+                "peer_id": p.peer_id,
+                "addrs": list(p.addrs),
+                "relayed": self.transport.is_relayed(p.peer_id),
+            }
+            for p in self.transport.connected_peers()
         ]
 
     def node_info(self) -> dict[str, Any]:
@@ -333,8 +340,40 @@ class NodeHandle:
         self.metrics.gauge("commons_peer_sync_age_seconds", self._sync_ages)
         for stat in (f.name for f in dataclasses.fields(TransportStats)):
             self.metrics.gauge(transport_metric(stat), partial(self._transport_stat, stat))
+        self.metrics.gauge("commons_relay_reachable", self._reachable)
+        self.metrics.gauge("commons_relay_reservations", self._relay_reservations)
+        relay = self.transport.relay.stats
+        hop = self.transport.relay.service.stats
+        for metric, table in (
+            ("commons_relay_reservations_made_total", relay.reservations_made),
+            ("commons_relay_circuits_dialled_total", relay.circuits_dialled),
+            ("commons_relay_dialbacks_asked_total", relay.dialbacks_asked),
+            ("commons_relay_dialbacks_served_total", relay.dialbacks_served),
+            ("commons_relay_hop_reservations_total", hop.reservations),
+            ("commons_relay_hop_circuits_total", hop.circuits),
+        ):
+            self.metrics.gauge(metric, partial(_by_outcome, table))
+        if (dcutr := self.transport.relay.dcutr) is not None:
+            metric, table = "commons_relay_dcutr_total", dcutr.stats.outcomes
+            self.metrics.gauge(metric, partial(_by_outcome, table))
+        self.metrics.gauge("commons_relay_hop_bytes_total", lambda: {(): float(hop.bytes_relayed)})
+        self.metrics.gauge(
+            "commons_relay_hop_streams_refused_total",
+            lambda: {(): float(hop.hop_streams_refused)},
+        )
         for name in process_metrics():
             self.metrics.gauge(name, partial(_process_metric, name))
+
+    def _reachable(self) -> dict[tuple[tuple[str, str], ...], float]:
+        verdict = self.transport.relay.reachability
+        return {(): {"public": 1.0, "private": 0.0}.get(verdict, -1.0)}
+
+    def _relay_reservations(self) -> dict[tuple[tuple[str, str], ...], float]:
+        relay = self.transport.relay
+        return {
+            (("role", "client"),): float(len(relay.reservations())),
+            (("role", "relay"),): float(relay.hop_reservations()),
+        }
 
     def _transport_stat(self, stat: str) -> dict[tuple[tuple[str, str], ...], float]:
         return {(): float(getattr(self.transport.stats, stat))}
@@ -352,6 +391,10 @@ class NodeHandle:
             reverse=True,
         )
         return {(("peer", peer),): round(age, 3) for age, peer in ages[:MAX_PEER_SERIES]}
+
+
+def _by_outcome(table: dict[str, int]) -> dict[tuple[tuple[str, str], ...], float]:
+    return {(("outcome", k),): float(v) for k, v in table.copy().items()}
 
 
 def _process_metric(name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -90,6 +90,24 @@ block_authors = []
 # limit the node keeps serving what it holds and refuses new records.
 max_store_mb = 0
 max_project_records = 0
+
+[relay]
+# Relay for nodes behind NAT (circuit relay v2): "auto" does it on a seed only; true or false.
+hop = "auto"
+# A relay's bounds: peers holding a slot at once, circuits one of them may have open, and
+# the seconds and MiB a circuit may last and carry; a slot lasts reservation_seconds.
+max_reservations = 16
+max_circuits_per_peer = 4
+max_circuit_seconds = 3600
+max_circuit_mb = 64
+reservation_seconds = 3600
+# Whether peers can dial this node: "auto" asks connected peers to dial it back;
+# "public" or "private" says so. A private node reserves a slot on a relay it is
+# connected to (reserve = false: never) and advertises the relayed address.
+reachability = "auto"
+reserve = true
+# Try to turn a relayed connection into a direct one (DCUtR hole punching).
+hole_punch = true
 """
 
 
@@ -113,6 +131,15 @@ class Config:
     block_authors: list[str] = field(default_factory=list)
     max_store_mb: int = 0
     max_project_records: int = 0
+    hop: bool | str = "auto"
+    max_reservations: int = 16
+    max_circuits_per_peer: int = 4
+    max_circuit_seconds: int = 3600
+    max_circuit_mb: int = 64
+    reservation_seconds: int = 3600
+    reachability: str = "auto"
+    reserve: bool = True
+    hole_punch: bool = True
 
 
 _NODE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -139,6 +166,18 @@ _POLICY_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_store_mb": int,
     "max_project_records": int,
 }
+_RELAY_KEYS: dict[str, type | tuple[type, ...]] = {
+    "hop": (bool, str),
+    "max_reservations": int,
+    "max_circuits_per_peer": int,
+    "max_circuit_seconds": int,
+    "max_circuit_mb": int,
+    "reservation_seconds": int,
+    "reachability": str,
+    "reserve": bool,
+    "hole_punch": bool,
+}
+_CHOICES = {"hop": ("auto", True, False), "reachability": ("auto", "public", "private")}
 
 
 def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
@@ -149,14 +188,23 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
         raise HomeError(f"{source}: not valid TOML ({exc})") from None
     config = Config()
     for section, table in data.items():
-        allowed = {"node": _NODE_KEYS, "limits": _LIMIT_KEYS, "policy": _POLICY_KEYS}.get(section)
+        allowed = {
+            "node": _NODE_KEYS,
+            "limits": _LIMIT_KEYS,
+            "policy": _POLICY_KEYS,
+            "relay": _RELAY_KEYS,
+        }.get(section)
         if allowed is None or not isinstance(table, dict):
             raise HomeError(f"{source}: unknown section [{section}]")
         for key, value in table.items():
             expected = allowed.get(key)
             if expected is None:
                 raise HomeError(f"{source}: unknown key {key!r} in [{section}]")
-            if isinstance(value, bool) and expected is not bool:
+            if key in _CHOICES and section == "relay" and value not in _CHOICES[key]:
+                choices = " or ".join(str(c).lower() for c in _CHOICES[key])
+                raise HomeError(f"{source}: relay.{key} must be {choices}")
+            takes_bool = expected is bool or (isinstance(expected, tuple) and bool in expected)
+            if isinstance(value, bool) and not takes_bool:
                 raise HomeError(f"{source}: {section}.{key} has the wrong type")
             if not isinstance(value, expected):
                 raise HomeError(f"{source}: {section}.{key} has the wrong type")

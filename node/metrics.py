@@ -48,6 +48,21 @@ _HELP = {
     "commons_dht_lookups_total": "Provider lookups in the DHT, by outcome.",
     "commons_dht_providers_found_total": "Providers returned by DHT lookups.",
     "commons_dht_routing_table_peers": "Peers in the DHT routing table.",
+    "commons_relay_reachable": (
+        "Whether peers can dial this node: 1 public, 0 private, -1 not known yet."
+    ),
+    "commons_relay_reservations": (
+        "Relay slots held: ours on relays (role=client), others' on this relay (role=relay)."
+    ),
+    "commons_relay_reservations_made_total": "Slots this node asked relays for, by outcome.",
+    "commons_relay_circuits_dialled_total": "Dials through a relay, by outcome.",
+    "commons_relay_dialbacks_asked_total": "Dial-back tests asked of peers, by answer.",
+    "commons_relay_dialbacks_served_total": "Dial-back tests served to peers, by outcome.",
+    "commons_relay_hop_reservations_total": "Reservation requests this relay judged, by outcome.",
+    "commons_relay_hop_circuits_total": "Circuit requests this relay judged, by outcome.",
+    "commons_relay_dcutr_total": "Upgrades of relayed connections to direct ones, by outcome.",
+    "commons_relay_hop_bytes_total": "Bytes this relay carried for others' circuits.",
+    "commons_relay_hop_streams_refused_total": "Hop streams reset: too many open at once.",
     "commons_dht_answers_refused_total": (
         "DHT answers to this node's lookups and provides refused or cut to the caps, by reason."
     ),

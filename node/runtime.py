@@ -41,6 +41,7 @@ from node.memory import fix_mmap_threshold
 from node.metrics import Metrics
 from node.moderation import effective_policy
 from node.net.dht import DhtStats
+from node.net.relay import RelaySettings
 from node.net.transport import (
     ProtocolUnsupported,
     Stream,
@@ -114,6 +115,9 @@ class NodeOptions:
     #: The DHT of project providers: "server", "client" or "off"; None: server for a seed,
     #: client otherwise (``commons node run --dht``).
     dht: str | None = None
+    #: Relaying for others, reachability and reservations (config.toml's ``[relay]``); None:
+    #: a seed relays, and the node takes itself for reachable and never reserves.
+    relay: RelaySettings | None = None
     #: The service's other tunables (the fields above override their counterparts in it).
     tuning: ServiceConfig = field(default_factory=ServiceConfig)
     #: config.toml's ``[policy]`` (the blocks made with ``commons admin`` are added at start).
@@ -425,6 +429,11 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             mdns=options.mdns,
             max_connections=options.max_peers,
             dht=options.dht_mode(),
+            dht_promote=options.dht is None and options.dht_mode() == "client",
+            relay=options.relay
+            or RelaySettings(
+                hop=options.seed, reachability="public", reserve=False, hole_punch=False
+            ),
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
@@ -466,6 +475,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                     node.service.address_learned(addr, peer=peer)
             nursery.start_soon(node._ticker)
             home.write_node_info(node.node_info())
+            # A relay reservation adds an address (`commons id` reads node.json's list).
+            transport.relay.on_addrs_changed = lambda: home.write_node_info(node.node_info())
             log.info(
                 "node %s listening on %s, API %s",
                 node.peer_id,

@@ -57,25 +57,30 @@ The rules, with the choices this module makes where section 5 is silent (each on
 
 from __future__ import annotations
 
-import math
 import operator
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, NamedTuple, TypeAlias, cast
+from typing import Final, NamedTuple, cast
 
 from protocol import attest
 from protocol.attest import ClaimBody, ClaimConfirmationBody, ClaimState
 from protocol.errors import LocalProtocolError
 from protocol.identity import People
 from protocol.record import (
-    MAX_COAUTHORS,
     ContributionBody,
     EndorsementBody,
     ProjectUpdateBody,
     Record,
     RetractionBody,
+)
+from protocol.shares import (
+    DENOMINATOR,
+    JsonObject,
+    Share,
+    as_number,
+    share_lines,
 )
 from protocol.state import (
     ProjectState,
@@ -89,6 +94,7 @@ from protocol.state import (
 from protocol.state import cached_peer_id as _peer
 
 __all__ = [
+    "DENOMINATOR",
     "JsonObject",
     "LedgerEntry",
     "ProjectState",
@@ -101,16 +107,8 @@ __all__ = [
     "person_profiles",
     "profiles",
     "project_state",
+    "share_lines",
 ]
-
-#: A JSON object as the ``to_json`` methods return it, ready for :func:`json.dumps`.
-JsonObject: TypeAlias = dict[str, object]
-
-#: Every participant count ``|P(c)|`` (1 to ``MAX_COAUTHORS + 1``) divides this number, so the
-#: per-participant credits ``m/|P|`` and ``m*w/|P|`` are summed as integer multiples of
-#: ``1/_DENOMINATOR`` and only the final totals become fractions: exact, and much faster than
-#: adding a ``Fraction`` per contribution.
-_DENOMINATOR: Final = math.lcm(*range(1, MAX_COAUTHORS + 2))
 
 
 #: :func:`order_key` as a C-level getter, for sorting many records, and its first half.
@@ -153,13 +151,6 @@ def _persons_of(people: People, record: Record) -> tuple[bytes, ...]:
     found = [people.person_at(record.author, record.ts)]
     found.extend(people.person_of_key(c) for c in body.coauthors or ())
     return tuple(dict.fromkeys(p for p in found if p is not None))
-
-
-def as_number(value: Fraction) -> int | float:
-    """A fraction as a JSON number: an ``int`` when it is integral, else the nearest float."""
-    if value.denominator == 1:
-        return value.numerator
-    return float(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,37 +222,6 @@ class LedgerEntry(NamedTuple):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Share:
-    """One participant's line of a project's open value accounting (section 5)."""
-
-    contributor: bytes
-    #: Live contributions in which the contributor is author or coauthor.
-    contributions: int
-    claimed_minutes: Fraction
-    endorsed_value: Fraction
-    #: ``endorsed_value`` over the project's total endorsed value; 0 when that total is 0.
-    share: Fraction
-    #: The handle ``contributor`` stands for when it is an unclaimed handle, else None.
-    handle: str | None = None
-
-    @property
-    def contributor_peer_id(self) -> str:
-        """The contributor's peer id, the text form of ``contributor``."""
-        return _peer(self.contributor)
-
-    def to_json(self) -> JsonObject:
-        """The line as ``commons shares --json`` prints it: fractions as JSON numbers."""
-        return {
-            "contributor": self.handle or _peer(self.contributor),
-            "person": self.handle or _peer(self.contributor),
-            "contributions": self.contributions,
-            "claimed_minutes": as_number(self.claimed_minutes),
-            "endorsed_value": as_number(self.endorsed_value),
-            "share": as_number(self.share),
-        }
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class ProjectSummary:
     """What ``project show`` and ``project list`` print about a project.
 
@@ -311,7 +271,7 @@ class ProjectSummary:
 
 @dataclass(frozen=True, slots=True)
 class _Accounts:
-    """Per-participant integer tallies, in units of ``1/_DENOMINATOR`` minutes."""
+    """Per-participant integer tallies, in units of ``1/DENOMINATOR`` minutes."""
 
     contributions: dict[bytes, int]
     claimed: dict[bytes, int]
@@ -513,6 +473,20 @@ class ProjectView:
         record = self._live.get(contribution_id)
         return None if record is None else self._entry(record)
 
+    def entry_for(self, record: Record) -> LedgerEntry:
+        """The ledger entry of ``record``, a live contribution of this project that this view
+        may not hold: one no endorsement or retraction of the view names has no counting
+        endorsement, and an attested one credits its handles as the view's claims resolve
+        them (how :mod:`protocol.tally` lists a ledger without folding every contribution)."""
+        if record.id in self._live:
+            return self._entry(record)
+        body = cast(ContributionBody, record.body)
+        credited = None
+        if body.on_behalf is not None:
+            credited = attest.credited(body.on_behalf, self.claims.resolved)
+        person = self.person_of(record) if self._parts else None
+        return LedgerEntry(record, 0, 0, person, credited)
+
     def live_contributions(
         self,
         *,
@@ -639,11 +613,11 @@ class ProjectView:
     def _tally(self) -> _Accounts:
         if self._accounts is not None:
             return self._accounts
-        denominator = _DENOMINATOR
+        denominator = DENOMINATOR
         contributions: defaultdict[bytes, int] = defaultdict(int)
         # Minutes of single-author contributions, in whole minutes (the common case, kept
         # apart so it needs no multiplication per record), and credits from contributions with
-        # coauthors, in units of 1/_DENOMINATOR minutes.
+        # coauthors, in units of 1/DENOMINATOR minutes.
         solo: defaultdict[bytes, int] = defaultdict(int)
         shared: defaultdict[bytes, int] = defaultdict(int)
         parts = self._parts
@@ -679,31 +653,17 @@ class ProjectView:
         return len(self._tally().contributions)
 
     def shares(self) -> list[Share]:
-        """The open value accounting: one line per participant of any live contribution.
-
-        Sorted by largest ``share`` first, then (for equal shares) larger ``claimed_minutes``,
-        then more ``contributions``, then the contributor's public key in ascending byte order.
-        Equal shares mean equal endorsed values whenever the total is not zero, so endorsed
-        value needs no tie-break of its own.
-        """
+        """The open value accounting: one line per participant of any live contribution,
+        in :func:`share_lines`' order."""
         accounts = self._tally()
-        total = sum(accounts.endorsed.values())
         handles = attest.handle_names(self._live.values(), self.claims.resolved)
-        lines = []
-        for person, count in accounts.contributions.items():
-            endorsed = accounts.endorsed.get(person, 0)
-            lines.append(
-                Share(
-                    contributor=person,
-                    contributions=count,
-                    claimed_minutes=Fraction(accounts.claimed[person], _DENOMINATOR),
-                    endorsed_value=Fraction(endorsed, _DENOMINATOR),
-                    share=Fraction(endorsed, total) if total else Fraction(0),
-                    handle=handles.get(person),
-                )
-            )
-        lines.sort(key=lambda s: (-s.share, -s.claimed_minutes, -s.contributions, s.contributor))
-        return lines
+        return share_lines(accounts.contributions, accounts.claimed, accounts.endorsed, handles)
+
+    def accounts(self) -> tuple[dict[bytes, int], dict[bytes, int], dict[bytes, int]]:
+        """Per participant: live contributions, claimed minutes and endorsed value, the two
+        sums in units of ``1/DENOMINATOR`` minutes (what :meth:`shares` is made of)."""
+        accounts = self._tally()
+        return accounts.contributions, accounts.claimed, accounts.endorsed
 
     def credit(self, contribution_id: bytes) -> list[tuple[bytes, Fraction, Fraction]] | None:
         """What one live contribution adds to :meth:`shares`: ``(participant, claimed minutes,
@@ -721,7 +681,7 @@ class ProjectView:
 
     def total_endorsed_value(self) -> Fraction:
         """The project's total endorsed value, the denominator of every share."""
-        return Fraction(sum(self._tally().endorsed.values()), _DENOMINATOR)
+        return Fraction(sum(self._tally().endorsed.values()), DENOMINATOR)
 
     def summary(self) -> ProjectSummary:
         """The data of ``project show`` and ``project list``."""

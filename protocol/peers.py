@@ -25,7 +25,9 @@ peers    ``t`` = "peers", ``a``: multiaddr strings             at most MAX_ANSWE
 =======  ==================================================  =====================
 
 Each address is ``/ip4|ip6/<ip>/tcp/<port>/p2p/<peer id>`` or ``/dns|dns4|dns6/<name>/tcp/
-<port>/p2p/<peer id>``. An answer that is not one well-formed frame within the bounds is
+<port>/p2p/<peer id>``, or a relayed address: one of those (the relay's) followed by
+``/p2p-circuit/p2p/<peer id>`` (the peer reached through the relay, which cannot be dialled
+directly: it is behind NAT). An answer that is not one well-formed frame within the bounds is
 refused whole; an address in a good answer that breaks the rules below is dropped on its own
 (:func:`check_addr` says why). Unspecified, multicast and reserved addresses are never
 valid; loopback, private and link-local ones only where the caller allows them (the answerer
@@ -159,6 +161,12 @@ def check_addr(addr: str, *, allow_local: bool) -> str:
     """``addr`` if it is a dialable address by the rules above, else PeersError."""
     if len(addr) > MAX_ADDR_CHARS:
         raise PeersError("bad-addr", f"address longer than {MAX_ADDR_CHARS} characters")
+    relay, circuit, target = addr.partition("/p2p-circuit/p2p/")
+    if circuit:
+        if not _PEER_ID_RE.match(target) or target == relay.rpartition("/")[2]:
+            raise PeersError("bad-addr", "the peer id after /p2p-circuit is not base58")
+        check_addr(relay, allow_local=allow_local)  # the relay's own address, by the rules
+        return addr
     parts = addr.split("/")
     if len(parts) != 7 or parts[0] or parts[3] != "tcp" or parts[5] != "p2p":
         raise PeersError("bad-addr", "not /<ip4|ip6|dns>/<host>/tcp/<port>/p2p/<peer id>")

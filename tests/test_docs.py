@@ -261,7 +261,12 @@ def config_keys() -> list[tuple[str, str]]:
     from node import home
 
     defaults = home.Config()
-    tables = {"node": home._NODE_KEYS, "limits": home._LIMIT_KEYS, "policy": home._POLICY_KEYS}
+    tables = {
+        "node": home._NODE_KEYS,
+        "limits": home._LIMIT_KEYS,
+        "policy": home._POLICY_KEYS,
+        "relay": home._RELAY_KEYS,
+    }
     return [
         (f"{table}.{key}", toml_value(getattr(defaults, key)))
         for table, keys in tables.items()

@@ -57,6 +57,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+_REACHABILITY = {
+    "public": "yes (peers can dial it)",
+    "private": "no (behind NAT or a firewall)",
+    "unknown": "not known yet",
+}
+
+
 def _status_text(status: dict[str, Any]) -> str:
     """``status`` for people: the node's addresses, how long it has run, what it follows."""
     lines = [
@@ -78,6 +85,12 @@ def _status_text(status: dict[str, Any]) -> str:
             f"sync:        {'catching up' if status['catching_up'] else 'up to date'}"
             f" ({status['syncing']} session(s) under way)",
         ]
+        if "reachability" in status:  # a node older than the relay does not say
+            relays = status.get("relays") or []
+            lines.append(
+                f"reachable:   {_REACHABILITY.get(status['reachability'], '-')}"
+                + (f"; relayed by {', '.join(relays)}" if relays else "")
+            )
     lines += [
         f"peers:       {status['peers']}",
         f"records:     {status['records']}",

@@ -27,6 +27,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
 
     from node.api.app import ApiStartError
     from node.net.addresses import AddressError, Announcement
+    from node.net.relay import RelaySettings
     from node.net.transport import TransportError, check_peer_addr
     from node.runtime import NodeOptions, run_node
 
@@ -67,6 +68,17 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         sync_interval=config.sync_interval,
         gossip_rate=config.gossip_rate,
         dht=args.dht,
+        relay=RelaySettings(
+            hop=seed if config.hop == "auto" else bool(config.hop),
+            max_reservations=config.max_reservations,
+            max_circuits_per_peer=config.max_circuits_per_peer,
+            max_circuit_seconds=config.max_circuit_seconds,
+            max_circuit_bytes=config.max_circuit_mb << 20,
+            reservation_seconds=config.reservation_seconds,
+            reachability=config.reachability,  # type: ignore[arg-type]
+            reserve=config.reserve,
+            hole_punch=config.hole_punch,
+        ),
         policy=policy,
     )
     if home.running_node() is not None:

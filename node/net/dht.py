@@ -105,6 +105,14 @@ class Dht:
             task_status.started()
             await trio.sleep_forever()
 
+    async def promote(self) -> None:
+        """Become a server (answer queries, hold records): a client found publicly
+        reachable (``node/net/relay.py``) can serve the DHT like a seed."""
+        if self._kad is not None and self.mode == "client":
+            await self._kad.switch_mode(DHTMode.SERVER)
+            self.mode = "server"
+            log.info("DHT: now a server (this node is publicly reachable)")
+
     def routing_table_size(self) -> int:
         return 0 if self._kad is None else int(self._kad.get_routing_table_size())
 

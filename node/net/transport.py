@@ -35,8 +35,6 @@ import multiaddr
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.network.stream.exceptions import StreamClosed as _Libp2pStreamClosed
-from libp2p.network.stream.exceptions import StreamEOF as _Libp2pStreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.pb import rpc_pb2
@@ -46,6 +44,16 @@ from libp2p.utils.address_validation import expand_wildcard_address
 from node.net import _compat as compat
 from node.net.addresses import Announcement, expand_wildcards
 from node.net.dht import Dht
+from node.net.relay import Relay, RelayRefused, RelaySettings, is_circuit, split_circuit
+from node.net.stream import (
+    ProtocolUnsupported,
+    PublishRejected,
+    Stream,
+    StreamBroken,
+    StreamClosed,
+    StreamError,
+    TransportError,
+)
 from protocol.signing import SigningKey
 
 __all__ = [
@@ -75,8 +83,6 @@ MAX_MESSAGE_BYTES = 1_000_000  # payload; libp2p's RPC limit is 1 MiB including 
 MAX_INBOUND_RPC_BYTES = MAX_MESSAGE_BYTES + (64 << 10)
 MAX_TOPIC_BYTES = 256
 MAX_TOPICS = 256  # topics with a validator: subscribed or published to
-MAX_READ_BYTES = 1 << 20  # one Stream.read
-MAX_READ_EXACTLY_BYTES = 8 << 20  # one Stream.read_exactly
 MAX_INBOUND_STREAMS = 128  # stream handlers running at once; further streams are reset
 MAX_BANNED_PEERS = 1024
 PUBLISH_QUEUE_HIGH_WATER = 16  # of libp2p's 32-RPC per-peer outbound queue
@@ -87,28 +93,8 @@ SHUTDOWN_TIMEOUT_SECONDS = 2.0
 CONNECTION_AUDIT_SECONDS = 1.0
 
 
-class TransportError(Exception):
-    """The network failed us: a dial, a stream open, a libp2p service."""
-
-
-class ProtocolUnsupported(TransportError):
-    """The peer is connected but does not serve the protocol asked for (it said so)."""
-
-
-class PublishRejected(TransportError):
-    """Our own validator rejected a message we tried to publish; nobody received it."""
-
-
-class StreamError(TransportError):
-    """Base class of the errors of an open ``Stream``."""
-
-
-class StreamClosed(StreamError):
-    """We closed or reset the stream (or half-closed it and then wrote)."""
-
-
-class StreamBroken(StreamError):
-    """The peer reset the stream, the connection died, or EOF came before enough bytes."""
+#: A transport on its own neither relays, nor tests its reachability, nor reserves a slot.
+NO_RELAY = RelaySettings(reachability="public", reserve=False, hole_punch=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +104,8 @@ class TransportConfig:
     mdns: bool = False
     mdns_interfaces: tuple[str, ...] = ()  # () means every interface
     dht: Literal["server", "client", "off"] = "off"  # see node/net/dht.py
+    dht_promote: bool = False  # client becomes server once found publicly reachable
+    relay: RelaySettings = NO_RELAY  # see node/net/relay.py
     max_connections: int = 64
     dial_timeout_seconds: float = 5.0
     gossip_degree: int = 6
@@ -186,84 +174,6 @@ class TransportStats:
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
-
-
-class Stream:
-    """One bidirectional stream. The caller owns timeouts: use trio cancel scopes, then reset."""
-
-    def __init__(self, net_stream: INetStream, peer_id: str, protocol: str) -> None:
-        self._stream = net_stream
-        self.peer_id = peer_id
-        self.protocol = protocol
-        self._closed = False
-
-    def _error(self, exc: Exception, what: str) -> StreamError:
-        if isinstance(exc, _Libp2pStreamClosed):
-            return StreamClosed(f"{what} on a closed stream with {self.peer_id}")
-        return StreamBroken(f"{what} failed with {self.peer_id}: {type(exc).__name__} {exc}")
-
-    def remote_host(self) -> str | None:
-        """The IP address the stream's connection comes from; None when unknown."""
-        return compat.remote_host(self._stream)
-
-    async def read(self, max_bytes: int = MAX_READ_BYTES) -> bytes:
-        """Return between 1 and ``max_bytes`` bytes as soon as any arrive, or b"" at EOF."""
-        if not 0 < max_bytes <= MAX_READ_BYTES:
-            raise ValueError(f"max_bytes must be in 1..{MAX_READ_BYTES}")
-        if self._closed:
-            raise StreamClosed(f"read on a closed stream with {self.peer_id}")
-        try:
-            return await self._stream.read(max_bytes)
-        except _Libp2pStreamEOF:
-            return b""
-        except Exception as exc:
-            raise self._error(exc, "read") from exc
-
-    async def read_exactly(self, n: int) -> bytes:
-        """Return exactly ``n`` bytes; StreamBroken if EOF or a reset comes first."""
-        if not 0 <= n <= MAX_READ_EXACTLY_BYTES:
-            raise ValueError(f"n must be in 0..{MAX_READ_EXACTLY_BYTES}")
-        parts: list[bytes] = []
-        have = 0
-        while have < n:
-            chunk = await self.read(min(n - have, MAX_READ_BYTES))
-            if not chunk:
-                raise StreamBroken(f"EOF from {self.peer_id} after {have} of {n} bytes")
-            parts.append(chunk)
-            have += len(chunk)
-        return b"".join(parts)
-
-    async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise StreamClosed(f"write on a closed stream with {self.peer_id}")
-        try:
-            await self._stream.write(data)
-        except Exception as exc:
-            raise self._error(exc, "write") from exc
-
-    async def close_write(self) -> None:
-        """Half-close: the peer reads EOF; we can still read its answer."""
-        try:
-            await self._stream.close_write()  # type: ignore[attr-defined]
-        except Exception as exc:
-            raise self._error(exc, "close_write") from exc
-
-    async def close(self) -> None:
-        """Close both directions. Idempotent; never raises a stream error."""
-        if not self._closed:
-            self._closed = True
-            try:
-                await self._stream.close()
-            except Exception as exc:
-                logger.debug("closing a stream with %s: %r", self.peer_id, exc)
-
-    async def reset(self) -> None:
-        """Abort both directions. Idempotent; never raises a stream error."""
-        self._closed = True
-        try:
-            await self._stream.reset()
-        except Exception as exc:
-            logger.debug("resetting a stream with %s: %r", self.peer_id, exc)
 
 
 def check_peer_addr(maddr: str) -> str:
@@ -355,6 +265,8 @@ class Transport:
         self._stuck: set[ID] = set()  # peers whose queue did not drain in time
         self._banned_until: dict[str, float] = {}
         self.dht = Dht(host, config.dht)  # before any connection: identify must list it
+        self.relay = Relay(host, config.relay, on_reachability=self._reachability)
+        compat.circuit.advertise_relayed(host, self.relay.relayed_addrs)
         pubsub.on_delivered = self._deliver
         pubsub.on_error = self._count_pubsub_error
 
@@ -369,7 +281,10 @@ class Transport:
     def advertised_addrs(self) -> list[str]:
         """The addresses this node tells its peers to dial, each ending in /p2p/<id>: its
         listen addresses, or ``announce`` in their place, less ``no_announce``."""
-        return self._announcement.full(expand_wildcards(map(str, self._host.get_transport_addrs())))
+        direct = self._announcement.full(
+            expand_wildcards(map(str, self._host.get_transport_addrs()))
+        )
+        return direct + [f"{a}/p2p/{self.peer_id}" for a in self.relay.relayed_addrs()]
 
     async def connect(self, maddr: str) -> str:
         """Dial ``maddr``, which must end in /p2p/<id>, and return that peer id.
@@ -377,6 +292,8 @@ class Transport:
         Returns at once when already connected. Raises TransportError. A successful return
         does not promise the peer keeps the connection (it may be full or ban us)."""
         check_peer_addr(maddr)
+        if is_circuit(maddr):
+            return await self._connect_relayed(maddr)
         info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
         peer_id = str(info.peer_id)
         if peer_id == self.peer_id:
@@ -399,6 +316,41 @@ class Transport:
             raise TransportError(f"could not connect to {maddr}: {_one_line(exc)}") from exc
         self.stats.connects += 1
         return peer_id
+
+    async def _connect_relayed(self, maddr: str) -> str:
+        """Dial ``<relay addr>/p2p/<relay>/p2p-circuit/p2p/<target>``: the relay first, then
+        a circuit through it (see :mod:`node.net.relay`)."""
+        try:
+            relay_addr, relay, target = split_circuit(maddr)
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
+        if target in (self.peer_id, relay) or self._is_banned(target):
+            raise TransportError(f"refusing to dial {target} through {relay}")
+        if _peer(target) in self._host.get_connected_peers():
+            return target
+        await self.connect(relay_addr)
+        try:
+            await self.relay.dial(relay, target)
+        except Exception as exc:  # RelayRefused, SwarmException, TooSlowError, ...
+            self.stats.dial_failures += 1
+            why = str(exc) if isinstance(exc, RelayRefused) else _one_line(exc)
+            raise TransportError(f"could not connect to {maddr}: {why}") from exc
+        self.stats.connects += 1
+        return target
+
+    def is_relayed(self, peer_id: str) -> bool:
+        """Whether every connection to the peer runs through a relay (False when none)."""
+        return compat.circuit.relayed(self._host, _peer(peer_id))
+
+    def _reachability(self, verdict: str) -> None:
+        if verdict == "public" and self._config.dht_promote and self.dht.mode == "client":
+            self._spawn(self._promote_dht)
+
+    async def _promote_dht(self) -> None:
+        # Then identify tells our peers that we serve the DHT now; those that connect later,
+        # or meet us in a query, add us to their routing tables.
+        await self.dht.promote()
+        await self.relay.push_identify()
 
     async def disconnect(self, peer_id: str) -> None:
         """Close every connection to the peer; its "disconnected" event follows."""
@@ -434,6 +386,7 @@ class Transport:
             if count == 0:
                 self._emit(PeerEvent("connected", peer_id))
                 self._spawn(self.dht.peer_connected, peer_id)
+                self.relay.peer_connected()
         elif count > 1:
             self._connections[peer_id] = count - 1
         elif count == 1:  # 0: already reported by _audit_connections
@@ -774,6 +727,7 @@ async def open_transport(config: TransportConfig) -> AsyncIterator[Transport]:
                     transport._nursery = nursery
                     nursery.start_soon(transport._audit_forever)
                     await nursery.start(transport.dht.run)
+                    await nursery.start(transport.relay.run)
                     if config.mdns:
                         await nursery.start(
                             compat.run_mdns,

@@ -133,6 +133,8 @@ class StoreBase:
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.Lock()
         self._scope_numbers: dict[str, int] = {}
+        #: Participant numbers of the views' tallies (node.store.tally), by key.
+        self._unit_numbers: dict[bytes, int] = {}
         self._cache: OrderedDict[bytes, CachedProject] = OrderedDict()
         self._cached_records = 0
         self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]

@@ -18,6 +18,7 @@ from typing import Final, Literal, TypeAlias
 
 from node.clock import now_ms as _now_ms
 from node.store.base import StoreBase, guarded, project_of
+from node.store.tally import recount, untally
 from protocol.record import Record
 from protocol.validation import scope_of
 
@@ -126,20 +127,22 @@ class ModerationMixin(StoreBase):
         projects concerned, and remember their ids as refused; one transaction. Returns how
         many records were deleted."""
         at = _now_ms() if now_ms is None else now_ms
-        arg: int | bytes
         if kind == "project":
             number = self._scope_number(key.hex(), create=False)
             if number is None:
                 return 0
-            where, arg = "r.project = ?", number
+            # Its contributions are its scope's (records_scope), the rest on records_project.
+            where = "((r.project = ? AND r.kind <> 'contribution') OR"
+            where += " (r.scope = ? AND r.kind = 'contribution'))"
+            args: tuple[object, ...] = (number, number)
         else:
-            where, arg = "r.author = ?", key
+            where, args = "r.author = ?", (key,)
         with self._transaction() as conn:
             rows = conn.execute(
                 "SELECT r.seq, r.id, r.ts, r.author, r.project, p.name, s.name FROM records AS r"
                 " LEFT JOIN scopes AS p ON p.n = r.project JOIN scopes AS s ON s.n = r.scope"
                 f" WHERE {where}",
-                (arg,),
+                args,
             ).fetchall()
             if not rows:
                 return 0
@@ -152,7 +155,9 @@ class ModerationMixin(StoreBase):
                     for _, id_, ts, author, _, name, scope in rows
                 ],
             )
+            untally(conn, [int(row[0]) for row in rows], projects if kind == "project" else ())
             conn.executemany("DELETE FROM records WHERE seq = ?", [(row[0],) for row in rows])
+            recount(conn, projects)
             conn.executemany(
                 "DELETE FROM view_snapshots WHERE project = ?", [(p,) for p in projects]
             )

@@ -22,6 +22,12 @@ from protocol.record import Record
 
 __all__ = ["MAX_CACHED_RECORDS", "ProjectsMixin"]
 
+#: Every record of a project (parameters: its number twice), off the two indexes that hold
+#: them: its contributions on ``records_scope``, the rest on the partial ``records_project``.
+_PROJECT_ROWS: Final = (
+    "SELECT seq, raw FROM records WHERE project = ? AND kind <> 'contribution'"
+    " UNION ALL SELECT seq, raw FROM records WHERE scope = ? AND kind = 'contribution'"
+)
 #: Decoded records kept by the per-project cache, in all projects together (about 1 KB each).
 MAX_CACHED_RECORDS: Final = 150_000
 
@@ -58,11 +64,7 @@ class ProjectsMixin(StoreBase):
             return ordered_copy(entry)
         number = self._scope_number(project_id.hex(), create=False)
         rows = (
-            []
-            if number is None
-            else self._db.execute(
-                "SELECT seq, raw FROM records WHERE project = ?", (number,)
-            ).fetchall()
+            [] if number is None else self._db.execute(_PROJECT_ROWS, (number, number)).fetchall()
         )
         if not rows:
             return None, []
@@ -77,8 +79,9 @@ class ProjectsMixin(StoreBase):
         entry = self._cache.get(project_id)
         if entry is None:
             number = self._scope_number(project_id.hex(), create=False)
-            query = "SELECT raw FROM records WHERE project = ? AND seq > ?"
-            later = [decode(raw) for (raw,) in self._db.execute(query, (number, last_seq))]
+            query = f"SELECT seq, raw FROM ({_PROJECT_ROWS}) WHERE seq > ?"
+            rows = self._db.execute(query, (number, number, last_seq))
+            later = [decode(raw) for _, raw in rows]
             genesis: Record | None = None
             records: list[Record] = []
             for record in decoded + later:
@@ -119,41 +122,7 @@ class ProjectsMixin(StoreBase):
         self._evict()
 
     # ----------------------------------------------------------------------------------------
-    # View snapshots: a project's key, and the snapshot bytes node.views stores under it
-
-    @guarded
-    def project_key(self, project_id: bytes) -> ProjectKey | None:
-        """``(records, last_seq)`` of a project's records (genesis included), None if none held.
-
-        Read off the project index, without decoding: about 3 ms for 55,000 records, and
-        remembered until records are stored again (here or by another process).
-        """
-        self._drop_cache_if_changed()
-        version = (self._data_version, self._changes)
-        if self._keys_memo[0] != version:
-            self._keys_memo = (version, {})
-        memo = self._keys_memo[1]
-        if project_id in memo:
-            return memo[project_id]
-        number = self._scope_number(project_id.hex(), create=False)
-        key: ProjectKey | None = None
-        if number is not None:
-            query = "SELECT count(*), max(seq) FROM records WHERE project = ?"
-            count, last = self._db.execute(query, (number,)).fetchone()
-            if count:
-                key = (int(count), int(last))
-        memo[project_id] = key
-        return key
-
-    @guarded
-    def project_keys(self) -> dict[bytes, ProjectKey]:
-        """The key of every project whose genesis is held (one scan of the project index)."""
-        query = (
-            "SELECT s.name, count(*), max(r.seq) FROM records AS r JOIN scopes AS s"
-            " ON s.n = r.project GROUP BY r.project HAVING max(r.kind = 'project')"
-        )
-        rows = self._db.execute(query)
-        return {bytes.fromhex(name): (int(n), int(last)) for name, n, last in rows}
+    # View snapshots: the snapshot bytes node.views stores under a project's key
 
     @guarded
     def snapshot_keys(self) -> dict[bytes, SnapshotKey]:

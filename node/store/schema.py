@@ -84,7 +84,49 @@ _V3: Final = (
         peer_id TEXT PRIMARY KEY, until INTEGER, at INTEGER NOT NULL
     ) WITHOUT ROWID""",
 )
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+_V4: Final = (
+    # The fold inputs the views read instead of decoding a project (node.store.tally). Keys
+    # and handles are numbered once in ``units`` so the per-record rows hold small integers.
+    "CREATE TABLE units (n INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, handle TEXT)",
+    # A row per (contribution, participant before claims), in time order per participant.
+    """CREATE TABLE credits (
+        project INTEGER NOT NULL, unit INTEGER NOT NULL, ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL, PRIMARY KEY (project, unit, ts, seq)
+    ) WITHOUT ROWID""",
+    # A row per contribution, in time order per project and contribution type.
+    """CREATE TABLE typed (
+        project INTEGER NOT NULL, type TEXT NOT NULL, ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL, PRIMARY KEY (project, type, ts, seq)
+    ) WITHOUT ROWID""",
+    # Running sums per project, participant and participant count (protocol.tally.TallyRow).
+    """CREATE TABLE tallies (
+        project INTEGER NOT NULL, unit INTEGER NOT NULL, parts INTEGER NOT NULL,
+        contributions INTEGER NOT NULL, minutes INTEGER NOT NULL,
+        PRIMARY KEY (project, unit, parts)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE type_tallies (
+        project INTEGER NOT NULL, type TEXT NOT NULL, contributions INTEGER NOT NULL,
+        PRIMARY KEY (project, type)
+    ) WITHOUT ROWID""",
+    # Each project's record count and greatest seq: its view key (node.views).
+    """CREATE TABLE project_totals (
+        project INTEGER PRIMARY KEY, records INTEGER NOT NULL, last_seq INTEGER NOT NULL
+    )""",
+    # Present while the records held before this version are still to be tallied: the
+    # greatest seq tallied so far (node.store.tally.backfill runs when the store is opened).
+    "CREATE TABLE tally_backfill (last INTEGER NOT NULL)",
+    # Records per kind (the metrics' gauge), kept like the tallies.
+    "CREATE TABLE kind_totals (kind TEXT PRIMARY KEY, records INTEGER NOT NULL) WITHOUT ROWID",
+    # Disk: contributions, nearly every record of a big project, leave the kind index (its
+    # queries read kind_totals, the identity records and the genesis records instead) and
+    # the project index (a project's contributions are its scope's, on records_scope).
+    "DROP INDEX records_kind",
+    "DROP INDEX records_project",
+    "CREATE INDEX records_project ON records (project, kind) WHERE kind <> 'contribution'",
+    "CREATE INDEX records_genesis ON records (ts, id) WHERE kind = 'project'",
+    "INSERT INTO tally_backfill VALUES (-1)",
+)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

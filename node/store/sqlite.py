@@ -69,6 +69,7 @@ from node.store.moderation import ModerationMixin
 from node.store.peers import PeersMixin
 from node.store.projects import ProjectsMixin
 from node.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_VERSION, Synchronous, prepare
+from node.store.tally import TallyMixin, backfill, tally_inserted
 from protocol.errors import RemoteProtocolError
 from protocol.record import ID_SIZE, EndorsementBody, Record, RetractionBody, parse_id_prefix
 from protocol.validation import META_SCOPE, scope_of
@@ -136,7 +137,7 @@ def _columns(record: Record, project: int | None, scope: int | None) -> tuple[ob
     return (record.id, record.raw, record.kind, record.author, project, scope, record.ts, target)
 
 
-class Store(ProjectsMixin, PeersMixin, ModerationMixin):
+class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
     """The SQLite store of one node. Open with :meth:`open`; close, or use as a context manager."""
 
     # ----------------------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
             raise StoreError(f"cannot open {path}: {exc}") from exc
         try:
             prepare(conn, path, synchronous)
+            backfill(conn, path)
         except sqlite3.OperationalError as exc:
             conn.close()
             raise StoreError(f"cannot open {path}: {exc}") from exc
@@ -216,6 +218,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
                 # rows costs a third less than a statement per record.
                 held = self._held(conn, [r.id for r in records])
                 rows = []
+                tallied: list[tuple[int | None, Record]] = []
                 scopes: set[str] = set()
                 for record in records:
                     is_new = record.id not in held
@@ -231,16 +234,23 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
                         self._scope_number(scope),
                     )
                     rows.append((*_columns(record, *numbers), received_at, int(published)))
+                    tallied.append((numbers[0], record))
                     if project is not None:
                         added.append((project, record))
+                first = int(
+                    conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
+                )
                 _insert(conn, rows)
+                tally_inserted(conn, first, tallied, self._unit_numbers)
             if rows:  # committed
                 self._changes += 1
                 for scope in scopes:
                     self._scope_changes[scope] = self._scope_changes.get(scope, 0) + 1
         except BaseException:
-            # Scope numbers handed out inside the rolled-back transaction no longer exist.
+            # Scope and participant numbers handed out inside the rolled-back transaction no
+            # longer exist.
             self._scope_numbers.clear()
+            self._unit_numbers.clear()
             raise
         self._cache_added(added)
         return new
@@ -345,11 +355,12 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
 
     @guarded
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM records").fetchone()[0])
+        query = "SELECT coalesce(sum(records), 0) FROM kind_totals"
+        return int(self._db.execute(query).fetchone()[0])
 
     @guarded
     def count_by_kind(self) -> dict[str, int]:
-        query = "SELECT kind, count(*) FROM records GROUP BY kind ORDER BY kind"
+        query = "SELECT kind, records FROM kind_totals ORDER BY kind"
         return {kind: int(n) for kind, n in self._db.execute(query)}
 
     @guarded
@@ -370,16 +381,23 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin):
 
     @guarded
     def kinds_key(self, kinds: Collection[str]) -> ProjectKey:
-        """``(records, greatest seq)`` of the records of these kinds, off the kind index:
-        records are only ever added, so an equal key means the same records."""
-        query = f"SELECT count(*), max(seq) FROM records WHERE kind IN ({marks(len(kinds))})"
+        """``(records, greatest seq)`` of the records of these unscoped kinds (no project
+        key: identity records), off the partial project index: records are only ever added,
+        so an equal key means the same records."""
+        query = (
+            "SELECT count(*), max(seq) FROM records WHERE project IS NULL"
+            f" AND kind <> 'contribution' AND kind IN ({marks(len(kinds))})"
+        )
         count, last = self._db.execute(query, tuple(kinds)).fetchone()
         return (int(count), int(last or 0))
 
     @guarded
     def of_kinds(self, kinds: Collection[str]) -> list[Record]:
-        """Every record of these kinds (the identity records the person fold reads)."""
-        query = f"SELECT raw FROM records WHERE kind IN ({marks(len(kinds))}) ORDER BY seq"
+        """Every record of these unscoped kinds (the identity records the person fold reads)."""
+        query = (
+            "SELECT raw FROM records WHERE project IS NULL AND kind <> 'contribution'"
+            f" AND kind IN ({marks(len(kinds))}) ORDER BY seq"
+        )
         return [decode(row[0]) for row in self._db.execute(query, tuple(kinds))]
 
     @guarded

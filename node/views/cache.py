@@ -40,6 +40,7 @@ from typing import Any, Final, Protocol
 from node.store.sqlite import ProjectKey, Store, StoreError
 from node.views.follow import Follow
 from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
+from node.views.tallied import Tallied
 from protocol.errors import ProtocolError
 from protocol.identity import People
 from protocol.identity_records import IDENTITY_KINDS
@@ -196,7 +197,7 @@ class _Entry:
     """A project's results held in memory, for the record set named by ``key``."""
 
     key: ProjectKey
-    answers: _Fold | ViewSnapshot
+    answers: _Fold | ViewSnapshot | Tallied
     #: When the first fold not yet written as a snapshot was made (monotonic), or None.
     unsaved_since: float | None = None
     #: When this node last wrote the project's snapshot (monotonic), or None.
@@ -221,6 +222,8 @@ class ViewCache:
     seconds) times the debouncing of snapshot writes. ``follow`` is the node's follow list:
     a project it does not follow is marked so in the list, and its ledger and shares are
     refused (the records held of it may be any part of it, so its numbers would mislead).
+    ``tallies=False`` folds every record even while keys are their own persons (and keeps
+    snapshots of the folds): the reference the tallies are tested against.
     """
 
     def __init__(
@@ -230,8 +233,10 @@ class ViewCache:
         cache: bool = True,
         clock: Callable[[], float] = time.monotonic,
         follow: Follow | None = None,
+        tallies: bool = True,
     ) -> None:
         self.store = store
+        self._tallies = tallies
         self.follow = follow or Follow()
         self._enabled = cache
         self._clock = clock
@@ -310,11 +315,30 @@ class ViewCache:
             entry = self._held(pid, key)
             if entry is not None:
                 return entry.answers
-            snapshot = self._load(pid, key)
-            if snapshot is not None:
-                self._remember(pid, key, snapshot, unsaved=False)
-                return snapshot
-            return self._fold(pid, key)
+            return self._build(pid, key)
+
+    def _build(self, pid: bytes, key: ProjectKey) -> _Answers:
+        """Answers for ``key`` from the tallies while keys are their own persons, else from a
+        stored snapshot or a fold (under the project's lock)."""
+        people = self.people()
+        if people.trivial and self._tallies:
+            return self._tallied(pid, key, people)
+        snapshot = self._load(pid, key)
+        if snapshot is not None:
+            self._remember(pid, key, snapshot, unsaved=False)
+            return snapshot
+        return self._fold(pid, key)
+
+    def _tallied(self, pid: bytes, key: ProjectKey, people: People) -> Tallied:
+        started = time.monotonic()
+        answers = Tallied.build(self.store, pid, people)
+        if answers is None:
+            raise ViewError(f"no project {pid.hex()}")
+        log.debug("tallied project %s in %.3f s", pid.hex(), time.monotonic() - started)
+        # Records that arrived while it was read may be half in it: kept only when none did.
+        if self._current(pid) == key:
+            self._remember(pid, key, answers, unsaved=False)
+        return answers
 
     def _load(self, pid: bytes, key: ProjectKey) -> ViewSnapshot | None:
         if not self.people().trivial:
@@ -356,7 +380,7 @@ class ViewCache:
         return fold
 
     def _remember(
-        self, pid: bytes, key: ProjectKey, answers: _Fold | ViewSnapshot, *, unsaved: bool
+        self, pid: bytes, key: ProjectKey, answers: _Fold | ViewSnapshot | Tallied, *, unsaved: bool
     ) -> None:
         if not self._enabled:
             return
@@ -394,7 +418,10 @@ class ViewCache:
                 return False
             if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
                 return False
-            self._fold(pid, key)
+            answers = self._build(pid, key)
+            if isinstance(answers, Tallied):
+                # What is asked first (the default ledger page, the shares), made now.
+                answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
             return True
 
     def refresh(
@@ -459,7 +486,9 @@ class ViewCache:
                 break
             started = time.monotonic()
             answers = entry.answers
-            if isinstance(answers, _Fold) and not answers.view.state.people.trivial:
+            if isinstance(answers, Tallied) or (
+                isinstance(answers, _Fold) and not answers.view.state.people.trivial
+            ):
                 with self._lock:  # results per person have no snapshot (module docstring)
                     entry.unsaved_since = None
                 continue

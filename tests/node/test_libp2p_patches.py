@@ -36,6 +36,7 @@ from node.net import ALLOW_VERSION_ENV, Libp2pVersionError, check_libp2p_version
 from node.net._compat import (
     auto_connector,
     buffered_reads,
+    circuit,
     delivery,
     frame_events,
     idontwant,
@@ -62,6 +63,7 @@ OVERRIDES = [
     delivery.DeliveringPubsub,
     buffered_reads.BufferedReadsPubsub,
     merged_writes.MergedWritesPubsub,
+    circuit.CommonsCircuitRelay,
 ]
 
 

@@ -28,6 +28,7 @@ from protocol.peers import (
 )
 
 PEER = "12D3KooWEFG1nCfHgtGXmb7qUdKiFy19WWqVEqvNZhtsdaSw1oqD"
+OTHER = "12D3KooWAurz8NLpFie6i9Jprio4quKcbKuSQgcH6jyYJ8YGtUq7"
 PUBLIC = f"/ip4/93.184.216.34/tcp/4710/p2p/{PEER}"
 LOOPBACK = f"/ip4/127.0.0.1/tcp/4710/p2p/{PEER}"
 
@@ -61,6 +62,10 @@ def test_local_addresses_are_dropped_unless_allowed() -> None:
         ("/ip4/93.184.216.34/tcp/4710/p2p/0OIl" + "1" * 40, "base58"),
         (f"/ip4/93.184.216.34/udp/4710/p2p/{PEER}", "tcp"),
         (f"/ip4/93.184.216.34/tcp/4710/p2p/{PEER}/p2p-circuit", "tcp"),
+        (f"/ip4/93.184.216.34/tcp/4710/p2p/{PEER}/p2p-circuit/p2p/0OIl", "base58"),
+        (f"/ip4/93.184.216.34/tcp/4710/p2p/{PEER}/p2p-circuit/p2p/{PEER}", "base58"),
+        (f"/ip4/224.0.0.1/tcp/4710/p2p/{PEER}/p2p-circuit/p2p/{OTHER}", "multicast"),
+        (f"/p2p/{PEER}/p2p-circuit/p2p/{OTHER}", "not /"),
         (f"/ip4/2001:db8::1/tcp/4710/p2p/{PEER}", "ip4"),
         (f"/dns4/localhost/tcp/4710/p2p/{PEER}", "DNS"),
         (f"/dns4/bad_name!/tcp/4710/p2p/{PEER}", "DNS"),
@@ -78,6 +83,7 @@ def test_good_addresses_pass() -> None:
         PUBLIC,
         f"/ip6/2a00:1450:4001::1/tcp/4710/p2p/{PEER}",
         f"/dns4/seed.example.org/tcp/4710/p2p/{PEER}",
+        f"/dns4/seed.example.org/tcp/4710/p2p/{PEER}/p2p-circuit/p2p/{OTHER}",
     ):
         assert check_addr(addr, allow_local=False) == addr
 

@@ -26,7 +26,11 @@ import re
 #: Logger name -> the patterns of the ERROR or WARNING messages it logs for expected events.
 EXPECTED_ERRORS: dict[str, tuple[str, ...]] = {
     "libp2p.host.basic_host": (r"Failed to open stream",),
-    "libp2p.transport.tcp.tcp": (r"Failed to open TCP stream",),
+    # The second: a refused or unroutable dial, as DCUtR's hole-punching dials often are.
+    "libp2p.transport.tcp.tcp": (
+        r"Failed to open TCP stream",
+        r"Unexpected error opening TCP stream",
+    ),
     "libp2p.protocol_muxer.multiselect_client": (r"MultiselectClient handshake: \w+ failed",),
     "libp2p.stream_muxer.yamux.yamux": (
         r"Error in handle_incoming for peer \S+: (ConnectionClosed|ClosedResource)",
@@ -40,6 +44,16 @@ EXPECTED_ERRORS: dict[str, tuple[str, ...]] = {
         r"Failed to get providers from",
         r"Error sending ADD_PROVIDER to",
         r"Failed to send ADD_PROVIDER to",
+    ),
+    # A peer closing or resetting a relay (hop) stream: the ordinary end of an exchange or a
+    # circuit, one or two messages a stream (the handlers are fingerprinted in circuit.py).
+    "libp2p.relay.circuit_v2.protocol": (
+        r"Error reading from hop stream",
+        r"Unexpected error reading from stream",
+        r"Unexpected error handling hop stream",
+        r"Error relaying data",
+        r"Error writing to destination stream",
+        r"Error sending status message",
     ),
 }
 

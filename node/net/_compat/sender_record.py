@@ -55,13 +55,18 @@ _trusted_records: OrderedDict[tuple[ID, bytes], float] = OrderedDict()
 
 
 def _sender_record(host: IHost) -> tuple[bytes, bool]:
-    """``env_to_send_in_RPC``, reusing the envelope for ``SENDER_RECORD_REUSE`` seconds."""
+    """``env_to_send_in_RPC``, reusing the envelope for ``SENDER_RECORD_REUSE`` seconds, and
+    only while it is still the peerstore's local record: identify (ours after a relay
+    reservation changed our addresses) issues a newer one, and a peer that received it
+    ignores every RPC that carries the older one (its sequence number is lower)."""
     now = time.monotonic()
-    cached: tuple[float, bytes] | None = getattr(host, "_commons_sender_record", None)
-    if cached is not None and cached[0] > now:
+    local = host.get_peerstore().get_local_record()
+    cached: tuple[float, bytes, object] | None = getattr(host, "_commons_sender_record", None)
+    if cached is not None and cached[0] > now and cached[2] is local:
         return cached[1], False
     envelope, fresh = env_to_send_in_RPC(host)
-    host._commons_sender_record = (now + SENDER_RECORD_REUSE, envelope)  # type: ignore[attr-defined]
+    local = host.get_peerstore().get_local_record()
+    host._commons_sender_record = (now + SENDER_RECORD_REUSE, envelope, local)  # type: ignore[attr-defined]
     return envelope, fresh
 
 

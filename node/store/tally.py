@@ -1,0 +1,456 @@
+"""The fold inputs the store keeps at insert time: per-project running sums of what each
+contribution credits (:mod:`protocol.tally`), so that the views of a big project need no fold
+of its every record.
+
+Tables (schema version 4, :mod:`node.store.schema`): ``units`` numbers the participants
+(a key, or a handle's stand-in with the handle's text), ``credits`` holds a row per
+(contribution, participant) in time order for the ledger's author filter, ``typed`` a row per
+contribution in time order per type for its type filter, ``tallies`` the sums per project,
+participant and participant count, ``type_tallies`` the contributions per project and type,
+``project_totals`` each project's record count and greatest ``seq`` (its view key, read in
+microseconds where a count over the project index took 50 ms at a million records) and
+``kind_totals`` the records per kind (the metrics' gauge).
+
+Everything here is written inside the transaction that stores the records
+(:func:`tally_inserted`, called by ``Store.add``: the one place the insert path changes) or
+purges them (:func:`untally`, :func:`recount`), so the sums always match the records held. A
+store made by an earlier version is filled in by :func:`backfill` when it is opened, in
+batches that each commit, so an interrupted backfill resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from node.store.base import (
+    MAX_SQL_PARAMS,
+    ProjectKey,
+    StoreBase,
+    chunks,
+    decode,
+    guarded,
+    marks,
+)
+from protocol.record import Record
+from protocol.tally import TallyRow, credit_of
+
+__all__ = [
+    "BACKFILL_BATCH",
+    "TallyMixin",
+    "backfill",
+    "recount",
+    "tally_inserted",
+    "tally_records",
+    "untally",
+]
+
+log = logging.getLogger(__name__)
+
+#: Participant numbers a store remembers (about 100 bytes each).
+MAX_KNOWN_UNITS: Final = 50_000
+#: Records read and tallied per transaction by :func:`backfill`.
+BACKFILL_BATCH: Final = 20_000
+#: A project's record count and greatest seq (parameters: its number twice), off the two
+#: indexes that hold its records: contributions on ``records_scope``, the rest on the
+#: partial ``records_project``.
+_PROJECT_COUNTS: Final = (
+    "SELECT count(*) AS n, max(seq) AS last FROM records"
+    " WHERE project = ? AND kind <> 'contribution'"
+    " UNION ALL SELECT count(*), max(seq) FROM records WHERE scope = ? AND kind = 'contribution'"
+)
+#: Whether a backfill is still to run (or to finish).
+_BACKFILLING: Final = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tally_backfill'"
+#: Rows one ledger query reads at a time.
+LEDGER_BATCH: Final = 256
+
+
+def _units(
+    conn: sqlite3.Connection, wanted: dict[bytes, str | None], known: dict[bytes, int]
+) -> dict[bytes, int]:
+    """The numbers of the participants in ``wanted`` (key -> handle), adding the new ones.
+
+    ``known`` is the caller's memory of numbers already read (units are never deleted, so a
+    number once read stays right; the caller forgets those of a transaction that rolled
+    back): a batch of 5,000 commits by 5,000 authors spent 5 microseconds a record looking
+    them up. It is filled here and emptied when it passes ``MAX_KNOWN_UNITS``.
+    """
+    if len(known) > MAX_KNOWN_UNITS:
+        known.clear()
+    numbers = {key: known[key] for key in wanted if key in known}
+    keys = [key for key in wanted if key not in numbers]
+    query = "SELECT key, n FROM units WHERE key IN ({})"
+    for chunk in chunks(keys):
+        numbers.update(conn.execute(query.format(marks(len(chunk))), tuple(chunk)))
+    new = [key for key in keys if key not in numbers]
+    if new:
+        rows = [(key, wanted[key]) for key in new]
+        conn.executemany("INSERT INTO units (key, handle) VALUES (?, ?)", rows)
+        for chunk in chunks(new):
+            numbers.update(conn.execute(query.format(marks(len(chunk))), tuple(chunk)))
+    known.update(numbers)
+    return numbers
+
+
+def tally_records(
+    conn: sqlite3.Connection,
+    stored: Iterable[tuple[int, int | None, Record]],
+    sign: int = 1,
+    known: dict[bytes, int] | None = None,
+) -> None:
+    """Add (``sign`` 1) or take away (-1) the credit of records, given with their ``seq`` and
+    project number, to the sums of their projects, inside the caller's transaction.
+
+    Taking away leaves ``project_totals`` and ``kind_totals`` to the caller
+    (:func:`untally`, :func:`recount`)."""
+    credits: list[tuple[int, bytes, int, int]] = []
+    typed: list[tuple[int, str, int, int]] = []
+    totals: dict[int, list[int]] = {}
+    sums: dict[tuple[int, bytes, int], list[int]] = {}
+    wanted: dict[bytes, str | None] = {}
+    kinds: dict[str, int] = {}
+    for seq, project, record in stored:
+        kind = record.kind
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if project is None:
+            continue
+        total = totals.setdefault(project, [0, 0])
+        total[0] += 1
+        total[1] = max(total[1], seq)
+        if kind != "contribution":
+            continue
+        credit = credit_of(record)
+        typed.append((project, credit.type, record.ts, seq))
+        parts = len(credit.participants)
+        for key, handle in zip(credit.participants, credit.handles, strict=True):
+            wanted[key] = handle
+            credits.append((project, key, record.ts, seq))
+            found = sums.setdefault((project, key, parts), [0, 0])
+            found[0] += 1
+            found[1] += credit.minutes
+    numbers = _units(conn, wanted, {} if known is None else known) if wanted else {}
+    types: dict[tuple[int, str], int] = {}
+    for project, kind, _, _ in typed:
+        types[(project, kind)] = types.get((project, kind), 0) + 1
+    if sign > 0:
+        conn.executemany(
+            "INSERT OR IGNORE INTO credits (project, unit, ts, seq) VALUES (?, ?, ?, ?)",
+            [(p, numbers[k], ts, seq) for p, k, ts, seq in credits],
+        )
+        conn.executemany("INSERT OR IGNORE INTO typed VALUES (?, ?, ?, ?)", typed)
+        add_kinds(conn, kinds)
+        conn.executemany(
+            "INSERT INTO project_totals (project, records, last_seq) VALUES (?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET records = records + excluded.records,"
+            " last_seq = max(last_seq, excluded.last_seq)",
+            [(p, n, last) for p, (n, last) in totals.items()],
+        )
+    else:
+        conn.executemany(
+            "DELETE FROM credits WHERE project = ? AND unit = ? AND ts = ? AND seq = ?",
+            [(p, numbers[k], ts, seq) for p, k, ts, seq in credits],
+        )
+        conn.executemany(
+            "DELETE FROM typed WHERE project = ? AND type = ? AND ts = ? AND seq = ?", typed
+        )
+    conn.executemany(
+        "INSERT INTO tallies (project, unit, parts, contributions, minutes) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET contributions = contributions + excluded.contributions,"
+        " minutes = minutes + excluded.minutes",
+        [(p, numbers[k], parts, sign * n, sign * m) for (p, k, parts), (n, m) in sums.items()],
+    )
+    conn.executemany(
+        "INSERT INTO type_tallies (project, type, contributions) VALUES (?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET contributions = contributions + excluded.contributions",
+        [(p, kind, sign * n) for (p, kind), n in types.items()],
+    )
+    if sign < 0:
+        conn.execute("DELETE FROM tallies WHERE contributions <= 0")
+        conn.execute("DELETE FROM type_tallies WHERE contributions <= 0")
+
+
+def tally_inserted(
+    conn: sqlite3.Connection,
+    first: int,
+    inserted: Sequence[tuple[int | None, Record]],
+    known: dict[bytes, int],
+) -> None:
+    """Tally records just inserted by one multi-row INSERT, with their project numbers, in
+    the caller's transaction (``known``: the store's participant numbers, see ``_units``).
+    SQLite gives such rows the ``seq`` one above the greatest held, in order, so the i-th
+    has ``first + i``; checked, and read back by id if it ever is not."""
+    if not inserted:
+        return
+    last = int(conn.execute("SELECT max(seq) FROM records").fetchone()[0])
+    if last == first + len(inserted) - 1:
+        seqs = list(range(first, last + 1))
+    else:
+        found: dict[bytes, int] = {}
+        ids = [record.id for _, record in inserted]
+        for chunk in chunks(ids):
+            query = f"SELECT id, seq FROM records WHERE id IN ({marks(len(chunk))})"
+            found.update((bytes(i), int(s)) for i, s in conn.execute(query, tuple(chunk)))
+        seqs = [found[i] for i in ids]
+    tally_records(
+        conn,
+        [(seq, project, record) for seq, (project, record) in zip(seqs, inserted, strict=True)],
+        known=known,
+    )
+
+
+def add_kinds(conn: sqlite3.Connection, kinds: dict[str, int]) -> None:
+    """Add ``kinds`` (kind -> records, negative to take away) to ``kind_totals``."""
+    conn.executemany(
+        "INSERT INTO kind_totals (kind, records) VALUES (?, ?)"
+        " ON CONFLICT DO UPDATE SET records = records + excluded.records",
+        list(kinds.items()),
+    )
+    conn.execute("DELETE FROM kind_totals WHERE records <= 0")
+
+
+def untally(conn: sqlite3.Connection, seqs: Sequence[int], projects: Iterable[int]) -> None:
+    """Take the records ``seqs``, about to be purged, out of the sums (in the caller's
+    transaction); ``projects`` are purged whole, so their rows simply go."""
+    gone = sorted(set(projects))
+    kinds: dict[str, int] = {}
+    for start in range(0, len(seqs), MAX_SQL_PARAMS):
+        chunk = seqs[start : start + MAX_SQL_PARAMS]
+        query = (
+            f"SELECT kind, count(*) FROM records WHERE seq IN ({marks(len(chunk))}) GROUP BY kind"
+        )
+        for kind, n in conn.execute(query, chunk):
+            kinds[kind] = kinds.get(kind, 0) - n
+    add_kinds(conn, kinds)
+    for table in ("credits", "typed", "tallies", "type_tallies", "project_totals"):
+        conn.executemany(f"DELETE FROM {table} WHERE project = ?", [(p,) for p in gone])
+    stored = []
+    for start in range(0, len(seqs), MAX_SQL_PARAMS):
+        chunk = seqs[start : start + MAX_SQL_PARAMS]
+        query = (
+            f"SELECT seq, project, raw FROM records WHERE seq IN ({marks(len(chunk))})"
+            " AND kind = 'contribution'"
+        )
+        stored += [
+            (int(s), int(p), decode(raw))
+            for s, p, raw in conn.execute(query, chunk)
+            if p is not None and p not in gone
+        ]
+    tally_records(conn, stored, sign=-1)
+
+
+def recount(conn: sqlite3.Connection, projects: Iterable[int]) -> None:
+    """Count the records of ``projects`` again, after a purge deleted some."""
+    for project in projects:
+        count, last = conn.execute(
+            f"SELECT sum(n), max(last) FROM ({_PROJECT_COUNTS})", (project, project)
+        ).fetchone()
+        if count:
+            conn.execute(
+                "INSERT INTO project_totals (project, records, last_seq) VALUES (?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET records = excluded.records,"
+                " last_seq = excluded.last_seq",
+                (project, count, last),
+            )
+        else:
+            conn.execute("DELETE FROM project_totals WHERE project = ?", (project,))
+
+
+def backfill(conn: sqlite3.Connection, path: Path) -> None:
+    """Tally the records of a store made before schema version 4, a batch a transaction.
+
+    ``tally_backfill`` holds the greatest ``seq`` tallied so far (the migration sets it to
+    -1); a batch adds its records and moves the mark in one transaction, so a backfill
+    interrupted by a crash or a stop resumes after the last batch that committed. The table
+    is dropped when the backfill is done. Progress is logged every batch.
+    """
+    if conn.execute(_BACKFILLING).fetchone() is None:
+        return
+    total = int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+    done = 0
+    known: dict[bytes, int] = {}
+    started = time.monotonic()
+    log.info("%s: tallying %d records for the views (once, after an upgrade)", path, total)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute(_BACKFILLING).fetchone() is None:
+                conn.execute("COMMIT")  # another process finished it meanwhile
+                break
+            mark = conn.execute("SELECT last FROM tally_backfill").fetchone()
+            last = -1 if mark is None else int(mark[0])
+            rows = conn.execute(
+                "SELECT seq, project, raw FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, BACKFILL_BATCH),
+            ).fetchall()
+            if not rows:
+                conn.execute("DROP TABLE tally_backfill")
+                conn.execute("COMMIT")
+                break
+            tally_records(conn, [(int(s), p, decode(raw)) for s, p, raw in rows], known=known)
+            conn.execute("UPDATE tally_backfill SET last = ?", (int(rows[-1][0]),))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            known.clear()
+            raise
+        done += len(rows)
+        log.info(
+            "%s: tallied %d of %d records (%.0f s)", path, done, total, time.monotonic() - started
+        )
+    log.info("%s: the views' tallies are complete", path)
+
+
+class TallyMixin(StoreBase):
+    """The reads of the tallies (part of :class:`node.store.sqlite.Store`)."""
+
+    def _project_number(self, project_id: bytes) -> int | None:
+        return self._scope_number(project_id.hex(), create=False)
+
+    @guarded
+    def project_key(self, project_id: bytes) -> ProjectKey | None:
+        """``(records, last_seq)`` of a project's records (genesis included), None if none held:
+        one row of ``project_totals``, kept by every insert and purge."""
+        number = self._project_number(project_id)
+        if number is None:
+            return None
+        query = "SELECT records, last_seq FROM project_totals WHERE project = ?"
+        row = self._db.execute(query, (number,)).fetchone()
+        return None if row is None or not row[0] else (int(row[0]), int(row[1]))
+
+    @guarded
+    def project_keys(self) -> dict[bytes, ProjectKey]:
+        """The key of every project whose genesis is held."""
+        query = (
+            "SELECT s.name, t.records, t.last_seq FROM project_totals AS t"
+            " JOIN scopes AS s ON s.n = t.project WHERE EXISTS (SELECT 1 FROM records AS r"
+            " WHERE r.project = t.project AND r.kind = 'project' AND r.kind <> 'contribution')"
+        )
+        rows = self._db.execute(query)
+        return {bytes.fromhex(name): (int(n), int(last)) for name, n, last in rows}
+
+    @guarded
+    def tally_rows(self, project_id: bytes) -> list[TallyRow]:
+        """A project's stored sums (:class:`protocol.tally.TallyRow`), every contribution
+        held counted."""
+        number = self._project_number(project_id)
+        if number is None:
+            return []
+        query = (
+            "SELECT u.key, u.handle, t.parts, t.contributions, t.minutes FROM tallies AS t"
+            " JOIN units AS u ON u.n = t.unit WHERE t.project = ?"
+        )
+        # SQLite hands blobs back as bytes and integers as int: no conversion a row.
+        return list(map(TallyRow._make, self._db.execute(query, (number,))))
+
+    @guarded
+    def type_counts(self, project_id: bytes) -> dict[str, int]:
+        """A project's contributions per type, every contribution held counted."""
+        number = self._project_number(project_id)
+        if number is None:
+            return {}
+        query = "SELECT type, contributions FROM type_tallies WHERE project = ?"
+        return {str(kind): int(n) for kind, n in self._db.execute(query, (number,))}
+
+    @guarded
+    def project_kinds(self, project_id: bytes, kinds: Sequence[str]) -> list[Record]:
+        """The records of ``kinds`` filed under a project (its genesis for ``project``), any
+        kind but ``contribution``."""
+        number = self._project_number(project_id)
+        if number is None:
+            return []
+        query = (
+            "SELECT raw FROM records WHERE project = ? AND kind <> 'contribution'"
+            f" AND kind IN ({marks(len(kinds))})"
+        )
+        return [decode(raw) for (raw,) in self._db.execute(query, (number, *kinds))]
+
+    @guarded
+    def project_contributions(self, project_id: bytes, ids: Iterable[bytes]) -> list[Record]:
+        """The contributions of a project among ``ids`` (others, and unknown ids, skipped)."""
+        number = self._project_number(project_id)
+        wanted = sorted(set(ids))
+        if number is None or not wanted:
+            return []
+        out: list[Record] = []
+        for chunk in chunks(wanted):
+            query = (
+                f"SELECT raw FROM records WHERE id IN ({marks(len(chunk))})"
+                " AND project = ? AND kind = 'contribution'"
+            )
+            out.extend(decode(raw) for (raw,) in self._db.execute(query, (*chunk, number)))
+        return out
+
+    @guarded
+    def sharing_contributions(self, project_id: bytes, group: Sequence[bytes]) -> list[Record]:
+        """The contributions of a project that credit two or more of the participants in
+        ``group`` (keys or handle stand-ins), before claims."""
+        number = self._project_number(project_id)
+        if number is None:
+            return []
+        query = (
+            "SELECT r.raw FROM records AS r WHERE r.seq IN (SELECT c.seq FROM credits AS c"
+            f" JOIN units AS u ON u.n = c.unit WHERE c.project = ? AND u.key IN"
+            f" ({marks(len(group))}) GROUP BY c.seq HAVING count(*) > 1)"
+        )
+        return [decode(raw) for (raw,) in self._db.execute(query, (number, *group))]
+
+    def ledger_rows(
+        self,
+        project_id: bytes,
+        *,
+        type: str | None = None,
+        units: Sequence[bytes] | None = None,
+        after: tuple[int, bytes] | None = None,
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """A project's contributions, newest first (descending ``(ts, id)``) from ``after``:
+        ``(ts, id, raw)``, of ``type`` and crediting one of ``units`` (before claims) when
+        given. Read a batch at a time under the lock, never held across a ``yield``."""
+        while True:
+            rows = self._ledger_batch(project_id, type, units, after)
+            yield from rows
+            if len(rows) < LEDGER_BATCH:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    @guarded
+    def _ledger_batch(
+        self,
+        project_id: bytes,
+        type: str | None,
+        units: Sequence[bytes] | None,
+        after: tuple[int, bytes] | None,
+    ) -> list[tuple[int, bytes, bytes]]:
+        number = self._project_number(project_id)
+        if number is None:
+            return []
+        # Each filter walks the index that holds its rows in time order; the id breaks ties.
+        if units is not None:
+            query = (
+                "SELECT DISTINCT c.ts, r.id, r.raw FROM credits AS c JOIN units AS u"
+                " ON u.n = c.unit JOIN records AS r ON r.seq = c.seq WHERE c.project = ?"
+                f" AND u.key IN ({marks(len(units))})"
+            )
+            params: list[object] = [number, *units]
+            time_column = "c.ts"
+        elif type is not None:
+            query = (
+                "SELECT t.ts, r.id, r.raw FROM typed AS t JOIN records AS r ON r.seq = t.seq"
+                " WHERE t.project = ? AND t.type = ?"
+            )
+            params = [number, type]
+            time_column = "t.ts"
+        else:
+            query = "SELECT ts, id, raw FROM records WHERE scope = ? AND kind = 'contribution'"
+            params = [number]
+            time_column = "ts"
+        if after is not None:
+            query += f" AND {time_column} <= ? AND ({time_column} < ? OR id < ?)"
+            params += [after[0], after[0], after[1]]
+        query += f" ORDER BY {time_column} DESC, id DESC LIMIT ?"
+        params.append(LEDGER_BATCH)
+        return [(int(ts), bytes(i), bytes(raw)) for ts, i, raw in self._db.execute(query, params)]

@@ -1,0 +1,239 @@
+"""The views from the store's tallies (node.views.tallied) answer exactly as the full fold.
+
+Random record sets (Hypothesis) with every kind the fold reads: plain and attested
+contributions with coauthors and equal timestamps, SSH-signed work and claims it proves,
+endorsements (eligible or not, re-endorsed, retracted), retractions by the author and by
+others, maintainer changes, claims and confirmations (disputes, withdrawals, two handles one
+key), stored in random batches, then purged by author. Every answer of ``ViewCache`` is
+compared with ``protocol.ledger``'s fold of the same records: project show, shares, every
+ledger filter and page by cursor.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.store import schema, tally
+from node.store import sqlite as storage
+from node.store.sqlite import Store
+from node.views.cache import ViewCache
+from node.views.tallied import Tallied
+from protocol.attest import email_handle, handle_key
+from protocol.ledger import ProjectView
+from protocol.record import Record
+from protocol.signing import peer_id
+from protocol.testing import RecordFactory
+
+KEYS = ["alice", "bob", "carol", "dave"]
+HANDLES = [email_handle(b"h1@x.org"), email_handle(b"h2@x.org"), "forge:example.org/h3"]
+TYPES = ["code", "docs"]
+#: SSH keys that sign commits (recorded as ``ssh_key``) and prove claims.
+SSH = ["ssh-h1", "ssh-h2"]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[Record, list[Record]]:
+    """A project by alice (bob a maintainer) and a random history of its records."""
+    f = RecordFactory()
+    f.step_ms = 0  # equal timestamps unless drawn: the ledger order's ties
+    p = f.project("alice", maintainers=("bob",), ts=1000)
+    records: list[Record] = []
+    contributions: list[Record] = []
+    claims: list[Record] = []
+    names: dict[bytes, str] = {}
+    for _ in range(draw(st.integers(1, 40))):
+        op = draw(st.sampled_from(["c", "c", "c", "a", "a", "e", "e", "r", "u", "k", "k"]))
+        who = draw(st.sampled_from(KEYS))
+        ts = 1000 + draw(st.integers(0, 6))
+        if op == "c":
+            co = draw(st.lists(st.sampled_from([k for k in KEYS if k != who]), max_size=2))
+            record = f.contribution(
+                who,
+                p,
+                type=draw(st.sampled_from(TYPES)),
+                minutes=draw(st.one_of(st.none(), st.integers(0, 500))),
+                coauthors=tuple(dict.fromkeys(co)),
+                ts=ts,
+                title=f"c{len(records)}",
+            )
+            contributions.append(record)
+        elif op == "a":
+            handles = draw(st.lists(st.sampled_from(HANDLES), min_size=1, max_size=3, unique=True))
+            minutes = draw(st.one_of(st.none(), st.integers(0, 90)))
+            signer = draw(st.sampled_from([None, *SSH]))
+            record = f.attested(who, p, tuple(handles), minutes=minutes, ts=ts, signed_by=signer)
+            contributions.append(record)
+        elif op == "e" and contributions:
+            target = draw(st.sampled_from(contributions))
+            record = f.endorsement(who, target, weight=draw(st.integers(1, 10)), ts=ts)
+        elif op == "r" and records:
+            target = draw(st.sampled_from(records))
+            if target.kind in ("project-update", "retraction"):
+                continue
+            by = names[target.id] if draw(st.booleans()) else who
+            record = f.retraction(by, target, ts=ts)
+        elif op == "u":
+            change = draw(st.sampled_from(KEYS))
+            if draw(st.booleans()):
+                record = f.update(who, p, add=(change,), ts=ts)
+            else:
+                record = f.update(who, p, remove=(change,), ts=ts)
+        elif op == "k":
+            if claims and draw(st.booleans()):
+                record = f.confirm(who, draw(st.sampled_from(claims)), ts=ts)
+            else:
+                ssh = draw(st.sampled_from([None, *SSH]))
+                record = f.claim(who, p, draw(st.sampled_from(HANDLES)), ts=ts, ssh=ssh)
+                claims.append(record)
+        else:
+            continue
+        names[record.id] = who if record.kind != "retraction" else names.get(record.id, who)
+        records.append(record)
+    return p, records
+
+
+def _fold_answers(p: Record, records: list[Record]) -> dict[str, Any]:
+    view = ProjectView.build(p, [p, *records])
+    out: dict[str, Any] = {
+        "show": view.summary().to_json(),
+        "shares": [s.to_json() for s in view.shares()],
+    }
+    for author in _authors():
+        for kind in (None, *TYPES):
+            entries = view.live_contributions(author=author, type=kind)
+            out[f"ledger {author and author.hex()[:8]} {kind}"] = (
+                [e.to_json() for e in entries],
+                len(entries),
+            )
+    return out
+
+
+def _authors() -> list[bytes | None]:
+    f = RecordFactory()
+    return [None, *(f.pub(k) for k in KEYS), handle_key(HANDLES[0])]
+
+
+def _tallied_answers(views: ViewCache, pid: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {"show": views.project_show(pid.hex()), "shares": None}
+    out["show"].pop("followed")
+    out["shares"] = views.shares(pid.hex())
+    for author in _authors():
+        for kind in (None, *TYPES):
+            name = None if author is None else peer_id(author)
+            # Pages of 3 by cursor, to walk the keyset pagination through ties.
+            entries: list[dict[str, Any]] = []
+            cursor = None
+            while True:
+                page = views.ledger_page(pid.hex(), author=name, type=kind, limit=3, cursor=cursor)
+                entries += page.entries
+                total = page.total
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            out[f"ledger {author and author.hex()[:8]} {kind}"] = (entries, total)
+    return out
+
+
+def _store_in_batches(store: Store, records: list[Record], cuts: list[int]) -> None:
+    start = 0
+    for cut in [*sorted(set(cuts)), len(records)]:
+        if cut > start:
+            store.add(records[start:cut])
+            start = cut
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(histories(), st.data())
+def test_tallied_views_equal_the_full_fold(
+    tmp_path: Path, history: tuple[Record, list[Record]], data: st.DataObject
+) -> None:
+    p, records = history
+    order = data.draw(st.permutations(records))
+    cuts = data.draw(st.lists(st.integers(0, len(records)), max_size=3))
+    path = tmp_path / f"t{abs(hash((p.id, tuple(r.id for r in order))))}.db"
+    store = Store.open(path, synchronous="NORMAL")
+    try:
+        _store_in_batches(store, [p, *order], cuts)
+        views = ViewCache(store, cache=False)
+        assert isinstance(views._answers(p.id), Tallied)
+        assert _tallied_answers(views, p.id) == _fold_answers(p, records)
+        # A purge of one author's records takes their credit out of the sums.
+        gone = data.draw(st.sampled_from(KEYS[1:]))
+        gone_key = RecordFactory().pub(gone)
+        store.purge("author", gone_key)
+        left = [r for r in records if r.author != gone_key]
+        assert _tallied_answers(ViewCache(store, cache=False), p.id) == _fold_answers(p, left)
+        held = {r.id: r for r in [p, *left]}.values()  # a history may repeat a record
+        assert store.count_by_kind() == dict(sorted(Counter(r.kind for r in held).items()))
+        assert store.count() == len(held)
+    finally:
+        store.close()
+        path.unlink()
+
+
+def test_a_store_of_version_3_is_tallied_when_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store made before the tallies is filled in when opened, in batches that each commit,
+    and then answers as the fold."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [
+        f.contribution(KEYS[i % 4], p, minutes=i, coauthors=("dave",) if i % 4 == 1 else ())
+        for i in range(1, 30)
+    ]
+    records.append(f.attested("alice", p, (HANDLES[0], HANDLES[2]), minutes=7))
+    records.append(f.endorsement("bob", records[0], weight=3))
+    records.append(f.retraction("carol", records[1]))
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+        patch.setattr(schema, "SCHEMA_VERSION", 3)
+        patch.setattr(storage, "tally_inserted", lambda *_: None)  # no tallies in version 3
+        with Store.open(path) as store:
+            store.add([p, *records])
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    conn.close()
+    monkeypatch.setattr(tally, "BACKFILL_BATCH", 7)
+    with Store.open(path) as store:
+        assert _tallied_answers(ViewCache(store, cache=False), p.id) == _fold_answers(p, records)
+        assert store.project_key(p.id) == (len(records) + 1, len(records) + 1)
+        assert store.count() == len(records) + 1
+        assert store.count_by_kind()["contribution"] == 30
+
+
+def test_warming_makes_the_first_page_and_the_shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up warming leaves the default ledger page and the shares made: the first
+    calls read nothing more from the store."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(12)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        store.add([p, *records])
+        views = ViewCache(store)
+        assert views.warm(p.id) is True
+        assert views.warm(p.id) is False  # held for the current records
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError("the store was read again")
+
+        monkeypatch.setattr(store, "ledger_rows", refuse)
+        monkeypatch.setattr(store, "tally_rows", refuse)
+        fold = _fold_answers(p, records)
+        assert views.shares(p.id.hex()) == fold["shares"]
+        page = views.ledger_page(p.id.hex())
+        assert (page.entries, page.total) == fold["ledger None None"]

@@ -17,12 +17,26 @@ What it holds, by commit index ``i`` (0-based, on ``main``):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["EPOCH_S", "add_signed_commits", "author_email", "fast_import_stream", "make_repo"]
+from protocol.signing import SigningKey
+from protocol.sshsig import GIT_NAMESPACE, sign_proof
+
+__all__ = [
+    "EPOCH_S",
+    "add_signed_commits",
+    "author_email",
+    "fast_import_stream",
+    "make_repo",
+    "signed_commit",
+    "write_commits",
+]
 
 #: Commit times start here (2024-01-01T00:00:00Z) and advance one minute a commit.
 EPOCH_S = 1_704_067_200
@@ -136,4 +150,42 @@ def add_signed_commits(path: Path, key: Path, commits: list[tuple[str, str, bool
         git("add", f"signed-{n}.c")
         git("commit", "-q", *(["-S"] if signed else []), "-m", f"signed work {n}")
         hashes.append(git("rev-parse", "HEAD"))
+    return hashes
+
+
+def signed_commit(
+    key: SigningKey,
+    headers: bytes,
+    message: bytes,
+    *,
+    hash_name: bytes = b"sha512",
+    namespace: bytes = GIT_NAMESPACE,
+    unsigned: bytes = b"",
+) -> bytes:
+    """A commit object of ``headers`` (each line ending in a newline) and ``message`` with
+    the SSH signature ``git commit -S`` would add with the Ed25519 key ``key``, made here (the
+    same bytes ``ssh-keygen -Y sign -n git`` makes): a ``gpgsig`` header after the others.
+    ``unsigned`` headers go after it and are left out of what is signed, as git leaves every
+    ``gpgsig*`` header out."""
+    blob = sign_proof(key, headers + b"\n" + message, hash_name, namespace)
+    text = base64.b64encode(blob)
+    lines = [b"-----BEGIN SSH SIGNATURE-----"]
+    lines += [text[at : at + 70] for at in range(0, len(text), 70)]
+    lines.append(b"-----END SSH SIGNATURE-----")
+    return headers + b"gpgsig " + b"\n ".join(lines) + b"\n" + unsigned + b"\n" + message
+
+
+def write_commits(path: Path, objects: list[bytes]) -> list[str]:
+    """Write raw commit objects into the SHA-1 repository at ``path`` as loose objects (no
+    git process a commit: thousands in a second) and return their hashes; the caller names
+    the last with ``git update-ref``."""
+    hashes = []
+    store = path / ".git" / "objects"
+    for content in objects:
+        raw = b"commit %d\0" % len(content) + content
+        name = hashlib.sha1(raw).hexdigest()  # git's name for the object
+        folder = store / name[:2]
+        folder.mkdir(exist_ok=True)
+        (folder / name[2:]).write_bytes(zlib.compress(raw, 1))
+        hashes.append(name)
     return hashes

@@ -76,7 +76,7 @@ from node.service import (
     Subscribe,
     WakeAt,
 )
-from node.store.sqlite import Store
+from node.store.sqlite import Store, StoreError
 from node.store_work import StoreWork
 from node.sync.ingest import Ingestor
 from node.sync.syncer import Syncer
@@ -156,6 +156,7 @@ class Node(NodeHandle):
         options: NodeOptions,
         nursery: trio.Nursery,
         policy: Policy | None = None,
+        views: ViewCache | None = None,
     ) -> None:
         self.home = home
         self.key = key
@@ -164,8 +165,8 @@ class Node(NodeHandle):
         self.options = options
         self.nursery = nursery
         self.metrics = Metrics()
-        self.follow = Follow(options.follow)
-        self.views = ViewCache(store, follow=self.follow)
+        self.views = views or ViewCache(store, follow=Follow(options.follow))
+        self.follow = self.views.follow
         self.peer_id = transport.peer_id
         self.service = NodeService(
             our_peer=self.peer_id,
@@ -415,6 +416,39 @@ class Node(NodeHandle):
                 self.service.address_learned(addr, peer=info.peer_id)
 
 
+#: Seconds the API waits at start for the views made by ``_warming``, at most.
+WARM_WAIT = 3.0
+
+
+@asynccontextmanager
+async def _warming(views: ViewCache) -> AsyncIterator[trio.Event]:
+    """Make the answers that come from the tallies (the first ledger page and the shares of
+    every followed project while keys are their own persons) in a worker thread while the
+    node starts its transport; the event is set when they are made.
+
+    They cost per participant, not per record (about 0.3 s for 20,000 participants on a
+    loaded 2-core machine): the API opens once they are made (at most ``WARM_WAIT`` seconds
+    later), so that its first ``ledger`` or ``shares`` answers as fast as any later one
+    instead of making them while the caller waits."""
+    done = trio.Event()
+
+    def warm() -> None:
+        try:
+            views.refresh(views.follow.follows, 0)
+        except StoreError as exc:  # the first call will say so when asked
+            log.warning("could not prepare the views at start: %s", exc)
+
+    async def run() -> None:
+        try:
+            await trio.to_thread.run_sync(warm)
+        finally:
+            done.set()
+
+    async with open_unwrapping_nursery() as nursery:
+        nursery.start_soon(run)
+        yield done
+
+
 @asynccontextmanager
 async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     """Start a node for ``home``; stop it (and remove node.json) when the block exits."""
@@ -437,7 +471,12 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
-        async with open_transport(config) as transport, open_unwrapping_nursery() as nursery:
+        views = ViewCache(store, follow=Follow(options.follow))
+        async with (
+            _warming(views) as warmed,
+            open_transport(config) as transport,
+            open_unwrapping_nursery() as nursery,
+        ):
             node = Node(
                 home=home,
                 key=key,
@@ -446,6 +485,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 options=options,
                 nursery=nursery,
                 policy=policy,
+                views=views,
             )
             _apply_bans(transport, await trio.to_thread.run_sync(store.bans))
             transport.set_validator(node.gossip.validate)
@@ -466,6 +506,9 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             await node._start()
             if options.api:
                 from node.api.app import serve_api
+
+                with trio.move_on_after(WARM_WAIT):
+                    await warmed.wait()
 
                 node.api_url = await nursery.start(serve_api, node, options.api)
             for addr in options.bootstrap:

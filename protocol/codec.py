@@ -40,7 +40,7 @@ import msgpack
 
 from protocol.errors import InvalidRecord, LocalProtocolError
 
-__all__ = ["MAX_DEPTH", "MAX_SIZE", "Value", "decode", "encode"]
+__all__ = ["MAX_DEPTH", "MAX_SIZE", "Value", "decode", "encode", "unpack_trusted"]
 
 #: The largest encoded value (a whole record) accepted, in bytes.
 MAX_SIZE = 65_536
@@ -269,6 +269,15 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE, max_depth: int = MAX_DEPTH)
 
 
 _unpackb = msgpack.unpackb
+
+
+def unpack_trusted(data: bytes) -> Any:
+    """The value of bytes that :func:`decode` accepted before (a record read back from this
+    node's own store), by msgpack's C decoder alone: no check of the model or the canonical
+    form, which those bytes passed when they were stored. Arrays come back as lists."""
+    return _unpackb(data)
+
+
 #: The scalar types of the model (exactly these: bool is a subclass of int, not int).
 _SCALARS: frozenset[type] = frozenset((int, str, bytes))
 #: msgpack's encoder writes every integer, length and header in its shortest form.

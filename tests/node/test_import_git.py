@@ -190,8 +190,8 @@ def test_a_commit_with_too_many_paths_is_cut(monkeypatch: pytest.MonkeyPatch) ->
     """Past ``MAX_BLOCK`` bytes, a commit's block keeps its first ``MAX_PATHS_READ`` paths;
     the rest of its output, cut mid-line or not, is dropped when the block is read."""
     monkeypatch.setattr(gitlog, "MAX_PATHS_READ", 2)
-    # Hash, parents, author time and email, trailers, committer, verdict, signer, subject.
-    header = b"\x1f".join([b"ab" * 20, b"", b"1", b"a@x", b"", b"a@x", b"N", b"", b"Subject"])
+    # Hash, parents, author time and email, trailers, committer, subject.
+    header = b"\x1f".join([b"ab" * 20, b"", b"1", b"a@x", b"", b"a@x", b"Subject"])
     cut = gitlog._trim(header + b"\n\np1\np2\np3\npart")
     assert cut == header + b"\n\np1\np2\n"
     commit = gitlog._block(cut + b"ial\np4\n")

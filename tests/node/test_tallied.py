@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from node.store import schema, tally
 from node.store import sqlite as storage
 from node.store.sqlite import Store
-from node.views.cache import ViewCache
+from node.views.cache import ViewCache, json_body
 from node.views.tallied import Tallied
 from protocol.attest import email_handle, handle_key
 from protocol.ledger import ProjectView
@@ -101,9 +101,11 @@ def histories(draw: st.DrawFn) -> tuple[Record, list[Record]]:
 
 def _fold_answers(p: Record, records: list[Record]) -> dict[str, Any]:
     view = ProjectView.build(p, [p, *records])
+    shares = [s.to_json() for s in view.shares()]
     out: dict[str, Any] = {
         "show": view.summary().to_json(),
-        "shares": [s.to_json() for s in view.shares()],
+        "shares": shares,
+        "shares body": json_body(shares),
     }
     for author in _authors():
         for kind in (None, *TYPES):
@@ -124,6 +126,7 @@ def _tallied_answers(views: ViewCache, pid: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {"show": views.project_show(pid.hex()), "shares": None}
     out["show"].pop("followed")
     out["shares"] = views.shares(pid.hex())
+    out["shares body"] = views.shares_body(pid.hex())
     for author in _authors():
         for kind in (None, *TYPES):
             name = None if author is None else peer_id(author)
@@ -237,3 +240,74 @@ def test_warming_makes_the_first_page_and_the_shares(
         assert views.shares(p.id.hex()) == fold["shares"]
         page = views.ledger_page(p.id.hex())
         assert (page.entries, page.total) == fold["ledger None None"]
+
+
+def test_the_answers_held_follow_inserts_and_purges(tmp_path: Path) -> None:
+    """A node's answers are held per record set: a record stored or purged gives new ones,
+    made again from the tallies (the shares' encoded bytes and the first page included)."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(9)]
+    records += [f.contribution(KEYS[i % 4], p, minutes=i) for i in range(5)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        store.add([p, *records[:-3]])
+        views = ViewCache(store)
+        assert views.warm(p.id) is True
+        for step in ("add", "purge"):
+            if step == "add":
+                store.add(records[-3:])
+                held = records
+            else:
+                store.purge("author", RecordFactory().pub("bob"))
+                views.forget()
+                held = [r for r in records if r.author != RecordFactory().pub("bob")]
+            fold = _fold_answers(p, held)
+            assert views.shares_body(p.id.hex()) == fold["shares body"]
+            assert views.shares(p.id.hex()) == fold["shares"]
+            page = views.ledger_page(p.id.hex())
+            assert (page.entries, page.total) == fold["ledger None None"]
+
+
+async def test_a_node_makes_the_tallied_views_before_its_api_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first ledger page and the shares of a project are made while the node starts:
+    once its API is up, answering them reads nothing from the store."""
+    from node.home import Home
+    from node.runtime import NodeOptions, open_node
+
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(12)]
+    home = Home(tmp_path / "home")
+    home.init()
+    with Store.open(home.store_path) as store:
+        store.add([p, *records])
+    options = NodeOptions(listen=["/ip4/127.0.0.1/tcp/0"], api="127.0.0.1:0", mdns=False)
+    async with open_node(home, options) as node:
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError("the store was read again")
+
+        monkeypatch.setattr(node.store, "ledger_rows", refuse)
+        monkeypatch.setattr(node.store, "tally_rows", refuse)
+        fold = _fold_answers(p, records)
+        assert node.views.shares_body(p.id.hex()) == fold["shares body"]
+        page = node.views.ledger_page(p.id.hex())
+        assert (page.entries, page.total) == fold["ledger None None"]
+
+
+def test_a_start_makes_tallied_answers_whatever_their_size(tmp_path: Path) -> None:
+    """After a start the answers from the tallies are made outside the record budget (they
+    cost per participant); later, as records arrive, the budget applies as to a fold."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(6)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        store.add([p, *records[:-1]])
+        views = ViewCache(store)
+        assert views.refresh(lambda _: True, 0) == [p.id]
+        store.add(records[-1:])
+        assert views.refresh(lambda _: True, 0, shown_only=True) == []
+        assert views.refresh(lambda _: True, 100, shown_only=True) == [p.id]
+        assert views.shares_body(p.id.hex()) == _fold_answers(p, records)["shares body"]

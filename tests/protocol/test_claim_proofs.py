@@ -8,6 +8,7 @@ direct model of the dispute rule, in any order.
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 import shutil
 import subprocess
@@ -17,20 +18,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import codec
+from protocol import codec, sshsig
 from protocol.attest import ClaimBody, email_handle
 from protocol.errors import InvalidRecord
 from protocol.ledger import ProjectView
 from protocol.record import Record, sign_record
 from protocol.signing import peer_id
 from protocol.sshsig import (
+    GIT_NAMESPACE,
+    HASHES,
+    NAMESPACE,
     PROOF_SIZE,
     claim_message,
     fingerprint_text,
+    git_signature,
     key_fingerprint,
     parse_armored,
     parse_fingerprint_text,
     parse_proof,
+    parse_signature,
     sign_proof,
 )
 from protocol.testing import RecordFactory, key
@@ -116,6 +122,27 @@ def test_any_damage_is_refused_or_fails_verification(data: st.DataObject) -> Non
     # Parsed: only the key, the hash name's choice or the signature changed, and then the
     # signature does not verify (with the other hash it would be a different signed text).
     assert not proof.verifies(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from([NAMESPACE, GIT_NAMESPACE]))
+def test_the_layout_and_the_reader_accept_the_same_blobs(
+    data: st.DataObject, namespace: bytes
+) -> None:
+    """``parse_signature`` compares the fixed layout first; the part-by-part reader must
+    decide the same for any damage (here both are run on every blob)."""
+    blob = bytearray(
+        sign_proof(key("carol-ssh"), b"m", data.draw(st.sampled_from(list(HASHES))), namespace)
+    )
+    for _ in range(data.draw(st.integers(0, 2))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
+    outcomes = []
+    for parse in (parse_signature, sshsig._read_signature):
+        try:
+            outcomes.append(parse(bytes(blob), namespace))
+        except InvalidRecord as exc:
+            outcomes.append(exc.code)
+    assert outcomes[0] == outcomes[1]
 
 
 @given(st.binary(max_size=400))
@@ -334,3 +361,38 @@ def test_the_dispute_rule_against_a_model_in_any_order(
     assert {c: again.claims.status(c) for c in again.claims.claims} == {
         c: view.claims.status(c) for c in view.claims.claims
     }
+
+
+def test_a_commit_signature_is_no_claim_proof_and_no_proof_a_commit_signature() -> None:
+    """The namespace is part of what the key signs, and each parser admits only its own."""
+    message = claim_message(key("carol").public_key, PID, CAROL_MAIL)
+    commit = sign_proof(key("carol-ssh"), message, namespace=GIT_NAMESPACE)
+    proof = sign_proof(key("carol-ssh"), message)
+    with pytest.raises(InvalidRecord) as info:
+        parse_proof(commit)
+    assert info.value.code == "bad-length:proof"
+    # Even padded to a proof's length, the namespace is refused, and it could not verify.
+    with pytest.raises(InvalidRecord, match="namespace"):
+        parse_signature(
+            commit.replace(b"\x00\x00\x00\x03git", b"\x00\x00\x00\x0dcommons-clain"), NAMESPACE
+        )
+    assert parse_signature(commit, GIT_NAMESPACE).verifies(message)
+    assert git_signature(_armor(commit).encode()) is None  # one line of 232 characters
+    wrapped = base64.b64encode(commit)
+    armored = _git_armor(commit)
+    parsed = git_signature(armored)
+    assert parsed is not None
+    assert parsed.verifies(message)
+    assert parsed.verifies_digest(hashlib.sha512(message).digest())
+    # A claim proof armored as git armors a signature is not a commit's signature.
+    assert git_signature(armored.replace(wrapped[70:140], base64.b64encode(proof)[70:140])) is None
+    assert git_signature(_git_armor(proof)) is None
+    for other in (b"", armored + b"x", armored.replace(b"\n", b"\r\n"), b"x" * 5000):
+        assert git_signature(other) is None
+
+
+def _git_armor(blob: bytes) -> bytes:
+    """``blob`` armored as ``ssh-keygen -Y sign`` writes it: base64 in lines of 70."""
+    text = base64.b64encode(blob)
+    lines = [text[at : at + 70] for at in range(0, len(text), 70)]
+    return b"\n".join([b"-----BEGIN SSH SIGNATURE-----", *lines, b"-----END SSH SIGNATURE-----\n"])

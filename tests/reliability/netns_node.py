@@ -1,5 +1,6 @@
-"""A ``commons node run`` process inside one network namespace of a :class:`NetnsLab`,
-reached through its loopback API from a thread inside that namespace."""
+"""A ``commons node run`` process inside one network namespace of a lab (a
+:class:`NetnsLab`, its namespaces numbered, or the NAT test's ``NatLab``, its namespaces
+named), reached through its loopback API from a thread inside that namespace."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ PORT = 4710
 class NsNode:
     """A ``commons node run`` process inside one namespace of the lab."""
 
-    def __init__(self, lab: NetnsLab, i: int, root: Path) -> None:
+    def __init__(self, lab: NetnsLab | Any, i: int | str, root: Path) -> None:
         self.lab = lab
+        #: The lab's key of this node's namespace: a number in a NetnsLab, a name in a NatLab.
         self.i = i
-        self.name = f"n{i}"
+        self.name = f"n{i}" if isinstance(i, int) else i
         self.home = root / self.name
         self.log_path = root / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -21,83 +21,33 @@ are removed even when the test fails.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from nat_lab import NatLab, NetnsUnavailable
+from netns_node import NsNode
 from procs import store_ids
 from reliability_harness import FULL
-from system_harness import COMMONS, run_cli, wait_until
+from system_harness import wait_until
 
-PORT = 4710
 #: The only project the seed hosts: not the one the test makes, so it never carries its work.
 OTHER_PROJECT = "ab" * 32
 
 
-class NatNode:
-    """A ``commons node run`` process inside one namespace of the lab."""
-
-    def __init__(self, lab: NatLab, name: str, root: Path) -> None:
-        self.lab = lab
-        self.name = name
-        self.home = root / name
-        self.log_path = root / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.info: dict[str, Any] = {}
-        run_cli(self.home, "init")
-        self.token = (self.home / "api.token").read_text().strip()
-
-    @property
-    def addr(self) -> str:
-        return f"/ip4/{self.lab.ip(self.name)}/tcp/{PORT}/p2p/{self.info['peer_id']}"
+class NatNode(NsNode):
+    """A ``commons node run`` process in the namespace ``name`` of the NAT lab."""
 
     def start(self, *extra: str, bootstrap: NatNode | None = None) -> None:
-        argv = [*self.lab.exec_prefix(self.name), str(COMMONS), "--home", str(self.home)]
-        argv += ["node", "run", "--listen", f"/ip4/{self.lab.ip(self.name)}/tcp/{PORT}"]
-        argv += ["--api", "127.0.0.1:0", "--no-mdns", *extra]
-        if bootstrap is not None:
-            argv += ["--bootstrap", bootstrap.addr]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        wait_until(self._ready, timeout=30, what=f"node {self.name} to start")
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
-        try:
-            info = json.loads((self.home / "node.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return False
-        if info.get("pid") != self.proc.pid:
-            return False
-        self.info = info
-        return self.get("/api/v1/status").get("running") is True
-
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        with httpx.Client(base_url=self.info["api"], timeout=10) as http:
-            response = http.request(method, path, json=body, headers=headers)
-        assert response.status_code in (200, 201), (self.name, path, response.text)
-        return response.json() if path != "/metrics" else response.text
-
-    def get(self, path: str) -> Any:
-        return self.lab.call(self.name, self._request, "GET", path)
-
-    def post(self, path: str, body: Any) -> Any:
-        return self.lab.call(self.name, self._request, "POST", path, body)
+        super().start([] if bootstrap is None else [bootstrap], *extra)
 
     def status(self) -> dict[str, Any]:
         return dict(self.get("/api/v1/status"))
 
     def metric(self, line: str) -> float:
-        for row in str(self.get("/metrics")).splitlines():
+        for row in self.lab.call(self.i, self.metrics).splitlines():
             if row.startswith(line + " "):
                 return float(row.rsplit(" ", 1)[1])
         return 0.0
@@ -108,19 +58,10 @@ class NatNode:
     def relayed(self, peer: str) -> bool:
         return any(p["relayed"] for p in self.get("/api/v1/peers") if p["peer_id"] == peer)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
-
-@pytest.fixture
-def lab() -> Any:
-    network = NatLab()
+def _up(network: NatLab) -> Iterator[NatLab]:
+    """The lab's namespaces for one test, removed after it even when it fails; the test is
+    skipped, saying why, where the lab cannot be built."""
     try:
         network.up()
     except NetnsUnavailable as exc:
@@ -130,6 +71,11 @@ def lab() -> Any:
         yield network
     finally:
         network.down()
+
+
+@pytest.fixture
+def lab() -> Iterator[NatLab]:
+    yield from _up(NatLab())
 
 
 def test_a_node_behind_nat_is_reached_through_the_seeds_relay(lab: NatLab, tmp_path: Path) -> None:
@@ -211,17 +157,8 @@ def test_a_node_behind_nat_is_reached_through_the_seeds_relay(lab: NatLab, tmp_p
 
 
 @pytest.fixture
-def lab2() -> Any:
-    network = NatLab(homes=2)
-    try:
-        network.up()
-    except NetnsUnavailable as exc:
-        network.down()
-        pytest.skip(f"NAT test: {exc}")
-    try:
-        yield network
-    finally:
-        network.down()
+def lab2() -> Iterator[NatLab]:
+    yield from _up(NatLab(homes=2))
 
 
 @pytest.mark.skipif(

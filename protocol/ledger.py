@@ -239,6 +239,22 @@ class ProjectSummary:
     contributions: int
     contributors: int
 
+    @classmethod
+    def of(cls, state: ProjectState, *, contributions: int, contributors: int) -> ProjectSummary:
+        """The summary of a project in ``state`` with these counts (a fold and the tallies
+        count differently, and describe the project alike)."""
+        return cls(
+            id=state.id,
+            name=state.name,
+            description=state.description,
+            license=state.license,
+            links=state.links,
+            tags=state.tags,
+            maintainers=state.sorted_maintainers,
+            contributions=contributions,
+            contributors=contributors,
+        )
+
     @property
     def maintainer_peer_ids(self) -> tuple[str, ...]:
         """The maintainers' peer ids, in the order of ``maintainers``."""
@@ -685,15 +701,6 @@ class ProjectView:
 
     def summary(self) -> ProjectSummary:
         """The data of ``project show`` and ``project list``."""
-        state = self.state
-        return ProjectSummary(
-            id=state.id,
-            name=state.name,
-            description=state.description,
-            license=state.license,
-            links=state.links,
-            tags=state.tags,
-            maintainers=state.sorted_maintainers,
-            contributions=len(self._live),
-            contributors=self.contributors(),
+        return ProjectSummary.of(
+            self.state, contributions=len(self._live), contributors=self.contributors()
         )

@@ -254,15 +254,8 @@ class TallyView:
     def summary(self) -> ProjectSummary:
         """:meth:`protocol.ledger.ProjectView.summary` of every record of the project."""
         if self._summary is None:
-            state = self.view.state
-            self._summary = ProjectSummary(
-                id=state.id,
-                name=state.name,
-                description=state.description,
-                license=state.license,
-                links=state.links,
-                tags=state.tags,
-                maintainers=state.sorted_maintainers,
+            self._summary = ProjectSummary.of(
+                self.view.state,
                 contributions=self.live(),
                 contributors=len(self._tallies()[0]),
             )

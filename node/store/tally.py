@@ -65,6 +65,9 @@ _PROJECT_COUNTS: Final = (
 )
 #: Whether a backfill is still to run (or to finish).
 _BACKFILLING: Final = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tally_backfill'"
+#: Rows a statement when the tallies are written (at most 5 parameters a row, under SQLite's
+#: 32,766 since 3.32; statements of this size stay in the connection's statement cache).
+TALLY_ROWS: Final = 400
 #: Rows one ledger query reads at a time.
 LEDGER_BATCH: Final = 256
 
@@ -105,12 +108,15 @@ def tally_records(
     """Add (``sign`` 1) or take away (-1) the credit of records, given with their ``seq`` and
     project number, to the sums of their projects, inside the caller's transaction.
 
-    Taking away leaves ``project_totals`` and ``kind_totals`` to the caller
-    (:func:`untally`, :func:`recount`)."""
+    The batch is summed here first, so each sum is written once a batch (a row per project
+    and participant, not per record), and the rows are written a few hundred a statement
+    (:func:`_write_rows`). Taking away leaves ``project_totals`` and ``kind_totals`` to the
+    caller (:func:`untally`, :func:`recount`)."""
     credits: list[tuple[int, bytes, int, int]] = []
     typed: list[tuple[int, str, int, int]] = []
     totals: dict[int, list[int]] = {}
     sums: dict[tuple[int, bytes, int], list[int]] = {}
+    types: dict[tuple[int, str], int] = {}
     wanted: dict[bytes, str | None] = {}
     kinds: dict[str, int] = {}
     for seq, project, record in stored:
@@ -118,36 +124,46 @@ def tally_records(
         kinds[kind] = kinds.get(kind, 0) + 1
         if project is None:
             continue
-        total = totals.setdefault(project, [0, 0])
-        total[0] += 1
-        total[1] = max(total[1], seq)
+        total = totals.get(project)
+        if total is None:
+            totals[project] = [1, seq]
+        else:
+            total[0] += 1
+            if seq > total[1]:
+                total[1] = seq
         if kind != "contribution":
             continue
         credit = credit_of(record)
-        typed.append((project, credit.type, record.ts, seq))
+        ts = record.ts
+        typed.append((project, credit.type, ts, seq))
+        key_of_type = (project, credit.type)
+        types[key_of_type] = types.get(key_of_type, 0) + 1
         parts = len(credit.participants)
+        minutes = credit.minutes
         for key, handle in zip(credit.participants, credit.handles, strict=True):
             wanted[key] = handle
-            credits.append((project, key, record.ts, seq))
-            found = sums.setdefault((project, key, parts), [0, 0])
-            found[0] += 1
-            found[1] += credit.minutes
+            credits.append((project, key, ts, seq))
+            found = sums.get((project, key, parts))
+            if found is None:
+                sums[(project, key, parts)] = [1, minutes]
+            else:
+                found[0] += 1
+                found[1] += minutes
     numbers = _units(conn, wanted, {} if known is None else known) if wanted else {}
-    types: dict[tuple[int, str], int] = {}
-    for project, kind, _, _ in typed:
-        types[(project, kind)] = types.get((project, kind), 0) + 1
     if sign > 0:
-        conn.executemany(
-            "INSERT OR IGNORE INTO credits (project, unit, ts, seq) VALUES (?, ?, ?, ?)",
+        _write_rows(
+            conn,
+            "INSERT OR IGNORE INTO credits (project, unit, ts, seq)",
             [(p, numbers[k], ts, seq) for p, k, ts, seq in credits],
         )
-        conn.executemany("INSERT OR IGNORE INTO typed VALUES (?, ?, ?, ?)", typed)
+        _write_rows(conn, "INSERT OR IGNORE INTO typed (project, type, ts, seq)", typed)
         add_kinds(conn, kinds)
-        conn.executemany(
-            "INSERT INTO project_totals (project, records, last_seq) VALUES (?, ?, ?)"
+        _write_rows(
+            conn,
+            "INSERT INTO project_totals (project, records, last_seq)",
+            [(p, n, last) for p, (n, last) in totals.items()],
             " ON CONFLICT DO UPDATE SET records = records + excluded.records,"
             " last_seq = max(last_seq, excluded.last_seq)",
-            [(p, n, last) for p, (n, last) in totals.items()],
         )
     else:
         conn.executemany(
@@ -157,20 +173,40 @@ def tally_records(
         conn.executemany(
             "DELETE FROM typed WHERE project = ? AND type = ? AND ts = ? AND seq = ?", typed
         )
-    conn.executemany(
-        "INSERT INTO tallies (project, unit, parts, contributions, minutes) VALUES (?, ?, ?, ?, ?)"
+    _write_rows(
+        conn,
+        "INSERT INTO tallies (project, unit, parts, contributions, minutes)",
+        [(p, numbers[k], parts, sign * n, sign * m) for (p, k, parts), (n, m) in sums.items()],
         " ON CONFLICT DO UPDATE SET contributions = contributions + excluded.contributions,"
         " minutes = minutes + excluded.minutes",
-        [(p, numbers[k], parts, sign * n, sign * m) for (p, k, parts), (n, m) in sums.items()],
     )
-    conn.executemany(
-        "INSERT INTO type_tallies (project, type, contributions) VALUES (?, ?, ?)"
-        " ON CONFLICT DO UPDATE SET contributions = contributions + excluded.contributions",
+    _write_rows(
+        conn,
+        "INSERT INTO type_tallies (project, type, contributions)",
         [(p, kind, sign * n) for (p, kind), n in types.items()],
+        " ON CONFLICT DO UPDATE SET contributions = contributions + excluded.contributions",
     )
     if sign < 0:
         conn.execute("DELETE FROM tallies WHERE contributions <= 0")
         conn.execute("DELETE FROM type_tallies WHERE contributions <= 0")
+
+
+def _write_rows(
+    conn: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]], tail: str = ""
+) -> None:
+    """``head`` (an INSERT up to its column list) of ``rows``, then ``tail`` (an upsert
+    clause), ``TALLY_ROWS`` rows a statement: for the reason given at
+    ``node.store.sqlite._insert_sql``, many rows a statement cost a fraction of
+    ``executemany`` while the sync's validation threads run Python beside the store. A
+    statement's rows have distinct keys (they are sums), so an upsert clause sees each once."""
+    if not rows:
+        return
+    width = len(rows[0])
+    row_marks = f"({marks(width)})"
+    for start in range(0, len(rows), TALLY_ROWS):
+        part = rows[start : start + TALLY_ROWS]
+        values = ", ".join([row_marks] * len(part))
+        conn.execute(f"{head} VALUES {values}{tail}", [v for row in part for v in row])
 
 
 def tally_inserted(

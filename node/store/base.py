@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, Final, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeAlias, TypeVar
 
 from protocol.errors import ProtocolError
 from protocol.record import Record, decode_trusted
+
+if TYPE_CHECKING:
+    from node.store.checkpoint import Checkpointer
 
 __all__ = [
     "CachedProject",
@@ -132,6 +135,9 @@ class StoreBase:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.Lock()
+        #: Checkpoints the write-ahead log off the insert path (node.store.checkpoint); set
+        #: by ``Store.open``, told of every write transaction's rows.
+        self._checkpointer: Checkpointer | None = None
         self._scope_numbers: dict[str, int] = {}
         #: Participant numbers of the views' tallies (node.store.tally), by key.
         self._unit_numbers: dict[bytes, int] = {}
@@ -162,6 +168,7 @@ class StoreBase:
         """
         conn = self._db
         conn.execute("BEGIN IMMEDIATE")
+        before = conn.total_changes
         try:
             yield conn
             conn.execute("COMMIT")
@@ -169,6 +176,8 @@ class StoreBase:
             if conn.in_transaction:
                 conn.rollback()
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.committed(conn.total_changes - before)
 
     def _scope_number(self, name: str, *, create: bool = True) -> int | None:
         """The number of a scope, creating it (inside the caller's transaction) if asked."""

@@ -66,6 +66,7 @@ from node.store.base import (
     marks,
     project_of,
 )
+from node.store.checkpoint import Checkpointer, bound_log
 from node.store.moderation import ModerationMixin
 from node.store.peers import PeersMixin
 from node.store.projects import ProjectsMixin
@@ -160,6 +161,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         try:
             prepare(conn, path, synchronous)
             backfill(conn, path)
+            bound_log(conn)
         except sqlite3.OperationalError as exc:
             conn.close()
             raise StoreError(f"cannot open {path}: {exc}") from exc
@@ -169,14 +171,22 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path)
+        store = cls(conn, path)
+        store._checkpointer = Checkpointer(path, synchronous)
+        return store
 
     def close(self) -> None:
-        """Close the connection (idempotent); SQLite checkpoints the log on the last close."""
+        """Close the connection (idempotent); SQLite checkpoints the log on the last close.
+
+        The background checkpointer closes its connection first, so that this one is the
+        last of the process (another process may still hold the file open)."""
         with self._lock:
             conn, self._conn = self._conn, None
+            checkpointer, self._checkpointer = self._checkpointer, None
             self._cache.clear()
             self._cached_records = 0
+            if checkpointer is not None:
+                checkpointer.close()
             if conn is not None:
                 conn.close()
 

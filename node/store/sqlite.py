@@ -20,6 +20,9 @@ imports), and the calls are simply serialised. A call from the trio thread may t
 for a worker's batch; ``MAX_BATCH`` keeps that wait bounded. Other processes (a CLI command
 while no node runs) may use the same file: SQLite's locking and ``BUSY_TIMEOUT_S`` handle that,
 and ``PRAGMA data_version`` tells this connection when someone else wrote, so its caches drop.
+A second connection, in a thread of its own, only checkpoints the write-ahead log
+(:mod:`node.store.checkpoint`), so that copying the log into the database file happens beside
+the writes instead of inside them.
 
 Layout (the schema and its migrations are in :mod:`node.store.schema`). ``records`` is a rowid
 table (``seq`` is the order records arrived on this node) with a unique index on the 32-byte

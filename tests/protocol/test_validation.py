@@ -1,6 +1,6 @@
 """parse_record against hostile bytes: RECORD-FORMAT.md §1, 2 and 4, one rule at a time.
 
-The hostile records come from ``hostile_records``: each breaks exactly one rule and is signed
+The hostile records come from ``validation_records``: each breaks exactly one rule and is signed
 by its author over exactly its bytes, so a validator that skipped the rule would accept it.
 The signature rules (§3), error codes, topics and fuzzing are in test_validation_signatures.py.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hostile_records import (
+from validation_records import (
     ALICE,
     BOB,
     BODIES,

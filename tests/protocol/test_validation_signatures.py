@@ -2,14 +2,16 @@
 gossip topics, and fuzzing (any bytes give a Record or InvalidRecord, nothing else).
 
 The rules of §1, 2 and 4 are in test_validation.py; the hostile records of both come from
-``hostile_records``.
+``validation_records``.
 """
 
 from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from hostile_records import (
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+from validation_records import (
     ALICE,
     BOB,
     BODIES,
@@ -25,8 +27,6 @@ from hostile_records import (
     refused,
     sign,
 )
-from hypothesis import HealthCheck, given, reject, settings
-from hypothesis import strategies as st
 
 from protocol import codec, testing
 from protocol.errors import InvalidRecord, LocalProtocolError

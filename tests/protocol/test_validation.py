@@ -1,4 +1,4 @@
-"""parse_record against hostile bytes: RECORD-FORMAT.md §1, 2 and 4, one rule at a time.
+"""parse_record against hostile bytes: docs/RECORD-FORMAT.md §1, 2 and 4, a rule at a time.
 
 The hostile records come from ``validation_records``: each breaks exactly one rule and is signed
 by its author over exactly its bytes, so a validator that skipped the rule would accept it.

@@ -13,7 +13,17 @@ from typing import Final, Literal, TypeAlias
 
 from node.store.base import StoreError
 
-__all__ = ["BUSY_TIMEOUT_S", "MIGRATIONS", "SCHEMA_VERSION", "Synchronous", "prepare"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "CONTRIBUTION",
+    "GENESIS",
+    "KIND_NUMBERS",
+    "MIGRATIONS",
+    "PROFILE",
+    "SCHEMA_VERSION",
+    "Synchronous",
+    "prepare",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +136,65 @@ _V4: Final = (
     "CREATE INDEX records_genesis ON records (ts, id) WHERE kind = 'project'",
     "INSERT INTO tally_backfill VALUES (-1)",
 )
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
+#: The kinds numbered by schema version 5, as released (never renumbered: the numbers are in
+#: every row). ``contribution`` and ``endorsement``, nearly every record of a big project, are
+#: 0 and 1, which SQLite stores in the row header alone; a kind unknown to this version gets
+#: the next free number in ``kinds`` when its first record is stored.
+_V5_KINDS: Final = (
+    (0, "contribution"),
+    (1, "endorsement"),
+    (2, "retraction"),
+    (3, "project"),
+    (4, "project-update"),
+    (5, "profile"),
+    (6, "claim"),
+    (7, "claim-confirmation"),
+    (8, "device-link"),
+    (9, "device-join"),
+    (10, "device-revoke"),
+)
+_V5: Final = (
+    # Disk (issue 16): the row held the author's 32-byte key and the kind's name; both are now
+    # numbers, the author's in ``units`` (where node.store.tally numbers participants) and the
+    # kind's in ``kinds``. The table is rebuilt in seq order, so seq, and with it the tallies'
+    # rows that name records by seq, stay as they were. The 32-byte UNIQUE id index becomes an
+    # index on the id's first 8 bytes (every lookup checks the whole id in the row; Store.add
+    # keeps ids unique, since it inserts only ids it found not held inside its transaction).
+    "CREATE TABLE kinds (n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+    "INSERT INTO kinds (n, name) VALUES " + ", ".join(f"({n}, '{name}')" for n, name in _V5_KINDS),
+    "INSERT INTO kinds (name) SELECT DISTINCT kind FROM records"
+    " WHERE kind NOT IN (SELECT name FROM kinds) ORDER BY kind",
+    "INSERT OR IGNORE INTO units (key) SELECT DISTINCT author FROM records ORDER BY author",
+    """CREATE TABLE records_v5 (
+        seq INTEGER PRIMARY KEY, id BLOB NOT NULL, raw BLOB NOT NULL,
+        kind INTEGER NOT NULL REFERENCES kinds (n), author INTEGER NOT NULL REFERENCES units (n),
+        ts INTEGER NOT NULL, project INTEGER REFERENCES scopes (n),
+        scope INTEGER NOT NULL REFERENCES scopes (n), target BLOB,
+        received_at INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0
+    )""",
+    "INSERT INTO records_v5 (seq, id, raw, kind, author, ts, project, scope, target,"
+    " received_at, published) SELECT r.seq, r.id, r.raw, k.n, u.n, r.ts, r.project, r.scope,"
+    " r.target, r.received_at, r.published FROM records AS r JOIN kinds AS k ON k.name = r.kind"
+    " JOIN units AS u ON u.key = r.author ORDER BY r.seq",
+    "DROP TABLE records",
+    "ALTER TABLE records_v5 RENAME TO records",
+    "CREATE INDEX records_id ON records (substr(id, 1, 8))",
+    "CREATE INDEX records_scope ON records (scope, ts, id)",
+    "CREATE INDEX records_project ON records (project, kind) WHERE kind <> 0",
+    "CREATE INDEX records_genesis ON records (ts, id) WHERE kind = 3",
+    "CREATE INDEX records_profile ON records (author, ts, id) WHERE kind = 5",
+    "CREATE INDEX records_target ON records (target) WHERE target IS NOT NULL",
+    "CREATE INDEX records_unpublished ON records (published) WHERE published = 0",
+)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+#: The number of each kind this version knows, as stored in ``records.kind`` (the SQL of the
+#: store's queries names them by these numbers: ``node.store.base.KIND``).
+KIND_NUMBERS: Final = {name: n for n, name in _V5_KINDS}
+#: The kinds the store's SQL names, and its partial indexes with them (schema version 5).
+CONTRIBUTION: Final = 0
+GENESIS: Final = 3
+PROFILE: Final = 5
 
 
 def prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:

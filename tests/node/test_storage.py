@@ -91,7 +91,11 @@ def test_big_batches_span_several_insert_statements(store: Store, f: RecordFacto
     assert [r.id for r in store.project_records(p.id)[1]] == [r.id for r in many]
     conn = sqlite3.connect(store.path)
     try:
-        rows = conn.execute("SELECT kind, author, ts FROM records WHERE id = ?", (many[-1].id,))
+        rows = conn.execute(
+            "SELECT k.name, u.key, r.ts FROM records AS r JOIN kinds AS k ON k.n = r.kind"
+            " JOIN units AS u ON u.n = r.author WHERE r.id = ?",
+            (many[-1].id,),
+        )
         assert rows.fetchall() == [("contribution", many[-1].author, many[-1].ts)]
     finally:
         conn.close()

@@ -29,11 +29,12 @@ fill, because every insert lands on a random page. The author (a 32-byte key) an
 numbers in the row, the author's in ``units`` (:mod:`node.store.tally`), the kind's in
 ``kinds`` (:data:`node.store.schema.KIND_NUMBERS`): 1.66 times the raw bytes on disk became
 1.43 at a million attested records. Scopes ("meta" or a project id in hex) are numbered in a
-small ``scopes`` table, and ``records.scope`` and ``records.project`` hold those numbers: storing the 64-character hex
-in the row and in two indexes cost over a third more bytes per record (100,000 contributions
-of 252 bytes each take 524 bytes a record on disk with this layout). ``records.project`` is the
-project a record concerns: its ``project`` key, or, for a genesis, its own id (so one index
-lookup yields a project's whole history), and NULL for a profile.
+small ``scopes`` table, and ``records.scope`` and ``records.project`` hold those numbers:
+storing the 64-character hex in the row and in two indexes cost over a third more bytes per
+record (100,000 contributions of 252 bytes each take 524 bytes a record on disk with this
+layout). ``records.project`` is the project a record concerns: its ``project`` key, or, for a
+genesis, its own id (so one index lookup yields a project's whole history), and NULL for a
+profile.
 
 Decoding is the slow part of every view (``decode_trusted`` runs the canonical codec in pure
 Python, about 40 microseconds a record), so :meth:`Store.project_records` keeps each project's
@@ -352,7 +353,8 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
 
         A range query on the id index: every id with the prefix lies between the prefix padded
         with zeros and the prefix padded with ``f`` (and its first 8 bytes between theirs).
-        Raises ``RemoteProtocolError`` with code ``bad-id`` (not 8..64 hex characters), ``unknown-id`` or ``ambiguous-id``.
+        Raises ``RemoteProtocolError`` with code ``bad-id`` (not 8..64 hex characters),
+        ``unknown-id`` or ``ambiguous-id``.
         """
         prefix = parse_id_prefix(text)
         lo = bytes.fromhex(prefix.ljust(2 * ID_SIZE, "0"))

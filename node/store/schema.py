@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
@@ -188,6 +189,8 @@ _V5: Final = (
 )
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+#: The version whose migration rebuilds ``records`` (upgrades to it compact the file after).
+_REBUILT: Final = 5
 #: The number of each kind this version knows, as stored in ``records.kind`` (the SQL of the
 #: store's queries names them by these numbers: ``node.store.base.KIND``).
 KIND_NUMBERS: Final = {name: n for n, name in _V5_KINDS}
@@ -215,11 +218,14 @@ def prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> N
     conn.execute(f"PRAGMA cache_size = {-PAGE_CACHE_KIB}")
     if version == SCHEMA_VERSION:
         return
+    started = time.monotonic()
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Another process may have migrated between our first look and the write lock.
         _, version = _identity(conn)
         _refuse_newer(path, version)
+        if 0 < version < _REBUILT:
+            logger.info("%s: rebuilding the records table for schema %d (once)", path, _REBUILT)
         for migration in MIGRATIONS[version:]:
             for statement in migration:
                 conn.execute(statement)
@@ -229,7 +235,30 @@ def prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> N
         if conn.in_transaction:
             conn.rollback()
         raise
-    logger.info("%s: schema migrated from version %d to %d", path, version, SCHEMA_VERSION)
+    logger.info(
+        "%s: schema migrated from version %d to %d (%.1f s)",
+        path,
+        version,
+        SCHEMA_VERSION,
+        time.monotonic() - started,
+    )
+    if 0 < version < _REBUILT:
+        _compact(conn, path)
+
+
+def _compact(conn: sqlite3.Connection, path: Path) -> None:
+    """Give the disk the old ``records`` table took back after the rebuild (VACUUM, then a
+    checkpoint that empties the log): without it the file keeps both copies' size, the old
+    one's pages free for later records. Measured at a million records (the 2-core VM): 32 s
+    for the rebuild, 7 s for this. A failure (a full disk) leaves the migrated store whole."""
+    started = time.monotonic()
+    try:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.OperationalError as exc:
+        logger.warning("%s: not compacted after the upgrade (%s): new records reuse it", path, exc)
+        return
+    logger.info("%s: compacted after the upgrade (%.1f s)", path, time.monotonic() - started)
 
 
 def _refuse_newer(path: Path, version: int) -> None:

@@ -191,13 +191,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: The version whose migration rebuilds ``records`` (upgrades to it compact the file after).
 _REBUILT: Final = 5
-#: The number of each kind this version knows, as stored in ``records.kind`` (the SQL of the
-#: store's queries names them by these numbers: ``node.store.base.KIND``).
+#: The number of each kind this version knows, as stored in ``records.kind``.
 KIND_NUMBERS: Final = {name: n for n, name in _V5_KINDS}
-#: The kinds the store's SQL names, and its partial indexes with them (schema version 5).
-CONTRIBUTION: Final = 0
-GENESIS: Final = 3
-PROFILE: Final = 5
+#: The kinds the store's SQL names by number; a query uses a partial index only when its
+#: condition names the same number as the index's (``kind <> 0``, ``kind = 3``, ``kind = 5``).
+CONTRIBUTION: Final = KIND_NUMBERS["contribution"]
+GENESIS: Final = KIND_NUMBERS["project"]
+PROFILE: Final = KIND_NUMBERS["profile"]
 
 
 def prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:
@@ -249,8 +249,8 @@ def prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> N
 def _compact(conn: sqlite3.Connection, path: Path) -> None:
     """Give the disk the old ``records`` table took back after the rebuild (VACUUM, then a
     checkpoint that empties the log): without it the file keeps both copies' size, the old
-    one's pages free for later records. Measured at a million records (the 2-core VM): 32 s
-    for the rebuild, 7 s for this. A failure (a full disk) leaves the migrated store whole."""
+    one's pages free for later records. Measured at a million records (the 2-core VM): 33 s
+    for the rebuild, 8 s for this. A failure (a full disk) leaves the migrated store whole."""
     started = time.monotonic()
     try:
         conn.execute("VACUUM")

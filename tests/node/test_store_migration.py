@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from old_stores import write_old_store
 
-from node.store.schema import KIND_NUMBERS, SCHEMA_VERSION
+from node.store.schema import CONTRIBUTION, GENESIS, KIND_NUMBERS, PROFILE, SCHEMA_VERSION
 from node.store.sqlite import Store, StoreError
 from node.views.cache import ViewCache
 from protocol.attest import email_handle
@@ -155,6 +155,11 @@ def test_a_version_4_store_upgrades_and_answers_as_before(tmp_path: Path, tallie
         assert {k: kinds[k] for k in KIND_NUMBERS} == KIND_NUMBERS
         types = conn.execute("SELECT DISTINCT typeof(kind), typeof(author) FROM records")
         assert types.fetchall() == [("integer", "integer")]
+        # The partial indexes name the kinds by the numbers the store's queries use.
+        wheres = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+        assert f"WHERE kind <> {CONTRIBUTION}" in wheres["records_project"]
+        assert f"WHERE kind = {GENESIS}" in wheres["records_genesis"]
+        assert f"WHERE kind = {PROFILE}" in wheres["records_profile"]
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert "records_id" in indexes
         assert "records_v5" not in indexes

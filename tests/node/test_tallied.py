@@ -306,3 +306,36 @@ def test_a_start_makes_tallied_answers_whatever_their_size(tmp_path: Path) -> No
         assert views.refresh(lambda _: True, 0, shown_only=True) == []
         assert views.refresh(lambda _: True, 100, shown_only=True) == [p.id]
         assert views.shares_body(p.id.hex()) == _fold_answers(p, records)["shares body"]
+
+
+def test_a_batch_of_more_rows_than_one_statement_is_tallied_whole(tmp_path: Path) -> None:
+    """The tallies of a batch are written ``TALLY_ROWS`` rows a statement: a batch of more
+    contributions and participants than that, in one transaction, counts every one."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    n = 2 * tally.TALLY_ROWS + 7
+    records = [
+        f.contribution(
+            KEYS[i % 4],
+            p,
+            type=TYPES[i % 2],
+            minutes=i % 50,
+            coauthors=(KEYS[(i + 1) % 4],) if i % 3 == 0 else (),
+        )
+        for i in range(n)
+    ]
+    records += [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(n // 2)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        assert all(store.add([p, *records]))
+        views = ViewCache(store)
+        fold = _fold_answers(p, records)
+        assert views.shares(p.id.hex()) == fold["shares"]
+        show = views.project_show(p.id.hex())
+        show.pop("followed")
+        assert show == fold["show"]
+        for author in _authors():
+            name = None if author is None else peer_id(author)
+            for kind in (None, *TYPES):
+                page = views.ledger_page(p.id.hex(), author=name, type=kind, limit=5)
+                entries, total = fold[f"ledger {author and author.hex()[:8]} {kind}"]
+                assert (page.entries, page.total) == (entries[:5], total)

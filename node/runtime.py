@@ -82,7 +82,7 @@ from node.sync.ingest import Ingestor
 from node.sync.syncer import Syncer
 from node.sync.verifier import Verifier
 from node.trio_util import open_unwrapping_nursery
-from node.views.cache import ViewCache
+from node.views.cache import STALE_SECONDS, ViewCache
 from node.views.follow import Follow
 from protocol import peers as peers_protocol
 from protocol import sync as sync_protocol
@@ -455,7 +455,12 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     fix_mmap_threshold()
     key = home.signing_key()
     store = Store.open(home.store_path)
+    reader: Store | None = None
     try:
+        # The views read through a connection of their own, in one read transaction each
+        # time they make a project's answers (``ViewCache``): a sync's commits never wait for
+        # them, and their answers are never made from two states of the store.
+        reader = Store.open(home.store_path)
         policy = await trio.to_thread.run_sync(_start_policy, options.policy, store)
         config = TransportConfig(
             seed=key.seed,
@@ -471,7 +476,9 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
-        views = ViewCache(store, follow=Follow(options.follow))
+        views = ViewCache(
+            store, follow=Follow(options.follow), stale_seconds=STALE_SECONDS, reader=reader
+        )
         async with (
             _warming(views) as warmed,
             open_transport(config) as transport,
@@ -537,6 +544,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                     await node._stop()
     finally:
         home.remove_node_info()
+        if reader is not None:
+            reader.close()
         store.close()
 
 

@@ -80,12 +80,15 @@ class StoreWork:
 
     async def refresh_views(self, effect: RefreshViews) -> None:
         """Fold the followed projects whose results are stale (see ``ViewCache.refresh``),
-        if records were stored since the last time: the first ``ledger`` or ``shares`` of a
-        project then answers in milliseconds instead of a second or more. Then write the
-        snapshots of the folds held (``node.views`` debounces them per project)."""
+        if records were stored since the last time or the last refresh left projects for later
+        (its pause between two rebuilds of one): the first ``ledger`` or ``shares`` of a
+        project then answers in milliseconds instead of a second or more, and a big project
+        receiving records answers from its last results (``ViewCache``'s ``stale_seconds``)
+        while they are made again here. Then write the snapshots of the folds held
+        (``node.views`` debounces them per project)."""
         try:
             version = await trio.to_thread.run_sync(self.store.version)
-            if effect.first or version != self._views_seen:
+            if effect.first or version != self._views_seen or self.views.deferred:
                 self._views_seen = version
                 refresh = partial(self.views.refresh, shown_only=not effect.first)
                 await trio.to_thread.run_sync(refresh, self.service.follows, effect.budget)

@@ -49,6 +49,7 @@ import heapq
 import itertools
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, TypeAlias, TypeVar
 
@@ -473,6 +474,26 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         """
         self._db.execute("PRAGMA shrink_memory")
         malloc_trim()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Let every read in the block see the store as it was at the first one (one read
+        transaction: the WAL keeps that state while other connections commit).
+
+        For a store opened a second time to read from (the views make a project's answers
+        from several reads, which must not straddle a sync's commits): nothing may be
+        written through it, and one thread at a time opens such a block. Reads by other
+        threads in the meantime see the same state. The store's lock is not held in
+        between, so the other connection's writers never wait for the block.
+        """
+        with self._lock:
+            self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._conn is not None and self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
 
     @guarded
     def version(self) -> tuple[int, int]:

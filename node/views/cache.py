@@ -83,6 +83,16 @@ SNAPSHOT_DELAY: Final = 2.0
 #: Seconds between two writes of one project's snapshot, however often it changes (a busy
 #: project's snapshot is at most this old, plus the final write when the node stops).
 SNAPSHOT_INTERVAL: Final = 30.0
+#: A running node's view calls answer from the results of an older record set, at most this
+#: many seconds old, while the node makes them again in the background (see ``ViewCache``).
+STALE_SECONDS: Final = 30.0
+#: Results that took less than this many seconds to make are made again by the call that
+#: finds them stale (it waits that little, and sees every record stored before it).
+WAIT_BELOW: Final = 0.05
+#: After results were made again in the background, this many times what making them took
+#: passes before the background makes them again: a project receiving records all the time
+#: (a catch-up) is rebuilt at most a quarter of the time of one thread.
+REBUILD_PAUSE: Final = 3.0
 
 
 class ViewError(Exception):
@@ -196,6 +206,16 @@ class _Fold:
         return [e.record.ts for e in self.view.live_contributions()]
 
 
+def _made(page: tuple[Any, ...] | None = None) -> Callable[[_Answers], bool]:
+    """Whether answers hold what a call asks already made: the summary and the shares, and
+    the ledger ``page`` when one is asked (a fold or a snapshot holds everything)."""
+
+    def made(answers: _Answers) -> bool:
+        return not isinstance(answers, Tallied) or answers.made(page)
+
+    return made
+
+
 # --------------------------------------------------------------------------------------------
 # The cache
 
@@ -217,6 +237,12 @@ class _Entry:
     unsaved_since: float | None = None
     #: When this node last wrote the project's snapshot (monotonic), or None.
     written_at: float | None = None
+    #: When these results were made (the cache's clock), and the seconds making them took.
+    built: float = 0.0
+    cost: float = 0.0
+    #: When they last held every record stored (the start of their making, or a later look
+    #: at the store's keys that found them current).
+    checked: float = 0.0
 
 
 def _due(entry: _Entry, now: float, *, force: bool) -> bool:
@@ -239,6 +265,19 @@ class ViewCache:
     refused (the records held of it may be any part of it, so its numbers would mislead).
     ``tallies=False`` folds every record even while keys are their own persons (and keeps
     snapshots of the folds): the reference the tallies are tested against.
+
+    ``stale_seconds`` (a running node: ``STALE_SECONDS``; 0: never) lets a call about a
+    big project (results that took ``WAIT_BELOW`` seconds or more to make: about 0.3 s for
+    20,000 participants) answer from the results held in memory without reading the store
+    at all, while they held every record stored at most ``stale_seconds`` ago and they
+    hold the answer asked for already made (the summary, the shares, the ledger pages made
+    before): a call then neither waits for a rebuild nor for the store's lock, which a
+    sync holds for a whole transaction. An answer is never put together from two record
+    sets. The node's background :meth:`refresh` makes the results again as records arrive,
+    so what a reader sees lags the store by one background rebuild (a few seconds: the
+    node's ``views_interval``, the pause ``REBUILD_PAUSE`` and the rebuild itself), and
+    never by more than ``stale_seconds``: past that, or for any other answer, the call
+    reads the store as before (and makes the results if they are stale).
     """
 
     def __init__(
@@ -249,8 +288,14 @@ class ViewCache:
         clock: Callable[[], float] = time.monotonic,
         follow: Follow | None = None,
         tallies: bool = True,
+        stale_seconds: float = 0.0,
+        reader: Store | None = None,
     ) -> None:
         self.store = store
+        self._stale_seconds = stale_seconds
+        self._reader = reader
+        #: Held while answers are made from the ``reader`` (one read transaction at a time).
+        self._reading = threading.Lock()
         self._tallies = tallies
         self.follow = follow or Follow()
         self._enabled = cache
@@ -259,6 +304,8 @@ class ViewCache:
         self._building: dict[bytes, threading.Lock] = {}
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._people: tuple[ProjectKey, People] | None = None
+        #: The projects the last :meth:`refresh` left stale for its pause between rebuilds.
+        self.deferred: list[bytes] = []
 
     def forget(self) -> None:
         """Drop every result held in memory (records were purged: a project's key may come
@@ -268,6 +315,16 @@ class ViewCache:
             self._people = None  # the identity records' key may come back the same way
 
     def _resolve(self, text: str, kind: str | None = None) -> bytes:
+        if kind == "project" and len(text) == 64:
+            # A project's full id whose results are held needs no look-up in the store
+            # (whose lock a sync may hold for a whole transaction).
+            try:
+                pid = bytes.fromhex(text)
+            except ValueError:
+                pid = b""
+            with self._lock:
+                if pid in self._entries:
+                    return pid
         try:
             return self.store.resolve_prefix(text, kind=kind)
         except ProtocolError as exc:
@@ -318,9 +375,17 @@ class ViewCache:
             self._entries.move_to_end(pid)
             return entry
 
-    def _answers(self, pid: bytes) -> _Answers:
+    def _answers(self, pid: bytes, made: Callable[[_Answers], bool] | None = None) -> _Answers:
+        """The project's answers for its current records, or (see the class) recent answers
+        for which ``made`` says the answer asked for is made already."""
+        asked = self._clock()
+        recent = self._recent(pid, asked)
+        if recent is not None and made is not None and made(recent.answers):
+            return recent.answers
         entry = self._held(pid, self._key(pid))
         if entry is not None:
+            with self._lock:  # current when ``asked``: a later call may answer from it
+                entry.checked = max(entry.checked, asked)
             return entry.answers
         # One thread loads or folds a project at a time: a call that arrives while the
         # background warming (or another call) is at it waits for that result instead of
@@ -328,31 +393,79 @@ class ViewCache:
         with self._project_lock(pid):
             key = self._key(pid)
             entry = self._held(pid, key)
+            if entry is None:
+                with self._lock:
+                    entry = self._entries.get(pid)
+                if entry is not None and entry.checked <= asked:
+                    entry = None  # else begun after this call: as new as a build now
             if entry is not None:
                 return entry.answers
             return self._build(pid, key)
 
-    def _build(self, pid: bytes, key: ProjectKey) -> _Answers:
+    def _recent(self, pid: bytes, now: float) -> _Entry | None:
+        """The results held of a big project that a call may answer from without reading
+        the store (the class says when), or None."""
+        if self._stale_seconds <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(pid)
+        if entry is None or entry.cost < WAIT_BELOW or now - entry.checked > self._stale_seconds:
+            return None
+        return entry
+
+    def _build(self, pid: bytes, key: ProjectKey, *, prepare: bool = False) -> _Answers:
         """Answers for ``key`` from the tallies while keys are their own persons, else from a
-        stored snapshot or a fold (under the project's lock)."""
-        people = self.people()
+        stored snapshot or a fold (under the project's lock). ``prepare``: make what is
+        asked first (the default ledger page, the shares, the summary) before they are
+        shown."""
+        begun = self._clock()
+        people_key, people = self._people_now()
         if people.trivial and self._tallies:
-            return self._tallied(pid, key, people)
+            return self._tallied(pid, key, (people_key, people), begun, prepare=prepare)
+        started = time.monotonic()
         snapshot = self._load(pid, key)
         if snapshot is not None:
-            self._remember(pid, key, snapshot, unsaved=False)
+            cost = time.monotonic() - started
+            self._remember(pid, key, snapshot, unsaved=False, cost=cost, checked=begun)
             return snapshot
-        return self._fold(pid, key)
+        return self._fold(pid, key, begun)
 
-    def _tallied(self, pid: bytes, key: ProjectKey, people: People) -> Tallied:
-        started = time.monotonic()
-        answers = Tallied.build(self.store, pid, people)
+    def _tallied(
+        self,
+        pid: bytes,
+        key: ProjectKey,
+        persons: tuple[ProjectKey, People],
+        begun: float,
+        *,
+        prepare: bool,
+    ) -> Tallied:
+        people_key, people = persons
+        reader = self._reader
+        if reader is None:
+            started = time.monotonic()
+            answers = Tallied.build(self.store, pid, people)
+            if answers is not None and prepare:
+                answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
+        else:
+            # Every read of one making in one state of the store, labelled with that state's
+            # key, and what is answered first made in it: those answers are the fold of one
+            # record set however many records a sync stores meanwhile.
+            with self._reading, reader.reading():
+                started = time.monotonic()
+                found = reader.project_key(pid)
+                identity = reader.kinds_key(IDENTITY_KINDS)
+                if found is not None and identity == people_key:
+                    key = _combine(found, identity)
+                answers = Tallied.build(reader, pid, people)
+                if answers is not None:
+                    answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
         if answers is None:
             raise ViewError(f"no project {pid.hex()}")
-        log.debug("tallied project %s in %.3f s", pid.hex(), time.monotonic() - started)
-        # Records that arrived while it was read may be half in it: kept only when none did.
-        if self._current(pid) == key:
-            self._remember(pid, key, answers, unsaved=False)
+        cost = time.monotonic() - started
+        log.debug("tallied project %s in %.3f s", pid.hex(), cost)
+        # Kept for ``key``, read before: records that arrived while it was read may be in it
+        # too, and a newer key makes it stale (made again, or answered from as recent ones).
+        self._remember(pid, key, answers, unsaved=False, cost=cost, checked=begun)
         return answers
 
     def _load(self, pid: bytes, key: ProjectKey) -> ViewSnapshot | None:
@@ -367,7 +480,7 @@ class ViewCache:
             log.warning("the view snapshot of project %s is damaged (%s): folding", pid.hex(), exc)
             return None
 
-    def _fold(self, pid: bytes, key: ProjectKey) -> _Fold:
+    def _fold(self, pid: bytes, key: ProjectKey, begun: float) -> _Fold:
         """Decode and fold the project (``key`` read before its records, under its lock)."""
         started = time.monotonic()
         people_key, people = self._people_now()
@@ -391,11 +504,19 @@ class ViewCache:
             if label is not None and held != label[0]:
                 label = None
         if label is not None:
-            self._remember(pid, label, fold, unsaved=True)
+            cost = time.monotonic() - started
+            self._remember(pid, label, fold, unsaved=True, cost=cost, checked=begun)
         return fold
 
     def _remember(
-        self, pid: bytes, key: ProjectKey, answers: _Fold | ViewSnapshot | Tallied, *, unsaved: bool
+        self,
+        pid: bytes,
+        key: ProjectKey,
+        answers: _Fold | ViewSnapshot | Tallied,
+        *,
+        unsaved: bool,
+        cost: float,
+        checked: float,
     ) -> None:
         if not self._enabled:
             return
@@ -410,7 +531,7 @@ class ViewCache:
             if unsaved:
                 since = now if old is None or old.unsaved_since is None else old.unsaved_since
             written = None if old is None else old.written_at
-            self._entries[pid] = _Entry(key, answers, since, written)
+            self._entries[pid] = _Entry(key, answers, since, written, now, cost, checked)
             self._entries.move_to_end(pid)
             while len(self._entries) > MAX_CACHED_VIEWS:
                 self._entries.popitem(last=False)
@@ -434,10 +555,7 @@ class ViewCache:
             if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
                 return False
             started = time.monotonic()
-            answers = self._build(pid, key)
-            if isinstance(answers, Tallied):
-                # What is asked first (the default ledger page, the shares), made now.
-                answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
+            self._build(pid, key, prepare=True)
             log.debug("warmed project %s in %.3f s", pid.hex(), time.monotonic() - started)
             return True
 
@@ -446,22 +564,26 @@ class ViewCache:
     ) -> list[bytes]:
         """Fold the followed projects whose results are held nowhere for their current
         records, smallest first while their records add up to at most ``budget`` (answers
-        from the tallies are made whatever their records, but not with ``shown_only``).
+        from the tallies are made whatever their records).
 
         For the node's background task: after a start (every followed project), and again
         after records arrived with ``shown_only``: then only projects whose (now stale)
         results are held in memory or stored, so that a node catching up on projects nobody
-        has looked at does not decode them as they grow. Returns the ids of the projects
-        folded.
+        has looked at does not decode them as they grow. Answers from the tallies held in
+        memory are then made again once ``REBUILD_PAUSE`` times what they took last has
+        passed since: one project's rebuilds take at most a quarter of one thread, however
+        fast records arrive (those left for later are in ``deferred``). Returns the ids of
+        the projects folded.
         """
+        now = self._clock()  # before the keys are read: what is current holds all before it
         stored = self.store.snapshot_keys()
         folded: list[bytes] = []
         identity = self.store.kinds_key(IDENTITY_KINDS)
         keys = {pid: _combine(key, identity) for pid, key in self.store.project_keys().items()}
-        # Answers from the tallies cost per participant, not per record: no budget for them
-        # after a start. Made again as records arrive they would cost that much each time
-        # (0.2-0.3 s for 20,000 participants): then the budget applies as to a fold.
-        tallied = not shown_only and self._tallies and self.people().trivial
+        # Answers from the tallies cost per participant, not per record (0.2-0.3 s for
+        # 20,000 participants): no budget for them, but a pause between two rebuilds.
+        tallied = self._tallies and self.people().trivial
+        self.deferred = deferred = []
         for pid, key in sorted(keys.items(), key=lambda i: (i[1], i[0])):
             if key[0] > budget and not tallied:
                 break
@@ -469,9 +591,14 @@ class ViewCache:
                 continue
             with self._lock:
                 entry = self._entries.get(pid)
+                if entry is not None and entry.key == key:
+                    entry.checked = max(entry.checked, now)
             if entry is not None and entry.key == key:
                 continue
             if shown_only and entry is None and pid not in stored:
+                continue
+            if tallied and entry is not None and now - entry.built < REBUILD_PAUSE * entry.cost:
+                deferred.append(pid)
                 continue
             budget -= 0 if tallied else key[0]
             try:
@@ -555,12 +682,12 @@ class ViewCache:
             entry = self._held(pid, key)
             if entry is not None and isinstance(entry.answers, _Fold):
                 return entry.answers.view
-            return self._fold(pid, key).view
+            return self._fold(pid, key, self._clock()).view
 
     def project_list(self) -> list[dict[str, Any]]:
         out = []
         for pid in self.store.project_ids():
-            item = dict(self._answers(pid).list_item())
+            item = dict(self._answers(pid, _made()).list_item())
             item["followed"] = self.follow.follows(pid)
             out.append(item)
         out.sort(key=lambda p: (str(p["name"]).lower(), str(p["id"])))
@@ -568,7 +695,7 @@ class ViewCache:
 
     def project_show(self, project_text: str) -> dict[str, Any]:
         pid = self._resolve(project_text, kind="project")
-        shown = dict(self._answers(pid).show())
+        shown = dict(self._answers(pid, _made()).show())
         shown["followed"] = self.follow.follows(pid)
         return shown
 
@@ -622,7 +749,8 @@ class ViewCache:
             raise ViewError(f"limit must be 1..{MAX_LEDGER_LIMIT}", 400)
         after = None if cursor is None else self._cursor(pid, cursor)
         # One entry more than the page tells whether there is a next page.
-        entries, total = self._answers(pid).ledger(author_key, type, limit + 1, after)
+        made = _made((author_key, type, limit + 1, after))
+        entries, total = self._answers(pid, made).ledger(author_key, type, limit + 1, after)
         if len(entries) <= limit:
             return LedgerPage(entries, total, None)
         del entries[limit:]
@@ -640,12 +768,12 @@ class ViewCache:
         return (record.ts, record.id)
 
     def shares(self, project_text: str) -> list[dict[str, Any]]:
-        return self._answers(self._followed(project_text)).shares()
+        return self._answers(self._followed(project_text), _made()).shares()
 
     def shares_body(self, project_text: str) -> bytes:
         """:meth:`shares` as the API sends it (:func:`json_body`); encoded once per record set
         when the answers come from the tallies."""
-        answers = self._answers(self._followed(project_text))
+        answers = self._answers(self._followed(project_text), _made())
         if isinstance(answers, Tallied):
             return answers.shares_body()
         return json_body(answers.shares())

@@ -86,7 +86,7 @@ def _recorders(
 class Tallied:
     """A project's answers (``node.views.cache._Answers``) from its tallies."""
 
-    __slots__ = ("_pages", "_shares", "_shares_body", "pid", "store", "tally")
+    __slots__ = ("_pages", "_prepared", "_shares", "_shares_body", "pid", "store", "tally")
 
     def __init__(self, store: Store, pid: bytes, tally: TallyView) -> None:
         self.store = store
@@ -97,6 +97,7 @@ class Tallied:
         self._pages: dict[tuple[Any, ...], tuple[list[dict[str, Any]], int]] = {}
         self._shares: list[dict[str, Any]] | None = None
         self._shares_body: bytes | None = None
+        self._prepared = False
 
     @classmethod
     def build(cls, store: Store, pid: bytes, people: People) -> Tallied | None:
@@ -130,10 +131,30 @@ class Tallied:
         return cls(store, pid, TallyView(view, lambda: store.tally_rows(pid), types, special))
 
     def prepare(self, limit: int) -> None:
-        """Make and keep the shares and the first ledger page of ``limit`` entries (the
-        node's start-up warming calls this, so the first calls find them made)."""
+        """Make and keep the summary, the shares and the first ledger page of ``limit``
+        entries (the node's warming calls this, so the first calls find them made)."""
         self.ledger(None, None, limit)
         self.shares_body()
+        self.tally.summary()
+        self._prepared = True
+
+    def made(self, page: tuple[Any, ...] | None = None) -> bool:
+        """Whether :meth:`prepare` made the summary and the shares, and the ledger page of
+        query ``page`` (``(author, type, limit, after)``) is held when one is given: answers
+        that read nothing more from the store (which may hold newer records by now)."""
+        return self._prepared and (page is None or self._held(page) is not None)
+
+    def _held(self, query: tuple[Any, ...]) -> tuple[list[dict[str, Any]], int] | None:
+        """The page of ``query`` made already: itself, or cut from a longer page made of the
+        same query (the first ``limit`` entries of a longer page are the shorter page)."""
+        held = self._pages.get(query)
+        if held is not None:
+            return held
+        author, type, limit, after = query
+        for (a, t, longer, f), (entries, total) in list(self._pages.items()):
+            if (a, t, f) == (author, type, after) and longer >= limit:
+                return entries[:limit], total
+        return None
 
     def show(self) -> dict[str, Any]:
         return self.tally.summary().to_json()
@@ -166,12 +187,14 @@ class Tallied:
         after: tuple[int, bytes] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         query = (author, type, limit, after)
-        held = self._pages.get(query)
+        held = self._held(query)
         if held is None:
             held = self._ledger(author, type, limit, after)
             if len(self._pages) >= MAX_HELD_PAGES:
-                # Threads may share these answers: whoever evicts first wins, quietly.
-                for oldest in list(self._pages)[:1]:
+                # Threads may share these answers: whoever evicts first wins, quietly. The
+                # prepared first page stays (stale answers are served from it).
+                first = 1 if self._prepared else 0
+                for oldest in list(self._pages)[first : first + 1]:
                     self._pages.pop(oldest, None)
             self._pages[query] = held
         # Copies: the caller may trim the list or change an entry.

@@ -297,17 +297,24 @@ async def test_a_node_makes_the_tallied_views_before_its_api_answers(
         assert (page.entries, page.total) == fold["ledger None None"]
 
 
-def test_a_start_makes_tallied_answers_whatever_their_size(tmp_path: Path) -> None:
+def test_tallied_answers_are_made_again_whatever_their_size_after_a_pause(
+    tmp_path: Path,
+) -> None:
     """After a start the answers from the tallies are made outside the record budget (they
-    cost per participant); later, as records arrive, the budget applies as to a fold."""
+    cost per participant); later, as records arrive, they are made again once
+    ``REBUILD_PAUSE`` times what they took has passed, and left for later until then."""
     f = RecordFactory()
     p = f.project("alice", maintainers=("bob",))
     records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(6)]
+    now = [0.0]
     with Store.open(tmp_path / "ledger.db") as store:
         store.add([p, *records[:-1]])
-        views = ViewCache(store)
+        views = ViewCache(store, clock=lambda: now[0])
         assert views.refresh(lambda _: True, 0) == [p.id]
         store.add(records[-1:])
         assert views.refresh(lambda _: True, 0, shown_only=True) == []
-        assert views.refresh(lambda _: True, 100, shown_only=True) == [p.id]
+        assert views.deferred == [p.id]
+        now[0] = 60.0  # far more than three times what making them took
+        assert views.refresh(lambda _: True, 0, shown_only=True) == [p.id]
+        assert views.deferred == []
         assert views.shares_body(p.id.hex()) == _fold_answers(p, records)["shares body"]

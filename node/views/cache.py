@@ -326,7 +326,7 @@ class ViewCache:
                 if pid in self._entries:
                     return pid
         try:
-            return self.store.resolve_prefix(text, kind=kind)
+            return self._latest().resolve_prefix(text, kind=kind)
         except ProtocolError as exc:
             status = 400 if exc.code == "bad-id" else 404
             raise ViewError(exc.message, status) from None
@@ -343,7 +343,7 @@ class ViewCache:
         return self._people_now()[1]
 
     def _people_now(self) -> tuple[ProjectKey, People]:
-        key = self.store.kinds_key(IDENTITY_KINDS)
+        key = self._latest().kinds_key(IDENTITY_KINDS)
         with self._lock:
             held = self._people
         if held is not None and held[0] == key:
@@ -358,8 +358,20 @@ class ViewCache:
 
     def _current(self, pid: bytes) -> ProjectKey | None:
         """The key of a project's results now: its records and the identity records."""
-        key = self.store.project_key(pid)
-        return None if key is None else _combine(key, self.store.kinds_key(IDENTITY_KINDS))
+        latest = self._latest()
+        key = latest.project_key(pid)
+        return None if key is None else _combine(key, latest.kinds_key(IDENTITY_KINDS))
+
+    def _latest(self) -> Store:
+        """Where to read what the store holds now: the ``reader`` while no answers are made
+        through it (its reads then see the last commit, and never wait for the store's lock,
+        which a sync holds for a whole transaction), else the store. Answers are made under
+        ``_reading`` from its taking to its release, so a read begun while it was free sees
+        a state at least as new as the moment it was looked at."""
+        reader = self._reader
+        if reader is None or self._reading.locked():
+            return self.store
+        return reader
 
     def _key(self, pid: bytes) -> ProjectKey:
         key = self._current(pid)

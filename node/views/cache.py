@@ -40,6 +40,7 @@ from typing import Any, Final, Protocol
 
 from node.store.sqlite import ProjectKey, Store, StoreError
 from node.views.follow import Follow
+from node.views.months import SortedTimes, month_counts
 from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
 from node.views.tallied import Tallied
 from protocol.errors import ProtocolError
@@ -799,10 +800,15 @@ class ViewCache:
             return []
         return self.project_view(pid.hex()).claim_listing()
 
-    def contribution_times(self, project_text: str) -> list[int]:
-        """When each live contribution was made (``ts``), newest first: the dashboard's
-        contributions-over-time chart, without building a ledger entry for each."""
-        return self._answers(self._followed(project_text)).timestamps()
+    def contribution_months(
+        self, project_text: str, month_start: Callable[[int], tuple[str, int]], most: int
+    ) -> list[tuple[str, int]]:
+        """Live contributions per month of the last ``most`` months that have any, oldest
+        first (:func:`node.views.months.month_counts`): the dashboard's contributions chart.
+        From the tallies this counts off the store's index by time, reading no record."""
+        answers = self._answers(self._followed(project_text), _made())
+        times = answers.times() if isinstance(answers, Tallied) else None
+        return month_counts(times or SortedTimes(answers.timestamps()), month_start, most)
 
     def record(self, record_text: str) -> Record:
         rid = self._resolve(record_text)

@@ -19,11 +19,12 @@ This holds while keys are their own persons (no identity record held); with pers
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from typing import Any, cast
 
 from node.store.sqlite import Store
+from node.views.months import SortedTimes, Times
 from protocol.attest import ClaimBody, handle_key
 from protocol.identity import People
 from protocol.ledger import LedgerEntry, ProjectView
@@ -83,15 +84,49 @@ def _recorders(
     return list(found.values())
 
 
+class _TalliedTimes:
+    """:meth:`Tallied.times`: the store's counts, corrected by the fold's."""
+
+    __slots__ = ("live", "pid", "special", "store")
+
+    def __init__(self, store: Store, pid: bytes, special: SortedTimes, live: SortedTimes) -> None:
+        self.store = store
+        self.pid = pid
+        self.special = special
+        self.live = live
+
+    def newest(self, before: int | None) -> int | None:
+        # The special contributions are held too: the newest held bounds the newest live.
+        return self.store.newest_contribution(self.pid, before)
+
+    def count(self, start: int, end: int | None) -> int:
+        held = self.store.contributions_between(self.pid, start, end)
+        return held - self.special.count(start, end) + self.live.count(start, end)
+
+
 class Tallied:
     """A project's answers (``node.views.cache._Answers``) from its tallies."""
 
-    __slots__ = ("_pages", "_prepared", "_shares", "_shares_body", "pid", "store", "tally")
+    __slots__ = (
+        "_pages",
+        "_prepared",
+        "_shares",
+        "_shares_body",
+        "_special_times",
+        "pid",
+        "store",
+        "tally",
+    )
 
-    def __init__(self, store: Store, pid: bytes, tally: TallyView) -> None:
+    def __init__(
+        self, store: Store, pid: bytes, tally: TallyView, special: Sequence[Record] = ()
+    ) -> None:
         self.store = store
         self.pid = pid
         self.tally = tally
+        #: When the contributions the fold answers for (``special``) were made: the store's
+        #: index of contributions by time counts them as any other.
+        self._special_times = SortedTimes([r.ts for r in special])
         #: Pages already made, by query: these answers are for one record set, so a page
         #: stays right for as long as they are used (a new record makes new answers).
         self._pages: dict[tuple[Any, ...], tuple[list[dict[str, Any]], int]] = {}
@@ -128,7 +163,8 @@ class Tallied:
             special += list({r.id: r for r in merged}.values())
             view = ProjectView.build(genesis, [*others, *special], people)
         types = store.type_counts(pid)
-        return cls(store, pid, TallyView(view, lambda: store.tally_rows(pid), types, special))
+        tally = TallyView(view, lambda: store.tally_rows(pid), types, special)
+        return cls(store, pid, tally, special)
 
     def prepare(self, limit: int) -> None:
         """Make and keep the summary, the shares and the first ledger page of ``limit``
@@ -178,6 +214,13 @@ class Tallied:
     def timestamps(self) -> list[int]:
         retracted = self.tally.view.retracted
         return [ts for ts, rid, _ in self.store.ledger_rows(self.pid) if rid not in retracted]
+
+    def times(self) -> Times:
+        """:class:`~node.views.months.Times` of the live contributions, off the store's
+        index of contributions by time: every contribution held, less those the fold
+        answers for (the special ones), plus those of them it finds live."""
+        live = SortedTimes([e.record.ts for e in self.tally.view.live_contributions()])
+        return _TalliedTimes(self.store, self.pid, self._special_times, live)
 
     def ledger(
         self,

@@ -99,13 +99,25 @@ def histories(draw: st.DrawFn) -> tuple[Record, list[Record]]:
     return p, records
 
 
+def _bucket(ts: int) -> tuple[str, int]:
+    """ "Months" of 2 ms for the contributions chart: the histories' times (1000 to 1006)
+    fall in several, and the walk by month meets retracted and endorsed ones."""
+    return f"{ts // 2:08d}", ts // 2 * 2
+
+
+#: Buckets the chart shows at most, fewer than the histories have.
+MONTHS = 3
+
+
 def _fold_answers(p: Record, records: list[Record]) -> dict[str, Any]:
     view = ProjectView.build(p, [p, *records])
     shares = [s.to_json() for s in view.shares()]
+    months = Counter(_bucket(e.record.ts)[0] for e in view.live_contributions())
     out: dict[str, Any] = {
         "show": view.summary().to_json(),
         "shares": shares,
         "shares body": json_body(shares),
+        "months": sorted(months.items())[-MONTHS:],
     }
     for author in _authors():
         for kind in (None, *TYPES):
@@ -127,6 +139,7 @@ def _tallied_answers(views: ViewCache, pid: bytes) -> dict[str, Any]:
     out["show"].pop("followed")
     out["shares"] = views.shares(pid.hex())
     out["shares body"] = views.shares_body(pid.hex())
+    out["months"] = views.contribution_months(pid.hex(), _bucket, MONTHS)
     for author in _authors():
         for kind in (None, *TYPES):
             name = None if author is None else peer_id(author)

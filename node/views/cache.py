@@ -35,8 +35,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from node.store.sqlite import ProjectKey, Store, StoreError
 from node.views.follow import Follow
@@ -49,6 +50,8 @@ from protocol.identity_records import IDENTITY_KINDS
 from protocol.ledger import ProjectView
 from protocol.record import CONTRIBUTION_TYPES, Record
 from protocol.signing import peer_id, public_key_from_peer_id
+
+T = TypeVar("T")
 
 __all__ = [
     "SNAPSHOT_FORMAT",
@@ -76,6 +79,8 @@ class LedgerPage:
     entries: list[dict[str, Any]]
     total: int
     next_cursor: str | None
+    #: ``entries`` as the API sends them (:func:`json_body`) when encoded ahead, else None.
+    body: bytes | None = None
 
 
 #: Seconds a fold waits before it is written as a snapshot, so that a project receiving a
@@ -94,6 +99,19 @@ WAIT_BELOW: Final = 0.05
 #: passes before the background makes them again: a project receiving records all the time
 #: (a catch-up) is rebuilt at most a quarter of the time of one thread.
 REBUILD_PAUSE: Final = 3.0
+
+
+#: Set while a call may not read the store or wait (:meth:`ViewCache.at_hand`).
+_AT_HAND: ContextVar[bool] = ContextVar("_AT_HAND", default=False)
+
+
+class _NotAtHand(Exception):
+    """The answer needs the store or a wait: :meth:`ViewCache.at_hand` gives up."""
+
+
+def _store_needed() -> None:
+    if _AT_HAND.get():
+        raise _NotAtHand
 
 
 class ViewError(Exception):
@@ -326,6 +344,7 @@ class ViewCache:
             with self._lock:
                 if pid in self._entries:
                     return pid
+        _store_needed()
         try:
             return self._latest().resolve_prefix(text, kind=kind)
         except ProtocolError as exc:
@@ -393,8 +412,15 @@ class ViewCache:
         for which ``made`` says the answer asked for is made already."""
         asked = self._clock()
         recent = self._recent(pid, asked)
-        if recent is not None and made is not None and made(recent.answers):
+        # Not a fold on the API's event loop: its answers are computed, not looked up.
+        if (
+            recent is not None
+            and made is not None
+            and made(recent.answers)
+            and (isinstance(recent.answers, Tallied) or not _AT_HAND.get())
+        ):
             return recent.answers
+        _store_needed()
         entry = self._held(pid, self._key(pid))
         if entry is not None:
             with self._lock:  # current when ``asked``: a later call may answer from it
@@ -698,6 +724,7 @@ class ViewCache:
             return self._fold(pid, key, self._clock()).view
 
     def project_list(self) -> list[dict[str, Any]]:
+        _store_needed()
         out = []
         for pid in self.store.project_ids():
             item = dict(self._answers(pid, _made()).list_item())
@@ -711,6 +738,21 @@ class ViewCache:
         shown = dict(self._answers(pid, _made()).show())
         shown["followed"] = self.follow.follows(pid)
         return shown
+
+    def at_hand(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``fn(*args, **kwargs)`` (a view call of this cache) if it can answer from what is
+        held in memory, without reading the store or waiting for a rebuild; else None.
+
+        For the API's event loop, which then answers a big project's summary, shares and
+        prepared ledger pages without a worker thread: while a sync keeps the process busy,
+        each hand-over between threads waits for the interpreter's lock."""
+        token = _AT_HAND.set(True)
+        try:
+            return fn(*args, **kwargs)
+        except _NotAtHand:
+            return None
+        finally:
+            _AT_HAND.reset(token)
 
     def _followed(self, project_text: str) -> bytes:
         """The project's id; ``ViewError`` (404) when it is not held or not followed."""
@@ -762,15 +804,21 @@ class ViewCache:
             raise ViewError(f"limit must be 1..{MAX_LEDGER_LIMIT}", 400)
         after = None if cursor is None else self._cursor(pid, cursor)
         # One entry more than the page tells whether there is a next page.
-        made = _made((author_key, type, limit + 1, after))
-        entries, total = self._answers(pid, made).ledger(author_key, type, limit + 1, after)
-        if len(entries) <= limit:
-            return LedgerPage(entries, total, None)
-        del entries[limit:]
-        return LedgerPage(entries, total, entries[-1]["id"])
+        query = (author_key, type, limit + 1, after)
+        answers = self._answers(pid, _made(query))
+        entries, total = answers.ledger(author_key, type, limit + 1, after)
+        cursor_next = None
+        if len(entries) > limit:
+            del entries[limit:]
+            cursor_next = entries[-1]["id"]
+        body = None
+        if isinstance(answers, Tallied):  # encoded once per page for these answers
+            body = answers.encoded(query, lambda: json_body(entries))
+        return LedgerPage(entries, total, cursor_next, body)
 
     def _cursor(self, pid: bytes, cursor: str) -> tuple[int, bytes]:
         """The ``(ts, id)`` a cursor stands for: a held contribution of this project."""
+        _store_needed()
         try:
             rid = bytes.fromhex(cursor)
         except ValueError:
@@ -796,6 +844,7 @@ class ViewCache:
         settled by the full fold, so this reads the fold, never a snapshot; a project without
         any claim (most of them) answers at once, without folding."""
         pid = self._followed(project_text)
+        _store_needed()
         if not self.store.latest(("claim",), project=pid, limit=1):
             return []
         return self.project_view(pid.hex()).claim_listing()
@@ -811,6 +860,7 @@ class ViewCache:
         return month_counts(times or SortedTimes(answers.timestamps()), month_start, most)
 
     def record(self, record_text: str) -> Record:
+        _store_needed()
         rid = self._resolve(record_text)
         record = self.store.get(rid)
         if record is None:  # pragma: no cover - resolve found it

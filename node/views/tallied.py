@@ -19,7 +19,7 @@ This holds while keys are their own persons (no identity record held); with pers
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any, cast
 
@@ -108,6 +108,7 @@ class Tallied:
     """A project's answers (``node.views.cache._Answers``) from its tallies."""
 
     __slots__ = (
+        "_bodies",
         "_pages",
         "_prepared",
         "_shares",
@@ -133,6 +134,8 @@ class Tallied:
         self._shares: list[dict[str, Any]] | None = None
         self._shares_body: bytes | None = None
         self._prepared = False
+        #: Ledger pages encoded as the API sends them, by query (see :meth:`encoded`).
+        self._bodies: dict[tuple[Any, ...], bytes] = {}
 
     @classmethod
     def build(cls, store: Store, pid: bytes, people: People) -> Tallied | None:
@@ -173,6 +176,18 @@ class Tallied:
         self.shares_body()
         self.tally.summary()
         self._prepared = True
+
+    def encoded(self, query: tuple[Any, ...], encode: Callable[[], bytes]) -> bytes:
+        """The ledger page of ``query`` encoded by ``encode``, once for these answers (the
+        first page of a big project is a megabyte of JSON: encoding it took longer than the
+        rest of a call). Only the pages held are kept."""
+        body = self._bodies.get(query)
+        if body is None:
+            body = encode()
+            if self._held(query) is not None:
+                self._bodies = {q: b for q, b in self._bodies.items() if q in self._pages}
+                self._bodies[query] = body
+        return body
 
     def made(self, page: tuple[Any, ...] | None = None) -> bool:
         """Whether :meth:`prepare` made the summary and the shares, and the ledger page of

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,16 @@ def test_recent_results_answer_without_the_store_and_never_mixed(
             shown = views.project_show(text)
             shown.pop("followed")
             assert shown == before["show"]
+            # The API's event loop gets the same answers, and none that needs the store.
+            assert views.at_hand(views.shares_body, text) == before["shares body"]
+            quick = views.at_hand(views.ledger_page, text, limit=7)
+            assert quick is not None
+            assert quick.body == json_body(before["page"][0][:7])
+            assert quick.next_cursor == before["page"][0][6]["id"]
+            alice = peer_id(f.pub("alice"))
+            assert views.at_hand(views.ledger_page, text, author=alice) is None
+            assert views.at_hand(views.ledger_page, text, cursor=quick.next_cursor) is None
+            assert views.at_hand(views.project_list) is None
         # Not made yet: made now, for every record held.
         mine = views.ledger_page(text, author=peer_id(f.pub("alice")), limit=5)
         want = ProjectView.build(p, [p, *records]).live_contributions(author=f.pub("alice"))
@@ -114,10 +125,10 @@ def test_small_projects_are_made_again_by_the_call(tmp_path: Path) -> None:
 async def test_a_node_answers_from_built_views_while_records_arrive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Records are ingested all the time; meanwhile ``ledger`` and ``shares`` answer within
-    a bound, none of them making results itself (the background does, again and again), every
-    answer the fold of some record set the node held; once ingest stops the answers catch up
-    with every record."""
+    """Records are ingested all the time; meanwhile ``ledger`` and ``shares`` asked through
+    the API answer within a bound, none of them making results itself (the background does,
+    again and again), every answer the fold of some record set the node held; once ingest
+    stops the answers catch up with every record."""
     from node.home import Home
     from node.runtime import NodeOptions, open_node
     from node.service import ServiceConfig
@@ -130,15 +141,23 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
     home.init()
     with Store.open(home.store_path) as store:
         store.add([p, *records[:300]])
-    calling = threading.local()
+    background = threading.local()
     builds = {"call": 0, "background": 0}
-    build = ViewCache._build
+    build, refresh = ViewCache._build, ViewCache.refresh
 
     def counted(self: ViewCache, *args: Any, **kw: Any) -> Any:
-        builds["call" if getattr(calling, "on", False) else "background"] += 1
+        builds["background" if getattr(background, "on", False) else "call"] += 1
         return build(self, *args, **kw)
 
+    def refreshing(self: ViewCache, *args: Any, **kw: Any) -> Any:
+        background.on = True
+        try:
+            return refresh(self, *args, **kw)
+        finally:
+            background.on = False
+
     monkeypatch.setattr(ViewCache, "_build", counted)
+    monkeypatch.setattr(ViewCache, "refresh", refreshing)
     options = NodeOptions(
         listen=["/ip4/127.0.0.1/tcp/0"],
         api="127.0.0.1:0",
@@ -149,14 +168,14 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
         text = p.id.hex()
 
         def ask() -> tuple[float, int, bytes]:
-            calling.on = True
-            try:
-                started = time.monotonic()
-                page = node.views.ledger_page(text, limit=10)
-                body = node.views.shares_body(text)
-                return time.monotonic() - started, page.total, body
-            finally:
-                calling.on = False
+            started = time.monotonic()
+            api = f"{node.api_url}/api/v1/projects/{text}"
+            with urllib.request.urlopen(f"{api}/ledger?limit=10", timeout=30) as answer:
+                total = int(answer.headers["X-Total-Count"])
+                assert len(json.loads(answer.read())) == min(10, total)
+            with urllib.request.urlopen(f"{api}/shares", timeout=30) as answer:
+                body = answer.read()
+            return time.monotonic() - started, total, body
 
         await trio.to_thread.run_sync(ask)  # made while the node started
         builds["background"] = 0

@@ -62,6 +62,8 @@ def one(root: Path, template: Path, total: int, name: str, *, asked: bool) -> di
     pid = data.genesis("linux").id.hex()
     paths = {view: f"/api/v1/projects/{pid}/{view}" for view in ("ledger", "shares")}
     answered: dict[str, list[float]] = {"ledger": [], "shares": []}
+    #: (ms answered, seconds since the empty node's API answered) of every call.
+    when: dict[str, list[tuple[float, float]]] = {"ledger": [], "shares": []}
     parsed: dict[str, list[float]] = {"ledger": [], "shares": []}
     try:
         start_node(full)
@@ -79,6 +81,7 @@ def one(root: Path, template: Path, total: int, name: str, *, asked: bool) -> di
                     timed = _call(empty.api, path)
                     if timed is not None:
                         answered[view].append(timed[0])
+                        when[view].append((timed[0], time.time() - ready))
                         parsed[view].append(timed[1])
             time.sleep(PACE if asked else 0.25)
         with empty.db() as conn:
@@ -92,6 +95,7 @@ def one(root: Path, template: Path, total: int, name: str, *, asked: bool) -> di
                 out[view] = {
                     "answered_ms": percentiles(answered[view]),
                     "parsed_ms": percentiles(parsed[view]),
+                    "slowest": sorted(when[view], reverse=True)[:5],
                 }
         return out
     finally:

@@ -25,6 +25,11 @@ key (a fold, or a snapshot), the stored snapshot for the current key (a few mill
 record decoded), or a fresh fold. Folds are written as snapshots by :meth:`save_snapshots`,
 which the node calls from a worker thread a little after a fold (debounced per project) and
 once more when it stops; a call never waits for a write.
+
+Since the store keeps tallies (:mod:`node.views.tallied`), a ``ViewCache`` with ``tallies``
+(every node and CLI command) answers from them while keys are their own persons, and from
+folds held in memory otherwise: it neither writes nor reads snapshots. They remain for the
+reference folds (``tallies=False``) the tests compare the tallies with.
 """
 
 from __future__ import annotations
@@ -95,10 +100,15 @@ STALE_SECONDS: Final = 30.0
 #: Results that took less than this many seconds to make are made again by the call that
 #: finds them stale (it waits that little, and sees every record stored before it).
 WAIT_BELOW: Final = 0.05
+#: Or the project held this many records when they were made: a project that a sync brings
+#: grows from nothing, and its answers cost seconds to make before the last rebuild did.
+BIG_RECORDS: Final = 5000
 #: After results were made again in the background, this many times what making them took
 #: passes before the background makes them again: a project receiving records all the time
 #: (a catch-up) is rebuilt at most a quarter of the time of one thread.
 REBUILD_PAUSE: Final = 3.0
+#: Seconds one background refresh spends at most before it leaves the rest for the next.
+REFRESH_SECONDS: Final = 1.0
 
 
 #: Set while a call may not read the store or wait (:meth:`ViewCache.at_hand`).
@@ -285,18 +295,18 @@ class ViewCache:
     ``tallies=False`` folds every record even while keys are their own persons (and keeps
     snapshots of the folds): the reference the tallies are tested against.
 
-    ``stale_seconds`` (a running node: ``STALE_SECONDS``; 0: never) lets a call about a
-    big project (results that took ``WAIT_BELOW`` seconds or more to make: about 0.3 s for
-    20,000 participants) answer from the results held in memory without reading the store
-    at all, while they held every record stored at most ``stale_seconds`` ago and they
-    hold the answer asked for already made (the summary, the shares, the ledger pages made
-    before): a call then neither waits for a rebuild nor for the store's lock, which a
-    sync holds for a whole transaction. An answer is never put together from two record
-    sets. The node's background :meth:`refresh` makes the results again as records arrive,
-    so what a reader sees lags the store by one background rebuild (a few seconds: the
-    node's ``views_interval``, the pause ``REBUILD_PAUSE`` and the rebuild itself), and
-    never by more than ``stale_seconds``: past that, or for any other answer, the call
-    reads the store as before (and makes the results if they are stale).
+    ``stale_seconds`` (a running node: ``STALE_SECONDS``; 0: never) lets a call about a big
+    project (results that took ``WAIT_BELOW`` seconds or more to make, about 0.3 s for
+    20,000 participants, or made of ``BIG_RECORDS`` records or more) answer from the results
+    held in memory without reading the store at all, while they held every record stored at
+    most ``stale_seconds`` ago and they hold the answer asked for already made (the summary,
+    the shares, the ledger pages made before): a call then neither waits for a rebuild nor
+    for the store's lock, which a sync holds for a whole transaction. An answer is never put
+    together from two record sets. The node's background :meth:`refresh` makes the results
+    again as records arrive, so what a reader sees lags the store by one background rebuild
+    (a few seconds: the node's ``views_interval``, the pause ``REBUILD_PAUSE`` and the
+    rebuild itself), and never by more than ``stale_seconds``: past that, or for any other
+    answer, the call reads the store as before (and makes the results if they are stale).
     """
 
     def __init__(
@@ -368,7 +378,7 @@ class ViewCache:
             held = self._people
         if held is not None and held[0] == key:
             return held
-        records = self.store.of_kinds(IDENTITY_KINDS)
+        records = self._latest().of_kinds(IDENTITY_KINDS)
         people = People.fold(records)
         # Records are only ever added: as many as the key counts means exactly its records.
         if len(records) == key[0]:
@@ -448,7 +458,9 @@ class ViewCache:
             return None
         with self._lock:
             entry = self._entries.get(pid)
-        if entry is None or entry.cost < WAIT_BELOW or now - entry.checked > self._stale_seconds:
+        if entry is None or now - entry.checked > self._stale_seconds:
+            return None
+        if entry.cost < WAIT_BELOW and entry.key[0] < BIG_RECORDS:
             return None
         return entry
 
@@ -544,7 +556,9 @@ class ViewCache:
                 label = None
         if label is not None:
             cost = time.monotonic() - started
-            self._remember(pid, label, fold, unsaved=True, cost=cost, checked=begun)
+            # Written as a snapshot only where one is read: without the tallies.
+            unsaved = not self._tallies
+            self._remember(pid, label, fold, unsaved=unsaved, cost=cost, checked=begun)
         return fold
 
     def _remember(
@@ -578,8 +592,9 @@ class ViewCache:
     # ---------------------------------------------------------------------------- warming
 
     def warm(self, pid: bytes) -> bool:
-        """Fold a project now (from a worker thread) unless its results for its current
-        records are held, in memory or as a stored snapshot; True when it folded.
+        """Make a project's answers now (from a worker thread) unless its results for its
+        current records are held, in memory or (without the tallies) as a stored snapshot;
+        True when it made them.
 
         A current stored snapshot is not even read: the first call reads it in milliseconds,
         and an idle node stays small.
@@ -591,7 +606,8 @@ class ViewCache:
             key = self._current(pid)
             if key is None or self._held(pid, key) is not None:
                 return False
-            if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
+            stored = None if self._tallies else self.store.snapshot_keys().get(pid)
+            if stored == (key, SNAPSHOT_FORMAT):
                 return False
             started = time.monotonic()
             self._build(pid, key, prepare=True)
@@ -606,16 +622,18 @@ class ViewCache:
         from the tallies are made whatever their records).
 
         For the node's background task: after a start (every followed project), and again
-        after records arrived with ``shown_only``: then only projects whose (now stale)
-        results are held in memory or stored, so that a node catching up on projects nobody
-        has looked at does not decode them as they grow. Answers from the tallies held in
-        memory are then made again once ``REBUILD_PAUSE`` times what they took last has
-        passed since: one project's rebuilds take at most a quarter of one thread, however
-        fast records arrive (those left for later are in ``deferred``). Returns the ids of
+        after records arrived with ``shown_only``: then only the folds of projects whose
+        (now stale) results are held in memory or stored, so that a node catching up on
+        projects nobody has looked at does not decode them as they grow. Answers from the
+        tallies are made for every followed project (the first call about a project that
+        arrives by a sync finds them made), again once ``REBUILD_PAUSE`` times what they
+        took last has passed since: one project's rebuilds take at most a quarter of one
+        thread, however fast records arrive; and no rebuild starts once a call has spent
+        ``REFRESH_SECONDS``. Those left for later are in ``deferred``. Returns the ids of
         the projects folded.
         """
         now = self._clock()  # before the keys are read: what is current holds all before it
-        stored = self.store.snapshot_keys()
+        stored = {} if self._tallies else self.store.snapshot_keys()
         folded: list[bytes] = []
         identity = self.store.kinds_key(IDENTITY_KINDS)
         keys = {pid: _combine(key, identity) for pid, key in self.store.project_keys().items()}
@@ -634,9 +652,10 @@ class ViewCache:
                     entry.checked = max(entry.checked, now)
             if entry is not None and entry.key == key:
                 continue
-            if shown_only and entry is None and pid not in stored:
+            if shown_only and entry is None and pid not in stored and not tallied:
                 continue
-            if tallied and entry is not None and now - entry.built < REBUILD_PAUSE * entry.cost:
+            resting = entry is not None and now - entry.built < REBUILD_PAUSE * entry.cost
+            if tallied and (resting or self._clock() - now > REFRESH_SECONDS):
                 deferred.append(pid)
                 continue
             budget -= 0 if tallied else key[0]

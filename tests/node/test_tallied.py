@@ -315,7 +315,8 @@ def test_tallied_answers_are_made_again_whatever_their_size_after_a_pause(
 ) -> None:
     """After a start the answers from the tallies are made outside the record budget (they
     cost per participant); later, as records arrive, they are made again once
-    ``REBUILD_PAUSE`` times what they took has passed, and left for later until then."""
+    ``REBUILD_PAUSE`` times what they took has passed, and left for later until then; a
+    project that arrives later is made too, shown or not."""
     f = RecordFactory()
     p = f.project("alice", maintainers=("bob",))
     records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(6)]
@@ -331,3 +332,7 @@ def test_tallied_answers_are_made_again_whatever_their_size_after_a_pause(
         assert views.refresh(lambda _: True, 0, shown_only=True) == [p.id]
         assert views.deferred == []
         assert views.shares_body(p.id.hex()) == _fold_answers(p, records)["shares body"]
+        # A project that arrives later (by a sync), never shown, is made as well.
+        q = f.project("bob")
+        store.add([q, f.attested("bob", q, (HANDLES[0],))])
+        assert views.refresh(lambda _: True, 0, shown_only=True) == [q.id]

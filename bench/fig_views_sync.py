@@ -40,6 +40,12 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     return {"p50": rank(0.5), "p99": rank(0.99), "max": ordered[-1], "n": len(ordered)}
 
 
+def ms(value: float | None) -> str:
+    """Milliseconds for the log and the report; ``-`` when no call was answered (a tiny
+    catch-up may end before the project's genesis is asked for)."""
+    return "-" if value is None else f"{value:.0f} ms"
+
+
 def _call(api: str, path: str) -> tuple[float, float] | None:
     """ms to the answer's last byte and to its parsed JSON; None for a 404."""
     started = time.perf_counter()
@@ -114,8 +120,8 @@ def run(root: Path, size: dict[str, Any]) -> dict[str, Any]:
                 f"views during a catch-up rep {rep + 1}, {mode}: {result['seconds']:.1f} s,"
                 f" load {result['load'][0]:.1f}-{result['load'][1]:.1f}"
                 + "".join(
-                    f", {view} p50 {result[view]['answered_ms']['p50']:.0f} ms"
-                    f" p99 {result[view]['answered_ms']['p99']:.0f} ms"
+                    f", {view} p50 {ms(result[view]['answered_ms']['p50'])}"
+                    f" p99 {ms(result[view]['answered_ms']['p99'])}"
                     for view in ("ledger", "shares")
                     if view in result
                 )

@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import PROCS, REPO, log
+from bench.fig_views_sync import ms as _ms
 
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
@@ -502,8 +503,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             worst = max(calls, key=lambda c: c["p99"] or 0)
             out.append(
                 (
-                    f"8 {view}: during a {n} attested catch-up, answered p50/p99 (ms)",
-                    f"{worst['p50']:.0f}/{worst['p99']:.0f} (max {worst['max']:.0f})",
+                    f"8 {view}: during a {n} attested catch-up, answered p50/p99",
+                    f"{_ms(worst['p50'])} / {_ms(worst['p99'])} (max {_ms(worst['max'])})",
                     "",
                     "",
                     "<= 100 ms",

@@ -37,6 +37,7 @@ from bench.common import (
     wait_ready,
     wait_until,
 )
+from node.store.schema import CONTRIBUTION
 
 
 def topology(n: int, seed: int = 4) -> list[tuple[int, int]]:
@@ -104,7 +105,8 @@ def run_nodes(root: Path, n: int, count: int, rate: float, settle: float) -> dic
         def everywhere() -> bool:
             for nd in nodes:
                 with nd.db() as conn:
-                    row = conn.execute("SELECT 1 FROM records WHERE id = ?", (bytes.fromhex(pid),))
+                    query = "SELECT 1 FROM records WHERE substr(id, 1, 8) = substr(?1, 1, 8)"
+                    row = conn.execute(query + " AND id = ?1", (bytes.fromhex(pid),))
                     if row.fetchone() is None:
                         return False
             return True
@@ -126,7 +128,7 @@ def run_nodes(root: Path, n: int, count: int, rate: float, settle: float) -> dic
         for nd in nodes:
             with nd.db() as conn:
                 rows = conn.execute(
-                    "SELECT id, ts, received_at FROM records WHERE kind = 'contribution'"
+                    f"SELECT id, ts, received_at FROM records WHERE kind = {CONTRIBUTION}"
                 ).fetchall()
             received.append({bytes(i): at for i, _, at in rows})
             for i, ts, _ in rows:

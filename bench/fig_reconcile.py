@@ -188,7 +188,8 @@ def end_to_end(raws: list[bytes], n: int, ds: list[int], reps: int) -> dict[str,
 
                     with sqlite3.connect(node.home / "ledger.db") as conn:
                         conn.executemany(
-                            "DELETE FROM records WHERE id = ?",
+                            "DELETE FROM records WHERE substr(id, 1, 8) = substr(?1, 1, 8)"
+                            " AND id = ?1",
                             [(hashlib.sha256(raws[i]).digest(),) for i in lacking],
                         )
                 nodes.append(node)

@@ -49,6 +49,7 @@ from bench.common import (
     wait_ready,
     wait_until,
 )
+from node.store.schema import CONTRIBUTION, PROFILE
 
 WINDOWS = 6  # the run is cut into this many windows (10 s each for 60 s)
 LOADERS = 2
@@ -260,18 +261,19 @@ def _sync(node: Any) -> str | None:
 
 def _profiles(node: Any) -> int:
     with node.db() as conn:
-        return int(conn.execute("SELECT count(*) FROM records WHERE kind='profile'").fetchone()[0])
+        query = f"SELECT count(*) FROM records WHERE kind = {PROFILE}"
+        return int(conn.execute(query).fetchone()[0])
 
 
 def _count(node: Any) -> int:
     with node.db() as conn:
-        query = "SELECT count(*) FROM records WHERE kind='contribution'"
+        query = f"SELECT count(*) FROM records WHERE kind = {CONTRIBUTION}"
         return int(conn.execute(query).fetchone()[0])
 
 
 def _arrivals(node: Any) -> list[float]:
     with node.db() as conn:
-        rows = conn.execute("SELECT received_at FROM records WHERE kind='contribution'")
+        rows = conn.execute(f"SELECT received_at FROM records WHERE kind = {CONTRIBUTION}")
         return [at / 1000 for (at,) in rows]
 
 

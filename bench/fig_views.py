@@ -38,6 +38,7 @@ import msgpack
 
 from bench import data, fig_views_sync
 from bench.common import log, make_home, ratio, start_node, stop_nodes, summary, wait_ready
+from node.store.schema import CONTRIBUTION
 
 
 def _timed(fn: Any) -> float:
@@ -83,7 +84,7 @@ def bare_tallied(db: Path, pid: bytes) -> float:
         (number,),
     ).fetchall()
     rows = conn.execute(
-        "SELECT raw FROM records WHERE scope = ? AND kind = 'contribution'"
+        f"SELECT raw FROM records WHERE scope = ? AND kind = {CONTRIBUTION}"
         " ORDER BY ts DESC, id DESC LIMIT 1000",
         (number,),
     ).fetchall()

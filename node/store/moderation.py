@@ -18,6 +18,7 @@ from typing import Final, Literal, TypeAlias
 
 from node.clock import now_ms as _now_ms
 from node.store.base import StoreBase, guarded, project_of
+from node.store.schema import CONTRIBUTION
 from node.store.tally import recount, untally
 from protocol.record import Record
 from protocol.validation import scope_of
@@ -132,16 +133,16 @@ class ModerationMixin(StoreBase):
             if number is None:
                 return 0
             # Its contributions are its scope's (records_scope), the rest on records_project.
-            where = "((r.project = ? AND r.kind <> 'contribution') OR"
-            where += " (r.scope = ? AND r.kind = 'contribution'))"
+            where = f"((r.project = ? AND r.kind <> {CONTRIBUTION}) OR"
+            where += f" (r.scope = ? AND r.kind = {CONTRIBUTION}))"
             args: tuple[object, ...] = (number, number)
         else:
-            where, args = "r.author = ?", (key,)
+            where, args = "r.author = (SELECT n FROM units WHERE key = ?)", (key,)
         with self._transaction() as conn:
             rows = conn.execute(
-                "SELECT r.seq, r.id, r.ts, r.author, r.project, p.name, s.name FROM records AS r"
-                " LEFT JOIN scopes AS p ON p.n = r.project JOIN scopes AS s ON s.n = r.scope"
-                f" WHERE {where}",
+                "SELECT r.seq, r.id, r.ts, u.key, r.project, p.name, s.name FROM records AS r"
+                " JOIN units AS u ON u.n = r.author LEFT JOIN scopes AS p ON p.n = r.project"
+                f" JOIN scopes AS s ON s.n = r.scope WHERE {where}",
                 args,
             ).fetchall()
             if not rows:

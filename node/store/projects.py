@@ -18,6 +18,7 @@ from node.store.base import (
     order_of,
     ordered_copy,
 )
+from node.store.schema import CONTRIBUTION
 from protocol.record import Record
 
 __all__ = ["MAX_CACHED_RECORDS", "ProjectsMixin"]
@@ -25,8 +26,8 @@ __all__ = ["MAX_CACHED_RECORDS", "ProjectsMixin"]
 #: Every record of a project (parameters: its number twice), off the two indexes that hold
 #: them: its contributions on ``records_scope``, the rest on the partial ``records_project``.
 _PROJECT_ROWS: Final = (
-    "SELECT seq, raw FROM records WHERE project = ? AND kind <> 'contribution'"
-    " UNION ALL SELECT seq, raw FROM records WHERE scope = ? AND kind = 'contribution'"
+    f"SELECT seq, raw FROM records WHERE project = ? AND kind <> {CONTRIBUTION}"
+    f" UNION ALL SELECT seq, raw FROM records WHERE scope = ? AND kind = {CONTRIBUTION}"
 )
 #: Decoded records kept by the per-project cache, in all projects together (about 1 KB each).
 MAX_CACHED_RECORDS: Final = 150_000

@@ -22,15 +22,19 @@ while no node runs) may use the same file: SQLite's locking and ``BUSY_TIMEOUT_S
 and ``PRAGMA data_version`` tells this connection when someone else wrote, so its caches drop.
 
 Layout (the schema and its migrations are in :mod:`node.store.schema`). ``records`` is a rowid
-table (``seq`` is the order records arrived on this node) with a unique index on the 32-byte
-id; a ``WITHOUT ROWID`` table keyed by
-the random id measured 15 % larger and four times slower to fill, because every insert lands on
-a random page. Scopes ("meta" or a project id in hex) are numbered in a small ``scopes`` table,
-and ``records.scope`` and ``records.project`` hold those numbers: storing the 64-character hex
-in the row and in two indexes cost over a third more bytes per record (100,000 contributions
-of 252 bytes each take 524 bytes a record on disk with this layout). ``records.project`` is the
-project a record concerns: its ``project`` key, or, for a genesis, its own id (so one index
-lookup yields a project's whole history), and NULL for a profile.
+table (``seq`` is the order records arrived on this node) with an index on the first 8 bytes of
+the 32-byte id (every lookup also compares the whole id; :meth:`Store.add` keeps ids unique); a
+``WITHOUT ROWID`` table keyed by the random id measured 15 % larger and four times slower to
+fill, because every insert lands on a random page. The author (a 32-byte key) and the kind are
+numbers in the row, the author's in ``units`` (:mod:`node.store.tally`), the kind's in
+``kinds`` (:data:`node.store.schema.KIND_NUMBERS`): 1.66 times the raw bytes on disk became
+1.43 at a million attested records. Scopes ("meta" or a project id in hex) are numbered in a
+small ``scopes`` table, and ``records.scope`` and ``records.project`` hold those numbers:
+storing the 64-character hex in the row and in two indexes cost over a third more bytes per
+record (100,000 contributions of 252 bytes each take 524 bytes a record on disk with this
+layout). ``records.project`` is the project a record concerns: its ``project`` key, or, for a
+genesis, its own id (so one index lookup yields a project's whole history), and NULL for a
+profile.
 
 Decoding is the slow part of every view (``decode_trusted`` runs the canonical codec in pure
 Python, about 40 microseconds a record), so :meth:`Store.project_records` keeps each project's
@@ -56,6 +60,7 @@ from typing import Final, TypeAlias, TypeVar
 from node.clock import now_ms as _now_ms
 from node.memory import malloc_trim
 from node.store.base import (
+    ID_PREFIX,
     Pending,
     ProjectKey,
     SnapshotKey,
@@ -64,14 +69,25 @@ from node.store.base import (
     chunks,
     decode,
     guarded,
+    id_in,
+    id_params,
     marks,
     project_of,
 )
 from node.store.moderation import ModerationMixin
 from node.store.peers import PeersMixin
 from node.store.projects import ProjectsMixin
-from node.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, SCHEMA_VERSION, Synchronous, prepare
-from node.store.tally import TallyMixin, backfill, tally_inserted
+from node.store.schema import (
+    BUSY_TIMEOUT_S,
+    CONTRIBUTION,
+    GENESIS,
+    MIGRATIONS,
+    PROFILE,
+    SCHEMA_VERSION,
+    Synchronous,
+    prepare,
+)
+from node.store.tally import TallyMixin, author_units, backfill, tally_inserted
 from protocol.errors import RemoteProtocolError
 from protocol.record import ID_SIZE, EndorsementBody, Record, RetractionBody, parse_id_prefix
 from protocol.validation import META_SCOPE, scope_of
@@ -115,7 +131,7 @@ def _insert_sql(rows: int) -> str:
     """
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return (
-        "INSERT OR IGNORE INTO records"
+        "INSERT INTO records"
         " (id, raw, kind, author, project, scope, ts, target, received_at, published)"
         f" VALUES {values}"
     )
@@ -133,11 +149,14 @@ def _insert(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
         conn.execute(_insert_sql(len(rest)), [v for row in rest for v in row])
 
 
-def _columns(record: Record, project: int | None, scope: int | None) -> tuple[object, ...]:
-    """The indexed columns of a record, in ``_insert_sql``'s order (given the scope numbers)."""
+def _columns(
+    record: Record, kind: int | None, author: int, project: int | None, scope: int | None
+) -> tuple[object, ...]:
+    """The indexed columns of a record, in ``_insert_sql``'s order (given the numbers of its
+    kind, author and scopes)."""
     body = record.body
     target = body.target if isinstance(body, EndorsementBody | RetractionBody) else None
-    return (record.id, record.raw, record.kind, record.author, project, scope, record.ts, target)
+    return (record.id, record.raw, kind, author, project, scope, record.ts, target)
 
 
 class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
@@ -220,6 +239,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
                 # earlier in this batch" is exactly "inserted"; one executemany for the new
                 # rows costs a third less than a statement per record.
                 held = self._held(conn, [r.id for r in records])
+                authors = author_units(conn, records, self._unit_numbers)
                 rows = []
                 tallied: list[tuple[int | None, Record]] = []
                 scopes: set[str] = set()
@@ -236,7 +256,9 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
                         None if project is None else self._scope_number(project.hex()),
                         self._scope_number(scope),
                     )
-                    rows.append((*_columns(record, *numbers), received_at, int(published)))
+                    kind = self._kind_number(record.kind)
+                    row = _columns(record, kind, authors[record.author], *numbers)
+                    rows.append((*row, received_at, int(published)))
                     tallied.append((numbers[0], record))
                     if project is not None:
                         added.append((project, record))
@@ -253,6 +275,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
             # Scope and participant numbers handed out inside the rolled-back transaction no
             # longer exist.
             self._scope_numbers.clear()
+            self._kind_numbers.clear()
             self._unit_numbers.clear()
             raise
         self._cache_added(added)
@@ -263,8 +286,8 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         """The ids among ``ids`` already stored (inside the caller's transaction)."""
         held: set[bytes] = set()
         for chunk in chunks(ids):
-            query = f"SELECT id FROM records WHERE id IN ({marks(len(chunk))})"
-            held.update(bytes(row[0]) for row in conn.execute(query, tuple(chunk)))
+            query = f"SELECT id FROM records WHERE {id_in(len(chunk))}"
+            held.update(bytes(row[0]) for row in conn.execute(query, id_params(chunk)))
         return held
 
     @guarded
@@ -273,8 +296,8 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         changed = 0
         with self._transaction() as conn:
             for chunk in chunks(ids):
-                query = f"UPDATE records SET published = 1 WHERE id IN ({marks(len(chunk))})"
-                changed += conn.execute(query + " AND published = 0", tuple(chunk)).rowcount
+                query = f"UPDATE records SET published = 1 WHERE {id_in(len(chunk))}"
+                changed += conn.execute(query + " AND published = 0", id_params(chunk)).rowcount
         return changed
 
     # ----------------------------------------------------------------------------------------
@@ -282,18 +305,20 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
 
     @guarded
     def get(self, record_id: bytes) -> Record | None:
-        row = self._db.execute("SELECT raw FROM records WHERE id = ?", (record_id,)).fetchone()
+        query = f"SELECT raw FROM records WHERE {id_in(1)}"
+        row = self._db.execute(query, id_params((record_id,))).fetchone()
         return None if row is None else decode(row[0])
 
     @guarded
     def get_raw(self, record_id: bytes) -> bytes | None:
-        row = self._db.execute("SELECT raw FROM records WHERE id = ?", (record_id,)).fetchone()
+        query = f"SELECT raw FROM records WHERE {id_in(1)}"
+        row = self._db.execute(query, id_params((record_id,))).fetchone()
         return None if row is None else bytes(row[0])
 
     @guarded
     def has(self, record_id: bytes) -> bool:
-        query = "SELECT 1 FROM records WHERE id = ?"
-        return self._db.execute(query, (record_id,)).fetchone() is not None
+        query = f"SELECT 1 FROM records WHERE {id_in(1)}"
+        return self._db.execute(query, id_params((record_id,))).fetchone() is not None
 
     @guarded
     def missing(self, ids: Sequence[bytes]) -> list[bytes]:
@@ -301,8 +326,8 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         wanted = list(dict.fromkeys(ids))
         held: set[bytes] = set()
         for chunk in chunks(wanted):
-            query = f"SELECT id FROM records WHERE id IN ({marks(len(chunk))})"
-            held.update(row[0] for row in self._db.execute(query, tuple(chunk)))
+            query = f"SELECT id FROM records WHERE {id_in(len(chunk))}"
+            held.update(row[0] for row in self._db.execute(query, id_params(chunk)))
         return [i for i in wanted if i not in held]
 
     @guarded
@@ -313,10 +338,11 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         found: dict[bytes, bytes] = {}
         for chunk in chunks(wanted):
             query = (
-                "SELECT r.id, r.raw, r.author, s.name FROM records AS r"
-                f" LEFT JOIN scopes AS s ON s.n = r.project WHERE r.id IN ({marks(len(chunk))})"
+                "SELECT r.id, r.raw, u.key, s.name FROM records AS r JOIN units AS u"
+                " ON u.n = r.author LEFT JOIN scopes AS s ON s.n = r.project"
+                f" WHERE {id_in(len(chunk), 'r.id')}"
             )
-            for rid, raw, author, project in self._db.execute(query, tuple(chunk)):
+            for rid, raw, author, project in self._db.execute(query, id_params(chunk)):
                 key = None if project is None else bytes.fromhex(project)
                 if served is None or served(key, bytes(author)):
                     found[bytes(rid)] = bytes(raw)
@@ -327,19 +353,26 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         """The one held id (of ``kind``, if given) starting with the hex prefix ``text``.
 
         A range query on the id index: every id with the prefix lies between the prefix padded
-        with zeros and the prefix padded with ``f``. Raises ``RemoteProtocolError`` with code
-        ``bad-id`` (not 8..64 hex characters), ``unknown-id`` or ``ambiguous-id``.
+        with zeros and the prefix padded with ``f`` (and its first 8 bytes between theirs).
+        Raises ``RemoteProtocolError`` with code ``bad-id`` (not 8..64 hex characters),
+        ``unknown-id`` or ``ambiguous-id``.
         """
         prefix = parse_id_prefix(text)
         lo = bytes.fromhex(prefix.ljust(2 * ID_SIZE, "0"))
         hi = bytes.fromhex(prefix.ljust(2 * ID_SIZE, "f"))
         kinds = [kind] if isinstance(kind, str) else sorted(kind or ())
-        query = "SELECT id FROM records WHERE id BETWEEN ? AND ?"
+        query = (
+            f"SELECT id FROM records WHERE substr(id, 1, {ID_PREFIX}) BETWEEN ? AND ?"
+            " AND id BETWEEN ? AND ?"
+        )
+        params: list[object] = [lo[:ID_PREFIX], hi[:ID_PREFIX], lo, hi]
         if kinds:
-            # The unary + keeps SQLite off the kind index: the id range is the narrow one.
-            query += f" AND +kind IN ({marks(len(kinds))})"
+            # The unary + keeps SQLite off the kind indexes: the id range is the narrow one.
+            numbers = self._kinds_held(kinds)
+            query += f" AND +kind IN ({marks(len(numbers))})"
+            params += numbers
         query += " ORDER BY id LIMIT 3"
-        matches = [row[0] for row in self._db.execute(query, (lo, hi, *kinds))]
+        matches = [row[0] for row in self._db.execute(query, params)]
         what = " or ".join(kinds) if kinds else "record"
         if not matches:
             raise RemoteProtocolError("unknown-id", f"no {what} id starts with {prefix}")
@@ -369,16 +402,17 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
     @guarded
     def project_ids(self) -> list[bytes]:
         """The ids of the project genesis records held, oldest first."""
-        query = "SELECT id FROM records WHERE kind = 'project' ORDER BY ts, id"
+        query = f"SELECT id FROM records WHERE kind = {GENESIS} ORDER BY ts, id"
         return [bytes(row[0]) for row in self._db.execute(query)]
 
     @guarded
     def profiles(self) -> list[Record]:
         """Each author's current profile: the one with the greatest (ts, id), by author."""
         query = (
-            "SELECT raw FROM (SELECT raw, author, row_number() OVER"
+            "SELECT p.raw FROM (SELECT raw, author, row_number() OVER"
             " (PARTITION BY author ORDER BY ts DESC, id DESC) AS rank"
-            " FROM records WHERE kind = 'profile') WHERE rank = 1 ORDER BY author"
+            f" FROM records WHERE kind = {PROFILE}) AS p JOIN units AS u ON u.n = p.author"
+            " WHERE p.rank = 1 ORDER BY u.key"
         )
         return [decode(row[0]) for row in self._db.execute(query)]
 
@@ -387,28 +421,30 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         """``(records, greatest seq)`` of the records of these unscoped kinds (no project
         key: identity records), off the partial project index: records are only ever added,
         so an equal key means the same records."""
+        numbers = self._kinds_held(kinds)
         query = (
             "SELECT count(*), max(seq) FROM records WHERE project IS NULL"
-            f" AND kind <> 'contribution' AND kind IN ({marks(len(kinds))})"
+            f" AND kind <> {CONTRIBUTION} AND kind IN ({marks(len(numbers))})"
         )
-        count, last = self._db.execute(query, tuple(kinds)).fetchone()
+        count, last = self._db.execute(query, numbers).fetchone()
         return (int(count), int(last or 0))
 
     @guarded
     def of_kinds(self, kinds: Collection[str]) -> list[Record]:
         """Every record of these unscoped kinds (the identity records the person fold reads)."""
+        numbers = self._kinds_held(kinds)
         query = (
-            "SELECT raw FROM records WHERE project IS NULL AND kind <> 'contribution'"
-            f" AND kind IN ({marks(len(kinds))}) ORDER BY seq"
+            f"SELECT raw FROM records WHERE project IS NULL AND kind <> {CONTRIBUTION}"
+            f" AND kind IN ({marks(len(numbers))}) ORDER BY seq"
         )
-        return [decode(row[0]) for row in self._db.execute(query, tuple(kinds))]
+        return [decode(row[0]) for row in self._db.execute(query, numbers)]
 
     @guarded
     def profile(self, author: bytes) -> Record | None:
         """The current profile of one author, or None."""
         query = (
-            "SELECT raw FROM records WHERE kind = 'profile' AND author = ?"
-            " ORDER BY ts DESC, id DESC LIMIT 1"
+            f"SELECT raw FROM records WHERE kind = {PROFILE} AND author ="
+            " (SELECT n FROM units WHERE key = ?) ORDER BY ts DESC, id DESC LIMIT 1"
         )
         row = self._db.execute(query, (author,)).fetchone()
         return None if row is None else decode(row[0])
@@ -424,11 +460,11 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
     ) -> list[Record]:
         """The records of ``kinds`` most recently stored here (by ``author``, in ``project``,
         when given), newest arrival first: what the dashboard lists as recent activity."""
-        kinds = sorted(kinds)
-        query = f"SELECT raw FROM records WHERE kind IN ({marks(len(kinds))})"
-        params: list[object] = list(kinds)
+        numbers = self._kinds_held(kinds)
+        query = f"SELECT raw FROM records WHERE kind IN ({marks(len(numbers))})"
+        params: list[object] = list(numbers)
         if author is not None:
-            query += " AND author = ?"
+            query += " AND author = (SELECT n FROM units WHERE key = ?)"
             params.append(author)
         if project is not None:
             query += " AND project = (SELECT n FROM scopes WHERE name = ?)"

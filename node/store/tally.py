@@ -34,14 +34,18 @@ from node.store.base import (
     chunks,
     decode,
     guarded,
+    id_in,
+    id_params,
     marks,
 )
+from node.store.schema import CONTRIBUTION, GENESIS
 from protocol.record import Record
 from protocol.tally import TallyRow, credit_of
 
 __all__ = [
     "BACKFILL_BATCH",
     "TallyMixin",
+    "author_units",
     "backfill",
     "recount",
     "tally_inserted",
@@ -60,8 +64,8 @@ BACKFILL_BATCH: Final = 20_000
 #: partial ``records_project``.
 _PROJECT_COUNTS: Final = (
     "SELECT count(*) AS n, max(seq) AS last FROM records"
-    " WHERE project = ? AND kind <> 'contribution'"
-    " UNION ALL SELECT count(*), max(seq) FROM records WHERE scope = ? AND kind = 'contribution'"
+    f" WHERE project = ? AND kind <> {CONTRIBUTION}"
+    f" UNION ALL SELECT count(*), max(seq) FROM records WHERE scope = ? AND kind = {CONTRIBUTION}"
 )
 #: Whether a backfill is still to run (or to finish).
 _BACKFILLING: Final = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tally_backfill'"
@@ -94,6 +98,14 @@ def _units(
             numbers.update(conn.execute(query.format(marks(len(chunk))), tuple(chunk)))
     known.update(numbers)
     return numbers
+
+
+def author_units(
+    conn: sqlite3.Connection, records: Iterable[Record], known: dict[bytes, int]
+) -> dict[bytes, int]:
+    """The numbers of the records' authors in ``units`` (``records.author`` holds them since
+    schema version 5), adding the new ones inside the caller's transaction."""
+    return _units(conn, dict.fromkeys(record.author for record in records), known)
 
 
 def tally_records(
@@ -192,8 +204,8 @@ def tally_inserted(
         found: dict[bytes, int] = {}
         ids = [record.id for _, record in inserted]
         for chunk in chunks(ids):
-            query = f"SELECT id, seq FROM records WHERE id IN ({marks(len(chunk))})"
-            found.update((bytes(i), int(s)) for i, s in conn.execute(query, tuple(chunk)))
+            query = f"SELECT id, seq FROM records WHERE {id_in(len(chunk))}"
+            found.update((bytes(i), int(s)) for i, s in conn.execute(query, id_params(chunk)))
         seqs = [found[i] for i in ids]
     tally_records(
         conn,
@@ -220,7 +232,8 @@ def untally(conn: sqlite3.Connection, seqs: Sequence[int], projects: Iterable[in
     for start in range(0, len(seqs), MAX_SQL_PARAMS):
         chunk = seqs[start : start + MAX_SQL_PARAMS]
         query = (
-            f"SELECT kind, count(*) FROM records WHERE seq IN ({marks(len(chunk))}) GROUP BY kind"
+            "SELECT k.name, count(*) FROM records AS r JOIN kinds AS k ON k.n = r.kind"
+            f" WHERE r.seq IN ({marks(len(chunk))}) GROUP BY r.kind"
         )
         for kind, n in conn.execute(query, chunk):
             kinds[kind] = kinds.get(kind, 0) - n
@@ -232,7 +245,7 @@ def untally(conn: sqlite3.Connection, seqs: Sequence[int], projects: Iterable[in
         chunk = seqs[start : start + MAX_SQL_PARAMS]
         query = (
             f"SELECT seq, project, raw FROM records WHERE seq IN ({marks(len(chunk))})"
-            " AND kind = 'contribution'"
+            f" AND kind = {CONTRIBUTION}"
         )
         stored += [
             (int(s), int(p), decode(raw))
@@ -328,7 +341,7 @@ class TallyMixin(StoreBase):
         query = (
             "SELECT s.name, t.records, t.last_seq FROM project_totals AS t"
             " JOIN scopes AS s ON s.n = t.project WHERE EXISTS (SELECT 1 FROM records AS r"
-            " WHERE r.project = t.project AND r.kind = 'project' AND r.kind <> 'contribution')"
+            f" WHERE r.project = t.project AND r.kind = {GENESIS} AND r.kind <> {CONTRIBUTION})"
         )
         rows = self._db.execute(query)
         return {bytes.fromhex(name): (int(n), int(last)) for name, n, last in rows}
@@ -401,11 +414,12 @@ class TallyMixin(StoreBase):
         number = self._project_number(project_id)
         if number is None:
             return []
+        numbers = self._kinds_held(kinds)
         query = (
-            "SELECT raw FROM records WHERE project = ? AND kind <> 'contribution'"
-            f" AND kind IN ({marks(len(kinds))})"
+            f"SELECT raw FROM records WHERE project = ? AND kind <> {CONTRIBUTION}"
+            f" AND kind IN ({marks(len(numbers))})"
         )
-        return [decode(raw) for (raw,) in self._db.execute(query, (number, *kinds))]
+        return [decode(raw) for (raw,) in self._db.execute(query, (number, *numbers))]
 
     @guarded
     def project_contributions(self, project_id: bytes, ids: Iterable[bytes]) -> list[Record]:
@@ -417,10 +431,11 @@ class TallyMixin(StoreBase):
         out: list[Record] = []
         for chunk in chunks(wanted):
             query = (
-                f"SELECT raw FROM records WHERE id IN ({marks(len(chunk))})"
-                " AND project = ? AND kind = 'contribution'"
+                f"SELECT raw FROM records WHERE {id_in(len(chunk))}"
+                f" AND project = ? AND kind = {CONTRIBUTION}"
             )
-            out.extend(decode(raw) for (raw,) in self._db.execute(query, (*chunk, number)))
+            params = (*id_params(chunk), number)
+            out.extend(decode(raw) for (raw,) in self._db.execute(query, params))
         return out
 
     @guarded
@@ -483,7 +498,7 @@ class TallyMixin(StoreBase):
             params = [number, type]
             time_column = "t.ts"
         else:
-            query = "SELECT ts, id, raw FROM records WHERE scope = ? AND kind = 'contribution'"
+            query = f"SELECT ts, id, raw FROM records WHERE scope = ? AND kind = {CONTRIBUTION}"
             params = [number]
             time_column = "ts"
         if after is not None:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from old_stores import write_old_store
 
-from node.store import schema, tally
-from node.store import sqlite as storage
+from node.store import tally
 from node.store.sqlite import Store
 from node.views.cache import ViewCache, json_body
 from node.views.tallied import Tallied
@@ -213,12 +213,7 @@ def test_a_store_of_version_3_is_tallied_when_opened(
     records.append(f.endorsement("bob", records[0], weight=3))
     records.append(f.retraction("carol", records[1]))
     path = tmp_path / "old.db"
-    with monkeypatch.context() as patch:
-        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
-        patch.setattr(schema, "SCHEMA_VERSION", 3)
-        patch.setattr(storage, "tally_inserted", lambda *_: None)  # no tallies in version 3
-        with Store.open(path) as store:
-            store.add([p, *records])
+    write_old_store(path, 3, [p, *records])
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     conn.close()

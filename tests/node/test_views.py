@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import trio
+from old_stores import write_old_store
 
 from node.home import Home
 from node.metrics import Metrics
 from node.runtime import NodeOptions, open_node
-from node.store import schema
 from node.store import sqlite as storage
 from node.store.sqlite import Store
 from node.sync.ingest import Ingestor
@@ -515,17 +515,10 @@ def test_refresh_folds_only_what_no_current_snapshot_covers(
 # The schema
 
 
-def test_a_version_1_store_migrates(
-    tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_version_1_store_migrates(tmp_path: Path, f: RecordFactory) -> None:
     path = tmp_path / "ledger.db"
     records = rich_project(f)
-    with monkeypatch.context() as patch:
-        patch.setattr(schema, "MIGRATIONS", storage.MIGRATIONS[:1])
-        patch.setattr(schema, "SCHEMA_VERSION", 1)
-        patch.setattr(storage, "tally_inserted", lambda *_: None)  # no tallies in version 1
-        with Store.open(path) as old:
-            old.add(records)
+    write_old_store(path, 1, records)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (1,)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}

@@ -34,7 +34,6 @@ reference folds (``tallies=False``) the tests compare the tallies with.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -42,11 +41,20 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 from node.store.sqlite import ProjectKey, Store, StoreError
+from node.views.answers import (
+    Answers,
+    Fold,
+    LedgerPage,
+    ViewError,
+    json_body,
+    made,
+    record_json,
+)
 from node.views.follow import Follow
-from node.views.months import SortedTimes, month_counts
+from node.views.months import month_counts
 from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
 from node.views.tallied import Tallied
 from protocol.errors import ProtocolError
@@ -54,12 +62,13 @@ from protocol.identity import People
 from protocol.identity_records import IDENTITY_KINDS
 from protocol.ledger import ProjectView
 from protocol.record import CONTRIBUTION_TYPES, Record
-from protocol.signing import peer_id, public_key_from_peer_id
+from protocol.signing import public_key_from_peer_id
 
 T = TypeVar("T")
 
 __all__ = [
     "SNAPSHOT_FORMAT",
+    "LedgerPage",
     "ViewCache",
     "ViewError",
     "ViewSnapshot",
@@ -74,18 +83,6 @@ MAX_CACHED_VIEWS = 64
 #: The most ledger entries one call returns when no limit is given.
 DEFAULT_LEDGER_LIMIT = 1000
 MAX_LEDGER_LIMIT = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerPage:
-    """One page of a ledger: its entries, how many match in all, and the cursor of the next
-    page (the id of this page's last entry) or None when this page is the last."""
-
-    entries: list[dict[str, Any]]
-    total: int
-    next_cursor: str | None
-    #: ``entries`` as the API sends them (:func:`json_body`) when encoded ahead, else None.
-    body: bytes | None = None
 
 
 #: Seconds a fold waits before it is written as a snapshot, so that a project receiving a
@@ -124,127 +121,6 @@ def _store_needed() -> None:
         raise _NotAtHand
 
 
-class ViewError(Exception):
-    """A view cannot be shown: unknown or ambiguous id, bad filter. ``status`` for HTTP."""
-
-    def __init__(self, message: str, status: int = 404) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def json_body(value: Any) -> bytes:
-    """``value`` as the API's JSON answers encode it (Starlette's ``JSONResponse``: compact,
-    UTF-8, no NaN), for answers encoded ahead of the response."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.encode()
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def record_json(record: Record) -> dict[str, Any]:
-    """``commons record show --json``: the record decoded, bytes as hex, author as peer id."""
-    body = _json_value(record.body.to_value())
-    for key in ("maintainers", "coauthors"):
-        if key in body:
-            body[key] = [peer_id(bytes.fromhex(k)) for k in body[key]]
-    if record.kind in IDENTITY_KINDS:  # the keys of a device act, as people read keys
-        for key in ("person", "device"):
-            if key in body:
-                body[key] = peer_id(bytes.fromhex(body[key]))
-        if "keep" in body:
-            body["keep"] = [peer_id(bytes.fromhex(k)) for k in body["keep"]]
-    if record.kind == "project-update":
-        for key in ("add_maintainers", "remove_maintainers"):
-            if key in body:
-                body[key] = [peer_id(bytes.fromhex(k)) for k in body[key]]
-    return {
-        "id": record.id.hex(),
-        "kind": record.kind,
-        "author": peer_id(record.author),
-        "ts": record.ts,
-        "project": record.project.hex() if record.project is not None else None,
-        "body": body,
-    }
-
-
-class _Answers(Protocol):
-    """What a view call needs of a project: a fold or a snapshot answers alike."""
-
-    def show(self) -> dict[str, Any]: ...
-
-    def list_item(self) -> dict[str, Any]: ...
-
-    def ledger(
-        self,
-        author: bytes | None,
-        type: str | None,
-        limit: int,
-        after: tuple[int, bytes] | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Live contributions newest first, filtered (participant, type), at most ``limit``
-        of those that come after ``after`` (a ``(ts, id)`` in ledger order); and how many
-        match the filters in all."""
-        ...
-
-    def shares(self) -> list[dict[str, Any]]: ...
-
-    def timestamps(self) -> list[int]:
-        """The ``ts`` of every live contribution, newest first."""
-        ...
-
-
-class _Fold:
-    """The answers of a fold: ``protocol.ledger``'s own results and ``to_json`` methods."""
-
-    __slots__ = ("view",)
-
-    def __init__(self, view: ProjectView) -> None:
-        self.view = view
-
-    def show(self) -> dict[str, Any]:
-        return self.view.summary().to_json()
-
-    def list_item(self) -> dict[str, Any]:
-        return self.view.summary().to_list_json()
-
-    def ledger(
-        self,
-        author: bytes | None,
-        type: str | None,
-        limit: int,
-        after: tuple[int, bytes] | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        entries = self.view.live_contributions(author=author, type=type)
-        total = len(entries)
-        if after is not None:
-            entries = [e for e in entries if (e.record.ts, e.id) < after]
-        return [e.to_json() for e in entries[:limit]], total
-
-    def shares(self) -> list[dict[str, Any]]:
-        return [s.to_json() for s in self.view.shares()]
-
-    def timestamps(self) -> list[int]:
-        return [e.record.ts for e in self.view.live_contributions()]
-
-
-def _made(page: tuple[Any, ...] | None = None) -> Callable[[_Answers], bool]:
-    """Whether answers hold what a call asks already made: the summary and the shares, and
-    the ledger ``page`` when one is asked (a fold or a snapshot holds everything)."""
-
-    def made(answers: _Answers) -> bool:
-        return not isinstance(answers, Tallied) or answers.made(page)
-
-    return made
-
-
 # --------------------------------------------------------------------------------------------
 # The cache
 
@@ -261,7 +137,7 @@ class _Entry:
     """A project's results held in memory, for the record set named by ``key``."""
 
     key: ProjectKey
-    answers: _Fold | ViewSnapshot | Tallied
+    answers: Fold | ViewSnapshot | Tallied
     #: When the first fold not yet written as a snapshot was made (monotonic), or None.
     unsaved_since: float | None = None
     #: When this node last wrote the project's snapshot (monotonic), or None.
@@ -417,7 +293,7 @@ class ViewCache:
             self._entries.move_to_end(pid)
             return entry
 
-    def _answers(self, pid: bytes, made: Callable[[_Answers], bool] | None = None) -> _Answers:
+    def _answers(self, pid: bytes, made: Callable[[Answers], bool] | None = None) -> Answers:
         """The project's answers for its current records, or (see the class) recent answers
         for which ``made`` says the answer asked for is made already."""
         asked = self._clock()
@@ -464,7 +340,7 @@ class ViewCache:
             return None
         return entry
 
-    def _build(self, pid: bytes, key: ProjectKey, *, prepare: bool = False) -> _Answers:
+    def _build(self, pid: bytes, key: ProjectKey, *, prepare: bool = False) -> Answers:
         """Answers for ``key`` from the tallies while keys are their own persons, else from a
         stored snapshot or a fold (under the project's lock). ``prepare``: make what is
         asked first (the default ledger page, the shares, the summary) before they are
@@ -531,14 +407,14 @@ class ViewCache:
             log.warning("the view snapshot of project %s is damaged (%s): folding", pid.hex(), exc)
             return None
 
-    def _fold(self, pid: bytes, key: ProjectKey, begun: float) -> _Fold:
+    def _fold(self, pid: bytes, key: ProjectKey, begun: float) -> Fold:
         """Decode and fold the project (``key`` read before its records, under its lock)."""
         started = time.monotonic()
         people_key, people = self._people_now()
         genesis, records = self.store.project_records(pid)
         if genesis is None:
             raise ViewError(f"no project {pid.hex()}")
-        fold = _Fold(ProjectView.build(genesis, records, people))
+        fold = Fold(ProjectView.build(genesis, records, people))
         log.debug(
             "folded project %s: %d records in %.3f s",
             pid.hex(),
@@ -565,7 +441,7 @@ class ViewCache:
         self,
         pid: bytes,
         key: ProjectKey,
-        answers: _Fold | ViewSnapshot | Tallied,
+        answers: Fold | ViewSnapshot | Tallied,
         *,
         unsaved: bool,
         cost: float,
@@ -694,13 +570,13 @@ class ViewCache:
             started = time.monotonic()
             answers = entry.answers
             if isinstance(answers, Tallied) or (
-                isinstance(answers, _Fold) and not answers.view.state.people.trivial
+                isinstance(answers, Fold) and not answers.view.state.people.trivial
             ):
                 with self._lock:  # results per person have no snapshot (module docstring)
                     entry.unsaved_since = None
                 continue
             try:
-                if isinstance(answers, _Fold):
+                if isinstance(answers, Fold):
                     answers = ViewSnapshot.from_view(answers.view)
                 data = answers.pack()
             except (OverflowError, ValueError) as exc:
@@ -738,7 +614,7 @@ class ViewCache:
         with self._project_lock(pid):
             key = self._key(pid)
             entry = self._held(pid, key)
-            if entry is not None and isinstance(entry.answers, _Fold):
+            if entry is not None and isinstance(entry.answers, Fold):
                 return entry.answers.view
             return self._fold(pid, key, self._clock()).view
 
@@ -746,7 +622,7 @@ class ViewCache:
         _store_needed()
         out = []
         for pid in self.store.project_ids():
-            item = dict(self._answers(pid, _made()).list_item())
+            item = dict(self._answers(pid, made()).list_item())
             item["followed"] = self.follow.follows(pid)
             out.append(item)
         out.sort(key=lambda p: (str(p["name"]).lower(), str(p["id"])))
@@ -754,7 +630,7 @@ class ViewCache:
 
     def project_show(self, project_text: str) -> dict[str, Any]:
         pid = self._resolve(project_text, kind="project")
-        shown = dict(self._answers(pid, _made()).show())
+        shown = dict(self._answers(pid, made()).show())
         shown["followed"] = self.follow.follows(pid)
         return shown
 
@@ -824,7 +700,7 @@ class ViewCache:
         after = None if cursor is None else self._cursor(pid, cursor)
         # One entry more than the page tells whether there is a next page.
         query = (author_key, type, limit + 1, after)
-        answers = self._answers(pid, _made(query))
+        answers = self._answers(pid, made(query))
         entries, total = answers.ledger(author_key, type, limit + 1, after)
         cursor_next = None
         if len(entries) > limit:
@@ -848,12 +724,12 @@ class ViewCache:
         return (record.ts, record.id)
 
     def shares(self, project_text: str) -> list[dict[str, Any]]:
-        return self._answers(self._followed(project_text), _made()).shares()
+        return self._answers(self._followed(project_text), made()).shares()
 
     def shares_body(self, project_text: str) -> bytes:
         """:meth:`shares` as the API sends it (:func:`json_body`); encoded once per record set
         when the answers come from the tallies."""
-        answers = self._answers(self._followed(project_text), _made())
+        answers = self._answers(self._followed(project_text), made())
         if isinstance(answers, Tallied):
             return answers.shares_body()
         return json_body(answers.shares())
@@ -874,9 +750,8 @@ class ViewCache:
         """Live contributions per month of the last ``most`` months that have any, oldest
         first (:func:`node.views.months.month_counts`): the dashboard's contributions chart.
         From the tallies this counts off the store's index by time, reading no record."""
-        answers = self._answers(self._followed(project_text), _made())
-        times = answers.times() if isinstance(answers, Tallied) else None
-        return month_counts(times or SortedTimes(answers.timestamps()), month_start, most)
+        answers = self._answers(self._followed(project_text), made())
+        return month_counts(answers.times(), month_start, most)
 
     def record(self, record_text: str) -> Record:
         _store_needed()

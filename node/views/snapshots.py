@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import msgpack
 
+from node.views.months import SortedTimes
 from protocol.ledger import ProjectView, as_number
 from protocol.record import ID_SIZE
 from protocol.signing import peer_id
@@ -350,9 +351,9 @@ class ViewSnapshot:
             for person, contributions, claimed, endorsed, share in self._shares
         ]
 
-    def timestamps(self) -> list[int]:
-        """The ``ts`` of every live contribution, newest first (the ledger's order)."""
-        return self._ts.tolist()
+    def times(self) -> SortedTimes:
+        """When the live contributions were made (the contributions chart)."""
+        return SortedTimes(self._ts.tolist())
 
     def ledger(
         self,

@@ -105,7 +105,7 @@ class _TalliedTimes:
 
 
 class Tallied:
-    """A project's answers (``node.views.cache._Answers``) from its tallies."""
+    """A project's answers (``node.views.answers.Answers``) from its tallies."""
 
     __slots__ = (
         "_bodies",
@@ -225,10 +225,6 @@ class Tallied:
         if self._shares_body is None:
             self._shares_body = self.tally.shares_text().encode()
         return self._shares_body
-
-    def timestamps(self) -> list[int]:
-        retracted = self.tally.view.retracted
-        return [ts for ts, rid, _ in self.store.ledger_rows(self.pid) if rid not in retracted]
 
     def times(self) -> Times:
         """:class:`~node.views.months.Times` of the live contributions, off the store's

@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from node.store.sqlite import ProjectKey, Store, StoreError
 from node.views.answers import (
@@ -132,6 +132,13 @@ def _combine(project: ProjectKey, identity: ProjectKey) -> ProjectKey:
     return (project[0] + identity[0], max(project[1], identity[1]))
 
 
+class _Begun(NamedTuple):
+    """When answers began to be made (the cache's clock) and the cache's ``_generation``."""
+
+    at: float
+    generation: int
+
+
 @dataclass(slots=True)
 class _Entry:
     """A project's results held in memory, for the record set named by ``key``."""
@@ -211,6 +218,8 @@ class ViewCache:
         self._people: tuple[ProjectKey, People] | None = None
         #: The projects the last :meth:`refresh` left stale for its pause between rebuilds.
         self.deferred: list[bytes] = []
+        #: How many times :meth:`forget` ran: answers begun before a purge are not kept.
+        self._generation = 0
 
     def forget(self) -> None:
         """Drop every result held in memory (records were purged: a project's key may come
@@ -218,6 +227,12 @@ class ViewCache:
         with self._lock:
             self._entries.clear()
             self._people = None  # the identity records' key may come back the same way
+            self._generation += 1
+
+    def _begin(self) -> _Begun:
+        """When answers begin to be made, and after how many purges (see ``_remember``)."""
+        with self._lock:
+            return _Begun(self._clock(), self._generation)
 
     def _resolve(self, text: str, kind: str | None = None) -> bytes:
         if kind == "project" and len(text) == 64:
@@ -345,7 +360,7 @@ class ViewCache:
         stored snapshot or a fold (under the project's lock). ``prepare``: make what is
         asked first (the default ledger page, the shares, the summary) before they are
         shown."""
-        begun = self._clock()
+        begun = self._begin()
         people_key, people = self._people_now()
         if people.trivial and self._tallies:
             return self._tallied(pid, key, (people_key, people), begun, prepare=prepare)
@@ -362,7 +377,7 @@ class ViewCache:
         pid: bytes,
         key: ProjectKey,
         persons: tuple[ProjectKey, People],
-        begun: float,
+        begun: _Begun,
         *,
         prepare: bool,
     ) -> Tallied:
@@ -407,7 +422,7 @@ class ViewCache:
             log.warning("the view snapshot of project %s is damaged (%s): folding", pid.hex(), exc)
             return None
 
-    def _fold(self, pid: bytes, key: ProjectKey, begun: float) -> Fold:
+    def _fold(self, pid: bytes, key: ProjectKey, begun: _Begun) -> Fold:
         """Decode and fold the project (``key`` read before its records, under its lock)."""
         started = time.monotonic()
         people_key, people = self._people_now()
@@ -445,12 +460,14 @@ class ViewCache:
         *,
         unsaved: bool,
         cost: float,
-        checked: float,
+        checked: _Begun,
     ) -> None:
         if not self._enabled:
             return
         now = self._clock()
         with self._lock:
+            if checked.generation != self._generation:
+                return  # begun before records were purged: it may show them
             old = self._entries.get(pid)
             if old is not None and old.key[1] > key[1]:
                 return  # a result for more records is held already
@@ -460,7 +477,7 @@ class ViewCache:
             if unsaved:
                 since = now if old is None or old.unsaved_since is None else old.unsaved_since
             written = None if old is None else old.written_at
-            self._entries[pid] = _Entry(key, answers, since, written, now, cost, checked)
+            self._entries[pid] = _Entry(key, answers, since, written, now, cost, checked.at)
             self._entries.move_to_end(pid)
             while len(self._entries) > MAX_CACHED_VIEWS:
                 self._entries.popitem(last=False)
@@ -616,7 +633,7 @@ class ViewCache:
             entry = self._held(pid, key)
             if entry is not None and isinstance(entry.answers, Fold):
                 return entry.answers.view
-            return self._fold(pid, key, self._clock()).view
+            return self._fold(pid, key, self._begin()).view
 
     def project_list(self) -> list[dict[str, Any]]:
         _store_needed()

@@ -24,6 +24,7 @@ import trio
 from node.store.sqlite import Store
 from node.views import cache
 from node.views.cache import ViewCache, json_body
+from node.views.tallied import Tallied
 from protocol.attest import email_handle
 from protocol.ledger import ProjectView
 from protocol.record import Record
@@ -221,3 +222,29 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
             while not await trio.to_thread.run_sync(caught_up):  # noqa: ASYNC110 - a thread
                 await trio.sleep(0.1)
         assert (await trio.to_thread.run_sync(ask))[2] == _fold(p, records)["shares body"]
+
+
+def test_answers_begun_before_a_purge_are_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records purged while a project's answers were being made (``forget``): those answers
+    may show them, so they are answered once but never kept to answer later calls."""
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(6)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        store.add([p, *records])
+        views = ViewCache(store, stale_seconds=cache.STALE_SECONDS)
+        build = Tallied.build.__func__  # type: ignore[attr-defined]
+
+        def purged_meanwhile(cls: type[Tallied], *args: Any) -> Tallied | None:
+            answers = build(cls, *args)
+            views.forget()  # as NodeHandle.purge does once its transaction committed
+            return answers
+
+        with monkeypatch.context() as patched:
+            patched.setattr(Tallied, "build", classmethod(purged_meanwhile))
+            assert views.warm(p.id) is True
+            assert views.warm(p.id) is True  # nothing was kept: made again
+        assert views.warm(p.id) is True
+        assert views.warm(p.id) is False  # made after the purge: kept

@@ -1,7 +1,7 @@
 """The running node: a reactor around the pure :class:`~node.service.NodeService`.
 
 ``open_node(home, options)`` is an async context manager that starts everything and yields a
-:class:`Node`; leaving it stops everything in order (tasks, snapshots, API, transport, store)
+:class:`Node`; leaving it stops everything in order (tasks, API, transport, store)
 and removes ``node.json``. ``run_node`` runs one until SIGINT/SIGTERM.
 
 The node decides nothing here. Its tasks feed the service what happened (peer events, dial
@@ -71,7 +71,6 @@ from node.service import (
     Reachability,
     RefreshViews,
     RememberPeer,
-    SaveSnapshots,
     ServiceConfig,
     StartSync,
     Subscribe,
@@ -281,8 +280,6 @@ class Node(NodeHandle):
                 start(self.work.refresh_views, effect)
             elif isinstance(effect, PublishUnpublished):
                 start(self.gossip.publish_unpublished, effect.batch)
-            elif isinstance(effect, SaveSnapshots):
-                start(self.work.save_snapshots, effect.max_seconds)
 
     async def _start(self) -> None:
         """The service's start; the meta topic is subscribed before anything else runs."""
@@ -291,12 +288,6 @@ class Node(NodeHandle):
                 await self.gossip.subscribe(effect.topic)
             else:
                 self._execute([effect])
-
-    async def _stop(self) -> None:
-        """The service's stop (the node's tasks are cancelled: this waits here)."""
-        for effect in self.service.stopping():
-            if isinstance(effect, SaveSnapshots):
-                await self.work.save_snapshots(effect.max_seconds)
 
     async def _ticker(self) -> None:
         while True:
@@ -549,8 +540,6 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             finally:
                 home.remove_node_info()
                 nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    await node._stop()
     finally:
         home.remove_node_info()
         if reader is not None:

@@ -42,7 +42,7 @@ decoded records in an LRU cache bounded by ``MAX_CACHED_RECORDS`` and appends to
 records of that project are added, instead of dropping it.
 
 The class is built from one mixin a concept: :mod:`node.store.projects` (a project's records
-and view snapshots), :mod:`node.store.peers` (the address book) and
+and keys), :mod:`node.store.peers` (the address book) and
 :mod:`node.store.moderation` (records refused by local policy, blocks, bans, purges), on
 :class:`node.store.base.StoreBase` (the connection, the lock, scope numbers).
 """
@@ -63,7 +63,6 @@ from node.store.base import (
     ID_PREFIX,
     Pending,
     ProjectKey,
-    SnapshotKey,
     StoreClosedError,
     StoreError,
     chunks,
@@ -98,7 +97,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "Pending",
     "ProjectKey",
-    "SnapshotKey",
     "Store",
     "StoreClosedError",
     "StoreError",

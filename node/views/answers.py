@@ -83,7 +83,7 @@ def record_json(record: Record) -> dict[str, Any]:
 
 
 class Answers(Protocol):
-    """What a view call needs of a project: a fold or a snapshot answers alike."""
+    """What a view call needs of a project: a fold or the tallies answer alike."""
 
     def show(self) -> dict[str, Any]: ...
 
@@ -144,7 +144,7 @@ class Fold:
 
 def made(page: tuple[Any, ...] | None = None) -> Callable[[Answers], bool]:
     """Whether answers hold what a call asks already made: the summary and the shares, and
-    the ledger ``page`` when one is asked (a fold or a snapshot holds everything)."""
+    the ledger ``page`` when one is asked (a fold holds everything)."""
 
     def holds(answers: Answers) -> bool:
         return not isinstance(answers, Tallied) or answers.made(page)

@@ -4,32 +4,19 @@ The CLI and the HTTP API print exactly these values (``--json`` and the API bodi
 construction). The store returns a project's records; the fold is ``protocol.ledger``'s, so
 there is one implementation of the rules.
 
-Folding a big project is slow the first time: its records must be decoded (about 10
-microseconds each, so 0.7 s for 55,000) before :meth:`ProjectView.build` can run, and even
-reading and unpacking them without any node code takes 0.15 s. So a :class:`ViewCache` also
-keeps a :class:`ViewSnapshot` of each folded project in the store: the *results* of the views
-(``project show``/``list``, ``shares``, and every live contribution in ledger order), taken
-from the fold through ``ProjectView``'s public API, not recomputed by rules of our own. A
-snapshot is labelled with the store's key of the project's record set (record count and
-greatest ``seq``, read off an index without decoding anything) and is used only while that key
-is current; any new record of the project makes it stale, and the next view folds again.
+A project's answers come, while keys are their own persons, from the tallies the store keeps
+as records are stored (:mod:`node.views.tallied`): its sums per participant and a fold of
+its few special records. Once identity records are held the views count per person
+(docs/IDENTITY.md) and a project's records are decoded and folded (about 10 microseconds a
+record), and the fold is kept in memory. ``tallies=False`` folds every record in every case:
+the reference the tallies are tested against.
 
-The views count per person (docs/IDENTITY.md), so a project's results also depend on the
-identity records held: the key of a project's results combines the project's key with the key
-of the identity records (:meth:`ViewCache.people`), and a new link or revocation makes every
-result stale. Snapshots hold results per key only, so they are written and read only while
-no identity record is held; once one is, results are folded and kept in memory.
-
-A call answers, in this order of preference, from: the result held in memory for the current
-key (a fold, or a snapshot), the stored snapshot for the current key (a few milliseconds, no
-record decoded), or a fresh fold. Folds are written as snapshots by :meth:`save_snapshots`,
-which the node calls from a worker thread a little after a fold (debounced per project) and
-once more when it stops; a call never waits for a write.
-
-Since the store keeps tallies (:mod:`node.views.tallied`), a ``ViewCache`` with ``tallies``
-(every node and CLI command) answers from them while keys are their own persons, and from
-folds held in memory otherwise: it neither writes nor reads snapshots. They remain for the
-reference folds (``tallies=False``) the tests compare the tallies with.
+A project's results are labelled with the store's key of its record set (record count and
+greatest ``seq``, read off an index without decoding anything) combined with the key of the
+identity records (:meth:`ViewCache.people`): any new record of the project, link or
+revocation makes them stale. (Earlier versions also stored each fold's results as a
+snapshot in the ``view_snapshots`` table; the tallies made them useless, and nothing reads
+or writes that table any more.)
 """
 
 from __future__ import annotations
@@ -55,7 +42,6 @@ from node.views.answers import (
 )
 from node.views.follow import Follow
 from node.views.months import month_counts
-from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
 from node.views.tallied import Tallied
 from protocol.errors import ProtocolError
 from protocol.identity import People
@@ -67,30 +53,22 @@ from protocol.signing import public_key_from_peer_id
 T = TypeVar("T")
 
 __all__ = [
-    "SNAPSHOT_FORMAT",
     "LedgerPage",
     "ViewCache",
     "ViewError",
-    "ViewSnapshot",
     "json_body",
     "record_json",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Projects whose results (a fold or a snapshot) a running node keeps in memory.
+#: Projects whose results a running node keeps in memory.
 MAX_CACHED_VIEWS = 64
 #: The most ledger entries one call returns when no limit is given.
 DEFAULT_LEDGER_LIMIT = 1000
 MAX_LEDGER_LIMIT = 100_000
 
 
-#: Seconds a fold waits before it is written as a snapshot, so that a project receiving a
-#: burst of records is written once after the burst rather than once per record.
-SNAPSHOT_DELAY: Final = 2.0
-#: Seconds between two writes of one project's snapshot, however often it changes (a busy
-#: project's snapshot is at most this old, plus the final write when the node stops).
-SNAPSHOT_INTERVAL: Final = 30.0
 #: A running node's view calls answer from the results of an older record set, at most this
 #: many seconds old, while the node makes them again in the background (see ``ViewCache``).
 STALE_SECONDS: Final = 30.0
@@ -128,7 +106,7 @@ def _store_needed() -> None:
 def _combine(project: ProjectKey, identity: ProjectKey) -> ProjectKey:
     """One key for a project's records and the identity records: both only grow, so the sum
     of their counts and the greater of their last ``seq`` change whenever either does. With
-    no identity record it is the project's own key, so earlier snapshots stay current."""
+    no identity record it is the project's own key."""
     return (project[0] + identity[0], max(project[1], identity[1]))
 
 
@@ -144,11 +122,7 @@ class _Entry:
     """A project's results held in memory, for the record set named by ``key``."""
 
     key: ProjectKey
-    answers: Fold | ViewSnapshot | Tallied
-    #: When the first fold not yet written as a snapshot was made (monotonic), or None.
-    unsaved_since: float | None = None
-    #: When this node last wrote the project's snapshot (monotonic), or None.
-    written_at: float | None = None
+    answers: Fold | Tallied
     #: When these results were made (the cache's clock), and the seconds making them took.
     built: float = 0.0
     cost: float = 0.0
@@ -157,26 +131,15 @@ class _Entry:
     checked: float = 0.0
 
 
-def _due(entry: _Entry, now: float, *, force: bool) -> bool:
-    """Whether an entry's fold is to be written as a snapshot now (see ``save_snapshots``)."""
-    if entry.unsaved_since is None:
-        return False
-    if force:
-        return True
-    recent = entry.written_at is not None and now - entry.written_at < SNAPSHOT_INTERVAL
-    return now - entry.unsaved_since >= SNAPSHOT_DELAY and not recent
-
-
 class ViewCache:
-    """Answers the view queries from results held in memory, stored snapshots, or a fold.
+    """Answers the view queries from results held in memory, the tallies, or a fold.
 
-    ``cache=False`` (the CLI, which runs once) keeps nothing in memory and writes no snapshot,
-    but still answers from a stored snapshot when it is current. ``clock`` (monotonic
-    seconds) times the debouncing of snapshot writes. ``follow`` is the node's follow list:
+    ``cache=False`` (the CLI, which runs once) keeps nothing in memory. ``clock`` (monotonic
+    seconds) times how old results are. ``follow`` is the node's follow list:
     a project it does not follow is marked so in the list, and its ledger and shares are
     refused (the records held of it may be any part of it, so its numbers would mislead).
-    ``tallies=False`` folds every record even while keys are their own persons (and keeps
-    snapshots of the folds): the reference the tallies are tested against.
+    ``tallies=False`` folds every record even while keys are their own persons: the
+    reference the tallies are tested against.
 
     ``stale_seconds`` (a running node: ``STALE_SECONDS``; 0: never) lets a call about a big
     project (results that took ``WAIT_BELOW`` seconds or more to make, about 0.3 s for
@@ -357,19 +320,13 @@ class ViewCache:
 
     def _build(self, pid: bytes, key: ProjectKey, *, prepare: bool = False) -> Answers:
         """Answers for ``key`` from the tallies while keys are their own persons, else from a
-        stored snapshot or a fold (under the project's lock). ``prepare``: make what is
+        fold (under the project's lock). ``prepare``: make what is
         asked first (the default ledger page, the shares, the summary) before they are
         shown."""
         begun = self._begin()
         people_key, people = self._people_now()
         if people.trivial and self._tallies:
             return self._tallied(pid, key, (people_key, people), begun, prepare=prepare)
-        started = time.monotonic()
-        snapshot = self._load(pid, key)
-        if snapshot is not None:
-            cost = time.monotonic() - started
-            self._remember(pid, key, snapshot, unsaved=False, cost=cost, checked=begun)
-            return snapshot
         return self._fold(pid, key, begun)
 
     def _tallied(
@@ -407,20 +364,8 @@ class ViewCache:
         log.debug("tallied project %s in %.3f s", pid.hex(), cost)
         # Kept for ``key``, read before: records that arrived while it was read may be in it
         # too, and a newer key makes it stale (made again, or answered from as recent ones).
-        self._remember(pid, key, answers, unsaved=False, cost=cost, checked=begun)
+        self._remember(pid, key, answers, cost=cost, checked=begun)
         return answers
-
-    def _load(self, pid: bytes, key: ProjectKey) -> ViewSnapshot | None:
-        if not self.people().trivial:
-            return None  # a snapshot answers for keys, not persons
-        data = self.store.load_snapshot(pid, key, SNAPSHOT_FORMAT)
-        if data is None:
-            return None
-        try:
-            return ViewSnapshot.unpack(data)
-        except ValueError as exc:
-            log.warning("the view snapshot of project %s is damaged (%s): folding", pid.hex(), exc)
-            return None
 
     def _fold(self, pid: bytes, key: ProjectKey, begun: _Begun) -> Fold:
         """Decode and fold the project (``key`` read before its records, under its lock)."""
@@ -447,18 +392,15 @@ class ViewCache:
                 label = None
         if label is not None:
             cost = time.monotonic() - started
-            # Written as a snapshot only where one is read: without the tallies.
-            unsaved = not self._tallies
-            self._remember(pid, label, fold, unsaved=unsaved, cost=cost, checked=begun)
+            self._remember(pid, label, fold, cost=cost, checked=begun)
         return fold
 
     def _remember(
         self,
         pid: bytes,
         key: ProjectKey,
-        answers: Fold | ViewSnapshot | Tallied,
+        answers: Fold | Tallied,
         *,
-        unsaved: bool,
         cost: float,
         checked: _Begun,
     ) -> None:
@@ -471,13 +413,7 @@ class ViewCache:
             old = self._entries.get(pid)
             if old is not None and old.key[1] > key[1]:
                 return  # a result for more records is held already
-            if unsaved and old is not None and old.key == key and old.unsaved_since is None:
-                return  # the store holds this result already (a full fold was asked for)
-            since = None
-            if unsaved:
-                since = now if old is None or old.unsaved_since is None else old.unsaved_since
-            written = None if old is None else old.written_at
-            self._entries[pid] = _Entry(key, answers, since, written, now, cost, checked.at)
+            self._entries[pid] = _Entry(key, answers, now, cost, checked.at)
             self._entries.move_to_end(pid)
             while len(self._entries) > MAX_CACHED_VIEWS:
                 self._entries.popitem(last=False)
@@ -486,21 +422,13 @@ class ViewCache:
 
     def warm(self, pid: bytes) -> bool:
         """Make a project's answers now (from a worker thread) unless its results for its
-        current records are held, in memory or (without the tallies) as a stored snapshot;
-        True when it made them.
-
-        A current stored snapshot is not even read: the first call reads it in milliseconds,
-        and an idle node stays small.
-        """
+        current records are held in memory; True when it made them."""
         key = self._current(pid)
         if key is None or self._held(pid, key) is not None:
             return False
         with self._project_lock(pid):
             key = self._current(pid)
             if key is None or self._held(pid, key) is not None:
-                return False
-            stored = None if self._tallies else self.store.snapshot_keys().get(pid)
-            if stored == (key, SNAPSHOT_FORMAT):
                 return False
             started = time.monotonic()
             self._build(pid, key, prepare=True)
@@ -516,7 +444,7 @@ class ViewCache:
 
         For the node's background task: after a start (every followed project), and again
         after records arrived with ``shown_only``: then only the folds of projects whose
-        (now stale) results are held in memory or stored, so that a node catching up on
+        (now stale) results are held in memory, so that a node catching up on
         projects nobody has looked at does not decode them as they grow. Answers from the
         tallies are made for every followed project (the first call about a project that
         arrives by a sync finds them made), again once ``REBUILD_PAUSE`` times what they
@@ -526,7 +454,6 @@ class ViewCache:
         the projects folded.
         """
         now = self._clock()  # before the keys are read: what is current holds all before it
-        stored = {} if self._tallies else self.store.snapshot_keys()
         folded: list[bytes] = []
         identity = self.store.kinds_key(IDENTITY_KINDS)
         keys = {pid: _combine(key, identity) for pid, key in self.store.project_keys().items()}
@@ -537,7 +464,7 @@ class ViewCache:
         for pid, key in sorted(keys.items(), key=lambda i: (i[1], i[0])):
             if key[0] > budget and not tallied:
                 break
-            if not follows(pid) or stored.get(pid) == (key, SNAPSHOT_FORMAT):
+            if not follows(pid):
                 continue
             with self._lock:
                 entry = self._entries.get(pid)
@@ -545,7 +472,7 @@ class ViewCache:
                     entry.checked = max(entry.checked, now)
             if entry is not None and entry.key == key:
                 continue
-            if shown_only and entry is None and pid not in stored and not tallied:
+            if shown_only and entry is None and not tallied:
                 continue
             resting = entry is not None and now - entry.built < REBUILD_PAUSE * entry.cost
             if tallied and (resting or self._clock() - now > REFRESH_SECONDS):
@@ -559,74 +486,11 @@ class ViewCache:
                 log.info("cannot fold project %s now: %s", pid.hex(), exc)
         return folded
 
-    # ---------------------------------------------------------------------------- snapshots
-
-    def unsaved(self) -> list[bytes]:
-        """Projects whose results in memory are newer than their stored snapshot."""
-        with self._lock:
-            return [pid for pid, e in self._entries.items() if e.unsaved_since is not None]
-
-    def save_snapshots(self, *, force: bool = False, max_seconds: float | None = None) -> int:
-        """Write the folds held in memory that the store has no snapshot of; returns how many.
-
-        Without ``force`` only folds at least ``SNAPSHOT_DELAY`` old, of projects not written
-        in the last ``SNAPSHOT_INTERVAL``. No new write starts once ``max_seconds`` have
-        passed (the one under way finishes). Each write replaces the fold in memory by its
-        snapshot, which answers the same in less memory. Call it from a worker thread: a
-        55,000-record project takes about 0.1 s, most of it turning the fold into a snapshot.
-        """
-        now = self._clock()
-        deadline = None if max_seconds is None else now + max_seconds
-        with self._lock:
-            due = [(p, e) for p, e in self._entries.items() if _due(e, now, force=force)]
-        written = 0
-        for pid, entry in due:
-            if deadline is not None and self._clock() >= deadline:
-                log.info("out of time: %d view snapshots not written", len(due) - written)
-                break
-            started = time.monotonic()
-            answers = entry.answers
-            if isinstance(answers, Tallied) or (
-                isinstance(answers, Fold) and not answers.view.state.people.trivial
-            ):
-                with self._lock:  # results per person have no snapshot (module docstring)
-                    entry.unsaved_since = None
-                continue
-            try:
-                if isinstance(answers, Fold):
-                    answers = ViewSnapshot.from_view(answers.view)
-                data = answers.pack()
-            except (OverflowError, ValueError) as exc:
-                log.warning("no view snapshot of project %s: %s", pid.hex(), exc)
-                with self._lock:
-                    entry.unsaved_since = None
-                continue
-            stored = time.monotonic()
-            self.store.save_snapshot(pid, entry.key, SNAPSHOT_FORMAT, data)
-            log.debug(
-                "wrote the view snapshot of project %s (%d records, %d bytes) in %.3f s,"
-                " %.3f s of it storing",
-                pid.hex(),
-                entry.key[0],
-                len(data),
-                time.monotonic() - started,
-                time.monotonic() - stored,
-            )
-            written += 1
-            with self._lock:
-                entry.written_at = self._clock()
-                current = self._entries.get(pid)
-                if current is entry:
-                    entry.answers, entry.unsaved_since = answers, None
-                elif current is not None:
-                    current.written_at = entry.written_at
-        return written
-
     # ---------------------------------------------------------------------------- views
 
     def project_view(self, project_text: str) -> ProjectView:
         """The full fold of a project: its records decoded and folded by ``protocol.ledger``
-        (never a snapshot; for callers that need more than the views below)."""
+        (never the tallies; for callers that need more than the views below)."""
         pid = self._resolve(project_text, kind="project")
         with self._project_lock(pid):
             key = self._key(pid)
@@ -753,7 +617,7 @@ class ViewCache:
 
     def claims(self, project_text: str) -> list[dict[str, Any]]:
         """The project's claims with their status (``commons claims``). Claims are few and
-        settled by the full fold, so this reads the fold, never a snapshot; a project without
+        settled by the full fold, so this reads the fold, never the tallies; a project without
         any claim (most of them) answers at once, without folding."""
         pid = self._followed(project_text)
         _store_needed()

@@ -160,9 +160,6 @@ class ModerationMixin(StoreBase):
             untally(conn, [int(row[0]) for row in rows], projects if kind == "project" else ())
             conn.executemany("DELETE FROM records WHERE seq = ?", [(row[0],) for row in rows])
             recount(conn, projects)
-            conn.executemany(
-                "DELETE FROM view_snapshots WHERE project = ?", [(p,) for p in projects]
-            )
             conn.execute(
                 "DELETE FROM refused WHERE seq <= (SELECT max(seq) FROM refused) - ?",
                 (MAX_REFUSED,),

@@ -15,8 +15,8 @@ A project's results are labelled with the store's key of its record set (record 
 greatest ``seq``, read off an index without decoding anything) combined with the key of the
 identity records (:meth:`ViewCache.people`): any new record of the project, link or
 revocation makes them stale. (Earlier versions also stored each fold's results as a
-snapshot in the ``view_snapshots`` table; the tallies made them useless, and nothing reads
-or writes that table any more.)
+snapshot in a ``view_snapshots`` table; the tallies made them useless, and schema version 5
+drops it.)
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_refused_ids_are_items_but_never_served(store: Store, f: RecordFactory) 
     assert (blocked.ts, blocked.id) not in store.items(scope)
 
 
-def test_purge_removes_records_views_and_snapshots_for_good(
+def test_purge_removes_records_and_views_for_good(
     tmp_path: Path, f: RecordFactory
 ) -> None:
     path = tmp_path / "ledger.db"
@@ -72,17 +72,11 @@ def test_purge_removes_records_views_and_snapshots_for_good(
     with Store.open(path) as store:
         store.add([p, q, *by_bob, *others])
         ViewCache(store, tallies=False).ledger(p.id.hex())
-        # A snapshot of p's views as earlier versions stored them (bob's record in it).
-        number = store._db.execute("SELECT n FROM scopes WHERE name = ?", (p.id.hex(),))
-        store._db.execute(
-            "INSERT INTO view_snapshots VALUES (?, 1, 1, 1, 0, x'00')", (number.fetchone()[0],)
-        )
         policy = Policy()
         outcome = block(store, policy, "author", f.pub("bob"), purge=True)
         assert outcome.records == 3
         assert outcome.changed
         assert outcome.policy.refusal(by_bob[0]) is not None
-        assert store._db.execute("SELECT count(*) FROM view_snapshots").fetchone() == (0,)
         assert store.integrity_check() == "ok"
         outcome = block(store, outcome.policy, "project", q.id, purge=True)
         assert outcome.records == 2  # q's genesis and carol's contribution to it

@@ -10,6 +10,8 @@ HTTP call measured here:
 * A history of N attested contributions by A authors, shaped as ``commons import-git`` makes
   them (1,000,000 by 20,000 in the full run: issue 16's Linux scale): the node starts twice,
   calling ``ledger`` first, then ``shares`` first, the moment the API answers, then warm.
+* The same history while an empty node catches up with it, asked all along
+  (:mod:`bench.fig_views_sync`).
 
 Nothing was shown before on these stores: no fold, no snapshot; the views read the tallies the
 store keeps at insert time (node.store.tally). Bare limits, measured in the same run: for the
@@ -34,7 +36,7 @@ from typing import Any
 
 import msgpack
 
-from bench import data
+from bench import data, fig_views_sync
 from bench.common import log, make_home, ratio, start_node, stop_nodes, summary, wait_ready
 from node.store.schema import CONTRIBUTION
 
@@ -185,6 +187,7 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
                 f" {first['shares'][-1]:.0f} ms, bare cold {bare[-1]:.0f} ms"
             )
         history = attested(root, size)
+        during = fig_views_sync.run(root, size)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out: dict[str, Any] = {"contributions": c, "endorsements": e}
@@ -206,6 +209,7 @@ def run(size: dict[str, Any]) -> dict[str, Any]:
     }
     out["bare_cold_ms"] = bare_s
     out["attested"] = history
+    out["during_catchup"] = during
     out["store_bytes"] = template.stat().st_size
     out["http_floor_ms"] = floor
     out["target"] = "<= 100 ms per call"

@@ -3,7 +3,7 @@
 Importing ``node`` has no side effects. The sub-packages are its layers, each importing only
 those before it (tests/node/test_layers.py checks it):
 
-- ``node.store`` — the SQLite store of records, peers and view snapshots;
+- ``node.store`` — the SQLite store of records, peers and the views' tallies;
 - ``node.net`` — the libp2p adapter, the only code that imports libp2p;
 - ``node.sync`` — ingest (validation and storage of incoming records), the signature helper,
   and the pump that runs reconciliation sessions on streams;

@@ -1,7 +1,7 @@
 """The running node: a reactor around the pure :class:`~node.service.NodeService`.
 
 ``open_node(home, options)`` is an async context manager that starts everything and yields a
-:class:`Node`; leaving it stops everything in order (tasks, snapshots, API, transport, store)
+:class:`Node`; leaving it stops everything in order (tasks, API, transport, store)
 and removes ``node.json``. ``run_node`` runs one until SIGINT/SIGTERM.
 
 The node decides nothing here. Its tasks feed the service what happened (peer events, dial
@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import random
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -70,7 +71,6 @@ from node.service import (
     Reachability,
     RefreshViews,
     RememberPeer,
-    SaveSnapshots,
     ServiceConfig,
     StartSync,
     Subscribe,
@@ -82,7 +82,7 @@ from node.sync.ingest import Ingestor
 from node.sync.syncer import Syncer
 from node.sync.verifier import Verifier
 from node.trio_util import open_unwrapping_nursery
-from node.views.cache import ViewCache
+from node.views.cache import STALE_SECONDS, ViewCache
 from node.views.follow import Follow
 from protocol import peers as peers_protocol
 from protocol import sync as sync_protocol
@@ -280,8 +280,6 @@ class Node(NodeHandle):
                 start(self.work.refresh_views, effect)
             elif isinstance(effect, PublishUnpublished):
                 start(self.gossip.publish_unpublished, effect.batch)
-            elif isinstance(effect, SaveSnapshots):
-                start(self.work.save_snapshots, effect.max_seconds)
 
     async def _start(self) -> None:
         """The service's start; the meta topic is subscribed before anything else runs."""
@@ -290,12 +288,6 @@ class Node(NodeHandle):
                 await self.gossip.subscribe(effect.topic)
             else:
                 self._execute([effect])
-
-    async def _stop(self) -> None:
-        """The service's stop (the node's tasks are cancelled: this waits here)."""
-        for effect in self.service.stopping():
-            if isinstance(effect, SaveSnapshots):
-                await self.work.save_snapshots(effect.max_seconds)
 
     async def _ticker(self) -> None:
         while True:
@@ -416,6 +408,10 @@ class Node(NodeHandle):
                 self.service.address_learned(addr, peer=info.peer_id)
 
 
+#: Seconds a thread runs before another waiting for the interpreter's lock gets it (5 ms
+#: by default; see ``open_node``).
+SWITCH_INTERVAL = 0.001
+
 #: Seconds the API waits at start for the views made by ``_warming``, at most.
 WARM_WAIT = 3.0
 
@@ -453,9 +449,18 @@ async def _warming(views: ViewCache) -> AsyncIterator[trio.Event]:
 async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     """Start a node for ``home``; stop it (and remove node.json) when the block exits."""
     fix_mmap_threshold()
+    # A sync keeps worker threads busy in Python (validating, tallying); the event loop that
+    # answers the API then waits up to the switch interval for the interpreter's lock at
+    # every wake-up. A shorter interval hands it over sooner.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     key = home.signing_key()
     store = Store.open(home.store_path)
+    reader: Store | None = None
     try:
+        # The views read through a connection of their own, in one read transaction each
+        # time they make a project's answers (``ViewCache``): a sync's commits never wait for
+        # them, and their answers are never made from two states of the store.
+        reader = Store.open(home.store_path)
         policy = await trio.to_thread.run_sync(_start_policy, options.policy, store)
         config = TransportConfig(
             seed=key.seed,
@@ -471,7 +476,9 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
-        views = ViewCache(store, follow=Follow(options.follow))
+        views = ViewCache(
+            store, follow=Follow(options.follow), stale_seconds=STALE_SECONDS, reader=reader
+        )
         async with (
             _warming(views) as warmed,
             open_transport(config) as transport,
@@ -533,10 +540,10 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             finally:
                 home.remove_node_info()
                 nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    await node._stop()
     finally:
         home.remove_node_info()
+        if reader is not None:
+            reader.close()
         store.close()
 
 

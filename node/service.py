@@ -48,10 +48,9 @@ Rules:
   (``commons import`` writes to the store directly); at most ``max_subscriptions`` topics.
 - **Publishing**: records authored here or submitted to the API are published once stored;
   those authored while no node ran are published at start.
-- **Views**: ``warm_delay`` seconds after start, fold the followed projects (the first
-  time all of them, within a budget; then only those whose results are shown), then again
-  every ``views_interval`` seconds after the previous fold finished; at stop, write the
-  snapshots of newer folds within ``snapshot_stop_seconds``.
+- **Views**: ``warm_delay`` seconds after start, make the followed projects' answers (the
+  first time all of them, folds within a budget), then again every ``views_interval``
+  seconds after the previous round finished (``node.views.cache.ViewCache.refresh``).
 - **Peer exchange** (:mod:`node.peering`, which says whom to ask and what to keep); dials
   rank bootstrap, least failed, the /24 or /48 least connected into, then a random order
   per address (nodes told the same addresses must not all dial the same peers); at most
@@ -100,7 +99,6 @@ __all__ = [
     "Reachability",
     "RefreshViews",
     "RememberPeer",
-    "SaveSnapshots",
     "ServiceConfig",
     "StartSync",
     "Subscribe",
@@ -174,13 +172,11 @@ class ServiceConfig:
     subscription_refresh: float = 10.0
     #: Records authored offline read per batch when they are published at start.
     unpublished_batch: int = 500
-    #: Views: seconds after start before the first fold, records folded then at most,
-    #: seconds between later folds, seconds spent at most writing snapshots at stop (the
-    #: whole stop may take 5 s; one 55,000-record project takes about 0.1 s).
+    #: Views: seconds after start before the first round, records folded then at most,
+    #: seconds between later rounds.
     warm_delay: float = 0.5
     warm_records: int = 60_000
     views_interval: float = 2.0
-    snapshot_stop_seconds: float = 2.0
     #: Seconds between ticks at most.
     tick: float = 0.5
 
@@ -272,16 +268,10 @@ class ListProjects:
 @dataclass(frozen=True)
 class RefreshViews:
     """Fold the followed projects' views whose results are stale (``first``: every one that
-    fits ``budget`` records, else only those shown), write due snapshots, then report
-    ``views_refreshed``."""
+    fits ``budget`` records, else only those shown), then report ``views_refreshed``."""
 
     first: bool
     budget: int
-
-
-@dataclass(frozen=True)
-class SaveSnapshots:
-    max_seconds: float
 
 
 @dataclass(frozen=True)
@@ -321,7 +311,6 @@ Effect = (
     | NoteDialFailure
     | ListProjects
     | RefreshViews
-    | SaveSnapshots
     | WakeAt
 )
 
@@ -417,10 +406,6 @@ class NodeService:
         timers = (self._next_periodic, self._next_round, self._next_listing, self._views_due)
         effects.append(WakeAt(min([now + c.tick, *(t for t in timers if t is not None)])))
         return effects
-
-    def stopping(self) -> list[Effect]:
-        """The node is stopping: write what is worth keeping."""
-        return [SaveSnapshots(max_seconds=self.config.snapshot_stop_seconds)]
 
     # ---------------------------------------------------------------------------- peers
 

@@ -5,7 +5,7 @@ sync's 10,000-record transaction holds the lock meanwhile; even a short read can
 long. So the effects of :mod:`node.service` that touch the store are carried out here:
 address-book writes one at a time in a worker thread (best effort: beyond
 ``MAX_STORE_JOBS`` waiting, one is dropped), the project listing the subscriptions come
-from, the scopes a sync session offers, and the folds and snapshot writes of the views.
+from, the scopes a sync session offers, and the folds of the views.
 Results go back to the service through ``execute``.
 """
 
@@ -80,32 +80,19 @@ class StoreWork:
 
     async def refresh_views(self, effect: RefreshViews) -> None:
         """Fold the followed projects whose results are stale (see ``ViewCache.refresh``),
-        if records were stored since the last time: the first ``ledger`` or ``shares`` of a
-        project then answers in milliseconds instead of a second or more. Then write the
-        snapshots of the folds held (``node.views`` debounces them per project)."""
+        if records were stored since the last time or the last refresh left projects for later
+        (its pause between two rebuilds of one): the first ``ledger`` or ``shares`` of a
+        project then answers in milliseconds instead of a second or more, and a big project
+        receiving records answers from its last results (``ViewCache``'s ``stale_seconds``)
+        while they are made again here."""
         try:
             version = await trio.to_thread.run_sync(self.store.version)
-            if effect.first or version != self._views_seen:
+            if effect.first or version != self._views_seen or self.views.deferred:
                 self._views_seen = version
                 refresh = partial(self.views.refresh, shown_only=not effect.first)
                 await trio.to_thread.run_sync(refresh, self.service.follows, effect.budget)
                 if effect.first:  # reading every project's key went through the whole index
                     await trio.to_thread.run_sync(self.store.release_memory)
-            if self.views.unsaved():
-                await trio.to_thread.run_sync(self.views.save_snapshots)
         except StoreError as exc:
-            log.warning("warming the views or writing their snapshots failed: %s", exc)
+            log.warning("warming the views failed: %s", exc)
         self.execute(self.service.views_refreshed(trio.current_time()))
-
-    async def save_snapshots(self, max_seconds: float) -> None:
-        """Write the snapshots of the folds newer than the stored ones, now (the node is
-        stopping): the first call after the next start reads them instead of decoding."""
-        if not self.views.unsaved():
-            return
-        save = partial(self.views.save_snapshots, force=True, max_seconds=max_seconds)
-        try:
-            written = await trio.to_thread.run_sync(save)
-        except StoreError as exc:
-            log.warning("writing the view snapshots at stop failed: %s", exc)
-            return
-        log.info("wrote %d view snapshots before stopping", written)

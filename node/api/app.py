@@ -203,11 +203,17 @@ def build_app(node: Node) -> Starlette:
 
     async def project(request: Request) -> Response:
         pid = request.path_params["pid"]
-        return JSONResponse(await in_thread(node.views.project_show, pid))
+        return JSONResponse(await viewed(node.views.project_show, pid))
+
+    async def viewed(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """A view call: on the event loop when the views hold the answer in memory (a big
+        project's, while a sync keeps worker threads busy), else in a worker thread."""
+        answer = node.views.at_hand(fn, *args, **kw)
+        return answer if answer is not None else await in_thread(fn, *args, **kw)
 
     async def ledger(request: Request) -> Response:
         q = request.query_params
-        page = await in_thread(
+        page = await viewed(
             node.views.ledger_page,
             request.path_params["pid"],
             author=q.get("author") or None,
@@ -221,11 +227,13 @@ def build_app(node: Node) -> Starlette:
             headers["X-Next-Cursor"] = page.next_cursor
             following = request.url.include_query_params(cursor=page.next_cursor)
             headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        if page.body is not None:  # encoded ahead, as JSONResponse encodes
+            return Response(page.body, headers=headers, media_type=JSONResponse.media_type)
         return JSONResponse(page.entries, headers=headers)
 
     async def shares(request: Request) -> Response:
         # Encoded once per record set (20,000 lines are about 5 MB): sent as they are.
-        body = await in_thread(node.views.shares_body, request.path_params["pid"])
+        body = await viewed(node.views.shares_body, request.path_params["pid"])
         return Response(body, media_type=JSONResponse.media_type)
 
     async def claims(request: Request) -> Response:

@@ -20,7 +20,14 @@ from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix
 from node.cli.parser import PROJECT_HELP, RECORD_HELP, Parser, add_command
 from node.cli.store_access import home_follow, open_store
-from node.textout import date_time, fmt_number, person, table, terminal_safe
+from node.textout import (
+    date_time,
+    fmt_number,
+    person,
+    short_peers,
+    table,
+    terminal_safe,
+)
 from node.views.cache import MAX_LEDGER_LIMIT, LedgerPage, ViewCache, ViewError
 from node.views.details import names, record_detail
 from protocol.record import CONTRIBUTION_TYPES, Record
@@ -208,10 +215,10 @@ def cmd_shares(args: argparse.Namespace) -> int:
     pid = id_prefix(args.project)
     shares = _views(args, f"/api/v1/projects/{pid}/shares", lambda v: v.shares(pid))
     who = _names(args)
-    people = [s["contributor"] for s in shares]
+    shorts = short_peers([s["contributor"] for s in shares])
     rows = [
         (
-            person(s["contributor"], who, people),
+            person(s["contributor"], who, short=shorts[s["contributor"]]),
             s["contributions"],
             _hours(s["claimed_minutes"]),
             fmt_number(s["endorsed_value"]),

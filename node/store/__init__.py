@@ -1,1 +1,1 @@
-"""The node's SQLite store: records and their indexes, the peer book, view snapshots."""
+"""The node's SQLite store: records and their indexes, the peer book."""

@@ -26,7 +26,6 @@ __all__ = [
     "CachedProject",
     "Pending",
     "ProjectKey",
-    "SnapshotKey",
     "StoreBase",
     "StoreClosedError",
     "StoreError",
@@ -46,8 +45,6 @@ MAX_SQL_PARAMS: Final = 500
 
 #: A project's record set as the store can name it without decoding: (records, greatest seq).
 ProjectKey: TypeAlias = tuple[int, int]
-#: What a stored view snapshot was made from: the project's key, and the snapshot's format.
-SnapshotKey: TypeAlias = tuple[ProjectKey, int]
 
 
 class StoreError(Exception):

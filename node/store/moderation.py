@@ -123,10 +123,11 @@ class ModerationMixin(StoreBase):
 
     @guarded
     def purge(self, kind: BlockKind, key: bytes, *, now_ms: int | None = None) -> int:
-        """Delete every stored record of a project (``kind`` "project": its genesis, updates
-        and everything filed under it) or by an author, with the view snapshots of the
-        projects concerned, and remember their ids as refused; one transaction. Returns how
-        many records were deleted."""
+        """Delete every stored record of a project (``kind`` "project": its genesis, updates and
+        everything filed under it) or by an author, with the view snapshots of the
+        projects concerned (written by earlier versions: nothing writes them now), and
+        remember their ids as refused; one transaction. Returns how many records were
+        deleted."""
         at = _now_ms() if now_ms is None else now_ms
         if kind == "project":
             number = self._scope_number(key.hex(), create=False)
@@ -159,9 +160,6 @@ class ModerationMixin(StoreBase):
             untally(conn, [int(row[0]) for row in rows], projects if kind == "project" else ())
             conn.executemany("DELETE FROM records WHERE seq = ?", [(row[0],) for row in rows])
             recount(conn, projects)
-            conn.executemany(
-                "DELETE FROM view_snapshots WHERE project = ?", [(p,) for p in projects]
-            )
             conn.execute(
                 "DELETE FROM refused WHERE seq <= (SELECT max(seq) FROM refused) - ?",
                 (MAX_REFUSED,),

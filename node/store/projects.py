@@ -1,17 +1,14 @@
 """The store's per-project reads: a project's records decoded and cached for
-``protocol.ledger``, the project keys, and the view snapshots stored under them."""
+``protocol.ledger``, and the project keys."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Final
 
-from node.clock import now_ms as _now_ms
 from node.store.base import (
     CachedProject,
     Pending,
-    ProjectKey,
-    SnapshotKey,
     StoreBase,
     decode,
     guarded,
@@ -34,7 +31,7 @@ MAX_CACHED_RECORDS: Final = 150_000
 
 
 class ProjectsMixin(StoreBase):
-    """A project's records and snapshots (part of :class:`node.store.sqlite.Store`)."""
+    """A project's records (part of :class:`node.store.sqlite.Store`)."""
 
     # ----------------------------------------------------------------------------------------
     # A project's records, decoded and cached, for protocol.ledger
@@ -121,57 +118,3 @@ class ProjectsMixin(StoreBase):
             entry.records.append(record)
             self._cached_records += 1
         self._evict()
-
-    # ----------------------------------------------------------------------------------------
-    # View snapshots: the snapshot bytes node.views stores under a project's key
-
-    @guarded
-    def snapshot_keys(self) -> dict[bytes, SnapshotKey]:
-        """What each stored view snapshot was made from, by project (the bytes are not read)."""
-        query = (
-            "SELECT s.name, v.records, v.last_seq, v.format FROM view_snapshots AS v"
-            " JOIN scopes AS s ON s.n = v.project"
-        )
-        return {
-            bytes.fromhex(name): ((int(n), int(last)), int(fmt))
-            for name, n, last, fmt in self._db.execute(query)
-        }
-
-    @guarded
-    def load_snapshot(self, project_id: bytes, key: ProjectKey, format: int) -> bytes | None:
-        """The stored snapshot of a project if it was made from ``key`` in ``format``."""
-        number = self._scope_number(project_id.hex(), create=False)
-        if number is None:
-            return None
-        query = (
-            "SELECT data FROM view_snapshots"
-            " WHERE project = ? AND records = ? AND last_seq = ? AND format = ?"
-        )
-        row = self._db.execute(query, (number, *key, format)).fetchone()
-        return None if row is None else bytes(row[0])
-
-    @guarded
-    def save_snapshot(
-        self,
-        project_id: bytes,
-        key: ProjectKey,
-        format: int,
-        data: bytes,
-        *,
-        now_ms: int | None = None,
-    ) -> bool:
-        """Store a project's snapshot made from ``key``, replacing the one held unless that one
-        is in the same format and newer (made from more records). True when stored."""
-        number = self._scope_number(project_id.hex(), create=False)
-        if number is None:
-            return False
-        with self._transaction() as conn:
-            changed = conn.execute(
-                "INSERT INTO view_snapshots (project, records, last_seq, format, written_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (project) DO UPDATE SET"
-                " records = excluded.records, last_seq = excluded.last_seq,"
-                " format = excluded.format, written_at = excluded.written_at, data = excluded.data"
-                " WHERE format != excluded.format OR last_seq <= excluded.last_seq",
-                (number, *key, format, _now_ms() if now_ms is None else now_ms, data),
-            ).rowcount
-        return changed > 0

@@ -186,6 +186,8 @@ _V5: Final = (
     "CREATE INDEX records_profile ON records (author, ts, id) WHERE kind = 5",
     "CREATE INDEX records_target ON records (target) WHERE target IS NOT NULL",
     "CREATE INDEX records_unpublished ON records (published) WHERE published = 0",
+    # The fold snapshots of schema 2: the tallies replaced them, nothing reads them any more.
+    "DROP TABLE view_snapshots",
 )
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -45,7 +45,7 @@ decoded records in an LRU cache bounded by ``MAX_CACHED_RECORDS`` and appends to
 records of that project are added, instead of dropping it.
 
 The class is built from one mixin a concept: :mod:`node.store.projects` (a project's records
-and view snapshots), :mod:`node.store.peers` (the address book) and
+and keys), :mod:`node.store.peers` (the address book) and
 :mod:`node.store.moderation` (records refused by local policy, blocks, bans, purges), on
 :class:`node.store.base.StoreBase` (the connection, the lock, scope numbers).
 """
@@ -56,6 +56,7 @@ import heapq
 import itertools
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, TypeAlias, TypeVar
 
@@ -65,7 +66,6 @@ from node.store.base import (
     ID_PREFIX,
     Pending,
     ProjectKey,
-    SnapshotKey,
     StoreClosedError,
     StoreError,
     chunks,
@@ -101,7 +101,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "Pending",
     "ProjectKey",
-    "SnapshotKey",
     "Store",
     "StoreClosedError",
     "StoreError",
@@ -522,6 +521,26 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
         """
         self._db.execute("PRAGMA shrink_memory")
         malloc_trim()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Let every read in the block see the store as it was at the first one (one read
+        transaction: the WAL keeps that state while other connections commit).
+
+        For a store opened a second time to read from (the views make a project's answers
+        from several reads, which must not straddle a sync's commits): nothing may be
+        written through it, and one thread at a time opens such a block. Reads by other
+        threads in the meantime see the same state. The store's lock is not held in
+        between, so the other connection's writers never wait for the block.
+        """
+        with self._lock:
+            self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._conn is not None and self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
 
     @guarded
     def version(self) -> tuple[int, int]:

@@ -408,6 +408,42 @@ class TallyMixin(StoreBase):
         return {str(kind): int(n) for kind, n in self._db.execute(query, (number,))}
 
     @guarded
+    def newest_contribution(self, project_id: bytes, before: int | None = None) -> int | None:
+        """The greatest ``ts`` of the project's contributions held (retracted or not) below
+        ``before``, None when there is none: one index seek per contribution type."""
+        number = self._project_number(project_id)
+        if number is None:
+            return None
+        types = "SELECT type FROM type_tallies WHERE project = ?"
+        query = "SELECT max(ts) FROM typed WHERE project = ? AND type = ?"
+        bound: tuple[int, ...] = ()
+        if before is not None:
+            query += " AND ts < ?"
+            bound = (before,)
+        found = [
+            self._db.execute(query, (number, kind, *bound)).fetchone()[0]
+            for (kind,) in self._db.execute(types, (number,)).fetchall()
+        ]
+        return max((int(ts) for ts in found if ts is not None), default=None)
+
+    @guarded
+    def contributions_between(self, project_id: bytes, start: int, end: int | None) -> int:
+        """How many of the project's contributions held (retracted or not) have ``start <=
+        ts < end`` (no upper bound when ``end`` is None), counted off the index by type."""
+        number = self._project_number(project_id)
+        if number is None:
+            return 0
+        query = (
+            "SELECT count(*) FROM typed WHERE project = ? AND type IN"
+            " (SELECT type FROM type_tallies WHERE project = ?) AND ts >= ?"
+        )
+        params: list[object] = [number, number, start]
+        if end is not None:
+            query += " AND ts < ?"
+            params.append(end)
+        return int(self._db.execute(query, params).fetchone()[0])
+
+    @guarded
     def project_kinds(self, project_id: bytes, kinds: Sequence[str]) -> list[Record]:
         """The records of ``kinds`` filed under a project (its genesis for ``project``), any
         kind but ``contribution``."""

@@ -4,196 +4,99 @@ The CLI and the HTTP API print exactly these values (``--json`` and the API bodi
 construction). The store returns a project's records; the fold is ``protocol.ledger``'s, so
 there is one implementation of the rules.
 
-Folding a big project is slow the first time: its records must be decoded (about 10
-microseconds each, so 0.7 s for 55,000) before :meth:`ProjectView.build` can run, and even
-reading and unpacking them without any node code takes 0.15 s. So a :class:`ViewCache` also
-keeps a :class:`ViewSnapshot` of each folded project in the store: the *results* of the views
-(``project show``/``list``, ``shares``, and every live contribution in ledger order), taken
-from the fold through ``ProjectView``'s public API, not recomputed by rules of our own. A
-snapshot is labelled with the store's key of the project's record set (record count and
-greatest ``seq``, read off an index without decoding anything) and is used only while that key
-is current; any new record of the project makes it stale, and the next view folds again.
+A project's answers come, while keys are their own persons, from the tallies the store keeps
+as records are stored (:mod:`node.views.tallied`): its sums per participant and a fold of
+its few special records. Once identity records are held the views count per person
+(docs/IDENTITY.md) and a project's records are decoded and folded (about 10 microseconds a
+record), and the fold is kept in memory. ``tallies=False`` folds every record in every case:
+the reference the tallies are tested against.
 
-The views count per person (docs/IDENTITY.md), so a project's results also depend on the
-identity records held: the key of a project's results combines the project's key with the key
-of the identity records (:meth:`ViewCache.people`), and a new link or revocation makes every
-result stale. Snapshots hold results per key only, so they are written and read only while
-no identity record is held; once one is, results are folded and kept in memory.
-
-A call answers, in this order of preference, from: the result held in memory for the current
-key (a fold, or a snapshot), the stored snapshot for the current key (a few milliseconds, no
-record decoded), or a fresh fold. Folds are written as snapshots by :meth:`save_snapshots`,
-which the node calls from a worker thread a little after a fold (debounced per project) and
-once more when it stops; a call never waits for a write.
+A project's results are labelled with the store's key of its record set (record count and
+greatest ``seq``, read off an index without decoding anything) combined with the key of the
+identity records (:meth:`ViewCache.people`): any new record of the project, link or
+revocation makes them stale. (Earlier versions also stored each fold's results as a
+snapshot in a ``view_snapshots`` table; the tallies made them useless, and schema version 5
+drops it.)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, TypeVar
 
 from node.store.sqlite import ProjectKey, Store, StoreError
+from node.views.answers import (
+    Answers,
+    Fold,
+    LedgerPage,
+    ViewError,
+    json_body,
+    made,
+    record_json,
+)
 from node.views.follow import Follow
-from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
+from node.views.months import month_counts
 from node.views.tallied import Tallied
 from protocol.errors import ProtocolError
 from protocol.identity import People
 from protocol.identity_records import IDENTITY_KINDS
 from protocol.ledger import ProjectView
 from protocol.record import CONTRIBUTION_TYPES, Record
-from protocol.signing import peer_id, public_key_from_peer_id
+from protocol.signing import public_key_from_peer_id
+
+T = TypeVar("T")
 
 __all__ = [
-    "SNAPSHOT_FORMAT",
+    "LedgerPage",
     "ViewCache",
     "ViewError",
-    "ViewSnapshot",
     "json_body",
     "record_json",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Projects whose results (a fold or a snapshot) a running node keeps in memory.
+#: Projects whose results a running node keeps in memory.
 MAX_CACHED_VIEWS = 64
 #: The most ledger entries one call returns when no limit is given.
 DEFAULT_LEDGER_LIMIT = 1000
 MAX_LEDGER_LIMIT = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerPage:
-    """One page of a ledger: its entries, how many match in all, and the cursor of the next
-    page (the id of this page's last entry) or None when this page is the last."""
-
-    entries: list[dict[str, Any]]
-    total: int
-    next_cursor: str | None
-
-
-#: Seconds a fold waits before it is written as a snapshot, so that a project receiving a
-#: burst of records is written once after the burst rather than once per record.
-SNAPSHOT_DELAY: Final = 2.0
-#: Seconds between two writes of one project's snapshot, however often it changes (a busy
-#: project's snapshot is at most this old, plus the final write when the node stops).
-SNAPSHOT_INTERVAL: Final = 30.0
-
-
-class ViewError(Exception):
-    """A view cannot be shown: unknown or ambiguous id, bad filter. ``status`` for HTTP."""
-
-    def __init__(self, message: str, status: int = 404) -> None:
-        super().__init__(message)
-        self.status = status
+#: A running node's view calls answer from the results of an older record set, at most this
+#: many seconds old, while the node makes them again in the background (see ``ViewCache``).
+STALE_SECONDS: Final = 30.0
+#: Results that took less than this many seconds to make are made again by the call that
+#: finds them stale (it waits that little, and sees every record stored before it).
+WAIT_BELOW: Final = 0.05
+#: Or the project held this many records when they were made: a project that a sync brings
+#: grows from nothing, and its answers cost seconds to make before the last rebuild did.
+BIG_RECORDS: Final = 5000
+#: After results were made again in the background, this many times what making them took
+#: passes before the background makes them again: a project receiving records all the time
+#: (a catch-up) is rebuilt at most a quarter of the time of one thread.
+REBUILD_PAUSE: Final = 3.0
+#: Seconds one background refresh spends at most before it leaves the rest for the next.
+REFRESH_SECONDS: Final = 1.0
 
 
-def json_body(value: Any) -> bytes:
-    """``value`` as the API's JSON answers encode it (Starlette's ``JSONResponse``: compact,
-    UTF-8, no NaN), for answers encoded ahead of the response."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.encode()
+#: Set while a call may not read the store or wait (:meth:`ViewCache.at_hand`).
+_AT_HAND: ContextVar[bool] = ContextVar("_AT_HAND", default=False)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    return value
+class _NotAtHand(Exception):
+    """The answer needs the store or a wait: :meth:`ViewCache.at_hand` gives up."""
 
 
-def record_json(record: Record) -> dict[str, Any]:
-    """``commons record show --json``: the record decoded, bytes as hex, author as peer id."""
-    body = _json_value(record.body.to_value())
-    for key in ("maintainers", "coauthors"):
-        if key in body:
-            body[key] = [peer_id(bytes.fromhex(k)) for k in body[key]]
-    if record.kind in IDENTITY_KINDS:  # the keys of a device act, as people read keys
-        for key in ("person", "device"):
-            if key in body:
-                body[key] = peer_id(bytes.fromhex(body[key]))
-        if "keep" in body:
-            body["keep"] = [peer_id(bytes.fromhex(k)) for k in body["keep"]]
-    if record.kind == "project-update":
-        for key in ("add_maintainers", "remove_maintainers"):
-            if key in body:
-                body[key] = [peer_id(bytes.fromhex(k)) for k in body[key]]
-    return {
-        "id": record.id.hex(),
-        "kind": record.kind,
-        "author": peer_id(record.author),
-        "ts": record.ts,
-        "project": record.project.hex() if record.project is not None else None,
-        "body": body,
-    }
-
-
-class _Answers(Protocol):
-    """What a view call needs of a project: a fold or a snapshot answers alike."""
-
-    def show(self) -> dict[str, Any]: ...
-
-    def list_item(self) -> dict[str, Any]: ...
-
-    def ledger(
-        self,
-        author: bytes | None,
-        type: str | None,
-        limit: int,
-        after: tuple[int, bytes] | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Live contributions newest first, filtered (participant, type), at most ``limit``
-        of those that come after ``after`` (a ``(ts, id)`` in ledger order); and how many
-        match the filters in all."""
-        ...
-
-    def shares(self) -> list[dict[str, Any]]: ...
-
-    def timestamps(self) -> list[int]:
-        """The ``ts`` of every live contribution, newest first."""
-        ...
-
-
-class _Fold:
-    """The answers of a fold: ``protocol.ledger``'s own results and ``to_json`` methods."""
-
-    __slots__ = ("view",)
-
-    def __init__(self, view: ProjectView) -> None:
-        self.view = view
-
-    def show(self) -> dict[str, Any]:
-        return self.view.summary().to_json()
-
-    def list_item(self) -> dict[str, Any]:
-        return self.view.summary().to_list_json()
-
-    def ledger(
-        self,
-        author: bytes | None,
-        type: str | None,
-        limit: int,
-        after: tuple[int, bytes] | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        entries = self.view.live_contributions(author=author, type=type)
-        total = len(entries)
-        if after is not None:
-            entries = [e for e in entries if (e.record.ts, e.id) < after]
-        return [e.to_json() for e in entries[:limit]], total
-
-    def shares(self) -> list[dict[str, Any]]:
-        return [s.to_json() for s in self.view.shares()]
-
-    def timestamps(self) -> list[int]:
-        return [e.record.ts for e in self.view.live_contributions()]
+def _store_needed() -> None:
+    if _AT_HAND.get():
+        raise _NotAtHand
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,8 +106,15 @@ class _Fold:
 def _combine(project: ProjectKey, identity: ProjectKey) -> ProjectKey:
     """One key for a project's records and the identity records: both only grow, so the sum
     of their counts and the greater of their last ``seq`` change whenever either does. With
-    no identity record it is the project's own key, so earlier snapshots stay current."""
+    no identity record it is the project's own key."""
     return (project[0] + identity[0], max(project[1], identity[1]))
+
+
+class _Begun(NamedTuple):
+    """When answers began to be made (the cache's clock) and the cache's ``_generation``."""
+
+    at: float
+    generation: int
 
 
 @dataclass(slots=True)
@@ -212,33 +122,37 @@ class _Entry:
     """A project's results held in memory, for the record set named by ``key``."""
 
     key: ProjectKey
-    answers: _Fold | ViewSnapshot | Tallied
-    #: When the first fold not yet written as a snapshot was made (monotonic), or None.
-    unsaved_since: float | None = None
-    #: When this node last wrote the project's snapshot (monotonic), or None.
-    written_at: float | None = None
-
-
-def _due(entry: _Entry, now: float, *, force: bool) -> bool:
-    """Whether an entry's fold is to be written as a snapshot now (see ``save_snapshots``)."""
-    if entry.unsaved_since is None:
-        return False
-    if force:
-        return True
-    recent = entry.written_at is not None and now - entry.written_at < SNAPSHOT_INTERVAL
-    return now - entry.unsaved_since >= SNAPSHOT_DELAY and not recent
+    answers: Fold | Tallied
+    #: When these results were made (the cache's clock), and the seconds making them took.
+    built: float = 0.0
+    cost: float = 0.0
+    #: When they last held every record stored (the start of their making, or a later look
+    #: at the store's keys that found them current).
+    checked: float = 0.0
 
 
 class ViewCache:
-    """Answers the view queries from results held in memory, stored snapshots, or a fold.
+    """Answers the view queries from results held in memory, the tallies, or a fold.
 
-    ``cache=False`` (the CLI, which runs once) keeps nothing in memory and writes no snapshot,
-    but still answers from a stored snapshot when it is current. ``clock`` (monotonic
-    seconds) times the debouncing of snapshot writes. ``follow`` is the node's follow list:
+    ``cache=False`` (the CLI, which runs once) keeps nothing in memory. ``clock`` (monotonic
+    seconds) times how old results are. ``follow`` is the node's follow list:
     a project it does not follow is marked so in the list, and its ledger and shares are
     refused (the records held of it may be any part of it, so its numbers would mislead).
-    ``tallies=False`` folds every record even while keys are their own persons (and keeps
-    snapshots of the folds): the reference the tallies are tested against.
+    ``tallies=False`` folds every record even while keys are their own persons: the
+    reference the tallies are tested against.
+
+    ``stale_seconds`` (a running node: ``STALE_SECONDS``; 0: never) lets a call about a big
+    project (results that took ``WAIT_BELOW`` seconds or more to make, about 0.3 s for
+    20,000 participants, or made of ``BIG_RECORDS`` records or more) answer from the results
+    held in memory without reading the store at all, while they held every record stored at
+    most ``stale_seconds`` ago and they hold the answer asked for already made (the summary,
+    the shares, the ledger pages made before): a call then neither waits for a rebuild nor
+    for the store's lock, which a sync holds for a whole transaction. An answer is never put
+    together from two record sets. The node's background :meth:`refresh` makes the results
+    again as records arrive, so what a reader sees lags the store by one background rebuild
+    (a few seconds: the node's ``views_interval``, the pause ``REBUILD_PAUSE`` and the
+    rebuild itself), and never by more than ``stale_seconds``: past that, or for any other
+    answer, the call reads the store as before (and makes the results if they are stale).
     """
 
     def __init__(
@@ -249,8 +163,14 @@ class ViewCache:
         clock: Callable[[], float] = time.monotonic,
         follow: Follow | None = None,
         tallies: bool = True,
+        stale_seconds: float = 0.0,
+        reader: Store | None = None,
     ) -> None:
         self.store = store
+        self._stale_seconds = stale_seconds
+        self._reader = reader
+        #: Held while answers are made from the ``reader`` (one read transaction at a time).
+        self._reading = threading.Lock()
         self._tallies = tallies
         self.follow = follow or Follow()
         self._enabled = cache
@@ -259,6 +179,10 @@ class ViewCache:
         self._building: dict[bytes, threading.Lock] = {}
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._people: tuple[ProjectKey, People] | None = None
+        #: The projects the last :meth:`refresh` left stale for its pause between rebuilds.
+        self.deferred: list[bytes] = []
+        #: How many times :meth:`forget` ran: answers begun before a purge are not kept.
+        self._generation = 0
 
     def forget(self) -> None:
         """Drop every result held in memory (records were purged: a project's key may come
@@ -266,10 +190,27 @@ class ViewCache:
         with self._lock:
             self._entries.clear()
             self._people = None  # the identity records' key may come back the same way
+            self._generation += 1
+
+    def _begin(self) -> _Begun:
+        """When answers begin to be made, and after how many purges (see ``_remember``)."""
+        with self._lock:
+            return _Begun(self._clock(), self._generation)
 
     def _resolve(self, text: str, kind: str | None = None) -> bytes:
+        if kind == "project" and len(text) == 64:
+            # A project's full id whose results are held needs no look-up in the store
+            # (whose lock a sync may hold for a whole transaction).
+            try:
+                pid = bytes.fromhex(text)
+            except ValueError:
+                pid = b""
+            with self._lock:
+                if pid in self._entries:
+                    return pid
+        _store_needed()
         try:
-            return self.store.resolve_prefix(text, kind=kind)
+            return self._latest().resolve_prefix(text, kind=kind)
         except ProtocolError as exc:
             status = 400 if exc.code == "bad-id" else 404
             raise ViewError(exc.message, status) from None
@@ -286,12 +227,12 @@ class ViewCache:
         return self._people_now()[1]
 
     def _people_now(self) -> tuple[ProjectKey, People]:
-        key = self.store.kinds_key(IDENTITY_KINDS)
+        key = self._latest().kinds_key(IDENTITY_KINDS)
         with self._lock:
             held = self._people
         if held is not None and held[0] == key:
             return held
-        records = self.store.of_kinds(IDENTITY_KINDS)
+        records = self._latest().of_kinds(IDENTITY_KINDS)
         people = People.fold(records)
         # Records are only ever added: as many as the key counts means exactly its records.
         if len(records) == key[0]:
@@ -301,8 +242,20 @@ class ViewCache:
 
     def _current(self, pid: bytes) -> ProjectKey | None:
         """The key of a project's results now: its records and the identity records."""
-        key = self.store.project_key(pid)
-        return None if key is None else _combine(key, self.store.kinds_key(IDENTITY_KINDS))
+        latest = self._latest()
+        key = latest.project_key(pid)
+        return None if key is None else _combine(key, latest.kinds_key(IDENTITY_KINDS))
+
+    def _latest(self) -> Store:
+        """Where to read what the store holds now: the ``reader`` while no answers are made
+        through it (its reads then see the last commit, and never wait for the store's lock,
+        which a sync holds for a whole transaction), else the store. Answers are made under
+        ``_reading`` from its taking to its release, so a read begun while it was free sees
+        a state at least as new as the moment it was looked at."""
+        reader = self._reader
+        if reader is None or self._reading.locked():
+            return self.store
+        return reader
 
     def _key(self, pid: bytes) -> ProjectKey:
         key = self._current(pid)
@@ -318,9 +271,24 @@ class ViewCache:
             self._entries.move_to_end(pid)
             return entry
 
-    def _answers(self, pid: bytes) -> _Answers:
+    def _answers(self, pid: bytes, made: Callable[[Answers], bool] | None = None) -> Answers:
+        """The project's answers for its current records, or (see the class) recent answers
+        for which ``made`` says the answer asked for is made already."""
+        asked = self._clock()
+        recent = self._recent(pid, asked)
+        # Not a fold on the API's event loop: its answers are computed, not looked up.
+        if (
+            recent is not None
+            and made is not None
+            and made(recent.answers)
+            and (isinstance(recent.answers, Tallied) or not _AT_HAND.get())
+        ):
+            return recent.answers
+        _store_needed()
         entry = self._held(pid, self._key(pid))
         if entry is not None:
+            with self._lock:  # current when ``asked``: a later call may answer from it
+                entry.checked = max(entry.checked, asked)
             return entry.answers
         # One thread loads or folds a project at a time: a call that arrives while the
         # background warming (or another call) is at it waits for that result instead of
@@ -328,53 +296,85 @@ class ViewCache:
         with self._project_lock(pid):
             key = self._key(pid)
             entry = self._held(pid, key)
+            if entry is None:
+                with self._lock:
+                    entry = self._entries.get(pid)
+                if entry is not None and entry.checked <= asked:
+                    entry = None  # else begun after this call: as new as a build now
             if entry is not None:
                 return entry.answers
             return self._build(pid, key)
 
-    def _build(self, pid: bytes, key: ProjectKey) -> _Answers:
-        """Answers for ``key`` from the tallies while keys are their own persons, else from a
-        stored snapshot or a fold (under the project's lock)."""
-        people = self.people()
-        if people.trivial and self._tallies:
-            return self._tallied(pid, key, people)
-        snapshot = self._load(pid, key)
-        if snapshot is not None:
-            self._remember(pid, key, snapshot, unsaved=False)
-            return snapshot
-        return self._fold(pid, key)
+    def _recent(self, pid: bytes, now: float) -> _Entry | None:
+        """The results held of a big project that a call may answer from without reading
+        the store (the class says when), or None."""
+        if self._stale_seconds <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(pid)
+        if entry is None or now - entry.checked > self._stale_seconds:
+            return None
+        if entry.cost < WAIT_BELOW and entry.key[0] < BIG_RECORDS:
+            return None
+        return entry
 
-    def _tallied(self, pid: bytes, key: ProjectKey, people: People) -> Tallied:
-        started = time.monotonic()
-        answers = Tallied.build(self.store, pid, people)
+    def _build(self, pid: bytes, key: ProjectKey, *, prepare: bool = False) -> Answers:
+        """Answers for ``key`` from the tallies while keys are their own persons, else from a
+        fold (under the project's lock). ``prepare``: make what is
+        asked first (the default ledger page, the shares, the summary) before they are
+        shown."""
+        begun = self._begin()
+        people_key, people = self._people_now()
+        if people.trivial and self._tallies:
+            return self._tallied(pid, key, (people_key, people), begun, prepare=prepare)
+        return self._fold(pid, key, begun)
+
+    def _tallied(
+        self,
+        pid: bytes,
+        key: ProjectKey,
+        persons: tuple[ProjectKey, People],
+        begun: _Begun,
+        *,
+        prepare: bool,
+    ) -> Tallied:
+        people_key, people = persons
+        reader = self._reader
+        if reader is None:
+            started = time.monotonic()
+            answers = Tallied.build(self.store, pid, people)
+            if answers is not None and prepare:
+                answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
+        else:
+            # Every read of one making in one state of the store, labelled with that state's
+            # key, and what is answered first made in it: those answers are the fold of one
+            # record set however many records a sync stores meanwhile.
+            with self._reading, reader.reading():
+                started = time.monotonic()
+                found = reader.project_key(pid)
+                identity = reader.kinds_key(IDENTITY_KINDS)
+                if found is not None and identity == people_key:
+                    key = _combine(found, identity)
+                answers = Tallied.build(reader, pid, people)
+                if answers is not None:
+                    answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
         if answers is None:
             raise ViewError(f"no project {pid.hex()}")
-        log.debug("tallied project %s in %.3f s", pid.hex(), time.monotonic() - started)
-        # Records that arrived while it was read may be half in it: kept only when none did.
-        if self._current(pid) == key:
-            self._remember(pid, key, answers, unsaved=False)
+        cost = time.monotonic() - started
+        log.debug("tallied project %s in %.3f s", pid.hex(), cost)
+        # Kept for ``key``, read before: records that arrived while it was read may be in it
+        # too, and a newer key makes it stale (made again, or answered from as recent ones).
+        self._remember(pid, key, answers, cost=cost, checked=begun)
         return answers
 
-    def _load(self, pid: bytes, key: ProjectKey) -> ViewSnapshot | None:
-        if not self.people().trivial:
-            return None  # a snapshot answers for keys, not persons
-        data = self.store.load_snapshot(pid, key, SNAPSHOT_FORMAT)
-        if data is None:
-            return None
-        try:
-            return ViewSnapshot.unpack(data)
-        except ValueError as exc:
-            log.warning("the view snapshot of project %s is damaged (%s): folding", pid.hex(), exc)
-            return None
-
-    def _fold(self, pid: bytes, key: ProjectKey) -> _Fold:
+    def _fold(self, pid: bytes, key: ProjectKey, begun: _Begun) -> Fold:
         """Decode and fold the project (``key`` read before its records, under its lock)."""
         started = time.monotonic()
         people_key, people = self._people_now()
         genesis, records = self.store.project_records(pid)
         if genesis is None:
             raise ViewError(f"no project {pid.hex()}")
-        fold = _Fold(ProjectView.build(genesis, records, people))
+        fold = Fold(ProjectView.build(genesis, records, people))
         log.debug(
             "folded project %s: %d records in %.3f s",
             pid.hex(),
@@ -391,26 +391,29 @@ class ViewCache:
             if label is not None and held != label[0]:
                 label = None
         if label is not None:
-            self._remember(pid, label, fold, unsaved=True)
+            cost = time.monotonic() - started
+            self._remember(pid, label, fold, cost=cost, checked=begun)
         return fold
 
     def _remember(
-        self, pid: bytes, key: ProjectKey, answers: _Fold | ViewSnapshot | Tallied, *, unsaved: bool
+        self,
+        pid: bytes,
+        key: ProjectKey,
+        answers: Fold | Tallied,
+        *,
+        cost: float,
+        checked: _Begun,
     ) -> None:
         if not self._enabled:
             return
         now = self._clock()
         with self._lock:
+            if checked.generation != self._generation:
+                return  # begun before records were purged: it may show them
             old = self._entries.get(pid)
             if old is not None and old.key[1] > key[1]:
                 return  # a result for more records is held already
-            if unsaved and old is not None and old.key == key and old.unsaved_since is None:
-                return  # the store holds this result already (a full fold was asked for)
-            since = None
-            if unsaved:
-                since = now if old is None or old.unsaved_since is None else old.unsaved_since
-            written = None if old is None else old.written_at
-            self._entries[pid] = _Entry(key, answers, since, written)
+            self._entries[pid] = _Entry(key, answers, now, cost, checked.at)
             self._entries.move_to_end(pid)
             while len(self._entries) > MAX_CACHED_VIEWS:
                 self._entries.popitem(last=False)
@@ -418,12 +421,8 @@ class ViewCache:
     # ---------------------------------------------------------------------------- warming
 
     def warm(self, pid: bytes) -> bool:
-        """Fold a project now (from a worker thread) unless its results for its current
-        records are held, in memory or as a stored snapshot; True when it folded.
-
-        A current stored snapshot is not even read: the first call reads it in milliseconds,
-        and an idle node stays small.
-        """
+        """Make a project's answers now (from a worker thread) unless its results for its
+        current records are held in memory; True when it made them."""
         key = self._current(pid)
         if key is None or self._held(pid, key) is not None:
             return False
@@ -431,13 +430,8 @@ class ViewCache:
             key = self._current(pid)
             if key is None or self._held(pid, key) is not None:
                 return False
-            if self.store.snapshot_keys().get(pid) == (key, SNAPSHOT_FORMAT):
-                return False
             started = time.monotonic()
-            answers = self._build(pid, key)
-            if isinstance(answers, Tallied):
-                # What is asked first (the default ledger page, the shares), made now.
-                answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
+            self._build(pid, key, prepare=True)
             log.debug("warmed project %s in %.3f s", pid.hex(), time.monotonic() - started)
             return True
 
@@ -446,32 +440,43 @@ class ViewCache:
     ) -> list[bytes]:
         """Fold the followed projects whose results are held nowhere for their current
         records, smallest first while their records add up to at most ``budget`` (answers
-        from the tallies are made whatever their records, but not with ``shown_only``).
+        from the tallies are made whatever their records).
 
         For the node's background task: after a start (every followed project), and again
-        after records arrived with ``shown_only``: then only projects whose (now stale)
-        results are held in memory or stored, so that a node catching up on projects nobody
-        has looked at does not decode them as they grow. Returns the ids of the projects
-        folded.
+        after records arrived with ``shown_only``: then only the folds of projects whose
+        (now stale) results are held in memory, so that a node catching up on
+        projects nobody has looked at does not decode them as they grow. Answers from the
+        tallies are made for every followed project (the first call about a project that
+        arrives by a sync finds them made), again once ``REBUILD_PAUSE`` times what they
+        took last has passed since: one project's rebuilds take at most a quarter of one
+        thread, however fast records arrive; and no rebuild starts once a call has spent
+        ``REFRESH_SECONDS``. Those left for later are in ``deferred``. Returns the ids of
+        the projects folded.
         """
-        stored = self.store.snapshot_keys()
+        now = self._clock()  # before the keys are read: what is current holds all before it
         folded: list[bytes] = []
         identity = self.store.kinds_key(IDENTITY_KINDS)
         keys = {pid: _combine(key, identity) for pid, key in self.store.project_keys().items()}
-        # Answers from the tallies cost per participant, not per record: no budget for them
-        # after a start. Made again as records arrive they would cost that much each time
-        # (0.2-0.3 s for 20,000 participants): then the budget applies as to a fold.
-        tallied = not shown_only and self._tallies and self.people().trivial
+        # Answers from the tallies cost per participant, not per record (0.2-0.3 s for
+        # 20,000 participants): no budget for them, but a pause between two rebuilds.
+        tallied = self._tallies and self.people().trivial
+        self.deferred = deferred = []
         for pid, key in sorted(keys.items(), key=lambda i: (i[1], i[0])):
             if key[0] > budget and not tallied:
                 break
-            if not follows(pid) or stored.get(pid) == (key, SNAPSHOT_FORMAT):
+            if not follows(pid):
                 continue
             with self._lock:
                 entry = self._entries.get(pid)
+                if entry is not None and entry.key == key:
+                    entry.checked = max(entry.checked, now)
             if entry is not None and entry.key == key:
                 continue
-            if shown_only and entry is None and pid not in stored:
+            if shown_only and entry is None and not tallied:
+                continue
+            resting = entry is not None and now - entry.built < REBUILD_PAUSE * entry.cost
+            if tallied and (resting or self._clock() - now > REFRESH_SECONDS):
+                deferred.append(pid)
                 continue
             budget -= 0 if tallied else key[0]
             try:
@@ -481,86 +486,24 @@ class ViewCache:
                 log.info("cannot fold project %s now: %s", pid.hex(), exc)
         return folded
 
-    # ---------------------------------------------------------------------------- snapshots
-
-    def unsaved(self) -> list[bytes]:
-        """Projects whose results in memory are newer than their stored snapshot."""
-        with self._lock:
-            return [pid for pid, e in self._entries.items() if e.unsaved_since is not None]
-
-    def save_snapshots(self, *, force: bool = False, max_seconds: float | None = None) -> int:
-        """Write the folds held in memory that the store has no snapshot of; returns how many.
-
-        Without ``force`` only folds at least ``SNAPSHOT_DELAY`` old, of projects not written
-        in the last ``SNAPSHOT_INTERVAL``. No new write starts once ``max_seconds`` have
-        passed (the one under way finishes). Each write replaces the fold in memory by its
-        snapshot, which answers the same in less memory. Call it from a worker thread: a
-        55,000-record project takes about 0.1 s, most of it turning the fold into a snapshot.
-        """
-        now = self._clock()
-        deadline = None if max_seconds is None else now + max_seconds
-        with self._lock:
-            due = [(p, e) for p, e in self._entries.items() if _due(e, now, force=force)]
-        written = 0
-        for pid, entry in due:
-            if deadline is not None and self._clock() >= deadline:
-                log.info("out of time: %d view snapshots not written", len(due) - written)
-                break
-            started = time.monotonic()
-            answers = entry.answers
-            if isinstance(answers, Tallied) or (
-                isinstance(answers, _Fold) and not answers.view.state.people.trivial
-            ):
-                with self._lock:  # results per person have no snapshot (module docstring)
-                    entry.unsaved_since = None
-                continue
-            try:
-                if isinstance(answers, _Fold):
-                    answers = ViewSnapshot.from_view(answers.view)
-                data = answers.pack()
-            except (OverflowError, ValueError) as exc:
-                log.warning("no view snapshot of project %s: %s", pid.hex(), exc)
-                with self._lock:
-                    entry.unsaved_since = None
-                continue
-            stored = time.monotonic()
-            self.store.save_snapshot(pid, entry.key, SNAPSHOT_FORMAT, data)
-            log.debug(
-                "wrote the view snapshot of project %s (%d records, %d bytes) in %.3f s,"
-                " %.3f s of it storing",
-                pid.hex(),
-                entry.key[0],
-                len(data),
-                time.monotonic() - started,
-                time.monotonic() - stored,
-            )
-            written += 1
-            with self._lock:
-                entry.written_at = self._clock()
-                current = self._entries.get(pid)
-                if current is entry:
-                    entry.answers, entry.unsaved_since = answers, None
-                elif current is not None:
-                    current.written_at = entry.written_at
-        return written
-
     # ---------------------------------------------------------------------------- views
 
     def project_view(self, project_text: str) -> ProjectView:
         """The full fold of a project: its records decoded and folded by ``protocol.ledger``
-        (never a snapshot; for callers that need more than the views below)."""
+        (never the tallies; for callers that need more than the views below)."""
         pid = self._resolve(project_text, kind="project")
         with self._project_lock(pid):
             key = self._key(pid)
             entry = self._held(pid, key)
-            if entry is not None and isinstance(entry.answers, _Fold):
+            if entry is not None and isinstance(entry.answers, Fold):
                 return entry.answers.view
-            return self._fold(pid, key).view
+            return self._fold(pid, key, self._begin()).view
 
     def project_list(self) -> list[dict[str, Any]]:
+        _store_needed()
         out = []
         for pid in self.store.project_ids():
-            item = dict(self._answers(pid).list_item())
+            item = dict(self._answers(pid, made()).list_item())
             item["followed"] = self.follow.follows(pid)
             out.append(item)
         out.sort(key=lambda p: (str(p["name"]).lower(), str(p["id"])))
@@ -568,9 +511,24 @@ class ViewCache:
 
     def project_show(self, project_text: str) -> dict[str, Any]:
         pid = self._resolve(project_text, kind="project")
-        shown = dict(self._answers(pid).show())
+        shown = dict(self._answers(pid, made()).show())
         shown["followed"] = self.follow.follows(pid)
         return shown
+
+    def at_hand(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``fn(*args, **kwargs)`` (a view call of this cache) if it can answer from what is
+        held in memory, without reading the store or waiting for a rebuild; else None.
+
+        For the API's event loop, which then answers a big project's summary, shares and
+        prepared ledger pages without a worker thread: while a sync keeps the process busy,
+        each hand-over between threads waits for the interpreter's lock."""
+        token = _AT_HAND.set(True)
+        try:
+            return fn(*args, **kwargs)
+        except _NotAtHand:
+            return None
+        finally:
+            _AT_HAND.reset(token)
 
     def _followed(self, project_text: str) -> bytes:
         """The project's id; ``ViewError`` (404) when it is not held or not followed."""
@@ -622,14 +580,21 @@ class ViewCache:
             raise ViewError(f"limit must be 1..{MAX_LEDGER_LIMIT}", 400)
         after = None if cursor is None else self._cursor(pid, cursor)
         # One entry more than the page tells whether there is a next page.
-        entries, total = self._answers(pid).ledger(author_key, type, limit + 1, after)
-        if len(entries) <= limit:
-            return LedgerPage(entries, total, None)
-        del entries[limit:]
-        return LedgerPage(entries, total, entries[-1]["id"])
+        query = (author_key, type, limit + 1, after)
+        answers = self._answers(pid, made(query))
+        entries, total = answers.ledger(author_key, type, limit + 1, after)
+        cursor_next = None
+        if len(entries) > limit:
+            del entries[limit:]
+            cursor_next = entries[-1]["id"]
+        body = None
+        if isinstance(answers, Tallied):  # encoded once per page for these answers
+            body = answers.encoded(query, lambda: json_body(entries))
+        return LedgerPage(entries, total, cursor_next, body)
 
     def _cursor(self, pid: bytes, cursor: str) -> tuple[int, bytes]:
         """The ``(ts, id)`` a cursor stands for: a held contribution of this project."""
+        _store_needed()
         try:
             rid = bytes.fromhex(cursor)
         except ValueError:
@@ -640,31 +605,37 @@ class ViewCache:
         return (record.ts, record.id)
 
     def shares(self, project_text: str) -> list[dict[str, Any]]:
-        return self._answers(self._followed(project_text)).shares()
+        return self._answers(self._followed(project_text), made()).shares()
 
     def shares_body(self, project_text: str) -> bytes:
         """:meth:`shares` as the API sends it (:func:`json_body`); encoded once per record set
         when the answers come from the tallies."""
-        answers = self._answers(self._followed(project_text))
+        answers = self._answers(self._followed(project_text), made())
         if isinstance(answers, Tallied):
             return answers.shares_body()
         return json_body(answers.shares())
 
     def claims(self, project_text: str) -> list[dict[str, Any]]:
         """The project's claims with their status (``commons claims``). Claims are few and
-        settled by the full fold, so this reads the fold, never a snapshot; a project without
+        settled by the full fold, so this reads the fold, never the tallies; a project without
         any claim (most of them) answers at once, without folding."""
         pid = self._followed(project_text)
+        _store_needed()
         if not self.store.latest(("claim",), project=pid, limit=1):
             return []
         return self.project_view(pid.hex()).claim_listing()
 
-    def contribution_times(self, project_text: str) -> list[int]:
-        """When each live contribution was made (``ts``), newest first: the dashboard's
-        contributions-over-time chart, without building a ledger entry for each."""
-        return self._answers(self._followed(project_text)).timestamps()
+    def contribution_months(
+        self, project_text: str, month_start: Callable[[int], tuple[str, int]], most: int
+    ) -> list[tuple[str, int]]:
+        """Live contributions per month of the last ``most`` months that have any, oldest
+        first (:func:`node.views.months.month_counts`): the dashboard's contributions chart.
+        From the tallies this counts off the store's index by time, reading no record."""
+        answers = self._answers(self._followed(project_text), made())
+        return month_counts(answers.times(), month_start, most)
 
     def record(self, record_text: str) -> Record:
+        _store_needed()
         rid = self._resolve(record_text)
         record = self.store.get(rid)
         if record is None:  # pragma: no cover - resolve found it

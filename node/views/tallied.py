@@ -19,11 +19,12 @@ This holds while keys are their own persons (no identity record held); with pers
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any, cast
 
 from node.store.sqlite import Store
+from node.views.months import SortedTimes, Times
 from protocol.attest import ClaimBody, handle_key
 from protocol.identity import People
 from protocol.ledger import LedgerEntry, ProjectView
@@ -83,20 +84,58 @@ def _recorders(
     return list(found.values())
 
 
+class _TalliedTimes:
+    """:meth:`Tallied.times`: the store's counts, corrected by the fold's."""
+
+    __slots__ = ("live", "pid", "special", "store")
+
+    def __init__(self, store: Store, pid: bytes, special: SortedTimes, live: SortedTimes) -> None:
+        self.store = store
+        self.pid = pid
+        self.special = special
+        self.live = live
+
+    def newest(self, before: int | None) -> int | None:
+        # The special contributions are held too: the newest held bounds the newest live.
+        return self.store.newest_contribution(self.pid, before)
+
+    def count(self, start: int, end: int | None) -> int:
+        held = self.store.contributions_between(self.pid, start, end)
+        return held - self.special.count(start, end) + self.live.count(start, end)
+
+
 class Tallied:
-    """A project's answers (``node.views.cache._Answers``) from its tallies."""
+    """A project's answers (``node.views.answers.Answers``) from its tallies."""
 
-    __slots__ = ("_pages", "_shares", "_shares_body", "pid", "store", "tally")
+    __slots__ = (
+        "_bodies",
+        "_pages",
+        "_prepared",
+        "_shares",
+        "_shares_body",
+        "_special_times",
+        "pid",
+        "store",
+        "tally",
+    )
 
-    def __init__(self, store: Store, pid: bytes, tally: TallyView) -> None:
+    def __init__(
+        self, store: Store, pid: bytes, tally: TallyView, special: Sequence[Record] = ()
+    ) -> None:
         self.store = store
         self.pid = pid
         self.tally = tally
+        #: When the contributions the fold answers for (``special``) were made: the store's
+        #: index of contributions by time counts them as any other.
+        self._special_times = SortedTimes([r.ts for r in special])
         #: Pages already made, by query: these answers are for one record set, so a page
         #: stays right for as long as they are used (a new record makes new answers).
         self._pages: dict[tuple[Any, ...], tuple[list[dict[str, Any]], int]] = {}
         self._shares: list[dict[str, Any]] | None = None
         self._shares_body: bytes | None = None
+        self._prepared = False
+        #: Ledger pages encoded as the API sends them, by query (see :meth:`encoded`).
+        self._bodies: dict[tuple[Any, ...], bytes] = {}
 
     @classmethod
     def build(cls, store: Store, pid: bytes, people: People) -> Tallied | None:
@@ -127,13 +166,46 @@ class Tallied:
             special += list({r.id: r for r in merged}.values())
             view = ProjectView.build(genesis, [*others, *special], people)
         types = store.type_counts(pid)
-        return cls(store, pid, TallyView(view, lambda: store.tally_rows(pid), types, special))
+        tally = TallyView(view, lambda: store.tally_rows(pid), types, special)
+        return cls(store, pid, tally, special)
 
     def prepare(self, limit: int) -> None:
-        """Make and keep the shares and the first ledger page of ``limit`` entries (the
-        node's start-up warming calls this, so the first calls find them made)."""
+        """Make and keep the summary, the shares and the first ledger page of ``limit``
+        entries (the node's warming calls this, so the first calls find them made)."""
         self.ledger(None, None, limit)
         self.shares_body()
+        self.tally.summary()
+        self._prepared = True
+
+    def encoded(self, query: tuple[Any, ...], encode: Callable[[], bytes]) -> bytes:
+        """The ledger page of ``query`` encoded by ``encode``, once for these answers (the
+        first page of a big project is a megabyte of JSON: encoding it took longer than the
+        rest of a call). Only the pages held are kept."""
+        body = self._bodies.get(query)
+        if body is None:
+            body = encode()
+            if self._held(query) is not None:
+                self._bodies = {q: b for q, b in self._bodies.items() if q in self._pages}
+                self._bodies[query] = body
+        return body
+
+    def made(self, page: tuple[Any, ...] | None = None) -> bool:
+        """Whether :meth:`prepare` made the summary and the shares, and the ledger page of
+        query ``page`` (``(author, type, limit, after)``) is held when one is given: answers
+        that read nothing more from the store (which may hold newer records by now)."""
+        return self._prepared and (page is None or self._held(page) is not None)
+
+    def _held(self, query: tuple[Any, ...]) -> tuple[list[dict[str, Any]], int] | None:
+        """The page of ``query`` made already: itself, or cut from a longer page made of the
+        same query (the first ``limit`` entries of a longer page are the shorter page)."""
+        held = self._pages.get(query)
+        if held is not None:
+            return held
+        author, type, limit, after = query
+        for (a, t, longer, f), (entries, total) in list(self._pages.items()):
+            if (a, t, f) == (author, type, after) and longer >= limit:
+                return entries[:limit], total
+        return None
 
     def show(self) -> dict[str, Any]:
         return self.tally.summary().to_json()
@@ -154,9 +226,12 @@ class Tallied:
             self._shares_body = self.tally.shares_text().encode()
         return self._shares_body
 
-    def timestamps(self) -> list[int]:
-        retracted = self.tally.view.retracted
-        return [ts for ts, rid, _ in self.store.ledger_rows(self.pid) if rid not in retracted]
+    def times(self) -> Times:
+        """:class:`~node.views.months.Times` of the live contributions, off the store's
+        index of contributions by time: every contribution held, less those the fold
+        answers for (the special ones), plus those of them it finds live."""
+        live = SortedTimes([e.record.ts for e in self.tally.view.live_contributions()])
+        return _TalliedTimes(self.store, self.pid, self._special_times, live)
 
     def ledger(
         self,
@@ -166,12 +241,14 @@ class Tallied:
         after: tuple[int, bytes] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         query = (author, type, limit, after)
-        held = self._pages.get(query)
+        held = self._held(query)
         if held is None:
             held = self._ledger(author, type, limit, after)
             if len(self._pages) >= MAX_HELD_PAGES:
-                # Threads may share these answers: whoever evicts first wins, quietly.
-                for oldest in list(self._pages)[:1]:
+                # Threads may share these answers: whoever evicts first wins, quietly. The
+                # prepared first page stays (stale answers are served from it).
+                first = 1 if self._prepared else 0
+                for oldest in list(self._pages)[first : first + 1]:
                     self._pages.pop(oldest, None)
             self._pages[query] = held
         # Copies: the caller may trim the list or change an entry.

@@ -11,12 +11,11 @@ the charts follow the light or dark scheme.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Bar", "Column", "month_columns", "share_bars"]
+__all__ = ["MAX_MONTHS", "Bar", "Column", "month_columns", "month_start", "share_bars"]
 
 #: Contributors drawn as bars; the others are summed into one last bar (the table lists all).
 MAX_BARS = 20
@@ -91,7 +90,7 @@ def share_bars(shares: list[dict[str, Any]]) -> list[Bar]:
     return bars
 
 
-def _month_start(ts_ms: int) -> tuple[str, int]:
+def month_start(ts_ms: int) -> tuple[str, int]:
     """The month (UTC) of ``ts_ms`` as ``2026-11``, and when it began, in ms."""
     try:
         when = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
@@ -101,22 +100,11 @@ def _month_start(ts_ms: int) -> tuple[str, int]:
     return start.strftime("%Y-%m"), int(start.timestamp() * 1000)
 
 
-def month_columns(timestamps: list[int]) -> list[Column]:
-    """Live contributions per month (UTC), the last ``MAX_MONTHS`` months that have any.
-
-    Counted by bisection in the sorted times, month by month from the newest, so a project of
-    50,000 contributions costs a sort of an already ordered list and a few dozen searches,
-    not a date conversion for each contribution.
-    """
-    times = sorted(timestamps)
-    counts: list[tuple[str, int]] = []
-    end = len(times)
-    while end > 0 and len(counts) < MAX_MONTHS:
-        month, start = _month_start(times[end - 1])
-        first = bisect_left(times, start, 0, end)
-        counts.append((month, end - first))
-        end = first
-    counts.reverse()
+def month_columns(counts: list[tuple[str, int]]) -> list[Column]:
+    """The columns of ``counts``, live contributions per month oldest first, as
+    ``ViewCache.contribution_months`` gives them for ``month_start`` and ``MAX_MONTHS``
+    (counted off an index, month by month from the newest: no date conversion for each
+    contribution)."""
     if not counts:
         return []
     most = max(n for _, n in counts)

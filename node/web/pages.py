@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from node.views.cache import ViewError, record_json
 from node.views.details import names, person_json, profile_json, record_detail
-from node.web.chart import month_columns, share_bars
+from node.web.chart import MAX_MONTHS, month_columns, month_start, share_bars
 from node.web.events import event_json
 from protocol.errors import ProtocolError
 from protocol.ledger import order_key
@@ -139,7 +139,8 @@ def project(
     out["ledger"] = page.entries
     out["total"] = page.total
     out["next_cursor"] = page.next_cursor
-    out["months"] = month_columns(node.views.contribution_times(pid))
+    counts = node.views.contribution_months(pid, month_start, MAX_MONTHS)
+    out["months"] = month_columns(counts)
     return out
 
 

@@ -56,7 +56,6 @@ from node.service import (
     Reachability,
     RefreshViews,
     RememberPeer,
-    SaveSnapshots,
     ServiceConfig,
     StartSync,
     Subscribe,
@@ -522,7 +521,7 @@ class Simulation:
                 node.book[effect.peer] = effect.addrs
             elif isinstance(effect, Reachability):
                 self.stats.reachability.append((i, node.life, effect.peer, effect.reachable))
-            elif not isinstance(effect, NoteDialFailure | SaveSnapshots):
+            elif not isinstance(effect, NoteDialFailure):
                 raise AssertionError(f"an effect the simulator does not know: {effect!r}")
 
     def answer_ask(self, i: int, life: int, j: int, want: int) -> None:

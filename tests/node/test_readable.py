@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node import __version__
 from node.api.app import build_app
@@ -26,7 +28,17 @@ from node.cli.completion import command_tree, script
 from node.cli.main import build_parser, main
 from node.home import Home
 from node.store.sqlite import Store
-from node.textout import Progress, clip, date_time, display_width, person, table
+from node.textout import (
+    Progress,
+    _char_width,
+    clip,
+    date_time,
+    display_width,
+    person,
+    short_peer,
+    short_peers,
+    table,
+)
 from node.views.cache import ViewCache
 from protocol.record import Record
 from protocol.signing import peer_id
@@ -86,6 +98,29 @@ def test_display_width_counts_wide_characters_twice() -> None:
     # Every line ends in the same column, wide characters or not.
     assert {display_width(line) for line in rendered} == {display_width(rendered[0])}
     assert table(["T"], [("x" * 100,)]).splitlines()[2] == "x" * 59 + "…"
+
+
+@given(st.text(max_size=40))
+def test_display_width_is_the_sum_of_the_characters_widths(text: str) -> None:
+    """Only characters beyond ASCII are looked up: the same sum as character by character."""
+    assert display_width(text) == sum(_char_width(ch) for ch in text)
+
+
+#: Peer ids that share tails of every length the shortening tries, and handles.
+_PEERS = st.lists(
+    st.one_of(
+        st.sampled_from(["12D3KooW", "12D3KooWx"]).flatmap(
+            lambda head: st.text("ab", min_size=24, max_size=30).map(lambda t: head + t)
+        ),
+        st.sampled_from(["email:" + "0" * 64, "forge:example.org/x", "orcid:0000", "short"]),
+    ),
+    max_size=30,
+)
+
+
+@given(_PEERS)
+def test_short_peers_are_short_peer_of_each(peers: list[str]) -> None:
+    assert short_peers(peers) == {p: short_peer(p, peers) for p in peers}
 
 
 def test_dates_instead_of_milliseconds() -> None:

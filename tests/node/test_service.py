@@ -27,7 +27,6 @@ from node.service import (
     Reachability,
     RefreshViews,
     RememberPeer,
-    SaveSnapshots,
     ServiceConfig,
     StartSync,
     Subscribe,
@@ -274,7 +273,6 @@ def test_start_subscribes_lists_projects_and_publishes_offline_records() -> None
     assert s.tick(101.0) == [WakeAt(101.5)]  # no second fold before the first is done
     s.views_refreshed(101.2)
     assert RefreshViews(first=False, budget=60_000) in s.tick(103.2)
-    assert s.stopping() == [SaveSnapshots(max_seconds=2.0)]
 
 
 def test_stored_records_subscribe_followed_projects_and_publish_local_ones() -> None:

@@ -163,6 +163,7 @@ def test_a_version_4_store_upgrades_and_answers_as_before(tmp_path: Path, tallie
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert "records_id" in indexes
         assert "records_v5" not in indexes
+        assert "view_snapshots" not in indexes  # the fold snapshots nothing reads any more
     finally:
         conn.close()
 

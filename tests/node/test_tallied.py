@@ -99,13 +99,25 @@ def histories(draw: st.DrawFn) -> tuple[Record, list[Record]]:
     return p, records
 
 
+def _bucket(ts: int) -> tuple[str, int]:
+    """ "Months" of 2 ms for the contributions chart: the histories' times (1000 to 1006)
+    fall in several, and the walk by month meets retracted and endorsed ones."""
+    return f"{ts // 2:08d}", ts // 2 * 2
+
+
+#: Buckets the chart shows at most, fewer than the histories have.
+MONTHS = 3
+
+
 def _fold_answers(p: Record, records: list[Record]) -> dict[str, Any]:
     view = ProjectView.build(p, [p, *records])
     shares = [s.to_json() for s in view.shares()]
+    months = Counter(_bucket(e.record.ts)[0] for e in view.live_contributions())
     out: dict[str, Any] = {
         "show": view.summary().to_json(),
         "shares": shares,
         "shares body": json_body(shares),
+        "months": sorted(months.items())[-MONTHS:],
     }
     for author in _authors():
         for kind in (None, *TYPES):
@@ -127,6 +139,7 @@ def _tallied_answers(views: ViewCache, pid: bytes) -> dict[str, Any]:
     out["show"].pop("followed")
     out["shares"] = views.shares(pid.hex())
     out["shares body"] = views.shares_body(pid.hex())
+    out["months"] = views.contribution_months(pid.hex(), _bucket, MONTHS)
     for author in _authors():
         for kind in (None, *TYPES):
             name = None if author is None else peer_id(author)
@@ -292,20 +305,32 @@ async def test_a_node_makes_the_tallied_views_before_its_api_answers(
         assert (page.entries, page.total) == fold["ledger None None"]
 
 
-def test_a_start_makes_tallied_answers_whatever_their_size(tmp_path: Path) -> None:
+def test_tallied_answers_are_made_again_whatever_their_size_after_a_pause(
+    tmp_path: Path,
+) -> None:
     """After a start the answers from the tallies are made outside the record budget (they
-    cost per participant); later, as records arrive, the budget applies as to a fold."""
+    cost per participant); later, as records arrive, they are made again once
+    ``REBUILD_PAUSE`` times what they took has passed, and left for later until then; a
+    project that arrives later is made too, shown or not."""
     f = RecordFactory()
     p = f.project("alice", maintainers=("bob",))
     records = [f.attested("alice", p, (HANDLES[i % 3],), minutes=i) for i in range(6)]
+    now = [0.0]
     with Store.open(tmp_path / "ledger.db") as store:
         store.add([p, *records[:-1]])
-        views = ViewCache(store)
+        views = ViewCache(store, clock=lambda: now[0])
         assert views.refresh(lambda _: True, 0) == [p.id]
         store.add(records[-1:])
         assert views.refresh(lambda _: True, 0, shown_only=True) == []
-        assert views.refresh(lambda _: True, 100, shown_only=True) == [p.id]
+        assert views.deferred == [p.id]
+        now[0] = 60.0  # far more than three times what making them took
+        assert views.refresh(lambda _: True, 0, shown_only=True) == [p.id]
+        assert views.deferred == []
         assert views.shares_body(p.id.hex()) == _fold_answers(p, records)["shares body"]
+        # A project that arrives later (by a sync), never shown, is made as well.
+        q = f.project("bob")
+        store.add([q, f.attested("bob", q, (HANDLES[0],))])
+        assert views.refresh(lambda _: True, 0, shown_only=True) == [q.id]
 
 
 def test_a_batch_of_more_rows_than_one_statement_is_tallied_whole(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Tests of node/views.py and node/snapshots.py: snapshot answers equal fold answers exactly,
-stale snapshots are never used, folds are written (debounced, and when a node stops).
+"""Tests of node/views/cache.py: a fold's answers equal ``protocol.ledger``'s exactly, results
+held for a record set are never used once it changed, and refreshing folds within a budget.
 
 The reference for every answer is ``protocol.ledger`` itself: records decoded from the store,
 folded by ``ProjectView.build`` and printed with its ``to_json`` methods.
@@ -22,8 +22,7 @@ from node.runtime import NodeOptions, open_node
 from node.store import sqlite as storage
 from node.store.sqlite import Store
 from node.sync.ingest import Ingestor
-from node.views.cache import SNAPSHOT_DELAY, SNAPSHOT_INTERVAL, ViewCache, ViewError
-from node.views.snapshots import SNAPSHOT_FORMAT, ViewSnapshot
+from node.views.cache import ViewCache, ViewError
 from protocol.attest import email_handle
 from protocol.ledger import ProjectView
 from protocol.record import Record
@@ -32,16 +31,6 @@ from protocol.testing import RecordFactory
 
 LIMITS = (None, 1, 3, 100_000)
 TYPES = (None, "code", "docs", "design", "translation")
-
-
-class Clock:
-    """A settable monotonic clock for the debouncing of snapshot writes."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def rich_project(f: RecordFactory) -> list[Record]:
@@ -147,15 +136,11 @@ def no_decoding(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "project_records", refuse)
 
 
-def saved(views: ViewCache) -> int:
-    return views.save_snapshots(force=True)
-
-
 # --------------------------------------------------------------------------------------------
-# Snapshot answers equal fold answers
+# Fold answers equal protocol.ledger's
 
 
-def test_snapshot_answers_equal_the_fold(
+def test_fold_answers_equal_protocol_ledger(
     tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "ledger.db"
@@ -170,19 +155,12 @@ def test_snapshot_answers_equal_the_fold(
         views = ViewCache(store, tallies=False)
         assert everything(views, pid, people) == want
         assert everything(views, empty.id, people) == want_empty
-        assert saved(views) == 2
-        assert views.unsaved() == []
-        # ...and so does the snapshot that replaced the fold in memory.
-        assert everything(views, pid, people) == want
-    with Store.open(path) as store:
+        once = ViewCache(store, cache=False, tallies=False)  # the CLI's: keeps nothing
+        assert everything(once, pid, people) == want
+        # ...and the folds held in memory answer again without decoding anything.
         no_decoding(store, monkeypatch)
-        for views in (
-            ViewCache(store, tallies=False),
-            ViewCache(store, cache=False, tallies=False),
-        ):
-            assert everything(views, pid, people) == want
-            assert everything(views, empty.id, people) == want_empty
-            assert views.unsaved() == []
+        assert everything(views, pid, people) == want
+        assert everything(views, empty.id, people) == want_empty
     # The rules did produce what the test means to cover.
     show, shares = want["show"], {s["contributor"]: s for s in want["shares"]}
     assert show["name"] == "Wikispeed II"
@@ -194,7 +172,7 @@ def test_snapshot_answers_equal_the_fold(
     assert len(want["ledger None None 1"]) == 1
 
 
-def test_snapshot_of_an_attested_history_equals_the_fold(
+def test_the_fold_of_an_attested_history_equals_protocol_ledger(
     tmp_path: Path, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = f.project("alice", maintainers=("bob",))
@@ -207,33 +185,15 @@ def test_snapshot_of_an_attested_history_equals_the_fold(
     with Store.open(path) as store:
         store.add(records)
         want = expected(store, [p.id], p.id, people)
-        views = ViewCache(store, tallies=False)
-        assert everything(views, p.id, people) == want
-        assert saved(views) == 1
-    with Store.open(path) as store:
-        no_decoding(store, monkeypatch)
         assert everything(ViewCache(store, tallies=False), p.id, people) == want
+        assert everything(ViewCache(store), p.id, people) == want  # from the tallies
     shares = {s["contributor"]: s["contributions"] for s in want["shares"]}
     assert shares == {peer_id(f.pub("carol")): 1, dave: 2}
     assert want["ledger None None None"][1]["credited"] == [peer_id(f.pub("carol")), dave]
     assert want[f"ledger {peer_id(f.pub('alice'))} None None"] == []
 
 
-def test_snapshot_survives_pack_and_unpack(store: Store, f: RecordFactory) -> None:
-    records = rich_project(f)
-    store.add(records)
-    view = reference(store, records[0].id)
-    snapshot = ViewSnapshot.from_view(view)
-    again = ViewSnapshot.unpack(snapshot.pack())
-    for answers in (snapshot, again):
-        assert answers.show() == view.summary().to_json()
-        assert answers.list_item() == view.summary().to_list_json()
-        assert answers.shares() == [s.to_json() for s in view.shares()]
-        everyone = [e.to_json() for e in view.live_contributions()]
-        assert answers.ledger(None, None, 100) == (everyone, len(everyone))
-
-
-def test_ledger_pages_with_a_cursor_from_a_fold_and_from_a_snapshot(
+def test_ledger_pages_with_a_cursor_from_a_fold_and_from_the_tallies(
     store: Store, f: RecordFactory
 ) -> None:
     p = f.project("alice")
@@ -243,20 +203,23 @@ def test_ledger_pages_with_a_cursor_from_a_fold_and_from_a_snapshot(
     text = p.id.hex()
     everyone = ViewCache(store).ledger(text, limit=1000)
     assert len(everyone) == 25
-    for views in (ViewCache(store), ViewCache(store, cache=False)):
-        for _ in range(2):  # first a fold, then (saved) a snapshot
-            seen: list[dict[str, Any]] = []
-            cursor = None
-            while True:
-                page = views.ledger_page(text, limit=10, cursor=cursor)
-                assert page.total == 25
-                seen += page.entries
-                if page.next_cursor is None:
-                    break
-                assert page.next_cursor == page.entries[-1]["id"]
-                cursor = page.next_cursor
-            assert seen == everyone
-            views.save_snapshots(force=True)
+    for views in (
+        ViewCache(store),
+        ViewCache(store, cache=False),
+        ViewCache(store, tallies=False),
+        ViewCache(store, cache=False, tallies=False),
+    ):
+        seen: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = views.ledger_page(text, limit=10, cursor=cursor)
+            assert page.total == 25
+            seen += page.entries
+            if page.next_cursor is None:
+                break
+            assert page.next_cursor == page.entries[-1]["id"]
+            cursor = page.next_cursor
+        assert seen == everyone
     # A retracted entry still marks its place.
     gone = everyone[9]["id"]
     store.add([f.retraction("bob", next(c for c in many if c.id.hex() == gone))])
@@ -285,18 +248,17 @@ def test_bad_filters_are_refused_before_any_work(store: Store, f: RecordFactory)
     with pytest.raises(ViewError) as info:
         views.ledger("ab" * 32)
     assert info.value.status == 404
-    assert views.unsaved() == []  # nothing was folded
 
 
 # --------------------------------------------------------------------------------------------
-# Staleness: a snapshot is used only for exactly the records it was made from
+# Staleness: results are used only for exactly the records they were made from
 
 
 def ingestor(store: Store) -> Ingestor:
     return Ingestor(store, now_ms=lambda: 1_900_000_000_000, metrics=Metrics())
 
 
-async def test_a_stale_snapshot_is_not_used_after_new_records(
+async def test_stale_results_are_not_used_after_new_records(
     tmp_path: Path, f: RecordFactory
 ) -> None:
     path = tmp_path / "ledger.db"
@@ -306,7 +268,6 @@ async def test_a_stale_snapshot_is_not_used_after_new_records(
         store.add(records)
         views = ViewCache(store, tallies=False)
         before = views.ledger(pid.hex())
-        assert saved(views) == 1
         # A contribution arrives the way gossip, sync and the API store records.
         new = f.contribution("grace", pid, title="Arrived later", minutes=5)
         result = await ingestor(store).ingest([new.raw], source="gossip")
@@ -319,9 +280,8 @@ async def test_a_stale_snapshot_is_not_used_after_new_records(
             ledger = fresh.ledger(pid.hex())
             assert ledger[0]["id"] == new.id.hex()
             assert ledger[1:] == before
-        # A project-update (a record of the meta scope) also makes the snapshot stale: the
+        # A project-update (a record of the meta scope) also makes the results stale: the
         # key covers every record of the project, not only those of its own scope.
-        assert saved(views) == 1
         shares_before = ViewCache(store, tallies=False).shares(pid.hex())
         update = f.update("erin", pid, remove=("alice",))
         assert (await ingestor(store).ingest([update.raw], source="gossip")).new == [update]
@@ -329,12 +289,11 @@ async def test_a_stale_snapshot_is_not_used_after_new_records(
         assert want != shares_before  # alice's endorsements stopped counting
         assert ViewCache(store, tallies=False).shares(pid.hex()) == want
         assert views.shares(pid.hex()) == want
-    # A restart finds the stored snapshot stale too (no write happened since the update).
     with Store.open(path) as store:
         assert ViewCache(store, tallies=False).shares(pid.hex()) == want
 
 
-def test_another_process_storing_records_makes_the_snapshot_stale(
+def test_another_process_storing_records_makes_the_results_stale(
     tmp_path: Path, f: RecordFactory
 ) -> None:
     path = tmp_path / "ledger.db"
@@ -344,7 +303,6 @@ def test_another_process_storing_records_makes_the_snapshot_stale(
         store.add(records)
         views = ViewCache(store)
         views.ledger(pid.hex())
-        saved(views)
         new = f.contribution("grace", pid, title="From an import")
         with Store.open(path) as other:  # as `commons import` would, while the node runs
             other.add([new])
@@ -355,7 +313,8 @@ def test_records_arriving_during_a_fold_are_labelled_honestly(
     store: Store, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The key is read before the records: a fold that saw more records than its key counts
-    is labelled with the later key, so a snapshot never claims fewer records than it holds."""
+    is labelled with the later key, so held results never claim fewer records than they
+    hold."""
     records = rich_project(f)
     pid = records[0].id
     store.add(records)
@@ -369,109 +328,11 @@ def test_records_arriving_during_a_fold_are_labelled_honestly(
     monkeypatch.setattr(store, "project_records", read_after_a_commit)
     views = ViewCache(store, tallies=False)
     assert views.ledger(pid.hex())[0]["id"] == late.id.hex()
-    monkeypatch.setattr(store, "project_records", read)
-    assert saved(views) == 1
-    key = store.project_key(pid)
-    assert store.snapshot_keys() == {pid: (key, SNAPSHOT_FORMAT)}
-    no_decoding(store, monkeypatch)
-    assert ViewCache(store, tallies=False).ledger(pid.hex())[0]["id"] == late.id.hex()
+    no_decoding(store, monkeypatch)  # held for the key after the late record
+    assert views.ledger(pid.hex())[0]["id"] == late.id.hex()
 
 
-def test_a_damaged_snapshot_is_ignored(
-    store: Store, f: RecordFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    records = rich_project(f)
-    pid = records[0].id
-    store.add(records)
-    views = ViewCache(store, tallies=False)
-    want = views.shares(pid.hex())
-    saved(views)
-    key = store.project_key(pid)
-    assert key is not None
-    data = store.load_snapshot(pid, key, SNAPSHOT_FORMAT)
-    assert data is not None
-    at = data.index(records[1].id[:8])  # inside the ids, which are not compressed
-    flipped = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
-    for damaged in (data[:-10] + b"x" * 10, flipped, data[:100], b"\x93"):
-        store.save_snapshot(pid, key, SNAPSHOT_FORMAT, damaged)
-        caplog.clear()
-        assert ViewCache(store, tallies=False).shares(pid.hex()) == want
-        assert "damaged" in caplog.text
-    # A snapshot of another format is not even read.
-    store.save_snapshot(pid, key, SNAPSHOT_FORMAT + 1, b"from a later version")
-    assert ViewCache(store, tallies=False).shares(pid.hex()) == want
-
-
-# --------------------------------------------------------------------------------------------
-# Writing snapshots: debounced, never older over newer, and what warming does
-
-
-def test_snapshot_writes_are_debounced(store: Store, f: RecordFactory) -> None:
-    records = rich_project(f)
-    pid = records[0].id
-    store.add(records)
-    clock = Clock()
-    views = ViewCache(store, clock=clock, tallies=False)
-    views.ledger(pid.hex())
-    assert views.unsaved() == [pid]
-    clock.now += SNAPSHOT_DELAY / 2
-    assert views.save_snapshots() == 0
-    clock.now += SNAPSHOT_DELAY
-    assert views.save_snapshots(max_seconds=0) == 0  # out of time before the first write
-    assert views.save_snapshots() == 1
-    assert views.unsaved() == []
-    # The project changes again soon after: written once SNAPSHOT_INTERVAL has passed since
-    # the last write, or at once when forced (a stopping node).
-    store.add([f.contribution("grace", pid, title="Soon after")])
-    views.ledger(pid.hex())
-    clock.now += SNAPSHOT_DELAY
-    assert views.save_snapshots() == 0
-    clock.now += SNAPSHOT_INTERVAL
-    assert views.save_snapshots() == 1
-    store.add([f.contribution("grace", pid, title="Again")])
-    views.ledger(pid.hex())
-    assert views.save_snapshots(force=True) == 1
-    assert store.snapshot_keys()[pid] == (store.project_key(pid), SNAPSHOT_FORMAT)
-
-
-def test_an_older_snapshot_never_replaces_a_newer_one(store: Store, f: RecordFactory) -> None:
-    records = rich_project(f)
-    pid = records[0].id
-    store.add(records)
-    old_key = store.project_key(pid)
-    assert old_key is not None
-    store.add([f.contribution("grace", pid, title="Newer")])
-    new_key = store.project_key(pid)
-    assert new_key is not None
-    assert store.save_snapshot(pid, new_key, SNAPSHOT_FORMAT, b"new")
-    assert not store.save_snapshot(pid, old_key, SNAPSHOT_FORMAT, b"old")
-    assert store.load_snapshot(pid, new_key, SNAPSHOT_FORMAT) == b"new"
-    assert store.load_snapshot(pid, old_key, SNAPSHOT_FORMAT) is None
-    assert not store.save_snapshot(b"\x01" * 32, new_key, SNAPSHOT_FORMAT, b"no such project")
-
-
-def test_a_full_fold_of_a_stored_result_writes_nothing(store: Store, f: RecordFactory) -> None:
-    records = rich_project(f)
-    store.add(records)
-    views = ViewCache(store, tallies=False)
-    want = views.ledger(records[0].id.hex())
-    assert saved(views) == 1
-    view = views.project_view(records[0].id.hex())
-    assert [e.to_json() for e in view.live_contributions()] == want
-    assert views.unsaved() == []
-
-
-def test_cli_views_write_nothing(store: Store, f: RecordFactory) -> None:
-    records = rich_project(f)
-    store.add(records)
-    views = ViewCache(store, cache=False)
-    views.ledger(records[0].id.hex())
-    assert views.unsaved() == []
-    assert views.save_snapshots(force=True) == 0
-    assert store.snapshot_keys() == {}
-
-
-def test_refresh_folds_only_what_no_current_snapshot_covers(
+def test_refresh_folds_within_the_budget_and_what_changed(
     store: Store, f: RecordFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     one = rich_project(f)
@@ -491,24 +352,15 @@ def test_refresh_folds_only_what_no_current_snapshot_covers(
     assert views.refresh(follows, budget=len(one) + 1) == [two.id, one[0].id]
     assert views.refresh(follows, budget=1000) == [big.id]
     assert views.refresh(follows, budget=1000) == []  # all current in memory
-    assert views.save_snapshots(force=True) == 3
-    # A fresh cache (a restarted node) decodes nothing while the snapshots are current...
-    fresh = ViewCache(store, tallies=False)
-    read = store.project_records
-    no_decoding(store, monkeypatch)
-    assert fresh.refresh(follows, budget=1000) == []
-    assert fresh.warm(one[0].id) is False
-    assert fresh.unsaved() == []
-    # ...and folds again only the project that changed.
-    monkeypatch.setattr(store, "project_records", read)
+    assert views.warm(one[0].id) is False
+    # After a change only the project that changed is folded again...
     store.add([f.contribution("bob", two, title="New")])
-    assert fresh.refresh(follows, budget=1000, shown_only=True) == [two.id]
-    assert fresh.unsaved() == [two.id]
-    # After a change, a project never shown (no result held or stored) is left alone.
+    assert views.refresh(follows, budget=1000, shown_only=True) == [two.id]
+    # ...and a project never shown (no fold held) is left alone.
     four = f.project("grace", name="Caught up on")
     store.add([four, f.contribution("bob", four, title="Synced")])
-    assert fresh.refresh(follows, budget=1000, shown_only=True) == []
-    assert fresh.refresh(follows, budget=1000) == [four.id]
+    assert views.refresh(follows, budget=1000, shown_only=True) == []
+    assert views.refresh(follows, budget=1000) == [four.id]
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,17 +379,13 @@ def test_a_version_1_store_migrates(tmp_path: Path, f: RecordFactory) -> None:
     with Store.open(path) as store:
         assert store.count() == len(records)
         assert store._db.execute("PRAGMA user_version").fetchone() == (storage.SCHEMA_VERSION,)
-        views = ViewCache(store, tallies=False)
-        want = views.ledger(records[0].id.hex())
-        assert views.save_snapshots(force=True) == 1
+        want = ViewCache(store, tallies=False).ledger(records[0].id.hex())
+        assert ViewCache(store).ledger(records[0].id.hex()) == want
         assert store.integrity_check() == "ok"
-    with Store.open(path) as store:
-        assert ViewCache(store, tallies=False).ledger(records[0].id.hex()) == want
-        assert list(store.snapshot_keys()) == [records[0].id]
 
 
 # --------------------------------------------------------------------------------------------
-# A node writes its folds when it stops and answers from them after the next start
+# A restarted node answers from the tallies
 
 
 async def test_a_restarted_node_answers_from_the_tallies_without_decoding_the_project(
@@ -558,5 +406,3 @@ async def test_a_restarted_node_answers_from_the_tallies_without_decoding_the_pr
             no_decoding(node.store, monkeypatch)
             assert await trio.to_thread.run_sync(node.views.ledger, pid) == ledger
             assert await trio.to_thread.run_sync(node.views.shares, pid) == shares
-            # The tallies answer from the first call: no fold, so no snapshot to write.
-            assert node.store.snapshot_keys() == {}

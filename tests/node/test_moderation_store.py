@@ -62,9 +62,7 @@ def test_refused_ids_are_items_but_never_served(store: Store, f: RecordFactory) 
     assert (blocked.ts, blocked.id) not in store.items(scope)
 
 
-def test_purge_removes_records_and_views_for_good(
-    tmp_path: Path, f: RecordFactory
-) -> None:
+def test_purge_removes_records_and_views_for_good(tmp_path: Path, f: RecordFactory) -> None:
     path = tmp_path / "ledger.db"
     p, q = f.project("alice"), f.project("dave")
     by_bob = [f.contribution("bob", p), f.contribution("bob", q), f.profile("bob", name="Bob")]

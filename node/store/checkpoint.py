@@ -14,8 +14,10 @@ the last one (or :data:`IDLE_CHECKPOINT_S` after a commit, when writes trickle).
 checkpoint takes no lock a writer needs: commits go on into the log meanwhile, and the next
 commit after a complete checkpoint writes the log from its beginning again. When writes never
 pause long enough for the thread to catch up, the log passes the limit and the writer's own
-checkpoint (SQLite's, as before, only rarer) brings it back, so the log stays bounded by about
-the limit plus one transaction; ``journal_size_limit`` then truncates the file to the limit.
+checkpoint (SQLite's, as before, only rarer) brings it back; the thread leaves a log past the
+limit to that checkpoint rather than collide with it, so the log stays bounded by the limit
+plus a transaction or two (the one that passed it, and the next when the thread was
+checkpointing just then); ``journal_size_limit`` then truncates the file to the limit.
 Closing the store still checkpoints the whole log and removes it (the last connection's close).
 
 Durability does not move: a commit is durable when its log frames are synced (``synchronous``
@@ -140,6 +142,14 @@ class Checkpointer:
             return not self._stopping
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        # Past the limit the writer checkpoints after its next commit; one of ours running
+        # then would make its attempt fail (one checkpointer at a time) and the log grow on.
+        try:
+            logged_bytes = self.path.with_name(self.path.name + "-wal").stat().st_size
+        except OSError:
+            logged_bytes = 0
+        if logged_bytes > WAL_LIMIT_BYTES:
+            return
         busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if busy or (logged >= 0 and copied < logged):
             self.partial += 1

@@ -87,7 +87,7 @@ def test_the_log_stays_bounded_under_continuous_writes(
 ) -> None:
     """Writes that never pause, with the thread checkpointing beside them or never at all
     (the worst case: it cannot keep up): the writer's own checkpoint past the limit keeps the
-    log within the limit and one transaction."""
+    log within the limit and a transaction or two."""
     limit = 256 * 1024
     monkeypatch.setattr(checkpoint, "WAL_LIMIT_BYTES", limit)
     if not thread:
@@ -101,8 +101,9 @@ def test_the_log_stays_bounded_under_continuous_writes(
             before = wal_size(db)
             assert all(store.add(records[start : start + 200]))
             largest = max(largest, wal_size(db) - before)
-            # The limit, plus the transaction that passed it.
-            assert wal_size(db) <= limit + largest + 64 * 1024
+            # The limit, plus the transaction that passed it and, when the thread was
+            # checkpointing just then (the writer's own attempt fails), the next one.
+            assert wal_size(db) <= limit + 2 * largest + 64 * 1024
         assert store.count() == len(records)
         assert store.integrity_check() == "ok"
     with Store.open(db) as store:

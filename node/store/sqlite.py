@@ -64,6 +64,7 @@ from node.clock import now_ms as _now_ms
 from node.memory import malloc_trim
 from node.store.base import (
     ID_PREFIX,
+    INSERT_ROWS,
     Pending,
     ProjectKey,
     StoreClosedError,
@@ -73,6 +74,7 @@ from node.store.base import (
     guarded,
     id_in,
     id_params,
+    insert_rows,
     marks,
     project_of,
 )
@@ -96,6 +98,7 @@ from protocol.record import ID_SIZE, EndorsementBody, Record, RetractionBody, pa
 from protocol.validation import META_SCOPE, scope_of
 
 __all__ = [
+    "INSERT_ROWS",
     "MAX_BATCH",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -118,44 +121,19 @@ MAX_ITER_BATCH: Final = 10_000
 MAX_UNPUBLISHED: Final = 10_000
 
 
-#: Rows per INSERT statement (10 parameters each; SQLite allows 32,766 since 3.32).
-INSERT_ROWS: Final = 400
-
-
-def _insert_sql(rows: int) -> str:
-    """One INSERT of ``rows`` rows.
-
-    Many rows a statement rather than ``executemany``: Python's sqlite3 releases the GIL for
-    each step of a statement and takes it back for the next row, and while the validation
-    threads run Python beside it every take waits its turn. Measured on 100,000 records:
-    ``executemany`` 9 microseconds a row alone, 57 beside two busy Python threads; 400 rows a
-    statement 8 and 10.
-    """
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
-    return (
-        "INSERT INTO records"
-        " (id, raw, kind, author, project, scope, ts, target, received_at, published)"
-        f" VALUES {values}"
-    )
-
-
-_INSERT_MANY: Final = _insert_sql(INSERT_ROWS)
-
-
-def _insert(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
-    whole = len(rows) - len(rows) % INSERT_ROWS
-    for start in range(0, whole, INSERT_ROWS):
-        conn.execute(_INSERT_MANY, [v for row in rows[start : start + INSERT_ROWS] for v in row])
-    if whole < len(rows):
-        rest = rows[whole:]
-        conn.execute(_insert_sql(len(rest)), [v for row in rest for v in row])
+#: The columns of a ``records`` row, in :func:`_columns`' order and then ``received_at``
+#: and ``published``.
+_INSERT_RECORDS: Final = (
+    "INSERT INTO records"
+    " (id, raw, kind, author, project, scope, ts, target, received_at, published)"
+)
 
 
 def _columns(
     record: Record, kind: int | None, author: int, project: int | None, scope: int | None
 ) -> tuple[object, ...]:
-    """The indexed columns of a record, in ``_insert_sql``'s order (given the numbers of its
-    kind, author and scopes)."""
+    """The indexed columns of a record, in ``_INSERT_RECORDS``' order (given the numbers of
+    its kind, author and scopes)."""
     body = record.body
     target = body.target if isinstance(body, EndorsementBody | RetractionBody) else None
     return (record.id, record.raw, kind, author, project, scope, record.ts, target)
@@ -276,7 +254,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
                 first = int(
                     conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
                 )
-                _insert(conn, rows)
+                insert_rows(conn, _INSERT_RECORDS, rows)
                 tally_inserted(conn, first, tallied, self._unit_numbers)
             if rows:  # committed
                 self._changes += 1
@@ -294,7 +272,8 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
 
     @staticmethod
     def _held(conn: sqlite3.Connection, ids: Sequence[bytes]) -> set[bytes]:
-        """The ids among ``ids`` already stored (inside the caller's transaction)."""
+        """The ids among ``ids`` already stored, read through ``conn`` (``add`` asks inside its
+        write transaction, where nobody else can store them meanwhile)."""
         held: set[bytes] = set()
         for chunk in chunks(ids):
             query = f"SELECT id FROM records WHERE {id_in(len(chunk))}"
@@ -335,10 +314,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
     def missing(self, ids: Sequence[bytes]) -> list[bytes]:
         """The ids among ``ids`` this store lacks, in the given order, each once."""
         wanted = list(dict.fromkeys(ids))
-        held: set[bytes] = set()
-        for chunk in chunks(wanted):
-            query = f"SELECT id FROM records WHERE {id_in(len(chunk))}"
-            held.update(row[0] for row in self._db.execute(query, id_params(chunk)))
+        held = self._held(self._db, wanted)
         return [i for i in wanted if i not in held]
 
     @guarded

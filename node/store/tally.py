@@ -36,6 +36,7 @@ from node.store.base import (
     guarded,
     id_in,
     id_params,
+    insert_rows,
     marks,
 )
 from node.store.schema import CONTRIBUTION, GENESIS
@@ -69,9 +70,6 @@ _PROJECT_COUNTS: Final = (
 )
 #: Whether a backfill is still to run (or to finish).
 _BACKFILLING: Final = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tally_backfill'"
-#: Rows a statement when the tallies are written (at most 5 parameters a row, under SQLite's
-#: 32,766 since 3.32; statements of this size stay in the connection's statement cache).
-TALLY_ROWS: Final = 400
 #: Rows one ledger query reads at a time.
 LEDGER_BATCH: Final = 256
 
@@ -122,8 +120,8 @@ def tally_records(
 
     The batch is summed here first, so each sum is written once a batch (a row per project
     and participant, not per record), and the rows are written a few hundred a statement
-    (:func:`_write_rows`). Taking away leaves ``project_totals`` and ``kind_totals`` to the
-    caller (:func:`untally`, :func:`recount`)."""
+    (:func:`node.store.base.insert_rows`). Taking away leaves ``project_totals`` and
+    ``kind_totals`` to the caller (:func:`untally`, :func:`recount`)."""
     credits: list[tuple[int, bytes, int, int]] = []
     typed: list[tuple[int, str, int, int]] = []
     totals: dict[int, list[int]] = {}
@@ -163,14 +161,14 @@ def tally_records(
                 found[1] += minutes
     numbers = _units(conn, wanted, {} if known is None else known) if wanted else {}
     if sign > 0:
-        _write_rows(
+        insert_rows(
             conn,
             "INSERT OR IGNORE INTO credits (project, unit, ts, seq)",
             [(p, numbers[k], ts, seq) for p, k, ts, seq in credits],
         )
-        _write_rows(conn, "INSERT OR IGNORE INTO typed (project, type, ts, seq)", typed)
+        insert_rows(conn, "INSERT OR IGNORE INTO typed (project, type, ts, seq)", typed)
         add_kinds(conn, kinds)
-        _write_rows(
+        insert_rows(
             conn,
             "INSERT INTO project_totals (project, records, last_seq)",
             [(p, n, last) for p, (n, last) in totals.items()],
@@ -185,14 +183,14 @@ def tally_records(
         conn.executemany(
             "DELETE FROM typed WHERE project = ? AND type = ? AND ts = ? AND seq = ?", typed
         )
-    _write_rows(
+    insert_rows(
         conn,
         "INSERT INTO tallies (project, unit, parts, contributions, minutes)",
         [(p, numbers[k], parts, sign * n, sign * m) for (p, k, parts), (n, m) in sums.items()],
         " ON CONFLICT DO UPDATE SET contributions = contributions + excluded.contributions,"
         " minutes = minutes + excluded.minutes",
     )
-    _write_rows(
+    insert_rows(
         conn,
         "INSERT INTO type_tallies (project, type, contributions)",
         [(p, kind, sign * n) for (p, kind), n in types.items()],
@@ -201,24 +199,6 @@ def tally_records(
     if sign < 0:
         conn.execute("DELETE FROM tallies WHERE contributions <= 0")
         conn.execute("DELETE FROM type_tallies WHERE contributions <= 0")
-
-
-def _write_rows(
-    conn: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]], tail: str = ""
-) -> None:
-    """``head`` (an INSERT up to its column list) of ``rows``, then ``tail`` (an upsert
-    clause), ``TALLY_ROWS`` rows a statement: for the reason given at
-    ``node.store.sqlite._insert_sql``, many rows a statement cost a fraction of
-    ``executemany`` while the sync's validation threads run Python beside the store. A
-    statement's rows have distinct keys (they are sums), so an upsert clause sees each once."""
-    if not rows:
-        return
-    width = len(rows[0])
-    row_marks = f"({marks(width)})"
-    for start in range(0, len(rows), TALLY_ROWS):
-        part = rows[start : start + TALLY_ROWS]
-        values = ", ".join([row_marks] * len(part))
-        conn.execute(f"{head} VALUES {values}{tail}", [v for row in part for v in row])
 
 
 def tally_inserted(

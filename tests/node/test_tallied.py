@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from old_stores import write_old_store
 
 from node.store import tally
+from node.store.base import INSERT_ROWS
 from node.store.sqlite import Store
 from node.views.cache import ViewCache, json_body
 from node.views.tallied import Tallied
@@ -334,11 +335,11 @@ def test_tallied_answers_are_made_again_whatever_their_size_after_a_pause(
 
 
 def test_a_batch_of_more_rows_than_one_statement_is_tallied_whole(tmp_path: Path) -> None:
-    """The tallies of a batch are written ``TALLY_ROWS`` rows a statement: a batch of more
+    """The tallies of a batch are written ``INSERT_ROWS`` rows a statement: a batch of more
     contributions and participants than that, in one transaction, counts every one."""
     f = RecordFactory()
     p = f.project("alice", maintainers=("bob",))
-    n = 2 * tally.TALLY_ROWS + 7
+    n = 2 * INSERT_ROWS + 7
     records = [
         f.contribution(
             KEYS[i % 4],

@@ -57,7 +57,8 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.attest import MAX_ON_BEHALF, email_handle
-from protocol.drafts import Draft, Drafts, sign_drafts
+from protocol.drafts import Draft, Drafts
+from protocol.errors import InvalidRecord
 from protocol.record import MAX_TITLE, Artifact, ContributionBody, Record, sign_record
 from protocol.signing import SigningKey
 from protocol.sshsig import HASHES, SshProof, git_signature
@@ -68,9 +69,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchSigner",
     "Commit",
+    "CommitFields",
     "GitError",
+    "RecordMaker",
     "commit_body",
     "commit_count",
+    "commit_fields",
     "commit_type",
     "draft_commit",
     "map_coauthors",
@@ -587,40 +591,95 @@ def draft_commit(drafts: Drafts, commit: Commit, coauthor_map: dict[bytes, bytes
     )
 
 
-#: The key a signing worker process signs with, set once when the worker starts.
-_worker_key: SigningKey | None = None
+#: One commit as it crosses to a signing process: its hash, parents, author time, author
+#: email, co-author emails (resolved by the mailmap), subject, paths and SSH key. A plain tuple
+#: pickles in a sixth of the time the :class:`Commit` dataclass does.
+CommitFields = tuple[str, int, int, bytes, tuple[bytes, ...], str, tuple[str, ...], bytes | None]
+#: What a signing process sends back of a batch: the records made, as :class:`Attested`'s
+#: fields, and the commits skipped, each with its hash and why.
+Made = tuple[list[tuple[bytes, bytes, int, str, tuple[str, ...]]], list[tuple[str, str]]]
 
 
-def _start_worker(seed: bytes) -> None:
+def commit_fields(commit: Commit, coauthor_map: dict[bytes, bytes]) -> CommitFields:
+    """``commit`` as it crosses to a signing process, its co-authors resolved."""
+    coauthors = tuple(coauthor_map.get(e, e) for e in commit.coauthor_emails)
+    return (
+        commit.hash,
+        commit.parents,
+        commit.author_time,
+        commit.email,
+        coauthors,
+        commit.subject,
+        commit.paths,
+        commit.ssh_key,
+    )
+
+
+class RecordMaker:
+    """Makes the signed records of commits (in a signing process, or in the importing one):
+    each commit drafted (:func:`draft_commit`), signed, and finished into an :class:`Attested`
+    row for :meth:`node.store.sqlite.Store.add_attested`, or skipped with a reason: an author
+    time outside ``0..latest_ms`` (before 1970, or later than a node would accept), or a
+    broken record rule."""
+
+    def __init__(self, seed: bytes, project: bytes, url: str) -> None:
+        self.key = SigningKey(seed)
+        self.drafts = Drafts(self.key.public_key, project, url)
+
+    def make(self, commits: Sequence[CommitFields], latest_ms: int) -> Made:
+        rows: list[tuple[bytes, bytes, int, str, tuple[str, ...]]] = []
+        skipped: list[tuple[str, str]] = []
+        sign, finish = self.key.sign, self.drafts.finish
+        for fields in commits:
+            commit = Commit(*fields)
+            if not 0 <= commit.author_time * 1000 <= latest_ms:
+                skipped.append((commit.hash, "its author time is not usable"))
+                continue
+            try:
+                draft = draft_commit(self.drafts, commit, {})
+            except InvalidRecord as exc:
+                skipped.append((commit.hash, f"{exc.code}: {exc.message}"))
+                continue
+            raw, record_id = finish(draft, sign(draft.signing_input))
+            rows.append((record_id, raw, draft.ts, draft.type, draft.on_behalf))
+        return rows, skipped
+
+
+#: The maker of a signing process, set once when the process starts.
+_worker_maker: RecordMaker | None = None
+
+
+def _start_worker(seed: bytes, project: bytes, url: str) -> None:
     # Ctrl-C reaches the whole process group: the importing process alone answers it (one
     # line, then it shuts the pool down), so a worker neither dies mid-batch nor prints a
     # traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _worker_key
-    _worker_key = SigningKey(seed)
+    global _worker_maker
+    _worker_maker = RecordMaker(seed, project, url)
 
 
-def _worker_sign(inputs: list[bytes]) -> list[bytes]:
-    assert _worker_key is not None, "the pool's initializer sets the key"
-    return sign_drafts(_worker_key, inputs)
+def _worker_make(commits: list[CommitFields], latest_ms: int) -> Made:
+    assert _worker_maker is not None, "the pool's initializer sets the maker"
+    return _worker_maker.make(commits, latest_ms)
 
 
 class BatchSigner:
-    """Signs batches of drafts, in ``workers`` processes beside this one when ``workers`` is
-    at least 1, so that the signatures (the most expensive step of an import) are made in
-    parallel with reading git, drafting and storing; with 0, here, in order.
+    """Makes the signed records of batches of commits (:class:`RecordMaker`), in ``workers``
+    processes beside this one when ``workers`` is at least 1, so that drafting and signing
+    (most of an import's work) run in parallel with reading git and storing; with 0, here,
+    in order.
 
-    Only the bytes to sign go to a worker and only the 64-byte signatures come back: the
-    records are finished here (:meth:`Drafts.signed`), so nothing but bytes crosses between
-    processes. :meth:`submit` hands a batch over; :meth:`done` gives back each batch with its
-    signatures, in the order submitted, waiting only while more than ``IN_FLIGHT`` a worker are in
-    flight (or for all of them with ``wait_all``), so memory stays bounded by a few batches.
+    Only plain tuples of bytes, numbers and text cross between processes: commits one way
+    (:func:`commit_fields`), rows ready for the store the other. :meth:`submit` hands a batch
+    over; :meth:`done` gives back each batch's rows and skipped commits, in the order
+    submitted, waiting only while more than ``IN_FLIGHT`` a worker are in flight (or for all
+    of them with ``wait_all``), so memory stays bounded by a few batches.
     """
 
-    def __init__(self, key: SigningKey, *, workers: int) -> None:
-        self._key = key
-        self._pending: deque[tuple[list[Draft], Future[list[bytes]]]] = deque()
-        self._ready: deque[tuple[list[Draft], list[bytes]]] = deque()
+    def __init__(self, key: SigningKey, project: bytes, url: str, *, workers: int) -> None:
+        self._maker = RecordMaker(key.seed, project, url)
+        self._pending: deque[Future[Made]] = deque()
+        self._ready: deque[Made] = deque()
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
@@ -628,23 +687,24 @@ class BatchSigner:
             # fork starts a worker without importing anything again; spawn is the fallback.
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             self._pool = ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_start_worker, initargs=(key.seed,)
+                workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(key.seed, project, url),
             )
 
-    def submit(self, drafts: list[Draft]) -> None:
-        inputs = [d.signing_input for d in drafts]
+    def submit(self, commits: list[CommitFields], latest_ms: int) -> None:
         if self._pool is None:
-            self._ready.append((drafts, sign_drafts(self._key, inputs)))
+            self._ready.append(self._maker.make(commits, latest_ms))
             return
-        self._pending.append((drafts, self._pool.submit(_worker_sign, inputs)))
+        self._pending.append(self._pool.submit(_worker_make, commits, latest_ms))
 
-    def done(self, *, wait_all: bool = False) -> Iterator[tuple[list[Draft], list[bytes]]]:
+    def done(self, *, wait_all: bool = False) -> Iterator[Made]:
         while self._ready:
             yield self._ready.popleft()
         limit = 0 if wait_all else IN_FLIGHT * self._workers
-        while self._pending and (len(self._pending) > limit or self._pending[0][1].done()):
-            drafts, future = self._pending.popleft()
-            yield drafts, future.result()
+        while self._pending and (len(self._pending) > limit or self._pending[0].done()):
+            yield self._pending.popleft().result()
 
     def close(self) -> None:
         """Stop the workers; batches not yet started are dropped (an error or Ctrl-C)."""

@@ -187,13 +187,21 @@ class Drafts:
         cut = len(_PREFIX) + len(self._head) + len(body) + len(self._middle)
         return Draft(signing_input, cut, type, title, digest, on_behalf, ssh_key, ts)
 
-    def signed(self, draft: Draft, sig: bytes) -> Record:
-        """The record of ``draft`` with its author's signature ``sig`` over its signing input
-        (not verified here: the caller signed it with its own key)."""
+    @staticmethod
+    def finish(draft: Draft, sig: bytes) -> tuple[bytes, bytes]:
+        """The encoded record of ``draft`` with its author's signature ``sig``, and its id: the
+        bytes :meth:`signed` gives, for a caller that needs no decoded record (a bulk import
+        storing rows). ``sig`` is not verified: the caller signed with its own key."""
         if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
             raise InvalidRecord("bad-length:sig", f"sig must be {SIGNATURE_SIZE} bytes")
         text, cut = draft.signing_input, draft.cut
         raw = b"".join((b"\x87", text[len(_PREFIX) : cut], _SIG_ENTRY, sig, text[cut:]))
+        return raw, _sha256(raw).digest()
+
+    def signed(self, draft: Draft, sig: bytes) -> Record:
+        """The record of ``draft`` with its author's signature ``sig`` over its signing input
+        (not verified here: the caller signed it with its own key)."""
+        raw, record_id = self.finish(draft, sig)
         # Every field was checked in :meth:`draft` by the rules ContributionBody's own
         # constructor applies; setting them through the slots skips only the repetition.
         artifact: Artifact = _new(Artifact)
@@ -214,7 +222,7 @@ class Drafts:
         _RECORD_SIG(record, sig)
         _RECORD_PROJECT(record, self.project)
         _RECORD_RAW(record, raw)
-        _RECORD_ID(record, _sha256(raw).digest())
+        _RECORD_ID(record, record_id)
         return record
 
 

@@ -35,7 +35,7 @@ from protocol.shares import (
 )
 from protocol.state import cached_peer_id as _peer
 
-__all__ = ["Credit", "TallyRow", "TallyView", "credit_of"]
+__all__ = ["Credit", "TallyRow", "TallyView", "attested_credit", "credit_of"]
 
 
 class Credit(NamedTuple):
@@ -67,12 +67,16 @@ def credit_of(record: Record) -> Credit:
     project, participant and participant count are of exactly these values."""
     body = cast(ContributionBody, record.body)
     if body.on_behalf is not None:
-        handles: tuple[str | None, ...] = body.on_behalf
-        participants = tuple(map(handle_key, body.on_behalf))
-    else:
-        participants = (record.author, *(body.coauthors or ()))
-        handles = (None,) * len(participants)
-    return Credit(participants, handles, body.effort_minutes or 0, body.type)
+        return attested_credit(body.on_behalf, body.effort_minutes or 0, body.type)
+    participants = (record.author, *(body.coauthors or ()))
+    return Credit(participants, (None,) * len(participants), body.effort_minutes or 0, body.type)
+
+
+def attested_credit(on_behalf: tuple[str, ...], minutes: int, type: str) -> Credit:
+    """The :class:`Credit` of an attested contribution of ``type`` on behalf of the handles
+    ``on_behalf`` claiming ``minutes`` (what :func:`credit_of` says of such a record, for a
+    caller that holds its fields rather than the decoded record: a bulk import)."""
+    return Credit(tuple(map(handle_key, on_behalf)), on_behalf, minutes, type)
 
 
 class TallyView:

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from functools import partial
-from operator import attrgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +31,19 @@ from node.gitlog import (
     Commit,
     GitError,
     commit_count,
-    draft_commit,
+    commit_fields,
     map_coauthors,
     read_commits,
     repository_url,
 )
 from node.home import Home
 from node.metrics import Metrics
+from node.store.bulk import Attested
 from node.store.sqlite import MAX_BATCH, Store
 from node.sync.ingest import Admission
 from node.textout import Progress
 from protocol.attest import ClaimBody, ClaimConfirmationBody, handle_from_text
 from protocol.bundle import BundleWriter
-from protocol.drafts import Draft, Drafts
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.ledger import project_state
 from protocol.record import Artifact, Body, Record, decode_trusted, sign_record
@@ -85,19 +85,35 @@ class _Sink:
         self.new = 0
         self.held = 0
 
-    def put(self, records: list[Record]) -> None:
-        if self.client is None:
-            stored, refused = self.admit(
-                list(enumerate(records)), published=self.published, source="local"
-            )
-            if refused:
-                raise CommandError(f"refused by this node's policy: {refused[0][1]}")
-            self.new += sum(new for _, new in stored)
-            self.held += sum(not new for _, new in stored)
+    def put(self, rows: list[Attested]) -> None:
+        """Store an import's rows (:meth:`Admission.attested`), or submit them to the node."""
+        if self.client is not None:
+            self._submit([row.raw for row in rows])
             return
-        for start in range(0, len(records), SUBMIT_BATCH):
-            chunk = records[start : start + SUBMIT_BATCH]
-            body = BundleWriter.header() + b"".join(BundleWriter.frame(r.raw) for r in chunk)
+        flags, refused = self.admit.attested(rows, published=self.published, source="local")
+        self._count(flags, refused)
+
+    def put_records(self, records: list[Record]) -> None:
+        """Store records of any kind, or submit them to the node."""
+        if self.client is not None:
+            self._submit([record.raw for record in records])
+            return
+        stored, refused = self.admit(
+            list(enumerate(records)), published=self.published, source="local"
+        )
+        self._count([new for _, new in stored], refused)
+
+    def _count(self, flags: list[bool], refused: list[tuple[int, str]]) -> None:
+        if refused:
+            raise CommandError(f"refused by this node's policy: {refused[0][1]}")
+        self.new += sum(flags)
+        self.held += len(flags) - sum(flags)
+
+    def _submit(self, raws: list[bytes]) -> None:
+        assert self.client is not None
+        for start in range(0, len(raws), SUBMIT_BATCH):
+            chunk = raws[start : start + SUBMIT_BATCH]
+            body = BundleWriter.header() + b"".join(map(BundleWriter.frame, chunk))
             _, answer = self.client.post_raw("/api/v1/bundles", body)
             if answer["rejected"]:
                 first = answer["rejected"][0]
@@ -193,25 +209,25 @@ def _import(
     skipped: list[dict[str, str]] = []
     mapped: dict[bytes, bytes] = {}
     batch: list[Commit] = []
-    unstored: list[Record] = []
+    unstored: list[Attested] = []
     commits = 0
     latest_ms = now_ms() + MAX_CLOCK_SKEW_MS
-    drafts = Drafts(key.public_key, pid, url)
-    signer = BatchSigner(key, workers=_workers(total))
+    signer = BatchSigner(key, pid, url, workers=_workers(total))
     writer = ThreadPoolExecutor(1, thread_name_prefix="import-git-store")
     writing: Future[None] | None = None
 
     def store(wait_all: bool = False) -> None:
-        for drafted, signatures in signer.done(wait_all=wait_all):
-            unstored.extend(map(drafts.signed, drafted, signatures))
+        for rows, passed in signer.done(wait_all=wait_all):
+            unstored.extend(map(Attested._make, rows))
+            skipped.extend({"commit": commit, "reason": reason} for commit, reason in passed)
             while len(unstored) >= STORE_BATCH:
                 put()
-            progress.advance(len(drafted))
+            progress.advance(len(rows) + len(passed))
         while wait_all and unstored:
             put()
 
     def put() -> None:
-        # The batch is committed in the writer thread while this one drafts the next: SQLite
+        # The batch is committed in the writer thread while this one reads the next: SQLite
         # works without the GIL, so the commit costs this thread little. One batch is
         # written at a time; waiting for the one before raises its refusal, if any.
         nonlocal writing
@@ -219,38 +235,25 @@ def _import(
             return
         # In id order, the batch's inserts walk the id index from one end to the other
         # instead of jumping about it (measured: a tenth less time a record at a million).
-        records = sorted(unstored[:STORE_BATCH], key=attrgetter("id"))
+        rows = sorted(unstored[:STORE_BATCH], key=itemgetter(0))
         del unstored[:STORE_BATCH]
         if writing is not None:
             writing.result()
-        writing = writer.submit(write, records)
+        writing = writer.submit(write, rows)
 
-    def write(records: list[Record]) -> None:
+    def write(rows: list[Attested]) -> None:
         if args.dry_run:
-            held = len(records) - len(sink.store.missing([r.id for r in records]))
-            sink.new += len(records) - held
+            held = len(rows) - len(sink.store.missing([r.id for r in rows]))
+            sink.new += len(rows) - held
             sink.held += held
         else:
-            sink.put(records)
+            sink.put(rows)
 
     def flush() -> None:
         wanted = [e for c in batch for e in c.coauthor_emails if e not in mapped]
         if wanted:
             mapped.update(map_coauthors(repo, wanted, args.mailmap))
-        drafted: list[Draft] = []
-        for commit in batch:
-            # A commit whose author time is not a usable timestamp (before 1970, or later
-            # than this node would accept) or that breaks a record rule is left out.
-            if not 0 <= commit.author_time * 1000 <= latest_ms:
-                skipped.append({"commit": commit.hash, "reason": "its author time is not usable"})
-                continue
-            try:
-                drafted.append(draft_commit(drafts, commit, mapped))
-            except InvalidRecord as exc:
-                skipped.append({"commit": commit.hash, "reason": f"{exc.code}: {exc.message}"})
-        progress.advance(len(batch) - len(drafted))
-        if drafted:
-            signer.submit(drafted)
+        signer.submit([commit_fields(commit, mapped) for commit in batch], latest_ms)
         batch.clear()
         store()
 
@@ -408,7 +411,7 @@ def cmd_confirm_claim(args: argparse.Namespace) -> int:
 def _deliver(home: Home, store: Store, record: Record) -> str:
     """Publish one record through the node, or store it for the node to publish later."""
     client = running_client(home)
-    _Sink(home, store, client, published=False).put([record])
+    _Sink(home, store, client, published=False).put_records([record])
     if client is not None:
         return "published"
     return "stored (no node is running: it spreads when the node next runs)"

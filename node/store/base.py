@@ -44,6 +44,14 @@ __all__ = [
 
 #: The most ``?`` parameters in one statement; longer id lists are split into chunks.
 MAX_SQL_PARAMS: Final = 500
+#: The most records one ``add`` call (one transaction) takes.
+MAX_BATCH: Final = 10_000
+#: The columns of a ``records`` row, in ``node.store.sqlite._columns``' order and then
+#: ``received_at`` and ``published``.
+INSERT_RECORDS: Final = (
+    "INSERT INTO records"
+    " (id, raw, kind, author, project, scope, ts, target, received_at, published)"
+)
 
 #: A project's record set as the store can name it without decoding: (records, greatest seq).
 ProjectKey: TypeAlias = tuple[int, int]
@@ -261,6 +269,16 @@ class StoreBase:
         """The numbers of those of ``names`` that have one (no record is of the others)."""
         numbers = (self._kind_number(name, create=False) for name in names)
         return sorted({n for n in numbers if n is not None})
+
+    @staticmethod
+    def _held(conn: sqlite3.Connection, ids: Sequence[bytes]) -> set[bytes]:
+        """The ids among ``ids`` already stored, read through ``conn`` (``add`` asks inside its
+        write transaction, where nobody else can store them meanwhile)."""
+        held: set[bytes] = set()
+        for chunk in chunks(ids):
+            query = f"SELECT id FROM records WHERE {id_in(len(chunk))}"
+            held.update(bytes(row[0]) for row in conn.execute(query, id_params(chunk)))
+        return held
 
     def _drop_cache_if_changed(self) -> None:
         """Forget every cached project if another connection (process) wrote since."""

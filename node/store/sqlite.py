@@ -64,7 +64,9 @@ from node.clock import now_ms as _now_ms
 from node.memory import malloc_trim
 from node.store.base import (
     ID_PREFIX,
+    INSERT_RECORDS,
     INSERT_ROWS,
+    MAX_BATCH,
     Pending,
     ProjectKey,
     StoreClosedError,
@@ -78,6 +80,7 @@ from node.store.base import (
     marks,
     project_of,
 )
+from node.store.bulk import BulkMixin
 from node.store.checkpoint import Checkpointer, bound_log
 from node.store.moderation import ModerationMixin
 from node.store.peers import PeersMixin
@@ -112,8 +115,6 @@ __all__ = [
 #: Whether a record of (project, author) may be served to peers (see ``raw_many``).
 Served: TypeAlias = Callable[[bytes | None, bytes], bool]
 T = TypeVar("T")
-#: The most records one ``add`` call (one transaction) takes.
-MAX_BATCH: Final = 10_000
 #: Rows fetched per query by ``iter_raw`` (the default and the largest allowed).
 ITER_BATCH: Final = 1_000
 MAX_ITER_BATCH: Final = 10_000
@@ -121,25 +122,17 @@ MAX_ITER_BATCH: Final = 10_000
 MAX_UNPUBLISHED: Final = 10_000
 
 
-#: The columns of a ``records`` row, in :func:`_columns`' order and then ``received_at``
-#: and ``published``.
-_INSERT_RECORDS: Final = (
-    "INSERT INTO records"
-    " (id, raw, kind, author, project, scope, ts, target, received_at, published)"
-)
-
-
 def _columns(
     record: Record, kind: int | None, author: int, project: int | None, scope: int | None
 ) -> tuple[object, ...]:
-    """The indexed columns of a record, in ``_INSERT_RECORDS``' order (given the numbers of
+    """The indexed columns of a record, in ``INSERT_RECORDS``' order (given the numbers of
     its kind, author and scopes)."""
     body = record.body
     target = body.target if isinstance(body, EndorsementBody | RetractionBody) else None
     return (record.id, record.raw, kind, author, project, scope, record.ts, target)
 
 
-class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
+class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin, BulkMixin):
     """The SQLite store of one node. Open with :meth:`open`; close, or use as a context manager."""
 
     # ----------------------------------------------------------------------------------------
@@ -254,7 +247,7 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
                 first = int(
                     conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
                 )
-                insert_rows(conn, _INSERT_RECORDS, rows)
+                insert_rows(conn, INSERT_RECORDS, rows)
                 tally_inserted(conn, first, tallied, self._unit_numbers)
             if rows:  # committed
                 self._changes += 1
@@ -269,16 +262,6 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
             raise
         self._cache_added(added)
         return new
-
-    @staticmethod
-    def _held(conn: sqlite3.Connection, ids: Sequence[bytes]) -> set[bytes]:
-        """The ids among ``ids`` already stored, read through ``conn`` (``add`` asks inside its
-        write transaction, where nobody else can store them meanwhile)."""
-        held: set[bytes] = set()
-        for chunk in chunks(ids):
-            query = f"SELECT id FROM records WHERE {id_in(len(chunk))}"
-            held.update(bytes(row[0]) for row in conn.execute(query, id_params(chunk)))
-        return held
 
     @guarded
     def mark_published(self, ids: Sequence[bytes]) -> int:

@@ -24,6 +24,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
 
@@ -41,17 +42,22 @@ from node.store.base import (
 )
 from node.store.schema import CONTRIBUTION, GENESIS
 from protocol.record import Record
-from protocol.tally import TallyRow, credit_of
+from protocol.tally import Credit, TallyRow, credit_of
 
 __all__ = [
     "BACKFILL_BATCH",
+    "Entry",
+    "Sums",
     "TallyMixin",
     "author_units",
     "backfill",
+    "inserted_seqs",
     "recount",
+    "tally_entries",
     "tally_inserted",
     "tally_records",
     "untally",
+    "write_sums",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +115,12 @@ def author_units(
     return _units(conn, dict.fromkeys(record.author for record in records), known)
 
 
+#: A stored record as the tallies see it: its ``seq``, its project's number (None: it has
+#: none), its kind, its time, and its credit (:func:`protocol.tally.credit_of`; None but for
+#: a contribution with a project).
+Entry = tuple[int, int | None, str, int, Credit | None]
+
+
 def tally_records(
     conn: sqlite3.Connection,
     stored: Iterable[tuple[int, int | None, Record]],
@@ -116,21 +128,35 @@ def tally_records(
     known: dict[bytes, int] | None = None,
 ) -> None:
     """Add (``sign`` 1) or take away (-1) the credit of records, given with their ``seq`` and
-    project number, to the sums of their projects, inside the caller's transaction.
+    project number, to the sums of their projects, inside the caller's transaction
+    (:func:`tally_entries` of each record's :data:`Entry`)."""
+    tally_entries(conn, map(_entry, stored), sign, known)
+
+
+def _entry(stored: tuple[int, int | None, Record]) -> Entry:
+    seq, project, record = stored
+    kind = record.kind
+    credit = credit_of(record) if kind == "contribution" and project is not None else None
+    return seq, project, kind, record.ts, credit
+
+
+def tally_entries(
+    conn: sqlite3.Connection,
+    entries: Iterable[Entry],
+    sign: int = 1,
+    known: dict[bytes, int] | None = None,
+) -> None:
+    """Add (``sign`` 1) or take away (-1) the credit of stored records (``entries``) to the
+    sums of their projects, inside the caller's transaction.
 
     The batch is summed here first, so each sum is written once a batch (a row per project
     and participant, not per record), and the rows are written a few hundred a statement
     (:func:`node.store.base.insert_rows`). Taking away leaves ``project_totals`` and
     ``kind_totals`` to the caller (:func:`untally`, :func:`recount`)."""
-    credits: list[tuple[int, bytes, int, int]] = []
-    typed: list[tuple[int, str, int, int]] = []
-    totals: dict[int, list[int]] = {}
-    sums: dict[tuple[int, bytes, int], list[int]] = {}
-    types: dict[tuple[int, str], int] = {}
-    wanted: dict[bytes, str | None] = {}
-    kinds: dict[str, int] = {}
-    for seq, project, record in stored:
-        kind = record.kind
+    batch = Sums()
+    credits, typed, totals = batch.credits, batch.typed, batch.totals
+    sums, types, wanted, kinds = batch.sums, batch.types, batch.wanted, batch.kinds
+    for seq, project, kind, ts, credit in entries:
         kinds[kind] = kinds.get(kind, 0) + 1
         if project is None:
             continue
@@ -141,10 +167,8 @@ def tally_records(
             total[0] += 1
             if seq > total[1]:
                 total[1] = seq
-        if kind != "contribution":
+        if credit is None:
             continue
-        credit = credit_of(record)
-        ts = record.ts
         typed.append((project, credit.type, ts, seq))
         key_of_type = (project, credit.type)
         types[key_of_type] = types.get(key_of_type, 0) + 1
@@ -159,6 +183,38 @@ def tally_records(
             else:
                 found[0] += 1
                 found[1] += minutes
+    write_sums(conn, batch, sign, known)
+
+
+@dataclass(slots=True)
+class Sums:
+    """What a batch of records adds to (or takes from) the tallies, summed before it is
+    written (:func:`write_sums`)."""
+
+    #: A ``credits`` row per (record, participant): project, participant key, ts, seq.
+    credits: list[tuple[int, bytes, int, int]] = field(default_factory=list)
+    #: A ``typed`` row per contribution: project, type, ts, seq.
+    typed: list[tuple[int, str, int, int]] = field(default_factory=list)
+    #: Records and the greatest seq, by project.
+    totals: dict[int, list[int]] = field(default_factory=dict)
+    #: Contributions and minutes, by (project, participant key, participants).
+    sums: dict[tuple[int, bytes, int], list[int]] = field(default_factory=dict)
+    #: Contributions by (project, type).
+    types: dict[tuple[int, str], int] = field(default_factory=dict)
+    #: The handle each participant key stands for (None for a key).
+    wanted: dict[bytes, str | None] = field(default_factory=dict)
+    #: Records by kind.
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def write_sums(
+    conn: sqlite3.Connection, batch: Sums, sign: int = 1, known: dict[bytes, int] | None = None
+) -> None:
+    """Write ``batch`` into the tallies' tables, a few hundred rows a statement, inside the
+    caller's transaction: added with ``sign`` 1, taken away with -1 (which leaves
+    ``project_totals`` and ``kind_totals`` to the caller)."""
+    credits, typed, totals = batch.credits, batch.typed, batch.totals
+    sums, types, wanted, kinds = batch.sums, batch.types, batch.wanted, batch.kinds
     numbers = _units(conn, wanted, {} if known is None else known) if wanted else {}
     if sign > 0:
         insert_rows(
@@ -208,26 +264,30 @@ def tally_inserted(
     known: dict[bytes, int],
 ) -> None:
     """Tally records just inserted by one multi-row INSERT, with their project numbers, in
-    the caller's transaction (``known``: the store's participant numbers, see ``_units``).
-    SQLite gives such rows the ``seq`` one above the greatest held, in order, so the i-th
-    has ``first + i``; checked, and read back by id if it ever is not."""
+    the caller's transaction (``known``: the store's participant numbers, see ``_units``)."""
     if not inserted:
         return
-    last = int(conn.execute("SELECT max(seq) FROM records").fetchone()[0])
-    if last == first + len(inserted) - 1:
-        seqs = list(range(first, last + 1))
-    else:
-        found: dict[bytes, int] = {}
-        ids = [record.id for _, record in inserted]
-        for chunk in chunks(ids):
-            query = f"SELECT id, seq FROM records WHERE {id_in(len(chunk))}"
-            found.update((bytes(i), int(s)) for i, s in conn.execute(query, id_params(chunk)))
-        seqs = [found[i] for i in ids]
+    seqs = inserted_seqs(conn, first, [record.id for _, record in inserted])
     tally_records(
         conn,
         [(seq, project, record) for seq, (project, record) in zip(seqs, inserted, strict=True)],
         known=known,
     )
+
+
+def inserted_seqs(conn: sqlite3.Connection, first: int, ids: Sequence[bytes]) -> list[int]:
+    """The ``seq`` of each record ``ids`` just inserted by multi-row INSERTs, in order, when
+    the greatest held before was ``first - 1``. SQLite gives such rows the ``seq`` one above
+    the greatest held, in order, so the i-th has ``first + i``; checked, and read back by id
+    if it ever is not."""
+    last = int(conn.execute("SELECT max(seq) FROM records").fetchone()[0])
+    if last == first + len(ids) - 1:
+        return list(range(first, last + 1))
+    found: dict[bytes, int] = {}
+    for chunk in chunks(ids):
+        query = f"SELECT id, seq FROM records WHERE {id_in(len(chunk))}"
+        found.update((bytes(i), int(s)) for i, s in conn.execute(query, id_params(chunk)))
+    return [found[i] for i in ids]
 
 
 def add_kinds(conn: sqlite3.Connection, kinds: dict[str, int]) -> None:

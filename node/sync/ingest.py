@@ -26,11 +26,12 @@ import trio
 
 from node.metrics import Metrics
 from node.policy import Policy, project_of
+from node.store.bulk import Attested
 from node.store.sqlite import Store
 from node.sync.verifier import Ticket, Verifier
 from node.trio_util import raise_single
 from protocol.errors import InvalidRecord
-from protocol.record import Record
+from protocol.record import Record, decode_trusted
 from protocol.validation import parse_record, verify_signature
 
 __all__ = ["Admission", "IngestResult", "Ingestor", "Pipeline"]
@@ -200,6 +201,27 @@ class Admission:
             records = [r for _, r in admitted]
             flags = self.store.add(records, published=published)
         return list(zip(records, flags, strict=True)), refused
+
+    def attested(
+        self, rows: Sequence[Attested], *, published: bool, source: str
+    ) -> tuple[list[bool], list[tuple[int, str]]]:
+        """Judge and store a batch of attested contributions of one author and project, as
+        a bulk import makes them (:meth:`Store.add_attested`): whether each was new, and the
+        refusals, as :meth:`__call__` would have them. Without a limit or block on their
+        project and author (the usual case) they are stored without being decoded; else
+        they are decoded and judged one by one."""
+        if not rows:
+            return [], []
+        probe = decode_trusted(rows[0].raw)
+        with self._lock:
+            policy = self.policy()
+            fast = not policy.has_quota and policy.blocks(project_of(probe), probe.author) is None
+            if fast:
+                return self.store.add_attested(rows, published=published), []
+        records = [decode_trusted(row.raw) for row in rows]
+        stored, refused = self(list(enumerate(records)), published=published, source=source)
+        new = {record.id: is_new for record, is_new in stored}
+        return [new.get(row.id, False) for row in rows], refused
 
     def _within_limits(
         self,

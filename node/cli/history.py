@@ -38,8 +38,8 @@ from node.gitlog import (
 )
 from node.home import Home
 from node.metrics import Metrics
-from node.store.bulk import Attested
-from node.store.sqlite import MAX_BATCH, Store
+from node.store.bulk import MAX_BULK, Attested
+from node.store.sqlite import Store
 from node.sync.ingest import Admission
 from node.textout import Progress
 from protocol.attest import ClaimBody, ClaimConfirmationBody, handle_from_text
@@ -53,11 +53,15 @@ from protocol.validation import MAX_CLOCK_SKEW_MS
 
 __all__ = ["register"]
 
-#: Commits signed and stored per transaction by ``import-git`` without a node: the store's
-#: most. Each record's id lands on a random page of the id index, so once the index outgrows
-#: the page cache (about a million records) a transaction writes nearly a page a record;
-#: measured at 1,000,000 records, 5,000 a transaction cost 120-150 us a record, 10,000 90-100.
-STORE_BATCH = MAX_BATCH
+#: Commits stored per transaction by ``import-git`` without a node: the bulk path's most.
+#: Each record's id lands on a random page of the id index, so once the index outgrows the
+#: page cache (about a million records) a transaction rewrites nearly every page of it: the
+#: bigger the transaction, the fewer times (see ``node.store.bulk.MAX_BULK``).
+STORE_BATCH = MAX_BULK
+#: The page cache of the import's store connection, in KiB (a node's is 16 MiB): with it,
+#: the index pages a batch lands on stay in memory at a million records (measured: a tenth
+#: less CPU a record, and a fifth less time, than with 16 MiB).
+IMPORT_PAGE_CACHE_KIB = 64 * 1024
 #: Commits one signing task of ``import-git`` takes: small beside a store batch, so reading,
 #: signing and storing overlap from the start.
 SIGN_BATCH = 1000
@@ -172,6 +176,7 @@ def cmd_import_git(args: argparse.Namespace) -> int:
         _require_maintainer(store, pid, key, "import its history")
         client = None if args.dry_run else running_client(home)
         sink = _Sink(home, store, client, published=True)
+        store.use_page_cache(IMPORT_PAGE_CACHE_KIB)
         summary = _import(args, repo, url, key, pid, sink, total)
     text = (
         f"{summary['commits']} commits by {summary['authors']} authors: "

@@ -1,0 +1,167 @@
+"""``Store.add_attested`` (the bulk path of ``commons import-git``) leaves the store exactly as
+``Store.add`` of the same records decoded: every row of every table, the flags it returns, the
+caches and the views; a batch of another shape is refused; ``Admission.attested`` judges local
+policy as ``Admission`` does."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.metrics import Metrics
+from node.policy import Policy
+from node.store.bulk import Attested
+from node.store.sqlite import Store
+from node.sync.ingest import Admission
+from protocol.attest import email_handle
+from protocol.drafts import Drafts
+from protocol.record import Record
+from protocol.testing import RecordFactory
+
+AT = 1_700_000_000_000
+TABLES = (
+    "records",
+    "units",
+    "scopes",
+    "kinds",
+    "credits",
+    "typed",
+    "tallies",
+    "type_tallies",
+    "project_totals",
+    "kind_totals",
+)
+HANDLES = [email_handle(f"person{i}@example.org".encode()) for i in range(6)]
+
+
+def _made(
+    f: RecordFactory, project: Record, specs: list[tuple[str, tuple[int, ...], int]]
+) -> list[tuple[Attested, Record]]:
+    """Attested contributions by alice in ``project``, made as an import makes them: each
+    spec a (type, handle numbers, ts)."""
+    signer = f.key("alice")
+    drafts = Drafts(signer.public_key, project.id, "https://git.example/r")
+    out = []
+    for n, (kind, handles, ts) in enumerate(specs):
+        on_behalf = tuple(dict.fromkeys(HANDLES[h] for h in handles))
+        draft = drafts.draft(
+            type=kind, title=f"Commit {n}", digest=f"git:{n:040x}", on_behalf=on_behalf, ts=ts
+        )
+        sig = signer.sign(draft.signing_input)
+        raw, record_id = drafts.finish(draft, sig)
+        out.append((Attested(record_id, raw, ts, kind, on_behalf), drafts.signed(draft, sig)))
+    return out
+
+
+def _tables(path: Path) -> dict[str, list[Any]]:
+    conn = sqlite3.connect(path)
+    try:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in TABLES}
+    finally:
+        conn.close()
+
+
+SPEC = st.tuples(
+    st.sampled_from(["code", "docs", "testing", "translation"]),
+    st.lists(st.integers(0, len(HANDLES) - 1), min_size=1, max_size=4).map(tuple),
+    st.integers(AT, AT + 10_000),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    specs=st.lists(SPEC, min_size=1, max_size=30),
+    cuts=st.lists(st.integers(1, 12), min_size=1, max_size=6),
+    repeats=st.lists(st.integers(0, 29), max_size=5),
+)
+def test_bulk_path_stores_what_add_stores(
+    tmp_path_factory: pytest.TempPathFactory,
+    specs: list[tuple[str, tuple[int, ...], int]],
+    cuts: list[int],
+    repeats: list[int],
+) -> None:
+    """In batches of any sizes, with records repeated in a batch and across batches and a
+    record of another project held before, both paths leave every table row for row alike
+    and report the same records new."""
+    f = RecordFactory()
+    project = f.project("alice", name="History")
+    other = f.project("bob", name="Other")
+    made = _made(f, project, specs)
+    made += [made[i % len(made)] for i in repeats]
+    before = [project, other, f.contribution("bob", other, minutes=5)]
+    root = tmp_path_factory.mktemp("bulk")
+    flags: dict[str, list[bool]] = {"add": [], "bulk": []}
+    for name in flags:
+        with Store.open(root / f"{name}.db") as store:
+            store.add(before, now_ms=AT)
+            start = 0
+            for cut in [*cuts, len(made)]:
+                batch = made[start : start + cut]
+                start += cut
+                if name == "add":
+                    flags[name] += store.add([r for _, r in batch], published=True, now_ms=AT)
+                else:
+                    rows = [row for row, _ in batch]
+                    flags[name] += store.add_attested(rows, published=True, now_ms=AT)
+                if start >= len(made):
+                    break
+    assert flags["add"] == flags["bulk"]
+    assert _tables(root / "add.db") == _tables(root / "bulk.db")
+
+
+def test_a_cached_project_sees_the_bulk_records(tmp_path: Path) -> None:
+    f = RecordFactory()
+    project = f.project("alice", name="History")
+    made = _made(f, project, [("code", (0,), AT + i) for i in range(3)])
+    with Store.open(tmp_path / "s.db") as store:
+        store.add([project, made[0][1]])
+        assert store.project_records(project.id)[1] == [made[0][1]]
+        assert store.add_attested([row for row, _ in made]) == [False, True, True]
+        assert store.project_records(project.id)[1] == [r for _, r in made]
+
+
+def test_a_batch_of_another_shape_is_refused(tmp_path: Path) -> None:
+    f = RecordFactory()
+    project = f.project("alice", name="History")
+    timed = f.attested("alice", project, (HANDLES[0],), minutes=5)
+    plain = f.contribution("alice", project)
+    with Store.open(tmp_path / "s.db") as store:
+        for record in (timed, plain, project):
+            row = Attested(record.id, record.raw, record.ts, "code", (HANDLES[0],))
+            with pytest.raises(ValueError, match="attested contributions claiming no time"):
+                store.add_attested([row])
+        assert store.add_attested([]) == []
+        assert not store.has(timed.id)
+
+
+def test_admission_judges_bulk_rows_by_local_policy(tmp_path: Path) -> None:
+    """Blocked, the rows are refused and noted as refused; under a project limit, those past
+    it are refused; otherwise they are stored."""
+    f = RecordFactory()
+    project = f.project("alice", name="History")
+    made = _made(f, project, [("code", (i % 3,), AT + i) for i in range(5)])
+    rows = [row for row, _ in made]
+    with Store.open(tmp_path / "s.db") as store:
+        store.add([project])
+        policy = Policy()
+        admit = Admission(store, Metrics(), lambda: policy)
+        policy = policy.with_block("author", f.pub("alice"), True)
+        flags, refused = admit.attested(rows, published=True, source="local")
+        assert flags == [False] * 5
+        assert [i for i, _ in refused] == list(range(5))
+        assert all("blocked" in reason for _, reason in refused)
+        assert not any(store.has(row.id) for row in rows)
+        policy = Policy(max_project_records=3)
+        flags, refused = admit.attested(rows, published=True, source="local")
+        assert flags == [True, True, False, False, False]
+        assert [i for i, _ in refused] == [2, 3, 4]
+        policy = Policy()
+        flags, refused = admit.attested(rows, published=True, source="local")
+        assert (flags, refused) == ([False, False, True, True, True], [])

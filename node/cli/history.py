@@ -53,11 +53,14 @@ from protocol.validation import MAX_CLOCK_SKEW_MS
 
 __all__ = ["register"]
 
-#: Commits stored per transaction by ``import-git`` without a node: the bulk path's most.
-#: Each record's id lands on a random page of the id index, so once the index outgrows the
-#: page cache (about a million records) a transaction rewrites nearly every page of it: the
-#: bigger the transaction, the fewer times (see ``node.store.bulk.MAX_BULK``).
+#: The most commits stored per transaction by ``import-git`` without a node: the bulk
+#: path's most. Each record's id lands on a random page of the id index, so once the index
+#: outgrows the page cache (about a million records) a transaction rewrites nearly every page
+#: of it: the bigger the transaction, the fewer times (see ``node.store.bulk.MAX_BULK``).
 STORE_BATCH = MAX_BULK
+#: The fewest: a history is stored in at least about eight transactions (when it has more
+#: commits than this), so that storing one overlaps making the next.
+MIN_STORE_BATCH = 5_000
 #: The page cache of the import's store connection, in KiB (a node's is 16 MiB): with it,
 #: the index pages a batch lands on stay in memory at a million records (measured: a tenth
 #: less CPU a record, and a fifth less time, than with 16 MiB).
@@ -218,6 +221,7 @@ def _import(
     commits = 0
     latest_ms = now_ms() + MAX_CLOCK_SKEW_MS
     signer = BatchSigner(key, pid, url, workers=_workers(total))
+    store_batch = max(1, min(STORE_BATCH, max(MIN_STORE_BATCH, total // 8)))
     writer = ThreadPoolExecutor(1, thread_name_prefix="import-git-store")
     writing: Future[None] | None = None
 
@@ -225,7 +229,7 @@ def _import(
         for rows, passed in signer.done(wait_all=wait_all):
             unstored.extend(map(Attested._make, rows))
             skipped.extend({"commit": commit, "reason": reason} for commit, reason in passed)
-            while len(unstored) >= STORE_BATCH:
+            while len(unstored) >= store_batch:
                 put()
             progress.advance(len(rows) + len(passed))
         while wait_all and unstored:
@@ -240,8 +244,8 @@ def _import(
             return
         # In id order, the batch's inserts walk the id index from one end to the other
         # instead of jumping about it (measured: a tenth less time a record at a million).
-        rows = sorted(unstored[:STORE_BATCH], key=itemgetter(0))
-        del unstored[:STORE_BATCH]
+        rows = sorted(unstored[:store_batch], key=itemgetter(0))
+        del unstored[:store_batch]
         if writing is not None:
             writing.result()
         writing = writer.submit(write, rows)

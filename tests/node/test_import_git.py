@@ -145,6 +145,7 @@ def test_import_signs_in_worker_processes(
     args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
     monkeypatch.setattr(history, "SIGN_BATCH", 7)
     monkeypatch.setattr(history, "STORE_BATCH", 20)
+    monkeypatch.setattr(history, "MIN_STORE_BATCH", 20)
     monkeypatch.setattr(history, "_workers", lambda total: 2)
     dry = run(capsys, *args, "--dry-run")
     assert (dry["commits"], dry["new"], dry["held"]) == (COMMITS + 1, COMMITS + 1, 0)

@@ -21,7 +21,7 @@ from node.cli.parser import PROJECT_HELP, RECORD_HELP, add_command
 from node.cli.store_access import home_follow, home_policy, open_store
 from node.home import Home
 from node.metrics import Metrics
-from node.sync.ingest import Admission
+from node.sync.admission import Admission
 from node.views.cache import ViewCache, record_json
 from protocol.record import CONTRIBUTION_TYPES
 

@@ -19,7 +19,7 @@ from node.cli.parser import add_command
 from node.cli.store_access import home_policy, open_store
 from node.metrics import Metrics
 from node.policy import Policy
-from node.sync.ingest import Admission, validate_batch
+from node.sync.admission import Admission, validate_batch
 from node.textout import Progress
 from protocol.bundle import BundleWriter
 from protocol.errors import ProtocolError

@@ -40,7 +40,7 @@ from node.home import Home
 from node.metrics import Metrics
 from node.store.bulk import MAX_BULK, Attested
 from node.store.sqlite import Store
-from node.sync.ingest import Admission
+from node.sync.admission import Admission
 from node.textout import Progress
 from protocol.attest import ClaimBody, ClaimConfirmationBody, handle_from_text
 from protocol.bundle import BundleWriter

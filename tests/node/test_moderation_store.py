@@ -158,7 +158,7 @@ def test_limits_refuse_new_records_keep_the_held_ones_and_log_once(
         assert [r.id for r in again.duplicates] == [p.id]  # held: no refusal
         assert len(again.rejected) == 3
 
-    with caplog.at_level(logging.WARNING, logger="node.sync.ingest"):
+    with caplog.at_level(logging.WARNING, logger="node.sync.admission"):
         trio.run(run)
     assert store.count() == 3
     assert store.raw_many([p.id]) == [p.raw]  # still served

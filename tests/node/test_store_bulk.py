@@ -17,7 +17,7 @@ from node.metrics import Metrics
 from node.policy import Policy
 from node.store.bulk import Attested
 from node.store.sqlite import Store
-from node.sync.ingest import Admission
+from node.sync.admission import Admission
 from protocol.attest import email_handle
 from protocol.drafts import Drafts
 from protocol.record import Record

@@ -15,7 +15,8 @@ from test_node import wait_until
 from node.metrics import Metrics
 from node.store.sqlite import Store
 from node.sync._verifier_helper import MAX_REQUEST_ITEMS, READY, encode_request, verify_request
-from node.sync.ingest import HELPER_BATCH, Ingestor, Pipeline, validate_batch
+from node.sync.admission import validate_batch
+from node.sync.ingest import HELPER_BATCH, Ingestor, Pipeline
 from node.sync.verifier import Verifier, helper_command
 from protocol.record import Record
 from protocol.testing import RecordFactory

@@ -29,8 +29,8 @@ from node.cli.store_access import home_policy, open_store
 from node.gitlog import (
     BatchSigner,
     Commit,
+    CommitCount,
     GitError,
-    commit_count,
     commit_fields,
     map_coauthors,
     read_commits,
@@ -72,6 +72,10 @@ SIGN_BATCH = 1000
 PARALLEL_FROM = 10_000
 #: The most signing processes one import starts.
 MAX_WORKERS = 4
+#: Seconds ``import-git`` waits for git to count the commits before it starts without the
+#: total: a long history is imported while git counts it, and the progress bar gains its end
+#: and time left when the count arrives.
+COUNT_WAIT_S = 0.5
 #: Records per ``POST /api/v1/bundles`` request through a node (its limit is 4096).
 SUBMIT_BATCH = 2000
 #: Skipped commits listed one by one; the rest are counted.
@@ -169,18 +173,24 @@ def cmd_import_git(args: argparse.Namespace) -> int:
     try:
         url = args.url or repository_url(repo)
         Artifact(uri=url, digest="git:0")
-        total = commit_count(repo, args.rev, no_merges=args.no_merges)
+        count = CommitCount(repo, args.rev, no_merges=args.no_merges)
     except GitError as exc:
         raise CommandError(f"{repo}: {exc}") from None
     except InvalidRecord as exc:
         raise CommandError(f"repository URL {url[:80]!r}: {exc.message}") from None
-    with open_store(home) as store:
-        pid = _project(store, args.project)
-        _require_maintainer(store, pid, key, "import its history")
-        client = None if args.dry_run else running_client(home)
-        sink = _Sink(home, store, client, published=True)
-        store.use_page_cache(IMPORT_PAGE_CACHE_KIB)
-        summary = _import(args, repo, url, key, pid, sink, total)
+    try:
+        total = count.wait(COUNT_WAIT_S)
+        with open_store(home) as store:
+            pid = _project(store, args.project)
+            _require_maintainer(store, pid, key, "import its history")
+            client = None if args.dry_run else running_client(home)
+            sink = _Sink(home, store, client, published=True)
+            store.use_page_cache(IMPORT_PAGE_CACHE_KIB)
+            summary = _import(args, repo, url, key, pid, sink, count, total)
+    except GitError as exc:
+        raise CommandError(f"{repo}: {exc}") from None
+    finally:
+        count.close()
     text = (
         f"{summary['commits']} commits by {summary['authors']} authors: "
         f"{summary['new']} new contributions, {summary['held']} already held, "
@@ -201,16 +211,17 @@ def _import(
     key: SigningKey,
     pid: bytes,
     sink: _Sink,
-    total: int,
+    count: CommitCount,
+    total: int | None,
 ) -> dict[str, Any]:
-    """Read, draft, sign and store the commits in batches; what happened, as ``--json``
-    prints it.
+    """Read, make and store the records of the commits in batches; what happened, as
+    ``--json`` prints it.
 
-    This process reads ``git log``, drafts each commit's record (:class:`Drafts`: only what
-    varies from commit to commit is checked and encoded), finishes the signed records and
-    stores them; worker processes make the signatures (the most expensive step) when the
-    history is long enough to pay for starting them. The summary is returned only after
-    every batch is committed.
+    This process reads ``git log`` and stores; the records are made (drafted, signed,
+    finished: :class:`node.gitlog.RecordMaker`) in worker processes when the history is long
+    enough to pay for starting them, else here. ``total`` is the number of commits if git
+    counted them quickly (None for a long history, counted meanwhile by ``count``). The
+    summary is returned only after every batch is committed.
     """
     progress = Progress(f"importing {Path(repo).resolve().name}", total=total)
     authors: set[bytes] = set()
@@ -221,15 +232,19 @@ def _import(
     commits = 0
     latest_ms = now_ms() + MAX_CLOCK_SKEW_MS
     signer = BatchSigner(key, pid, url, workers=_workers(total))
-    store_batch = max(1, min(STORE_BATCH, max(MIN_STORE_BATCH, total // 8)))
     writer = ThreadPoolExecutor(1, thread_name_prefix="import-git-store")
     writing: Future[None] | None = None
+
+    def store_batch() -> int:
+        # About an eighth of the history (of what has been read, while git counts).
+        known = progress.total or commits
+        return max(1, min(STORE_BATCH, max(MIN_STORE_BATCH, known // 8)))
 
     def store(wait_all: bool = False) -> None:
         for rows, passed in signer.done(wait_all=wait_all):
             unstored.extend(map(Attested._make, rows))
             skipped.extend({"commit": commit, "reason": reason} for commit, reason in passed)
-            while len(unstored) >= store_batch:
+            while len(unstored) >= store_batch():
                 put()
             progress.advance(len(rows) + len(passed))
         while wait_all and unstored:
@@ -244,8 +259,9 @@ def _import(
             return
         # In id order, the batch's inserts walk the id index from one end to the other
         # instead of jumping about it (measured: a tenth less time a record at a million).
-        rows = sorted(unstored[:store_batch], key=itemgetter(0))
-        del unstored[:store_batch]
+        size = store_batch()
+        rows = sorted(unstored[:size], key=itemgetter(0))
+        del unstored[:size]
         if writing is not None:
             writing.result()
         writing = writer.submit(write, rows)
@@ -264,6 +280,8 @@ def _import(
             mapped.update(map_coauthors(repo, wanted, args.mailmap))
         signer.submit([commit_fields(commit, mapped) for commit in batch], latest_ms)
         batch.clear()
+        if progress.total is None:
+            progress.total = count.poll()
         store()
 
     try:
@@ -297,14 +315,15 @@ def _import(
     }
 
 
-def _workers(total: int) -> int:
-    """Signing processes for an import of ``total`` commits: none for a short history (that
-    would spend more on starting them than they save) or on one core, else one per core
-    beside this process's, up to :data:`MAX_WORKERS`. Measured per commit on the 2-core
-    reference machine: git 30 to 40 microseconds of CPU, a signature 42, this process (read,
-    draft, finish, store) about 60; so one worker keeps up with this process, and more help
-    only where more cores run them."""
-    if total < PARALLEL_FROM:
+def _workers(total: int | None) -> int:
+    """Signing processes for an import of ``total`` commits (None: a history too long to
+    count quickly): none for a short history (that would spend more on starting them than
+    they save) or on one core, else one per core beside this process's, up to
+    :data:`MAX_WORKERS`. Measured per commit on the 2-core reference machine: git 45 to 50
+    microseconds of CPU, a worker 70 (the signature 40 of it), this process (read, store)
+    about 60; so one worker keeps up with this process, and more help only where more cores
+    run them."""
+    if total is not None and total < PARALLEL_FROM:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min((cores or 1) - 1, MAX_WORKERS))

@@ -9,6 +9,7 @@ the claimant's key, offline and on two real nodes after they sync.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -222,6 +223,47 @@ def test_import_this_repositorys_own_history(
     assert result["skipped"] == []
     shares = run(capsys, "shares", pid, "--home", home)
     assert sum(s["contributions"] for s in shares) >= int(count)
+
+
+def test_a_history_is_imported_while_git_counts_it(
+    repo: Path,
+    maintained: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without waiting for the count (a long history), the import starts at once, in worker
+    processes, and the progress bar gains its total when git has counted; a bad revision is
+    still refused with git's reason, by ``git log`` if not by the count."""
+    home, pid = maintained
+    args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
+    monkeypatch.setattr(history, "SIGN_BATCH", 5)
+    waited: list[float | None] = []
+    wait = gitlog.CommitCount.wait
+
+    def still_counting(self: gitlog.CommitCount, timeout: float | None) -> int | None:
+        waited.append(timeout)  # the first wait is the import's, which git outlasts here
+        return None if len(waited) == 1 else wait(self, timeout)
+
+    monkeypatch.setattr(gitlog.CommitCount, "wait", still_counting)
+    asked: list[int | None] = []
+    totals: list[int | None] = []
+    monkeypatch.setattr(history, "_workers", lambda total: asked.append(total) or 1)
+    advance = history.Progress.advance
+
+    def watched(self: history.Progress, n: int = 1) -> None:
+        advance(self, n)
+        totals.append(self.total)
+
+    monkeypatch.setattr(history.Progress, "advance", watched)
+    result = run(capsys, *args)
+    assert (result["commits"], result["new"], result["skipped"]) == (COMMITS + 1, COMMITS + 1, [])
+    assert waited[0] == history.COUNT_WAIT_S
+    assert asked == [None]  # started before git had counted, in worker processes
+    assert totals[-1] == COMMITS + 1  # the count arrived during the import
+    waited.clear()
+    assert "bad revision" in fails(capsys, *args, "--rev", "nosuchbranch")  # from git log
+    monkeypatch.undo()
+    assert history._workers(None) == max(0, min(len(os.sched_getaffinity(0)) - 1, 4))
 
 
 def test_import_refusals(

@@ -234,22 +234,65 @@ def test_hostile_objects_are_read_without_a_traceback(content: bytes, name: byte
 
 
 @pytest.mark.parametrize(
-    ("swap", "said"),
+    ("commands", "swap", "said"),
     [
-        ("--bogus", "git cat-file stopped: "),  # git refuses the option and exits
-        ("--batch-check", "stopped in the middle of commit"),  # no object after the line
+        (False, "--bogus", "git cat-file stopped: "),  # git refuses the option and exits
+        (False, "--batch-check", "stopped in the middle of commit"),  # no object after the line
+        (True, "--bogus", "git cat-file stopped: "),
     ],
 )
 def test_a_failing_cat_file_is_one_clear_error(
-    signed: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch, swap: str, said: str
+    signed: tuple[Path, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    commands: bool,
+    swap: str,
+    said: str,
 ) -> None:
     repo, _ = signed
     real = gitlog._git
+    mode = "--batch-command" if commands else "--batch"
 
     def git_with(repo: str, *args: str, mailmap: str | None = None) -> list[str]:
-        args = tuple(swap if a == "--batch" else a for a in args)
+        args = tuple(swap if a == mode else a for a in args)
         return real(repo, *args, mailmap=mailmap)
 
     monkeypatch.setattr(gitlog, "_git", git_with)
+    monkeypatch.setattr(gitlog, "_batch_commands", lambda: commands)
     with pytest.raises(gitlog.GitError, match=said):
         list(read_commits(str(repo)))
+
+
+def test_both_ways_of_asking_cat_file_read_the_same_keys(
+    signed: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git 2.36's ``--batch-command --buffer`` and older git's ``--batch`` give every commit
+    the same key, read in chunks of any size."""
+    repo, _ = signed
+    monkeypatch.setattr(gitlog, "READ_CHUNK", 97)
+    read = {}
+    for commands in (True, False):
+        monkeypatch.setattr(gitlog, "_batch_commands", lambda commands=commands: commands)
+        read[commands] = [(c.hash, c.ssh_key) for c in read_commits(str(repo))]
+    assert read[True] == read[False]
+    assert any(key is not None for _, key in read[True])
+
+
+@pytest.mark.parametrize(
+    ("said", "commands"),
+    [
+        (b"git version 2.35.8\n", False),
+        (b"git version 2.36.0\n", True),
+        (b"git version 2.39.1.windows.1\n", True),
+        (b"git version 3.0\n", True),
+        (b"not git\n", False),
+    ],
+)
+def test_cat_file_commands_from_git_2_36(
+    monkeypatch: pytest.MonkeyPatch, said: bytes, commands: bool
+) -> None:
+    monkeypatch.setattr(gitlog, "_run", lambda command: said)
+    gitlog._batch_commands.cache_clear()
+    try:
+        assert gitlog._batch_commands() is commands
+    finally:
+        gitlog._batch_commands.cache_clear()

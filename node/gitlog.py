@@ -109,6 +109,8 @@ _MAX_REPLY: Final = 160
 #: a subject holding them keeps its other characters, with U+FFFD in their place.
 _REFUSED: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ANGLE_EMAIL: Final = re.compile(rb"<([^<>]*)>")
+#: What ``bytes.strip`` strips: a line of a path list holding only these is no path.
+_ASCII_SPACE: Final = " \t\n\r\x0b\x0c"
 #: Bounds on what one commit may bring, so a hostile repository cannot exhaust memory.
 MAX_LINE: Final = 1 << 20
 MAX_PATHS_READ: Final = 10_000
@@ -515,8 +517,10 @@ def _block(block: bytes) -> Commit:
     header, _, rest = block.partition(b"\n")
     if len(header) > MAX_LINE:
         raise GitError("git log printed a line over 1 MiB: not a history this reads")
-    lines = rest.split(b"\n", MAX_PATHS_READ + 1)[: MAX_PATHS_READ + 1]
-    paths = [line.decode("utf-8", "replace") for line in lines if line.strip()]
+    # One decoding for all the paths: a newline is never part of a UTF-8 sequence, so this
+    # is each line decoded alone.
+    lines = rest.decode("utf-8", "replace").split("\n", MAX_PATHS_READ + 1)
+    paths = [line for line in lines[: MAX_PATHS_READ + 1] if line.strip(_ASCII_SPACE)]
     return _commit(header, paths[:MAX_PATHS_READ])
 
 
@@ -550,17 +554,18 @@ def _commit(header: bytes, paths: list[str]) -> Commit:
         author_time = int(when)
     except ValueError:
         raise GitError(f"commit {hash_[:12]!r} has no readable author time") from None
+    # A signature is its committer's, who may apply someone else's patch: it is read, and
+    # its key recorded, only for a commit its author committed.
     return Commit(
-        hash=hash_.decode("ascii", "replace"),
-        parents=len(parents.split()),
-        author_time=author_time,
-        email=email,
-        coauthor_emails=tuple(coauthors),
-        subject=subject.decode("utf-8", "replace"),
-        paths=tuple(paths),
-        # A signature is its committer's, who may apply someone else's patch: it is read,
-        # and its key recorded, only for a commit its author committed.
-        self_committed=email.strip().lower() == committer.strip().lower(),
+        hash_.decode("ascii", "replace"),
+        len(parents.split()),
+        author_time,
+        email,
+        tuple(coauthors),
+        subject.decode("utf-8", "replace"),
+        tuple(paths),
+        None,
+        email == committer or email.strip().lower() == committer.strip().lower(),
     )
 
 

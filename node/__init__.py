@@ -14,11 +14,21 @@ those before it (tests/node/test_layers.py checks it):
   front ends, which nothing else imports.
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
+from __future__ import annotations
 
-try:
-    #: The installed distribution's version (``commons --version``, ``status``).
-    __version__ = _version("commons-ledger")
-except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
-    __version__ = "0+unknown"
+__all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    # The version is read from the installed distribution when first asked for: reading
+    # package metadata costs a tenth of every ``commons`` command's start otherwise.
+    if name != "__version__":
+        raise AttributeError(f"module 'node' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("commons-ledger")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found

@@ -13,7 +13,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from node.cli.errors import CommandError
 from node.cli.parser import EXIT_FAILED, Parser, common_options
@@ -34,8 +34,20 @@ def missing_node_dependencies() -> list[str]:
     return [name for name in NODE_DEPENDENCIES if importlib.util.find_spec(name) is None]
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed version, read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from node import __version__
+
+        sys.stdout.write(f"commons {__version__}\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from node import __version__
     from node.cli import (
         admin,
         author,
@@ -60,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "between peers and reconciled so every node converges on the same ledger.",
         parents=[common],
     )
-    parser.add_argument(
-        "--version", action="version", version=f"commons {__version__}", help="print the version"
-    )
+    parser.add_argument("--version", action=_Version, help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     identity.register(sub, common)

@@ -8,7 +8,7 @@ import webbrowser
 from functools import partial
 from typing import Any
 
-from node import __version__
+import node
 from node.cli.client import SYNC_TIMEOUT, running_client
 from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, identity
@@ -51,7 +51,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "peers": 0,
                 "records": store.count(),
                 "projects": len(store.project_ids()),
-                "version": __version__,
+                "version": node.__version__,
             }
     emit(args, status, _status_text(status))
     return 0

@@ -755,22 +755,32 @@ class BatchSigner:
     of them with ``wait_all``), so memory stays bounded by a few batches.
     """
 
-    def __init__(self, key: SigningKey, project: bytes, url: str, *, workers: int) -> None:
+    def __init__(self, key: SigningKey, project: bytes, url: str, *, workers: int = 0) -> None:
         self._maker = RecordMaker(key.seed, project, url)
+        self._init = (key.seed, project, url)
         self._pending: deque[Future[Made]] = deque()
         self._ready: deque[Made] = deque()
-        self._workers = workers
+        self._workers = 0
         self._pool: ProcessPoolExecutor | None = None
-        if workers > 0:
-            methods = multiprocessing.get_all_start_methods()
-            # fork starts a worker without importing anything again; spawn is the fallback.
-            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ProcessPoolExecutor(
-                workers,
-                mp_context=context,
-                initializer=_start_worker,
-                initargs=(key.seed, project, url),
-            )
+        self.start_workers(workers)
+
+    @property
+    def workers(self) -> int:
+        """The signing processes running (0: batches are made here)."""
+        return self._workers
+
+    def start_workers(self, workers: int) -> None:
+        """Make the batches submitted from now on in ``workers`` processes (when none run
+        yet and ``workers`` is at least 1); those made before stay first in :meth:`done`."""
+        if self._pool is not None or workers < 1:
+            return
+        methods = multiprocessing.get_all_start_methods()
+        # fork starts a worker without importing anything again; spawn is the fallback.
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=self._init
+        )
+        self._workers = workers
 
     def submit(self, commits: list[CommitFields], latest_ms: int) -> None:
         if self._pool is None:

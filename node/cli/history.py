@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from functools import partial
@@ -70,6 +71,9 @@ IMPORT_PAGE_CACHE_KIB = 64 * 1024
 SIGN_BATCH = 1000
 #: Commits from which ``import-git`` signs in worker processes (with two cores or more).
 PARALLEL_FROM = 10_000
+#: Commits read from which ``import-git`` starts its worker processes when git has not
+#: counted the history (no terminal to show the count on, or a long count): two batches.
+UNCOUNTED_PARALLEL_FROM = 2_000
 #: The most signing processes one import starts.
 MAX_WORKERS = 4
 #: Seconds ``import-git`` waits for git to count the commits before it starts without the
@@ -173,13 +177,14 @@ def cmd_import_git(args: argparse.Namespace) -> int:
     try:
         url = args.url or repository_url(repo)
         Artifact(uri=url, digest="git:0")
-        count = CommitCount(repo, args.rev, no_merges=args.no_merges)
+        # git walks every commit to count them: only for a progress bar someone sees.
+        count = CommitCount(repo, args.rev, no_merges=args.no_merges) if _shows_progress() else None
     except GitError as exc:
         raise CommandError(f"{repo}: {exc}") from None
     except InvalidRecord as exc:
         raise CommandError(f"repository URL {url[:80]!r}: {exc.message}") from None
     try:
-        total = count.wait(COUNT_WAIT_S)
+        total = None if count is None else count.wait(COUNT_WAIT_S)
         with open_store(home) as store:
             pid = _project(store, args.project)
             _require_maintainer(store, pid, key, "import its history")
@@ -190,7 +195,8 @@ def cmd_import_git(args: argparse.Namespace) -> int:
     except GitError as exc:
         raise CommandError(f"{repo}: {exc}") from None
     finally:
-        count.close()
+        if count is not None:
+            count.close()
     text = (
         f"{summary['commits']} commits by {summary['authors']} authors: "
         f"{summary['new']} new contributions, {summary['held']} already held, "
@@ -211,7 +217,7 @@ def _import(
     key: SigningKey,
     pid: bytes,
     sink: _Sink,
-    count: CommitCount,
+    count: CommitCount | None,
     total: int | None,
 ) -> dict[str, Any]:
     """Read, make and store the records of the commits in batches; what happened, as
@@ -220,8 +226,9 @@ def _import(
     This process reads ``git log`` and stores; the records are made (drafted, signed,
     finished: :class:`node.gitlog.RecordMaker`) in worker processes when the history is long
     enough to pay for starting them, else here. ``total`` is the number of commits if git
-    counted them quickly (None for a long history, counted meanwhile by ``count``). The
-    summary is returned only after every batch is committed.
+    counted them quickly (None for a long history, counted meanwhile by ``count``, or for one
+    not counted at all: no terminal shows the progress). The summary is returned only after
+    every batch is committed.
     """
     progress = Progress(f"importing {Path(repo).resolve().name}", total=total)
     authors: set[bytes] = set()
@@ -278,10 +285,12 @@ def _import(
         wanted = [e for c in batch for e in c.coauthor_emails if e not in mapped]
         if wanted:
             mapped.update(map_coauthors(repo, wanted, args.mailmap))
+        if progress.total is None and count is not None:
+            progress.total = count.poll()
+        if not signer.workers:
+            signer.start_workers(_workers(progress.total, commits))
         signer.submit([commit_fields(commit, mapped) for commit in batch], latest_ms)
         batch.clear()
-        if progress.total is None:
-            progress.total = count.poll()
         store()
 
     try:
@@ -315,18 +324,27 @@ def _import(
     }
 
 
-def _workers(total: int | None) -> int:
-    """Signing processes for an import of ``total`` commits (None: a history too long to
-    count quickly): none for a short history (that would spend more on starting them than
-    they save) or on one core, else one per core beside this process's, up to
-    :data:`MAX_WORKERS`. Measured per commit on the 2-core reference machine: git 45 to 50
-    microseconds of CPU, a worker 70 (the signature 40 of it), this process (read, store)
-    about 60; so one worker keeps up with this process, and more help only where more cores
-    run them."""
-    if total is not None and total < PARALLEL_FROM:
+def _workers(total: int | None, read: int = 0) -> int:
+    """Signing processes for an import of ``total`` commits, or, when git has not counted
+    them (None), of which ``read`` are read so far: none for a short history (that would
+    spend more on starting them than they save: fewer than :data:`PARALLEL_FROM` commits,
+    or fewer than :data:`UNCOUNTED_PARALLEL_FROM` read) or on one core, else one per core
+    beside this process's, up to :data:`MAX_WORKERS`. Measured per commit on the 2-core
+    reference machine: git 40 to 50 microseconds of CPU, a worker 70 (the signature 40 of
+    it), this process (read, store) about 60; so one worker keeps up with this process, and
+    more help only where more cores run them."""
+    if (total if total is not None else read) < (
+        PARALLEL_FROM if total is not None else UNCOUNTED_PARALLEL_FROM
+    ):
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min((cores or 1) - 1, MAX_WORKERS))
+
+
+def _shows_progress() -> bool:
+    """Whether the progress bar is drawn (stderr is a terminal): only then is the history
+    counted, for the bar's end and ETA."""
+    return sys.stderr.isatty()
 
 
 def cmd_claim(args: argparse.Namespace) -> int:

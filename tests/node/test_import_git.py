@@ -9,7 +9,6 @@ the claimant's key, offline and on two real nodes after they sync.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -147,7 +146,7 @@ def test_import_signs_in_worker_processes(
     monkeypatch.setattr(history, "SIGN_BATCH", 7)
     monkeypatch.setattr(history, "STORE_BATCH", 20)
     monkeypatch.setattr(history, "MIN_STORE_BATCH", 20)
-    monkeypatch.setattr(history, "_workers", lambda total: 2)
+    monkeypatch.setattr(history, "_workers", lambda total, read=0: 2)
     dry = run(capsys, *args, "--dry-run")
     assert (dry["commits"], dry["new"], dry["held"]) == (COMMITS + 1, COMMITS + 1, 0)
     first = run(capsys, *args)
@@ -156,7 +155,7 @@ def test_import_signs_in_worker_processes(
     ids = {e["id"] for e in run(capsys, "ledger", pid, "--home", home)}
     assert len(ids) == COMMITS + 1
     # In this process, the same history is already held, record for record.
-    monkeypatch.setattr(history, "_workers", lambda total: 0)
+    monkeypatch.setattr(history, "_workers", lambda total, read=0: 0)
     again = run(capsys, *args)
     assert (again["new"], again["held"]) == (0, COMMITS + 1)
     assert {e["id"] for e in run(capsys, "ledger", pid, "--home", home)} == ids
@@ -205,6 +204,44 @@ def test_a_commit_with_too_many_paths_is_cut(monkeypatch: pytest.MonkeyPatch) ->
 def test_workers_only_for_long_histories() -> None:
     assert history._workers(history.PARALLEL_FROM - 1) == 0
     assert 0 <= history._workers(history.PARALLEL_FROM) <= history.MAX_WORKERS
+    # Not counted: judged by the commits read so far.
+    assert history._workers(None, history.UNCOUNTED_PARALLEL_FROM - 1) == 0
+    assert history._workers(None, history.UNCOUNTED_PARALLEL_FROM) == history._workers(
+        history.PARALLEL_FROM
+    )
+
+
+def test_without_a_terminal_the_history_is_not_counted(
+    repo: Path,
+    maintained: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No progress bar to show the count on, so git does not walk the history twice: the
+    workers start once two batches are read, and the records are those of a counted import."""
+    home, pid = maintained
+    args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
+
+    def no_count(*args: object, **kwargs: object) -> None:
+        raise AssertionError("counted without a terminal")
+
+    monkeypatch.setattr(history, "CommitCount", no_count)
+    monkeypatch.setattr(history, "SIGN_BATCH", 5)
+    monkeypatch.setattr(history, "UNCOUNTED_PARALLEL_FROM", 10)
+    workers = history._workers
+    asked: list[tuple[int | None, int, int]] = []
+
+    def watched(total: int | None, read: int = 0) -> int:
+        asked.append((total, read, workers(total, read)))
+        return asked[-1][2]
+
+    monkeypatch.setattr(history, "_workers", watched)
+    dry = run(capsys, *args, "--dry-run")
+    assert (dry["commits"], dry["new"]) == (COMMITS + 1, COMMITS + 1)
+    assert all(total is None for total, _, _ in asked)
+    started = [read for _, read, n in asked if n]
+    assert started == ([10] if workers(None, 10) else [])
+    assert asked[: len(asked) - len(started)] == [(None, r, 0) for r in range(0, 10, 5)]
 
 
 def test_import_this_repositorys_own_history(
@@ -237,6 +274,7 @@ def test_a_history_is_imported_while_git_counts_it(
     home, pid = maintained
     args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
     monkeypatch.setattr(history, "SIGN_BATCH", 5)
+    monkeypatch.setattr(history, "_shows_progress", lambda: True)
     waited: list[float | None] = []
     wait = gitlog.CommitCount.wait
 
@@ -247,7 +285,7 @@ def test_a_history_is_imported_while_git_counts_it(
     monkeypatch.setattr(gitlog.CommitCount, "wait", still_counting)
     asked: list[int | None] = []
     totals: list[int | None] = []
-    monkeypatch.setattr(history, "_workers", lambda total: asked.append(total) or 1)
+    monkeypatch.setattr(history, "_workers", lambda total, read=0: asked.append(total) or 1)
     advance = history.Progress.advance
 
     def watched(self: history.Progress, n: int = 1) -> None:
@@ -258,12 +296,10 @@ def test_a_history_is_imported_while_git_counts_it(
     result = run(capsys, *args)
     assert (result["commits"], result["new"], result["skipped"]) == (COMMITS + 1, COMMITS + 1, [])
     assert waited[0] == history.COUNT_WAIT_S
-    assert asked == [None]  # started before git had counted, in worker processes
+    assert asked == [None]  # started before git had counted
     assert totals[-1] == COMMITS + 1  # the count arrived during the import
     waited.clear()
     assert "bad revision" in fails(capsys, *args, "--rev", "nosuchbranch")  # from git log
-    monkeypatch.undo()
-    assert history._workers(None) == max(0, min(len(os.sched_getaffinity(0)) - 1, 4))
 
 
 def test_import_refusals(

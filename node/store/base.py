@@ -235,6 +235,34 @@ class StoreBase:
         if self._checkpointer is not None:
             self._checkpointer.committed(conn.total_changes - before)
 
+    @contextmanager
+    def _adding(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that stores records (:meth:`_transaction`); scope, kind and
+        participant numbers handed out inside it are forgotten if it rolls back, since they
+        no longer exist."""
+        try:
+            with self._transaction() as conn:
+                yield conn
+        except BaseException:
+            self._scope_numbers.clear()
+            self._kind_numbers.clear()
+            self._unit_numbers.clear()
+            raise
+
+    @staticmethod
+    def _insert_records(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> int:
+        """Insert ``records`` rows (:data:`INSERT_RECORDS`' columns); the ``seq`` the first
+        gets if SQLite numbers them on from the greatest held (checked by the caller)."""
+        first = int(conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0])
+        insert_rows(conn, INSERT_RECORDS, rows)
+        return first
+
+    def _stored_in(self, scopes: Iterable[str]) -> None:
+        """Count a committed transaction that stored records of ``scopes``."""
+        self._changes += 1
+        for scope in scopes:
+            self._scope_changes[scope] = self._scope_changes.get(scope, 0) + 1
+
     def _scope_number(self, name: str, *, create: bool = True) -> int | None:
         """The number of a scope, creating it (inside the caller's transaction) if asked."""
         number = self._scope_numbers.get(name)

@@ -20,11 +20,9 @@ from typing import Final, NamedTuple
 
 from node.clock import now_ms as _now_ms
 from node.store.base import (
-    INSERT_RECORDS,
     StoreBase,
     decode,
     guarded,
-    insert_rows,
     project_of,
 )
 from node.store.tally import Sums, author_units, inserted_seqs, write_sums
@@ -91,55 +89,31 @@ class BulkMixin(StoreBase):
         scope = scope_of(probe)
         at = _now_ms() if now_ms is None else now_ms
         new: list[bool] = []
-        try:
-            with self._transaction() as conn:
-                held = self._held(conn, [row.id for row in rows])
-                author = author_units(conn, [probe], self._unit_numbers)[probe.author]
-                project_n = self._scope_number(project.hex())
-                assert project_n is not None, "created when missing"
-                scope_n = self._scope_number(scope)
-                kind_n = self._kind_number("contribution")
-                inserted: list[Attested] = []
-                flag = int(published)
-                records: list[tuple[object, ...]] = []
-                for row in rows:
-                    is_new = row.id not in held
-                    new.append(is_new)
-                    if not is_new:
-                        continue
-                    held.add(row.id)
-                    inserted.append(row)
-                    records.append(
-                        (
-                            row.id,
-                            row.raw,
-                            kind_n,
-                            author,
-                            project_n,
-                            scope_n,
-                            row.ts,
-                            None,
-                            at,
-                            flag,
-                        )
-                    )
-                first = int(
-                    conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
-                )
-                insert_rows(conn, INSERT_RECORDS, records)
-                if inserted:
-                    seqs = inserted_seqs(conn, first, [row.id for row in inserted])
-                    write_sums(conn, _sums(project_n, seqs, inserted), known=self._unit_numbers)
-            if records:  # committed
-                self._changes += 1
-                self._scope_changes[scope] = self._scope_changes.get(scope, 0) + 1
-        except BaseException:
-            # Numbers handed out inside the rolled-back transaction no longer exist.
-            self._scope_numbers.clear()
-            self._kind_numbers.clear()
-            self._unit_numbers.clear()
-            raise
-        if records:
+        with self._adding() as conn:
+            held = self._held(conn, [row.id for row in rows])
+            author = author_units(conn, [probe], self._unit_numbers)[probe.author]
+            project_n = self._scope_number(project.hex())
+            assert project_n is not None, "created when missing"
+            scope_n = self._scope_number(scope)
+            kind_n = self._kind_number("contribution")
+            inserted: list[Attested] = []
+            columns = (kind_n, author, project_n, scope_n)
+            flag = int(published)
+            records: list[tuple[object, ...]] = []
+            for row in rows:
+                is_new = row.id not in held
+                new.append(is_new)
+                if not is_new:
+                    continue
+                held.add(row.id)
+                inserted.append(row)
+                records.append((row.id, row.raw, *columns, row.ts, None, at, flag))
+            first = self._insert_records(conn, records)
+            if inserted:
+                seqs = inserted_seqs(conn, first, [row.id for row in inserted])
+                write_sums(conn, _sums(project_n, seqs, inserted), known=self._unit_numbers)
+        if records:  # committed
+            self._stored_in([scope])
             # A cached project would miss the new records: it is read again when next asked.
             entry = self._cache.pop(project, None)
             if entry is not None:

@@ -3,7 +3,7 @@
 The repository (bench/gitrepo.py: C commits on ``main`` plus one merged side commit every 50,
 by A authors, with a mailmap and co-author trailers) is written by ``git fast-import`` once
 and cached under the bench data folder. Each repetition imports the whole history into a
-fresh home, without a node (the store, in 5,000-record transactions), as the CLI runs it in
+fresh home, without a node (the store, up to 50,000 records a transaction), as the CLI runs it in
 its own process; then (except in the full run, where it would double the figure's time)
 imports it again, every record already held: the cost of a no-op re-run.
 

@@ -109,6 +109,9 @@ __all__ = [
     "StoreError",
 ]
 
+#: A record's project key, the numbers of its project, scope and kind, and its scope's
+#: name (see ``Store._numbers``).
+_Numbers: TypeAlias = tuple[bytes | None, int | None, int | None, int | None, str]
 #: Whether a record of (project, author) may be served to peers (see ``raw_many``).
 Served: TypeAlias = Callable[[bytes | None, bytes], bool]
 T = TypeVar("T")
@@ -232,23 +235,28 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
                 rows = []
                 tallied: list[tuple[int | None, Record]] = []
                 scopes: set[str] = set()
+                # A record's project, scope and kind numbers depend only on its project key
+                # and kind, the same for most of a batch (a sync's frame is mostly one
+                # project's contributions): looked up once a batch. A genesis is its own
+                # project, so its numbers are not kept for the next.
+                numbered: dict[tuple[bytes | None, str], _Numbers] = {}
                 for record in records:
                     is_new = record.id not in held
                     new.append(is_new)
                     if not is_new:
                         continue
                     held.add(record.id)
-                    project = project_of(record)
-                    scope = scope_of(record)
+                    kind = record.kind
+                    numbers = numbered.get((record.project, kind))
+                    if numbers is None:
+                        numbers = self._numbers(record, kind)
+                        if kind != "project":
+                            numbered[(record.project, kind)] = numbers
+                    project, pnum, snum, knum, scope = numbers
                     scopes.add(scope)
-                    numbers = (
-                        None if project is None else self._scope_number(project.hex()),
-                        self._scope_number(scope),
-                    )
-                    kind = self._kind_number(record.kind)
-                    row = _columns(record, kind, authors[record.author], *numbers)
+                    row = _columns(record, knum, authors[record.author], pnum, snum)
                     rows.append((*row, received_at, int(published)))
-                    tallied.append((numbers[0], record))
+                    tallied.append((pnum, record))
                     if project is not None:
                         added.append((project, record))
                 first = int(
@@ -269,6 +277,14 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin):
             raise
         self._cache_added(added)
         return new
+
+    def _numbers(self, record: Record, kind: str) -> _Numbers:
+        """A record's project key and the numbers ``add`` stores for its project, scope and
+        kind (creating them inside the caller's transaction), and its scope's name."""
+        project = project_of(record)
+        scope = scope_of(record)
+        pnum = None if project is None else self._scope_number(project.hex())
+        return project, pnum, self._scope_number(scope), self._kind_number(kind), scope
 
     @staticmethod
     def _held(conn: sqlite3.Connection, ids: Sequence[bytes]) -> set[bytes]:

@@ -532,7 +532,6 @@ class ClientSession(_Session):
         self._need_scopes: set[str] = set()  # the scopes whose sessions reported a need
         self._queue: list[bytes] = []  # ids still to fetch; the ones asked for first
         self._ask = 0  # how many ids the want in flight asked for
-        self._next_ask = MAX_WANT  # how many the next want asks for (see next_want)
         self._more = False  # whether that want was sent after the last recs
         self._next_push = 0  # the first id of ``_have`` not yet asked of the shell
         self._raws: list[bytes] = []  # records to push, not yet sent
@@ -665,10 +664,9 @@ class ClientSession(_Session):
                 raise SyncError("bad-frame", "the peer answered want with records not asked for")
             # Asked but not sent (the frame was full): asked again first.
             self._queue[: self._ask] = [i for i in asked if i not in returned]
-        self._next_ask = next_want(self._ask, len(reply.records))
         self._more = bool(self._queue)
         if self._more:
-            self._send_want(self._next_ask)
+            self._send_want(next_want(self._ask, len(reply.records)))
         self._events.append(RecordsReceived(records=reply.records, more=self._more))
         return INGEST
 

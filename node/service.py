@@ -604,6 +604,8 @@ class NodeService:
     def refusal(self, record: Record) -> str | None:
         """Why this node does not hold ``record`` (the follow rule), or None. Reads only the
         configuration, so worker threads may call it."""
+        if not self.config.follow:  # every project: asked of each record a sync brings
+            return None
         scope = scope_of(record)
         if scope != META_SCOPE and not self.follows(bytes.fromhex(scope)):
             return "not-followed: this node does not hold that project"

@@ -93,6 +93,7 @@ __all__ = [
     "State",
     "hard_refusals",
     "is_misbehaviour",
+    "next_want",
     "reply_limit",
 ]
 
@@ -107,8 +108,9 @@ NEG_FRAME_LIMIT: Final = NEG_FRAME_BUDGET - NEG_ITEM_OVERHEAD
 #: The most scopes one ``neg`` frame asks about: each reply may then still be 4 KiB (the
 #: smallest frameSizeLimit negentropy allows) and all of them fit one frame.
 NEG_MAX_SCOPES: Final = NEG_FRAME_BUDGET // (negentropy.MIN_FRAME_SIZE_LIMIT + NEG_ITEM_OVERHEAD)
-#: Ids asked for by a session's first ``want`` (later ones ask for ``MAX_WANT``): the client
-#: validates one frame while the next is on its way, so a small first one starts that sooner.
+#: Ids asked for by a session's first ``want`` (later ones ask for about what the last frame
+#: held, see :func:`next_want`): the client validates one frame while the next is on its way,
+#: so a small first one starts that sooner.
 FIRST_WANT: Final = 512
 #: A responder serves at most this many negentropy rounds per session.
 MAX_ROUNDS: Final = 64
@@ -489,6 +491,22 @@ class _Session:
             raise SyncError("invalid-record", f"peer sent invalid records: {hard[0]}")
 
 
+def next_want(asked: int, returned: int) -> int:
+    """How many ids to ask for after a ``want`` of ``asked`` ids brought ``returned`` records.
+
+    A server reads every record a ``want`` names and sends those that fit one frame: asked
+    for 4096 records of 443 bytes, it read 4096 to send about 2,360, and read the other 1,736
+    again for the next ``want``, so a catch-up cost it 1.7 reads a record. A frame that came
+    back short of the ask was full (or the peer withheld some), so the next ask is what it
+    held and an eighth more, for records of other sizes; a frame that brought everything
+    asked lets the next ask ``MAX_WANT``. Never fewer than ``FIRST_WANT``: a peer withholding
+    records cannot make the transfer crawl.
+    """
+    if returned >= asked or returned == 0:
+        return MAX_WANT
+    return max(FIRST_WANT, min(MAX_WANT, returned + returned // 8))
+
+
 class ClientSession(_Session):
     """The initiator: hello, negentropy rounds over every shared scope at once (as many scopes
     a ``neg`` frame as fit), ``want`` for what it lacks, ``push`` for what the peer lacks,
@@ -648,7 +666,7 @@ class ClientSession(_Session):
             self._queue[: self._ask] = [i for i in asked if i not in returned]
         self._more = bool(self._queue)
         if self._more:
-            self._send_want(MAX_WANT)
+            self._send_want(next_want(self._ask, len(reply.records)))
         self._events.append(RecordsReceived(records=reply.records, more=self._more))
         return INGEST
 

@@ -64,7 +64,6 @@ from node.clock import now_ms as _now_ms
 from node.memory import malloc_trim
 from node.store.base import (
     ID_PREFIX,
-    INSERT_RECORDS,
     INSERT_ROWS,
     MAX_BATCH,
     Pending,
@@ -76,7 +75,6 @@ from node.store.base import (
     guarded,
     id_in,
     id_params,
-    insert_rows,
     marks,
     project_of,
 )
@@ -112,6 +110,9 @@ __all__ = [
     "StoreError",
 ]
 
+#: A record's project key, the numbers of its project, scope and kind, and its scope's
+#: name (see ``Store._numbers``).
+_Numbers: TypeAlias = tuple[bytes | None, int | None, int | None, int | None, str]
 #: Whether a record of (project, author) may be served to peers (see ``raw_many``).
 Served: TypeAlias = Callable[[bytes | None, bytes], bool]
 T = TypeVar("T")
@@ -215,53 +216,53 @@ class Store(ProjectsMixin, PeersMixin, ModerationMixin, TallyMixin, BulkMixin):
         received_at = _now_ms() if now_ms is None else now_ms
         new: list[bool] = []
         added: list[tuple[bytes, Record]] = []
-        try:
-            with self._transaction() as conn:
-                # Inside the write transaction nobody else inserts, so "not held yet and not
-                # earlier in this batch" is exactly "inserted"; one executemany for the new
-                # rows costs a third less than a statement per record.
-                held = self._held(conn, [r.id for r in records])
-                authors = author_units(conn, records, self._unit_numbers)
-                rows = []
-                tallied: list[tuple[int | None, Record]] = []
-                scopes: set[str] = set()
-                for record in records:
-                    is_new = record.id not in held
-                    new.append(is_new)
-                    if not is_new:
-                        continue
-                    held.add(record.id)
-                    project = project_of(record)
-                    scope = scope_of(record)
-                    scopes.add(scope)
-                    numbers = (
-                        None if project is None else self._scope_number(project.hex()),
-                        self._scope_number(scope),
-                    )
-                    kind = self._kind_number(record.kind)
-                    row = _columns(record, kind, authors[record.author], *numbers)
-                    rows.append((*row, received_at, int(published)))
-                    tallied.append((numbers[0], record))
-                    if project is not None:
-                        added.append((project, record))
-                first = int(
-                    conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0]
-                )
-                insert_rows(conn, INSERT_RECORDS, rows)
-                tally_inserted(conn, first, tallied, self._unit_numbers)
-            if rows:  # committed
-                self._changes += 1
-                for scope in scopes:
-                    self._scope_changes[scope] = self._scope_changes.get(scope, 0) + 1
-        except BaseException:
-            # Scope and participant numbers handed out inside the rolled-back transaction no
-            # longer exist.
-            self._scope_numbers.clear()
-            self._kind_numbers.clear()
-            self._unit_numbers.clear()
-            raise
+        with self._adding() as conn:
+            # Inside the write transaction nobody else inserts, so "not held yet and not
+            # earlier in this batch" is exactly "inserted"; one executemany for the new
+            # rows costs a third less than a statement per record.
+            held = self._held(conn, [r.id for r in records])
+            authors = author_units(conn, records, self._unit_numbers)
+            rows = []
+            tallied: list[tuple[int | None, Record]] = []
+            scopes: set[str] = set()
+            # A record's project, scope and kind numbers depend only on its project key
+            # and kind, the same for most of a batch (a sync's frame is mostly one
+            # project's contributions): looked up once a batch. A genesis is its own
+            # project, so its numbers are not kept for the next.
+            numbered: dict[tuple[bytes | None, str], _Numbers] = {}
+            for record in records:
+                is_new = record.id not in held
+                new.append(is_new)
+                if not is_new:
+                    continue
+                held.add(record.id)
+                kind = record.kind
+                numbers = numbered.get((record.project, kind))
+                if numbers is None:
+                    numbers = self._numbers(record, kind)
+                    if kind != "project":
+                        numbered[(record.project, kind)] = numbers
+                project, pnum, snum, knum, scope = numbers
+                scopes.add(scope)
+                row = _columns(record, knum, authors[record.author], pnum, snum)
+                rows.append((*row, received_at, int(published)))
+                tallied.append((pnum, record))
+                if project is not None:
+                    added.append((project, record))
+            first = self._insert_records(conn, rows)
+            tally_inserted(conn, first, tallied, self._unit_numbers)
+        if rows:  # committed
+            self._stored_in(scopes)
         self._cache_added(added)
         return new
+
+    def _numbers(self, record: Record, kind: str) -> _Numbers:
+        """A record's project key and the numbers ``add`` stores for its project, scope and
+        kind (creating them inside the caller's transaction), and its scope's name."""
+        project = project_of(record)
+        scope = scope_of(record)
+        pnum = None if project is None else self._scope_number(project.hex())
+        return project, pnum, self._scope_number(scope), self._kind_number(kind), scope
 
     @guarded
     def mark_published(self, ids: Sequence[bytes]) -> int:

@@ -101,6 +101,38 @@ def test_big_batches_span_several_insert_statements(store: Store, f: RecordFacto
         conn.close()
 
 
+def _columns_by_id(path: Path) -> dict[bytes, tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT r.id, k.name, p.name, s.name, r.target FROM records AS r"
+            " JOIN kinds AS k ON k.n = r.kind LEFT JOIN scopes AS p ON p.n = r.project"
+            " LEFT JOIN scopes AS s ON s.n = r.scope"
+        )
+        return {bytes(row[0]): tuple(row[1:]) for row in rows}
+    finally:
+        conn.close()
+
+
+def test_a_batch_of_many_projects_and_kinds_stores_the_columns_lone_adds_do(
+    store: Store, f: RecordFactory, tmp_path: Path
+) -> None:
+    """``add`` looks a (project, kind)'s numbers up once a batch: a batch mixing two projects'
+    geneses, contributions, endorsements, updates and retractions with profiles stores
+    each row's kind, project and scope exactly as adding the records one by one does."""
+    one, two, profiles = two_projects(f)
+    batch = [one[0], two[0], profiles[0], *one[1:], *two[1:], profiles[1]]
+    assert store.add(batch) == [True] * len(batch)
+    with Store.open(tmp_path / "lone.db") as lone:
+        for record in batch:
+            assert lone.add([record]) == [True]
+    columns = _columns_by_id(store.path)
+    assert columns == _columns_by_id(tmp_path / "lone.db")
+    assert columns[one[1].id] == ("contribution", one[0].id.hex(), one[0].id.hex(), None)
+    assert columns[one[4].id][0::2] == ("project-update", "meta")  # a meta record of project 1
+    assert columns[profiles[0].id] == ("profile", None, "meta", None)
+
+
 def test_ids_sharing_the_indexed_prefix_are_told_apart(store: Store, f: RecordFactory) -> None:
     """The id index holds 8 bytes of each id: a held row whose id shares them with a record
     (written here directly, as no search finds a real pair) neither hides nor stands in

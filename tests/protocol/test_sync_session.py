@@ -57,6 +57,7 @@ from protocol.sync_session import (
     State,
     hard_refusals,
     is_misbehaviour,
+    next_want,
     reply_limit,
 )
 
@@ -367,6 +368,52 @@ def test_wants_ask_first_few_then_many_and_again_what_was_not_sent() -> None:
     assert wants[:2] == [FIRST_WANT, MAX_WANT]
     assert len(wants) == 3
     assert sum(wants) > 5000  # some ids were asked twice
+
+
+def test_wants_after_a_full_frame_ask_about_what_it_held() -> None:
+    """20,000 records of 300 bytes, about 3,400 a frame: after the first full frame each want
+    asks for what the last frame held and an eighth more, so the server reads each record
+    about once (1.2 times at most) instead of reading MAX_WANT to send a frame's worth."""
+    frames: list[Frame] = []
+    recs: list[Frame] = []
+    c, s = pair(Holder(), Holder(many(1, 20_000, size=300)))
+
+    def split(blob: bytes) -> Iterator[bytes]:
+        yield from watching(Want, frames)(blob)
+        list(watching(Recs, recs)(blob))
+
+    converse(c, s, split)
+    assert len(c.holder.records) == 20_000
+    wants = [len(want.ids) for want in frames if isinstance(want, Want)]
+    sent = [len(r.records) for r in recs if isinstance(r, Recs)]
+    assert wants[:2] == [FIRST_WANT, MAX_WANT]
+    assert sent[1] < MAX_WANT  # the frame was full
+    for asked, got, following in zip(wants[1:], sent[1:], wants[2:], strict=False):
+        if got < asked:
+            assert following <= got + got // 8
+    assert len(s.asked) <= 1.2 * 20_000
+
+
+def test_a_withholding_peer_shrinks_wants_to_first_want_and_no_further() -> None:
+    """A peer that sends 10 of the records asked each time (each reply looks like a full
+    frame): each want asks FIRST_WANT ids (or all those left), never fewer, and the fetch
+    still ends."""
+    theirs = Holder(many(1, 3000))
+    c, s = pair(Holder(), theirs)
+    frames: list[Frame] = []
+    s.give = lambda raws: raws[:10]
+    converse(c, s, watching(Want, frames))
+    wants = [len(want.ids) for want in frames if isinstance(want, Want)]
+    assert wants == [min(FIRST_WANT, 3000 - 10 * k) for k in range(300)]
+    assert len(c.holder.records) == 3000
+
+
+@given(st.integers(1, MAX_WANT), st.integers(0, MAX_WANT))
+def test_next_want_is_between_first_want_and_max_want(asked: int, returned: int) -> None:
+    n = next_want(asked, min(asked, returned))
+    assert FIRST_WANT <= n <= MAX_WANT
+    if 0 < returned < asked:
+        assert n >= min(returned, MAX_WANT)
 
 
 class ListsTwice(Holder):

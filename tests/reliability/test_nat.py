@@ -132,8 +132,11 @@ def test_a_node_behind_nat_is_reached_through_the_seeds_relay(lab: NatLab, tmp_p
         assert bytes.fromhex(outside) not in held  # so both crossed over the circuit
         carried = seed.metric("commons_relay_hop_bytes_total")
         assert carried > 0
-        # Hole punching: home can dial open (open is public), so DCUtR turns the relayed
-        # connection into a direct one, through the router's masquerade.
+        # Home can dial open (open is public), so the relayed connection becomes a direct
+        # one, through the router's masquerade: by DCUtR, or by home's own dial of an
+        # address it learnt of open, when that comes first (DCUtR then finds the direct
+        # connection there and counts nothing; seen once in CI). DCUtR's own counts are
+        # checked in tests/node/test_relay.py.
         wait_until(
             lambda: not open_.relayed(home.info["peer_id"]),
             timeout=30,
@@ -142,14 +145,14 @@ def test_a_node_behind_nat_is_reached_through_the_seeds_relay(lab: NatLab, tmp_p
         upgrades = {
             o: home.metric(f'commons_relay_dcutr_total{{outcome="{o}"}}')
             + open_.metric(f'commons_relay_dcutr_total{{outcome="{o}"}}')
-            for o in ("direct_dial", "punched")
+            for o in ("direct_dial", "punched", "failed")
         }
-        assert sum(upgrades.values()) >= 1
+        assert home.info["peer_id"] in open_.peers()  # connected, and not through the relay
         print(
             f"nat: home reserved a relay slot {reserved:.1f} s after start; open reached it "
             f"through the relay {connected:.1f} s after start; the relay carried "
-            f"{carried / 1024:.0f} KiB; records crossed both ways; then DCUtR made it direct "
-            f"({upgrades})"
+            f"{carried / 1024:.0f} KiB; records crossed both ways; then it became direct "
+            f"(DCUtR outcomes: {upgrades})"
         )
     finally:
         for node in (open_, home, seed):

@@ -75,7 +75,6 @@ __all__ = [
     "GitError",
     "RecordMaker",
     "commit_body",
-    "commit_count",
     "commit_fields",
     "commit_type",
     "draft_commit",
@@ -191,11 +190,6 @@ def _message(stderr: bytes, code: int) -> str:
     if fatal:
         return fatal[0].removeprefix("fatal: ")
     return lines[-1] if lines else f"git exited with {code}"
-
-
-def commit_count(repo: str, rev: str = "HEAD", *, no_merges: bool = False) -> int:
-    """How many commits ``rev`` (a revision or range) names, for the progress bar's total."""
-    return int(_run(_git(repo, "rev-list", "--count", *_range_args(rev, no_merges))) or 0)
 
 
 class CommitCount:

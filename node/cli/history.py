@@ -333,9 +333,8 @@ def _workers(total: int | None, read: int = 0) -> int:
     reference machine: git 40 to 50 microseconds of CPU, a worker 70 (the signature 40 of
     it), this process (read, store) about 60; so one worker keeps up with this process, and
     more help only where more cores run them."""
-    if (total if total is not None else read) < (
-        PARALLEL_FROM if total is not None else UNCOUNTED_PARALLEL_FROM
-    ):
+    short = read < UNCOUNTED_PARALLEL_FROM if total is None else total < PARALLEL_FROM
+    if short:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min((cores or 1) - 1, MAX_WORKERS))

@@ -129,7 +129,7 @@ def _participants(on_behalf: tuple[str, ...]) -> tuple[bytes, ...]:
 
 def _sums(project: int, seqs: Sequence[int], rows: Sequence[Attested]) -> Sums:
     """What ``rows``, stored as ``seqs`` in ``project``, add to the tallies: the sums
-    :func:`node.store.tally.tally_entries` makes of their entries (each an attested
+    :func:`node.store.tally.tally_records` makes of them (each an attested
     contribution claiming no time), in one loop that does only what varies."""
     batch = Sums()
     credit_row, typed_row = batch.credits.append, batch.typed.append

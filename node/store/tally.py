@@ -42,18 +42,16 @@ from node.store.base import (
 )
 from node.store.schema import CONTRIBUTION, GENESIS
 from protocol.record import Record
-from protocol.tally import Credit, TallyRow, credit_of
+from protocol.tally import TallyRow, credit_of
 
 __all__ = [
     "BACKFILL_BATCH",
-    "Entry",
     "Sums",
     "TallyMixin",
     "author_units",
     "backfill",
     "inserted_seqs",
     "recount",
-    "tally_entries",
     "tally_inserted",
     "tally_records",
     "untally",
@@ -115,12 +113,6 @@ def author_units(
     return _units(conn, dict.fromkeys(record.author for record in records), known)
 
 
-#: A stored record as the tallies see it: its ``seq``, its project's number (None: it has
-#: none), its kind, its time, and its credit (:func:`protocol.tally.credit_of`; None but for
-#: a contribution with a project).
-Entry = tuple[int, int | None, str, int, Credit | None]
-
-
 def tally_records(
     conn: sqlite3.Connection,
     stored: Iterable[tuple[int, int | None, Record]],
@@ -128,35 +120,17 @@ def tally_records(
     known: dict[bytes, int] | None = None,
 ) -> None:
     """Add (``sign`` 1) or take away (-1) the credit of records, given with their ``seq`` and
-    project number, to the sums of their projects, inside the caller's transaction
-    (:func:`tally_entries` of each record's :data:`Entry`)."""
-    tally_entries(conn, map(_entry, stored), sign, known)
-
-
-def _entry(stored: tuple[int, int | None, Record]) -> Entry:
-    seq, project, record = stored
-    kind = record.kind
-    credit = credit_of(record) if kind == "contribution" and project is not None else None
-    return seq, project, kind, record.ts, credit
-
-
-def tally_entries(
-    conn: sqlite3.Connection,
-    entries: Iterable[Entry],
-    sign: int = 1,
-    known: dict[bytes, int] | None = None,
-) -> None:
-    """Add (``sign`` 1) or take away (-1) the credit of stored records (``entries``) to the
-    sums of their projects, inside the caller's transaction.
+    project number, to the sums of their projects, inside the caller's transaction.
 
     The batch is summed here first, so each sum is written once a batch (a row per project
     and participant, not per record), and the rows are written a few hundred a statement
-    (:func:`node.store.base.insert_rows`). Taking away leaves ``project_totals`` and
-    ``kind_totals`` to the caller (:func:`untally`, :func:`recount`)."""
+    (:func:`write_sums`). Taking away leaves ``project_totals`` and ``kind_totals`` to the
+    caller (:func:`untally`, :func:`recount`)."""
     batch = Sums()
     credits, typed, totals = batch.credits, batch.typed, batch.totals
     sums, types, wanted, kinds = batch.sums, batch.types, batch.wanted, batch.kinds
-    for seq, project, kind, ts, credit in entries:
+    for seq, project, record in stored:
+        kind = record.kind
         kinds[kind] = kinds.get(kind, 0) + 1
         if project is None:
             continue
@@ -167,8 +141,10 @@ def tally_entries(
             total[0] += 1
             if seq > total[1]:
                 total[1] = seq
-        if credit is None:
+        if kind != "contribution":
             continue
+        credit = credit_of(record)
+        ts = record.ts
         typed.append((project, credit.type, ts, seq))
         key_of_type = (project, credit.type)
         types[key_of_type] = types.get(key_of_type, 0) + 1

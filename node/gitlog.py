@@ -43,23 +43,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import multiprocessing
 import queue
 import re
-import signal
 import subprocess
 import tempfile
 import threading
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from protocol.attest import MAX_ON_BEHALF, email_handle
 from protocol.drafts import Draft, Drafts
-from protocol.errors import InvalidRecord
 from protocol.record import MAX_TITLE, Artifact, ContributionBody, Record, sign_record
 from protocol.signing import SigningKey
 from protocol.sshsig import HASHES, SshProof, git_signature
@@ -68,14 +63,10 @@ if TYPE_CHECKING:
     from hashlib import _Hash
 
 __all__ = [
-    "BatchSigner",
     "Commit",
     "CommitCount",
-    "CommitFields",
     "GitError",
-    "RecordMaker",
     "commit_body",
-    "commit_fields",
     "commit_type",
     "draft_commit",
     "map_coauthors",
@@ -116,9 +107,6 @@ MAX_PATHS_READ: Final = 10_000
 #: The most bytes of one commit's output held before its paths beyond the first
 #: ``MAX_PATHS_READ`` are dropped.
 MAX_BLOCK: Final = 16 << 20
-#: Batches of drafts a signing process may have waiting, so that it keeps signing while this
-#: process stores a batch.
-IN_FLIGHT: Final = 4
 #: Bytes read from ``git log`` at a time.
 READ_CHUNK: Final = 1 << 20
 #: Where a commit starts: a record separator at the start of a line.
@@ -662,135 +650,3 @@ def draft_commit(drafts: Drafts, commit: Commit, coauthor_map: dict[bytes, bytes
         ts=commit.author_time * 1000,
         ssh_key=commit.ssh_key,
     )
-
-
-#: One commit as it crosses to a signing process: its hash, parents, author time, author
-#: email, co-author emails (resolved by the mailmap), subject, paths and SSH key. A plain tuple
-#: pickles in a sixth of the time the :class:`Commit` dataclass does.
-CommitFields = tuple[str, int, int, bytes, tuple[bytes, ...], str, tuple[str, ...], bytes | None]
-#: What a signing process sends back of a batch: the records made, as :class:`Attested`'s
-#: fields, and the commits skipped, each with its hash and why.
-Made = tuple[list[tuple[bytes, bytes, int, str, tuple[str, ...]]], list[tuple[str, str]]]
-
-
-def commit_fields(commit: Commit, coauthor_map: dict[bytes, bytes]) -> CommitFields:
-    """``commit`` as it crosses to a signing process, its co-authors resolved."""
-    coauthors = tuple(coauthor_map.get(e, e) for e in commit.coauthor_emails)
-    return (
-        commit.hash,
-        commit.parents,
-        commit.author_time,
-        commit.email,
-        coauthors,
-        commit.subject,
-        commit.paths,
-        commit.ssh_key,
-    )
-
-
-class RecordMaker:
-    """Makes the signed records of commits (in a signing process, or in the importing one):
-    each commit drafted (:func:`draft_commit`), signed, and finished into an :class:`Attested`
-    row for :meth:`node.store.sqlite.Store.add_attested`, or skipped with a reason: an author
-    time outside ``0..latest_ms`` (before 1970, or later than a node would accept), or a
-    broken record rule."""
-
-    def __init__(self, seed: bytes, project: bytes, url: str) -> None:
-        self.key = SigningKey(seed)
-        self.drafts = Drafts(self.key.public_key, project, url)
-
-    def make(self, commits: Sequence[CommitFields], latest_ms: int) -> Made:
-        rows: list[tuple[bytes, bytes, int, str, tuple[str, ...]]] = []
-        skipped: list[tuple[str, str]] = []
-        sign, finish = self.key.sign, self.drafts.finish
-        for fields in commits:
-            commit = Commit(*fields)
-            if not 0 <= commit.author_time * 1000 <= latest_ms:
-                skipped.append((commit.hash, "its author time is not usable"))
-                continue
-            try:
-                draft = draft_commit(self.drafts, commit, {})
-            except InvalidRecord as exc:
-                skipped.append((commit.hash, f"{exc.code}: {exc.message}"))
-                continue
-            raw, record_id = finish(draft, sign(draft.signing_input))
-            rows.append((record_id, raw, draft.ts, draft.type, draft.on_behalf))
-        return rows, skipped
-
-
-#: The maker of a signing process, set once when the process starts.
-_worker_maker: RecordMaker | None = None
-
-
-def _start_worker(seed: bytes, project: bytes, url: str) -> None:
-    # Ctrl-C reaches the whole process group: the importing process alone answers it (one
-    # line, then it shuts the pool down), so a worker neither dies mid-batch nor prints a
-    # traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _worker_maker
-    _worker_maker = RecordMaker(seed, project, url)
-
-
-def _worker_make(commits: list[CommitFields], latest_ms: int) -> Made:
-    assert _worker_maker is not None, "the pool's initializer sets the maker"
-    return _worker_maker.make(commits, latest_ms)
-
-
-class BatchSigner:
-    """Makes the signed records of batches of commits (:class:`RecordMaker`), in ``workers``
-    processes beside this one when ``workers`` is at least 1, so that drafting and signing
-    (most of an import's work) run in parallel with reading git and storing; with 0, here,
-    in order.
-
-    Only plain tuples of bytes, numbers and text cross between processes: commits one way
-    (:func:`commit_fields`), rows ready for the store the other. :meth:`submit` hands a batch
-    over; :meth:`done` gives back each batch's rows and skipped commits, in the order
-    submitted, waiting only while more than ``IN_FLIGHT`` a worker are in flight (or for all
-    of them with ``wait_all``), so memory stays bounded by a few batches.
-    """
-
-    def __init__(self, key: SigningKey, project: bytes, url: str, *, workers: int = 0) -> None:
-        self._maker = RecordMaker(key.seed, project, url)
-        self._init = (key.seed, project, url)
-        self._pending: deque[Future[Made]] = deque()
-        self._ready: deque[Made] = deque()
-        self._workers = 0
-        self._pool: ProcessPoolExecutor | None = None
-        self.start_workers(workers)
-
-    @property
-    def workers(self) -> int:
-        """The signing processes running (0: batches are made here)."""
-        return self._workers
-
-    def start_workers(self, workers: int) -> None:
-        """Make the batches submitted from now on in ``workers`` processes (when none run
-        yet and ``workers`` is at least 1); those made before stay first in :meth:`done`."""
-        if self._pool is not None or workers < 1:
-            return
-        methods = multiprocessing.get_all_start_methods()
-        # fork starts a worker without importing anything again; spawn is the fallback.
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        self._pool = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_start_worker, initargs=self._init
-        )
-        self._workers = workers
-
-    def submit(self, commits: list[CommitFields], latest_ms: int) -> None:
-        if self._pool is None:
-            self._ready.append(self._maker.make(commits, latest_ms))
-            return
-        self._pending.append(self._pool.submit(_worker_make, commits, latest_ms))
-
-    def done(self, *, wait_all: bool = False) -> Iterator[Made]:
-        while self._ready:
-            yield self._ready.popleft()
-        limit = 0 if wait_all else IN_FLIGHT * self._workers
-        while self._pending and (len(self._pending) > limit or self._pending[0].done()):
-            yield self._pending.popleft().result()
-
-    def close(self) -> None:
-        """Stop the workers; batches not yet started are dropped (an error or Ctrl-C)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None

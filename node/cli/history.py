@@ -27,16 +27,8 @@ from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, identity, now_ms
 from node.cli.parser import PROJECT_HELP, add_command
 from node.cli.store_access import home_policy, open_store
-from node.gitlog import (
-    BatchSigner,
-    Commit,
-    CommitCount,
-    GitError,
-    commit_fields,
-    map_coauthors,
-    read_commits,
-    repository_url,
-)
+from node.gitlog import Commit, CommitCount, GitError, map_coauthors, read_commits, repository_url
+from node.gitrecords import BatchSigner, commit_fields
 from node.home import Home
 from node.metrics import Metrics
 from node.store.bulk import MAX_BULK, Attested
@@ -224,7 +216,7 @@ def _import(
     ``--json`` prints it.
 
     This process reads ``git log`` and stores; the records are made (drafted, signed,
-    finished: :class:`node.gitlog.RecordMaker`) in worker processes when the history is long
+    finished: :class:`node.gitrecords.RecordMaker`) in worker processes when the history is long
     enough to pay for starting them, else here. ``total`` is the number of commits if git
     counted them quickly (None for a long history, counted meanwhile by ``count``, or for one
     not counted at all: no terminal shows the progress). The summary is returned only after

@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "node.views": 3,
     "node.authoring": 3,
     "node.gitlog": 3,
+    "node.gitrecords": 3,
     "node.moderation": 3,
     "node.service": 4,
     "node.peering": 4,

@@ -167,14 +167,15 @@ def node_receive(raws: list[bytes], db_path: Path, *, pipelined: bool) -> float:
         started = time.perf_counter()
         new = 0
         if pipelined:
-            pipeline = Pipeline(ingestor, source="sync")
-            for frame in frames:
-                refused, stored = await pipeline.feed(frame)
+            async with trio.open_nursery() as nursery:
+                pipeline = Pipeline(ingestor, nursery, source="sync")
+                for frame in frames:
+                    refused, stored = await pipeline.feed(frame)
+                    assert not refused
+                    new += len(stored.new) if stored is not None else 0
+                refused, stored = await pipeline.flush()
                 assert not refused
                 new += len(stored.new) if stored is not None else 0
-            refused, stored = await pipeline.flush()
-            assert not refused
-            new += len(stored.new) if stored is not None else 0
         else:
             for frame in frames:
                 result = await ingestor.ingest(frame, source="sync")

@@ -24,6 +24,7 @@ import trio
 
 from node.metrics import Metrics
 from node.policy import Policy
+from node.store.sqlite import MAX_BATCH as STORE_BATCH
 from node.store.sqlite import Store
 from node.sync.admission import Admission, judge, parse_batch, validate_batch
 from node.sync.verifier import Ticket, Verifier
@@ -49,6 +50,9 @@ HELPER_CHUNK = 512
 HELPER_BACKLOG = 2048
 #: The most records stored in one transaction.
 MAX_BATCH = 4096
+#: The most records a :class:`Pipeline` (a fetch) stores in one transaction: the store's
+#: bound, four frames of a sync.
+COALESCE_RECORDS = STORE_BATCH
 
 
 @dataclass
@@ -228,9 +232,11 @@ class Ingestor:
             nursery.start_soon(run, 1, half, len(raws))
         return parts[0][0] + parts[1][0], parts[0][1] + parts[1][1]
 
-    async def store_valid(self, good: Sequence[tuple[int, Record]], *, source: str) -> IngestResult:
-        """Store records already validated (those local policy admits, see :meth:`admit`);
-        notify listeners of the new ones."""
+    async def store_valid(
+        self, good: Sequence[tuple[int, Record]], *, source: str, most: int = MAX_BATCH
+    ) -> IngestResult:
+        """Store records already validated (those local policy admits, see :meth:`admit`),
+        at most ``most`` a transaction; notify listeners of the new ones."""
         result = IngestResult()
         if not good:
             return result
@@ -238,8 +244,8 @@ class Ingestor:
         # submitted here still has to be gossiped (imports spread by reconciliation).
         published = source not in ("local", "api")
         flags: list[tuple[Record, bool]] = []
-        for start in range(0, len(good), MAX_BATCH):
-            chunk = good[start : start + MAX_BATCH]
+        for start in range(0, len(good), most):
+            chunk = good[start : start + most]
             # Always off the trio thread, even for one record: the commit waits for an fsync
             # (0.2 to 2 ms), during which the node keeps forwarding gossip, and the gossip
             # that arrives meanwhile makes the next batch (one commit for all of it).
@@ -261,61 +267,126 @@ class Ingestor:
 
 
 class Pipeline:
-    """Ingests a stream of batches, validating each while the previous one is being stored.
+    """Ingests a stream of batches (a fetch's frames), validating each while earlier ones are
+    stored, and storing several batches in one transaction.
 
-    Each batch is still stored in its own transaction, exactly as :meth:`Ingestor.ingest`
-    would; only the order of work changes. Feeding batch k + 1 starts its validation (two
-    threads, mostly in libsodium without the GIL; or, while the signature helper runs, the
-    parsing here and the signatures there) while batch k is finished and written (a third
-    thread, mostly in SQLite without the GIL). With the helper, it verifies batch k + 1's
-    signatures while the node parses batch k + 2. The sync client feeds it the frames of a
-    fetch::
+    Feeding batch k + 1 starts its validation (two threads, mostly in libsodium without the
+    GIL; or, while the signature helper runs, the parsing here and the signatures there)
+    while batch k is finished: its refusals are known then, and its valid records join the
+    ones waiting to be stored. Those are stored in one transaction once another batch would
+    take them past ``coalesce`` records, by a task of ``nursery`` (one at a time), so the
+    next batches are validated while SQLite writes (a worker thread, mostly without the
+    GIL). At a million records a transaction of 10,000 records cost the store about a tenth
+    less CPU a record than one of 2,400, a frame's worth (fewer index pages written and
+    checkpointed a record; measured on a copy of a 1,000,001-record store, 2026-12-02).
 
-        pipeline = Pipeline(ingestor, source="sync")
+    Acknowledged still means durable: what a call reports stored has committed, and the
+    ingestor's listeners (gossip, views) hear of records only after their commit. Memory
+    stays bounded: one batch being validated, at most ``coalesce`` records waiting and one
+    transaction being written. The sync client feeds it::
+
+        pipeline = Pipeline(ingestor, nursery, source="sync")
         for raws in frames:
-            refused, stored = await pipeline.feed(raws)  # both of the batch fed before
-        refused, stored = await pipeline.flush()        # the last batch
+            refused, stored = await pipeline.feed(raws)  # refusals of the batch fed before
+        refused, stored = await pipeline.flush()        # the rest: everything is stored
+
+    Refusals are (index, reason), the index counting every record fed to this pipeline, and
+    come back as soon as their batch is finished; ``stored`` is what committed since the
+    previous call (None if nothing did).
     """
 
-    def __init__(self, ingestor: Ingestor, *, source: str) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        nursery: trio.Nursery,
+        *,
+        source: str,
+        coalesce: int = COALESCE_RECORDS,
+    ) -> None:
         self.ingestor = ingestor
         self.source = source
-        self._waiting: Judging | None = None
+        self.coalesce = coalesce
+        self._nursery = nursery
+        self._fed = 0  # records fed so far: the stream index of the next batch's first
+        self._waiting: tuple[int, Judging] | None = None  # a batch begun, and its offset
+        self._pending: list[tuple[int, Record]] = []  # valid, to be stored together
+        self._writing: trio.Event | None = None  # set when the transaction in flight is done
+        self._done: list[IngestResult] = []  # committed since the last call
+        self._refused: list[tuple[int, str]] = []  # refused at commit (local policy)
 
     async def feed(
         self, raws: Sequence[bytes]
     ) -> tuple[list[tuple[int, str]], IngestResult | None]:
-        """Start validating ``raws`` while finishing and storing the batch fed before.
-
-        Returns that previous batch's refusals (index in it, reason) and what was stored of
-        it: ``([], None)`` for the first batch.
-        """
+        """Start validating ``raws`` while finishing the batch fed before (and storing what
+        waits, once there is enough of it): that batch's refusals, and what was stored since
+        the last call."""
         previous, self._waiting = self._waiting, None
-        if previous is None:
-            self._waiting = await self.ingestor.begin(raws, helper=True)
-            return [], None
-        done: list[tuple[list[tuple[int, str]], IngestResult | None]] = []
+        offset, self._fed = self._fed, self._fed + len(raws)
+        refused: list[tuple[int, str]] = []
 
-        async def store() -> None:
-            done.append(await self._store(previous))
+        async def finish() -> None:
+            assert previous is not None
+            refused.extend(await self._finish(*previous))
 
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(store)
+                if previous is not None:
+                    nursery.start_soon(finish)
                 current = await self.ingestor.begin(raws, helper=True)
         except BaseExceptionGroup as group:
             raise_single(group)
-        self._waiting = current
-        return done[0]
+        self._waiting = (offset, current)
+        return self._report(refused)
 
     async def flush(self) -> tuple[list[tuple[int, str]], IngestResult | None]:
-        """Finish and store the last batch fed: its refusals and result (None if none)."""
+        """Finish the last batch fed and store every valid record still waiting: its
+        refusals and what was stored since the last call (None if nothing was)."""
         previous, self._waiting = self._waiting, None
-        if previous is None:
-            return [], None
-        return await self._store(previous)
+        refused = await self._finish(*previous) if previous is not None else []
+        await self._written()
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self._write(batch)
+        return self._report(refused)
 
-    async def _store(self, judging: Judging) -> tuple[list[tuple[int, str]], IngestResult]:
+    async def _finish(self, offset: int, judging: Judging) -> list[tuple[int, str]]:
+        """A batch's refusals (stream indexes); its valid records wait to be stored, and what
+        waited is handed to a writing task first if they would make too many."""
         good, bad = await self.ingestor.finish(judging, source=self.source)
-        stored = await self.ingestor.store_valid(good, source=self.source)
-        return sorted(bad + stored.rejected), stored
+        if self._pending and len(self._pending) + len(good) > self.coalesce:
+            await self._written()  # one transaction in flight at a time: memory stays bounded
+            batch, self._pending = self._pending, []
+            self._writing = trio.Event()
+            self._nursery.start_soon(self._write, batch, self._writing)
+        self._pending += [(i + offset, record) for i, record in good]
+        return [(i + offset, reason) for i, reason in bad]
+
+    async def _written(self) -> None:
+        """Wait for the transaction in flight, if any, to commit."""
+        if self._writing is not None:
+            await self._writing.wait()
+            self._writing = None
+
+    async def _write(self, batch: list[tuple[int, Record]], done: trio.Event | None = None) -> None:
+        try:
+            stored = await self.ingestor.store_valid(batch, source=self.source, most=self.coalesce)
+            self._done.append(stored)
+            self._refused += stored.rejected
+        finally:
+            if done is not None:
+                done.set()
+
+    def _report(
+        self, refused: list[tuple[int, str]]
+    ) -> tuple[list[tuple[int, str]], IngestResult | None]:
+        refused += self._refused
+        self._refused = []
+        done, self._done = self._done, []
+        if not done:
+            return sorted(refused), None
+        stored = IngestResult()
+        for result in done:
+            stored.new += result.new
+            stored.duplicates += result.duplicates
+            stored.rejected += result.rejected
+        return sorted(refused), stored

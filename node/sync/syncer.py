@@ -26,7 +26,7 @@ import trio
 
 from node.metrics import Metrics
 from node.net.transport import Stream, StreamError
-from node.store.sqlite import Store
+from node.store.sqlite import Store, StoreError
 from node.sync.ingest import Ingestor, Pipeline
 from node.sync.items import ItemCache, Lent, MessageMemo
 from node.trio_util import raise_single
@@ -130,11 +130,11 @@ class _Incoming:
 class _Fetch:
     """The client's side of the transfer: received records go through a :class:`Pipeline`."""
 
-    nursery: trio.Nursery  # where the next recs frame is read meanwhile
-
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, nursery: trio.Nursery) -> None:
         self.ingestor = ingestor
-        self.pipeline = Pipeline(ingestor, source="sync")
+        #: Where the next recs frame is read, and records are written, meanwhile.
+        self.nursery = nursery
+        self.pipeline = Pipeline(ingestor, nursery, source="sync")
         self.started = time.perf_counter()
 
     def begin(self, peer: str, event: Reconciled, rounds: int) -> None:
@@ -155,6 +155,19 @@ class _Fetch:
             results.append(await self.pipeline.flush())
         new = sum(len(stored.new) for _, stored in results if stored is not None)
         return new, [reason for refused, _ in results for _, reason in refused]
+
+    async def salvage(self, peer: str) -> None:
+        """Store the valid records received before the session failed (the pipeline holds
+        up to a transaction's worth of them, waiting for more), so that the next session
+        need not fetch them again."""
+        with trio.CancelScope(shield=True), trio.move_on_after(FRAME_TIMEOUT):
+            try:
+                _, stored = await self.pipeline.flush()
+            except StoreError as exc:
+                log.info("could not store the records received from %s: %s", peer, exc)
+                return
+            if stored is not None and stored.new:
+                log.debug("stored %d records from %s after the failure", len(stored.new), peer)
 
 
 class Syncer:
@@ -188,14 +201,18 @@ class Syncer:
         """
         channel = _Channel(stream)
         lent = Lent(self._items, self._memo)
-        fetch = _Fetch(self.ingestor)
         session: ClientSession | None = None
         outcome = "error"
         try:
             session = ClientSession(await self.hello(), limits=_limits(), memo=lent)
             try:
-                async with trio.open_nursery() as fetch.nursery:
-                    await self._pump(channel, session, lent, fetch)
+                async with trio.open_nursery() as nursery:
+                    fetch = _Fetch(self.ingestor, nursery)
+                    try:
+                        await self._pump(channel, session, lent, fetch)
+                    except (RemoteProtocolError, StreamError):
+                        await fetch.salvage(stream.peer_id)
+                        raise
             except BaseExceptionGroup as group:
                 raise_single(group)
             outcome = "ok"

@@ -1,0 +1,138 @@
+"""The sync client's ingest pipeline: several frames stored in one transaction, each record
+acknowledged only once its transaction has committed, each refusal its own record's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import trio
+
+from node.metrics import Metrics
+from node.store.sqlite import Store
+from node.sync.ingest import Ingestor, IngestResult, Pipeline
+from node.trio_util import open_unwrapping_nursery
+from protocol.record import Record, record_id
+from protocol.testing import RecordFactory
+
+NOW = 1_900_000_000_000
+
+
+def _records(f: RecordFactory, n: int) -> list[bytes]:
+    project = f.project("alice")
+    return [project.raw] + [
+        f.contribution(f"user{i % 5}", project, title=f"work {i}").raw for i in range(n - 1)
+    ]
+
+
+class _Spy:
+    """Wraps ``store.add``: the size of each transaction, and whether every record the
+    ingestor's listeners heard of had committed when they heard."""
+
+    def __init__(self, store: Store, ingestor: Ingestor) -> None:
+        self.store = store
+        self.sizes: list[int] = []
+        self.heard: list[bytes] = []
+        self.heard_uncommitted: list[bytes] = []
+        add = store.add
+
+        def spy(records: Sequence[Record], **kwargs: bool) -> list[bool]:
+            self.sizes.append(len(records))
+            return add(records, **kwargs)
+
+        store.add = spy  # type: ignore[method-assign]
+        ingestor.on_new(self._listen)
+
+    def _listen(self, records: list[Record], source: str) -> None:
+        for record in records:
+            self.heard.append(record.id)
+            if not self.store.has(record.id):
+                self.heard_uncommitted.append(record.id)
+
+
+def _check_acknowledged(store: Store, stored: IngestResult | None) -> list[bytes]:
+    """The ids reported stored by one call, each of them already in the store."""
+    if stored is None:
+        return []
+    ids = [record.id for record in stored.new]
+    assert all(store.has(i) for i in ids), "a record was acknowledged before its commit"
+    return ids
+
+
+async def test_frames_are_stored_together_and_acknowledged_after_the_commit(
+    store: Store, f: RecordFactory
+) -> None:
+    raws = _records(f, 280)
+    ingestor = Ingestor(store, now_ms=lambda: NOW, metrics=Metrics())
+    spy = _Spy(store, ingestor)
+    acknowledged: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        pipeline = Pipeline(ingestor, nursery, source="sync", coalesce=100)
+        for lo in range(0, len(raws), 40):
+            refused, stored = await pipeline.feed(raws[lo : lo + 40])
+            assert refused == []
+            acknowledged += _check_acknowledged(store, stored)
+            # Never more waiting than a transaction and a batch: memory stays bounded.
+            assert store.count() >= len(raws[: lo + 40]) - 100 - 2 * 40
+        assert store.count() < len(raws)  # some still waited for more before the flush
+        refused, stored = await pipeline.flush()
+        assert refused == []
+        acknowledged += _check_acknowledged(store, stored)
+    # Two 40-record frames a transaction (a third would pass 100), the rest at the flush.
+    assert spy.sizes == [80, 80, 80, 40]
+    assert sorted(acknowledged) == sorted(spy.heard)
+    assert len(acknowledged) == len(raws) == store.count()
+    assert spy.heard_uncommitted == []
+
+
+async def test_a_bad_record_in_a_coalesced_transaction_refuses_only_itself(
+    store: Store, f: RecordFactory
+) -> None:
+    raws = _records(f, 90)
+    broken = raws[45]
+    at = broken.find(b"work") + 1
+    raws[45] = broken[:at] + bytes([broken[at] ^ 1]) + broken[at + 1 :]  # signed text changed
+    metrics = Metrics()
+    ingestor = Ingestor(store, now_ms=lambda: NOW, metrics=metrics)
+    spy = _Spy(store, ingestor)
+    results: list[tuple[list[tuple[int, str]], IngestResult | None]] = []
+    async with trio.open_nursery() as nursery:
+        pipeline = Pipeline(ingestor, nursery, source="sync")
+        for lo in range(0, len(raws), 30):
+            results.append(await pipeline.feed(raws[lo : lo + 30]))
+        results.append(await pipeline.flush())
+    # The refusal comes back when its frame is finished (the third call), its index counted
+    # over every record fed; the other 89 are stored in one transaction at the flush.
+    assert [refused for refused, _ in results] == [[], [], [(45, results[2][0][0][1])], []]
+    assert results[2][0][0][1].startswith("bad-signature")
+    assert [stored is None for _, stored in results] == [True, True, True, False]
+    assert spy.sizes == [89]
+    assert not store.has(record_id(raws[45]))
+    assert store.count() == 89
+    assert metrics.total("commons_ingest_rejected_total") == 1
+
+
+@pytest.mark.parametrize("fail_at", ["begin", "store"])
+async def test_a_failure_in_the_pipeline_reaches_the_caller(
+    store: Store, f: RecordFactory, monkeypatch: pytest.MonkeyPatch, fail_at: str
+) -> None:
+    """A store that fails while a transaction is written in the background, or a batch that
+    cannot be begun, ends the fetch with that error; nothing is acknowledged."""
+    raws = _records(f, 120)
+    ingestor = Ingestor(store, now_ms=lambda: NOW, metrics=Metrics())
+    results = []
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk gone")
+
+    if fail_at == "store":
+        monkeypatch.setattr(store, "add", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        async with open_unwrapping_nursery() as nursery:
+            pipeline = Pipeline(ingestor, nursery, source="sync", coalesce=50)
+            for lo in range(0, len(raws), 40):
+                if fail_at == "begin" and lo == 80:
+                    monkeypatch.setattr(ingestor, "begin", broken)
+                results.append(await pipeline.feed(raws[lo : lo + 40]))
+            results.append(await pipeline.flush())
+    assert all(stored is None for _, stored in results)

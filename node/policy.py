@@ -17,7 +17,7 @@ refuses what is new with the code ``over-quota``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, Protocol
 
@@ -105,6 +105,11 @@ class Policy:
     def served(self, project: bytes | None, author: bytes) -> bool:
         """Whether a held record of (project, author) may be served to peers."""
         return self.blocks(project, author) is None
+
+    def filter_served(self) -> Callable[[bytes | None, bytes], bool] | None:
+        """:meth:`served`, or None when it is True of every record (nothing is blocked), so
+        that a sync server need not look up each record's project and author."""
+        return self.served if self.blocked_projects or self.blocked_authors else None
 
     @property
     def has_quota(self) -> bool:

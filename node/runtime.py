@@ -190,7 +190,7 @@ class Node(NodeHandle):
             self.metrics,
             self.work.hello,
             on_misbehaviour=self._misbehaved,
-            served=lambda project, author: self.service.policy.served(project, author),
+            served=lambda: self.service.policy.filter_served(),
         )
         self.gossip = Gossip(
             transport=transport,

@@ -26,7 +26,7 @@ import trio
 
 from node.metrics import Metrics
 from node.net.transport import Stream, StreamError
-from node.store.sqlite import Store, StoreError
+from node.store.sqlite import Served, Store, StoreError
 from node.sync.ingest import Ingestor, Pipeline
 from node.sync.items import ItemCache, Lent, MessageMemo
 from node.trio_util import raise_single
@@ -180,11 +180,13 @@ class Syncer:
         metrics: Metrics,
         hello: Callable[[], Awaitable[Hello]],
         on_misbehaviour: Callable[[str, RemoteProtocolError], None] | None = None,
-        served: Callable[[bytes | None, bytes], bool] | None = None,
+        served: Callable[[], Served | None] | None = None,
     ) -> None:
         self.store = store
-        #: Whether a held record of (project, author) may be sent to peers (local policy:
-        #: a blocked one stays unserved until it is purged or unblocked).
+        #: The filter in force when records are read for a peer: whether a held record of
+        #: (project, author) may be sent (local policy: a blocked one stays unserved until it
+        #: is purged or unblocked); None while every held record may be (no author or
+        #: project is then looked up for each record read).
         self.served = served
         self.ingestor = ingestor
         self.metrics = metrics
@@ -280,7 +282,7 @@ class Syncer:
                 session.give_items(event.scope, await lent.storage(event.scope))
             elif isinstance(event, NeedRecords):
                 raws = await trio.to_thread.run_sync(
-                    partial(self.store.raw_many, list(event.ids), served=self.served)
+                    partial(self.store.raw_many, list(event.ids), served=self._serving())
                 )
                 session.give_records(raws)
             elif isinstance(event, RecordsReceived):
@@ -300,6 +302,9 @@ class Syncer:
                     fetch.begin(peer, event, session.rounds)
             else:
                 return  # Done
+
+    def _serving(self) -> Served | None:
+        return None if self.served is None else self.served()
 
     async def _send(self, channel: _Channel, session: ClientSession | ServerSession) -> None:
         for frame in session.frames_to_send():

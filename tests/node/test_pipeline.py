@@ -127,7 +127,8 @@ async def test_a_failure_in_the_pipeline_reaches_the_caller(
 
     if fail_at == "store":
         monkeypatch.setattr(store, "add", broken)
-    with pytest.raises(OSError, match="disk gone"):
+
+    async def fetch() -> None:
         async with open_unwrapping_nursery() as nursery:
             pipeline = Pipeline(ingestor, nursery, source="sync", coalesce=50)
             for lo in range(0, len(raws), 40):
@@ -135,4 +136,7 @@ async def test_a_failure_in_the_pipeline_reaches_the_caller(
                     monkeypatch.setattr(ingestor, "begin", broken)
                 results.append(await pipeline.feed(raws[lo : lo + 40]))
             results.append(await pipeline.flush())
+
+    with pytest.raises(OSError, match="disk gone"):
+        await fetch()
     assert all(stored is None for _, stored in results)

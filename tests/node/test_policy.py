@@ -79,6 +79,12 @@ def test_the_rule_and_its_three_readings_agree(
     assert (policy.refusal(record) is not None) == blocked
     assert policy.still_refused(projects[project].id, f.pub(author)) == blocked
     assert policy.served(projects[project].id, f.pub(author)) == (not blocked)
+    # The filter a sync server reads with: none at all while nothing is blocked.
+    serving = policy.filter_served()
+    if serving is None:
+        assert not blocked_projects and not blocked_authors
+    else:
+        assert serving(projects[project].id, f.pub(author)) == (not blocked)
 
 
 def test_block_and_unblock_make_new_policies(f: RecordFactory) -> None:

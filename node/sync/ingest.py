@@ -53,6 +53,9 @@ MAX_BATCH = 4096
 #: The most records a :class:`Pipeline` (a fetch) stores in one transaction: the store's
 #: bound, four frames of a sync.
 COALESCE_RECORDS = STORE_BATCH
+#: Seconds valid records of a fetch may wait for more before they are stored anyway (at the
+#: next frame: a slow peer's records are stored as they were before frames were coalesced).
+COALESCE_SECONDS = 5.0
 
 
 @dataclass
@@ -274,9 +277,9 @@ class Pipeline:
     GIL; or, while the signature helper runs, the parsing here and the signatures there)
     while batch k is finished: its refusals are known then, and its valid records join the
     ones waiting to be stored. Those are stored in one transaction once another batch would
-    take them past ``coalesce`` records, by a task of ``nursery`` (one at a time), so the
-    next batches are validated while SQLite writes (a worker thread, mostly without the
-    GIL). At a million records a transaction of 10,000 records cost the store about a tenth
+    take them past ``coalesce`` records, or once the oldest has waited ``within`` seconds, by
+    a task of ``nursery`` (one at a time), so that the next batches are validated while
+    SQLite writes (a worker thread, mostly without the GIL). At a million records a transaction of 10,000 records cost the store about a tenth
     less CPU a record than one of 2,400, a frame's worth (fewer index pages written and
     checkpointed a record; measured on a copy of a 1,000,001-record store, 2026-12-02).
 
@@ -302,10 +305,13 @@ class Pipeline:
         *,
         source: str,
         coalesce: int = COALESCE_RECORDS,
+        within: float = COALESCE_SECONDS,
     ) -> None:
         self.ingestor = ingestor
         self.source = source
         self.coalesce = coalesce
+        self.within = within
+        self._since = 0.0  # when the oldest record waiting came (trio's clock)
         self._nursery = nursery
         self._fed = 0  # records fed so far: the stream index of the next batch's first
         self._waiting: tuple[int, Judging] | None = None  # a batch begun, and its offset
@@ -351,13 +357,17 @@ class Pipeline:
 
     async def _finish(self, offset: int, judging: Judging) -> list[tuple[int, str]]:
         """A batch's refusals (stream indexes); its valid records wait to be stored, and what
-        waited is handed to a writing task first if they would make too many."""
+        waited is handed to a writing task first if they would make too many or it waited
+        long enough."""
         good, bad = await self.ingestor.finish(judging, source=self.source)
-        if self._pending and len(self._pending) + len(good) > self.coalesce:
+        full = len(self._pending) + len(good) > self.coalesce
+        if self._pending and (full or trio.current_time() - self._since >= self.within):
             await self._written()  # one transaction in flight at a time: memory stays bounded
             batch, self._pending = self._pending, []
             self._writing = trio.Event()
             self._nursery.start_soon(self._write, batch, self._writing)
+        if good and not self._pending:
+            self._since = trio.current_time()
         self._pending += [(i + offset, record) for i, record in good]
         return [(i + offset, reason) for i, reason in bad]
 

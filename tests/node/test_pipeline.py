@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 import trio
+import trio.testing
 
 from node.metrics import Metrics
 from node.store.sqlite import Store
@@ -140,3 +141,24 @@ async def test_a_failure_in_the_pipeline_reaches_the_caller(
     with pytest.raises(OSError, match="disk gone"):
         await fetch()
     assert all(stored is None for _, stored in results)
+
+
+async def test_records_wait_for_more_only_so_long(
+    store: Store, f: RecordFactory, mock_clock: trio.testing.MockClock
+) -> None:
+    """From a slow peer, a frame's records are stored when the next frame comes, as without
+    coalescing; from a fast one, together."""
+    raws = _records(f, 160)
+    ingestor = Ingestor(store, now_ms=lambda: NOW, metrics=Metrics())
+    spy = _Spy(store, ingestor)
+    async with trio.open_nursery() as nursery:
+        pipeline = Pipeline(ingestor, nursery, source="sync", coalesce=1000, within=5.0)
+        for lo in range(0, 80, 20):  # slow: 6 s between two frames
+            await pipeline.feed(raws[lo : lo + 20])
+            mock_clock.jump(6)
+        for lo in range(80, 160, 20):  # fast
+            await pipeline.feed(raws[lo : lo + 20])
+        await pipeline.flush()
+    # The slow frames one at a time (the last of them with the fast ones), the rest at once.
+    assert spy.sizes == [20, 20, 20, 20 + 80]
+    assert store.count() == 160

@@ -279,9 +279,10 @@ class Pipeline:
     ones waiting to be stored. Those are stored in one transaction once another batch would
     take them past ``coalesce`` records, or once the oldest has waited ``within`` seconds, by
     a task of ``nursery`` (one at a time), so that the next batches are validated while
-    SQLite writes (a worker thread, mostly without the GIL). At a million records a transaction of 10,000 records cost the store about a tenth
-    less CPU a record than one of 2,400, a frame's worth (fewer index pages written and
-    checkpointed a record; measured on a copy of a 1,000,001-record store, 2026-12-02).
+    SQLite writes (a worker thread, mostly without the GIL). At a million records a
+    transaction of 10,000 records cost the store about a tenth less CPU a record than one of
+    2,400, a frame's worth (fewer index pages written and checkpointed a record; measured on
+    a copy of a 1,000,001-record store, 2026-12-02).
 
     Acknowledged still means durable: what a call reports stored has committed, and the
     ingestor's listeners (gossip, views) hear of records only after their commit. Memory

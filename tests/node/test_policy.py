@@ -82,7 +82,8 @@ def test_the_rule_and_its_three_readings_agree(
     # The filter a sync server reads with: none at all while nothing is blocked.
     serving = policy.filter_served()
     if serving is None:
-        assert not blocked_projects and not blocked_authors
+        assert not blocked_projects
+        assert not blocked_authors
     else:
         assert serving(projects[project].id, f.pub(author)) == (not blocked)
 

@@ -4,16 +4,21 @@ acknowledged only once its transaction has committed, each refusal its own recor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
 from node.metrics import Metrics
+from node.net.transport import Stream
 from node.store.sqlite import Store
 from node.sync.ingest import Ingestor, IngestResult, Pipeline
+from node.sync.syncer import Syncer
 from node.trio_util import open_unwrapping_nursery
+from protocol import sync
 from protocol.record import Record, record_id
+from protocol.sync import Hello
 from protocol.testing import RecordFactory
 
 NOW = 1_900_000_000_000
@@ -162,3 +167,62 @@ async def test_records_wait_for_more_only_so_long(
     # The slow frames one at a time (the last of them with the fast ones), the rest at once.
     assert spy.sizes == [20, 20, 20, 20 + 80]
     assert store.count() == 160
+
+
+class _Pipe:
+    """One end of an in-memory byte stream, as a libp2p stream; after ``frames`` big writes
+    (a ``recs`` frame each) the next one fails, as when the connection breaks."""
+
+    def __init__(self, end: trio.abc.Stream, frames: int | None = None) -> None:
+        self.end = end
+        self.frames = frames
+
+    async def read(self, max_bytes: int) -> bytes:
+        try:
+            return await self.end.receive_some(max_bytes)
+        except trio.ClosedResourceError:
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        if self.frames is not None and len(data) > 500_000:
+            if self.frames == 0:
+                raise trio.BrokenResourceError("the connection broke")
+            self.frames -= 1
+        await self.end.send_all(data)
+
+    async def close(self) -> None:
+        await self.end.aclose()
+
+
+async def test_records_received_before_a_session_broke_are_stored(
+    tmp_path: Path, f: RecordFactory
+) -> None:
+    """The serving peer's connection breaks after one full ``recs`` frame: the client keeps
+    the valid records of that frame (they waited in the pipeline for the next ones)."""
+    project = f.project("alice")
+    raws = [project.raw] + [
+        f.contribution(f"user{i % 9}", project, title=f"work {i}", description="x" * 300).raw
+        for i in range(3999)
+    ]
+    metrics = Metrics()
+    with Store.open(tmp_path / "full.db") as full, Store.open(tmp_path / "empty.db") as empty:
+        await Ingestor(full, now_ms=lambda: NOW, metrics=metrics).ingest(raws, source="api")
+
+        def syncer(store: Store) -> Syncer:
+            async def hello() -> Hello:
+                return Hello(follow_all=True, scopes=tuple(sorted({"meta", *store.scopes()})))
+
+            ingestor = Ingestor(store, now_ms=lambda: NOW, metrics=metrics)
+            return Syncer(store, ingestor, metrics, hello)
+
+        near, far = trio.testing.memory_stream_pair()
+        client = Stream(_Pipe(near), "server", sync.PROTOCOL_ID)  # type: ignore[arg-type]
+        server = Stream(_Pipe(far, frames=1), "client", sync.PROTOCOL_ID)  # type: ignore[arg-type]
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(syncer(full).serve, server)
+                with pytest.raises(sync.SyncError, match="closed"):
+                    await syncer(empty).run_client(client)
+        held = empty.count()
+        assert 0 < held < len(raws)  # one frame's worth, stored although more were to come
+        assert metrics.get("commons_ingest_new_total", source="sync") == held

@@ -70,7 +70,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "ingest_records": 5_000,
         "catchup_records": 10_000,
         "catchup_attested": 100_000,
-        "catchup_attested_authors": 2_000,
+        "catchup_attested_authors": 20_000,
         "reconcile_records": 20_000,
         "reconcile_e2e": False,
         "prop_nodes": 8,

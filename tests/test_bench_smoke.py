@@ -48,6 +48,8 @@ def test_bench_runs_on_tiny_sizes_and_writes_every_figure(tmp_path: Path) -> Non
         assert "error" not in result[name], result[name]
     assert {"import", "receive", "bare_limit"} <= set(result["ingest"])
     assert {"seconds", "bare_ingest_s", "bytes_per_record"} <= set(result["catchup"])
+    assert result["catchup"]["attested"]["records"] == 1_001
+    assert result["catchup"]["attested"]["ratio"] > 0
     assert set(result["reconcile"]["in_process"]) >= {"0", "1", "10"}
     assert {"node", "bare"} <= set(result["propagation"])
     assert {"node", "bare"} <= set(result["throughput"])

@@ -380,7 +380,8 @@ class Pipeline:
 
     async def _write(self, batch: list[tuple[int, Record]], done: trio.Event | None = None) -> None:
         try:
-            stored = await self.ingestor.store_valid(batch, source=self.source, most=self.coalesce)
+            most = min(self.coalesce, STORE_BATCH)
+            stored = await self.ingestor.store_valid(batch, source=self.source, most=most)
             self._done.append(stored)
             self._refused += stored.rejected
         finally:

@@ -99,6 +99,8 @@ def one(root: Path, template: Path, total: int, name: str, *, asked: bool) -> di
         if asked:
             for view in paths:
                 out[view] = {
+                    # The first call that found the project: its answers may be in the making.
+                    "first_ms": answered[view][0] if answered[view] else None,
                     "answered_ms": percentiles(answered[view]),
                     "parsed_ms": percentiles(parsed[view]),
                     "slowest": sorted(when[view], reverse=True)[:5],
@@ -120,8 +122,10 @@ def run(root: Path, size: dict[str, Any]) -> dict[str, Any]:
                 f"views during a catch-up rep {rep + 1}, {mode}: {result['seconds']:.1f} s,"
                 f" load {result['load'][0]:.1f}-{result['load'][1]:.1f}"
                 + "".join(
-                    f", {view} p50 {ms(result[view]['answered_ms']['p50'])}"
+                    f", {view} first {ms(result[view]['first_ms'])}"
+                    f" p50 {ms(result[view]['answered_ms']['p50'])}"
                     f" p99 {ms(result[view]['answered_ms']['p99'])}"
+                    f" max {ms(result[view]['answered_ms']['max'])}"
                     for view in ("ledger", "shares")
                     if view in result
                 )

@@ -357,7 +357,8 @@ class EndorsementBody:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RetractionBody:
-    """Its author's withdrawal of one of their contributions or endorsements (``target``)."""
+    """Its author's withdrawal of one of their contributions, endorsements, claims or claim
+    confirmations (``target``)."""
 
     KIND: ClassVar[str] = "retraction"
     target: bytes

@@ -260,7 +260,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--comment", metavar="T", help="why, for the contributor")
     _force_option(p)
 
-    p = add("retract", cmd_retract, "retract one of your contributions or endorsements")
+    p = add(
+        "retract",
+        cmd_retract,
+        "retract one of your contributions, endorsements, claims or claim confirmations",
+    )
     p.add_argument("record", metavar="RECORD", help=RECORD_HELP)
     p.add_argument("--reason", metavar="T", help="why it is retracted")
     _force_option(p)

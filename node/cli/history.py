@@ -190,8 +190,8 @@ def cmd_import_git(args: argparse.Namespace) -> int:
         if count is not None:
             count.close()
     text = (
-        f"{summary['commits']} commits by {summary['authors']} authors: "
-        f"{summary['new']} new contributions, {summary['held']} already held, "
+        f"{_count(summary['commits'], 'commit')} by {_count(summary['authors'], 'author')}: "
+        f"{_count(summary['new'], 'new contribution')}, {summary['held']} already held, "
         f"{len(summary['skipped'])} skipped"
         + (" (dry run: nothing stored)" if args.dry_run else "")
     )
@@ -200,6 +200,11 @@ def cmd_import_git(args: argparse.Namespace) -> int:
         lines = [*lines[:SHOWN_SKIPPED], f"... {len(lines) - SHOWN_SKIPPED} more skipped"]
     emit(args, summary, "\n".join([*lines, text]))
     return 0
+
+
+def _count(n: int, thing: str) -> str:
+    """``1 commit``, ``2 commits``."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def _import(

@@ -157,6 +157,15 @@ def _ledger_page(args: argparse.Namespace, pid: str) -> LedgerPage:
     return page
 
 
+def _credited(peers: list[str], who: dict[str, str], shorts: dict[str, str]) -> str:
+    """Whom an attested entry credits, as the ledger's FOR column shows it: the first by
+    name (or short id, or short handle), and how many more."""
+    if not peers:
+        return ""
+    more = f" +{len(peers) - 1}" if len(peers) > 1 else ""
+    return person(peers[0], who, short=shorts[peers[0]]) + more
+
+
 def cmd_ledger(args: argparse.Namespace) -> int:
     if args.limit is not None and not 1 <= args.limit <= MAX_LEDGER_LIMIT:
         raise CommandError(f"--limit must be 1..{MAX_LEDGER_LIMIT}, not {args.limit}")
@@ -165,11 +174,17 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     entries = page.entries
     who = _names(args)
     authors = [e["author"] for e in entries]
+    # Attested entries (an imported history) are signed by a maintainer for someone else:
+    # a column says whom each credits (a handle, or the person who claimed it).
+    attested = any("credited" in e for e in entries)
+    credited = [p for e in entries for p in e.get("credited", ())]
+    shorts = short_peers(credited)
     rows = [
         (
             e["id"][:12],
             date_time(e["ts"]),
             person(e["author"], who, authors),
+            *((_credited(e.get("credited", ()), who, shorts),) if attested else ()),
             e["type"],
             e["title"],
             "" if e["effort_minutes"] is None else fmt_number(e["effort_minutes"]),
@@ -177,10 +192,9 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         )
         for e in entries
     ]
+    headers = ["ID", "WHEN (UTC)", "AUTHOR", *(["FOR"] if attested else []), "TYPE", "TITLE"]
     text = (
-        table(
-            ["ID", "WHEN (UTC)", "AUTHOR", "TYPE", "TITLE", "MINUTES", "WEIGHT"], rows, right=(5, 6)
-        )
+        table([*headers, "MINUTES", "WEIGHT"], rows, right=(len(headers), len(headers) + 1))
         if rows
         else "no live contributions"
     )

@@ -14,7 +14,8 @@ from node.views.cache import ViewError, record_json
 from node.views.details import names, person_json, profile_json, record_detail
 from node.web.chart import MAX_MONTHS, month_columns, month_start, share_bars
 from node.web.events import event_json
-from protocol.errors import ProtocolError
+from protocol.attest import HANDLE_SCHEMES, check_handle
+from protocol.errors import InvalidRecord, ProtocolError
 from protocol.ledger import order_key
 from protocol.record import CONTRIBUTION_TYPES, Record
 from protocol.signing import public_key_from_peer_id, verify
@@ -231,6 +232,30 @@ def person(node: NodeHandle, text: str) -> dict[str, Any]:
         "names": names(node.store),
         "me": pid == node.peer_id,
     }
+
+
+def is_handle(text: str) -> bool:
+    """Whether a ``/people/`` path names a handle (``email:…``, ``forge:…``, ``orcid:…``)
+    rather than a peer: a peer id has no colon."""
+    return text.partition(":")[0] in HANDLE_SCHEMES and ":" in text
+
+
+def handle(node: NodeHandle, text: str) -> dict[str, Any]:
+    """The page of a handle: in each followed project where it appears, its share line while
+    no confirmed or proven claim has moved its credit to a person, and every claim of it."""
+    try:
+        value = check_handle("handle", text)
+    except InvalidRecord as exc:
+        raise ViewError(exc.message) from None
+    where = []
+    for p in node.views.project_list():
+        if not p.get("followed", True):
+            continue
+        line = next((s for s in node.views.shares(p["id"]) if s["contributor"] == value), None)
+        claims = [c for c in node.views.claims(p["id"]) if c["handle"] == value]
+        if line is not None or claims:
+            where.append({"project": p, "share": line, "claims": claims})
+    return {"handle": value, "projects": where, "names": names(node.store)}
 
 
 def peers(node: NodeHandle) -> dict[str, Any]:

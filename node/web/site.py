@@ -154,7 +154,11 @@ class Dashboard:
         return Response(r.raw, media_type="application/octet-stream", headers=headers)
 
     async def person(self, request: Request) -> Response:
-        context = await self._in_thread(pages.person, request.path_params["peer"])
+        text = request.path_params["peer"]
+        if pages.is_handle(text):
+            context = await self._in_thread(pages.handle, text)
+            return self._page(request, "handle.html", context)
+        context = await self._in_thread(pages.person, text)
         return self._page(request, "person.html", context)
 
     async def peers(self, request: Request) -> Response:
@@ -324,7 +328,8 @@ class Dashboard:
                 methods=post,
             ),
             Route("/profile", g(self.write("profile", self.home)), methods=post),
-            Route("/people/{peer}", g(self.person)),
+            # A path: a forge handle (``forge:host/user``) holds a slash.
+            Route("/people/{peer:path}", g(self.person)),
             Route("/peers", g(self.peers)),
             Route("/login", g(self.login)),
             Route("/logout", g(self.logout), methods=post),

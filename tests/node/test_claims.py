@@ -131,6 +131,11 @@ def test_a_claim_proven_by_the_signing_key_moves_the_credit(
         assert shares[me]["contributions"] == 2  # both commits authored by the signer
         assert handle not in shares
         assert email_handle(OTHER.encode()) in shares
+    # The ledger's text says the signer's commits now credit the claimant, the other's its handle.
+    assert main(["ledger", pid, "--home", home]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert sum(me[-8:] in row for row in rows) == 2
+    assert sum(email_handle(OTHER.encode())[:18] in row for row in rows) == 1
     listing = {c["id"]: c for c in run(capsys, "claims", "--project", pid, "--home", home)}
     assert listing[claim["id"]]["status"] == "proven"
     assert listing[claim["id"]]["proof"] == setting["fingerprint"]
@@ -184,7 +189,15 @@ async def test_the_api_and_the_dashboard_list_the_claims(
     node.add(p, f.attested("alice", p, (handle,), signed_by="carol-ssh"))
     node.add(f.attested("alice", p, (dave,)))
     assert (await http.get(f"/api/v1/projects/{pid}/claims")).json() == []
-    assert 'aria-labelledby="claims-h"' not in (await http.get(f"/projects/{pid}")).text
+    before = (await http.get(f"/projects/{pid}")).text
+    assert 'aria-labelledby="claims-h"' not in before
+    # The ledger says whom each attested contribution credits: its handle, while unclaimed.
+    credits = r'<span class="for">for</span> <a class="person" href="/people/([^"]+)">'
+    assert sorted(re.findall(credits, before)) == sorted([handle, dave])
+    # A handle has a page of its own: where its work was recorded, and who claims it.
+    unclaimed = (await http.get(f"/people/{dave}")).text
+    assert "Unclaimed here: 1 contribution," in unclaimed
+    assert "Nobody has claimed it here." in unclaimed
     proven = f.claim("carol", p, handle, ssh="carol-ssh")
     pending = f.claim("mallory", p, dave)
     confirmed = f.claim("dave", p, dave)
@@ -200,6 +213,19 @@ async def test_the_api_and_the_dashboard_list_the_claims(
     rows = dict(re.findall(r'<tr data-claim="([0-9a-f]{64})" data-status="([a-z]+)">', page))
     assert rows == {c["id"]: c["status"] for c in listing}
     assert "1 claim awaits a maintainer" in page
+    # Proven and confirmed, the handles' credit goes to the people who claimed them.
+    people = sorted([peer_id(f.pub("carol")), peer_id(f.pub("dave"))])
+    assert sorted(re.findall(credits, page)) == people
+    claimed = (await http.get(f"/people/{dave}")).text
+    assert "Unclaimed here" not in claimed
+    assert "counts for the person whose claim holds" in claimed
+    shown = dict(re.findall(r'<tr data-claim="([0-9a-f]{64})" data-status="([a-z]+)">', claimed))
+    assert shown == {pending.id.hex(): "pending", confirmed.id.hex(): "confirmed"}
+    assert f'href="/people/{peer_id(f.pub("dave"))}"' in claimed
+    for bad in ("email:nothex", "forge:", "orcid:0000-0000-0000-0000"):
+        refused = await http.get(f"/people/{bad}")
+        assert refused.status_code == 404
+        assert "is not a handle" in refused.text
     unknown = await http.get(f"/api/v1/projects/{'ab' * 32}/claims")
     assert unknown.status_code == 404
 

@@ -583,18 +583,23 @@ def test_contribution_months_agree_between_tallies_and_fold(node: FakeNode, seed
     assert months(ViewCache(node.store, tallies=False)) == tallied  # the full fold
 
 
-async def test_a_project_with_attested_history_renders_and_a_handle_has_no_person_page(
+async def test_a_project_with_attested_history_renders_and_a_handle_has_a_page(
     http: httpx.AsyncClient, node: FakeNode, seed: Seed
 ) -> None:
     handle = "forge:github.com/dave"
     node.add(seed.f.attested("alice", seed.project, (handle,), title="Imported commit"))
     page = await http.get(f"/projects/{seed.pid}")
     assert page.status_code == 200
-    assert handle in page.text
-    # A handle is a contributor but no person: its page is refused, never a server error.
-    for text in (handle, "forge:github"):
-        answer = await http.get(f"/people/{text}")
-        assert 400 <= answer.status_code < 500, (text, answer.status_code)
+    assert f'<span class="for">for</span> <a class="person" href="/people/{handle}">' in page.text
+    # A handle is a contributor but no person: it has a page of its own (tests/node/
+    # test_claims.py follows it through claims), and a malformed one is refused.
+    own = await http.get(f"/people/{handle}")
+    assert own.status_code == 200
+    assert "Unclaimed here: 1 contribution," in own.text
+    assert f'href="/projects/{seed.pid}"' in own.text
+    answer = await http.get("/people/forge:github")
+    assert answer.status_code == 404
+    assert "is not a handle" in answer.text
 
 
 async def test_a_device_page_shows_its_person_counted_once(

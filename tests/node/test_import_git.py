@@ -87,6 +87,11 @@ def test_import_a_generated_history(
     # Re-importing is a no-op: the same commits make the same records.
     again = run(capsys, *args)
     assert (again["new"], again["held"]) == (0, COMMITS + 1)
+    assert main([*args]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{COMMITS + 1} commits by {AUTHORS} authors:"
+        f" 0 new contributions, {COMMITS + 1} already held, 0 skipped"
+    )
     no_merges = run(capsys, *args, "--no-merges", "--dry-run")
     assert no_merges["commits"] == COMMITS
     assert no_merges["new"] == 0
@@ -106,6 +111,15 @@ def test_import_a_generated_history(
     assert ledger["Change 7 by author 0"]["on_behalf"] == [zero]
     assert ledger["Change 5 by author 5"]["on_behalf"] == [email_handle(author_email(5)), six]
     assert ledger["Change 0 by author 0"]["ts"] == 1_704_067_200_000
+    # The text table says whom each commit credits (the maintainer signed them all).
+    assert main(["ledger", pid, "--home", home, "--limit", "3"]) == 0
+    header, _, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:6] == ["ID", "WHEN", "(UTC)", "AUTHOR", "FOR", "TYPE"]
+    newest = run(capsys, "ledger", pid, "--home", home, "--limit", "3")
+    for row, entry in zip(rows, newest, strict=True):
+        shown = entry["credited"][0][:18] + "…"
+        assert shown in row
+        assert (f"{shown} +" in row) == (len(entry["credited"]) > 1)  # co-authors counted
     assert "author 0" not in json.dumps(run(capsys, "shares", pid, "--home", home))
 
     # Shares: one line per author handle, with its commit count (co-authored ones included).

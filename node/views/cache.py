@@ -43,6 +43,7 @@ from node.views.answers import (
 from node.views.follow import Follow
 from node.views.months import month_counts
 from node.views.tallied import Tallied
+from protocol.attest import HANDLE_SCHEMES
 from protocol.errors import ProtocolError
 from protocol.identity import People
 from protocol.identity_records import IDENTITY_KINDS
@@ -567,6 +568,12 @@ class ViewCache:
         pid = self._followed(project_text)
         author_key = None
         if author:
+            if author.partition(":")[0] in HANDLE_SCHEMES and ":" in author:
+                raise ViewError(
+                    f"{author[:60]!r} is a handle, not a peer id: the ledger filters by peer id"
+                    " (a handle's credit is listed by the shares, its claims by the claims)",
+                    400,
+                )
             try:
                 author_key = public_key_from_peer_id(author)
             except ProtocolError as exc:

@@ -120,6 +120,10 @@ def test_import_a_generated_history(
         shown = entry["credited"][0][:18] + "…"
         assert shown in row
         assert (f"{shown} +" in row) == (len(entry["credited"]) > 1)  # co-authors counted
+    # The ledger filters by peer: a handle is refused with a reason, not a base58 error.
+    for handle in (zero, f"email:{author_email(0).decode()}"):
+        err = fails(capsys, "ledger", pid, "--author", handle, "--home", home)
+        assert "is a handle, not a peer id" in err
     assert "author 0" not in json.dumps(run(capsys, "shares", pid, "--home", home))
 
     # Shares: one line per author handle, with its commit count (co-authored ones included).

@@ -100,6 +100,15 @@ def _store_needed() -> None:
         raise _NotAtHand
 
 
+#: How a handle starts (``email:``, ``forge:``, ``orcid:``); a peer id has no colon.
+_HANDLE_PREFIXES: Final = tuple(f"{scheme}:" for scheme in HANDLE_SCHEMES)
+
+
+def is_handle(text: str) -> bool:
+    """Whether ``text``, given where a peer is asked for, names a handle instead."""
+    return text.startswith(_HANDLE_PREFIXES)
+
+
 # --------------------------------------------------------------------------------------------
 # The cache
 
@@ -568,7 +577,7 @@ class ViewCache:
         pid = self._followed(project_text)
         author_key = None
         if author:
-            if author.partition(":")[0] in HANDLE_SCHEMES and ":" in author:
+            if is_handle(author):
                 raise ViewError(
                     f"{author[:60]!r} is a handle, not a peer id: the ledger filters by peer id"
                     " (a handle's credit is listed by the shares, its claims by the claims)",

@@ -14,7 +14,7 @@ from node.views.cache import ViewError, record_json
 from node.views.details import names, person_json, profile_json, record_detail
 from node.web.chart import MAX_MONTHS, month_columns, month_start, share_bars
 from node.web.events import event_json
-from protocol.attest import HANDLE_SCHEMES, check_handle
+from protocol.attest import check_handle
 from protocol.errors import InvalidRecord, ProtocolError
 from protocol.ledger import order_key
 from protocol.record import CONTRIBUTION_TYPES, Record
@@ -232,12 +232,6 @@ def person(node: NodeHandle, text: str) -> dict[str, Any]:
         "names": names(node.store),
         "me": pid == node.peer_id,
     }
-
-
-def is_handle(text: str) -> bool:
-    """Whether a ``/people/`` path names a handle (``email:…``, ``forge:…``, ``orcid:…``)
-    rather than a peer: a peer id has no colon."""
-    return text.partition(":")[0] in HANDLE_SCHEMES and ":" in text
 
 
 def handle(node: NodeHandle, text: str) -> dict[str, Any]:

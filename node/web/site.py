@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from node.authoring import AuthoringError, NoEffect
-from node.views.cache import ViewError
+from node.views.cache import ViewError, is_handle
 from node.web import pages
 from node.web.auth import (
     SESSION_TTL,
@@ -155,7 +155,7 @@ class Dashboard:
 
     async def person(self, request: Request) -> Response:
         text = request.path_params["peer"]
-        if pages.is_handle(text):
+        if is_handle(text):
             context = await self._in_thread(pages.handle, text)
             return self._page(request, "handle.html", context)
         context = await self._in_thread(pages.person, text)

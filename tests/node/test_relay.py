@@ -197,7 +197,11 @@ async def test_peer_exchange_passes_on_the_relayed_address(tmp_path: Path) -> No
             )
             await wait_until(lambda: bool(_relayed(b.transport.advertised_addrs())), 15)
             assert b.transport.advertised_addrs() == _relayed(b.transport.advertised_addrs())
-            c = await stack.enter_async_context(running(tmp_path, "c", bootstrap=[addr(s)]))
+            # C hides its direct address too: B, told of C by the relay's peer exchange, could
+            # otherwise dial C itself, and the connection would not be the one under test.
+            c = await stack.enter_async_context(
+                running(tmp_path, "c", bootstrap=[addr(s)], no_announce=hidden)
+            )
             await wait_until(
                 lambda: b.peer_id in {p.peer_id for p in c.transport.connected_peers()}, 30
             )

@@ -166,6 +166,17 @@ class _HugeSequence(Sequence[int]):
     def __getitem__(self, index):  # type: ignore[no-untyped-def]
         raise AssertionError("encode must refuse before reading items")
 
+    def __repr__(self) -> str:
+        return "_HugeSequence()"
+
+
+class _Opaque:
+    """A value of no type the model knows (its repr is stable: test ids must not change
+    between the processes that collect them)."""
+
+    def __repr__(self) -> str:
+        return "_Opaque()"
+
 
 @pytest.mark.parametrize(
     "value",
@@ -179,7 +190,7 @@ class _HugeSequence(Sequence[int]):
         {b"k": 1},
         2**64,
         -(2**63) - 1,
-        object(),
+        _Opaque(),
         {1, 2},
         "\ud800",  # a lone surrogate has no UTF-8 encoding
         {"\udcff": 1},

@@ -53,6 +53,8 @@ The rules, with the choices this module makes where section 5 is silent (each on
 * **Ledger filter by author.** ``live_contributions(author=k)`` keeps the contributions in
   which ``k``'s person is a participant (author or coauthor), the same contributions that
   ``shares()`` credits to that person.
+  ``live_contributions(handle=h)`` keeps the attested contributions recorded on behalf of
+  handle ``h`` (among their ``on_behalf``), whoever a claim has moved its credit to.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ __all__ = [
     "person_profiles",
     "profiles",
     "project_state",
+    "recorded_for",
     "share_lines",
 ]
 
@@ -135,6 +138,13 @@ def participants(record: Record) -> tuple[bytes, ...]:
     if not isinstance(body, ContributionBody):
         raise LocalProtocolError("not-a-contribution", f"a {record.kind} has no participants")
     return _participants(record.author, body)
+
+
+def recorded_for(record: Record, handle: str) -> bool:
+    """Whether contribution ``record`` is attested on behalf of ``handle`` (what a ledger
+    filtered by a handle lists: the work recorded for it, claimed or not)."""
+    on_behalf = cast(ContributionBody, record.body).on_behalf
+    return on_behalf is not None and handle in on_behalf
 
 
 def _participants(author: bytes, body: ContributionBody) -> tuple[bytes, ...]:
@@ -509,11 +519,14 @@ class ProjectView:
         author: bytes | None = None,
         type: str | None = None,
         limit: int | None = None,
+        handle: str | None = None,
     ) -> list[LedgerEntry]:
         """Live contributions, newest first (descending ``(ts, id)``).
 
-        ``author`` keeps those in which that key's person is a participant; ``type`` keeps
-        those of that contribution type; ``limit`` keeps the first ``limit`` (``>= 0``).
+        ``author`` keeps those in which that key's person is a participant; ``handle`` keeps
+        the attested ones recorded on behalf of that handle (among their ``on_behalf``),
+        whoever its credit counts for now; ``type`` keeps those of that contribution type;
+        ``limit`` keeps the first ``limit`` (``>= 0``).
         """
         if limit is not None and limit < 0:
             raise LocalProtocolError("bad-limit", f"limit must be 0 or more, not {limit}")
@@ -521,6 +534,8 @@ class ProjectView:
         if author is not None:
             person = self.state.people.person_of_key(author)
             records = [r for r in records if person in self.participants_of(r)]
+        if handle is not None:
+            records = [r for r in records if recorded_for(r, handle)]
         if type is not None:
             records = [r for r in records if cast(ContributionBody, r.body).type == type]
         # One full sort even with a limit: heapq.nlargest is slower on records that come in

@@ -185,9 +185,11 @@ class TallyView:
         own = [] if key in {handle_key(h) for h in resolved} else [key]
         return [*own, *(handle_key(h) for h, k in sorted(resolved.items()) if k == key)]
 
-    def live_special(self, key: bytes | None, type: str | None) -> list[LedgerEntry]:
+    def live_special(
+        self, key: bytes | None, type: str | None, handle: str | None = None
+    ) -> list[LedgerEntry]:
         """The fold's live contributions, newest first, filtered as a ledger filters."""
-        return self.view.live_contributions(author=key, type=type)
+        return self.view.live_contributions(author=key, type=type, handle=handle)
 
     def entry(self, record: Record) -> LedgerEntry | None:
         """The ledger entry of a contribution of the project, or None when it is retracted."""

@@ -382,7 +382,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("project", metavar="PROJECT", help=PROJECT_HELP)
     p.add_argument(
-        "--author", metavar="PEER", help="only those with this author or coauthor (a peer id)"
+        "--author",
+        metavar="WHO",
+        help="only those in which this peer id's person is author or coauthor, or those"
+        " recorded on behalf of this handle (email:ADDRESS, forge:HOST/USER, orcid:ID),"
+        " claimed or not",
     )
     p.add_argument(
         "--type",

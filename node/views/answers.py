@@ -91,14 +91,15 @@ class Answers(Protocol):
 
     def ledger(
         self,
-        author: bytes | None,
+        author: bytes | str | None,
         type: str | None,
         limit: int,
         after: tuple[int, bytes] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Live contributions newest first, filtered (participant, type), at most ``limit``
         of those that come after ``after`` (a ``(ts, id)`` in ledger order); and how many
-        match the filters in all."""
+        match the filters in all. ``author`` is a participant's key, or a handle (text): the
+        contributions recorded on its behalf."""
         ...
 
     def shares(self) -> list[dict[str, Any]]: ...
@@ -124,12 +125,15 @@ class Fold:
 
     def ledger(
         self,
-        author: bytes | None,
+        author: bytes | str | None,
         type: str | None,
         limit: int,
         after: tuple[int, bytes] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        entries = self.view.live_contributions(author=author, type=type)
+        if isinstance(author, str):
+            entries = self.view.live_contributions(handle=author, type=type)
+        else:
+            entries = self.view.live_contributions(author=author, type=type)
         total = len(entries)
         if after is not None:
             entries = [e for e in entries if (e.record.ts, e.id) < after]

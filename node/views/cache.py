@@ -43,7 +43,7 @@ from node.views.answers import (
 from node.views.follow import Follow
 from node.views.months import month_counts
 from node.views.tallied import Tallied
-from protocol.attest import HANDLE_SCHEMES
+from protocol.attest import HANDLE_SCHEMES, handle_from_text
 from protocol.errors import ProtocolError
 from protocol.identity import People
 from protocol.identity_records import IDENTITY_KINDS
@@ -570,21 +570,20 @@ class ViewCache:
     ) -> LedgerPage:
         """Live contributions newest first, ``limit`` at a time (default 1000).
 
-        ``cursor`` is a previous page's ``next_cursor``: the full id of the last entry shown,
-        so the next page starts after that entry's place in the ledger order even if it was
-        retracted meanwhile.
+        ``author`` is a peer id (the contributions its person took part in) or a handle (the
+        contributions recorded on its behalf, claimed or not; ``email:ADDRESS`` is hashed as
+        :func:`protocol.attest.handle_from_text` says). ``cursor`` is a previous page's
+        ``next_cursor``: the full id of the last entry shown, so the next page starts after
+        that entry's place in the ledger order even if it was retracted meanwhile.
         """
         pid = self._followed(project_text)
-        author_key = None
+        author_key: bytes | str | None = None
         if author:
-            if is_handle(author):
-                raise ViewError(
-                    f"{author[:60]!r} is a handle, not a peer id: the ledger filters by peer id"
-                    " (a handle's credit is listed by the shares, its claims by the claims)",
-                    400,
-                )
             try:
-                author_key = public_key_from_peer_id(author)
+                if is_handle(author):  # the work recorded on its behalf
+                    author_key = handle_from_text(author)
+                else:
+                    author_key = public_key_from_peer_id(author)
             except ProtocolError as exc:
                 raise ViewError(exc.message, 400) from None
         if type is not None and type not in CONTRIBUTION_TYPES:

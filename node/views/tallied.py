@@ -235,7 +235,7 @@ class Tallied:
 
     def ledger(
         self,
-        author: bytes | None,
+        author: bytes | str | None,
         type: str | None,
         limit: int,
         after: tuple[int, bytes] | None = None,
@@ -256,12 +256,14 @@ class Tallied:
 
     def _ledger(
         self,
-        author: bytes | None,
+        author: bytes | str | None,
         type: str | None,
         limit: int,
         after: tuple[int, bytes] | None,
     ) -> tuple[list[dict[str, Any]], int]:
         tally = self.tally
+        if isinstance(author, str):
+            return self._recorded_for(author, type, limit, after)
         if author is None:
             rows = self.store.ledger_rows(self.pid, type=type, after=after)
             found = (tally.entry_json(rid, raw) for _, rid, raw in rows)
@@ -290,6 +292,38 @@ class Tallied:
             if not tally.is_special(e.id) and e.body.type == type
         )
         return page, total + len(tally.live_special(author, type))
+
+    def _recorded_for(
+        self, handle: str, type: str | None, limit: int, after: tuple[int, bytes] | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The ledger filtered by a handle: the contributions recorded on its behalf, off the
+        index of credits by participant, where the store keeps each under the handle's
+        stand-in (claims change whom they count for, not where they are kept)."""
+        tally = self.tally
+        units = [handle_key(handle)]
+        rows = self.store.ledger_rows(self.pid, units=units, after=after)
+        plain = (
+            e
+            for e in self._entries(rows)
+            if not tally.is_special(e.id) and (type is None or e.body.type == type)
+        )
+        special = [
+            e
+            for e in tally.live_special(None, type, handle)
+            if after is None or (e.record.ts, e.id) < after
+        ]
+        entries = heapq.merge(plain, special, key=_order, reverse=True)
+        page = [e.to_json() for e in islice(entries, limit)]
+        everything = self.store.ledger_rows(self.pid, units=units)
+        if type is None:  # counted off the ids: nothing to unpack
+            total = sum(1 for _, rid, _ in everything if not tally.is_special(rid))
+        else:
+            total = sum(
+                1
+                for e in self._entries(everything)
+                if not tally.is_special(e.id) and e.body.type == type
+            )
+        return page, total + len(tally.live_special(None, type, handle))
 
     def _entries(self, rows: Iterator[tuple[int, bytes, bytes]]) -> Iterator[LedgerEntry]:
         """The live entries of ``rows`` (contributions in ledger order), retracted skipped."""

@@ -235,8 +235,10 @@ def person(node: NodeHandle, text: str) -> dict[str, Any]:
 
 
 def handle(node: NodeHandle, text: str) -> dict[str, Any]:
-    """The page of a handle: in each followed project where it appears, its share line while
-    no confirmed or proven claim has moved its credit to a person, and every claim of it."""
+    """The page of a handle: in each followed project where it appears, how many live
+    contributions were recorded on its behalf (linked to the project's ledger filtered by
+    it), its share line while no confirmed or proven claim has moved its credit to a person,
+    and every claim of it."""
     try:
         value = check_handle("handle", text)
     except InvalidRecord as exc:
@@ -247,8 +249,9 @@ def handle(node: NodeHandle, text: str) -> dict[str, Any]:
             continue
         line = next((s for s in node.views.shares(p["id"]) if s["contributor"] == value), None)
         claims = [c for c in node.views.claims(p["id"]) if c["handle"] == value]
-        if line is not None or claims:
-            where.append({"project": p, "share": line, "claims": claims})
+        recorded = node.views.ledger_page(p["id"], author=value, limit=1).total
+        if line is not None or claims or recorded:
+            where.append({"project": p, "share": line, "claims": claims, "recorded": recorded})
     return {"handle": value, "projects": where, "names": names(node.store)}
 
 

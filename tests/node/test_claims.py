@@ -222,6 +222,18 @@ async def test_the_api_and_the_dashboard_list_the_claims(
     shown = dict(re.findall(r'<tr data-claim="([0-9a-f]{64})" data-status="([a-z]+)">', claimed))
     assert shown == {pending.id.hex(): "pending", confirmed.id.hex(): "confirmed"}
     assert f'href="/people/{peer_id(f.pub("dave"))}"' in claimed
+    # The API's ledger filtered by a handle lists the work recorded for it, claimed or not;
+    # the address is hashed as the handle was.
+    for who in (handle, "email:Carol@example.org", dave):
+        answer = await http.get(f"/api/v1/projects/{pid}/ledger", params={"author": who})
+        assert answer.status_code == 200
+        (entry,) = answer.json()
+        assert entry["on_behalf"] == [handle if who != dave else dave]
+        assert entry["credited"] == [peer_id(f.pub("carol" if who != dave else "dave"))]
+        assert answer.headers["X-Total-Count"] == "1"
+    refused = await http.get(f"/api/v1/projects/{pid}/ledger", params={"author": "forge:x"})
+    assert refused.status_code == 400
+    assert "is not a handle" in refused.json()["error"]
     for bad in ("email:nothex", "forge:", "orcid:0000-0000-0000-0000"):
         refused = await http.get(f"/people/{bad}")
         assert refused.status_code == 404

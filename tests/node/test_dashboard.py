@@ -597,6 +597,13 @@ async def test_a_project_with_attested_history_renders_and_a_handle_has_a_page(
     assert own.status_code == 200
     assert "Unclaimed here: 1 contribution," in own.text
     assert f'href="/projects/{seed.pid}"' in own.text
+    # It links to the project's ledger filtered by it: the work recorded on its behalf.
+    filtered = f"/projects/{seed.pid}?author=forge%3Agithub.com/dave"
+    assert f'<p data-recorded="1"><a href="{filtered}">1 live contribution recorded' in own.text
+    ledger = await http.get(filtered)
+    assert ledger.status_code == 200
+    assert "1 live contribution matching the filters" in ledger.text
+    assert "Imported commit" in ledger.text
     answer = await http.get("/people/forge:github")
     assert answer.status_code == 404
     assert "is not a handle" in answer.text

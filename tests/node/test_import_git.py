@@ -120,10 +120,21 @@ def test_import_a_generated_history(
         shown = entry["credited"][0][:18] + "…"
         assert shown in row
         assert (f"{shown} +" in row) == (len(entry["credited"]) > 1)  # co-authors counted
-    # The ledger filters by peer: a handle is refused with a reason, not a base58 error.
-    for handle in (zero, f"email:{author_email(0).decode()}"):
-        err = fails(capsys, "ledger", pid, "--author", handle, "--home", home)
-        assert "is a handle, not a peer id" in err
+    # Filtered by a handle, the ledger lists the commits recorded on its behalf: as the
+    # author or in a co-author trailer. The address is hashed as import-git hashed it.
+    for n in (0, 5 % AUTHORS + 1):
+        who = email_handle(author_email(n))
+        mine = {t for t, e in ledger.items() if who in (e.get("on_behalf") or [])}
+        assert len(mine) > 1
+        for handle in (who, f"email:{author_email(n).decode()}"):
+            listed = run(capsys, "ledger", pid, "--author", handle, "--home", home)
+            assert {e["title"] for e in listed} == mine
+    assert "Change 5 by author 5" in {
+        e["title"] for e in run(capsys, "ledger", pid, "--author", six, "--home", home)
+    }  # six is its co-author
+    # A malformed handle is refused with the reason, not a base58 error.
+    err = fails(capsys, "ledger", pid, "--author", "email:not-hashed", "--home", home)
+    assert "is not a handle" in err
     assert "author 0" not in json.dumps(run(capsys, "shares", pid, "--home", home))
 
     # Shares: one line per author handle, with its commit count (co-authored ones included).

@@ -127,6 +127,10 @@ def _fold_answers(p: Record, records: list[Record]) -> dict[str, Any]:
                 [e.to_json() for e in entries],
                 len(entries),
             )
+    for handle in HANDLES:  # the work recorded on a handle's behalf, claimed or not
+        for kind in (None, *TYPES):
+            entries = view.live_contributions(handle=handle, type=kind)
+            out[f"ledger {handle} {kind}"] = ([e.to_json() for e in entries], len(entries))
     return out
 
 
@@ -141,9 +145,10 @@ def _tallied_answers(views: ViewCache, pid: bytes) -> dict[str, Any]:
     out["shares"] = views.shares(pid.hex())
     out["shares body"] = views.shares_body(pid.hex())
     out["months"] = views.contribution_months(pid.hex(), _bucket, MONTHS)
-    for author in _authors():
+    filters = [(author and author.hex()[:8], author and peer_id(author)) for author in _authors()]
+    filters += [(handle, handle) for handle in HANDLES]
+    for label, name in filters:
         for kind in (None, *TYPES):
-            name = None if author is None else peer_id(author)
             # Pages of 3 by cursor, to walk the keyset pagination through ties.
             entries: list[dict[str, Any]] = []
             cursor = None
@@ -154,7 +159,7 @@ def _tallied_answers(views: ViewCache, pid: bytes) -> dict[str, Any]:
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-            out[f"ledger {author and author.hex()[:8]} {kind}"] = (entries, total)
+            out[f"ledger {label} {kind}"] = (entries, total)
     return out
 
 

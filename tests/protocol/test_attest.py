@@ -134,6 +134,30 @@ def test_a_confirmed_claim_moves_the_handle_credit_to_the_key() -> None:
     assert view.total_endorsed_value() == unconfirmed.total_endorsed_value()
 
 
+def test_a_ledger_filtered_by_a_handle_lists_its_work_claimed_or_not() -> None:
+    f, p, records = setup()
+    before = ProjectView.build(p, records)
+    carols = before.live_contributions(handle=CAROL_MAIL)
+    assert len(carols) == 2
+    assert all(CAROL_MAIL in (e.to_json()["on_behalf"] or []) for e in carols)
+    assert [e.id for e in before.live_contributions(handle=DAVE_GH)] == [carols[0].id]
+    assert before.live_contributions(handle="forge:github.com/nobody") == []
+    assert before.live_contributions(handle=CAROL_MAIL, type="design") == []
+    # Once a claim moves the credit, the handle still lists the work recorded for it (now
+    # credited to the claimant), and the claimant's key lists it too.
+    claim = f.claim("carol", p, CAROL_MAIL)
+    after = ProjectView.build(p, [*records, claim, f.confirm("bob", claim)])
+    assert [e.id for e in after.live_contributions(handle=CAROL_MAIL)] == [e.id for e in carols]
+    assert [e.id for e in after.live_contributions(author=key("carol").public_key)] == [
+        e.id for e in carols
+    ]
+    # A plain contribution lists no handle.
+    plain = f.contribution("bob", p, minutes=5)
+    assert ProjectView.build(p, [*records, plain]).live_contributions(handle=CAROL_MAIL) == (
+        before.live_contributions(handle=CAROL_MAIL)
+    )
+
+
 def test_confirmations_that_do_not_count() -> None:
     f, p, records = setup()
     claim = f.claim("carol", p, CAROL_MAIL)

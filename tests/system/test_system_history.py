@@ -95,3 +95,9 @@ def test_import_then_claim_from_the_authors_own_node(nodes: Nodes, tmp_path: Pat
     assert other not in moved
     statuses = {c["id"]: c["status"] for c in author.cli("claims", "--project", pid)}
     assert statuses == {proven["id"]: "proven", claim["id"]: "confirmed"}
+    # From their own node the author lists the commits recorded for an address they claimed,
+    # now credited to them; and by their peer id, all the commits of both addresses.
+    mine = author.cli("ledger", pid, "--author", f"email:{author_email(1).decode()}")
+    assert {e["id"] for e in mine} == {e["id"] for e in both if other in e["on_behalf"]}
+    assert all(me in e["credited"] for e in mine)
+    assert {e["id"] for e in author.cli("ledger", pid, "--author", me)} == {e["id"] for e in both}

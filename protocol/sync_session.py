@@ -91,6 +91,7 @@ from protocol.sync_terms import (
     is_misbehaviour,
     reply_limit,
 )
+from protocol.validation import META_SCOPE
 
 HELLO, ITEMS, NEG, FETCH, INGEST, RECORDS, PUSH, READY, DONE, ERROR = State
 
@@ -339,6 +340,7 @@ class ClientSession(_Session):
         self._stash: Neg | None = None  # a reply waiting for item lists
         self._have: list[bytes] = []
         self._need: list[bytes] = []
+        self._need_meta: list[bytes] = []  # the meta scope's, fetched before the others
         self._need_scopes: set[str] = set()  # the scopes whose sessions reported a need
         self._queue: list[bytes] = []  # ids still to fetch; the ones asked for first
         self._ask = 0  # how many ids the want in flight asked for
@@ -433,7 +435,13 @@ class ClientSession(_Session):
         # A negentropy session reports each id once, so only ids from two scopes can repeat
         # (a peer listing one id in both): at a million ids the de-duplicating dict would
         # cost more memory than the ids themselves, at the peak of the session.
+        # The meta scope's records come first: a project's genesis and updates and the
+        # identity records give the rest their meaning, and a catching-up node's views can
+        # show a project while it is small rather than meet it big (an imported history's
+        # contributions are older than its project, so by time they would come first).
         need, self._need = self._need, []
+        if self._need_meta:
+            need[:0], self._need_meta = self._need_meta, []
         self._queue = list(dict.fromkeys(need)) if len(self._need_scopes) > 1 else need
         self._events.append(Reconciled(have=len(self._have), need=len(self._queue)))
         if self._queue:
@@ -451,7 +459,10 @@ class ClientSession(_Session):
             next_message = session.reconcile(message)
             have, need = session.drain()
             self._have += have
-            self._need += need
+            if scope == META_SCOPE:
+                self._need_meta += need
+            else:
+                self._need += need
             if need:
                 self._need_scopes.add(scope)
             if next_message is not None:

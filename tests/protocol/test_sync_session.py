@@ -424,6 +424,20 @@ class ListsTwice(Holder):
         return negentropy.Storage([*super().items(scope), *extra])
 
 
+def test_the_meta_scopes_records_are_asked_for_first() -> None:
+    """A catching-up client asks for the meta scope's records (projects, their updates,
+    identities) before any project's, though here they are the newest and their scope sorts
+    last: an imported history's contributions predate the project that records them."""
+    frames: list[Frame] = []
+    meta = many(0, 30, start=10**9)
+    theirs = Holder(many(1, 2000) + many(2, 2000) + meta)
+    c, _ = converge(Holder(), theirs, SMALL, watching(Want, frames))
+    assert c.session.rounds > 1
+    asked = [i for want in frames if isinstance(want, Want) for i in want.ids]
+    assert set(asked[:30]) == {rid(raw) for raw in meta}
+    assert len(asked) == len(set(asked))
+
+
 def test_an_id_listed_in_two_scopes_is_asked_for_once() -> None:
     """Each negentropy session reports an id once, so only an id two scopes both list can
     repeat: it is fetched once all the same."""

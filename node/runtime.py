@@ -295,6 +295,7 @@ class Node(NodeHandle):
             await trio.sleep_until(self._wake_at)
 
     def _stored(self, records: list[Record], source: str) -> None:
+        self.views.note_stored(records)
         self._execute(self.service.records_stored(records, source))
 
     def _checked(self, peer: str, link: int, alive: bool, ping_refused: bool) -> None:

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, TypeVar
@@ -139,6 +139,8 @@ class _Entry:
     #: When they last held every record stored (the start of their making, or a later look
     #: at the store's keys that found them current).
     checked: float = 0.0
+    #: The project's records the cache had heard of (``note_stored``) when they were kept.
+    heard: int = 0
 
 
 class ViewCache:
@@ -153,7 +155,8 @@ class ViewCache:
 
     ``stale_seconds`` (a running node: ``STALE_SECONDS``; 0: never) lets a call about a big
     project (results that took ``WAIT_BELOW`` seconds or more to make, about 0.3 s for
-    20,000 participants, or made of ``BIG_RECORDS`` records or more) answer from the results
+    20,000 participants, or of a project of ``BIG_RECORDS`` records or more: those they were
+    made of, and those :meth:`note_stored` heard of since) answer from the results
     held in memory without reading the store at all, while they held every record stored at
     most ``stale_seconds`` ago and they hold the answer asked for already made (the summary,
     the shares, the ledger pages made before): a call then neither waits for a rebuild nor
@@ -193,6 +196,8 @@ class ViewCache:
         self.deferred: list[bytes] = []
         #: How many times :meth:`forget` ran: answers begun before a purge are not kept.
         self._generation = 0
+        #: Records stored of each project since this cache was made (:meth:`note_stored`).
+        self._heard: dict[bytes, int] = {}
 
     def forget(self) -> None:
         """Drop every result held in memory (records were purged: a project's key may come
@@ -201,6 +206,18 @@ class ViewCache:
             self._entries.clear()
             self._people = None  # the identity records' key may come back the same way
             self._generation += 1
+
+    def note_stored(self, records: Sequence[Record]) -> None:
+        """Hear of ``records`` just committed (the node's ingest listener): how much each
+        project grew, known without reading the store, so that a project that grows big
+        while a sync stores it is answered as big from the moment it is (see the class)."""
+        counts: dict[bytes, int] = {}
+        for record in records:
+            if record.project is not None:
+                counts[record.project] = counts.get(record.project, 0) + 1
+        with self._lock:
+            for pid, n in counts.items():
+                self._heard[pid] = self._heard.get(pid, 0) + n
 
     def _begin(self) -> _Begun:
         """When answers begin to be made, and after how many purges (see ``_remember``)."""
@@ -324,7 +341,9 @@ class ViewCache:
             entry = self._entries.get(pid)
         if entry is None or now - entry.checked > self._stale_seconds:
             return None
-        if entry.cost < WAIT_BELOW and entry.key[0] < BIG_RECORDS:
+        with self._lock:
+            grown = self._heard.get(pid, 0) - entry.heard
+        if entry.cost < WAIT_BELOW and entry.key[0] + grown < BIG_RECORDS:
             return None
         return entry
 
@@ -423,7 +442,8 @@ class ViewCache:
             old = self._entries.get(pid)
             if old is not None and old.key[1] > key[1]:
                 return  # a result for more records is held already
-            self._entries[pid] = _Entry(key, answers, now, cost, checked.at)
+            heard = self._heard.get(pid, 0)
+            self._entries[pid] = _Entry(key, answers, now, cost, checked.at, heard)
             self._entries.move_to_end(pid)
             while len(self._entries) > MAX_CACHED_VIEWS:
                 self._entries.popitem(last=False)

@@ -24,11 +24,12 @@ from protocol.testing import RecordFactory
 NOW = 1_900_000_000_000
 
 
-def _records(f: RecordFactory, n: int) -> list[bytes]:
+def _records(f: RecordFactory, n: int, *, genesis: bool = True) -> list[bytes]:
+    """``n`` records of a project: its genesis first (a record of the meta scope, which the
+    pipeline stores at once), then contributions; without the genesis, ``n`` contributions."""
     project = f.project("alice")
-    return [project.raw] + [
-        f.contribution(f"user{i % 5}", project, title=f"work {i}").raw for i in range(n - 1)
-    ]
+    work = [f.contribution(f"user{i % 5}", project, title=f"work {i}").raw for i in range(n)]
+    return [project.raw, *work[: n - 1]] if genesis else work
 
 
 class _Spy:
@@ -84,8 +85,10 @@ async def test_frames_are_stored_together_and_acknowledged_after_the_commit(
         refused, stored = await pipeline.flush()
         assert refused == []
         acknowledged += _check_acknowledged(store, stored)
-    # Two 40-record frames a transaction (a third would pass 100), the rest at the flush.
-    assert spy.sizes == [80, 80, 80, 40]
+    # The first frame holds the project's genesis: stored at once, so that the views show
+    # the project while it is small. Then two 40-record frames a transaction (a third would
+    # pass 100), the last two at the flush.
+    assert spy.sizes == [40, 80, 80, 80]
     assert sorted(acknowledged) == sorted(spy.heard)
     assert len(acknowledged) == len(raws) == store.count()
     assert spy.heard_uncommitted == []
@@ -94,7 +97,7 @@ async def test_frames_are_stored_together_and_acknowledged_after_the_commit(
 async def test_a_bad_record_in_a_coalesced_transaction_refuses_only_itself(
     store: Store, f: RecordFactory
 ) -> None:
-    raws = _records(f, 90)
+    raws = _records(f, 90, genesis=False)
     broken = raws[45]
     at = broken.find(b"work") + 1
     raws[45] = broken[:at] + bytes([broken[at] ^ 1]) + broken[at + 1 :]  # signed text changed
@@ -124,7 +127,7 @@ async def test_a_failure_in_the_pipeline_reaches_the_caller(
 ) -> None:
     """A store that fails while a transaction is written in the background, or a batch that
     cannot be begun, ends the fetch with that error; nothing is acknowledged."""
-    raws = _records(f, 120)
+    raws = _records(f, 120, genesis=False)
     ingestor = Ingestor(store, now_ms=lambda: NOW, metrics=Metrics())
     results = []
 
@@ -167,6 +170,25 @@ async def test_records_wait_for_more_only_so_long(
     # The slow frames one at a time (the last of them with the fast ones), the rest at once.
     assert spy.sizes == [20, 20, 20, 20 + 80]
     assert store.count() == 160
+
+
+async def test_projects_and_identities_are_stored_at_once(store: Store, f: RecordFactory) -> None:
+    """A frame that holds records of the meta scope (a project's genesis, a device's link)
+    is stored when it is finished, with whatever waited, not coalesced with later frames."""
+    work = _records(f, 200, genesis=False)
+    link = f.link("bob-paper", "bob-paper", "ticket-1").raw
+    raws = [*work[:50], f.project("alice").raw, *work[50:120], link, *work[120:]]
+    ingestor = Ingestor(store, now_ms=lambda: NOW, metrics=Metrics())
+    spy = _Spy(store, ingestor)
+    async with trio.open_nursery() as nursery:
+        pipeline = Pipeline(ingestor, nursery, source="sync", coalesce=1000)
+        for lo in range(0, len(raws), 40):
+            await pipeline.feed(raws[lo : lo + 40])
+        await pipeline.flush()
+    # Frames of 40: the genesis is the 51st record (second frame), the link the 122nd
+    # (fourth): each frame's transaction takes what waited before it.
+    assert spy.sizes == [80, 80, len(raws) - 160]
+    assert store.count() == len(raws)
 
 
 class _Pipe:

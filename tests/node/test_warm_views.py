@@ -123,6 +123,35 @@ def test_small_projects_are_made_again_by_the_call(tmp_path: Path) -> None:
         assert views.shares_body(p.id.hex()) == _fold(p, records)["shares body"]
 
 
+def test_a_small_project_that_grows_big_by_a_sync_is_answered_as_big(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results made while a project was small are made again by a call that finds them
+    stale, unless the cache heard (``note_stored``: the node's ingest listener) that the
+    project has grown to ``BIG_RECORDS`` since: then, as for any big project, the call
+    answers from them while they are recent, and leaves the making to the background."""
+    monkeypatch.setattr(cache, "BIG_RECORDS", 10)
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 7],), minutes=i) for i in range(14)]
+    with Store.open(tmp_path / "ledger.db") as store:
+        store.add([p, *records[:3]])
+        views = ViewCache(store, stale_seconds=cache.STALE_SECONDS)
+        assert views.warm(p.id) is True
+        store.add(records[3:6])
+        views.note_stored(records[3:6])  # 4 + 3 records: still small, made again by the call
+        assert views.at_hand(views.shares_body, p.id.hex()) is None
+        assert views.shares_body(p.id.hex()) == _fold(p, records[:6])["shares body"]
+        grown = ViewCache(store, stale_seconds=cache.STALE_SECONDS)
+        assert grown.warm(p.id) is True  # made for 7 records, as the background makes them
+        store.add(records[6:])
+        grown.note_stored([p, *records[6:]])  # 7 + 8: big now (the genesis names no project)
+        with monkeypatch.context() as patched:
+            _refuse(patched, store)
+            held = grown.at_hand(grown.shares_body, p.id.hex())
+        assert held == _fold(p, records[:6])["shares body"] != _fold(p, records)["shares body"]
+
+
 async def test_a_node_answers_from_built_views_while_records_arrive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

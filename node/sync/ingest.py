@@ -365,10 +365,7 @@ class Pipeline:
         good, bad = await self.ingestor.finish(judging, source=self.source)
         full = len(self._pending) + len(good) > self.coalesce
         if self._pending and (full or trio.current_time() - self._since >= self.within):
-            await self._written()  # one transaction in flight at a time: memory stays bounded
-            batch, self._pending = self._pending, []
-            self._writing = trio.Event()
-            self._nursery.start_soon(self._write, batch, self._writing)
+            await self._hand_over()
         if good and not self._pending:
             self._since = trio.current_time()
         self._pending += [(i + offset, record) for i, record in good]
@@ -376,11 +373,16 @@ class Pipeline:
             # Projects and identities are stored at once: the views show a project from its
             # first frame, while it is small, instead of meeting it 10,000 records later
             # (the sync asks for the meta scope's records first).
-            await self._written()
-            batch, self._pending = self._pending, []
-            self._writing = trio.Event()
-            self._nursery.start_soon(self._write, batch, self._writing)
+            await self._hand_over()
         return [(i + offset, reason) for i, reason in bad]
+
+    async def _hand_over(self) -> None:
+        """Give what waits to a writing task, once the transaction in flight committed (one
+        at a time: memory stays bounded)."""
+        await self._written()
+        batch, self._pending = self._pending, []
+        self._writing = trio.Event()
+        self._nursery.start_soon(self._write, batch, self._writing)
 
     async def _written(self) -> None:
         """Wait for the transaction in flight, if any, to commit."""

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import TextIO
 
+from protocol.attest import names_handle
+
 __all__ = [
     "Progress",
     "clip",
@@ -149,7 +151,7 @@ def short_peer(peer: str, others: Sequence[str] = ()) -> str:
     user or an ORCID shows whole, a hashed email as its first hex digits."""
     if peer.startswith("email:"):
         return terminal_safe(peer[:18]) + "…"
-    if peer.startswith(("forge:", "orcid:")):
+    if names_handle(peer):  # a forge user or an ORCID iD: short enough whole
         return terminal_safe(peer)
     for n in (8, 12, 16, 24):
         tail = peer[-n:]
@@ -166,7 +168,7 @@ def short_peers(peers: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     pending: list[str] = []
     for peer in distinct:
-        if peer.startswith(("email:", "forge:", "orcid:")) or len(peer) < 24:
+        if names_handle(peer) or len(peer) < 24:
             out[peer] = short_peer(peer, peers)  # a handle, or too short for the tails
         else:
             pending.append(peer)

@@ -63,6 +63,7 @@ __all__ = [
     "fold_claims",
     "handle_from_text",
     "handle_key",
+    "names_handle",
 ]
 
 #: The longest handle, in UTF-8 bytes.
@@ -70,6 +71,7 @@ MAX_HANDLE: Final = 200
 #: An attested contribution names its author and up to 32 co-authors, as ``coauthors`` does.
 MAX_ON_BEHALF: Final = 33
 HANDLE_SCHEMES: Final = ("email", "forge", "orcid")
+_HANDLE_PREFIXES: Final = tuple(f"{scheme}:" for scheme in HANDLE_SCHEMES)
 #: Hashed with the email so that the hash is of no use for anything but Commons handles.
 EMAIL_DOMAIN: Final = b"commons-email-v1\x00"
 #: Hashed with a handle to make the 32-byte participant that stands for it in the views.
@@ -143,6 +145,13 @@ def handle_from_text(text: str) -> str:
     if text.startswith("email:") and "@" in text:
         return email_handle(text[len("email:") :])
     return check_handle("handle", text)
+
+
+def names_handle(text: str) -> bool:
+    """Whether ``text``, given where a peer id or a handle may stand, names a handle: it starts
+    with one of :data:`HANDLE_SCHEMES` and a colon (a peer id has no colon). Whether it is a
+    valid handle is :func:`check_handle`'s question."""
+    return text.startswith(_HANDLE_PREFIXES)
 
 
 def handle_key(handle: str) -> bytes:

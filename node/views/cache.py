@@ -43,7 +43,7 @@ from node.views.answers import (
 from node.views.follow import Follow
 from node.views.months import month_counts
 from node.views.tallied import Tallied
-from protocol.attest import HANDLE_SCHEMES, handle_from_text
+from protocol.attest import handle_from_text, names_handle
 from protocol.errors import ProtocolError
 from protocol.identity import People
 from protocol.identity_records import IDENTITY_KINDS
@@ -100,13 +100,9 @@ def _store_needed() -> None:
         raise _NotAtHand
 
 
-#: How a handle starts (``email:``, ``forge:``, ``orcid:``); a peer id has no colon.
-_HANDLE_PREFIXES: Final = tuple(f"{scheme}:" for scheme in HANDLE_SCHEMES)
-
-
 def is_handle(text: str) -> bool:
     """Whether ``text``, given where a peer is asked for, names a handle instead."""
-    return text.startswith(_HANDLE_PREFIXES)
+    return names_handle(text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from protocol.attest import (
     email_handle,
     handle_from_text,
     handle_key,
+    names_handle,
 )
 from protocol.errors import InvalidRecord
 from protocol.ledger import ProjectView
@@ -103,6 +104,13 @@ def setup() -> tuple[RecordFactory, Record, list[Record]]:
     c1 = f.attested("alice", p, (CAROL_MAIL,), minutes=60)
     c2 = f.attested("alice", p, (CAROL_MAIL, DAVE_GH), minutes=30)
     return f, p, [p, c1, c2, f.endorsement("bob", c1, weight=2), f.endorsement("bob", c2)]
+
+
+def test_names_handle_tells_a_handle_from_a_peer_id_by_its_scheme() -> None:
+    for text in (CAROL_MAIL, DAVE_GH, "orcid:0000-0002-1825-0097", "email:not-hashed", "forge:"):
+        assert names_handle(text)  # a handle by its form; check_handle judges the rest
+    for text in (_peer("alice"), "mail:x", "Email:x", "", "forge"):
+        assert not names_handle(text)
 
 
 def test_an_attested_contribution_credits_its_handles_not_its_signer() -> None:

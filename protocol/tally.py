@@ -231,8 +231,13 @@ class TallyView:
         on_behalf = body.get("on_behalf")
         if on_behalf is not None:
             handles = tuple(on_behalf)
-            credited = attest.credited(handles, view.claims.resolved)
-            out.update(attest.entry_json(handles, credited, _peer))
+            resolved = view.claims.resolved
+            if resolved and any(h in resolved for h in handles):
+                credited = attest.credited(handles, resolved)
+                out.update(attest.entry_json(handles, credited, _peer))
+            else:  # every handle credits itself (they are distinct): no stand-in to hash
+                out["on_behalf"] = list(handles)
+                out["credited"] = list(handles)
         return out
 
     def contributions_of(self, key: bytes) -> int:

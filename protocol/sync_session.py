@@ -121,6 +121,7 @@ __all__ = [
     "RecordsReceived",
     "ServerSession",
     "State",
+    "fetch_order",
     "hard_refusals",
     "is_misbehaviour",
     "next_want",
@@ -302,6 +303,40 @@ class _Session:
             raise SyncError("invalid-record", f"peer sent invalid records: {hard[0]}")
 
 
+def fetch_order(needs: Mapping[str, Sequence[bytes]]) -> list[bytes]:
+    """The ids a client fetches, in order, each once, from the ids each scope's
+    reconciliation found the peer holds and it lacks.
+
+    The ``meta`` scope's come first: projects, their updates and identity records give the
+    rest their meaning, and a catching-up node's views can show a project while it is small
+    rather than meet it big (an imported history's contributions are older than its project,
+    so by time they would come first). Then each scope's, in scope order.
+
+    A negentropy session reports an id once, so only an id two scopes list (a peer listing
+    one id in both) can repeat. The ids of every scope but the biggest project's are
+    gathered in a set and the biggest is read against it: at a million ids a set or dict of
+    them all would cost more memory than the ids themselves, at the peak of the session.
+    """
+    scopes = sorted(needs, key=lambda scope: (scope != META_SCOPE, scope))
+    if len(scopes) == 1:
+        only = needs[scopes[0]]
+        return only if isinstance(only, list) else list(only)
+    projects = [scope for scope in scopes if scope != META_SCOPE]  # meta's all come first
+    biggest = max(projects, key=lambda scope: len(needs[scope]), default=None)
+    others = {i for scope in scopes if scope != biggest for i in needs[scope]}
+    queue: list[bytes] = []
+    listed: set[bytes] = set()  # of ``others``: those already in the queue
+    for scope in scopes:
+        if scope == biggest:
+            queue += [i for i in needs[scope] if i not in others]
+            continue
+        for i in needs[scope]:
+            if i not in listed:
+                listed.add(i)
+                queue.append(i)
+    return queue
+
+
 def next_want(asked: int, returned: int) -> int:
     """How many ids to ask for after a ``want`` of ``asked`` ids brought ``returned`` records.
 
@@ -339,9 +374,7 @@ class ClientSession(_Session):
         self._asked: list[str] = []  # the scopes of the neg frame in flight
         self._stash: Neg | None = None  # a reply waiting for item lists
         self._have: list[bytes] = []
-        self._need: list[bytes] = []
-        self._need_meta: list[bytes] = []  # the meta scope's, fetched before the others
-        self._need_scopes: set[str] = set()  # the scopes whose sessions reported a need
+        self._needs: dict[str, list[bytes]] = {}  # by scope: what the peer holds and we lack
         self._queue: list[bytes] = []  # ids still to fetch; the ones asked for first
         self._ask = 0  # how many ids the want in flight asked for
         self._more = False  # whether that want was sent after the last recs
@@ -432,17 +465,9 @@ class ClientSession(_Session):
         if self._pending:
             return self._send_round()
         self._release()
-        # A negentropy session reports each id once, so only ids from two scopes can repeat
-        # (a peer listing one id in both): at a million ids the de-duplicating dict would
-        # cost more memory than the ids themselves, at the peak of the session.
-        # The meta scope's records come first: a project's genesis and updates and the
-        # identity records give the rest their meaning, and a catching-up node's views can
-        # show a project while it is small rather than meet it big (an imported history's
-        # contributions are older than its project, so by time they would come first).
-        need, self._need = self._need, []
-        if self._need_meta:
-            need[:0], self._need_meta = self._need_meta, []
-        self._queue = list(dict.fromkeys(need)) if len(self._need_scopes) > 1 else need
+        needs, self._needs = self._needs, {}
+        self._queue = fetch_order(needs)
+        del needs
         self._events.append(Reconciled(have=len(self._have), need=len(self._queue)))
         if self._queue:
             return self._send_want(FIRST_WANT)
@@ -459,12 +484,8 @@ class ClientSession(_Session):
             next_message = session.reconcile(message)
             have, need = session.drain()
             self._have += have
-            if scope == META_SCOPE:
-                self._need_meta += need
-            else:
-                self._need += need
             if need:
-                self._need_scopes.add(scope)
+                self._needs.setdefault(scope, []).extend(need)
             if next_message is not None:
                 self._pending[scope] = next_message
 

@@ -55,6 +55,7 @@ from protocol.sync_session import (
     RecordsReceived,
     ServerSession,
     State,
+    fetch_order,
     hard_refusals,
     is_misbehaviour,
     next_want,
@@ -436,6 +437,42 @@ def test_the_meta_scopes_records_are_asked_for_first() -> None:
     asked = [i for want in frames if isinstance(want, Want) for i in want.ids]
     assert set(asked[:30]) == {rid(raw) for raw in meta}
     assert len(asked) == len(set(asked))
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(SCOPES),
+        st.lists(st.binary(min_size=1, max_size=2), max_size=30, unique=True),
+        max_size=4,
+    )
+)
+def test_fetch_order_lists_every_id_once_the_meta_scopes_first(
+    needs: dict[str, list[bytes]],
+) -> None:
+    """Each scope lists an id once (as a negentropy session reports it); two scopes may list
+    the same id. Every id comes once, the meta scope's first, each scope's in its order."""
+    queue = fetch_order(needs)
+    union = {i for ids in needs.values() for i in ids}
+    assert len(queue) == len(set(queue)) == len(union)
+    meta = needs.get("meta", [])
+    assert queue[: len(meta)] == meta
+    position = {i: n for n, i in enumerate(queue)}
+    for ids in needs.values():
+        alone = [i for i in ids if sum(i in other for other in needs.values()) == 1]
+        assert sorted(alone, key=position.__getitem__) == alone
+
+
+def test_fetch_order_keeps_one_big_scope_as_it_is() -> None:
+    big = [bytes([n % 256, n // 256]) for n in range(5000)]
+    assert fetch_order({SCOPES[1]: big}) is big  # no copy of a million ids
+    assert fetch_order({}) == []
+    shared = big[10]
+    assert fetch_order({SCOPES[1]: big, "meta": [b"m", shared]}) == [
+        b"m",
+        shared,
+        *big[:10],
+        *big[11:],
+    ]
 
 
 def test_an_id_listed_in_two_scopes_is_asked_for_once() -> None:

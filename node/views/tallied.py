@@ -262,68 +262,42 @@ class Tallied:
         after: tuple[int, bytes] | None,
     ) -> tuple[list[dict[str, Any]], int]:
         tally = self.tally
-        if isinstance(author, str):
-            return self._recorded_for(author, type, limit, after)
         if author is None:
             rows = self.store.ledger_rows(self.pid, type=type, after=after)
             found = (tally.entry_json(rid, raw) for _, rid, raw in rows)
             return list(islice((e for e in found if e is not None), limit)), tally.live(type)
-        units = tally.units_of(author)
+        if isinstance(author, str):
+            # A handle: the contributions recorded on its behalf, off the index of credits by
+            # participant, where the store keeps each under the handle's stand-in (claims
+            # change whom they count for, not where they are kept).
+            units = [handle_key(author)]
+            special = tally.live_special(None, type, author)
+        else:
+            units = tally.units_of(author)
+            special = tally.live_special(author, type)
         rows = self.store.ledger_rows(self.pid, units=units, after=after) if units else iter(())
         plain = (
             e
             for e in self._entries(rows)
             if not tally.is_special(e.id) and (type is None or e.body.type == type)
         )
-        special = [
-            e
-            for e in tally.live_special(author, type)
-            if after is None or (e.record.ts, e.id) < after
-        ]
-        entries = heapq.merge(plain, special, key=_order, reverse=True)
+        earlier = [e for e in special if after is None or (e.record.ts, e.id) < after]
+        entries = heapq.merge(plain, earlier, key=_order, reverse=True)
         page = [e.to_json() for e in islice(entries, limit)]
-        if type is None:
+        if type is None and isinstance(author, bytes):
             return page, tally.contributions_of(author)
-        # Counted by reading the author's contributions: no sum is kept per author and type.
+        # Counted by reading the contributions: no sum is kept per participant and type, nor
+        # per handle whoever a claim resolves it to.
         everything = self.store.ledger_rows(self.pid, units=units) if units else iter(())
-        total = sum(
-            1
-            for e in self._entries(everything)
-            if not tally.is_special(e.id) and e.body.type == type
-        )
-        return page, total + len(tally.live_special(author, type))
-
-    def _recorded_for(
-        self, handle: str, type: str | None, limit: int, after: tuple[int, bytes] | None
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The ledger filtered by a handle: the contributions recorded on its behalf, off the
-        index of credits by participant, where the store keeps each under the handle's
-        stand-in (claims change whom they count for, not where they are kept)."""
-        tally = self.tally
-        units = [handle_key(handle)]
-        rows = self.store.ledger_rows(self.pid, units=units, after=after)
-        plain = (
-            e
-            for e in self._entries(rows)
-            if not tally.is_special(e.id) and (type is None or e.body.type == type)
-        )
-        special = [
-            e
-            for e in tally.live_special(None, type, handle)
-            if after is None or (e.record.ts, e.id) < after
-        ]
-        entries = heapq.merge(plain, special, key=_order, reverse=True)
-        page = [e.to_json() for e in islice(entries, limit)]
-        everything = self.store.ledger_rows(self.pid, units=units)
-        if type is None:  # counted off the ids: nothing to unpack
-            total = sum(1 for _, rid, _ in everything if not tally.is_special(rid))
+        if type is None:  # off the ids: nothing to unpack
+            held = sum(1 for _, rid, _ in everything if not tally.is_special(rid))
         else:
-            total = sum(
+            held = sum(
                 1
                 for e in self._entries(everything)
                 if not tally.is_special(e.id) and e.body.type == type
             )
-        return page, total + len(tally.live_special(None, type, handle))
+        return page, held + len(special)
 
     def _entries(self, rows: Iterator[tuple[int, bytes, bytes]]) -> Iterator[LedgerEntry]:
         """The live entries of ``rows`` (contributions in ledger order), retracted skipped."""

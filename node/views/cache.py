@@ -100,11 +100,6 @@ def _store_needed() -> None:
         raise _NotAtHand
 
 
-def is_handle(text: str) -> bool:
-    """Whether ``text``, given where a peer is asked for, names a handle instead."""
-    return names_handle(text)
-
-
 # --------------------------------------------------------------------------------------------
 # The cache
 
@@ -596,7 +591,7 @@ class ViewCache:
         author_key: bytes | str | None = None
         if author:
             try:
-                if is_handle(author):  # the work recorded on its behalf
+                if names_handle(author):  # the work recorded on its behalf
                     author_key = handle_from_text(author)
                 else:
                     author_key = public_key_from_peer_id(author)

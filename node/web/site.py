@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from node.authoring import AuthoringError, NoEffect
-from node.views.cache import ViewError, is_handle
+from node.views.cache import ViewError
 from node.web import pages
 from node.web.auth import (
     SESSION_TTL,
@@ -34,6 +34,7 @@ from node.web.auth import (
 from node.web.events import EventHub
 from node.web.forms import MAX_FORM_BODY, field_of, fields_of, parse_form
 from node.web.render import SECURITY_HEADERS, render
+from protocol.attest import names_handle
 from protocol.errors import ProtocolError
 from protocol.record import parse_id_prefix
 
@@ -155,7 +156,7 @@ class Dashboard:
 
     async def person(self, request: Request) -> Response:
         text = request.path_params["peer"]
-        if is_handle(text):
+        if names_handle(text):
             context = await self._in_thread(pages.handle, text)
             return self._page(request, "handle.html", context)
         context = await self._in_thread(pages.person, text)

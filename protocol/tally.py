@@ -230,14 +230,7 @@ class TallyView:
         }
         on_behalf = body.get("on_behalf")
         if on_behalf is not None:
-            handles = tuple(on_behalf)
-            resolved = view.claims.resolved
-            if resolved and any(h in resolved for h in handles):
-                credited = attest.credited(handles, resolved)
-                out.update(attest.entry_json(handles, credited, _peer))
-            else:  # every handle credits itself (they are distinct): no stand-in to hash
-                out["on_behalf"] = list(handles)
-                out["credited"] = list(handles)
+            out.update(attest.attested_json(tuple(on_behalf), view.claims.resolved, _peer))
         return out
 
     def contributions_of(self, key: bytes) -> int:

@@ -431,14 +431,16 @@ async def serve_api(
     config.graceful_timeout = 1.0
     config.keep_alive_timeout = 5.0
     app = build_app(node)
-    # Bind first, so a taken port is a clear error rather than a failure inside Hypercorn.
+    # Bound here, so a taken port is a clear error rather than a failure inside Hypercorn,
+    # and handed over as it is (no window in which another program could take the port).
     try:
-        probe = socket.create_server((host.strip("[]"), int(port)))
+        listener = socket.create_server((host.strip("[]"), int(port)))
     except OSError as exc:
         raise ApiStartError(f"cannot serve the API on {address}: {exc.strerror}") from None
-    if int(port) == 0:
-        config.bind = [f"{host}:{probe.getsockname()[1]}"]
-    probe.close()
+    # Connections inherit it; Hypercorn sets it only on the sockets it binds itself.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    bound = f"http://{host}:{listener.getsockname()[1]}"
+    config.bind = [f"fd://{listener.detach()}"]
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]
-        task_status.started(binds[0] if binds else f"http://{config.bind[0]}")
+        task_status.started(binds[0] if binds else bound)

@@ -147,8 +147,9 @@ class ViewCache:
     ``stale_seconds`` (a running node: ``STALE_SECONDS``; 0: never) lets a call about a big
     project (results that took ``WAIT_BELOW`` seconds or more to make, about 0.3 s for
     20,000 participants, or of a project of ``BIG_RECORDS`` records or more: those they were
-    made of, and those :meth:`note_stored` heard of since) answer from the results
-    held in memory without reading the store at all, while they held every record stored at
+    made of, and those :meth:`note_stored` heard of since, or as many as the store counts
+    when a call reads its key) answer from the results held in memory without reading the
+    store at all (or after reading only that key), while they held every record stored at
     most ``stale_seconds`` ago and they hold the answer asked for already made (the summary,
     the shares, the ledger pages made before): a call then neither waits for a rebuild nor
     for the store's lock, which a sync holds for a whole transaction. An answer is never put
@@ -303,11 +304,18 @@ class ViewCache:
         ):
             return recent.answers
         _store_needed()
-        entry = self._held(pid, self._key(pid))
+        key = self._key(pid)
+        entry = self._held(pid, key)
         if entry is not None:
             with self._lock:  # current when ``asked``: a later call may answer from it
                 entry.checked = max(entry.checked, asked)
             return entry.answers
+        if recent is None and made is not None and key[0] >= BIG_RECORDS:
+            # Big by the store's own count, though not yet by what ``note_stored`` heard (a
+            # commit is read here before the node's listener hears of it): answered as big.
+            recent = self._recent(pid, asked, grown_to=key[0])
+            if recent is not None and made(recent.answers):
+                return recent.answers
         # One thread loads or folds a project at a time: a call that arrives while the
         # background warming (or another call) is at it waits for that result instead of
         # doing the same work beside it.
@@ -323,9 +331,10 @@ class ViewCache:
                 return entry.answers
             return self._build(pid, key)
 
-    def _recent(self, pid: bytes, now: float) -> _Entry | None:
+    def _recent(self, pid: bytes, now: float, *, grown_to: int = 0) -> _Entry | None:
         """The results held of a big project that a call may answer from without reading
-        the store (the class says when), or None."""
+        the store (the class says when), or None. ``grown_to``: the project's key counts
+        this many records now (read off the store)."""
         if self._stale_seconds <= 0:
             return None
         with self._lock:
@@ -334,7 +343,8 @@ class ViewCache:
             return None
         with self._lock:
             grown = self._heard.get(pid, 0) - entry.heard
-        if entry.cost < WAIT_BELOW and entry.key[0] + grown < BIG_RECORDS:
+        size = max(entry.key[0] + grown, grown_to)
+        if entry.cost < WAIT_BELOW and size < BIG_RECORDS:
             return None
         return entry
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 import tempfile
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +20,7 @@ import httpx
 import pytest
 import trio
 
-from node.api.app import build_app
+from node.api.app import ApiStartError, build_app
 from node.cli.main import main
 from node.handle import MAX_PEER_SERIES, transport_metric
 from node.home import Home
@@ -272,3 +274,36 @@ def test_init_fills_a_home_folder_made_beforehand_in_a_parent_it_cannot_write(
     ]
     assert sorted(p.name for p in parent.iterdir()) == ["commons"]
     assert Home(home).signing_key()
+
+
+async def test_the_api_holds_its_port_and_says_when_it_is_taken(tmp_path: Path) -> None:
+    """The node binds the API's port itself and hands that socket to the server: the address
+    it reports answers, no other program can take the port while it runs, and a port taken
+    already is a one-line error naming the address."""
+    home = Home(tmp_path / "a")
+    home.init()
+    options = NodeOptions(listen=[LOOPBACK], api="127.0.0.1:0", mdns=False)
+    with trio.fail_after(30):
+        async with open_node(home, options) as node:
+            url = node.api_url
+            assert url is not None
+            assert url.startswith("http://127.0.0.1:")
+            port = int(url.rpartition(":")[2])
+            assert port != 0
+
+            def status() -> dict[str, Any]:
+                with urllib.request.urlopen(f"{url}/api/v1/status", timeout=10) as answer:
+                    loaded: dict[str, Any] = json.loads(answer.read())
+                    return loaded
+
+            assert (await trio.to_thread.run_sync(status))["peer_id"] == node.peer_id
+            with pytest.raises(OSError, match="in use"):
+                socket.create_server(("127.0.0.1", port))
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            busy = f"127.0.0.1:{taken.getsockname()[1]}"
+            other = Home(tmp_path / "b")
+            other.init()
+            options = NodeOptions(listen=[LOOPBACK], api=busy, mdns=False)
+            with pytest.raises(ApiStartError, match=f"cannot serve the API on {busy}: "):
+                async with open_node(other, options):
+                    pass

@@ -152,6 +152,45 @@ def test_a_small_project_that_grows_big_by_a_sync_is_answered_as_big(
         assert held == _fold(p, records[:6])["shares body"] != _fold(p, records)["shares body"]
 
 
+def test_a_project_the_store_counts_big_is_answered_as_big_before_the_listener_hears(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call may read a project's key after a commit and before the node's ingest listener
+    tells the cache of it (``note_stored``). When that key counts ``BIG_RECORDS`` or more,
+    the call answers from the recent results, as for any big project, instead of making
+    them itself; a page not made yet is still made for every record held; a project the
+    store counts small is made again by the call."""
+    monkeypatch.setattr(cache, "BIG_RECORDS", 10)
+    f = RecordFactory()
+    p = f.project("alice", maintainers=("bob",))
+    records = [f.attested("alice", p, (HANDLES[i % 7],), minutes=i) for i in range(14)]
+    made_by_calls: list[int] = []
+    build = Tallied.build
+
+    def counted(store: Store, pid: bytes, people: Any) -> Tallied | None:
+        made_by_calls.append(1)
+        return build(store, pid, people)
+
+    with Store.open(tmp_path / "ledger.db") as store, Store.open(store.path) as reader:
+        store.add([p, *records[:3]])
+        views = ViewCache(store, stale_seconds=cache.STALE_SECONDS, reader=reader)
+        assert views.warm(p.id) is True
+        text = p.id.hex()
+        store.add(records[3:5])  # 6 records: small, made again by the call
+        monkeypatch.setattr(Tallied, "build", staticmethod(counted))
+        assert views.shares_body(text) == _fold(p, records[:5])["shares body"]
+        assert len(made_by_calls) == 1
+        store.add(records[5:])  # 15 records, nothing heard
+        assert views.at_hand(views.shares_body, text) is None  # the key must be read
+        assert views.shares_body(text) == _fold(p, records[:5])["shares body"]
+        page = views.ledger_page(text)
+        assert (page.entries, page.total) == _fold(p, records[:5])["page"]
+        assert len(made_by_calls) == 1  # neither call made them
+        mine = views.ledger_page(text, author=HANDLES[0], limit=3)
+        assert mine.total == 2  # a page not made: made for every record held (#0 and #7)
+        assert views.shares_body(text) == _fold(p, records)["shares body"]
+
+
 async def test_a_node_answers_from_built_views_while_records_arrive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,6 +84,7 @@ from node.sync.verifier import Verifier
 from node.trio_util import open_unwrapping_nursery
 from node.views.cache import STALE_SECONDS, ViewCache
 from node.views.follow import Follow
+from node.views.maker import AnswerMaker
 from protocol import peers as peers_protocol
 from protocol import sync as sync_protocol
 from protocol.errors import ProtocolError
@@ -457,6 +458,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     key = home.signing_key()
     store = Store.open(home.store_path)
     reader: Store | None = None
+    maker: AnswerMaker | None = None
     try:
         # The views read through a connection of their own, in one read transaction each
         # time they make a project's answers (``ViewCache``): a sync's commits never wait for
@@ -477,8 +479,13 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
+        maker = AnswerMaker(home.store_path)
         views = ViewCache(
-            store, follow=Follow(options.follow), stale_seconds=STALE_SECONDS, reader=reader
+            store,
+            follow=Follow(options.follow),
+            stale_seconds=STALE_SECONDS,
+            reader=reader,
+            maker=maker,
         )
         async with (
             _warming(views) as warmed,
@@ -543,6 +550,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 nursery.cancel_scope.cancel()
     finally:
         home.remove_node_info()
+        if maker is not None:
+            maker.close()
         if reader is not None:
             reader.close()
         store.close()

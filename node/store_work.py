@@ -95,4 +95,7 @@ class StoreWork:
                     await trio.to_thread.run_sync(self.store.release_memory)
         except StoreError as exc:
             log.warning("warming the views failed: %s", exc)
+        maker = self.views.maker
+        if maker is not None and maker.pid is not None:
+            await trio.to_thread.run_sync(maker.idle)  # an idle node keeps no second process
         self.execute(self.service.views_refreshed(trio.current_time()))

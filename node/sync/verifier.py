@@ -53,21 +53,25 @@ ANSWER_SECONDS = 10.0
 RETRY_SECONDS = 60.0
 
 
-#: The helper's start, run with ``python -I -c`` (see :func:`helper_command`); ``argv[1]`` is
-#: the folder holding the node's own ``node`` package.
+#: A helper's start, run with ``python -I -c`` (see :func:`helper_command`); ``argv[1]`` is
+#: the folder holding the node's own ``node`` package, ``argv[2]`` the module whose ``main``
+#: runs (with the rest of ``argv``).
 _BOOTSTRAP = """\
-import sys
+import importlib, sys
 if sys.argv[1] not in sys.path:
     sys.path.insert(0, sys.argv[1])
-from node.sync._verifier_helper import main
-sys.exit(main())
+sys.exit(importlib.import_module(sys.argv[2]).main())
 """
 
+#: The signature helper's module.
+HELPER_MODULE = "node.sync._verifier_helper"
 
-def helper_command() -> list[str]:
-    """The command line that starts the signature helper.
 
-    ``python -m node.sync._verifier_helper`` would put the working directory first on
+def helper_command(module: str = HELPER_MODULE, *args: str) -> list[str]:
+    """The command line that starts a helper process of the node: ``module``'s ``main``
+    (the signature helper's by default; the views' process is another), given ``args``.
+
+    ``python -m MODULE`` would put the working directory first on
     ``sys.path``: started in a folder holding a ``node`` package, the node would run that
     package's code. Isolated mode (``-I``) puts neither the working directory nor a script's
     folder on the path and ignores ``PYTHON*`` variables and the user's site-packages; the
@@ -75,7 +79,7 @@ def helper_command() -> list[str]:
     checkout of an editable install), so the helper runs the same code as the node.
     """
     root = Path(node.__file__).resolve().parent.parent
-    return [sys.executable, "-I", "-c", _BOOTSTRAP, str(root)]
+    return [sys.executable, "-I", "-c", _BOOTSTRAP, str(root), module, *args]
 
 
 @dataclass

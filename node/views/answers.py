@@ -4,13 +4,12 @@ which holds and refreshes them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.views.months import SortedTimes, Times
-from node.views.tallied import Tallied
+from node.views.tallied import Tallied, json_body
 from protocol.identity_records import IDENTITY_KINDS
 from protocol.ledger import ProjectView
 from protocol.record import Record
@@ -37,13 +36,6 @@ class ViewError(Exception):
     def __init__(self, message: str, status: int = 404) -> None:
         super().__init__(message)
         self.status = status
-
-
-def json_body(value: Any) -> bytes:
-    """``value`` as the API's JSON answers encode it (Starlette's ``JSONResponse``: compact,
-    UTF-8, no NaN), for answers encoded ahead of the response."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.encode()
 
 
 def _json_value(value: Any) -> Any:

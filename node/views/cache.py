@@ -41,6 +41,7 @@ from node.views.answers import (
     record_json,
 )
 from node.views.follow import Follow
+from node.views.maker import AnswerMaker
 from node.views.months import month_counts
 from node.views.tallied import Tallied
 from protocol.attest import handle_from_text, names_handle
@@ -158,6 +159,11 @@ class ViewCache:
     (a few seconds: the node's ``views_interval``, the pause ``REBUILD_PAUSE`` and the
     rebuild itself), and never by more than ``stale_seconds``: past that, or for any other
     answer, the call reads the store as before (and makes the results if they are stale).
+
+    ``maker`` (a running node, with a ``reader``) makes a big project's answers again in
+    the background in a process of its own (:mod:`node.views.maker`) while calls answer from
+    the recent ones: this process then only folds the project's special records, and its
+    calls do not wait for the interpreter's lock while the rest is made.
     """
 
     def __init__(
@@ -170,8 +176,10 @@ class ViewCache:
         tallies: bool = True,
         stale_seconds: float = 0.0,
         reader: Store | None = None,
+        maker: AnswerMaker | None = None,
     ) -> None:
         self.store = store
+        self.maker = maker
         self._stale_seconds = stale_seconds
         self._reader = reader
         #: Held while answers are made from the ``reader`` (one read transaction at a time).
@@ -265,6 +273,11 @@ class ViewCache:
         key = latest.project_key(pid)
         return None if key is None else _combine(key, latest.kinds_key(IDENTITY_KINDS))
 
+    def latest(self) -> Store:
+        """Where to read what the store holds now without waiting for a sync's transaction
+        (``commons status``'s counts): the ``reader`` when there is one (see ``_latest``)."""
+        return self._latest()
+
     def _latest(self) -> Store:
         """Where to read what the store holds now: the ``reader`` while no answers are made
         through it (its reads then see the last commit, and never wait for the store's lock,
@@ -348,16 +361,65 @@ class ViewCache:
             return None
         return entry
 
-    def _build(self, pid: bytes, key: ProjectKey, *, prepare: bool = False) -> Answers:
+    def _remade(self, pid: bytes, key: ProjectKey) -> bool:
+        """Whether a project's answers are made again while calls answer from its recent
+        ones (held, and big: they took ``WAIT_BELOW`` seconds or more to make, or the
+        project holds ``BIG_RECORDS`` records); the ``maker`` makes those."""
+        with self._lock:
+            entry = self._entries.get(pid)
+        return entry is not None and (key[0] >= BIG_RECORDS or entry.cost >= WAIT_BELOW)
+
+    def _build(
+        self, pid: bytes, key: ProjectKey, *, prepare: bool = False, apart: bool = False
+    ) -> Answers:
         """Answers for ``key`` from the tallies while keys are their own persons, else from a
         fold (under the project's lock). ``prepare``: make what is
         asked first (the default ledger page, the shares, the summary) before they are
-        shown."""
+        shown; ``apart``: by the ``maker`` when there is one."""
         begun = self._begin()
         people_key, people = self._people_now()
         if people.trivial and self._tallies:
-            return self._tallied(pid, key, (people_key, people), begun, prepare=prepare)
+            persons = (people_key, people)
+            if prepare and apart and self.maker is not None and self._reader is not None:
+                made = self._made_apart(pid, key, persons, begun, self._reader, self.maker)
+                if made is not None:
+                    return made
+            return self._tallied(pid, key, persons, begun, prepare=prepare)
         return self._fold(pid, key, begun)
+
+    def _made_apart(
+        self,
+        pid: bytes,
+        key: ProjectKey,
+        persons: tuple[ProjectKey, People],
+        begun: _Begun,
+        reader: Store,
+        maker: AnswerMaker,
+    ) -> Tallied | None:
+        """Answers whose prepared part the ``maker`` made (None when it could not): the
+        special records are folded here first, then the maker reads a state at least as new,
+        and the answers are labelled with the key read here. A call answers from the
+        maker's part alone until the store holds more (recent answers answer only what is
+        made), and from both only while that key is current, when both read one state."""
+        people_key, people = persons
+        started = time.monotonic()
+        with self._reading, reader.reading():
+            found = reader.project_key(pid)
+            identity = reader.kinds_key(IDENTITY_KINDS)
+            if found is None or identity != people_key:
+                return None
+            key = _combine(found, identity)
+            answers = Tallied.build(reader, pid, people)
+        if answers is None:
+            return None
+        made = maker.make(pid, people_key, DEFAULT_LEDGER_LIMIT + 1)
+        if made is None or made[0][1] < key[1]:  # not made, or of an older state: not here
+            return None
+        answers.adopt(made[1])
+        cost = time.monotonic() - started
+        log.debug("made project %s apart in %.3f s", pid.hex(), cost)
+        self._remember(pid, key, answers, cost=cost, checked=begun)
+        return answers
 
     def _tallied(
         self,
@@ -462,7 +524,7 @@ class ViewCache:
             if key is None or self._held(pid, key) is not None:
                 return False
             started = time.monotonic()
-            self._build(pid, key, prepare=True)
+            self._build(pid, key, prepare=True, apart=self._remade(pid, key))
             log.debug("warmed project %s in %.3f s", pid.hex(), time.monotonic() - started)
             return True
 

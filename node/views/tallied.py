@@ -19,7 +19,9 @@ This holds while keys are their own persons (no identity record held); with pers
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, cast
 
@@ -27,7 +29,7 @@ from node.store.sqlite import Store
 from node.views.months import SortedTimes, Times
 from protocol.attest import ClaimBody, handle_key
 from protocol.identity import People
-from protocol.ledger import LedgerEntry, ProjectView
+from protocol.ledger import LedgerEntry, ProjectSummary, ProjectView
 from protocol.record import (
     ContributionBody,
     EndorsementBody,
@@ -37,7 +39,7 @@ from protocol.record import (
 )
 from protocol.tally import TallyView
 
-__all__ = ["FOLDED_KINDS", "Tallied"]
+__all__ = ["FOLDED_KINDS", "Prepared", "Tallied", "json_body"]
 
 #: What a project's fold reads besides its genesis and contributions.
 FOLDED_KINDS = ("project-update", "endorsement", "retraction", "claim", "claim-confirmation")
@@ -45,6 +47,28 @@ FOLDED_KINDS = ("project-update", "endorsement", "retraction", "claim", "claim-c
 
 #: Ledger pages a project's answers keep (the first page is asked for far more than others).
 MAX_HELD_PAGES = 4
+
+
+def json_body(value: Any) -> bytes:
+    """``value`` as the API's JSON answers encode it (Starlette's ``JSONResponse``: compact,
+    UTF-8, no NaN), for answers encoded ahead of the response."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :meth:`Tallied.prepare` makes, as plain values: made by the views' process of
+    their own (:mod:`node.views.maker`) and adopted by answers made here."""
+
+    #: The query limit of the first ledger page (the page shown holds one entry less).
+    limit: int
+    #: The first page's entries and how many entries the ledger holds in all.
+    page: tuple[list[dict[str, Any]], int]
+    #: The entries shown, as the API sends them.
+    page_body: bytes
+    shares_body: bytes
+    summary: ProjectSummary
 
 
 def _order(entry: LedgerEntry) -> tuple[int, bytes]:
@@ -109,11 +133,13 @@ class Tallied:
 
     __slots__ = (
         "_bodies",
+        "_first",
         "_pages",
         "_prepared",
         "_shares",
         "_shares_body",
         "_special_times",
+        "_summary",
         "pid",
         "store",
         "tally",
@@ -133,7 +159,11 @@ class Tallied:
         self._pages: dict[tuple[Any, ...], tuple[list[dict[str, Any]], int]] = {}
         self._shares: list[dict[str, Any]] | None = None
         self._shares_body: bytes | None = None
+        #: The summary made elsewhere (:meth:`adopt`), else None: the tally's own.
+        self._summary: ProjectSummary | None = None
         self._prepared = False
+        #: The query limit of the first page :meth:`prepare` made.
+        self._first = 0
         #: Ledger pages encoded as the API sends them, by query (see :meth:`encoded`).
         self._bodies: dict[tuple[Any, ...], bytes] = {}
 
@@ -170,12 +200,40 @@ class Tallied:
         return cls(store, pid, tally, special)
 
     def prepare(self, limit: int) -> None:
-        """Make and keep the summary, the shares and the first ledger page of ``limit``
-        entries (the node's warming calls this, so the first calls find them made)."""
-        self.ledger(None, None, limit)
+        """Make and keep the summary, the shares and the first ledger page of query limit
+        ``limit``, encoded as shown (the node's warming calls this, so the first calls find
+        them made)."""
+        entries = self.ledger(None, None, limit)[0]
+        # The page ``ViewCache.ledger_page`` shows: one entry more tells if a next one exists.
+        self.encoded((None, None, limit, None), lambda: json_body(entries[: limit - 1]))
         self.shares_body()
         self.tally.summary()
+        self._first = limit
         self._prepared = True
+
+    def prepared(self) -> Prepared:
+        """What :meth:`prepare` made (call it first), to be adopted by answers elsewhere."""
+        if not self._prepared:
+            raise ValueError("these answers are not prepared")
+        query = (None, None, self._first, None)
+        page = self._pages[query]
+        return Prepared(self._first, page, self._bodies[query], self.shares_body(), self._made())
+
+    def adopt(self, prepared: Prepared) -> None:
+        """Take what answers made elsewhere prepared as made here (instead of
+        :meth:`prepare`): the summary, the shares and the first ledger page; the rest these
+        answers make as they always do."""
+        query = (None, None, prepared.limit, None)
+        self._pages = {query: prepared.page}
+        self._bodies = {query: prepared.page_body}
+        self._shares_body = prepared.shares_body
+        self._shares = None
+        self._summary = prepared.summary
+        self._first = prepared.limit
+        self._prepared = True
+
+    def _made(self) -> ProjectSummary:
+        return self._summary if self._summary is not None else self.tally.summary()
 
     def encoded(self, query: tuple[Any, ...], encode: Callable[[], bytes]) -> bytes:
         """The ledger page of ``query`` encoded by ``encode``, once for these answers (the
@@ -208,14 +266,18 @@ class Tallied:
         return None
 
     def show(self) -> dict[str, Any]:
-        return self.tally.summary().to_json()
+        return self._made().to_json()
 
     def list_item(self) -> dict[str, Any]:
-        return self.tally.summary().to_list_json()
+        return self._made().to_list_json()
 
     def shares(self) -> list[dict[str, Any]]:
         if self._shares is None:
-            self._shares = self.tally.shares_json()
+            if self._summary is not None and self._shares_body is not None:
+                # Adopted: the lines of the same record set as the text.
+                self._shares = json.loads(self._shares_body)
+            else:
+                self._shares = self.tally.shares_json()
         return [dict(line) for line in self._shares]
 
     def shares_body(self) -> bytes:

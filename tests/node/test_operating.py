@@ -10,6 +10,7 @@ import json
 import re
 import socket
 import tempfile
+import threading
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -307,3 +308,42 @@ async def test_the_api_holds_its_port_and_says_when_it_is_taken(tmp_path: Path) 
             with pytest.raises(ApiStartError, match=f"cannot serve the API on {busy}: "):
                 async with open_node(other, options):
                     pass
+
+
+async def test_status_answers_while_a_transaction_holds_the_store(tmp_path: Path) -> None:
+    """``commons status`` counts records through the views' own connection: while a sync's
+    transaction holds the store (its lock, for up to seconds during a catch-up), the status
+    answers at once with the records committed before it."""
+    from protocol.testing import RecordFactory
+
+    home = Home(tmp_path / "a")
+    home.init()
+    f = RecordFactory()
+    p = f.project("alice")
+    options = NodeOptions(listen=[LOOPBACK], api="127.0.0.1:0", mdns=False)
+    with trio.fail_after(30):
+        async with open_node(home, options) as node:
+            url = node.api_url
+            assert url is not None
+            await trio.to_thread.run_sync(node.store.add, [p, f.contribution("bob", p)])
+            holding, release = threading.Event(), threading.Event()
+
+            def transaction() -> None:
+                with node.store._lock:  # as a sync's transaction holds it
+                    holding.set()
+                    release.wait(20)
+
+            def status() -> dict[str, Any]:
+                with urllib.request.urlopen(f"{url}/api/v1/status", timeout=5) as answer:
+                    loaded: dict[str, Any] = json.loads(answer.read())
+                    return loaded
+
+            holder = threading.Thread(target=transaction)
+            holder.start()
+            try:
+                await trio.to_thread.run_sync(holding.wait, 5)
+                shown = await trio.to_thread.run_sync(status)
+            finally:
+                release.set()
+                await trio.to_thread.run_sync(holder.join, 5)
+            assert (shown["records"], shown["projects"]) == (2, 1)

@@ -12,6 +12,7 @@ background.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -277,8 +278,11 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
                 assert body == folds[held]
                 await trio.sleep(0.03)
         assert builds["call"] == 0
-        # Newer answers came, and only the background made them.
+        # Newer answers came, and only the background made them, in the views' process.
         assert builds["background"] >= 1
+        assert node.views.maker is not None
+        assert node.views.maker.answered >= 1
+        child = node.views.maker.pid
         assert totals == sorted(totals)
         assert totals[0] < totals[-1]
         assert max(waits) < 0.5, waits
@@ -290,6 +294,9 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
             while not await trio.to_thread.run_sync(caught_up):  # noqa: ASYNC110 - a thread
                 await trio.sleep(0.1)
         assert (await trio.to_thread.run_sync(ask))[2] == _fold(p, records)["shares body"]
+    assert child is not None
+    with pytest.raises(ProcessLookupError):  # stopped with the node
+        os.kill(child, 0)
 
 
 def test_answers_begun_before_a_purge_are_not_kept(

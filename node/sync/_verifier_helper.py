@@ -86,9 +86,11 @@ def verify_request(body: bytes | memoryview) -> bytes:
 
 def main() -> int:
     """Answer requests from stdin on stdout until stdin closes."""
-    # Ctrl-C in a terminal reaches the whole process group; the node stops us by closing
-    # our stdin, after its own requests are answered.
+    # Ctrl-C in a terminal, or a service manager's SIGTERM, reaches the whole process group;
+    # the node stops us by closing our stdin, after its own requests are answered (dying at
+    # the signal left the node to log a failure as it stopped).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         return _serve()
     except BrokenPipeError:  # the node is gone (killed): nothing to answer, nothing to say

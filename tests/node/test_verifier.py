@@ -294,3 +294,20 @@ def test_the_helper_leaves_quietly_when_the_node_is_gone(f: RecordFactory) -> No
     assert helper.stderr is not None
     assert helper.stderr.read() == b""
     helper.stderr.close()
+
+
+def test_the_helper_outlives_a_signal_to_the_group_and_leaves_when_told() -> None:
+    """Ctrl-C or a service manager's SIGTERM reaches the node's whole process group: the
+    helper stays until the node, stopping, closes its input (dying at the signal made the
+    node log a failure while it stopped)."""
+    helper = subprocess.Popen(helper_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert helper.stdout is not None
+    assert helper.stdin is not None
+    assert helper.stdout.read(1) == READY
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        helper.send_signal(sig)
+    with pytest.raises(subprocess.TimeoutExpired):
+        helper.wait(timeout=0.5)
+    helper.stdin.close()
+    assert helper.wait(timeout=20) == 0
+    helper.stdout.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,28 @@ def test_an_idle_child_is_stopped_and_started_again(
         assert apart.started == 2
     finally:
         apart.close()
+
+
+def test_the_child_outlives_a_signal_to_the_group(
+    project: tuple[RecordFactory, Record, list[Record], Path],
+) -> None:
+    """Ctrl-C or a service manager's SIGTERM reaches the node's whole process group: the
+    child stays (the node closes its pipe as it stops) and keeps answering meanwhile."""
+    _, p, _, path = project
+    apart = AnswerMaker(path)
+    try:
+        assert apart.make(p.id, (0, 0), LIMIT) is not None
+        child = apart._child
+        assert child is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            child.send_signal(sig)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+        assert apart.make(p.id, (0, 0), LIMIT) is not None
+        assert apart.started == 1
+    finally:
+        apart.close()
+    assert child.returncode == 0
 
 
 def test_the_child_leaves_when_the_node_goes(

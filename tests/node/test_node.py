@@ -130,10 +130,15 @@ async def test_partition_heals_by_reconciliation(tmp_path: Path) -> None:
             await wait_until(lambda: len(a.transport.connected_peers()) == 1)
             project = await a.author("project", {"name": "Shared"})
             await wait_until(lambda: b.store.has(project.id))
-            # Partition: no connection, and no redialling meanwhile.
-            b.service.config = replace(b.service.config, target_peers=0)
+            # Partition: no connection, and no redialling meanwhile on either side (a node
+            # short of peers redials the addresses it knows); both ends close at once.
+            for node in (a, b):
+                node.service.config = replace(node.service.config, target_peers=0)
             await b.transport.disconnect(a.peer_id)
-            await wait_until(lambda: not a.transport.connected_peers())
+            await a.transport.disconnect(b.peer_id)
+            await wait_until(
+                lambda: not a.transport.connected_peers() and not b.transport.connected_peers()
+            )
             made: list[Record] = []
             for i in range(20):
                 for node in (a, b):
@@ -150,7 +155,8 @@ async def test_partition_heals_by_reconciliation(tmp_path: Path) -> None:
             assert ids(a) != ids(b)
             # Heal: reconnect; the dialling side reconciles at once.
             await b.transport.connect(addr(a))
-            b.service.config = replace(b.service.config, target_peers=8)
+            for node in (a, b):
+                node.service.config = replace(node.service.config, target_peers=8)
             result = await b.sync_now()
             assert result["peers"] == 1
             await wait_until(lambda: ids(a) == ids(b))

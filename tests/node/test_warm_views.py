@@ -278,11 +278,8 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
                 assert body == folds[held]
                 await trio.sleep(0.03)
         assert builds["call"] == 0
-        # Newer answers came, and only the background made them, in the views' process.
+        # Newer answers came, and only the background made them.
         assert builds["background"] >= 1
-        assert node.views.maker is not None
-        assert node.views.maker.answered >= 1
-        child = node.views.maker.pid
         assert totals == sorted(totals)
         assert totals[0] < totals[-1]
         assert max(waits) < 0.5, waits
@@ -294,6 +291,11 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
             while not await trio.to_thread.run_sync(caught_up):  # noqa: ASYNC110 - a thread
                 await trio.sleep(0.1)
         assert (await trio.to_thread.run_sync(ask))[2] == _fold(p, records)["shares body"]
+        # The last answers were made again after ingest stopped, in the views' process (the
+        # first such making may still be under way when ingest stops, on a loaded machine).
+        assert node.views.maker is not None
+        assert node.views.maker.answered >= 1
+        child = node.views.maker.pid
     assert child is not None
     with pytest.raises(ProcessLookupError):  # stopped with the node
         os.kill(child, 0)

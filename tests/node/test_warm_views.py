@@ -261,6 +261,13 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
                 result = await node.ingestor.ingest(batch, source="sync")
                 assert not result.rejected
                 await trio.sleep(0.08)
+                if start == 600:
+                    # Half way, until the views' process has made answers again (its first
+                    # child starts now, slowly on a loaded machine): calls see them grow.
+                    assert node.views.maker is not None
+                    with trio.fail_after(20):
+                        while node.views.maker.answered < 1:  # noqa: ASYNC110 - a thread's count
+                            await trio.sleep(0.05)
             ingesting = False
 
         async with trio.open_nursery() as nursery:

@@ -43,7 +43,7 @@ from node.views.answers import (
 from node.views.follow import Follow
 from node.views.maker import AnswerMaker
 from node.views.months import month_counts
-from node.views.tallied import Tallied
+from node.views.tallied import Tallied, combine_keys
 from protocol.attest import handle_from_text, names_handle
 from protocol.errors import ProtocolError
 from protocol.identity import People
@@ -103,13 +103,6 @@ def _store_needed() -> None:
 
 # --------------------------------------------------------------------------------------------
 # The cache
-
-
-def _combine(project: ProjectKey, identity: ProjectKey) -> ProjectKey:
-    """One key for a project's records and the identity records: both only grow, so the sum
-    of their counts and the greater of their last ``seq`` change whenever either does. With
-    no identity record it is the project's own key."""
-    return (project[0] + identity[0], max(project[1], identity[1]))
 
 
 class _Begun(NamedTuple):
@@ -237,7 +230,7 @@ class ViewCache:
                     return pid
         _store_needed()
         try:
-            return self._latest().resolve_prefix(text, kind=kind)
+            return self.latest().resolve_prefix(text, kind=kind)
         except ProtocolError as exc:
             status = 400 if exc.code == "bad-id" else 404
             raise ViewError(exc.message, status) from None
@@ -254,12 +247,12 @@ class ViewCache:
         return self._people_now()[1]
 
     def _people_now(self) -> tuple[ProjectKey, People]:
-        key = self._latest().kinds_key(IDENTITY_KINDS)
+        key = self.latest().kinds_key(IDENTITY_KINDS)
         with self._lock:
             held = self._people
         if held is not None and held[0] == key:
             return held
-        records = self._latest().of_kinds(IDENTITY_KINDS)
+        records = self.latest().of_kinds(IDENTITY_KINDS)
         people = People.fold(records)
         # Records are only ever added: as many as the key counts means exactly its records.
         if len(records) == key[0]:
@@ -269,17 +262,13 @@ class ViewCache:
 
     def _current(self, pid: bytes) -> ProjectKey | None:
         """The key of a project's results now: its records and the identity records."""
-        latest = self._latest()
+        latest = self.latest()
         key = latest.project_key(pid)
-        return None if key is None else _combine(key, latest.kinds_key(IDENTITY_KINDS))
+        return None if key is None else combine_keys(key, latest.kinds_key(IDENTITY_KINDS))
 
     def latest(self) -> Store:
-        """Where to read what the store holds now without waiting for a sync's transaction
-        (``commons status``'s counts): the ``reader`` when there is one (see ``_latest``)."""
-        return self._latest()
-
-    def _latest(self) -> Store:
-        """Where to read what the store holds now: the ``reader`` while no answers are made
+        """Where to read what the store holds now (the views, and ``commons status``'s
+        counts): the ``reader`` while no answers are made
         through it (its reads then see the last commit, and never wait for the store's lock,
         which a sync holds for a whole transaction), else the store. Answers are made under
         ``_reading`` from its taking to its release, so a read begun while it was free sees
@@ -408,7 +397,7 @@ class ViewCache:
             identity = reader.kinds_key(IDENTITY_KINDS)
             if found is None or identity != people_key:
                 return None
-            key = _combine(found, identity)
+            key = combine_keys(found, identity)
             answers = Tallied.build(reader, pid, people)
         if answers is None:
             return None
@@ -446,7 +435,7 @@ class ViewCache:
                 found = reader.project_key(pid)
                 identity = reader.kinds_key(IDENTITY_KINDS)
                 if found is not None and identity == people_key:
-                    key = _combine(found, identity)
+                    key = combine_keys(found, identity)
                 answers = Tallied.build(reader, pid, people)
                 if answers is not None:
                     answers.prepare(DEFAULT_LEDGER_LIMIT + 1)
@@ -549,7 +538,7 @@ class ViewCache:
         now = self._clock()  # before the keys are read: what is current holds all before it
         folded: list[bytes] = []
         identity = self.store.kinds_key(IDENTITY_KINDS)
-        keys = {pid: _combine(key, identity) for pid, key in self.store.project_keys().items()}
+        keys = {pid: combine_keys(key, identity) for pid, key in self.store.project_keys().items()}
         # Answers from the tallies cost per participant, not per record (0.2-0.3 s for
         # 20,000 participants): no budget for them, but a pause between two rebuilds.
         tallied = self._tallies and self.people().trivial

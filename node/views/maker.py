@@ -35,7 +35,7 @@ from typing import IO, Any, Final
 
 from node.store.sqlite import ProjectKey, Store, StoreError
 from node.sync.verifier import helper_command
-from node.views.tallied import Prepared, Tallied
+from node.views.tallied import Prepared, Tallied, combine_keys
 from protocol.identity import People
 from protocol.identity_records import IDENTITY_KINDS
 
@@ -75,7 +75,7 @@ def make(store: Store, pid: bytes, people_key: ProjectKey, limit: int) -> Made |
         if answers is None:
             return None
         answers.prepare(limit)
-    return (found[0] + identity[0], max(found[1], identity[1])), answers.prepared()
+    return combine_keys(found, identity), answers.prepared()
 
 
 def _send(stream: IO[bytes], value: Any) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, cast
 
-from node.store.sqlite import Store
+from node.store.sqlite import ProjectKey, Store
 from node.views.months import SortedTimes, Times
 from protocol.attest import ClaimBody, handle_key
 from protocol.identity import People
@@ -39,7 +39,7 @@ from protocol.record import (
 )
 from protocol.tally import TallyView
 
-__all__ = ["FOLDED_KINDS", "Prepared", "Tallied", "json_body"]
+__all__ = ["FOLDED_KINDS", "Prepared", "Tallied", "combine_keys", "json_body"]
 
 #: What a project's fold reads besides its genesis and contributions.
 FOLDED_KINDS = ("project-update", "endorsement", "retraction", "claim", "claim-confirmation")
@@ -47,6 +47,13 @@ FOLDED_KINDS = ("project-update", "endorsement", "retraction", "claim", "claim-c
 
 #: Ledger pages a project's answers keep (the first page is asked for far more than others).
 MAX_HELD_PAGES = 4
+
+
+def combine_keys(project: ProjectKey, identity: ProjectKey) -> ProjectKey:
+    """One key for a project's records and the identity records: both only grow, so the sum
+    of their counts and the greater of their last ``seq`` change whenever either does. With
+    no identity record it is the project's own key."""
+    return (project[0] + identity[0], max(project[1], identity[1]))
 
 
 def json_body(value: Any) -> bytes:

@@ -193,6 +193,34 @@ def rss_bytes(pid: int) -> int:
         return int(f.read().split()[1]) * PAGE_SIZE
 
 
+def with_children(pid: int) -> list[int]:
+    """``pid`` and the processes it started that run now (a node's API front process, and
+    its helpers while they work): what a node costs is what all of them cost."""
+    found = [pid]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if parent == pid:
+            found.append(int(entry))
+    return found
+
+
+def tree_cpu_rss(pid: int) -> tuple[float, int]:
+    """CPU seconds and resident bytes of ``pid`` and its children (:func:`with_children`)."""
+    cpu, rss = 0.0, 0
+    for each in with_children(pid):
+        try:
+            cpu, rss = cpu + cpu_seconds(each), rss + rss_bytes(each)
+        except OSError:
+            continue  # a helper that left meanwhile
+    return cpu, rss
+
+
 # --------------------------------------------------------------------------------------------
 # HTTP (stdlib: the bench process stays light)
 

@@ -49,6 +49,7 @@ from protocol.record import Record
 from protocol.signing import SigningKey
 
 if TYPE_CHECKING:
+    from node.api.front import Front
     from node.runtime import NodeOptions
 
 __all__ = ["NodeHandle"]
@@ -100,6 +101,8 @@ class NodeHandle:
     views: ViewCache
     follow: Follow
     api_url: str | None
+    #: The API's front process, while it serves the API address (:mod:`node.api.front`).
+    front: Front | None
     #: When the node started (``time.time()``), for ``status``.
     started: float
     #: Reconciliation sessions under way, and records the last finished one received
@@ -301,6 +304,8 @@ class NodeHandle:
             self.service.policy_changed(outcome.policy)
         if on and outcome.records:
             self.views.forget()  # the purged projects' results are stale
+            if self.front is not None:
+                await self.front.forget()
         if not on and not outcome.changed:
             raise ModerationError(f"{key} is not blocked", status=404)
         return outcome.to_json(which, raw, blocked=on)

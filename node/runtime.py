@@ -28,7 +28,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import partial
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -92,6 +93,9 @@ from protocol.record import Record
 from protocol.signing import SigningKey
 from protocol.validation import project_topic
 
+if TYPE_CHECKING:
+    from node.api.front import Front
+
 __all__ = ["Node", "NodeOptions", "open_node", "run_node"]
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,9 @@ class NodeOptions:
     announce: list[str] = field(default_factory=list)
     no_announce: list[str] = field(default_factory=list)
     api: str | None = "127.0.0.1:4711"
+    #: Serve the API address through the API's front process (:mod:`node.api.front`), which
+    #: answers ``ledger`` and ``shares`` while the node's own interpreter is busy syncing.
+    api_front: bool = True
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
     seed: bool = False
@@ -184,7 +191,10 @@ class Node(NodeHandle):
             verifier=self.verifier,
             policy=lambda: self.service.policy,
         )
-        self.work = StoreWork(store, self.views, self.service, self._execute)
+        # With the API's front process, the node's own views are asked by the dashboard and
+        # the other calls alone: it makes again only the answers it was asked for.
+        fronted = options.api is not None and options.api_front
+        self.work = StoreWork(store, self.views, self.service, self._execute, held_only=fronted)
         self.syncer = Syncer(
             store,
             self.ingestor,
@@ -205,6 +215,7 @@ class Node(NodeHandle):
             transport, self.metrics, nursery, current=self.service.link, report=self._checked
         )
         self.api_url: str | None = None
+        self.front: Front | None = None
         self.started = time.time()
         #: Reconciliation sessions under way, and records the last finished one received
         #: (None before any finished): ``status`` reports catching up from them.
@@ -419,7 +430,7 @@ WARM_WAIT = 3.0
 
 
 @asynccontextmanager
-async def _warming(views: ViewCache) -> AsyncIterator[trio.Event]:
+async def _warming(views: ViewCache, *, wanted: bool = True) -> AsyncIterator[trio.Event]:
     """Make the answers that come from the tallies (the first ledger page and the shares of
     every followed project while keys are their own persons) in a worker thread while the
     node starts its transport; the event is set when they are made.
@@ -427,8 +438,13 @@ async def _warming(views: ViewCache) -> AsyncIterator[trio.Event]:
     They cost per participant, not per record (about 0.3 s for 20,000 participants on a
     loaded 2-core machine): the API opens once they are made (at most ``WARM_WAIT`` seconds
     later), so that its first ``ledger`` or ``shares`` answers as fast as any later one
-    instead of making them while the caller waits."""
+    instead of making them while the caller waits. Not ``wanted`` (the API's front process
+    makes its own), the event is set at once."""
     done = trio.Event()
+    if not wanted:
+        done.set()
+        yield done
+        return
 
     def warm() -> None:
         try:
@@ -488,7 +504,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             maker=maker,
         )
         async with (
-            _warming(views) as warmed,
+            _warming(views, wanted=not (options.api and options.api_front)) as warmed,
             open_transport(config) as transport,
             open_unwrapping_nursery() as nursery,
         ):
@@ -525,7 +541,9 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 with trio.move_on_after(WARM_WAIT):
                     await warmed.wait()
 
-                node.api_url = await nursery.start(serve_api, node, options.api)
+                node.api_url = await nursery.start(
+                    partial(serve_api, node, options.api, front=options.api_front)
+                )
             for addr in options.bootstrap:
                 node.service.address_learned(addr, bootstrap=True)
             for peer, addrs in await trio.to_thread.run_sync(store.known_peers):

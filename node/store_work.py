@@ -40,8 +40,12 @@ class StoreWork:
         views: ViewCache,
         service: NodeService,
         execute: Callable[[Iterable[Effect]], None],
+        *,
+        held_only: bool = False,
     ) -> None:
         self.store = store
+        #: Make again only the answers held (``ViewCache.refresh``'s ``held_only``).
+        self.held_only = held_only
         self.views = views
         self.service = service
         self.execute = execute
@@ -89,7 +93,9 @@ class StoreWork:
             version = await trio.to_thread.run_sync(self.store.version)
             if effect.first or version != self._views_seen or self.views.deferred:
                 self._views_seen = version
-                refresh = partial(self.views.refresh, shown_only=not effect.first)
+                refresh = partial(
+                    self.views.refresh, shown_only=not effect.first, held_only=self.held_only
+                )
                 await trio.to_thread.run_sync(refresh, self.service.follows, effect.budget)
                 if effect.first:  # reading every project's key went through the whole index
                     await trio.to_thread.run_sync(self.store.release_memory)

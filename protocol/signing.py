@@ -21,8 +21,6 @@ from __future__ import annotations
 import nacl.bindings
 import nacl.exceptions
 import nacl.utils
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 
@@ -109,6 +107,11 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
 
 def seed_to_pem(seed: bytes) -> bytes:
     """The PKCS#8 PEM encoding of the private key with this 32-byte seed."""
+    # Imported here: ``cryptography`` is about 10 MB of memory, which a process that never
+    # reads a key file (the node's helper processes) need not hold.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.from_private_bytes(seed)
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -119,6 +122,9 @@ def seed_to_pem(seed: bytes) -> bytes:
 
 def seed_from_pem(data: bytes) -> bytes:
     """Read a PKCS#8 PEM Ed25519 private key; raise ``RemoteProtocolError("bad-key")``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     if len(data) > MAX_PEM_SIZE:
         raise RemoteProtocolError("bad-key", f"key file is {len(data)} bytes, expected a PEM key")
     try:

@@ -28,6 +28,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from node.api.admin import admin_routes
+from node.api.front import start_front
+from node.api.viewcalls import JSON_TYPE, ApiError, view_answer, viewed
 from node.authoring import AuthoringError
 from node.moderation import ModerationError
 from node.net.transport import TransportError
@@ -52,21 +54,8 @@ MAX_JSON_BODY = 256 * 1024
 #: ``POST /api/v1/bundles``: records a request may carry, and bytes.
 MAX_BUNDLE_RECORDS = 4096
 MAX_BUNDLE_BODY = 16 * 1024 * 1024
-#: The API's own bound on a ``limit`` query.
-MAX_LIMIT = 100_000
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ApiStartError(Exception):
-    """The API could not start (address taken, not an address)."""
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close  # the request body was left unread (see _error)
 
 
 def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
@@ -75,6 +64,10 @@ def _error(status: int, message: str, *, close: bool = False) -> JSONResponse:
     send its next request into a connection about to close."""
     headers = {"Connection": "close"} if close else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class ApiStartError(Exception):
+    """The API could not start (address taken, not an address)."""
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -175,18 +168,6 @@ def build_app(node: Node) -> Starlette:
 
         return wrapped
 
-    def limit_param(request: Request) -> int | None:
-        text = request.query_params.get("limit")
-        if text is None:
-            return None
-        try:
-            value = int(text)
-        except ValueError:
-            raise ApiError(400, "limit must be a whole number") from None
-        if not 1 <= value <= MAX_LIMIT:
-            raise ApiError(400, f"limit must be 1..{MAX_LIMIT}")
-        return value
-
     async def in_thread(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return await trio.to_thread.run_sync(partial(fn, *args, **kw))
 
@@ -203,38 +184,14 @@ def build_app(node: Node) -> Starlette:
 
     async def project(request: Request) -> Response:
         pid = request.path_params["pid"]
-        return JSONResponse(await viewed(node.views.project_show, pid))
+        return JSONResponse(await viewed(node.views, node.views.project_show, pid))
 
-    async def viewed(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        """A view call: on the event loop when the views hold the answer in memory (a big
-        project's, while a sync keeps worker threads busy), else in a worker thread."""
-        answer = node.views.at_hand(fn, *args, **kw)
-        return answer if answer is not None else await in_thread(fn, *args, **kw)
-
-    async def ledger(request: Request) -> Response:
-        q = request.query_params
-        page = await viewed(
-            node.views.ledger_page,
-            request.path_params["pid"],
-            author=q.get("author") or None,
-            type=q.get("type") or None,
-            limit=limit_param(request),
-            cursor=q.get("cursor") or None,
-        )
-        # The body stays the list the contract promises; the paging is in headers.
-        headers = {"X-Total-Count": str(page.total)}
-        if page.next_cursor is not None:
-            headers["X-Next-Cursor"] = page.next_cursor
-            following = request.url.include_query_params(cursor=page.next_cursor)
-            headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-        if page.body is not None:  # encoded ahead, as JSONResponse encodes
-            return Response(page.body, headers=headers, media_type=JSONResponse.media_type)
-        return JSONResponse(page.entries, headers=headers)
-
-    async def shares(request: Request) -> Response:
-        # Encoded once per record set (20,000 lines are about 5 MB): sent as they are.
-        body = await viewed(node.views.shares_body, request.path_params["pid"])
-        return Response(body, media_type=JSONResponse.media_type)
+    async def views_call(request: Request) -> Response:
+        # Built as the API's front process builds them (node.api.viewcalls).
+        path = request.scope["path"]
+        view, pid = path.rsplit("/", 1)[1], request.path_params["pid"]
+        answer = await view_answer(node.views, view, pid, path, request.scope["query_string"])
+        return Response(answer.body, answer.status, answer.headers, media_type=JSON_TYPE)
 
     async def claims(request: Request) -> Response:
         return JSONResponse(await in_thread(node.views.claims, request.path_params["pid"]))
@@ -369,8 +326,8 @@ def build_app(node: Node) -> Starlette:
         Route("/api/v1/projects", guard(projects)),
         Route("/api/v1/projects", guard(author("project"), write=True), methods=["POST"]),
         Route("/api/v1/projects/{pid}", guard(project)),
-        Route("/api/v1/projects/{pid}/ledger", guard(ledger)),
-        Route("/api/v1/projects/{pid}/shares", guard(shares)),
+        Route("/api/v1/projects/{pid}/ledger", guard(views_call)),
+        Route("/api/v1/projects/{pid}/shares", guard(views_call)),
         Route("/api/v1/projects/{pid}/claims", guard(claims)),
         Route(
             "/api/v1/projects/{pid}/updates",
@@ -409,11 +366,19 @@ def build_app(node: Node) -> Starlette:
 
 
 async def serve_api(
-    node: Node, address: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    node: Node,
+    address: str,
+    *,
+    front: bool = False,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API on ``address`` (HOST:PORT, port 0 picks one) until cancelled.
 
-    Reports the actual ``http://HOST:PORT`` through ``task_status``.
+    With ``front``, the address is served by the API's front process (:mod:`node.api.front`),
+    which answers ``ledger`` and ``shares`` itself and passes every other request to the app,
+    served here on a loopback port of its own; if the front does not start, or stops, the
+    app serves the address itself. Reports the actual ``http://HOST:PORT`` through
+    ``task_status``.
     """
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -424,12 +389,6 @@ async def serve_api(
             "ledger, and writes depend only on the token",
             address,
         )
-    config = HypercornConfig()
-    config.bind = [address]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("node.api.server")
-    config.graceful_timeout = 1.0
-    config.keep_alive_timeout = 5.0
     app = build_app(node)
     # Bound here, so a taken port is a clear error rather than a failure inside Hypercorn,
     # and handed over as it is (no window in which another program could take the port).
@@ -440,7 +399,60 @@ async def serve_api(
     # Connections inherit it; Hypercorn sets it only on the sockets it binds itself.
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     bound = f"http://{host}:{listener.getsockname()[1]}"
-    config.bind = [f"fd://{listener.detach()}"]
+    with listener:  # closed at the end here, unless handed over to Hypercorn
+        await _serve_api(node, app, listener, bound, front, task_status)
+
+
+async def _serve_api(
+    node: Node,
+    app: Starlette,
+    listener: socket.socket,
+    bound: str,
+    front: bool,
+    task_status: Any,
+) -> None:
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]
-        task_status.started(binds[0] if binds else bound)
+        if not front:
+            await _serve_on(nursery, app, listener)
+            task_status.started(bound)
+            return
+        inner = socket.create_server(("127.0.0.1", 0))
+        inner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        upstream = inner.getsockname()[:2]
+        await _serve_on(nursery, app, inner)
+        tuning = node.service.config
+        started = await start_front(
+            listener,
+            upstream,
+            node.home.store_path,
+            follow=list(node.follow.projects or ()),
+            views_interval=tuning.views_interval,
+            budget=tuning.warm_records,
+        )
+        if started is None:
+            await _serve_on(nursery, app, listener)
+            task_status.started(bound)
+            return
+        node.front = started
+        task_status.started(bound)
+        try:
+            code = await started.wait()
+        finally:
+            node.front = None
+            await started.close()
+        log.warning(
+            "the API's front process stopped (exit status %s): the node serves the API itself",
+            code,
+        )
+        await _serve_on(nursery, app, listener)
+
+
+async def _serve_on(nursery: trio.Nursery, app: Starlette, listener: socket.socket) -> None:
+    """Serve ``app`` with Hypercorn on ``listener`` (handed over) in ``nursery``."""
+    config = HypercornConfig()
+    config.accesslog = None
+    config.errorlog = logging.getLogger("node.api.server")
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 5.0
+    config.bind = [f"fd://{listener.detach()}"]
+    await nursery.start(partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 import time
 from typing import Any
 
@@ -15,8 +13,8 @@ from node.cli.output import emit, home_of
 from node.cli.parser import Parser
 from node.cli.store_access import open_store
 from node.home import Config, Home, HomeError
+from node.logformat import log_handler
 from node.policy import Policy, PolicyError, hosted, policy_from_config
-from node.textout import terminal_safe
 from node.views.follow import Follow, FollowError, resolve_follow
 
 __all__ = ["register"]
@@ -180,32 +178,6 @@ def _follow(home: Any, texts: list[str], where: str) -> Follow:
             raise CommandError(f"{where}: {exc}") from None
 
 
-class _TextFormatter(logging.Formatter):
-    """Log lines for a terminal: a message (which may quote a peer) stays one escaped line,
-    and a traceback keeps its lines but loses any control character."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return terminal_safe(super().formatMessage(record))
-
-    def formatException(self, ei: Any) -> str:
-        return terminal_safe(super().formatException(ei), multiline=True)
-
-    def formatStack(self, stack_info: str) -> str:
-        return terminal_safe(super().formatStack(stack_info), multiline=True)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "ts": round(record.created, 3),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
-
-
 #: The loggers of the networking libraries under the node (py-libp2p, its multiaddr parser,
 #: the mDNS library): ``--libp2p-log-level``, WARNING by default whatever ``--log-level`` says,
 #: since at DEBUG they write hundreds of lines a second and bury the node's own.
@@ -216,13 +188,7 @@ def _setup_logging(level: str, as_json: bool, libp2p_level: str | None = None) -
     """Commons' own loggers (``node.*``) at ``level``; the networking libraries' at
     ``libp2p_level`` (default: warning, or ``level`` if higher); every other library at
     warning or ``level`` if higher."""
-    handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            _TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+    handler = log_handler(as_json)
     ours = logging.getLevelName(level.upper())
     quiet = max(logging.WARNING, ours)
     root = logging.getLogger()

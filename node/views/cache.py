@@ -518,7 +518,12 @@ class ViewCache:
             return True
 
     def refresh(
-        self, follows: Callable[[bytes], bool], budget: int, *, shown_only: bool = False
+        self,
+        follows: Callable[[bytes], bool],
+        budget: int,
+        *,
+        shown_only: bool = False,
+        held_only: bool = False,
     ) -> list[bytes]:
         """Fold the followed projects whose results are held nowhere for their current
         records, smallest first while their records add up to at most ``budget`` (answers
@@ -532,8 +537,11 @@ class ViewCache:
         arrives by a sync finds them made), again once ``REBUILD_PAUSE`` times what they
         took last has passed since: one project's rebuilds take at most a quarter of one
         thread, however fast records arrive; and no rebuild starts once a call has spent
-        ``REFRESH_SECONDS``. Those left for later are in ``deferred``. Returns the ids of
-        the projects folded.
+        ``REFRESH_SECONDS``. Those left for later are in ``deferred``. With ``held_only``,
+        only the projects whose results are held in memory are made again, from the tallies
+        or not (a node whose front process answers the API's ``ledger`` and ``shares``: its own
+        views are asked by the dashboard and the other calls alone). Returns the ids of the
+        projects folded.
         """
         now = self._clock()  # before the keys are read: what is current holds all before it
         folded: list[bytes] = []
@@ -554,7 +562,7 @@ class ViewCache:
                     entry.checked = max(entry.checked, now)
             if entry is not None and entry.key == key:
                 continue
-            if shown_only and entry is None and not tallied:
+            if entry is None and (held_only or (shown_only and not tallied)):
                 continue
             resting = entry is not None and now - entry.built < REBUILD_PAUSE * entry.cost
             if tallied and (resting or self._clock() - now > REFRESH_SECONDS):

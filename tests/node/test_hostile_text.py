@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from test_node import addr, running, wait_until
 
 from node.authoring import AuthoringError, draft
-from node.cli.run import _TextFormatter
+from node.logformat import TextFormatter
 from node.store.sqlite import Store
 from node.textout import Progress, table, terminal_safe
 from protocol.errors import InvalidRecord
@@ -95,7 +95,7 @@ def test_progress_label_is_escaped() -> None:
 
 
 def test_text_log_lines_escape_peer_text() -> None:
-    formatter = _TextFormatter("%(levelname)s %(name)s: %(message)s")
+    formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
     record = logging.LogRecord(
         "node.runtime", logging.INFO, __file__, 1, "refused %s", ("\x1b[2J\nfake line",), None
     )

@@ -228,9 +228,12 @@ async def test_a_node_answers_from_built_views_while_records_arrive(
 
     monkeypatch.setattr(ViewCache, "_build", counted)
     monkeypatch.setattr(ViewCache, "refresh", refreshing)
+    # The node's own views answer (not the API's front process, tested in test_api_front):
+    # they are the ones counted here.
     options = NodeOptions(
         listen=["/ip4/127.0.0.1/tcp/0"],
         api="127.0.0.1:0",
+        api_front=False,
         mdns=False,
         tuning=ServiceConfig(views_interval=0.2),
     )

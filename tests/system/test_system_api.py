@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
 import httpx
+import pytest
 from system_harness import NodeProcess, Nodes, wait_connected, wait_until
 
 from protocol.bundle import HEADER, BundleWriter, encode_bundle, encode_varint
@@ -300,3 +303,49 @@ def test_scoped_tokens(nodes: Nodes) -> None:
     assert [t["scope"] for t in a.cli("token", "list")] == ["all"]
     assert "no token with id" in a.run("token", "revoke", hook_id, expect=1).error_lines[0]
     assert a.run("token", "create", "--scope", "root", expect=2).returncode == 2
+
+
+def test_views_answer_while_the_node_process_is_frozen(nodes: Nodes) -> None:
+    """``ledger`` and ``shares`` come from the API's front process, which reads the store
+    itself: with the node's own process stopped (SIGSTOP, as a busy interpreter is at its
+    worst), they still answer at once, and show what was written before; a write waits for
+    the node and lands once it runs again."""
+    a = nodes.start("alice")
+    pid = a.post("/api/v1/projects", {"name": "Frozen"})["id"]
+    written = a.post(
+        f"/api/v1/projects/{pid}/contributions",
+        {"type": "code", "title": "before the freeze", "minutes": 20},
+    )["id"]
+    fronts = [int(p) for p in os.listdir("/proc") if p.isdigit() and _child_of(int(p), a.pid)]
+    assert len(fronts) >= 1, "the node runs its front process"
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        with httpx.Client(base_url=a.api, timeout=5) as client:
+            started = time.monotonic()
+            ledger = client.get(f"/api/v1/projects/{pid}/ledger")
+            shares = client.get(f"/api/v1/projects/{pid}/shares")
+            took = time.monotonic() - started
+            assert ledger.status_code == 200
+            assert shares.status_code == 200
+            assert [e["id"] for e in ledger.json()] == [written]
+            assert shares.json()[0]["claimed_minutes"] == 20
+            assert took < 4, took
+            with pytest.raises(httpx.TimeoutException):
+                client.get("/api/v1/status", timeout=1)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    assert a.status()["records"] == 2
+    a.stop(signal.SIGTERM)
+    for child in fronts:
+        gone = f"child {child} of the node gone"
+        wait_until(lambda child=child: not os.path.exists(f"/proc/{child}"), 10, what=gone)
+
+
+def _child_of(pid: int, parent: int) -> bool:
+    """Whether process ``pid`` is a child of ``parent`` (and still there)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return False
+    return int(fields[1]) == parent

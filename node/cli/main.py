@@ -26,7 +26,7 @@ __all__ = ["main"]
 #: commons-ledger`` installs the protocol library alone, which cannot run any command, so
 #: their absence is reported before anything imports them (tests/test_packaging.py keeps this
 #: list and the extra's requirements equal).
-NODE_DEPENDENCIES = ("libp2p", "trio", "starlette", "hypercorn", "jinja2")
+NODE_DEPENDENCIES = ("libp2p", "trio", "starlette", "h11", "hypercorn", "jinja2")
 
 
 def missing_node_dependencies() -> list[str]:

@@ -39,7 +39,7 @@ from node.gossip import Gossip
 from node.handle import FOREVER, NodeHandle
 from node.home import Home
 from node.liveness import Prober
-from node.memory import fix_mmap_threshold
+from node.memory import fix_mmap_threshold, freeze_heap, thaw_heap
 from node.metrics import Metrics
 from node.moderation import effective_policy
 from node.net.dht import DhtStats
@@ -605,9 +605,18 @@ def _log_reachability(change: Reachability) -> None:
 
 
 async def run_node(home: Home, options: NodeOptions) -> None:
-    """Run until SIGINT or SIGTERM, then stop cleanly."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_node(home, options) as node:
-            async for signum in signals:
-                log.info("received %s, stopping node %s", signal.Signals(signum).name, node.peer_id)
-                break
+    """Run until SIGINT or SIGTERM, then stop cleanly.
+
+    The process's node: what its imports made (about 90,000 objects, py-libp2p's above all)
+    is left out of the garbage collector's full passes first (``freeze_heap``), before the
+    node makes anything of its own, so nothing it later drops is frozen."""
+    freeze_heap()
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with open_node(home, options) as node:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    log.info("received %s, stopping node %s", name, node.peer_id)
+                    break
+    finally:
+        thaw_heap()

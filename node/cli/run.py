@@ -59,6 +59,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         no_announce=config.no_announce,
         api=args.api if args.api is not None else config.api,
         mdns=config.mdns and not args.no_mdns,
+        api_front=config.api_front,
         follow=projects,
         seed=seed,
         peer_exchange=config.peer_exchange,

@@ -341,6 +341,26 @@ def test_views_answer_while_the_node_process_is_frozen(nodes: Nodes) -> None:
         wait_until(lambda child=child: not os.path.exists(f"/proc/{child}"), 10, what=gone)
 
 
+def test_config_can_leave_the_api_to_the_node_alone(nodes: Nodes) -> None:
+    """``node.api_front = false`` in config.toml: no front process; the node's own server
+    answers the views and everything else at the API address."""
+    a = nodes.home("alice")
+    config = a.home / "config.toml"
+    text = config.read_text()
+    assert "api_front = true" in text  # the default, written by init with its comment
+    config.write_text(text.replace("api_front = true", "api_front = false"))
+    a.start()
+    pid = a.post("/api/v1/projects", {"name": "Alone"})["id"]
+    with httpx.Client(base_url=a.api, timeout=10) as client:
+        shares = client.get(f"/api/v1/projects/{pid}/shares")
+    assert shares.status_code == 200
+    assert shares.headers["server"] == "hypercorn-h11"
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _child_of(int(p), a.pid)]
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+            assert b"node.api.front" not in cmdline.read()
+
+
 def _child_of(pid: int, parent: int) -> bool:
     """Whether process ``pid`` is a child of ``parent`` (and still there)."""
     try:

@@ -28,7 +28,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import trio
@@ -94,6 +93,7 @@ from protocol.signing import SigningKey
 from protocol.validation import project_topic
 
 if TYPE_CHECKING:
+    from node.api.app import ApiSockets
     from node.api.front import Front
 
 __all__ = ["Node", "NodeOptions", "open_node", "run_node"]
@@ -472,7 +472,25 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     # every wake-up. A shorter interval hands it over sooner.
     sys.setswitchinterval(SWITCH_INTERVAL)
     key = home.signing_key()
-    store = Store.open(home.store_path)
+    api_sockets: ApiSockets | None = None
+    front: Front | None = None
+    if options.api:
+        # Bound before anything starts (a taken port stops the start at once), and the API's
+        # front process started first thing: its imports run while the node starts.
+        from node.api.app import bind_api
+        from node.api.front import spawn_front
+
+        api_sockets = bind_api(options.api, front=options.api_front)
+        if options.api_front:
+            front = await spawn_front(api_sockets.public)
+    try:
+        store = Store.open(home.store_path)
+    except BaseException:
+        if front is not None:
+            await front.close()
+        if api_sockets is not None:
+            api_sockets.close()
+        raise
     reader: Store | None = None
     maker: AnswerMaker | None = None
     try:
@@ -495,6 +513,19 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
+        if front is not None:
+            # The store is open (and migrated): the front may open it too and make its first
+            # answers while the transport starts.
+            assert api_sockets is not None
+            assert api_sockets.inner is not None
+            tuning = options.service_config()
+            await front.configure(
+                api_sockets.inner.getsockname()[:2],
+                home.store_path,
+                follow=options.follow,
+                views_interval=tuning.views_interval,
+                budget=tuning.warm_records,
+            )
         maker = AnswerMaker(home.store_path)
         views = ViewCache(
             store,
@@ -535,15 +566,13 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             ):
                 nursery.start_soon(task)
             await node._start()
-            if options.api:
+            if api_sockets is not None:
                 from node.api.app import serve_api
 
                 with trio.move_on_after(WARM_WAIT):
                     await warmed.wait()
 
-                node.api_url = await nursery.start(
-                    partial(serve_api, node, options.api, front=options.api_front)
-                )
+                node.api_url = await nursery.start(serve_api, node, api_sockets, front)
             for addr in options.bootstrap:
                 node.service.address_learned(addr, bootstrap=True)
             for peer, addrs in await trio.to_thread.run_sync(store.known_peers):
@@ -568,6 +597,10 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 nursery.cancel_scope.cancel()
     finally:
         home.remove_node_info()
+        if front is not None:  # stopped by the API already, unless it never served
+            await front.close()
+        if api_sockets is not None:
+            api_sockets.close()
         if maker is not None:
             maker.close()
         if reader is not None:

@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from node.api.admin import admin_routes
-from node.api.front import start_front
+from node.api.front import Front
 from node.api.viewcalls import JSON_TYPE, ApiError, view_answer, viewed
 from node.authoring import AuthoringError
 from node.moderation import ModerationError
@@ -45,7 +46,7 @@ from protocol.record import MAX_RECORD_SIZE, record_id
 if TYPE_CHECKING:
     from node.runtime import Node
 
-__all__ = ["ApiStartError", "build_app", "serve_api"]
+__all__ = ["ApiSockets", "ApiStartError", "bind_api", "build_app", "serve_api"]
 
 log = logging.getLogger(__name__)
 
@@ -365,21 +366,30 @@ def build_app(node: Node) -> Starlette:
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
 
 
-async def serve_api(
-    node: Node,
-    address: str,
-    *,
-    front: bool = False,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve the API on ``address`` (HOST:PORT, port 0 picks one) until cancelled.
+@dataclass
+class ApiSockets:
+    """The API's listening sockets, bound before the node starts (see :func:`bind_api`)."""
 
-    With ``front``, the address is served by the API's front process (:mod:`node.api.front`),
-    which answers ``ledger`` and ``shares`` itself and passes every other request to the app,
-    served here on a loopback port of its own; if the front does not start, or stops, the
-    app serves the address itself. Reports the actual ``http://HOST:PORT`` through
-    ``task_status``.
-    """
+    #: The API address's socket, and its ``http://HOST:PORT``.
+    public: socket.socket
+    url: str
+    #: Where the node's own app listens behind the API's front process (loopback), if any.
+    inner: socket.socket | None = None
+
+    def close(self) -> None:
+        """Close what was not handed over to a server."""
+        self.public.close()
+        if self.inner is not None:
+            self.inner.close()
+
+
+def bind_api(address: str, *, front: bool = False) -> ApiSockets:
+    """Bind the API's address (HOST:PORT, port 0 picks one), and with ``front`` a loopback
+    port for the node's own app behind the API's front process (:mod:`node.api.front`).
+
+    Bound here, so a taken port is a clear error (:class:`ApiStartError`) before the node
+    starts rather than a failure inside Hypercorn, and handed over as they are (no window in
+    which another program could take a port)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ApiStartError(f"API address {address!r} is not HOST:PORT")
@@ -389,62 +399,55 @@ async def serve_api(
             "ledger, and writes depend only on the token",
             address,
         )
-    app = build_app(node)
-    # Bound here, so a taken port is a clear error rather than a failure inside Hypercorn,
-    # and handed over as it is (no window in which another program could take the port).
     try:
-        listener = socket.create_server((host.strip("[]"), int(port)))
+        public = socket.create_server((host.strip("[]"), int(port)))
     except OSError as exc:
         raise ApiStartError(f"cannot serve the API on {address}: {exc.strerror}") from None
-    # Connections inherit it; Hypercorn sets it only on the sockets it binds itself.
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    bound = f"http://{host}:{listener.getsockname()[1]}"
-    with listener:  # closed at the end here, unless handed over to Hypercorn
-        await _serve_api(node, app, listener, bound, front, task_status)
+    sockets = ApiSockets(public, f"http://{host}:{public.getsockname()[1]}")
+    if front:
+        sockets.inner = socket.create_server(("127.0.0.1", 0))
+    for each in (sockets.public, sockets.inner):
+        if each is not None:  # connections inherit it; Hypercorn sets it only on its own
+            each.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sockets
 
 
-async def _serve_api(
+async def serve_api(
     node: Node,
-    app: Starlette,
-    listener: socket.socket,
-    bound: str,
-    front: bool,
-    task_status: Any,
+    sockets: ApiSockets,
+    front: Front | None = None,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        if not front:
-            await _serve_on(nursery, app, listener)
-            task_status.started(bound)
-            return
-        inner = socket.create_server(("127.0.0.1", 0))
-        inner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        upstream = inner.getsockname()[:2]
-        await _serve_on(nursery, app, inner)
-        tuning = node.service.config
-        started = await start_front(
-            listener,
-            upstream,
-            node.home.store_path,
-            follow=list(node.follow.projects or ()),
-            views_interval=tuning.views_interval,
-            budget=tuning.warm_records,
-        )
-        if started is None:
-            await _serve_on(nursery, app, listener)
-            task_status.started(bound)
-            return
-        node.front = started
-        task_status.started(bound)
-        try:
-            code = await started.wait()
-        finally:
-            node.front = None
-            await started.close()
-        log.warning(
-            "the API's front process stopped (exit status %s): the node serves the API itself",
-            code,
-        )
-        await _serve_on(nursery, app, listener)
+    """Serve the API until cancelled; report its ``http://HOST:PORT`` through ``task_status``.
+
+    With ``front`` (started on ``sockets.public``), the app is served on ``sockets.inner``
+    and the front holds the address, answering ``ledger`` and ``shares`` itself and passing
+    every other request to the app; if the front does not become ready, or stops, the app
+    serves the address itself."""
+    app = build_app(node)
+    try:
+        async with trio.open_nursery() as nursery:
+            if sockets.inner is not None:
+                await _serve_on(nursery, app, sockets.inner)
+            if front is None or sockets.inner is None or not await front.started():
+                await _serve_on(nursery, app, sockets.public)
+                task_status.started(sockets.url)
+                return
+            node.front = front
+            task_status.started(sockets.url)
+            try:
+                code = await front.wait()
+            finally:
+                node.front = None
+                await front.close()
+            log.warning(
+                "the API's front process stopped (exit status %s): the node serves the API itself",
+                code,
+            )
+            await _serve_on(nursery, app, sockets.public)
+    finally:
+        sockets.close()
 
 
 async def _serve_on(nursery: trio.Nursery, app: Starlette, listener: socket.socket) -> None:

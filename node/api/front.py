@@ -27,10 +27,12 @@ last state the views' refresh saw; a big project's answers may be up to one back
 rebuild old, as the node's are).
 
 The node starts the front with the node's own code (``helper_command``, as the signature
-helper), gives it its settings as one JSON line on its standard input and waits for
-``ready`` on its standard output; then the standard input carries ``forget`` (records were
-purged: drop every answer held) and its end stops the front (the front ignores SIGINT and
-SIGTERM: the node closes the pipe as it stops, and a node that is gone closed it already).
+helper) first thing as it starts, so that the front's imports overlap the node's start-up;
+once its store is open it gives the front its settings as one JSON line on its standard
+input, and before it reports its API address it waits for ``ready`` on its standard
+output. Then the standard input carries ``forget`` (records were purged: drop every answer
+held) and its end stops the front (the front ignores SIGINT and SIGTERM: the node closes the
+pipe as it stops, and a node that is gone closed it already).
 A front that does not start, or stops, is logged, and the node serves the address itself.
 """
 
@@ -65,7 +67,7 @@ from node.views.cache import STALE_SECONDS, ViewCache
 from node.views.follow import Follow
 from node.views.maker import AnswerMaker
 
-__all__ = ["MAX_CONNECTIONS", "Front", "start_front"]
+__all__ = ["MAX_CONNECTIONS", "Front", "spawn_front"]
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +95,69 @@ MAX_SETTINGS: Final = 1 << 20
 
 
 class Front:
-    """The node's handle on its running front process."""
+    """The node's handle on its front process, from its start (:func:`spawn_front`)."""
 
     def __init__(self, process: trio.Process) -> None:
         self.process = process
-        self.closing = False
+        self._closed = False
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    async def started(self) -> bool:
+        """Whether the front said it is ready (within ``START_SECONDS`` of its start); if not,
+        it is logged and stopped."""
+        assert self.process.stdout is not None
+        said = b""
+        with trio.move_on_after(START_SECONDS):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                while b"\n" not in said and len(said) < 64:
+                    piece = await self.process.stdout.receive_some(64)
+                    if not piece:
+                        break
+                    said += piece
+        if said.startswith(b"ready\n"):
+            log.debug("the API's front process %d is ready", self.process.pid)
+            return True
+        with trio.move_on_after(1):  # its output ended: it is leaving, say how
+            await self.process.wait()
+        code = self.process.returncode
+        log.warning(
+            "the API's front process did not start (%s): the node serves the API itself",
+            f"exited with {code}" if code is not None else "no answer",
+        )
+        await self.close()
+        return False
+
+    async def configure(
+        self,
+        upstream: tuple[str, int],
+        store_path: Path,
+        *,
+        follow: Sequence[bytes] = (),
+        views_interval: float = 2.0,
+        budget: int = 60_000,
+    ) -> None:
+        """Give the front its settings: where the node's own app listens (``upstream``, which
+        may start listening later: connections wait in its backlog), the store (opened by the
+        node already, so never migrated by two processes at once), the followed projects and
+        the views' timing. The front then opens the store, makes its first answers and says
+        it is ready."""
+        root = logging.getLogger()
+        settings = {
+            "upstream": list(upstream),
+            "store": str(store_path),
+            "follow": [pid.hex() for pid in follow],
+            "views_interval": views_interval,
+            "budget": budget,
+            "log_level": logging.getLogger("node").getEffectiveLevel(),
+            "log_json": any(type(h.formatter).__name__ == "JsonFormatter" for h in root.handlers),
+        }
+        assert self.process.stdin is not None
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            # A pipe's worth at most (a long follow list): the front reads it once imported.
+            await self.process.stdin.send_all(json.dumps(settings).encode() + b"\n")
 
     async def forget(self) -> None:
         """Tell the front that records were purged: its answers held are stale."""
@@ -114,8 +170,10 @@ class Front:
         return await self.process.wait()
 
     async def close(self) -> None:
-        """Stop the front: close its pipe, then kill it if it has not left in 5 s."""
-        self.closing = True
+        """Stop the front (once): close its pipe, then kill it if it has not left in 5 s."""
+        if self._closed:
+            return
+        self._closed = True
         with trio.CancelScope(shield=True):
             if self.process.stdin is not None:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -129,33 +187,14 @@ class Front:
                 await self.process.stdout.aclose()
 
 
-async def start_front(
-    listener: socket.socket,
-    upstream: tuple[str, int],
-    store_path: Path,
-    *,
-    follow: Sequence[bytes] = (),
-    views_interval: float = 2.0,
-    budget: int = 60_000,
-    command: list[str] | None = None,
-) -> Front | None:
-    """Start the front on ``listener`` (left open here), passing other requests to
-    ``upstream``; None (logged) when it does not start or does not say it is ready within
-    ``START_SECONDS``."""
-    root = logging.getLogger()
-    settings = {
-        "fd": listener.fileno(),
-        "upstream": list(upstream),
-        "store": str(store_path),
-        "follow": [pid.hex() for pid in follow],
-        "views_interval": views_interval,
-        "budget": budget,
-        "log_level": logging.getLogger("node").getEffectiveLevel(),
-        "log_json": any(type(h.formatter).__name__ == "JsonFormatter" for h in root.handlers),
-    }
+async def spawn_front(listener: socket.socket, *, command: list[str] | None = None) -> Front | None:
+    """Start the front's process for ``listener`` (left open here), to be given its settings
+    by :meth:`Front.configure`; None (logged) when it cannot be started. The node starts it
+    first thing, so that the front's imports run while the node opens its store and starts
+    its transport; whether it became ready is :meth:`Front.started`'s to say."""
     try:
         process = await trio.lowlevel.open_process(
-            command or helper_command(__name__),
+            command or helper_command(__name__, str(listener.fileno())),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(listener.fileno(),),
@@ -163,29 +202,7 @@ async def start_front(
     except OSError as exc:
         log.warning("could not start the API's front process (%s): the node serves it", exc)
         return None
-    front = Front(process)
-    assert process.stdin is not None
-    assert process.stdout is not None
-    said = b""
-    with trio.move_on_after(START_SECONDS):
-        try:
-            await process.stdin.send_all(json.dumps(settings).encode() + b"\n")
-            while b"\n" not in said and len(said) < 64:
-                piece = await process.stdout.receive_some(64)
-                if not piece:
-                    break
-                said += piece
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-    if said.startswith(b"ready\n"):
-        log.debug("the API's front process %d is ready", process.pid)
-        return front
-    log.warning(
-        "the API's front process did not start (%s): the node serves the API itself",
-        f"exited with {process.returncode}" if process.returncode is not None else "no answer",
-    )
-    await front.close()
-    return None
+    return Front(process)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +421,7 @@ async def _front(settings: dict[str, Any], pending: bytes) -> None:
             maker=maker,
         )
         served = _Served(views, (settings["upstream"][0], int(settings["upstream"][1])))
-        sock = trio.socket.from_stdlib_socket(socket.socket(fileno=settings["fd"]))
+        sock = trio.socket.from_stdlib_socket(socket.socket(fileno=int(sys.argv[-1])))
         listener = trio.SocketListener(sock)
         warmed = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -430,7 +447,8 @@ _READY_FD = 1
 
 
 def main() -> None:
-    """The front process: its settings are the first line of its standard input."""
+    """The front process: its last argument is the listening socket's descriptor, its
+    settings the first line of its standard input."""
     global _READY_FD
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -277,3 +277,27 @@ async def test_the_front_forgets_when_told_and_stops_when_the_pipe_closes() -> N
         os.close(read)
         if write >= 0:
             os.close(write)
+
+
+async def test_a_front_that_does_not_start_leaves_the_node_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A front process that exits before saying it is ready: the start goes on, the node
+    says why and serves the address itself."""
+    import sys
+
+    from node.api import front
+
+    def failing(module: str, *args: str) -> list[str]:
+        return [sys.executable, "-c", "import sys; sys.exit(3)"]
+
+    monkeypatch.setattr(front, "helper_command", failing)
+    f = RecordFactory()
+    p, records = _project(f)
+    async with running(tmp_path, records) as node:
+        assert node.front is None
+        async with httpx.AsyncClient(base_url=node.api_url) as client:
+            answer = await client.get(f"/api/v1/projects/{p.id.hex()}/ledger")
+        assert answer.status_code == 200
+        assert answer.headers["server"] == "hypercorn-h11"
+    assert "the API's front process did not start (exited with 3)" in caplog.text

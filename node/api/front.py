@@ -78,7 +78,8 @@ _VIEW_PATH: Final = re.compile(r"/api/v1/projects/([^/]+)/(ledger|shares)")
 MAX_HEAD: Final = 16 * 1024
 #: Bytes read from a socket at a time.
 RECEIVE: Final = 64 * 1024
-#: Connections served at once; more wait in the listening socket's backlog.
+#: Connections served at once; more are accepted and wait for a turn (the node's own server
+#: sets no bound either).
 MAX_CONNECTIONS: Final = 1000
 #: Seconds a connection may stay idle between two requests (the node's API: 5 s).
 KEEP_ALIVE: Final = 5.0

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "node.textout": 0,
     "node.clock": 0,
     "node.memory": 0,
+    "node.logformat": 0,
     "node.recovery": 0,
     "node.trio_util": 0,
     "node.tokens": 1,

@@ -131,6 +131,11 @@ class NodeOptions:
     #: config.toml's ``[policy]`` (the blocks made with ``commons admin`` are added at start).
     policy: Policy = field(default_factory=Policy)
 
+    @property
+    def fronted(self) -> bool:
+        """Whether the API is served through its front process (an API, and ``api_front``)."""
+        return bool(self.api) and self.api_front
+
     def dht_mode(self) -> Literal["server", "client", "off"]:
         mode = self.dht or ("server" if self.seed else "client")
         if mode not in ("server", "client", "off"):
@@ -193,8 +198,9 @@ class Node(NodeHandle):
         )
         # With the API's front process, the node's own views are asked by the dashboard and
         # the other calls alone: it makes again only the answers it was asked for.
-        fronted = options.api is not None and options.api_front
-        self.work = StoreWork(store, self.views, self.service, self._execute, held_only=fronted)
+        self.work = StoreWork(
+            store, self.views, self.service, self._execute, held_only=options.fronted
+        )
         self.syncer = Syncer(
             store,
             self.ingestor,
@@ -480,20 +486,14 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
         from node.api.app import bind_api
         from node.api.front import spawn_front
 
-        api_sockets = bind_api(options.api, front=options.api_front)
-        if options.api_front:
+        api_sockets = bind_api(options.api, front=options.fronted)
+        if options.fronted:
             front = await spawn_front(api_sockets.public)
-    try:
-        store = Store.open(home.store_path)
-    except BaseException:
-        if front is not None:
-            await front.close()
-        if api_sockets is not None:
-            api_sockets.close()
-        raise
+    store: Store | None = None
     reader: Store | None = None
     maker: AnswerMaker | None = None
     try:
+        store = Store.open(home.store_path)
         # The views read through a connection of their own, in one read transaction each
         # time they make a project's answers (``ViewCache``): a sync's commits never wait for
         # them, and their answers are never made from two states of the store.
@@ -535,7 +535,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             maker=maker,
         )
         async with (
-            _warming(views, wanted=not (options.api and options.api_front)) as warmed,
+            _warming(views, wanted=not options.fronted) as warmed,
             open_transport(config) as transport,
             open_unwrapping_nursery() as nursery,
         ):
@@ -605,7 +605,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             maker.close()
         if reader is not None:
             reader.close()
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def _start_policy(configured: Policy, store: Store) -> Policy:

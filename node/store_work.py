@@ -49,7 +49,6 @@ class StoreWork:
         self.views = views
         self.service = service
         self.execute = execute
-        self._views_seen: tuple[int, int] | None = None
         self._jobs, self._jobs_recv = trio.open_memory_channel[Callable[[], Any]](MAX_STORE_JOBS)
 
     def write_soon(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -89,19 +88,17 @@ class StoreWork:
         project then answers in milliseconds instead of a second or more, and a big project
         receiving records answers from its last results (``ViewCache``'s ``stale_seconds``)
         while they are made again here."""
+        step = partial(
+            self.views.refresh_changed,
+            self.service.follows,
+            effect.budget,
+            first=effect.first,
+            held_only=self.held_only,
+        )
         try:
-            version = await trio.to_thread.run_sync(self.store.version)
-            if effect.first or version != self._views_seen or self.views.deferred:
-                self._views_seen = version
-                refresh = partial(
-                    self.views.refresh, shown_only=not effect.first, held_only=self.held_only
-                )
-                await trio.to_thread.run_sync(refresh, self.service.follows, effect.budget)
-                if effect.first:  # reading every project's key went through the whole index
-                    await trio.to_thread.run_sync(self.store.release_memory)
+            if await trio.to_thread.run_sync(step) and effect.first:
+                # Reading every project's key went through the whole index.
+                await trio.to_thread.run_sync(self.store.release_memory)
         except StoreError as exc:
             log.warning("warming the views failed: %s", exc)
-        maker = self.views.maker
-        if maker is not None and maker.pid is not None:
-            await trio.to_thread.run_sync(maker.idle)  # an idle node keeps no second process
         self.execute(self.service.views_refreshed(trio.current_time()))

@@ -259,10 +259,15 @@ async def _answer(
         ("content-type", JSON_TYPE),
         ("date", email.utils.formatdate(usegmt=True)),
     ]
-    head = conn.send(h11.Response(status_code=answer.status, headers=headers))
-    data = conn.send(h11.Data(data=body)) if body else b""
-    end = conn.send(h11.EndOfMessage())
-    await stream.send_all((head or b"") + (data or b"") + (end or b""))
+    head = conn.send(h11.Response(status_code=answer.status, headers=headers)) or b""
+    # The body as it is (the shares are megabytes): not joined into another copy.
+    chunks: list[bytes] = []
+    if body:
+        chunks = conn.send_with_data_passthrough(h11.Data(data=body)) or []
+    end = conn.send(h11.EndOfMessage()) or b""
+    for piece in (head, *chunks, end):
+        if piece:
+            await stream.send_all(piece)
     if log.isEnabledFor(logging.DEBUG):  # as the node's API logs its calls
         took = (time.monotonic() - started) * 1000
         shown = terminal_safe(path)
@@ -363,28 +368,19 @@ async def _connection(served: _Served, stream: trio.SocketStream) -> None:
                 await stream.aclose()
 
 
-async def _refresh(
-    views: ViewCache, store: Store, interval: float, budget: int, warmed: trio.Event
-) -> None:
+async def _refresh(views: ViewCache, interval: float, budget: int, warmed: trio.Event) -> None:
     """Make the views' answers again when the store changed, as the node does
-    (``StoreWork.refresh_views``): at first every followed project's within ``budget``,
+    (``ViewCache.refresh_changed``): at first every followed project's within ``budget``,
     then those made before."""
-    seen: tuple[int, int] | None = None
     first = True
     while True:
+        step = partial(views.refresh_changed, views.follow.follows, budget, first=first)
         try:
-            version = await trio.to_thread.run_sync(store.version)
-            if first or version != seen or views.deferred:
-                seen = version
-                refresh = partial(views.refresh, views.follow.follows, budget, shown_only=not first)
-                await trio.to_thread.run_sync(refresh)
+            await trio.to_thread.run_sync(step)
         except StoreError as exc:
             log.warning("the API's front could not make its views again: %s", exc)
         first = False
         warmed.set()
-        maker = views.maker
-        if maker is not None and maker.pid is not None:
-            await trio.to_thread.run_sync(maker.idle)
         await trio.sleep(interval)
 
 
@@ -428,7 +424,7 @@ async def _front(settings: dict[str, Any], pending: bytes) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_control, views, nursery.cancel_scope, pending)
             nursery.start_soon(
-                _refresh, views, store, settings["views_interval"], settings["budget"], warmed
+                _refresh, views, settings["views_interval"], settings["budget"], warmed
             )
             with trio.move_on_after(WARM_WAIT):
                 await warmed.wait()

@@ -191,6 +191,8 @@ class ViewCache:
         self._generation = 0
         #: Records stored of each project since this cache was made (:meth:`note_stored`).
         self._heard: dict[bytes, int] = {}
+        #: The store's version when :meth:`refresh_changed` last refreshed.
+        self._refreshed_at: tuple[int, int] | None = None
 
     def forget(self) -> None:
         """Drop every result held in memory (records were purged: a project's key may come
@@ -575,6 +577,30 @@ class ViewCache:
             except (ViewError, StoreError) as exc:  # a call will say so when asked
                 log.info("cannot fold project %s now: %s", pid.hex(), exc)
         return folded
+
+    def refresh_changed(
+        self,
+        follows: Callable[[bytes], bool],
+        budget: int,
+        *,
+        first: bool = False,
+        held_only: bool = False,
+    ) -> bool:
+        """A running process's background step (the node's ``StoreWork``, the API's front
+        process): :meth:`refresh` when records were stored since the last step, or the last
+        left projects for later (its pause between two rebuilds of one), or ``first`` (every
+        followed project within ``budget``; after it, those shown); then stop the views'
+        process if it has idled. True when it refreshed. Raises ``StoreError``."""
+        try:
+            version = self.store.version()
+            if not (first or version != self._refreshed_at or self.deferred):
+                return False
+            self._refreshed_at = version
+            self.refresh(follows, budget, shown_only=not first, held_only=held_only)
+            return True
+        finally:
+            if self.maker is not None:
+                self.maker.idle()  # an idle process keeps no second one
 
     # ---------------------------------------------------------------------------- views
 

@@ -428,8 +428,8 @@ class Transport:
     def ban(self, peer_id: str, seconds: float) -> None:
         """Blacklist the peer's gossip, disconnect it and refuse it for ``seconds``.
 
-        Idempotent while the ban lasts: py-libp2p tearing a blacklisted peer down twice
-        raises a KeyError inside Pubsub that stops the whole service.
+        Idempotent while the ban lasts: py-libp2p's teardown of a blacklisted peer is started
+        once (and survives the peer's own teardown meanwhile: ``_compat.blacklist``).
         """
         pid = _peer(peer_id)
         until = trio.current_time() + seconds

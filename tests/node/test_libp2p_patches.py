@@ -35,6 +35,7 @@ import node.net._compat
 from node.net import ALLOW_VERSION_ENV, Libp2pVersionError, check_libp2p_version
 from node.net._compat import (
     auto_connector,
+    blacklist,
     buffered_reads,
     circuit,
     delivery,
@@ -63,6 +64,7 @@ OVERRIDES = [
     delivery.DeliveringPubsub,
     buffered_reads.BufferedReadsPubsub,
     merged_writes.MergedWritesPubsub,
+    blacklist.BlacklistPubsub,
     circuit.CommonsCircuitRelay,
 ]
 
@@ -89,6 +91,7 @@ def fingerprint(obj: Any) -> str:
 def test_every_patch_module_says_what_it_patches_and_fingerprints_it() -> None:
     assert {m.__name__.rsplit(".", 1)[1] for m in PATCHES} >= {
         "auto_connector",
+        "blacklist",
         "buffered_reads",
         "delivery",
         "dial_cache",
@@ -249,3 +252,64 @@ def _check_host(t: Transport, other: str) -> None:
     assert isinstance(muxed._ping_sent_time, float)
     assert muxed.secured_conn is not None
     assert callable(muxed._write_frame)
+
+
+class _Stub:
+    """The parts of a Pubsub that a blacklisted peer's teardown touches."""
+
+    def __init__(self, peer: Any) -> None:
+        self.peer = peer
+        self.closed: list[str] = []
+        self.removed: list[Any] = []
+        self.forgotten: list[Any] = []
+        stub = self
+
+        class Stream:
+            async def reset(self) -> None:
+                # The reset is a checkpoint: the peer's own teardown (its stream's reader
+                # seeing the end, or the dropped connection) runs meanwhile.
+                await trio.lowlevel.checkpoint()
+                stub.dead(peer)
+
+        class Queue:
+            def close(self) -> None:
+                stub.closed.append("queue")
+
+        class Router:
+            def remove_peer(self, pid: Any) -> None:
+                stub.removed.append(pid)
+
+        self.stream = Stream()
+        self.peers: dict[Any, Any] = {peer: self.stream}
+        self.peer_queues: dict[Any, Any] = {peer: Queue()}
+        self.router = Router()
+        self.race = True
+
+    def dead(self, pid: Any) -> None:
+        if self.race and pid in self.peers:  # what _handle_dead_peer does
+            del self.peers[pid]
+            self.peer_queues.pop(pid).close()
+            self.router.remove_peer(pid)
+
+    def _forget_all_subscriptions(self, pid: Any) -> None:
+        self.forgotten.append(pid)
+
+
+async def test_a_blacklisted_peers_teardown_survives_its_own_teardown_meanwhile() -> None:
+    """Upstream's teardown deletes the peer after an await and raises KeyError when the peer
+    was torn down meanwhile (which stops the pubsub service); the patched one does not, and
+    when it wins the race it cleans up as the dead-peer handler would."""
+    from libp2p.pubsub.pubsub import Pubsub
+
+    raced = _Stub("peer")
+    with pytest.raises(KeyError):
+        await Pubsub._teardown_if_connected(raced, "peer")  # type: ignore[arg-type]
+    raced = _Stub("peer")
+    await blacklist.BlacklistPubsub._teardown_if_connected(raced, "peer")  # type: ignore[arg-type]
+    assert raced.peers == {}
+    assert (raced.closed, raced.removed, raced.forgotten) == (["queue"], ["peer"], ["peer"])
+    alone = _Stub("peer")
+    alone.race = False  # the teardown wins: it closes the queue and tells the router
+    await blacklist.BlacklistPubsub._teardown_if_connected(alone, "peer")  # type: ignore[arg-type]
+    assert (alone.peers, alone.peer_queues) == ({}, {})
+    assert (alone.closed, alone.removed, alone.forgotten) == (["queue"], ["peer"], ["peer"])

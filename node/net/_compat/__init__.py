@@ -12,6 +12,7 @@ names what it patches, why, the upstream bug, and how it fails on upgrade:
 - ``buffered_reads``: pubsub reads through a buffer;
 - ``merged_writes``: queued RPCs merged into one write, with a Nagle-like hold;
 - ``outbound_queue``: a peer's outbound queue widened from 32 to 256 RPCs;
+- ``blacklist``: a blacklisted peer's teardown survives the peer's own teardown meanwhile;
 - ``inbound_limiter``: the inbound slot leak lifted;
 - ``auto_connector``: the AutoConnector never dials;
 - ``dial_cache``: the 60 s negative dial cache lifted on demand;

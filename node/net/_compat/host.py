@@ -34,6 +34,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from node.net._compat import frame_events, sender_record, yamux_env
 from node.net._compat.auto_connector import disable_auto_connector
+from node.net._compat.blacklist import BlacklistPubsub
 from node.net._compat.buffered_reads import BufferedReadsPubsub
 from node.net._compat.delivery import DeliveringPubsub
 from node.net._compat.idontwant import CommonsGossipSub
@@ -59,9 +60,9 @@ def message_id(msg: rpc_pb2.Message) -> bytes:
     return hashlib.sha256(msg.data).digest()
 
 
-class CommonsPubsub(DeliveringPubsub, BufferedReadsPubsub, MergedWritesPubsub):
-    """Pubsub with the delivery, buffered-read and merged-write patches (in that order of
-    the method resolution: each overrides different methods of ``Pubsub``)."""
+class CommonsPubsub(DeliveringPubsub, BufferedReadsPubsub, MergedWritesPubsub, BlacklistPubsub):
+    """Pubsub with the delivery, buffered-read, merged-write and blacklist patches (in that
+    order of the method resolution: each overrides different methods of ``Pubsub``)."""
 
 
 class ConnectionNotifee(INotifee):

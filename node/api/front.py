@@ -302,30 +302,47 @@ class Fronts:
     async def run(self, address: ServedAddress) -> None:
         while True:
             await self.demand.wanted.wait()
-            front = await self._start()
-            if front is None:
+            try:
+                await self._serve_while_busy(address)
+            except Exception:  # the node's own server has the address again: it keeps going
+                log.exception("the API's front process failed: the node serves the API itself")
                 await trio.sleep(self.retry)
-                self.demand.clear()
-                continue
-            log.info("the node is busy: its API's front process %d serves the address", front.pid)
-            address.stop()
+            self.demand.clear()
+
+    async def _serve_while_busy(self, address: ServedAddress) -> None:
+        """Start a front and hand it the address until the node is calm (or the front
+        stops); then take the address back and stop the front."""
+        front = await self._start()
+        if front is None:
+            await trio.sleep(self.retry)
+            return
+        log.info("the node is busy: its API's front process %d serves the address", front.pid)
+        address.stop()
+        died = False
+        try:
             try:
                 await self.changed(front)
                 died = await self._until_calm(front)
-                await self.changed(None)
-                await address.serve()
             finally:
-                await front.close()
-            if died:
-                log.warning(
-                    "the API's front process stopped (exit status %s): the node serves the "
-                    "API itself",
-                    front.process.returncode,
-                )
-                await trio.sleep(self.retry)
-            else:
-                log.info("the node is calm: it serves its API address itself again")
-            self.demand.clear()
+                # Whatever happened, the node serves the address before the front goes.
+                await self._take_back(address)
+        finally:
+            await front.close()
+        if died:
+            log.warning(
+                "the API's front process stopped (exit status %s): the node serves the API itself",
+                front.process.returncode,
+            )
+            await trio.sleep(self.retry)
+        else:
+            log.info("the node is calm: it serves its API address itself again")
+
+    async def _take_back(self, address: ServedAddress) -> None:
+        try:
+            await self.changed(None)
+        except Exception:  # the node's views answer when asked, as at a failed start
+            log.exception("could not prepare the node's views to answer again")
+        await address.serve()
 
     async def _until_calm(self, front: Front) -> bool:
         """Wait until the node is calm, or ``front`` stops (then True)."""

@@ -383,6 +383,13 @@ class ClientSession(_Session):
         self._in_flight = 0  # records in the push awaiting its ack
         self._outbox.append(hello)
 
+    @property
+    def needed(self) -> int:
+        """Records the peer holds and this side lacks, as far as the rounds so far tell (a
+        lower bound until :class:`Reconciled`, the ids still to fetch after it): a shell
+        may prepare for a big fetch before the last round."""
+        return sum(map(len, self._needs.values())) + len(self._queue)
+
     def _unexpected(self, frame: Frame) -> str:
         return f"expected {self._EXPECTED.get(self.state)}, got {frame!r:.300}"
 

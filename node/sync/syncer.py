@@ -27,7 +27,7 @@ import trio
 from node.metrics import Metrics
 from node.net.transport import Stream, StreamError
 from node.store.sqlite import Served, Store, StoreError
-from node.sync.ingest import Ingestor, Pipeline
+from node.sync.ingest import HELPER_BATCH, Ingestor, Pipeline
 from node.sync.items import ItemCache, Lent, MessageMemo
 from node.trio_util import raise_single
 from protocol.errors import RemoteProtocolError
@@ -136,12 +136,22 @@ class _Fetch:
         self.nursery = nursery
         self.pipeline = Pipeline(ingestor, nursery, source="sync")
         self.started = time.perf_counter()
+        #: Whether the rounds already announced a big fetch (:meth:`reconciling`).
+        self.announced = False
+
+    def reconciling(self, needed: int) -> None:
+        """The rounds so far found ``needed`` records to fetch: a big fetch is announced
+        (its helpers started) as soon as it is known to be big, before the last round."""
+        if not self.announced and needed >= HELPER_BATCH:
+            self.announced = True
+            self.ingestor.expect(needed)
 
     def begin(self, peer: str, event: Reconciled, rounds: int) -> None:
         took = f"{rounds} rounds in {time.perf_counter() - self.started:.3f} s"
         log.debug("sync with %s: %s; fetch %d, push %d", peer, took, event.need, event.have)
         if event.need:
             self.ingestor.expect(event.need)
+        self.announced = True
 
     async def ingest(self, event: RecordsReceived) -> tuple[int, list[str]]:
         """Feed the records; report what was stored of the frames finished meanwhile (all of
@@ -278,6 +288,8 @@ class Syncer:
                 frame = await (incoming.frame() if incoming else channel.recv())
                 incoming = None
                 session.receive_frame(frame)
+                if fetch is not None and isinstance(session, ClientSession):
+                    fetch.reconciling(session.needed)
             elif isinstance(event, NeedItems):
                 session.give_items(event.scope, await lent.storage(event.scope))
             elif isinstance(event, NeedRecords):

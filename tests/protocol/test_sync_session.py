@@ -899,3 +899,31 @@ def test_any_frames_give_progress_or_the_remote_error(frames: list[Frame], clien
         except RemoteProtocolError:
             assert session.state is State.ERROR
             break
+
+
+def test_the_client_counts_what_it_needs_as_the_rounds_tell_it() -> None:
+    """``needed`` grows with the rounds, never beyond the fetch's need, equals it once
+    reconciled and falls as records arrive: a shell can prepare for a big fetch (start its
+    helpers) before the last round."""
+    ours = Holder(many(0, 20))
+    theirs = Holder(many(0, 20) + many(0, 2000, start=1000) + many(1, 500))
+    lacking = len(set(theirs.records) - set(ours.records))
+    c, s = pair(ours, theirs, SMALL)
+    assert isinstance(c.session, ClientSession)
+    seen: list[tuple[int, bool]] = []  # needed after each frame, and whether reconciled
+    feed = c.feed
+
+    def counting(frame: Frame) -> None:
+        feed(frame)
+        reconciled = any(isinstance(e, Reconciled) for e in c.events)
+        seen.append((c.session.needed, reconciled))
+
+    c.feed = counting  # type: ignore[method-assign]
+    converse(c, s)
+    need = next(e.need for e in c.events if isinstance(e, Reconciled))
+    assert need == lacking
+    during = [n for n, reconciled in seen if not reconciled]
+    assert during == sorted(during)
+    assert 0 < max(during) <= need, "some of the need is known before the last round"
+    assert c.session.rounds >= 2
+    assert seen[-1][0] == 0  # all fetched

@@ -102,6 +102,8 @@ CALM_SECONDS: Final = 30.0
 RETRY_SECONDS: Final = 60.0
 #: Seconds a leaving front gives the connections it still serves (beyond idle ones).
 DRAIN_SECONDS: Final = 5.0
+#: Seconds the node gives a leaving front before it kills it.
+LEAVE_SECONDS: Final = DRAIN_SECONDS + 25.0
 #: Seconds the front waits, at start, for the first answers of the followed projects.
 WARM_WAIT: Final = 3.0
 #: The longest settings line.
@@ -188,8 +190,9 @@ class Front:
         return await self.process.wait()
 
     async def close(self) -> None:
-        """Stop the front (once): close its pipe, then kill it if it has not left once its
-        connections had ``DRAIN_SECONDS`` to finish."""
+        """Stop the front (once): close its pipe, then kill it if it has not left within
+        ``LEAVE_SECONDS`` (its connections have ``DRAIN_SECONDS``; the rest is its own
+        shutdown, which a loaded machine can make slow)."""
         if self._closed:
             return
         self._closed = True
@@ -197,7 +200,7 @@ class Front:
             if self.process.stdin is not None:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self.process.stdin.aclose()
-            with trio.move_on_after(DRAIN_SECONDS + 5):
+            with trio.move_on_after(LEAVE_SECONDS):
                 await self.process.wait()
             if self.process.returncode is None:
                 self.process.kill()
@@ -499,6 +502,7 @@ async def _converse(served: _Served, stream: trio.SocketStream) -> None:
     # Every byte received since the current request began: what the node is given if the
     # request turns out to be its to answer.
     received = bytearray()
+    answered = False
     request: h11.Request | None = None
     asked: tuple[str, str, str, bytes] | None = None
     while True:
@@ -508,7 +512,9 @@ async def _converse(served: _Served, stream: trio.SocketStream) -> None:
             await _splice(served, stream, bytes(received))
             return
         if event is h11.NEED_DATA:
-            idle = not received  # between two requests
+            # Between two requests: a connection's first request is always answered (its
+            # client may have sent it already), a later one only if it has begun.
+            idle = answered and not received
             if idle and served.draining:
                 return
             data = b""
@@ -536,6 +542,7 @@ async def _converse(served: _Served, stream: trio.SocketStream) -> None:
             if not await _answer(served, stream, conn, request, asked) or served.draining:
                 return
             conn.start_next_cycle()
+            answered = True
             received = bytearray(conn.trailing_data[0])
             continue
         return  # ConnectionClosed, or anything a request without a body does not bring

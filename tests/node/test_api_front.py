@@ -393,7 +393,7 @@ async def test_the_front_comes_when_busy_and_leaves_when_calm(tmp_path: Path) ->
             while not stop.is_set():
                 try:
                     if kept is None:
-                        async with httpx.AsyncClient(base_url=node.api_url) as once:
+                        async with httpx.AsyncClient(base_url=node.api_url, timeout=30) as once:
                             answer = await once.get(path)
                     else:
                         try:
@@ -401,14 +401,17 @@ async def test_the_front_comes_when_busy_and_leaves_when_calm(tmp_path: Path) ->
                         except httpx.RemoteProtocolError:  # closed as the request went out
                             answer = await kept.get(path)
                 except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
+                    kind = "once" if kept is None else "kept"
+                    failures.append(f"{kind} at {trio.current_time():.2f}: {exc!r}")
                     continue
                 if answer.status_code != 200:
                     failures.append(f"{answer.status_code} {answer.text[:80]}")
                 servers.append(answer.headers.get("server", "front"))
                 await trio.sleep(0.005)
 
-        async with httpx.AsyncClient(base_url=node.api_url) as kept, trio.open_nursery() as n:
+        # Timeouts for a loaded machine: what is checked is that every request is answered.
+        kept_client = httpx.AsyncClient(base_url=node.api_url, timeout=30)
+        async with kept_client as kept, trio.open_nursery() as n:
             n.start_soon(ask, None)
             n.start_soon(ask, kept)
             with trio.fail_after(60):
@@ -425,7 +428,7 @@ async def test_the_front_comes_when_busy_and_leaves_when_calm(tmp_path: Path) ->
                 seen = len(servers)
                 while len(servers) < seen + 10:  # noqa: ASYNC110 - the askers' count
                     await trio.sleep(0.02)
-                assert await front.wait() == 0  # it left of itself, once drained
+                assert await front.wait() == 0  # it left of itself, once drained (not killed)
                 seen = len(servers)
                 while len(servers) < seen + 10:  # noqa: ASYNC110 - the askers' count
                     await trio.sleep(0.02)

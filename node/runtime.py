@@ -94,7 +94,7 @@ from protocol.validation import project_topic
 
 if TYPE_CHECKING:
     from node.api.app import ApiSockets
-    from node.api.front import Demand, Front, Fronts
+    from node.api.front import Front
 
 __all__ = ["Node", "NodeOptions", "open_node", "run_node"]
 
@@ -109,9 +109,8 @@ class NodeOptions:
     announce: list[str] = field(default_factory=list)
     no_announce: list[str] = field(default_factory=list)
     api: str | None = "127.0.0.1:4711"
-    #: While the node is busy (a catch-up, a big import), serve the API address through the
-    #: API's front process (:mod:`node.api.front`), which answers ``ledger`` and ``shares``
-    #: while the node's own interpreter is busy with the records.
+    #: Serve the API address through the API's front process (:mod:`node.api.front`), which
+    #: answers ``ledger`` and ``shares`` while the node's own interpreter is busy syncing.
     api_front: bool = True
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
@@ -134,8 +133,7 @@ class NodeOptions:
 
     @property
     def fronted(self) -> bool:
-        """Whether the API is served through its front process while the node is busy (an
-        API, and ``api_front``)."""
+        """Whether the API is served through its front process (an API, and ``api_front``)."""
         return bool(self.api) and self.api_front
 
     def dht_mode(self) -> Literal["server", "client", "off"]:
@@ -198,15 +196,11 @@ class Node(NodeHandle):
             verifier=self.verifier,
             policy=lambda: self.service.policy,
         )
-        #: Told of records expected or received in bulk: whether the API's front process is
-        #: wanted (None: no front for this node).
-        self.demand: Demand | None = None
-        if options.fronted:
-            from node.api.front import Demand
-
-            self.demand = Demand()
-            self.ingestor.loaded = self.demand.note
-        self.work = StoreWork(store, self.views, self.service, self._execute)
+        # With the API's front process, the node's own views are asked by the dashboard and
+        # the other calls alone: it makes again only the answers it was asked for.
+        self.work = StoreWork(
+            store, self.views, self.service, self._execute, held_only=options.fronted
+        )
         self.syncer = Syncer(
             store,
             self.ingestor,
@@ -317,17 +311,6 @@ class Node(NodeHandle):
         while True:
             self._execute(self.service.tick(trio.current_time()))
             await trio.sleep_until(self._wake_at)
-
-    async def _front_changed(self, front: Front | None) -> None:
-        """The API's front process serves the address (``front``), or is about to leave it
-        to the node's own server (None). While it serves, the node's own views make again
-        only the answers they were asked for (the dashboard, the other calls); before the
-        node answers again, they are made for every followed project, as at start."""
-        if front is None:
-            self.work.held_only = False
-            await trio.to_thread.run_sync(_prepare_views, self.views)
-        self.front = front
-        self.work.held_only = front is not None
 
     def _stored(self, records: list[Record], source: str) -> None:
         self.views.note_stored(records)
@@ -452,58 +435,38 @@ SWITCH_INTERVAL = 0.001
 WARM_WAIT = 3.0
 
 
-def _prepare_views(views: ViewCache) -> None:
-    """Make the answers that come from the tallies (the first ledger page and the shares of
-    every followed project while keys are their own persons), in a worker thread."""
-    try:
-        views.refresh(views.follow.follows, 0)
-    except StoreError as exc:  # the first call will say so when asked
-        log.warning("could not prepare the views: %s", exc)
-
-
 @asynccontextmanager
-async def _warming(views: ViewCache) -> AsyncIterator[trio.Event]:
-    """Prepare the views (:func:`_prepare_views`) while the node starts its transport; the
-    event is set when they are made.
+async def _warming(views: ViewCache, *, wanted: bool = True) -> AsyncIterator[trio.Event]:
+    """Make the answers that come from the tallies (the first ledger page and the shares of
+    every followed project while keys are their own persons) in a worker thread while the
+    node starts its transport; the event is set when they are made.
 
     They cost per participant, not per record (about 0.3 s for 20,000 participants on a
     loaded 2-core machine): the API opens once they are made (at most ``WARM_WAIT`` seconds
     later), so that its first ``ledger`` or ``shares`` answers as fast as any later one
-    instead of making them while the caller waits."""
+    instead of making them while the caller waits. Not ``wanted`` (the API's front process
+    makes its own), the event is set at once."""
     done = trio.Event()
+    if not wanted:
+        done.set()
+        yield done
+        return
+
+    def warm() -> None:
+        try:
+            views.refresh(views.follow.follows, 0)
+        except StoreError as exc:  # the first call will say so when asked
+            log.warning("could not prepare the views at start: %s", exc)
 
     async def run() -> None:
         try:
-            await trio.to_thread.run_sync(_prepare_views, views)
+            await trio.to_thread.run_sync(warm)
         finally:
             done.set()
 
     async with open_unwrapping_nursery() as nursery:
         nursery.start_soon(run)
         yield done
-
-
-def _fronts(node: Node, sockets: ApiSockets) -> Fronts | None:
-    """Who serves the API address while the node is busy (:class:`node.api.front.Fronts`),
-    if anyone: the front is given the node's inner address, its store, the followed projects
-    and the views' timing."""
-    if node.demand is None or sockets.inner is None:
-        return None
-    from node.api.front import Fronts
-
-    inner = sockets.inner.getsockname()[:2]
-    tuning = node.options.service_config()
-
-    async def configure(front: Front) -> None:
-        await front.configure(
-            inner,
-            node.home.store_path,
-            follow=node.options.follow,
-            views_interval=tuning.views_interval,
-            budget=tuning.warm_records,
-        )
-
-    return Fronts(sockets.public, node.demand, configure, node._front_changed)
 
 
 @asynccontextmanager
@@ -516,11 +479,16 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     sys.setswitchinterval(SWITCH_INTERVAL)
     key = home.signing_key()
     api_sockets: ApiSockets | None = None
+    front: Front | None = None
     if options.api:
-        # Bound before anything starts: a taken port stops the start at once.
+        # Bound before anything starts (a taken port stops the start at once), and the API's
+        # front process started first thing: its imports run while the node starts.
         from node.api.app import bind_api
+        from node.api.front import spawn_front
 
         api_sockets = bind_api(options.api, front=options.fronted)
+        if options.fronted:
+            front = await spawn_front(api_sockets.public)
     store: Store | None = None
     reader: Store | None = None
     maker: AnswerMaker | None = None
@@ -545,6 +513,19 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
+        if front is not None:
+            # The store is open (and migrated): the front may open it too and make its first
+            # answers while the transport starts.
+            assert api_sockets is not None
+            assert api_sockets.inner is not None
+            tuning = options.service_config()
+            await front.configure(
+                api_sockets.inner.getsockname()[:2],
+                home.store_path,
+                follow=options.follow,
+                views_interval=tuning.views_interval,
+                budget=tuning.warm_records,
+            )
         maker = AnswerMaker(home.store_path)
         views = ViewCache(
             store,
@@ -554,7 +535,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             maker=maker,
         )
         async with (
-            _warming(views) as warmed,
+            _warming(views, wanted=not options.fronted) as warmed,
             open_transport(config) as transport,
             open_unwrapping_nursery() as nursery,
         ):
@@ -590,8 +571,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
 
                 with trio.move_on_after(WARM_WAIT):
                     await warmed.wait()
-                fronts = _fronts(node, api_sockets)
-                node.api_url = await nursery.start(serve_api, node, api_sockets, fronts)
+
+                node.api_url = await nursery.start(serve_api, node, api_sockets, front)
             for addr in options.bootstrap:
                 node.service.address_learned(addr, bootstrap=True)
             for peer, addrs in await trio.to_thread.run_sync(store.known_peers):
@@ -616,6 +597,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 nursery.cancel_scope.cancel()
     finally:
         home.remove_node_info()
+        if front is not None:  # stopped by the API already, unless it never served
+            await front.close()
         if api_sockets is not None:
             api_sockets.close()
         if maker is not None:

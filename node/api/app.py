@@ -22,16 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
+from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from node.api.admin import admin_routes
-from node.api.front import Fronts
+from node.api.front import Front
 from node.api.viewcalls import JSON_TYPE, ApiError, view_answer, viewed
 from node.authoring import AuthoringError
 from node.moderation import ModerationError
@@ -417,73 +415,47 @@ def bind_api(address: str, *, front: bool = False) -> ApiSockets:
 async def serve_api(
     node: Node,
     sockets: ApiSockets,
-    fronts: Fronts | None = None,
+    front: Front | None = None,
     *,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until cancelled; report its ``http://HOST:PORT`` through ``task_status``.
 
-    The node's app serves the address itself; with ``fronts`` it also listens on
-    ``sockets.inner`` (loopback), and while the node is busy a front process holds the
-    address instead (:class:`node.api.front.Fronts`), answering ``ledger`` and ``shares``
-    itself and passing every other request to the app there."""
+    With ``front`` (started on ``sockets.public``), the app is served on ``sockets.inner``
+    and the front holds the address, answering ``ledger`` and ``shares`` itself and passing
+    every other request to the app; if the front does not become ready, or stops, the app
+    serves the address itself."""
     app = build_app(node)
     try:
         async with trio.open_nursery() as nursery:
-            if fronts is not None and sockets.inner is not None:
-                await _Server(nursery, app, sockets.inner).serve()
-            address = _Server(nursery, app, sockets.public)
-            await address.serve()
+            if sockets.inner is not None:
+                await _serve_on(nursery, app, sockets.inner)
+            if front is None or sockets.inner is None or not await front.started():
+                await _serve_on(nursery, app, sockets.public)
+                task_status.started(sockets.url)
+                return
+            node.front = front
             task_status.started(sockets.url)
-            if fronts is not None:
-                await fronts.run(address)
+            try:
+                code = await front.wait()
+            finally:
+                node.front = None
+                await front.close()
+            log.warning(
+                "the API's front process stopped (exit status %s): the node serves the API itself",
+                code,
+            )
+            await _serve_on(nursery, app, sockets.public)
     finally:
         sockets.close()
 
 
-#: Seconds the node's server gives the connections it holds when the front takes the address
-#: (a write under way finishes; an event stream is cut then, and its client reconnects).
-HANDOVER_SECONDS = 30.0
-
-
-class _Server:
-    """Hypercorn serving ``app`` on a copy of ``listener`` (which stays open here), in
-    ``nursery``: :meth:`serve` starts accepting, :meth:`stop` stops (the connections held
-    finish within ``HANDOVER_SECONDS``)."""
-
-    def __init__(self, nursery: trio.Nursery, app: Starlette, listener: socket.socket) -> None:
-        self.nursery = nursery
-        self.app = app
-        self.listener = listener
-        self._stop: trio.Event | None = None
-
-    async def serve(self) -> None:
-        if self._stop is not None:
-            return
-        stop = self._stop = trio.Event()
-        config = HypercornConfig()
-        config.accesslog = None
-        config.errorlog = logging.getLogger("node.api.server")
-        config.graceful_timeout = HANDOVER_SECONDS
-        config.keep_alive_timeout = 5.0
-        copy = self.listener.dup()
-        app = wrap_app(self.app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
-
-        async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                await worker_serve(
-                    app,
-                    config,
-                    sockets=Sockets([], [copy], []),
-                    shutdown_trigger=stop.wait,
-                    task_status=task_status,
-                )
-            finally:
-                copy.close()
-
-        await self.nursery.start(run)
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-            self._stop = None
+async def _serve_on(nursery: trio.Nursery, app: Starlette, listener: socket.socket) -> None:
+    """Serve ``app`` with Hypercorn on ``listener`` (handed over) in ``nursery``."""
+    config = HypercornConfig()
+    config.accesslog = None
+    config.errorlog = logging.getLogger("node.api.server")
+    config.graceful_timeout = 1.0
+    config.keep_alive_timeout = 5.0
+    config.bind = [f"fd://{listener.detach()}"]
+    await nursery.start(partial(serve, app, config, mode="asgi"))  # type: ignore[arg-type]

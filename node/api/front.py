@@ -6,10 +6,8 @@ over a catch-up of a million records, the loop stalled for more than 100 ms ever
 so, and a view call spans several turns (BENCHMARKS.md, "The API's front process"). No
 amount of care inside that process removes the wait; another process does.
 
-So while a node is busy (a catch-up, a big import: records expected or received by the
-thousand, :class:`Demand`), its API address is served by a child process, the **front**;
-once the node has been calm for ``CALM_SECONDS`` the front leaves and the node serves the
-address itself again, so an idle node (most nodes, most of the time) runs no second process:
+So a running node serves its API address through a child process, the **front**, which owns
+the listening socket:
 
 * ``GET`` (and ``HEAD``) of ``/api/v1/projects/{pid}/ledger`` and ``/shares`` it answers
   itself, from views of its own (:class:`~node.views.cache.ViewCache` over two connections of
@@ -28,18 +26,14 @@ read the store after it (an answer is made of one state of the store, at least a
 last state the views' refresh saw; a big project's answers may be up to one background
 rebuild old, as the node's are).
 
-The address's listening socket is the node's from start to end; the front is given a copy
-(:class:`Fronts`). The node starts the front with the node's own code (``helper_command``, as
-the signature helper), gives it its settings as one JSON line on its standard input and
-waits for ``ready`` on its standard output; only then does the node's own server stop
-accepting at the address (the connections it holds finish), so every connection is accepted
-by one of them and none waits for a process still starting. To take the address back, the
-node's server accepts again first, then closes the front's pipe: the front stops accepting,
-closes its idle connections, gives the others ``DRAIN_SECONDS`` to finish, and leaves (it
-ignores SIGINT and SIGTERM; a node that is gone closed the pipe already). Meanwhile the pipe
-carries ``forget`` (records were purged: drop every answer held). A front that does not
-start, or stops, is logged and the node keeps (or takes back) the address; another is tried
-no sooner than ``RETRY_SECONDS`` later.
+The node starts the front with the node's own code (``helper_command``, as the signature
+helper) first thing as it starts, so that the front's imports overlap the node's start-up;
+once its store is open it gives the front its settings as one JSON line on its standard
+input, and before it reports its API address it waits for ``ready`` on its standard
+output. Then the standard input carries ``forget`` (records were purged: drop every answer
+held) and its end stops the front (the front ignores SIGINT and SIGTERM: the node closes the
+pipe as it stops, and a node that is gone closed it already).
+A front that does not start, or stops, is logged, and the node serves the address itself.
 """
 
 from __future__ import annotations
@@ -48,7 +42,6 @@ import contextlib
 import email.utils
 import json
 import logging
-import math
 import os
 import re
 import signal
@@ -56,10 +49,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import unquote
 
 import h11
@@ -74,7 +67,7 @@ from node.views.cache import STALE_SECONDS, ViewCache
 from node.views.follow import Follow
 from node.views.maker import AnswerMaker
 
-__all__ = ["FRONT_RECORDS", "MAX_CONNECTIONS", "Demand", "Front", "Fronts", "spawn_front"]
+__all__ = ["MAX_CONNECTIONS", "Front", "spawn_front"]
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +85,6 @@ MAX_CONNECTIONS: Final = 1000
 KEEP_ALIVE: Final = 5.0
 #: Seconds the node waits for the front to say it is ready.
 START_SECONDS: Final = 30.0
-#: Records expected (a fetch's need) or received in one batch, or within ``LOAD_WINDOW``
-#: seconds, that make the node busy enough to want its front: a catch-up, a big import.
-FRONT_RECORDS: Final = 4096
-LOAD_WINDOW: Final = 10.0
-#: Seconds without such load after which the front leaves and the node serves the address.
-CALM_SECONDS: Final = 30.0
-#: Seconds after a front that failed to start before another is tried.
-RETRY_SECONDS: Final = 60.0
-#: Seconds a leaving front gives the connections it still serves (beyond idle ones).
-DRAIN_SECONDS: Final = 5.0
-#: Seconds the node gives a leaving front before it kills it.
-LEAVE_SECONDS: Final = DRAIN_SECONDS + 25.0
 #: Seconds the front waits, at start, for the first answers of the followed projects.
 WARM_WAIT: Final = 3.0
 #: The longest settings line.
@@ -190,9 +171,7 @@ class Front:
         return await self.process.wait()
 
     async def close(self) -> None:
-        """Stop the front (once): close its pipe, then kill it if it has not left within
-        ``LEAVE_SECONDS`` (its connections have ``DRAIN_SECONDS``; the rest is its own
-        shutdown, which a loaded machine can make slow)."""
+        """Stop the front (once): close its pipe, then kill it if it has not left in 5 s."""
         if self._closed:
             return
         self._closed = True
@@ -200,7 +179,7 @@ class Front:
             if self.process.stdin is not None:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self.process.stdin.aclose()
-            with trio.move_on_after(LEAVE_SECONDS):
+            with trio.move_on_after(5):
                 await self.process.wait()
             if self.process.returncode is None:
                 self.process.kill()
@@ -211,8 +190,9 @@ class Front:
 
 async def spawn_front(listener: socket.socket, *, command: list[str] | None = None) -> Front | None:
     """Start the front's process for ``listener`` (left open here), to be given its settings
-    by :meth:`Front.configure`; None (logged) when it cannot be started. Whether it became
-    ready is :meth:`Front.started`'s to say."""
+    by :meth:`Front.configure`; None (logged) when it cannot be started. The node starts it
+    first thing, so that the front's imports run while the node opens its store and starts
+    its transport; whether it became ready is :meth:`Front.started`'s to say."""
     try:
         process = await trio.lowlevel.open_process(
             command or helper_command(__name__, str(listener.fileno())),
@@ -226,157 +206,6 @@ async def spawn_front(listener: socket.socket, *, command: list[str] | None = No
     return Front(process)
 
 
-class Demand:
-    """Whether the node is busy enough to want its front: :meth:`note` is told of records
-    expected (a fetch's need) and received in batches; ``FRONT_RECORDS`` of them at once, or
-    within ``LOAD_WINDOW`` seconds, make it busy until ``CALM_SECONDS`` after the last such
-    note. Called from the node's trio thread; a note costs a comparison or two."""
-
-    def __init__(
-        self,
-        *,
-        records: int = FRONT_RECORDS,
-        window: float = LOAD_WINDOW,
-        calm: float = CALM_SECONDS,
-    ) -> None:
-        self.records = records
-        self.window = window
-        self.calm_seconds = calm
-        #: Set while the node is busy (cleared by :meth:`clear` once it is calm).
-        self.wanted = trio.Event()
-        self._since = -math.inf
-        self._count = 0
-        self._until = -math.inf
-
-    def note(self, records: int) -> None:
-        """``records`` are about to arrive, or have arrived together."""
-        now = trio.current_time()
-        if now - self._since > self.window:
-            self._since, self._count = now, 0
-        self._count += records
-        if self._count >= self.records:
-            self._until = now + self.calm_seconds
-            self.wanted.set()
-
-    async def calm(self) -> None:
-        """Return once no load has been noted for ``calm_seconds``."""
-        while trio.current_time() < self._until:  # noqa: ASYNC110 - a note moves it
-            await trio.sleep_until(self._until)
-
-    def clear(self) -> None:
-        """Forget a want that is over (the node is calm again)."""
-        if self.wanted.is_set() and trio.current_time() >= self._until:
-            self.wanted = trio.Event()
-
-
-class ServedAddress(Protocol):
-    """The node's own server at the API address, which the front replaces while it runs."""
-
-    async def serve(self) -> None:
-        """Accept connections at the address (again); returns once accepting."""
-
-    def stop(self) -> None:
-        """Stop accepting there; the connections held finish."""
-
-
-class Fronts:
-    """Who serves the API address: the node's own server while the node is calm, a front
-    process while it is busy (:class:`Demand`). :meth:`run` is a task of the node's API.
-
-    ``configure`` gives a started front its settings (:meth:`Front.configure`); ``changed``
-    is told of the front that serves the address, and of ``None`` before the node's own
-    server takes it back (so that the node can make its own views ready first)."""
-
-    def __init__(
-        self,
-        listener: socket.socket,
-        demand: Demand,
-        configure: Callable[[Front], Awaitable[None]],
-        changed: Callable[[Front | None], Awaitable[None]],
-        *,
-        retry: float = RETRY_SECONDS,
-    ) -> None:
-        self.listener = listener
-        self.demand = demand
-        self.configure = configure
-        self.changed = changed
-        self.retry = retry
-
-    async def run(self, address: ServedAddress) -> None:
-        while True:
-            await self.demand.wanted.wait()
-            try:
-                await self._serve_while_busy(address)
-            except Exception:  # the node's own server has the address again: it keeps going
-                log.exception("the API's front process failed: the node serves the API itself")
-                await trio.sleep(self.retry)
-            self.demand.clear()
-
-    async def _serve_while_busy(self, address: ServedAddress) -> None:
-        """Start a front and hand it the address until the node is calm (or the front
-        stops); then take the address back and stop the front."""
-        front = await self._start()
-        if front is None:
-            await trio.sleep(self.retry)
-            return
-        log.info("the node is busy: its API's front process %d serves the address", front.pid)
-        address.stop()
-        died = False
-        try:
-            try:
-                await self.changed(front)
-                died = await self._until_calm(front)
-            finally:
-                # Whatever happened, the node serves the address before the front goes.
-                await self._take_back(address)
-        finally:
-            await front.close()
-        if died:
-            log.warning(
-                "the API's front process stopped (exit status %s): the node serves the API itself",
-                front.process.returncode,
-            )
-            await trio.sleep(self.retry)
-        else:
-            log.info("the node is calm: it serves its API address itself again")
-
-    async def _take_back(self, address: ServedAddress) -> None:
-        try:
-            await self.changed(None)
-        except Exception:  # the node's views answer when asked, as at a failed start
-            log.exception("could not prepare the node's views to answer again")
-        await address.serve()
-
-    async def _until_calm(self, front: Front) -> bool:
-        """Wait until the node is calm, or ``front`` stops (then True)."""
-        died = False
-        async with trio.open_nursery() as watch:
-
-            async def watch_exit() -> None:
-                nonlocal died
-                await front.wait()
-                died = True
-                watch.cancel_scope.cancel()
-
-            watch.start_soon(watch_exit)
-            await self.demand.calm()
-            watch.cancel_scope.cancel()
-        return died
-
-    async def _start(self) -> Front | None:
-        front = await spawn_front(self.listener)
-        if front is None:
-            return None
-        try:
-            await self.configure(front)
-            if await front.started():
-                return front
-        except BaseException:  # the node stops meanwhile
-            await front.close()
-            raise
-        return None
-
-
 # --------------------------------------------------------------------------------------------
 # The front's side
 
@@ -388,16 +217,6 @@ class _Served:
         self.views = views
         self.upstream = upstream
         self.connections = trio.CapacityLimiter(MAX_CONNECTIONS)
-        #: Set once the node takes the address back: connections close when idle.
-        self.draining = False
-        #: The waits of connections idle between two requests.
-        self.idle: set[trio.CancelScope] = set()
-
-    def drain(self) -> None:
-        """Close the idle connections now, and the others after their current request."""
-        self.draining = True
-        for waiting in self.idle:
-            waiting.cancel()
 
 
 def _view_of(request: h11.Request) -> tuple[str, str, str, bytes] | None:
@@ -502,7 +321,6 @@ async def _converse(served: _Served, stream: trio.SocketStream) -> None:
     # Every byte received since the current request began: what the node is given if the
     # request turns out to be its to answer.
     received = bytearray()
-    answered = False
     request: h11.Request | None = None
     asked: tuple[str, str, str, bytes] | None = None
     while True:
@@ -512,21 +330,11 @@ async def _converse(served: _Served, stream: trio.SocketStream) -> None:
             await _splice(served, stream, bytes(received))
             return
         if event is h11.NEED_DATA:
-            # Between two requests: a connection's first request is always answered (its
-            # client may have sent it already), a later one only if it has begun.
-            idle = answered and not received
-            if idle and served.draining:
-                return
             data = b""
-            with trio.move_on_after(KEEP_ALIVE) as waiting:
-                if idle:
-                    served.idle.add(waiting)
-                try:
-                    data = await stream.receive_some(RECEIVE)
-                finally:
-                    served.idle.discard(waiting)
+            with trio.move_on_after(KEEP_ALIVE):
+                data = await stream.receive_some(RECEIVE)
             if not data:
-                return  # the client left, stayed idle too long, or the front is leaving
+                return  # the client left, or stayed idle too long
             received += data
             conn.receive_data(data)
             continue
@@ -539,10 +347,9 @@ async def _converse(served: _Served, stream: trio.SocketStream) -> None:
         if isinstance(event, h11.EndOfMessage):
             if request is None or asked is None:
                 return
-            if not await _answer(served, stream, conn, request, asked) or served.draining:
+            if not await _answer(served, stream, conn, request, asked):
                 return
             conn.start_next_cycle()
-            answered = True
             received = bytearray(conn.trailing_data[0])
             continue
         return  # ConnectionClosed, or anything a request without a body does not bring
@@ -578,10 +385,10 @@ async def _refresh(views: ViewCache, interval: float, budget: int, warmed: trio.
 
 
 async def _control(
-    views: ViewCache, stopping: trio.Event, pending: bytes = b"", fd: int = 0
+    views: ViewCache, done: trio.CancelScope, pending: bytes = b"", fd: int = 0
 ) -> None:
     """Read the node's lines on ``fd`` (``forget``) until it closes the pipe: then the front
-    stops (``stopping``). ``pending``: what was read after the settings' line."""
+    stops. ``pending``: what was read after the settings' line."""
     stream = trio.lowlevel.FdStream(os.dup(fd))
     async with stream:
         while True:
@@ -594,7 +401,7 @@ async def _control(
             if not data:
                 break
             pending += data
-    stopping.set()
+    done.cancel()
 
 
 async def _front(settings: dict[str, Any], pending: bytes) -> None:
@@ -614,9 +421,8 @@ async def _front(settings: dict[str, Any], pending: bytes) -> None:
         sock = trio.socket.from_stdlib_socket(socket.socket(fileno=int(sys.argv[-1])))
         listener = trio.SocketListener(sock)
         warmed = trio.Event()
-        stopping = trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_control, views, stopping, pending)
+            nursery.start_soon(_control, views, nursery.cancel_scope, pending)
             nursery.start_soon(
                 _refresh, views, settings["views_interval"], settings["budget"], warmed
             )
@@ -625,21 +431,8 @@ async def _front(settings: dict[str, Any], pending: bytes) -> None:
             # What the imports made: a full collection walked it for 30 ms, stopping every call
             # (frozen before any connection, so none is left in it uncollected).
             freeze_heap()
-            async with trio.open_nursery() as handlers:
-                async with trio.open_nursery() as accepting:
-                    serving = partial(_connection, served)
-                    await accepting.start(
-                        partial(trio.serve_listeners, serving, [listener], handler_nursery=handlers)
-                    )
-                    os.write(_READY_FD, b"ready\n")
-                    await stopping.wait()
-                    accepting.cancel_scope.cancel()
-                # The node accepts at the address again: this copy of the socket goes, the
-                # connections still here finish (a bounded time).
-                await listener.aclose()
-                served.drain()
-                handlers.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
-            nursery.cancel_scope.cancel()
+            await nursery.start(trio.serve_listeners, partial(_connection, served), [listener])
+            os.write(_READY_FD, b"ready\n")
     finally:
         maker.close()
         reader.close()

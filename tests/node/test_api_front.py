@@ -1,12 +1,11 @@
 """The API's front process (node.api.front): ``ledger`` and ``shares`` answered beside the node.
 
-While a node is busy, it serves its API address through a child process that answers these
-two views from a store connection of its own and passes every other request, byte for byte,
-to the node's own API. These tests run a real node (with its real front process) and check
-what a client sees: the same answers as the node's app gives, writes and everything else
-passed through on the same connections, pipelined requests answered in order, a purge
-forgotten, the front coming when the node is busy and leaving when it is calm without a
-request lost, and the node serving the address itself once the front is gone.
+A running node serves its API address through a child process that answers these two views
+from a store connection of its own and passes every other request, byte for byte, to the
+node's own API. These tests run a real node (with its real front process) and check what a
+client sees: the same answers as the node's app gives, writes and everything else passed
+through on the same connections, pipelined requests answered in order, a purge forgotten,
+and the node serving the address itself once the front is gone.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import pytest
 import trio
 
 from node.api.app import build_app
-from node.api.front import FRONT_RECORDS, Demand
 from node.home import Home
 from node.runtime import Node, NodeOptions, open_node
 from node.store.sqlite import Store
@@ -37,11 +35,7 @@ HANDLES = [email_handle(f"h{i}@x.org".encode()) for i in range(12)]
 
 
 @asynccontextmanager
-async def running(
-    tmp_path: Path, records: list[Record], *, busy: bool = True, **options: Any
-) -> AsyncIterator[Node]:
-    """A node of a home holding ``records``; ``busy``: told of a catch-up's worth of records
-    coming, so that its front serves the address (when it has one)."""
+async def running(tmp_path: Path, records: list[Record], **options: Any) -> AsyncIterator[Node]:
     home = Home(tmp_path / "home")
     home.init()
     with Store.open(home.store_path) as store:
@@ -50,19 +44,7 @@ async def running(
     for name, value in options.items():
         setattr(chosen, name, value)
     async with open_node(home, chosen) as node:
-        if busy and node.demand is not None:
-            await _busy(node)
         yield node
-
-
-async def _busy(node: Node) -> None:
-    """Tell ``node`` that a catch-up's worth of records is coming; wait for its front to take
-    the address (or to fail to start)."""
-    assert node.demand is not None
-    with trio.fail_after(30):
-        while node.front is None:
-            node.demand.note(FRONT_RECORDS)  # busy until the front serves, however slow
-            await trio.sleep(0.02)
 
 
 def _address(node: Node) -> tuple[str, int]:
@@ -275,11 +257,12 @@ async def test_the_front_forgets_when_told_and_stops_when_the_pipe_closes() -> N
     try:
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
-                done = trio.Event()
+                done = trio.CancelScope()
 
                 async def run() -> None:
-                    await _control(views, done, b"forget\nfor", fd=read)  # type: ignore[arg-type]
-                    assert done.is_set()
+                    with done:
+                        await _control(views, done, b"forget\nfor", fd=read)  # type: ignore[arg-type]
+                    assert done.cancel_called
 
                 nursery.start_soon(run)
                 await trio.sleep(0.05)
@@ -311,157 +294,10 @@ async def test_a_front_that_does_not_start_leaves_the_node_serving(
     monkeypatch.setattr(front, "helper_command", failing)
     f = RecordFactory()
     p, records = _project(f)
-    async with running(tmp_path, records, busy=False) as node:
-        assert node.demand is not None
-        node.demand.note(FRONT_RECORDS)
-        with trio.fail_after(20):
-            while "did not start" not in caplog.text:  # noqa: ASYNC110 - the node's task
-                await trio.sleep(0.02)
+    async with running(tmp_path, records) as node:
         assert node.front is None
         async with httpx.AsyncClient(base_url=node.api_url) as client:
             answer = await client.get(f"/api/v1/projects/{p.id.hex()}/ledger")
         assert answer.status_code == 200
         assert answer.headers["server"] == "hypercorn-h11"
     assert "the API's front process did not start (exited with 3)" in caplog.text
-
-
-async def test_demand_follows_the_records_expected_and_received(autojump_clock: Any) -> None:
-    """A fetch's need, or batches adding up within the window, make the node busy; it is
-    calm again ``calm`` seconds after the last such note, and a want is cleared only then."""
-    demand = Demand(records=100, window=10, calm=30)
-    demand.note(99)
-    assert not demand.wanted.is_set()
-    await trio.sleep(11)  # the window passed: the 99 no longer count
-    demand.note(60)
-    assert not demand.wanted.is_set()
-    await trio.sleep(5)
-    demand.note(40)  # 100 within the window
-    assert demand.wanted.is_set()
-    started = trio.current_time()
-    await trio.sleep(20)
-    demand.clear()
-    assert demand.wanted.is_set(), "still busy: not cleared"
-    demand.note(500)  # one fetch of 500: busy for 30 s more from now
-    await demand.calm()
-    assert trio.current_time() - started == pytest.approx(50)
-    demand.clear()
-    assert not demand.wanted.is_set()
-    demand.note(1000)
-    assert demand.wanted.is_set()
-
-
-async def test_the_ingestor_tells_of_fetches_and_big_batches(tmp_path: Path) -> None:
-    """What a node counts as load: every fetch's need, and batches of ``HELPER_BATCH`` or more
-    begun (an import, a catch-up's frames), not single records."""
-    from node.clock import now_ms
-    from node.metrics import Metrics
-    from node.sync.ingest import HELPER_BATCH, Ingestor
-
-    f = RecordFactory()
-    p = f.project("alice")
-    small = [f.contribution("alice", p, minutes=1, title=f"w{i}").raw for i in range(3)]
-    big = [f.contribution("alice", p, minutes=1, title=f"b{i}").raw for i in range(HELPER_BATCH)]
-    with Store.open(tmp_path / "s.db") as store:
-        told: list[int] = []
-        ingestor = Ingestor(store, now_ms=now_ms, metrics=Metrics())
-        ingestor.loaded = told.append
-        ingestor.expect(7)
-        await ingestor.validate([p.raw, *small], source="api")
-        await ingestor.validate(big, source="api")
-        assert told == [7, HELPER_BATCH]
-
-
-async def test_the_front_comes_when_busy_and_leaves_when_calm(tmp_path: Path) -> None:
-    """A node told of a catch-up hands its address to the front; once calm it takes it back
-    and the front leaves. A client asking all along gets every answer, from the front while
-    the node is busy and from the node before and after: with a connection a request, no
-    connection is refused or cut; on a kept-alive connection, the server that gives up the
-    address closes it between two requests, and a request sent at that very moment is sent
-    again once on a new connection, as HTTP/1.1 clients do with idempotent requests (RFC 9112,
-    9.3.1) after any server's keep-alive timeout."""
-    f = RecordFactory()
-    p, records = _project(f)
-    path = f"/api/v1/projects/{p.id.hex()}/ledger"
-    async with running(tmp_path, records, busy=False) as node:
-        assert node.demand is not None
-        node.demand.calm_seconds = 1.0
-        servers: list[str] = []
-        failures: list[str] = []
-        stop = trio.Event()
-
-        async def ask(kept: httpx.AsyncClient | None) -> None:
-            while not stop.is_set():
-                try:
-                    if kept is None:
-                        async with httpx.AsyncClient(base_url=node.api_url, timeout=30) as once:
-                            answer = await once.get(path)
-                    else:
-                        try:
-                            answer = await kept.get(path)
-                        except httpx.RemoteProtocolError:  # closed as the request went out
-                            answer = await kept.get(path)
-                except httpx.HTTPError as exc:
-                    kind = "once" if kept is None else "kept"
-                    failures.append(f"{kind} at {trio.current_time():.2f}: {exc!r}")
-                    continue
-                if answer.status_code != 200:
-                    failures.append(f"{answer.status_code} {answer.text[:80]}")
-                servers.append(answer.headers.get("server", "front"))
-                await trio.sleep(0.005)
-
-        # Timeouts for a loaded machine: what is checked is that every request is answered.
-        kept_client = httpx.AsyncClient(base_url=node.api_url, timeout=30)
-        async with kept_client as kept, trio.open_nursery() as n:
-            n.start_soon(ask, None)
-            n.start_soon(ask, kept)
-            with trio.fail_after(60):
-                while len(servers) < 5:  # noqa: ASYNC110 - the askers' count
-                    await trio.sleep(0.02)
-                await _busy(node)
-                front = node.front
-                assert front is not None
-                seen = len(servers)
-                while "front" not in servers[seen:]:  # noqa: ASYNC110 - the askers' count
-                    await trio.sleep(0.02)
-                while node.front is not None:  # noqa: ASYNC110 - calm after 1 s
-                    await trio.sleep(0.02)
-                seen = len(servers)
-                while len(servers) < seen + 10:  # noqa: ASYNC110 - the askers' count
-                    await trio.sleep(0.02)
-                assert await front.wait() == 0  # it left of itself, once drained (not killed)
-                seen = len(servers)
-                while len(servers) < seen + 10:  # noqa: ASYNC110 - the askers' count
-                    await trio.sleep(0.02)
-            stop.set()
-        assert failures == []
-        assert servers[0] == "hypercorn-h11"
-        assert "front" in servers
-        assert set(servers[-10:]) == {"hypercorn-h11"}
-
-
-async def test_the_node_takes_its_address_back_even_when_its_views_fail(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """An unexpected failure while the node readies its own views to answer again is logged;
-    the node serves its address anyway and the front leaves."""
-    from node import runtime
-
-    def broken(views: Any) -> None:
-        raise RuntimeError("views broke")
-
-    f = RecordFactory()
-    p, records = _project(f)
-    async with running(tmp_path, records, busy=False) as node:
-        assert node.demand is not None
-        node.demand.calm_seconds = 0.5
-        monkeypatch.setattr(runtime, "_prepare_views", broken)
-        await _busy(node)
-        front = node.front
-        assert front is not None
-        with trio.fail_after(20):
-            assert await front.wait() == 0
-        assert "could not prepare the node's views to answer again" in caplog.text
-        async with httpx.AsyncClient(base_url=node.api_url) as client:
-            answer = await client.get(f"/api/v1/projects/{p.id.hex()}/ledger")
-        assert answer.status_code == 200
-        assert answer.headers["server"] == "hypercorn-h11"

@@ -139,10 +139,11 @@ class _Fetch:
         #: Whether the rounds already announced a big fetch (:meth:`reconciling`).
         self.announced = False
 
-    def reconciling(self, needed: int) -> None:
-        """The rounds so far found ``needed`` records to fetch: a big fetch is announced
-        (its helpers started) as soon as it is known to be big, before the last round."""
-        if not self.announced and needed >= HELPER_BATCH:
+    def reconciling(self, session: ClientSession) -> None:
+        """After each frame of ``session``: a big fetch is announced (its helpers started) as
+        soon as the rounds so far have found it big, before the last round; once announced
+        (or reconciled), nothing is counted again."""
+        if not self.announced and (needed := session.needed) >= HELPER_BATCH:
             self.announced = True
             self.ingestor.expect(needed)
 
@@ -289,7 +290,7 @@ class Syncer:
                 incoming = None
                 session.receive_frame(frame)
                 if fetch is not None and isinstance(session, ClientSession):
-                    fetch.reconciling(session.needed)
+                    fetch.reconciling(session)
             elif isinstance(event, NeedItems):
                 session.give_items(event.scope, await lent.storage(event.scope))
             elif isinstance(event, NeedRecords):

@@ -12,8 +12,10 @@ Upstream bug: py-libp2p 0.8.1, ``Pubsub._teardown_if_connected`` (an unguarded `
 an ``await``).
 
 How: the teardown removes the peer only if the stream it reset is still the peer's, and then
-as ``_handle_dead_peer`` does (the outbound queue closed, the router told). On upgrade:
-``UPSTREAM`` fingerprints both methods; this override replaces the first.
+as ``_handle_dead_peer`` does (the outbound queue closed, the router told); it does not call
+that handler, which opens a new stream to a peer still connected, as a banned one may be
+for a moment. On upgrade: ``UPSTREAM`` fingerprints both methods; this override replaces
+the first.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class NodeHandle:
     views: ViewCache
     follow: Follow
     api_url: str | None
-    #: The API's front process, while it serves the API address (:mod:`node.api.front`).
+    #: The API's front process, while it answers the views (:mod:`node.api.front`).
     front: Front | None
     #: When the node started (``time.time()``), for ``status``.
     started: float

@@ -59,8 +59,9 @@ announce = []
 no_announce = []
 # The local HTTP API address. Keep it on loopback: reads are open to anyone who can reach it.
 api = "{DEFAULT_API}"
-# Serve it through the API's front process, which answers ledger and shares while the node is
-# busy syncing (about 30 MB more); false: the node serves it alone.
+# While the node is busy (a catch-up, a big import), serve it through the API's front process,
+# which answers ledger and shares at once meanwhile (about 35 MB while it runs); false: the
+# node serves it alone, always.
 api_front = true
 # Discover peers on the local network with mDNS.
 mdns = true

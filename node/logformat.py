@@ -11,8 +11,6 @@ import logging
 import sys
 from typing import Any
 
-from node.textout import terminal_safe
-
 __all__ = ["JsonFormatter", "TextFormatter", "log_handler"]
 
 #: The text lines' format.
@@ -23,13 +21,22 @@ class TextFormatter(logging.Formatter):
     """Log lines for a terminal: a message (which may quote a peer) stays one escaped line,
     and a traceback keeps its lines but loses any control character."""
 
+    # ``terminal_safe`` is imported at the first line written, not with this module: the
+    # API's gate logs through it and stays a process of the standard library alone.
+
     def formatMessage(self, record: logging.LogRecord) -> str:
+        from node.textout import terminal_safe
+
         return terminal_safe(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
+        from node.textout import terminal_safe
+
         return terminal_safe(super().formatException(ei), multiline=True)
 
     def formatStack(self, stack_info: str) -> str:
+        from node.textout import terminal_safe
+
         return terminal_safe(super().formatStack(stack_info), multiline=True)
 
 

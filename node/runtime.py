@@ -94,7 +94,7 @@ from protocol.validation import project_topic
 
 if TYPE_CHECKING:
     from node.api.app import ApiSockets
-    from node.api.front import Front
+    from node.api.front import Demand, Front, Fronts, GateProcess
 
 __all__ = ["Node", "NodeOptions", "open_node", "run_node"]
 
@@ -109,8 +109,9 @@ class NodeOptions:
     announce: list[str] = field(default_factory=list)
     no_announce: list[str] = field(default_factory=list)
     api: str | None = "127.0.0.1:4711"
-    #: Serve the API address through the API's front process (:mod:`node.api.front`), which
-    #: answers ``ledger`` and ``shares`` while the node's own interpreter is busy syncing.
+    #: While the node is busy (a catch-up, a big import), serve the API address through the
+    #: API's front process (:mod:`node.api.front`), which answers ``ledger`` and ``shares``
+    #: while the node's own interpreter is busy with the records.
     api_front: bool = True
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
@@ -133,7 +134,8 @@ class NodeOptions:
 
     @property
     def fronted(self) -> bool:
-        """Whether the API is served through its front process (an API, and ``api_front``)."""
+        """Whether the API is served through its front process while the node is busy (an
+        API, and ``api_front``)."""
         return bool(self.api) and self.api_front
 
     def dht_mode(self) -> Literal["server", "client", "off"]:
@@ -196,11 +198,15 @@ class Node(NodeHandle):
             verifier=self.verifier,
             policy=lambda: self.service.policy,
         )
-        # With the API's front process, the node's own views are asked by the dashboard and
-        # the other calls alone: it makes again only the answers it was asked for.
-        self.work = StoreWork(
-            store, self.views, self.service, self._execute, held_only=options.fronted
-        )
+        #: Told of records expected or received in bulk: whether the API's front process is
+        #: wanted (None: no front for this node).
+        self.demand: Demand | None = None
+        if options.fronted:
+            from node.api.front import Demand
+
+            self.demand = Demand()
+            self.ingestor.loaded = self.demand.note
+        self.work = StoreWork(store, self.views, self.service, self._execute)
         self.syncer = Syncer(
             store,
             self.ingestor,
@@ -222,6 +228,8 @@ class Node(NodeHandle):
         )
         self.api_url: str | None = None
         self.front: Front | None = None
+        #: The API's gate process, while it holds the API address (:mod:`node.api.gate`).
+        self.gate: GateProcess | None = None
         self.started = time.time()
         #: Reconciliation sessions under way, and records the last finished one received
         #: (None before any finished): ``status`` reports catching up from them.
@@ -311,6 +319,19 @@ class Node(NodeHandle):
         while True:
             self._execute(self.service.tick(trio.current_time()))
             await trio.sleep_until(self._wake_at)
+
+    def _front_serving(self, front: Front | None) -> None:
+        """The API's front process answers the views (``front``), or no longer does (None).
+        While it does, the node's own views make again only the answers they were asked for
+        (the dashboard, the other calls)."""
+        self.front = front
+        self.work.held_only = front is not None
+
+    async def _prepare_own_views(self) -> None:
+        """Make the node's views ready to answer again (every followed project's, as at
+        start) before the front stops answering them."""
+        self.work.held_only = False
+        await trio.to_thread.run_sync(_prepare_views, self.views)
 
     def _stored(self, records: list[Record], source: str) -> None:
         self.views.note_stored(records)
@@ -435,38 +456,58 @@ SWITCH_INTERVAL = 0.001
 WARM_WAIT = 3.0
 
 
-@asynccontextmanager
-async def _warming(views: ViewCache, *, wanted: bool = True) -> AsyncIterator[trio.Event]:
+def _prepare_views(views: ViewCache) -> None:
     """Make the answers that come from the tallies (the first ledger page and the shares of
-    every followed project while keys are their own persons) in a worker thread while the
-    node starts its transport; the event is set when they are made.
+    every followed project while keys are their own persons), in a worker thread."""
+    try:
+        views.refresh(views.follow.follows, 0)
+    except StoreError as exc:  # the first call will say so when asked
+        log.warning("could not prepare the views: %s", exc)
+
+
+@asynccontextmanager
+async def _warming(views: ViewCache) -> AsyncIterator[trio.Event]:
+    """Prepare the views (:func:`_prepare_views`) while the node starts its transport; the
+    event is set when they are made.
 
     They cost per participant, not per record (about 0.3 s for 20,000 participants on a
     loaded 2-core machine): the API opens once they are made (at most ``WARM_WAIT`` seconds
     later), so that its first ``ledger`` or ``shares`` answers as fast as any later one
-    instead of making them while the caller waits. Not ``wanted`` (the API's front process
-    makes its own), the event is set at once."""
+    instead of making them while the caller waits."""
     done = trio.Event()
-    if not wanted:
-        done.set()
-        yield done
-        return
-
-    def warm() -> None:
-        try:
-            views.refresh(views.follow.follows, 0)
-        except StoreError as exc:  # the first call will say so when asked
-            log.warning("could not prepare the views at start: %s", exc)
 
     async def run() -> None:
         try:
-            await trio.to_thread.run_sync(warm)
+            await trio.to_thread.run_sync(_prepare_views, views)
         finally:
             done.set()
 
     async with open_unwrapping_nursery() as nursery:
         nursery.start_soon(run)
         yield done
+
+
+def _fronts(node: Node, sockets: ApiSockets, gate: GateProcess | None) -> Fronts | None:
+    """Who answers the views while the node is busy (:class:`node.api.front.Fronts`), if
+    anyone: the front is given the node's inner address, its store, the followed projects and
+    the views' timing."""
+    if node.demand is None or sockets.inner is None or gate is None:
+        return None
+    from node.api.front import Fronts
+
+    inner = sockets.inner.getsockname()[:2]
+    tuning = node.options.service_config()
+
+    async def configure(front: Front) -> None:
+        await front.configure(
+            inner,
+            node.home.store_path,
+            follow=node.options.follow,
+            views_interval=tuning.views_interval,
+            budget=tuning.warm_records,
+        )
+
+    return Fronts(gate, node.demand, configure, node._front_serving, node._prepare_own_views)
 
 
 @asynccontextmanager
@@ -479,16 +520,18 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
     sys.setswitchinterval(SWITCH_INTERVAL)
     key = home.signing_key()
     api_sockets: ApiSockets | None = None
-    front: Front | None = None
+    gate: GateProcess | None = None
     if options.api:
         # Bound before anything starts (a taken port stops the start at once), and the API's
-        # front process started first thing: its imports run while the node starts.
+        # gate started first thing: its few imports run while the node starts.
         from node.api.app import bind_api
-        from node.api.front import spawn_front
 
         api_sockets = bind_api(options.api, front=options.fronted)
         if options.fronted:
-            front = await spawn_front(api_sockets.public)
+            from node.api.front import spawn_gate
+
+            assert api_sockets.inner is not None
+            gate = await spawn_gate(api_sockets.public, api_sockets.inner.getsockname()[:2])
     store: Store | None = None
     reader: Store | None = None
     maker: AnswerMaker | None = None
@@ -513,19 +556,6 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             announce=tuple(options.announce),
             no_announce=tuple(options.no_announce),
         )
-        if front is not None:
-            # The store is open (and migrated): the front may open it too and make its first
-            # answers while the transport starts.
-            assert api_sockets is not None
-            assert api_sockets.inner is not None
-            tuning = options.service_config()
-            await front.configure(
-                api_sockets.inner.getsockname()[:2],
-                home.store_path,
-                follow=options.follow,
-                views_interval=tuning.views_interval,
-                budget=tuning.warm_records,
-            )
         maker = AnswerMaker(home.store_path)
         views = ViewCache(
             store,
@@ -535,7 +565,7 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
             maker=maker,
         )
         async with (
-            _warming(views, wanted=not options.fronted) as warmed,
+            _warming(views) as warmed,
             open_transport(config) as transport,
             open_unwrapping_nursery() as nursery,
         ):
@@ -571,8 +601,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
 
                 with trio.move_on_after(WARM_WAIT):
                     await warmed.wait()
-
-                node.api_url = await nursery.start(serve_api, node, api_sockets, front)
+                fronts = _fronts(node, api_sockets, gate)
+                node.api_url = await nursery.start(serve_api, node, api_sockets, gate, fronts)
             for addr in options.bootstrap:
                 node.service.address_learned(addr, bootstrap=True)
             for peer, addrs in await trio.to_thread.run_sync(store.known_peers):
@@ -597,8 +627,8 @@ async def open_node(home: Home, options: NodeOptions) -> AsyncIterator[Node]:
                 nursery.cancel_scope.cancel()
     finally:
         home.remove_node_info()
-        if front is not None:  # stopped by the API already, unless it never served
-            await front.close()
+        if gate is not None:  # stopped by the API already, unless it never served
+            await gate.close()
         if api_sockets is not None:
             api_sockets.close()
         if maker is not None:

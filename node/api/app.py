@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from node.api.admin import admin_routes
-from node.api.front import Front
+from node.api.front import Fronts, GateProcess
 from node.api.viewcalls import JSON_TYPE, ApiError, view_answer, viewed
 from node.authoring import AuthoringError
 from node.moderation import ModerationError
@@ -192,7 +192,12 @@ def build_app(node: Node) -> Starlette:
         path = request.scope["path"]
         view, pid = path.rsplit("/", 1)[1], request.path_params["pid"]
         answer = await view_answer(node.views, view, pid, path, request.scope["query_string"])
-        return Response(answer.body, answer.status, answer.headers, media_type=JSON_TYPE)
+        headers = answer.headers
+        if node.front is not None:
+            # The front answers the views meanwhile: the client's next one goes through the
+            # API's gate again, on a new connection, which the gate sends to the front.
+            headers = {**headers, "connection": "close"}
+        return Response(answer.body, answer.status, headers, media_type=JSON_TYPE)
 
     async def claims(request: Request) -> Response:
         return JSONResponse(await in_thread(node.views.claims, request.path_params["pid"]))
@@ -373,7 +378,7 @@ class ApiSockets:
     #: The API address's socket, and its ``http://HOST:PORT``.
     public: socket.socket
     url: str
-    #: Where the node's own app listens behind the API's front process (loopback), if any.
+    #: Where the node's own app listens behind the API's gate (loopback), if any.
     inner: socket.socket | None = None
 
     def close(self) -> None:
@@ -385,7 +390,7 @@ class ApiSockets:
 
 def bind_api(address: str, *, front: bool = False) -> ApiSockets:
     """Bind the API's address (HOST:PORT, port 0 picks one), and with ``front`` a loopback
-    port for the node's own app behind the API's front process (:mod:`node.api.front`).
+    port for the node's own app behind the API's gate (:mod:`node.api.gate`).
 
     Bound here, so a taken port is a clear error (:class:`ApiStartError`) before the node
     starts rather than a failure inside Hypercorn, and handed over as they are (no window in
@@ -415,34 +420,39 @@ def bind_api(address: str, *, front: bool = False) -> ApiSockets:
 async def serve_api(
     node: Node,
     sockets: ApiSockets,
-    front: Front | None = None,
+    gate: GateProcess | None = None,
+    fronts: Fronts | None = None,
     *,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until cancelled; report its ``http://HOST:PORT`` through ``task_status``.
 
-    With ``front`` (started on ``sockets.public``), the app is served on ``sockets.inner``
-    and the front holds the address, answering ``ledger`` and ``shares`` itself and passing
-    every other request to the app; if the front does not become ready, or stops, the app
-    serves the address itself."""
+    With ``gate`` (started on ``sockets.public``), the app is served on ``sockets.inner`` and
+    the gate holds the address, passing every connection to the app, or while the node is
+    busy (``fronts``) those asking for views to its front process; if the gate does not
+    become ready, or stops, the app serves the address itself."""
     app = build_app(node)
     try:
         async with trio.open_nursery() as nursery:
             if sockets.inner is not None:
                 await _serve_on(nursery, app, sockets.inner)
-            if front is None or sockets.inner is None or not await front.started():
+            if gate is None or sockets.inner is None or not await gate.started():
                 await _serve_on(nursery, app, sockets.public)
                 task_status.started(sockets.url)
                 return
-            node.front = front
+            node.gate = gate
             task_status.started(sockets.url)
             try:
-                code = await front.wait()
+                async with trio.open_nursery() as watch:
+                    if fronts is not None:
+                        watch.start_soon(fronts.run)
+                    code = await gate.wait()
+                    watch.cancel_scope.cancel()
             finally:
-                node.front = None
-                await front.close()
+                node.gate = None
+                await gate.close()
             log.warning(
-                "the API's front process stopped (exit status %s): the node serves the API itself",
+                "the API's gate process stopped (exit status %s): the node serves the API itself",
                 code,
             )
             await _serve_on(nursery, app, sockets.public)

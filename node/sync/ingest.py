@@ -117,6 +117,9 @@ class Ingestor:
         self.admit = Admission(store, metrics, policy or Policy)
         self._listeners: list[Callable[[list[Record], str], None]] = []
         self._limiter = trio.CapacityLimiter(MAX_VALIDATION_THREADS)
+        #: Told of records expected (a fetch's need) and of batches of ``HELPER_BATCH`` or
+        #: more begun: the node's measure of being busy (``node.api.front.Demand``).
+        self.loaded: Callable[[int], None] | None = None
 
     def on_new(self, listener: Callable[[list[Record], str], None]) -> None:
         """Call ``listener(records, source)`` after each commit that stored new records."""
@@ -137,6 +140,8 @@ class Ingestor:
     def expect(self, count: int) -> None:
         """Say that ``count`` records are about to arrive (a fetch): enough of them, and the
         signature helper is started now, ready by the time they come."""
+        if self.loaded is not None:
+            self.loaded(count)
         if self.verifier is not None and count >= HELPER_BATCH:
             self.verifier.want()
 
@@ -157,6 +162,8 @@ class Ingestor:
         two threads, one 4,096-record batch at a time).
         """
         now = self.now_ms()
+        if self.loaded is not None and len(raws) >= HELPER_BATCH:
+            self.loaded(len(raws))
         verifier = self.verifier if helper else None
         if verifier is not None and len(raws) >= HELPER_BATCH:
             verifier.want()

@@ -67,7 +67,7 @@ sys.exit(importlib.import_module(sys.argv[2]).main())
 HELPER_MODULE = "node.sync._verifier_helper"
 
 
-def helper_command(module: str = HELPER_MODULE, *args: str) -> list[str]:
+def helper_command(module: str = HELPER_MODULE, *args: str, site: bool = True) -> list[str]:
     """The command line that starts a helper process of the node: ``module``'s ``main``
     (the signature helper's by default; the views' process is another), given ``args``.
 
@@ -77,9 +77,12 @@ def helper_command(module: str = HELPER_MODULE, *args: str) -> list[str]:
     folder on the path and ignores ``PYTHON*`` variables and the user's site-packages; the
     one folder added is the one this process loaded ``node`` from (site-packages, or the
     checkout of an editable install), so the helper runs the same code as the node.
+    Without ``site`` (``-S``), the interpreter does not even load its site-packages' start-up
+    hooks (about 2.5 MB): for a helper that needs the standard library and ``node`` alone.
     """
     root = Path(node.__file__).resolve().parent.parent
-    return [sys.executable, "-I", "-c", _BOOTSTRAP, str(root), module, *args]
+    flags = ["-I"] if site else ["-I", "-S"]
+    return [sys.executable, *flags, "-c", _BOOTSTRAP, str(root), module, *args]
 
 
 @dataclass

@@ -1,11 +1,13 @@
-"""The API's front process (node.api.front): ``ledger`` and ``shares`` answered beside the node.
+"""The API's gate and front processes (node.api.gate, node.api.front), as a client sees them.
 
-A running node serves its API address through a child process that answers these two views
-from a store connection of its own and passes every other request, byte for byte, to the
-node's own API. These tests run a real node (with its real front process) and check what a
-client sees: the same answers as the node's app gives, writes and everything else passed
-through on the same connections, pipelined requests answered in order, a purge forgotten,
-and the node serving the address itself once the front is gone.
+A running node holds its API address through a small gate process, which passes every
+connection to the node's own API; while the node is busy, connections whose first request asks
+for a project's ``ledger`` or ``shares`` go to a front process instead, which answers these two
+views from a store connection of its own, one request a connection. These tests run a real
+node (with its real gate and front) and check what a client sees: the same answers as the
+node's app gives, everything else passed to the node on the same connections, a purge
+forgotten, the front coming when the node is busy and leaving when it is calm without a
+request lost, and the node serving the address itself once the gate is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 import trio
 
 from node.api.app import build_app
+from node.api.front import FRONT_RECORDS, Demand
 from node.home import Home
 from node.runtime import Node, NodeOptions, open_node
 from node.store.sqlite import Store
@@ -35,7 +38,11 @@ HANDLES = [email_handle(f"h{i}@x.org".encode()) for i in range(12)]
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, records: list[Record], **options: Any) -> AsyncIterator[Node]:
+async def running(
+    tmp_path: Path, records: list[Record], *, busy: bool = True, **options: Any
+) -> AsyncIterator[Node]:
+    """A node of a home holding ``records``; ``busy``: told of a catch-up's worth of records
+    coming, so that its front serves the address (when it has one)."""
     home = Home(tmp_path / "home")
     home.init()
     with Store.open(home.store_path) as store:
@@ -44,7 +51,19 @@ async def running(tmp_path: Path, records: list[Record], **options: Any) -> Asyn
     for name, value in options.items():
         setattr(chosen, name, value)
     async with open_node(home, chosen) as node:
+        if busy and node.demand is not None:
+            await _busy(node)
         yield node
+
+
+async def _busy(node: Node) -> None:
+    """Tell ``node`` that a catch-up's worth of records is coming; wait for its front to take
+    the address (or to fail to start)."""
+    assert node.demand is not None
+    with trio.fail_after(30):
+        while node.front is None:
+            node.demand.note(FRONT_RECORDS)  # busy until the front serves, however slow
+            await trio.sleep(0.02)
 
 
 def _address(node: Node) -> tuple[str, int]:
@@ -130,23 +149,29 @@ async def test_the_front_answers_the_views_as_the_node_does(tmp_path: Path) -> N
                     want = await app.request(method, f"http://testserver{path}")
                     assert got.status_code == want.status_code, (method, path, got.text)
                     assert got.content == (want.content if method == "GET" else b"")
-                    seen = {k: v for k, v in got.headers.items() if k not in ("date", "server")}
-                    assert seen == dict(want.headers.items()), (method, path)
-                    # Answered by the front: the node's server (Hypercorn) names itself.
+                    mine = ("date", "server", "connection")
+                    seen = {k: v for k, v in got.headers.items() if k not in mine}
+                    theirs = {k: v for k, v in want.headers.items() if k != "connection"}
+                    assert seen == theirs, (method, path)
+                    # Answered by the front (the node's server, Hypercorn, names itself),
+                    # one request a connection.
                     assert "server" not in got.headers
+                    assert got.headers["connection"] == "close"
             shares = json.loads((await client.get(f"{base}/shares")).content)
             assert sum(line["contributions"] for line in shares) == len(records) - 1
 
 
-async def test_other_requests_pass_through_on_the_same_connection(tmp_path: Path) -> None:
-    """On one keep-alive connection: a view, a write (a record posted with the token), the
-    view again showing the write, then the status: each answered in order. Pipelined
-    requests sent in one piece are answered in order too; a write without the token is the
-    node's 401, as before."""
+async def test_a_connection_stays_with_the_server_of_its_first_request(tmp_path: Path) -> None:
+    """Calm, every request goes to the node: on one kept-alive connection a view, a write
+    (a record posted with the token), the view again showing the write, then the status, each
+    answered in order. Busy, a connection whose first request is a view is answered by the
+    front, which closes it after that answer; one that begins with another request stays with
+    the node, whose view answers then say ``Connection: close``. A write without the token is
+    the node's 401, as ever."""
     f = RecordFactory()
     p, records = _project(f)
     later = f.contribution("dave", p, minutes=5, title="late work")
-    async with running(tmp_path, records) as node:
+    async with running(tmp_path, records, busy=False) as node:
         token = node.home.api_token()
         host = f"{_address(node)[0]}:{_address(node)[1]}"
         ledger = f"GET /api/v1/projects/{p.id.hex()}/ledger HTTP/1.1\r\nHost: {host}\r\n\r\n"
@@ -168,9 +193,24 @@ async def test_other_requests_pass_through_on_the_same_connection(tmp_path: Path
         assert after[0]["id"] == later.id.hex()
         assert later.id.hex() not in {e["id"] for e in before}
         assert json.loads(answers[3][2])["records"] == len(records) + 1
-        # The first answers came from the front, the write's and the status's from the node.
-        assert "server" not in answers[0][1]
-        assert "server" in answers[1][1]
+        assert {a[1]["server"] for a in answers} == {"hypercorn-h11"}
+        assert "connection" not in answers[0][1]
+
+        await _busy(node)
+        # A view first: the front answers it and closes the connection (the status sent
+        # behind it is not answered: a client sends it again on a new connection).
+        front_answers = await trio.to_thread.run_sync(
+            _exchange, node, (ledger + status).encode(), 1
+        )
+        assert front_answers[0][0] == ok
+        assert "server" not in front_answers[0][1]
+        assert front_answers[0][1]["connection"] == "close"
+        assert int(front_answers[0][1]["x-total-count"]) == len(records)
+        # Another request first: the node answers all of them, its view saying close.
+        node_answers = await trio.to_thread.run_sync(_exchange, node, (status + ledger).encode(), 2)
+        assert [a[1]["server"] for a in node_answers] == ["hypercorn-h11"] * 2
+        assert node_answers[1][1]["connection"] == "close"
+        assert node_answers[1][2] == front_answers[0][2]
 
         unauthorized = (
             f"POST /api/v1/records HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\n\r\nx"
@@ -206,9 +246,9 @@ async def test_a_purge_is_forgotten_by_the_front(tmp_path: Path) -> None:
             assert int(page.headers["x-total-count"]) == len(records) - 1 - 5
 
 
-async def test_the_node_serves_the_api_once_the_front_is_gone(tmp_path: Path) -> None:
-    """A front that dies is logged and the node serves the address itself: the views and
-    everything else keep answering. A node that stops takes its front with it."""
+async def test_the_node_answers_the_views_once_the_front_is_gone(tmp_path: Path) -> None:
+    """A front that dies is logged and the views go back to the node: they keep answering,
+    as everything else does."""
     f = RecordFactory()
     p, records = _project(f)
     async with running(tmp_path, records) as node:
@@ -223,10 +263,39 @@ async def test_the_node_serves_the_api_once_the_front_is_gone(tmp_path: Path) ->
             assert answer.headers["server"] == "hypercorn-h11"  # the node's own server
             assert int(answer.headers["x-total-count"]) == len(records) - 1
             assert (await client.get("/api/v1/status")).status_code == 200
-    async with running(tmp_path, []) as node:
-        front = _front_pid(node)
+
+
+async def test_the_node_serves_its_address_once_the_gate_is_gone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gate that dies is logged and the node serves the address itself (its front, if
+    any, stops). A node that stops takes its gate with it."""
+    f = RecordFactory()
+    p, records = _project(f)
+    async with running(tmp_path, records) as node:
+        assert node.gate is not None
+        gate, front = node.gate.pid, _front_pid(node)
+        os.kill(gate, signal.SIGKILL)
+        with trio.fail_after(30):
+            while node.gate is not None or node.front is not None:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=node.api_url) as client:
+                while True:  # the node's server takes the address once the gate is gone
+                    try:
+                        answer = await client.get(f"/api/v1/projects/{p.id.hex()}/ledger")
+                        break
+                    except httpx.ConnectError:
+                        await trio.sleep(0.05)
+        assert answer.status_code == 200
+        assert answer.headers["server"] == "hypercorn-h11"
+        with pytest.raises(ProcessLookupError):
+            os.kill(front, 0)
+    assert "the API's gate process stopped" in caplog.text
+    async with running(tmp_path, [], busy=False) as node:
+        assert node.gate is not None
+        gate = node.gate.pid
     with pytest.raises(ProcessLookupError):
-        os.kill(front, 0)
+        os.kill(gate, 0)
 
 
 async def test_without_the_front_the_node_serves_its_address(tmp_path: Path) -> None:
@@ -235,6 +304,7 @@ async def test_without_the_front_the_node_serves_its_address(tmp_path: Path) -> 
     p, records = _project(f)
     async with running(tmp_path, records, api_front=False) as node:
         assert node.front is None
+        assert node.gate is None
         async with httpx.AsyncClient(base_url=node.api_url) as client:
             answer = await client.get(f"/api/v1/projects/{p.id.hex()}/shares")
         assert answer.status_code == 200
@@ -257,12 +327,11 @@ async def test_the_front_forgets_when_told_and_stops_when_the_pipe_closes() -> N
     try:
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
-                done = trio.CancelScope()
+                done = trio.Event()
 
                 async def run() -> None:
-                    with done:
-                        await _control(views, done, b"forget\nfor", fd=read)  # type: ignore[arg-type]
-                    assert done.cancel_called
+                    await _control(views, done, b"forget\nfor", fd=read)  # type: ignore[arg-type]
+                    assert done.is_set()
 
                 nursery.start_soon(run)
                 await trio.sleep(0.05)
@@ -288,16 +357,170 @@ async def test_a_front_that_does_not_start_leaves_the_node_serving(
 
     from node.api import front
 
-    def failing(module: str, *args: str) -> list[str]:
+    real = front.helper_command
+
+    def failing(module: str, *args: str, site: bool = True) -> list[str]:
+        if module != "node.api.front":
+            return real(module, *args, site=site)
         return [sys.executable, "-c", "import sys; sys.exit(3)"]
 
     monkeypatch.setattr(front, "helper_command", failing)
     f = RecordFactory()
     p, records = _project(f)
-    async with running(tmp_path, records) as node:
+    async with running(tmp_path, records, busy=False) as node:
+        assert node.demand is not None
+        node.demand.note(FRONT_RECORDS)
+        with trio.fail_after(20):
+            while "did not start" not in caplog.text:  # noqa: ASYNC110 - the node's task
+                await trio.sleep(0.02)
         assert node.front is None
         async with httpx.AsyncClient(base_url=node.api_url) as client:
             answer = await client.get(f"/api/v1/projects/{p.id.hex()}/ledger")
         assert answer.status_code == 200
         assert answer.headers["server"] == "hypercorn-h11"
+        assert "connection" not in answer.headers
     assert "the API's front process did not start (exited with 3)" in caplog.text
+
+
+async def test_demand_follows_the_records_expected_and_received(autojump_clock: Any) -> None:
+    """A fetch's need, or batches adding up within the window, make the node busy; it is
+    calm again ``calm`` seconds after the last such note, and a want is cleared only then."""
+    demand = Demand(records=100, window=10, calm=30)
+    demand.note(99)
+    assert not demand.wanted.is_set()
+    await trio.sleep(11)  # the window passed: the 99 no longer count
+    demand.note(60)
+    assert not demand.wanted.is_set()
+    await trio.sleep(5)
+    demand.note(40)  # 100 within the window
+    assert demand.wanted.is_set()
+    started = trio.current_time()
+    await trio.sleep(20)
+    demand.clear()
+    assert demand.wanted.is_set(), "still busy: not cleared"
+    demand.note(500)  # one fetch of 500: busy for 30 s more from now
+    await demand.calm()
+    assert trio.current_time() - started == pytest.approx(50)
+    demand.clear()
+    assert not demand.wanted.is_set()
+    demand.note(1000)
+    assert demand.wanted.is_set()
+
+
+async def test_the_ingestor_tells_of_fetches_and_big_batches(tmp_path: Path) -> None:
+    """What a node counts as load: every fetch's need, and batches of ``HELPER_BATCH`` or more
+    begun (an import, a catch-up's frames), not single records."""
+    from node.clock import now_ms
+    from node.metrics import Metrics
+    from node.sync.ingest import HELPER_BATCH, Ingestor
+
+    f = RecordFactory()
+    p = f.project("alice")
+    small = [f.contribution("alice", p, minutes=1, title=f"w{i}").raw for i in range(3)]
+    big = [f.contribution("alice", p, minutes=1, title=f"b{i}").raw for i in range(HELPER_BATCH)]
+    with Store.open(tmp_path / "s.db") as store:
+        told: list[int] = []
+        ingestor = Ingestor(store, now_ms=now_ms, metrics=Metrics())
+        ingestor.loaded = told.append
+        ingestor.expect(7)
+        await ingestor.validate([p.raw, *small], source="api")
+        await ingestor.validate(big, source="api")
+        assert told == [7, HELPER_BATCH]
+
+
+async def test_the_front_comes_when_busy_and_leaves_when_calm(tmp_path: Path) -> None:
+    """A node told of a catch-up has its views answered by a front; once calm it answers them
+    itself again and the front leaves. Clients asking all along get every answer, with no
+    retry: from the front while the node is busy and from the node before and after, whether
+    they open a connection a request or keep one alive (its view answers say close while
+    the front serves, so the next goes to the front), and a kept connection that asks for the
+    status between views stays with the node throughout."""
+    f = RecordFactory()
+    p, records = _project(f)
+    path = f"/api/v1/projects/{p.id.hex()}/ledger"
+    async with running(tmp_path, records, busy=False) as node:
+        assert node.demand is not None
+        node.demand.calm_seconds = 1.0
+        servers: list[str] = []
+        failures: list[str] = []
+        stop = trio.Event()
+
+        async def ask(kept: httpx.AsyncClient | None, status: bool = False) -> None:
+            while not stop.is_set():
+                try:
+                    if kept is None:
+                        async with httpx.AsyncClient(base_url=node.api_url, timeout=30) as once:
+                            answer = await once.get(path)
+                    else:
+                        if status:
+                            said = await kept.get("/api/v1/status")
+                            if said.status_code != 200:
+                                failures.append(f"status: {said.status_code}")
+                        answer = await kept.get(path)
+                except httpx.HTTPError as exc:
+                    kind = "once" if kept is None else "kept"
+                    failures.append(f"{kind} at {trio.current_time():.2f}: {exc!r}")
+                    continue
+                if answer.status_code != 200:
+                    failures.append(f"{answer.status_code} {answer.text[:80]}")
+                servers.append(answer.headers.get("server", "front"))
+                await trio.sleep(0.005)
+
+        # Timeouts for a loaded machine: what is checked is that every request is answered.
+        kept_client = httpx.AsyncClient(base_url=node.api_url, timeout=30)
+        mixed_client = httpx.AsyncClient(base_url=node.api_url, timeout=30)
+        async with kept_client as kept, mixed_client as mixed, trio.open_nursery() as n:
+            n.start_soon(ask, None)
+            n.start_soon(ask, kept)
+            n.start_soon(ask, mixed, True)
+            with trio.fail_after(60):
+                while len(servers) < 5:  # noqa: ASYNC110 - the askers' count
+                    await trio.sleep(0.02)
+                await _busy(node)
+                front = node.front
+                assert front is not None
+                seen = len(servers)
+                while "front" not in servers[seen:]:  # noqa: ASYNC110 - the askers' count
+                    await trio.sleep(0.02)
+                while node.front is not None:  # noqa: ASYNC110 - calm after 1 s
+                    await trio.sleep(0.02)
+                seen = len(servers)
+                while len(servers) < seen + 10:  # noqa: ASYNC110 - the askers' count
+                    await trio.sleep(0.02)
+                assert await front.wait() == 0  # it left of itself, once drained (not killed)
+                seen = len(servers)
+                while len(servers) < seen + 10:  # noqa: ASYNC110 - the askers' count
+                    await trio.sleep(0.02)
+            stop.set()
+        assert failures == []
+        assert servers[0] == "hypercorn-h11"
+        assert "front" in servers
+        assert set(servers[-10:]) == {"hypercorn-h11"}
+
+
+async def test_the_node_takes_its_address_back_even_when_its_views_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected failure while the node readies its own views to answer again is logged;
+    the views go back to the node anyway and the front leaves."""
+    from node import runtime
+
+    def broken(views: Any) -> None:
+        raise RuntimeError("views broke")
+
+    f = RecordFactory()
+    p, records = _project(f)
+    async with running(tmp_path, records, busy=False) as node:
+        assert node.demand is not None
+        node.demand.calm_seconds = 0.5
+        monkeypatch.setattr(runtime, "_prepare_views", broken)
+        await _busy(node)
+        front = node.front
+        assert front is not None
+        with trio.fail_after(20):
+            assert await front.wait() == 0
+        assert "could not prepare the node's views to answer again" in caplog.text
+        async with httpx.AsyncClient(base_url=node.api_url) as client:
+            answer = await client.get(f"/api/v1/projects/{p.id.hex()}/ledger")
+        assert answer.status_code == 200
+        assert answer.headers["server"] == "hypercorn-h11"

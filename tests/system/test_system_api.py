@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from system_harness import NodeProcess, Nodes, wait_connected, wait_until
 
+from node.api.front import FRONT_RECORDS
 from protocol.bundle import HEADER, BundleWriter, encode_bundle, encode_varint
 from protocol.testing import RecordFactory
 
@@ -305,19 +307,55 @@ def test_scoped_tokens(nodes: Nodes) -> None:
     assert a.run("token", "create", "--scope", "root", expect=2).returncode == 2
 
 
+def _import_a_catch_up(node: NodeProcess) -> None:
+    """Post a bundle of a catch-up's worth of records (``FRONT_RECORDS``, as many as a bundle
+    call takes) to ``node``: a load that calls for the API's front process."""
+    factory = RecordFactory(now_ms=int(time.time() * 1000))
+    project = factory.project("bulk-maintainer", name="Bulk")
+    many = factory.many_contributions("bulk-contributor", project, FRONT_RECORDS - 1)
+    body = encode_bundle([project.raw, *(c.raw for c in many)])
+    headers = {"Content-Type": "application/octet-stream"}
+    response = node.request("POST", "/api/v1/bundles", auth=True, content=body, headers=headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["new"] == FRONT_RECORDS
+
+
+def _fronts_of(node: NodeProcess, module: bytes = b"node.api.front") -> list[int]:
+    """The node's API front processes running now (or those of another ``module``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _child_of(int(entry), node.pid):
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if module in cmdline.read():
+                    found.append(int(entry))
+    return found
+
+
 def test_views_answer_while_the_node_process_is_frozen(nodes: Nodes) -> None:
-    """``ledger`` and ``shares`` come from the API's front process, which reads the store
-    itself: with the node's own process stopped (SIGSTOP, as a busy interpreter is at its
-    worst), they still answer at once, and show what was written before; a write waits for
-    the node and lands once it runs again."""
+    """While the node is busy (here: a big bundle posted), ``ledger`` and ``shares`` come
+    from the API's front process, which reads the store itself: with the node's own process
+    stopped (SIGSTOP, as a busy interpreter is at its worst), they still answer at once, and
+    show what was written before; a write waits for the node and lands once it runs again.
+    An idle node runs no front, only the small gate that holds its address."""
     a = nodes.start("alice")
     pid = a.post("/api/v1/projects", {"name": "Frozen"})["id"]
     written = a.post(
         f"/api/v1/projects/{pid}/contributions",
         {"type": "code", "title": "before the freeze", "minutes": 20},
     )["id"]
-    fronts = [int(p) for p in os.listdir("/proc") if p.isdigit() and _child_of(int(p), a.pid)]
-    assert len(fronts) >= 1, "the node runs its front process"
+    assert _fronts_of(a) == [], "an idle node answers the views itself"
+    gates = _fronts_of(a, b"node.api.gate")
+    assert len(gates) == 1, "the node's gate holds its address"
+    _import_a_catch_up(a)
+    wait_until(lambda: _fronts_of(a), 30, what="the node's front process")
+    fronts = _fronts_of(a)
+    with httpx.Client(base_url=a.api, timeout=10) as client:
+        # The gate sends the views to the front once it is ready and the node has told it.
+        wait_until(
+            lambda: "server" not in client.get(f"/api/v1/projects/{pid}/shares").headers,
+            30,
+            what="the front answering",
+        )
     os.kill(a.pid, signal.SIGSTOP)
     try:
         with httpx.Client(base_url=a.api, timeout=5) as client:
@@ -334,16 +372,16 @@ def test_views_answer_while_the_node_process_is_frozen(nodes: Nodes) -> None:
                 client.get("/api/v1/status", timeout=1)
     finally:
         os.kill(a.pid, signal.SIGCONT)
-    assert a.status()["records"] == 2
+    assert a.status()["records"] == 2 + FRONT_RECORDS
     a.stop(signal.SIGTERM)
-    for child in fronts:
+    for child in [*fronts, *gates]:
         gone = f"child {child} of the node gone"
         wait_until(lambda child=child: not os.path.exists(f"/proc/{child}"), 10, what=gone)
 
 
 def test_config_can_leave_the_api_to_the_node_alone(nodes: Nodes) -> None:
-    """``node.api_front = false`` in config.toml: no front process; the node's own server
-    answers the views and everything else at the API address."""
+    """``node.api_front = false`` in config.toml: no gate, no front process, even under load;
+    the node's own server answers the views and everything else at the API address."""
     a = nodes.home("alice")
     config = a.home / "config.toml"
     text = config.read_text()
@@ -351,14 +389,13 @@ def test_config_can_leave_the_api_to_the_node_alone(nodes: Nodes) -> None:
     config.write_text(text.replace("api_front = true", "api_front = false"))
     a.start()
     pid = a.post("/api/v1/projects", {"name": "Alone"})["id"]
+    _import_a_catch_up(a)  # a node with a front has started it by the time this is stored
     with httpx.Client(base_url=a.api, timeout=10) as client:
         shares = client.get(f"/api/v1/projects/{pid}/shares")
     assert shares.status_code == 200
     assert shares.headers["server"] == "hypercorn-h11"
-    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _child_of(int(p), a.pid)]
-    for child in children:
-        with open(f"/proc/{child}/cmdline", "rb") as cmdline:
-            assert b"node.api.front" not in cmdline.read()
+    assert _fronts_of(a) == []
+    assert _fronts_of(a, b"node.api.gate") == []
 
 
 def _child_of(pid: int, parent: int) -> bool:

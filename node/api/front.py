@@ -210,13 +210,13 @@ class _Child:
 
 
 async def _spawn(
-    module: str, listener: socket.socket, what: str, *, site: bool = True
+    module: str, listener: socket.socket, what: str, *args: str, site: bool = True
 ) -> trio.Process | None:
-    """Start ``module``'s process of the node's code for ``listener`` (passed as its last
-    argument; left open here); None (logged) when it cannot be started."""
+    """Start ``module``'s process of the node's code with ``args`` and ``listener`` (passed as
+    its last argument; left open here); None (logged) when it cannot be started."""
     try:
         return await trio.lowlevel.open_process(
-            helper_command(module, str(listener.fileno()), site=site),
+            helper_command(module, *args, str(listener.fileno()), site=site),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(listener.fileno(),),
@@ -260,14 +260,11 @@ async def spawn_gate(listener: socket.socket, node: tuple[str, int]) -> GateProc
     ``node`` (the node's own app on loopback, which may start listening later: connections
     wait in its backlog); None (logged) when it cannot be started. The node starts it first
     thing; whether it became ready is :meth:`GateProcess.started`'s to say."""
+    form = "json" if _log_settings()["log_json"] else "text"
     # The standard library alone: not even site-packages' start-up hooks.
-    process = await _spawn("node.api.gate", listener, "the API's gate process", site=False)
-    if process is None:
-        return None
-    gate = GateProcess(process)
-    # One line, a pipe's worth at most: the gate reads it once imported.
-    await gate._send(json.dumps({"node": list(node), **_log_settings()}).encode() + b"\n")
-    return gate
+    what = "the API's gate process"
+    process = await _spawn("node.api.gate", listener, what, node[0], str(node[1]), form, site=False)
+    return None if process is None else GateProcess(process)
 
 
 class Front(_Child):

@@ -31,11 +31,10 @@ other has not taken what was read). A connection whose first request does not co
 nothing is closed, as the node's server closes idle ones. At most ``MAX_CONNECTIONS`` are
 passed at once; more wait in the listening socket's backlog.
 
-The node starts it with its listening socket's descriptor as its last argument and its
-settings (the node's loopback address, the log's form) as one JSON line on its standard
-input; it says ``ready`` once it accepts. It stops when its standard input ends (the node
-closes the pipe as it stops; a node that is gone closed it already), and ignores SIGINT and
-SIGTERM, which reach the whole process group.
+The node starts it with the node's loopback address, the log's form and its listening
+socket's descriptor as arguments; it says ``ready`` once it accepts. It stops when its
+standard input ends (the node closes the pipe as it stops; a node that is gone closed it
+already), and ignores SIGINT and SIGTERM, which reach the whole process group.
 """
 
 from __future__ import annotations
@@ -43,52 +42,70 @@ from __future__ import annotations
 import errno
 import heapq
 import itertools
-import json
-import logging
 import os
-import re
 import selectors
 import signal
 import socket
 import sys
 import time
-from typing import Final
-from urllib.parse import unquote
 
 __all__ = ["HEAD_SECONDS", "MAX_CONNECTIONS", "MAX_HEAD", "Gate", "is_view_path", "main"]
 
-log = logging.getLogger("node.api.gate")
+# What this module needs while the node is calm is imported with it, and nothing more:
+# ``typing`` (for ``Final``), ``re`` and ``urllib.parse`` (for the views' paths, needed only
+# while views are routed to a front) would be 2 MB of the process's 12.
 
 #: The paths the front answers (Starlette's ``{pid}`` is one path segment).
-_VIEW_PATH: Final = re.compile(r"/api/v1/projects/([^/]+)/(ledger|shares)")
+VIEW_PATH = r"/api/v1/projects/([^/]+)/(ledger|shares)"
 #: The longest first request head read to route a connection.
-MAX_HEAD: Final = 16 * 1024
+MAX_HEAD = 16 * 1024
 #: Bytes read from a socket at a time, and held for a side at most.
-RECEIVE: Final = 64 * 1024
+RECEIVE = 64 * 1024
 #: Connections passed at once; more wait in the backlog.
-MAX_CONNECTIONS: Final = 1000
+MAX_CONNECTIONS = 1000
 #: Seconds a connection's first request head may take (the node's keep-alive timeout).
-HEAD_SECONDS: Final = 5.0
+HEAD_SECONDS = 5.0
 #: Connections accepted at one wake-up, so that a flood of new ones does not starve the rest.
-ACCEPT_BATCH: Final = 64
-#: The longest settings or control line.
-MAX_LINE: Final = 1 << 16
+ACCEPT_BATCH = 64
+#: The longest control line.
+MAX_LINE = 1 << 16
 
-_NOT_ANSWERING: Final = b'{"error":"the node is not answering (it may be stopping)"}'
-_UNAVAILABLE: Final = (
+_NOT_ANSWERING = b'{"error":"the node is not answering (it may be stopping)"}'
+_UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_NOT_ANSWERING), _NOT_ANSWERING)
 )
 
 
+#: Whether the process's log lines are JSON (``--log-json``); set by :func:`main`.
+_log_json = False
+
+
+def _warn(message: str, *args: object) -> None:
+    """Log a warning as the node's other processes do. ``logging`` (nearly 3 MB with what it
+    imports) is loaded only for the first one: most gates never write a line."""
+    import logging
+
+    root = logging.getLogger()
+    if not root.handlers:
+        from node.logformat import log_handler
+
+        root.addHandler(log_handler(_log_json))
+        root.setLevel(logging.WARNING)
+    logging.getLogger("node.api.gate").warning(message, *args)
+
+
 def is_view_path(raw_path: bytes) -> tuple[str, str, str] | None:
     """``(view, pid, path)`` when ``raw_path`` (a request target without its query) is a
     project's ``ledger`` or ``shares``, percent-decoded as the node's router decodes it."""
+    import re
+    from urllib.parse import unquote
+
     try:
         path = unquote(raw_path.decode("ascii"))
     except UnicodeDecodeError:
         return None
-    found = _VIEW_PATH.fullmatch(path)
+    found = re.fullmatch(VIEW_PATH, path)  # compiled once, in re's cache
     if found is None:
         return None
     return found.group(2), found.group(1), path
@@ -190,7 +207,7 @@ class Gate:
         self.listener.setblocking(False)
         self._selector.register(self.control, selectors.EVENT_READ, "control")
         self._accept_again()
-        self._lines(b"")  # lines that came with the settings
+        self._lines(b"")  # lines given at the start
         try:
             while not self._stopped:
                 for key, events in self._selector.select(self._timeout()):
@@ -249,7 +266,7 @@ class Gate:
             elif words == [b"node"]:
                 self.views = None
             else:
-                log.warning("the API's gate ignored a line it does not know: %r", line[:80])
+                _warn("the API's gate ignored a line it does not know: %r", line[:80])
                 continue
             try:
                 os.write(self.answers, b"ok\n")
@@ -275,7 +292,7 @@ class Gate:
                 return
             except OSError as exc:  # out of descriptors, a connection reset while queued
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("the API's gate cannot accept a connection now: %s", exc)
+                    _warn("the API's gate cannot accept a connection now: %s", exc)
                 return
             client.setblocking(False)
             connection = _Connection(client)
@@ -393,7 +410,7 @@ class Gate:
             connection.target = "node"
             self._connect(connection)
             return
-        log.warning("the API's gate could not reach the node at %s:%d", *self.node)
+        _warn("the API's gate could not reach the node at %s:%d", *self.node)
         connection.state = _REFUSING
         connection.to_client = bytearray(_UNAVAILABLE)
         connection.upstream_done = True
@@ -458,28 +475,16 @@ class Gate:
 
 
 def main() -> None:
-    """The gate process: its last argument is the listening socket's descriptor, its
-    settings the first line of its standard input (``{"node": [HOST, PORT], "log_json":
-    bool}``)."""
+    """The gate process: its arguments are the node's loopback host and port, the log's form
+    (``json`` or ``text``) and the listening socket's descriptor."""
+    global _log_json
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     answers = os.dup(sys.stdout.fileno())
     sys.stdout = sys.stderr  # nothing else may write to the node's pipe
-    received = b""
-    while b"\n" not in received and len(received) <= MAX_LINE:
-        data = os.read(0, 65536)
-        if not data:
-            return  # the node went away before saying anything
-        received += data
-    line, _, pending = received.partition(b"\n")
-    settings = json.loads(line)
-    from node.logformat import log_handler
-
-    root = logging.getLogger()
-    root.handlers[:] = [log_handler(bool(settings.get("log_json")))]
-    root.setLevel(logging.WARNING)
-    listener = socket.socket(fileno=int(sys.argv[-1]))
-    host, port = settings["node"]
-    gate = Gate(listener, (str(host), int(port)), control=0, answers=answers, pending=pending)
+    host, port, form, descriptor = sys.argv[-4:]
+    _log_json = form == "json"
+    listener = socket.socket(fileno=int(descriptor))
+    gate = Gate(listener, (host, int(port)), control=0, answers=answers)
     os.write(answers, b"ready\n")
     gate.run()

@@ -59,9 +59,9 @@ announce = []
 no_announce = []
 # The local HTTP API address. Keep it on loopback: reads are open to anyone who can reach it.
 api = "{DEFAULT_API}"
-# While the node is busy (a catch-up, a big import), serve it through the API's front process,
-# which answers ledger and shares at once meanwhile (about 35 MB while it runs); false: the
-# node serves it alone, always.
+# Hold it through the API's gate (a small process, about 11 MB), so that while the node is busy
+# (a catch-up, a big import) the API's front process answers ledger and shares at once (about
+# 35 MB while it runs); false: the node serves it alone, and those two wait during a catch-up.
 api_front = true
 # Discover peers on the local network with mDNS.
 mdns = true

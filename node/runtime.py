@@ -109,9 +109,9 @@ class NodeOptions:
     announce: list[str] = field(default_factory=list)
     no_announce: list[str] = field(default_factory=list)
     api: str | None = "127.0.0.1:4711"
-    #: While the node is busy (a catch-up, a big import), serve the API address through the
-    #: API's front process (:mod:`node.api.front`), which answers ``ledger`` and ``shares``
-    #: while the node's own interpreter is busy with the records.
+    #: Hold the API address through the API's gate (:mod:`node.api.gate`), so that while the
+    #: node is busy (a catch-up, a big import) the API's front process (:mod:`node.api.front`)
+    #: answers ``ledger`` and ``shares`` while the node's own interpreter is taken.
     api_front: bool = True
     mdns: bool = True
     follow: list[bytes] = field(default_factory=list)
@@ -134,8 +134,8 @@ class NodeOptions:
 
     @property
     def fronted(self) -> bool:
-        """Whether the API is served through its front process while the node is busy (an
-        API, and ``api_front``)."""
+        """Whether the API address is held by its gate, and the views answered by a front
+        process while the node is busy (an API, and ``api_front``)."""
         return bool(self.api) and self.api_front
 
     def dht_mode(self) -> Literal["server", "client", "off"]:

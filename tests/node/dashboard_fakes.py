@@ -46,6 +46,7 @@ class FakeNode:
         self.connected: list[dict[str, Any]] = []
         self._listeners: list[Callable[[list[Record], str], None]] = []
         self.clock = RecordFactory().now_ms + 10**9
+        self.front = None  # no API front process: the app answers the views itself
 
     def on_new(self, listener: Callable[[list[Record], str], None]) -> None:
         self._listeners.append(listener)

@@ -160,6 +160,7 @@ class _FakeNode:
         self.follow = follow or Follow()
         self.views = ViewCache(store, follow=self.follow)
         self.key = home.signing_key()
+        self.front = None  # no API front process: the app answers the views itself
 
     async def author_checked(self, action: str, fields: dict[str, Any]) -> Authored:
         authored = prepare(

@@ -194,7 +194,6 @@ class Gate:
         self._pending = pending
         self._selector = selectors.DefaultSelector()
         self._connections: dict[int, _Connection] = {}  # by the client's descriptor
-        self._by_fd: dict[int, _Connection] = {}  # by either socket's descriptor
         self._deadlines: list[tuple[float, int, _Connection]] = []
         self._order = itertools.count()
         self._accepting = False
@@ -216,9 +215,9 @@ class Gate:
                     elif key.data == "listener":
                         self._accept()
                     else:
-                        connection = self._by_fd.get(key.fd)
-                        if connection is not None:
-                            self._step(connection, key.fd, events)
+                        # The connection registered then: one closed earlier in this batch
+                        # is skipped, even if a new one has its descriptor now.
+                        self._step(key.data, key.fd, events)
                 self._expire()
         finally:
             for connection in list(self._connections.values()):
@@ -238,10 +237,15 @@ class Gate:
             _, _, connection = heapq.heappop(self._deadlines)
             if connection.state != _HEAD or connection.client.fileno() < 0:
                 continue
-            if connection.head:
-                self._route(connection)  # the node says what it thinks of a slow request
-            else:
+            if not connection.head:
                 self._close(connection)  # idle from the start, as the node's server closes it
+                continue
+            try:
+                self._route(connection)  # the node says what it thinks of a slow request
+            except OSError:  # no socket to be had (out of descriptors)
+                self._close(connection)
+                continue
+            self._watch(connection)
 
     # -- the node's lines --------------------------------------------------------------------
 
@@ -297,12 +301,13 @@ class Gate:
             client.setblocking(False)
             connection = _Connection(client)
             self._connections[client.fileno()] = connection
-            self._by_fd[client.fileno()] = connection
             deadline = time.monotonic() + HEAD_SECONDS
             heapq.heappush(self._deadlines, (deadline, next(self._order), connection))
             self._watch(connection)
 
     def _step(self, connection: _Connection, fd: int, events: int) -> None:
+        if connection.client.fileno() < 0:
+            return
         try:
             if connection.state == _CONNECTING:
                 self._connected(connection)
@@ -316,6 +321,8 @@ class Gate:
                     self._flush(connection, to_client=False)
                 if events & selectors.EVENT_READ and connection.client.fileno() >= 0:
                     self._from_upstream(connection)
+        except (BlockingIOError, InterruptedError):
+            pass  # not ready after all: the selector says when it is
         except OSError:  # a reset, a broken pipe: the connection is over
             self._close(connection)
             return
@@ -387,7 +394,6 @@ class Gate:
         upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection.upstream = upstream
         connection.masks[upstream.fileno()] = 0
-        self._by_fd[upstream.fileno()] = connection
         connection.state = _CONNECTING
         code = upstream.connect_ex(address)
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
@@ -422,7 +428,6 @@ class Gate:
         fd = upstream.fileno()
         if connection.masks.pop(fd, 0):
             self._selector.unregister(upstream)
-        self._by_fd.pop(fd, None)
         upstream.close()
         connection.upstream = None
 
@@ -468,7 +473,6 @@ class Gate:
         self._drop_upstream(connection)
         if connection.masks.pop(fd, 0):
             self._selector.unregister(client)
-        self._by_fd.pop(fd, None)
         self._connections.pop(fd, None)
         client.close()
         self._accept_again()

@@ -220,3 +220,35 @@ def test_view_paths() -> None:
         b"/api/v1/projects/\xff/ledger",
     ):
         assert is_view_path(other) is None, other
+
+
+def test_many_connections_at_once_each_get_their_own_bytes_back() -> None:
+    """Hundreds of connections, short and long, views and not, while the route changes back
+    and forth: each answer is its own request's bytes, from the server its first request
+    chose when it was routed (a connection's descriptor, reused as others close, never
+    receives another's events)."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeded = random.Random(7)
+    requests = []
+    for i in range(400):
+        first = LEDGER if seeded.random() < 0.5 else STATUS
+        requests.append(first + b"%d:" % i + os.urandom(seeded.choice((0, 10, 70_000, 300_000))))
+    with running_gate() as (run, answers):
+        views_line = b"views %s %d\n" % (run.views.address[0].encode(), run.views.address[1])
+
+        def one(request: bytes) -> tuple[bytes, bytes]:
+            return request, ask(run.address, request)
+
+        with ThreadPoolExecutor(32) as pool:
+            done = pool.map(one, requests)
+            for i, (request, answer) in enumerate(done):
+                name, _, echoed = answer.partition(b"\n")
+                assert echoed == request, i
+                assert name in (b"views %d" % len(request), b"node %d" % len(request))
+                if request.startswith(STATUS):
+                    assert name.startswith(b"node"), i
+                if i % 50 == 0:
+                    run.tell(views_line if i % 100 == 0 else b"node\n", answers)
+        assert run.views.accepted > 0

@@ -65,6 +65,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import types
@@ -268,6 +269,70 @@ def _multiaddr_resolvers(m: types.ModuleType) -> None:
     ]
 
 
+# --- Deferred: mDNS discovery (zeroconf) -----------------------------------------------------
+
+# What the real ``libp2p/discovery/mdns/__init__.py`` re-exports, and from where.
+_MDNS_EXPORTS = {
+    "MDNSDiscovery": ("mdns", "MDNSDiscovery"),
+    "create_mdns_discovery": ("mdns", "create_mdns_discovery"),
+    "PeerBroadcaster": ("broadcaster", "PeerBroadcaster"),
+    "PeerListener": ("listener", "PeerListener"),
+}
+#: The name upstream's ``libp2p/discovery/mdns/mdns.py`` is loaded under, once something
+#: needs more of it than the stand-in holds.
+MDNS_UPSTREAM = "libp2p.discovery.mdns._upstream_mdns"
+
+
+def _mdns_module(m: types.ModuleType) -> None:
+    """``libp2p.discovery.mdns.mdns``, whose ``import zeroconf`` (and asyncio with it, 7 MB)
+    the host's module pays at import for a discovery it builds only with ``enable_mDNS``:
+    the two names the host imports are proxies that load upstream's module on first use,
+    its constants are copied, and any other name is read from upstream's module (loaded
+    under ``MDNS_UPSTREAM``, its own file, its relative imports resolved in the real package).
+    The node's mDNS (``node.net._compat.mdns``) loads zeroconf itself, when it runs."""
+
+    def upstream() -> types.ModuleType:
+        loaded = sys.modules.get(MDNS_UPSTREAM)
+        if loaded is None:
+            package = importlib.import_module(m.__name__.rpartition(".")[0])
+            origin = os.path.join(next(iter(package.__path__)), "mdns.py")
+            spec = importlib.util.spec_from_file_location(MDNS_UPSTREAM, origin)
+            assert spec is not None
+            assert spec.loader is not None
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[MDNS_UPSTREAM] = loaded
+            try:
+                spec.loader.exec_module(loaded)
+            except BaseException:
+                del sys.modules[MDNS_UPSTREAM]
+                raise
+        return loaded
+
+    class MDNSDiscovery:
+        """Upstream's ``MDNSDiscovery``, built (with zeroconf) when instantiated."""
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            return upstream().MDNSDiscovery(*args, **kwargs)
+
+    def create_mdns_discovery(*args: Any, **kwargs: Any) -> Any:
+        return upstream().create_mdns_discovery(*args, **kwargs)
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(f"module {m.__name__!r} has no attribute {name!r}")
+        return getattr(upstream(), name)
+
+    for each in (MDNSDiscovery, create_mdns_discovery):
+        each.__module__ = m.__name__
+    m.MDNSDiscovery = MDNSDiscovery  # type: ignore[attr-defined]
+    m.create_mdns_discovery = create_mdns_discovery  # type: ignore[attr-defined]
+    m.SERVICE_TYPE = "_p2p._udp.local."  # type: ignore[attr-defined]
+    m.MCAST_PORT = 5353  # type: ignore[attr-defined]
+    m.MCAST_ADDR = "224.0.0.251"  # type: ignore[attr-defined]
+    m.__getattr__ = __getattr__  # type: ignore[method-assign]
+    m.__upstream__ = upstream  # type: ignore[attr-defined]
+
+
 # --- The table ------------------------------------------------------------------------------
 
 
@@ -338,6 +403,11 @@ STAND_INS: dict[str, StandIn] = {
         package=True,
         real_path=True,
     ),
+    # host/basic_host.py imports libp2p.discovery.mdns.mdns (and with it the package)
+    "libp2p.discovery.mdns": StandIn(
+        "libp2p", "mDNS discovery", _lazy_exports(_MDNS_EXPORTS), package=True, real_path=True
+    ),
+    "libp2p.discovery.mdns.mdns": StandIn("libp2p", "mDNS discovery", _mdns_module),
     # libp2p's swarm and TCP transport import multiaddr.resolvers.DNSResolver
     "multiaddr.resolvers": StandIn(
         "multiaddr", "DNS resolver", _multiaddr_resolvers, package=True, real_path=True

@@ -32,6 +32,8 @@ KEPT_OUT = [
     "dns",
     "trio_websocket",
     "libp2p.relay.circuit_v2.transport",
+    "zeroconf",
+    "asyncio",
 ]
 # The DHT of project providers (node/net/dht.py) uses libp2p.kad_dht, which imports
 # libp2p.bitswap.cid and with it the bitswap package: both are loaded now, by design.
@@ -279,6 +281,7 @@ def _reexports(init: Path, package: str) -> dict[str, tuple[str, str]]:
     [
         ("libp2p.relay", hook._RELAY_EXPORTS),
         ("libp2p.relay.circuit_v2", hook._CIRCUIT_V2_EXPORTS),
+        ("libp2p.discovery.mdns", hook._MDNS_EXPORTS),
     ],
 )
 def test_a_deferred_initialiser_exports_what_the_real_one_does(
@@ -321,3 +324,26 @@ async def test_the_deferred_dns_resolver_creates_the_real_one_when_used() -> Non
     assert await resolver.resolve(tcp) == [tcp]
     assert isinstance(resolver._real, dns.DNSResolver)
     assert resolver._clean_quotes('"a"') == "a"  # anything else is the real resolver's
+
+
+def test_the_mdns_stand_in_defers_upstream_until_it_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``libp2p.discovery.mdns.mdns`` without zeroconf: its constants are upstream's, its two
+    names the host imports build upstream's objects, and any other name is upstream's."""
+    import libp2p.discovery.mdns.broadcaster as broadcaster
+
+    built = _build("libp2p.discovery.mdns.mdns")
+    upstream = built.__upstream__()
+    assert upstream.__name__ == hook.MDNS_UPSTREAM
+    assert upstream.__file__.endswith("libp2p/discovery/mdns/mdns.py")
+    for name in ("SERVICE_TYPE", "MCAST_PORT", "MCAST_ADDR"):
+        assert getattr(built, name) == getattr(upstream, name), name
+    assert built.PeerBroadcaster is broadcaster.PeerBroadcaster  # read through to upstream
+    with pytest.raises(AttributeError):
+        built.no_such_name  # noqa: B018 - the attribute access is the test
+    # Upstream's own would open multicast sockets: what matters is what they are given.
+    monkeypatch.setattr(upstream, "MDNSDiscovery", lambda *a, **k: ("built", a, k))
+    monkeypatch.setattr(upstream, "create_mdns_discovery", lambda *a, **k: ("created", a, k))
+    assert built.MDNSDiscovery("swarm", port=4001) == ("built", ("swarm",), {"port": 4001})
+    assert built.create_mdns_discovery("net", host="h") == ("created", ("net",), {"host": "h"})

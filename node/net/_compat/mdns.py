@@ -20,18 +20,18 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import multiaddr
 import trio
 from libp2p.abc import IHost
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
-from libp2p.discovery.mdns.broadcaster import PeerBroadcaster
-from libp2p.discovery.mdns.listener import PeerListener
-from libp2p.discovery.mdns.mdns import SERVICE_TYPE
-from libp2p.discovery.mdns.utils import stringGen
 from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
-from zeroconf import Zeroconf
+
+if TYPE_CHECKING:
+    from libp2p.discovery.mdns.broadcaster import PeerBroadcaster
+    from libp2p.discovery.mdns.listener import PeerListener
+    from zeroconf import Zeroconf
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,13 @@ async def run_mdns(
 ) -> None:
     """Announce ``addrs`` (dialable, wildcards expanded) for ``host`` and report peers found by
     mDNS until cancelled; never dials."""
+    # zeroconf (and asyncio with it, 7 MB) loads only for a node that runs mDNS.
+    from libp2p.discovery.mdns.broadcaster import PeerBroadcaster
+    from libp2p.discovery.mdns.listener import PeerListener
+    from libp2p.discovery.mdns.mdns import SERVICE_TYPE
+    from libp2p.discovery.mdns.utils import stringGen
+    from zeroconf import Zeroconf
+
     token = trio.lowlevel.current_trio_token()
     own_id = host.get_id()
 

@@ -64,7 +64,7 @@ from typing import Any, Final
 import h11
 import trio
 
-from node.api.gate import is_view_path
+from node.api.gate import MAX_HEAD, RECEIVE, UNAVAILABLE, is_view_path
 from node.api.viewcalls import JSON_TYPE, view_answer
 from node.memory import freeze_heap
 from node.store.sqlite import Store, StoreError
@@ -87,11 +87,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The longest request head read before a request is passed to the node (which then says
-#: what it thinks of it).
-MAX_HEAD: Final = 16 * 1024
-#: Bytes read from a socket at a time.
-RECEIVE: Final = 64 * 1024
+# MAX_HEAD (the longest request head read before a request is passed to the node) and
+# RECEIVE (bytes read from a socket at a time) are the gate's, which reads the same heads.
 #: Connections served at once; more are accepted and wait for a turn.
 MAX_CONNECTIONS: Final = 1000
 #: Seconds a connection's request may take to arrive (the node's API: 5 s of idle).
@@ -559,11 +556,7 @@ async def _splice(served: _Served, client: trio.SocketStream, received: bytes) -
     try:
         upstream = await trio.open_tcp_stream(host, port)
     except OSError:
-        body = b'{"error":"the node is not answering (it may be stopping)"}'
-        await client.send_all(
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-        )
+        await client.send_all(UNAVAILABLE)
         return
     upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     async with upstream:

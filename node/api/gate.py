@@ -49,7 +49,16 @@ import socket
 import sys
 import time
 
-__all__ = ["HEAD_SECONDS", "MAX_CONNECTIONS", "MAX_HEAD", "Gate", "is_view_path", "main"]
+__all__ = [
+    "HEAD_SECONDS",
+    "MAX_CONNECTIONS",
+    "MAX_HEAD",
+    "RECEIVE",
+    "UNAVAILABLE",
+    "Gate",
+    "is_view_path",
+    "main",
+]
 
 # What this module needs while the node is calm is imported with it, and nothing more:
 # ``typing`` (for ``Final``), ``re`` and ``urllib.parse`` (for the views' paths, needed only
@@ -70,10 +79,11 @@ ACCEPT_BATCH = 64
 #: The longest control line.
 MAX_LINE = 1 << 16
 
-_NOT_ANSWERING = b'{"error":"the node is not answering (it may be stopping)"}'
-_UNAVAILABLE = (
+#: The answer to a connection the node does not take (the front gives it too).
+NOT_ANSWERING = b'{"error":"the node is not answering (it may be stopping)"}'
+UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_NOT_ANSWERING), _NOT_ANSWERING)
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(NOT_ANSWERING), NOT_ANSWERING)
 )
 
 
@@ -184,14 +194,13 @@ class Gate:
         *,
         control: int,
         answers: int,
-        pending: bytes = b"",
     ) -> None:
         self.listener = listener
         self.node = node
         self.views: tuple[str, int] | None = None
         self.control = control
         self.answers = answers
-        self._pending = pending
+        self._pending = b""
         self._selector = selectors.DefaultSelector()
         self._connections: dict[int, _Connection] = {}  # by the client's descriptor
         self._deadlines: list[tuple[float, int, _Connection]] = []
@@ -206,7 +215,6 @@ class Gate:
         self.listener.setblocking(False)
         self._selector.register(self.control, selectors.EVENT_READ, "control")
         self._accept_again()
-        self._lines(b"")  # lines given at the start
         try:
             while not self._stopped:
                 for key, events in self._selector.select(self._timeout()):
@@ -418,7 +426,7 @@ class Gate:
             return
         _warn("the API's gate could not reach the node at %s:%d", *self.node)
         connection.state = _REFUSING
-        connection.to_client = bytearray(_UNAVAILABLE)
+        connection.to_client = bytearray(UNAVAILABLE)
         connection.upstream_done = True
 
     def _drop_upstream(self, connection: _Connection) -> None:

@@ -48,7 +48,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -66,10 +66,13 @@ __all__ = [
     "Commit",
     "CommitCount",
     "GitError",
+    "Signatures",
     "commit_body",
     "commit_type",
     "draft_commit",
+    "log_pieces",
     "map_coauthors",
+    "parse_piece",
     "read_commits",
     "repository_url",
     "sign_commit",
@@ -247,9 +250,34 @@ def repository_url(repo: str) -> str:
 def read_commits(
     repo: str, rev: str = "HEAD", *, no_merges: bool = False, mailmap: str | None = None
 ) -> Iterator[Commit]:
-    """The commits of ``rev`` in ``git log`` order, streamed from one ``git log`` process, with
-    the key of each good SSH signature its author made (``ssh_key``), read beside it by one
-    ``git cat-file --batch`` process (:class:`_Signatures`)."""
+    """The commits of ``rev`` in ``git log`` order, streamed from one ``git log`` process
+    (:func:`log_pieces`), with the key of each good SSH signature its author made
+    (``ssh_key``), read beside it by one ``git cat-file --batch`` process (:class:`Signatures`)."""
+    pieces = log_pieces(repo, rev, no_merges=no_merges, mailmap=mailmap)
+    signatures: Signatures | None = None
+    try:
+        signatures = Signatures(repo)
+        for piece in pieces:
+            yield from signatures.read(parse_piece(piece))
+    finally:
+        pieces.close()
+        if signatures is not None:
+            signatures.close()
+
+
+def log_pieces(
+    repo: str,
+    rev: str = "HEAD",
+    *,
+    no_merges: bool = False,
+    mailmap: str | None = None,
+    size: int | None = None,
+) -> Generator[bytes, None, None]:
+    """The output of one ``git log`` of ``rev`` with the import's format, in pieces of about
+    ``size`` bytes (:data:`READ_CHUNK` by default) that each hold whole commits
+    (:func:`parse_piece` reads one): they cross to an import's worker processes as they are,
+    so that reading git costs the importing process a copy, not a parse. Raises
+    :class:`GitError` when git fails (for a revision it refuses, once its output ends)."""
     args = [
         "log",
         "--no-color",
@@ -270,32 +298,40 @@ def read_commits(
     assert process.stdout is not None
     assert process.stderr is not None
     _widen_pipe(process.stdout.fileno())
-    signatures: _Signatures | None = None
     try:
-        signatures = _Signatures(repo)
-        # Big reads split at each line that starts a commit, rather than a read a line: a
+        # Big reads cut at the last line that starts a commit, rather than a read a line: a
         # history has a line for every changed path, and a Python loop a line cost more than
-        # git spends printing them.
+        # git spends printing them. ``pending`` is the commit not yet whole, from its start.
         pending = b"\n"
-        while chunk := process.stdout.read(READ_CHUNK):
-            blocks = (pending + chunk).split(_COMMIT_START)
-            pending = blocks.pop()
-            yield from signatures.read([_block(block) for block in blocks if block])
+        read = process.stdout.read
+        size = size or READ_CHUNK
+        while chunk := read(size):
+            data = pending + chunk
+            cut = data.rfind(_COMMIT_START)
+            if cut > 0:
+                yield data[:cut]
+                pending = data[cut:]
+            else:
+                pending = data
             if len(pending) > MAX_BLOCK:
-                pending = _trim(pending)
+                pending = _COMMIT_START + _trim(pending[len(_COMMIT_START) :])
         if pending.strip():
-            yield from signatures.read([_block(pending)])
+            yield pending
         error = process.stderr.read()
         if process.wait() != 0:
             raise GitError(_message(error, process.returncode))
     finally:
-        if signatures is not None:
-            signatures.close()
         if process.poll() is None:
             process.kill()
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def parse_piece(piece: bytes) -> list[Commit]:
+    """The commits of one piece of ``git log`` output (:func:`log_pieces`), in its order,
+    without their signatures (:meth:`Signatures.read` adds them)."""
+    return [_block(block) for block in piece.split(_COMMIT_START) if block]
 
 
 def split_signature(header: bytes, name: bytes = b"gpgsig") -> tuple[bytes, bytes]:
@@ -351,7 +387,7 @@ def _signature_start(head: bytes, complete: bool, name: bytes) -> tuple[SshProof
 def signed_key(commit_object: bytes, name: bytes = b"gpgsig") -> bytes | None:
     """The fingerprint of the Ed25519 key whose SSH signature (namespace ``git``) in header
     ``name`` of the raw commit object ``commit_object`` verifies over its payload, else None:
-    what :class:`_Signatures` reads from a stream, for one object in memory."""
+    what :class:`Signatures` reads from a stream, for one object in memory."""
     started = _signature_start(commit_object[:MAX_HEADER], len(commit_object) <= MAX_HEADER, name)
     if started is None:
         return None
@@ -360,7 +396,7 @@ def signed_key(commit_object: bytes, name: bytes = b"gpgsig") -> bytes | None:
     return proof.fingerprint if proof.verifies_digest(hasher.digest()) else None
 
 
-class _Signatures:
+class Signatures:
     """One ``git cat-file`` process for a whole import, and the thread that feeds it the
     hashes of the commits whose signature is read (see the module's docstring).
 

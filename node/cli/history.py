@@ -27,8 +27,8 @@ from node.cli.errors import CommandError
 from node.cli.output import emit, home_of, id_prefix, identity, now_ms
 from node.cli.parser import PROJECT_HELP, add_command
 from node.cli.store_access import home_policy, open_store
-from node.gitlog import Commit, CommitCount, GitError, map_coauthors, read_commits, repository_url
-from node.gitrecords import BatchSigner, commit_fields
+from node.gitlog import CommitCount, GitError, log_pieces, repository_url
+from node.gitrecords import BatchSigner, Source
 from node.home import Home
 from node.metrics import Metrics
 from node.store.bulk import MAX_BULK, Attested
@@ -58,15 +58,17 @@ MIN_STORE_BATCH = 5_000
 #: the index pages a batch lands on stay in memory at a million records (measured: a tenth
 #: less CPU a record, and a fifth less time, than with 16 MiB).
 IMPORT_PAGE_CACHE_KIB = 64 * 1024
-#: Commits one signing task of ``import-git`` takes: small beside a store batch, so reading,
-#: signing and storing overlap from the start.
-SIGN_BATCH = 1000
-#: Commits from which ``import-git`` signs in worker processes (with two cores or more).
+#: Bytes of ``git log`` output one task of ``import-git``'s workers takes (about 2,000
+#: commits of a synthetic history, a few hundred of Linux's): small beside a store batch, so
+#: reading, making records and storing overlap from the start.
+PIECE_BYTES = 256 << 10
+#: Commits from which ``import-git`` makes records in worker processes (with two cores or
+#: more).
 PARALLEL_FROM = 10_000
 #: Commits read from which ``import-git`` starts its worker processes when git has not
-#: counted the history (no terminal to show the count on, or a long count): two batches.
+#: counted the history (no terminal to show the count on, or a long count).
 UNCOUNTED_PARALLEL_FROM = 2_000
-#: The most signing processes one import starts.
+#: The most worker processes one import starts.
 MAX_WORKERS = 4
 #: Seconds ``import-git`` waits for git to count the commits before it starts without the
 #: total: a long history is imported while git counts it, and the progress bar gains its end
@@ -230,12 +232,11 @@ def _import(
     progress = Progress(f"importing {Path(repo).resolve().name}", total=total)
     authors: set[bytes] = set()
     skipped: list[dict[str, str]] = []
-    mapped: dict[bytes, bytes] = {}
-    batch: list[Commit] = []
     unstored: list[Attested] = []
     commits = 0
     latest_ms = now_ms() + MAX_CLOCK_SKEW_MS
-    signer = BatchSigner(key, pid, url, workers=_workers(total))
+    source = Source(repo, args.mailmap)
+    signer = BatchSigner(key, pid, url, source, workers=_workers(total))
     writer = ThreadPoolExecutor(1, thread_name_prefix="import-git-store")
     writing: Future[None] | None = None
 
@@ -245,12 +246,15 @@ def _import(
         return max(1, min(STORE_BATCH, max(MIN_STORE_BATCH, known // 8)))
 
     def store(wait_all: bool = False) -> None:
-        for rows, passed in signer.done(wait_all=wait_all):
-            unstored.extend(map(Attested._make, rows))
-            skipped.extend({"commit": commit, "reason": reason} for commit, reason in passed)
+        nonlocal commits
+        for made in signer.done(wait_all=wait_all):
+            unstored.extend(map(Attested._make, made.rows))
+            skipped.extend({"commit": commit, "reason": reason} for commit, reason in made.skipped)
+            authors.update(made.authors)
+            commits += len(made.rows) + len(made.skipped)
             while len(unstored) >= store_batch():
                 put()
-            progress.advance(len(rows) + len(passed))
+            progress.advance(len(made.rows) + len(made.skipped))
         while wait_all and unstored:
             put()
 
@@ -278,34 +282,28 @@ def _import(
         else:
             sink.put(rows)
 
-    def flush() -> None:
-        wanted = [e for c in batch for e in c.coauthor_emails if e not in mapped]
-        if wanted:
-            mapped.update(map_coauthors(repo, wanted, args.mailmap))
-        if progress.total is None and count is not None:
-            progress.total = count.poll()
-        if not signer.workers:
-            signer.start_workers(_workers(progress.total, commits))
-        signer.submit([commit_fields(commit, mapped) for commit in batch], latest_ms)
-        batch.clear()
-        store()
-
+    pieces = log_pieces(
+        repo, args.rev, no_merges=args.no_merges, mailmap=args.mailmap, size=PIECE_BYTES
+    )
     try:
-        for commit in read_commits(repo, args.rev, no_merges=args.no_merges, mailmap=args.mailmap):
-            commits += 1
-            authors.add(commit.email.strip().lower())
-            batch.append(commit)
-            if len(batch) >= SIGN_BATCH:
-                flush()
-        flush()
+        # This process reads git's output and stores; each piece of it is parsed and made
+        # into records by a worker (or here, while the history read is short).
+        for piece in pieces:
+            if progress.total is None and count is not None:
+                progress.total = count.poll()
+            if not signer.workers:
+                signer.start_workers(_workers(progress.total, commits))
+            signer.submit(piece, latest_ms)
+            store()
         store(wait_all=True)
         if writing is not None:
             writing.result()  # every batch committed: the summary may be acknowledged
     except GitError as exc:
         raise CommandError(f"{repo}: {exc}") from None
     except BrokenExecutor:
-        raise CommandError("a signing process stopped unexpectedly (out of memory?)") from None
+        raise CommandError("a worker process stopped unexpectedly (out of memory?)") from None
     finally:
+        pieces.close()
         signer.close()
         writer.shutdown(wait=True, cancel_futures=True)
         progress.finish()
@@ -322,19 +320,19 @@ def _import(
 
 
 def _workers(total: int | None, read: int = 0) -> int:
-    """Signing processes for an import of ``total`` commits, or, when git has not counted
+    """Worker processes for an import of ``total`` commits, or, when git has not counted
     them (None), of which ``read`` are read so far: none for a short history (that would
     spend more on starting them than they save: fewer than :data:`PARALLEL_FROM` commits,
-    or fewer than :data:`UNCOUNTED_PARALLEL_FROM` read) or on one core, else one per core
-    beside this process's, up to :data:`MAX_WORKERS`. Measured per commit on the 2-core
-    reference machine: git 40 to 50 microseconds of CPU, a worker 70 (the signature 40 of
-    it), this process (read, store) about 60; so one worker keeps up with this process, and
-    more help only where more cores run them."""
+    or fewer than :data:`UNCOUNTED_PARALLEL_FROM` read) or on one core, else one a core, up
+    to :data:`MAX_WORKERS`. Measured per commit on the 2-core reference machine at a million
+    commits: the workers 40 microseconds of CPU (the signature 23 of it), git 22, this
+    process (reading, storing) about 25; with a worker a core, the four keep both cores
+    busy, where one worker beside this process left a core idle a third of the time."""
     short = read < UNCOUNTED_PARALLEL_FROM if total is None else total < PARALLEL_FROM
-    if short:
-        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min((cores or 1) - 1, MAX_WORKERS))
+    if short or (cores or 1) < 2:
+        return 0
+    return min(cores or 1, MAX_WORKERS)
 
 
 def _shows_progress() -> bool:

@@ -168,11 +168,11 @@ def test_import_signs_in_worker_processes(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Signed in two worker processes, in tasks of 7 commits and stores of 20 records, the
-    history makes exactly the records the in-process import makes."""
+    """Made in two worker processes, in pieces of git's output of a few commits each and
+    stores of 20 records, the history makes exactly the records the in-process import makes."""
     home, pid = maintained
     args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
-    monkeypatch.setattr(history, "SIGN_BATCH", 7)
+    monkeypatch.setattr(history, "PIECE_BYTES", 500)
     monkeypatch.setattr(history, "STORE_BATCH", 20)
     monkeypatch.setattr(history, "MIN_STORE_BATCH", 20)
     monkeypatch.setattr(history, "_workers", lambda total, read=0: 2)
@@ -247,7 +247,8 @@ def test_without_a_terminal_the_history_is_not_counted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No progress bar to show the count on, so git does not walk the history twice: the
-    workers start once two batches are read, and the records are those of a counted import."""
+    workers start once enough commits are read, and the records are those of a counted
+    import."""
     home, pid = maintained
     args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
 
@@ -255,7 +256,7 @@ def test_without_a_terminal_the_history_is_not_counted(
         raise AssertionError("counted without a terminal")
 
     monkeypatch.setattr(history, "CommitCount", no_count)
-    monkeypatch.setattr(history, "SIGN_BATCH", 5)
+    monkeypatch.setattr(history, "PIECE_BYTES", 300)
     monkeypatch.setattr(history, "UNCOUNTED_PARALLEL_FROM", 10)
     workers = history._workers
     asked: list[tuple[int | None, int, int]] = []
@@ -268,9 +269,20 @@ def test_without_a_terminal_the_history_is_not_counted(
     dry = run(capsys, *args, "--dry-run")
     assert (dry["commits"], dry["new"]) == (COMMITS + 1, COMMITS + 1)
     assert all(total is None for total, _, _ in asked)
+    # Asked before each piece, with the commits read so far, until the workers start (on
+    # one core, never): none before 10 commits, at once from 10 on.
+    reads = [read for _, read, _ in asked]
+    assert reads == sorted(reads)
+    assert reads[0] == 0
+    assert len(reads) > 2
+    assert all(n == 0 for _, read, n in asked if read < 10)
     started = [read for _, read, n in asked if n]
-    assert started == ([10] if workers(None, 10) else [])
-    assert asked[: len(asked) - len(started)] == [(None, r, 0) for r in range(0, 10, 5)]
+    if workers(None, 10):
+        assert started == [reads[-1]]
+        assert reads[-2] < 10 <= reads[-1]
+    else:
+        assert started == []
+        assert reads[-1] > 10
 
 
 def test_import_this_repositorys_own_history(
@@ -302,7 +314,7 @@ def test_a_history_is_imported_while_git_counts_it(
     still refused with git's reason, by ``git log`` if not by the count."""
     home, pid = maintained
     args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
-    monkeypatch.setattr(history, "SIGN_BATCH", 5)
+    monkeypatch.setattr(history, "PIECE_BYTES", 300)
     monkeypatch.setattr(history, "_shows_progress", lambda: True)
     waited: list[float | None] = []
     wait = gitlog.CommitCount.wait

@@ -13,11 +13,11 @@ quoting rules.
 SSH signatures are read and checked here, not by git. Asked for ``%G?`` and ``%GK``, git runs
 ``ssh-keygen`` twice a signed commit (about 18 ms: five hours for a million signed commits),
 and no ``git log`` placeholder gives a commit's raw headers or its signed payload without
-running it. So beside ``git log`` one ``git cat-file --batch`` process (``--batch-command
---buffer`` where git has it) runs for the whole import: for each chunk of commits read from
-``git log``, the hashes of those whose author committed them (the only ones whose signature
-is recorded) are written to it by a feeding thread, and their raw objects read back in the
-same order. A thread writes, so that neither
+running it. So beside ``git log`` a ``git cat-file --batch-command --buffer`` process
+(``--batch`` with a feeding thread on git before 2.36) runs for the whole import, one in each
+process that parses commits (:class:`Signatures`): for each piece of ``git log`` output, the
+hashes of the commits whose author committed them (the only ones whose signature is
+recorded) are written to it, and their raw objects read back in the same order. Neither
 process waits on a full pipe whatever the pipes' sizes, and the answers are matched to the
 commits by hash, so both streams stay in step without a second walk of the history (which
 ``git rev-list | git cat-file`` would be, and which a branch moving during the import would
@@ -397,13 +397,15 @@ def signed_key(commit_object: bytes, name: bytes = b"gpgsig") -> bytes | None:
 
 
 class Signatures:
-    """One ``git cat-file`` process for a whole import, and the thread that feeds it the
+    """One ``git cat-file`` process for a whole import (or one a worker process), fed the
     hashes of the commits whose signature is read (see the module's docstring).
 
     Where git has it (2.36 and later), ``--batch-command --buffer`` is asked for each chunk's
     objects and then to flush: git writes a pipe's worth at a time instead of flushing after
     every object, which halved the CPU both sides spend on the pipe (measured on 50,999
-    commits: 0.41 s against 0.9). Older git answers ``--batch``, object by object."""
+    commits: 0.41 s against 0.9). git answers nothing before the flush, so the commands are
+    written here, at once. Older git answers ``--batch``, object by object, while it reads
+    the hashes: a thread writes them, so that neither side waits on a full pipe."""
 
     def __init__(self, repo: str) -> None:
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
@@ -423,8 +425,12 @@ class Signatures:
         self._out = self._process.stdout
         _widen_pipe(self._out.fileno())
         self._hashes: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._feeder = threading.Thread(target=self._feed, name="import-git-hashes", daemon=True)
-        self._feeder.start()
+        self._feeder: threading.Thread | None = None
+        if not self._commands:
+            self._feeder = threading.Thread(
+                target=self._feed, name="import-git-hashes", daemon=True
+            )
+            self._feeder.start()
 
     def _feed(self) -> None:
         stdin = self._process.stdin
@@ -446,7 +452,12 @@ class Signatures:
             return commits
         names = [c.hash.encode("ascii", "replace") for c in asked]
         if self._commands:
-            self._hashes.put(b"".join([b"contents " + n + b"\n" for n in names]) + b"flush\n")
+            stdin = self._process.stdin
+            assert stdin is not None
+            # A closed pipe (git stopped) is said by the reading below, with git's reason.
+            with contextlib.suppress(OSError, ValueError):
+                stdin.write(b"".join([b"contents " + n + b"\n" for n in names]) + b"flush\n")
+                stdin.flush()
         else:
             self._hashes.put(b"\n".join(names) + b"\n")
         readline, read = self._out.readline, self._out.read
@@ -501,11 +512,17 @@ class Signatures:
 
     def close(self) -> None:
         """Stop git (at the end of a history it has stopped already) and the feeding thread."""
-        self._hashes.put(None)
+        if self._feeder is None:
+            with contextlib.suppress(OSError, ValueError):
+                assert self._process.stdin is not None
+                self._process.stdin.close()
+        else:
+            self._hashes.put(None)
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
-        self._feeder.join()
+        if self._feeder is not None:
+            self._feeder.join()
         self._out.close()
         self._errors.close()
 

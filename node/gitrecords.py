@@ -13,7 +13,10 @@ flight and hands their results back in order.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import multiprocessing
+import os
 import signal
 from collections import deque
 from collections.abc import Iterator
@@ -31,6 +34,13 @@ __all__ = ["BatchSigner", "Made", "RecordMaker", "Source"]
 #: Pieces of history a worker process may have waiting, so that it keeps working while this
 #: process stores.
 IN_FLIGHT: Final = 4
+
+#: How much nicer than the importing process its worker processes (and their ``git
+#: cat-file``) run: the workers take what CPU is left, and the importing process, whose
+#: writer thread stores every record in turn, and the user's other programs come first.
+#: Measured at 1,019,999 commits on two cores: 21,181 commits/s against 20,693 at the same
+#: niceness (three runs each), within the runs' spread.
+WORKER_NICENESS: Final = 5
 
 #: A record made, as :class:`node.store.bulk.Attested`'s fields: a plain tuple crosses between
 #: processes in a fraction of the time a named one does.
@@ -113,6 +123,13 @@ def _start_worker(seed: bytes, project: bytes, url: str, source: Source) -> None
     # line, then it shuts the pool down), so a worker neither dies mid-piece nor prints a
     # traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker's objects are freed as they go (a piece's commits, drafts and rows refer to
+    # nothing that refers back): the collector would only walk them.
+    gc.disable()
+    # Below the importing process, which stores: with every core busy, its writer thread
+    # gets its share at once instead of waiting its turn behind the workers.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     global _worker_maker
     _worker_maker = RecordMaker(seed, project, url, source)
     # The worker's git cat-file stops with it (multiprocessing runs this as the worker ends).

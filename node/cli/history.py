@@ -11,6 +11,7 @@ here, in large transactions, and acknowledged only once committed.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import subprocess
@@ -285,6 +286,11 @@ def _import(
     pieces = log_pieces(
         repo, args.rev, no_merges=args.no_merges, mailmap=args.mailmap, size=PIECE_BYTES
     )
+    # The import's objects are freed as they go (nothing it makes refers to itself), while
+    # the collector walked every row waiting to be stored, again and again: with it off,
+    # this process spends a third less CPU at a million commits.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         # This process reads git's output and stores; each piece of it is parsed and made
         # into records by a worker (or here, while the history read is short).
@@ -307,6 +313,8 @@ def _import(
         signer.close()
         writer.shutdown(wait=True, cancel_futures=True)
         progress.finish()
+        if collecting:
+            gc.enable()
     return {
         "project": pid.hex(),
         "url": url,

@@ -130,10 +130,17 @@ INSERT_ROWS: Final = 400
 
 
 def insert_rows(
-    conn: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]], tail: str = ""
+    conn: sqlite3.Connection,
+    head: str,
+    rows: Sequence[tuple[object, ...]],
+    tail: str = "",
+    *,
+    row: str | None = None,
 ) -> None:
     """``head`` (an INSERT up to its column list) of ``rows``, then ``tail`` (an upsert
-    clause, if any), :data:`INSERT_ROWS` rows a statement.
+    clause, if any), :data:`INSERT_ROWS` rows a statement. ``row`` is one row's values, its
+    ``?`` taking a row's items in order (by default a ``?`` an item): values the same in
+    every row may be written into it as SQL literals, which SQLite then needs no binding for.
 
     Many rows a statement rather than ``executemany``: Python's sqlite3 releases the GIL for
     each step of a statement and takes it back for the next row, and while the validation
@@ -143,7 +150,7 @@ def insert_rows(
     """
     if not rows:
         return
-    row_marks = f"({marks(len(rows[0]))})"
+    row_marks = f"({marks(len(rows[0]))})" if row is None else row
     for start in range(0, len(rows), INSERT_ROWS):
         part = rows[start : start + INSERT_ROWS]
         values = ", ".join([row_marks] * len(part))
@@ -250,11 +257,14 @@ class StoreBase:
             raise
 
     @staticmethod
-    def _insert_records(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> int:
-        """Insert ``records`` rows (:data:`INSERT_RECORDS`' columns); the ``seq`` the first
-        gets if SQLite numbers them on from the greatest held (checked by the caller)."""
+    def _insert_records(
+        conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]], *, row: str | None = None
+    ) -> int:
+        """Insert ``records`` rows (:data:`INSERT_RECORDS`' columns, or ``row``'s values, as
+        :func:`insert_rows` takes them); the ``seq`` the first gets if SQLite numbers them on
+        from the greatest held (checked by the caller)."""
         first = int(conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM records").fetchone()[0])
-        insert_rows(conn, INSERT_RECORDS, rows)
+        insert_rows(conn, INSERT_RECORDS, rows, row=row)
         return first
 
     def _stored_in(self, scopes: Iterable[str]) -> None:

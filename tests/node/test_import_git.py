@@ -183,11 +183,25 @@ def test_import_signs_in_worker_processes(
     assert first["authors"] == AUTHORS
     ids = {e["id"] for e in run(capsys, "ledger", pid, "--home", home)}
     assert len(ids) == COMMITS + 1
+    assert git_processes_reading(repo) == []  # each worker's git cat-file stopped with it
     # In this process, the same history is already held, record for record.
     monkeypatch.setattr(history, "_workers", lambda total, read=0: 0)
     again = run(capsys, *args)
     assert (again["new"], again["held"]) == (0, COMMITS + 1)
     assert {e["id"] for e in run(capsys, "ledger", pid, "--home", home)} == ids
+
+
+def git_processes_reading(repo: Path) -> list[str]:
+    """The command lines of the git processes still running in ``repo``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone meanwhile
+            continue
+        if argv[0].endswith(b"git") and str(repo).encode() in argv:
+            found.append(b" ".join(argv).decode(errors="replace"))
+    return found
 
 
 def test_drafted_records_are_sign_commits_records(repo: Path) -> None:

@@ -191,6 +191,33 @@ def test_import_signs_in_worker_processes(
     assert {e["id"] for e in run(capsys, "ledger", pid, "--home", home)} == ids
 
 
+def test_git_failing_in_a_worker_is_one_clear_error(
+    repo: Path,
+    maintained: tuple[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker's ``git cat-file`` that git refuses stops the import with git's reason on one
+    ``error:`` line, keeps what was stored before (nothing, here: the first store comes
+    later), and leaves no git process running."""
+    home, pid = maintained
+    real = gitlog._git
+
+    def refused(repo: str, *args: str, mailmap: str | None = None) -> list[str]:
+        if "cat-file" in args:  # git refuses the option and exits
+            args = tuple("--bogus" if a.startswith("--batch") else a for a in args)
+        return real(repo, *args, mailmap=mailmap)
+
+    monkeypatch.setattr(gitlog, "_git", refused)  # the forked workers have it too
+    monkeypatch.setattr(history, "PIECE_BYTES", 500)
+    monkeypatch.setattr(history, "_workers", lambda total, read=0: 2)
+    args = ("import-git", str(repo), "--project", pid, "--url", URL, "--home", home)
+    assert "git cat-file stopped: " in fails(capsys, *args)
+    assert git_processes_reading(repo) == []
+    monkeypatch.setattr(gitlog, "_git", real)
+    assert run(capsys, *args)["new"] == COMMITS + 1
+
+
 def git_processes_reading(repo: Path) -> list[str]:
     """The command lines of the git processes still running in ``repo``."""
     found = []

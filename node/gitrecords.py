@@ -175,6 +175,9 @@ class BatchSigner:
         yet and ``workers`` is at least 1); those made before stay first in :meth:`done`."""
         if self._pool is not None or workers < 1:
             return
+        # From now on nothing is made here: this process's git cat-file stops, before the
+        # workers are forked, so that they do not hold its pipes.
+        self._maker.close()
         methods = multiprocessing.get_all_start_methods()
         # fork starts a worker without importing anything again; spawn is the fallback.
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")

@@ -15,6 +15,7 @@ the tallies and the caches end as ``add`` leaves them (tests compare every table
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
@@ -38,6 +39,12 @@ __all__ = ["MAX_BULK", "Attested", "BulkMixin"]
 #: transaction cost 40-43 microseconds a record, 10,000 62-103: each transaction rewrites the
 #: index pages its records land on, and at that size nearly every page of the id index.
 MAX_BULK: Final = 50_000
+#: Records of a batch whose held ids one scan of the scope's time index looks for
+#: (:meth:`BulkMixin._held_in_scope`).
+HELD_WINDOW: Final = 1_000
+#: The most rows such a scan reads, a record it looks for: past that, the window's records
+#: are looked for id by id. A row scanned costs about a twentieth of an id looked up.
+HELD_SCAN_ROWS: Final = 8
 
 
 class Attested(NamedTuple):
@@ -90,12 +97,12 @@ class BulkMixin(StoreBase):
         at = _now_ms() if now_ms is None else now_ms
         new: list[bool] = []
         with self._adding() as conn:
-            held = self._held(conn, [row.id for row in rows])
             author = author_units(conn, [probe], self._unit_numbers)[probe.author]
             project_n = self._scope_number(project.hex())
             assert project_n is not None, "created when missing"
             scope_n = self._scope_number(scope)
             assert scope_n is not None, "created when missing"
+            held = self._held_in_scope(conn, scope_n, rows)
             kind_n = self._kind_number("contribution")
             assert kind_n is not None, "created when missing"
             inserted: list[Attested] = []
@@ -124,6 +131,39 @@ class BulkMixin(StoreBase):
             if entry is not None:
                 self._cached_records -= len(entry.records)
         return new
+
+    def _held_in_scope(
+        self, conn: sqlite3.Connection, scope: int, rows: Sequence[Attested]
+    ) -> set[bytes]:
+        """The ids of ``rows`` (records of the scope numbered ``scope``) already stored.
+
+        A record's id commits to its scope and time, so a held one is on the scope's time
+        index (``records_scope``) at its time. The batch's times, sorted, are cut into
+        windows of :data:`HELD_WINDOW` records, and each window's stretch of the index is
+        read in one scan: an import's times follow its history, so in a first import a
+        stretch holds next to nothing, and in a re-run about the window's own records. A
+        stretch holding more than :data:`HELD_SCAN_ROWS` rows a record (times far apart,
+        or many equal) has its records looked for id by id instead (:meth:`_held`).
+        Measured storing a million records: 0.2 microseconds a record against 2.5 for the
+        ids looked up one by one (each lands on a random page of the id index); storing them
+        all again, 1.0 against 4.4 for the whole call."""
+        times = sorted(row.ts for row in rows)
+        wanted = {row.id for row in rows}
+        held: set[bytes] = set()
+        crowded: list[tuple[int, int]] = []
+        query = "SELECT id FROM records WHERE scope = ? AND ts BETWEEN ? AND ? LIMIT ?"
+        for start in range(0, len(times), HELD_WINDOW):
+            low, high = times[start], times[min(start + HELD_WINDOW, len(times)) - 1]
+            limit = HELD_SCAN_ROWS * HELD_WINDOW
+            found = conn.execute(query, (scope, low, high, limit)).fetchall()
+            if len(found) >= limit:
+                crowded.append((low, high))
+            else:
+                held.update(i for (i,) in found if i in wanted)
+        if crowded:
+            ids = [row.id for row in rows if any(lo <= row.ts <= hi for lo, hi in crowded)]
+            held |= self._held(conn, ids)
+        return held
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from node.metrics import Metrics
 from node.policy import Policy
+from node.store import bulk
 from node.store.bulk import Attested
 from node.store.sqlite import Store
 from node.sync.admission import Admission
@@ -73,6 +74,11 @@ SPEC = st.tuples(
 )
 
 
+@pytest.mark.parametrize(
+    ("window", "scan_rows"),
+    [(bulk.HELD_WINDOW, bulk.HELD_SCAN_ROWS), (2, 1)],
+    ids=["as-set", "tiny"],
+)
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -83,13 +89,19 @@ SPEC = st.tuples(
 )
 def test_bulk_path_stores_what_add_stores(
     tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    window: int,
+    scan_rows: int,
     specs: list[tuple[str, tuple[int, ...], int]],
     cuts: list[int],
     repeats: list[int],
 ) -> None:
     """In batches of any sizes, with records repeated in a batch and across batches and a
     record of another project held before, both paths leave every table row for row alike
-    and report the same records new."""
+    and report the same records new; with tiny time windows, the held records are found by
+    scans and, where a window's stretch is crowded, id by id."""
+    monkeypatch.setattr(bulk, "HELD_WINDOW", window)
+    monkeypatch.setattr(bulk, "HELD_SCAN_ROWS", scan_rows)
     f = RecordFactory()
     project = f.project("alice", name="History")
     other = f.project("bob", name="Other")
@@ -114,6 +126,42 @@ def test_bulk_path_stores_what_add_stores(
                     break
     assert flags["add"] == flags["bulk"]
     assert _tables(root / "add.db") == _tables(root / "bulk.db")
+
+
+def test_held_records_are_found_whatever_their_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run finds every record held, by scans where the times are close and id by id
+    where a window's stretch of the time index is crowded (times far apart, or equal); a
+    record of another scope at the same time is not mistaken for one held."""
+    monkeypatch.setattr(bulk, "HELD_WINDOW", 4)
+    by_id: list[int] = []
+    held_by_id = Store._held
+
+    def counting(conn: sqlite3.Connection, ids: list[bytes]) -> set[bytes]:
+        by_id.append(len(ids))
+        return held_by_id(conn, ids)
+
+    monkeypatch.setattr(Store, "_held", staticmethod(counting))
+    f = RecordFactory()
+    project = f.project("alice", name="History")
+    other = f.project("alice", name="Elsewhere")
+    close = [("code", (0,), AT + i) for i in range(12)]
+    apart = [("docs", (1,), AT + i * 10**9) for i in range(6)]
+    equal = [("testing", (2,), AT) for _ in range(40)]
+    made = _made(f, project, close + apart + equal)
+    rows = [row for row, _ in made]
+    with Store.open(tmp_path / "s.db") as store:
+        store.add([project, other])
+        # The other project's records at the same times, with the same bodies.
+        store.add_attested([row for row, _ in _made(f, other, close + apart + equal)])
+        by_id.clear()
+        assert store.add_attested(rows[:12]) == [True] * 12
+        assert by_id == []  # close times: each window's stretch scanned
+        assert store.add_attested(rows) == [False] * 12 + [True] * 46
+        assert store.add_attested(rows[::-1]) == [False] * 58
+        assert by_id, "the crowded stretches (40 records at one time) were looked up by id"
+        assert store.count() == 2 + 2 * 58
 
 
 def test_a_cached_project_sees_the_bulk_records(tmp_path: Path) -> None:

@@ -65,9 +65,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Commit",
     "CommitCount",
+    "Fields",
     "GitError",
     "Signatures",
     "commit_body",
+    "commit_fields",
     "commit_type",
     "draft_commit",
     "log_pieces",
@@ -687,19 +689,34 @@ def sign_commit(
     return sign_record(key, body=body, ts=commit.author_time * 1000, project=project)
 
 
-def draft_commit(drafts: Drafts, commit: Commit, coauthor_map: dict[bytes, bytes]) -> Draft:
-    """The unsigned record of one commit, exactly :func:`sign_commit`'s record before its
-    signature, built by ``drafts`` (which checks only what varies from commit to commit)."""
+#: What a commit's record holds besides what every record of its import shares: the
+#: arguments of :meth:`protocol.drafts.Drafts.record` before ``sign`` (type, title, artifact
+#: digest, handles, time in milliseconds, SSH key).
+Fields = tuple[str, str, str, tuple[str, ...], int, "bytes | None"]
+
+
+def commit_fields(commit: Commit, coauthor_map: dict[bytes, bytes]) -> Fields:
+    """The fields of one commit's record, exactly :func:`commit_body`'s and
+    :func:`sign_commit`'s (checked by :class:`~protocol.drafts.Drafts` when drafted)."""
     if commit.coauthor_emails:
         emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
         handles = tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF]
     else:
         handles = (_handle(commit.email),)
+    return (
+        commit_type(commit.paths),
+        _title(commit.subject, commit.hash),
+        "git:" + commit.hash,
+        handles,
+        commit.author_time * 1000,
+        commit.ssh_key,
+    )
+
+
+def draft_commit(drafts: Drafts, commit: Commit, coauthor_map: dict[bytes, bytes]) -> Draft:
+    """The unsigned record of one commit, exactly :func:`sign_commit`'s record before its
+    signature, built by ``drafts`` (which checks only what varies from commit to commit)."""
+    type_, title, digest, handles, ts, ssh_key = commit_fields(commit, coauthor_map)
     return drafts.draft(
-        type=commit_type(commit.paths),
-        title=_title(commit.subject, commit.hash),
-        digest="git:" + commit.hash,
-        on_behalf=handles,
-        ts=commit.author_time * 1000,
-        ssh_key=commit.ssh_key,
+        type=type_, title=title, digest=digest, on_behalf=handles, ts=ts, ssh_key=ssh_key
     )

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.util import Finalize
 from typing import Final, NamedTuple
 
-from node.gitlog import Signatures, draft_commit, map_coauthors, parse_piece
+from node.gitlog import Signatures, commit_fields, map_coauthors, parse_piece
 from protocol.drafts import Drafts
 from protocol.errors import InvalidRecord
 from protocol.signing import SigningKey
@@ -68,9 +68,9 @@ class RecordMaker:
     """Makes the signed records of pieces of ``git log`` output (in a worker process, or in
     the importing one): each commit parsed (:func:`node.gitlog.parse_piece`), its signature
     read (:class:`node.gitlog.Signatures`, started at the first piece), its co-authors
-    resolved by the mailmap (each address asked of git once), then drafted
-    (:func:`node.gitlog.draft_commit`), signed and finished into a row for
-    :meth:`node.store.sqlite.Store.add_attested`, or skipped with a reason: an author time
+    resolved by the mailmap (each address asked of git once), then drafted, signed and
+    finished (:func:`node.gitlog.commit_fields`, :meth:`protocol.drafts.Drafts.record`) into a
+    row for :meth:`node.store.sqlite.Store.add_attested`, or skipped with a reason: an author time
     outside ``0..latest_ms`` (before 1970, or later than a node would accept), or a broken
     record rule. Raises :class:`node.gitlog.GitError` when git fails."""
 
@@ -92,19 +92,18 @@ class RecordMaker:
             mapped.update(map_coauthors(self.source.repo, wanted, self.source.mailmap))
         made = Made([], [], {c.email.strip().lower() for c in commits})
         rows, skipped = made.rows, made.skipped
-        sign, finish, draft_of = self.key.sign, self.drafts.finish, draft_commit
-        drafts = self.drafts
+        sign, record, fields_of = self.key.sign, self.drafts.record, commit_fields
         for commit in commits:
             if not 0 <= commit.author_time * 1000 <= latest_ms:
                 skipped.append((commit.hash, "its author time is not usable"))
                 continue
+            fields = fields_of(commit, mapped)
             try:
-                draft = draft_of(drafts, commit, mapped)
+                raw, record_id = record(*fields, sign)
             except InvalidRecord as exc:
                 skipped.append((commit.hash, f"{exc.code}: {exc.message}"))
                 continue
-            raw, record_id = finish(draft, sign(draft.signing_input))
-            rows.append((record_id, raw, draft.ts, draft.type, draft.on_behalf))
+            rows.append((record_id, raw, fields[4], fields[0], fields[3]))
         return made
 
     def close(self) -> None:

@@ -88,6 +88,16 @@ def test_drafts_make_sign_records_bytes(
     # The same draft twice (its handle list now cached) gives the same record.
     again = drafts.draft(**fields, ts=ts, ssh_key=ssh_key)  # type: ignore[arg-type]
     assert again == draft
+    # Drafted, signed and finished in one call: the same bytes and id, the same input signed.
+    signed: list[bytes] = []
+
+    def sign(message: bytes) -> bytes:
+        signed.append(message)
+        return SIGNER.sign(message)
+
+    made = drafts.record(type_, title, digest, on_behalf, ts, ssh_key, sign)
+    assert made == (expected.raw, expected.id)
+    assert signed == [expected.signing_input()]
 
 
 ONE = (email_handle(b"a@example.org"),)
@@ -122,6 +132,12 @@ def test_a_draft_breaking_a_rule_is_refused(change: dict[str, object], code: str
     with pytest.raises(InvalidRecord) as caught:
         drafts.draft(**{**GOOD, **change})  # type: ignore[arg-type]
     assert caught.value.code == code
+    # Made in one call, the same rule refuses it, before anything is signed.
+    fields = {**GOOD, "ssh_key": None, **change}
+    names = ("type", "title", "digest", "on_behalf", "ts", "ssh_key")
+    with pytest.raises(InvalidRecord) as caught:
+        drafts.record(*(fields[n] for n in names), pytest.fail)  # type: ignore[arg-type]
+    assert caught.value.code == code
 
 
 def test_the_constant_parts_are_checked_once_up_front() -> None:
@@ -138,4 +154,7 @@ def test_the_constant_parts_are_checked_once_up_front() -> None:
     draft = drafts.draft(**GOOD)  # type: ignore[arg-type]
     with pytest.raises(InvalidRecord) as caught:
         drafts.signed(draft, b"\x00" * 63)
+    assert caught.value.code == "bad-length:sig"
+    with pytest.raises(InvalidRecord) as caught:
+        drafts.record("code", "Fix", GOOD["digest"], ONE, 1, None, lambda m: b"\x00" * 63)  # type: ignore[arg-type]
     assert caught.value.code == "bad-length:sig"

@@ -134,7 +134,8 @@ def test_backup_and_restore_refuse_what_they_must(tmp_path: Path, capsys: Any) -
     # Not a damaged file: the check comes first, and nothing is left behind.
     damaged = tmp_path / "damaged.backup"
     data = bytearray(target.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 4096] = b"\xff" * 4096
+    page = int.from_bytes(data[16:18], "big")  # the header's page size: a whole page spoilt
+    data[len(data) // 2 : len(data) // 2 + 2 * page] = b"\xff" * (2 * page)
     damaged.write_bytes(bytes(data))
     fresh = tmp_path / "b"
     assert main(["--home", str(fresh), "restore", str(damaged)]) == 1

@@ -60,7 +60,8 @@ def test_the_log_is_checkpointed_by_the_thread_not_the_writer(tmp_path: Path) ->
         # The writer's own checkpoint waits for a log of 64 MiB: far more than these
         # records, so any copy into the file before the close is the thread's.
         pages = int(store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-        assert pages * 4096 >= checkpoint.WAL_LIMIT_BYTES
+        page_size = int(store._db.execute("PRAGMA page_size").fetchone()[0])
+        assert pages * page_size >= checkpoint.WAL_LIMIT_BYTES
         for start in range(0, len(records), 500):
             assert all(store.add(records[start : start + 500]))
         assert poll(lambda: in_file(db) == len(records)), "the thread never checkpointed"

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from old_stores import write_old_store
 
-from node.store.schema import CONTRIBUTION, GENESIS, KIND_NUMBERS, PROFILE, SCHEMA_VERSION
+from node.store.schema import (
+    CONTRIBUTION,
+    GENESIS,
+    KIND_NUMBERS,
+    PAGE_SIZE,
+    PROFILE,
+    SCHEMA_VERSION,
+)
 from node.store.sqlite import Store, StoreError
 from node.views.cache import ViewCache
 from protocol.attest import email_handle
@@ -128,6 +135,10 @@ def test_a_version_4_store_upgrades_and_answers_as_before(tmp_path: Path, tallie
         want = _answers(fresh, records, refused)
         with Store.open(old) as upgraded:
             assert upgraded.integrity_check() == "ok"
+            # A new store's pages are PAGE_SIZE bytes; an old store keeps the size it has.
+            page_size = "PRAGMA page_size"
+            assert fresh._db.execute(page_size).fetchone()[0] == PAGE_SIZE != 4096
+            assert upgraded._db.execute(page_size).fetchone()[0] == 4096
             # Compacted: the old table's pages went back to the file system (a backfill done
             # after it may free the page of its mark).
             free, pages = (

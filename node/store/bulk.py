@@ -111,7 +111,6 @@ class BulkMixin(StoreBase):
             # and time are bound: measured, 5 % less CPU a record stored.
             shared = (kind_n, author, project_n, scope_n, at, int(published))
             values = "(?, ?, {}, {}, {}, {}, ?, NULL, {}, {})".format(*(int(n) for n in shared))
-            records: list[tuple[bytes, bytes, int]] = []
             for row in rows:
                 is_new = row.id not in held
                 new.append(is_new)
@@ -119,10 +118,22 @@ class BulkMixin(StoreBase):
                     continue
                 held.add(row.id)
                 inserted.append(row)
-                records.append((row.id, row.raw, row.ts))
+            # Inserted in id order, the records walk the id index from one end to the other
+            # instead of landing all over it; the tallies are summed in the order given (an
+            # import's, by time, as their keys go). Measured storing a million records in
+            # 50,000-record batches: 15.6-16.0 microseconds of CPU a record and a 624 MB
+            # file, against 16.5-19.8 and 607 MB with the batch sorted by id for both (the
+            # rows then visited out of the order they were made in), 15.8 and 665 MB with
+            # neither sorted.
+            ids = [row.id for row in inserted]
+            order = sorted(range(len(ids)), key=ids.__getitem__)
+            records = [(ids[i], inserted[i].raw, inserted[i].ts) for i in order]
             first = self._insert_records(conn, records, row=values)
             if inserted:
-                seqs = inserted_seqs(conn, first, [row.id for row in inserted])
+                seqs = [0] * len(ids)
+                by_id = inserted_seqs(conn, first, [r[0] for r in records])
+                for i, seq in zip(order, by_id, strict=True):
+                    seqs[i] = seq
                 write_sums(conn, _sums(project_n, seqs, inserted), known=self._unit_numbers)
         if records:  # committed
             self._stored_in([scope])

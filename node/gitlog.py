@@ -629,6 +629,8 @@ def map_coauthors(
 def commit_type(paths: Sequence[str]) -> str:
     """``code``, unless every changed path is documentation (``docs``), tests (``testing``)
     or translations (``translation``). A merge or an empty commit changes no path: ``code``."""
+    if len(paths) == 1:  # most commits: no set to build
+        return _path_kind(paths[0])
     kinds = {_path_kind(p) for p in paths}
     if len(kinds) == 1:
         return kinds.pop()
@@ -655,10 +657,18 @@ def _path_kind(path: str) -> str:
 _handle: Final = functools.lru_cache(maxsize=1 << 16)(email_handle)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _author_only(email: bytes) -> tuple[str]:
+    # The handle list of a commit without co-authors, one object an author: no tuple built a
+    # commit, and the drafts' cache of encoded lists finds it by identity.
+    return (_handle(email),)
+
+
 def _title(subject: str, commit_hash: str) -> str:
     """The subject as a record title: refused characters replaced, cut to 200 UTF-8 bytes on a
     character boundary; an empty subject becomes ``commit <hash>``."""
-    text = _REFUSED.sub("\ufffd", subject).strip()
+    clean = _REFUSED.search(subject) is None  # most subjects: nothing to replace
+    text = (subject if clean else _REFUSED.sub("\ufffd", subject)).strip()
     # A character is at most 4 UTF-8 bytes: a short text needs no encoding to measure.
     if len(text) > MAX_TITLE // 4 and len(raw := text.encode("utf-8")) > MAX_TITLE:
         text = raw[:MAX_TITLE].decode("utf-8", "ignore").rstrip()
@@ -702,7 +712,7 @@ def commit_fields(commit: Commit, coauthor_map: dict[bytes, bytes]) -> Fields:
         emails = [commit.email, *(coauthor_map.get(e, e) for e in commit.coauthor_emails)]
         handles = tuple(dict.fromkeys(_handle(e) for e in emails))[:MAX_ON_BEHALF]
     else:
-        handles = (_handle(commit.email),)
+        handles = _author_only(commit.email)
     return (
         commit_type(commit.paths),
         _title(commit.subject, commit.hash),

@@ -299,6 +299,9 @@ def _import(
                 signer.start_workers(_workers(progress.total, commits))
             signer.submit(piece, latest_ms)
             store()
+        # git's output has ended: what is made already is stored while the workers make
+        # the last pieces, so that only those are stored after them, on one core.
+        put()
         store(wait_all=True)
         if writing is not None:
             writing.result()  # every batch committed: the summary may be acknowledged

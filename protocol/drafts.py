@@ -167,11 +167,7 @@ class Drafts:
         Raises :class:`InvalidRecord` as :meth:`draft` does, or for a signature of the
         wrong length; the signature is not verified."""
         front, tail = self._encode(type, title, digest, on_behalf, ts, ssh_key)
-        sig = sign(_PREFIX + front + tail)
-        if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
-            raise InvalidRecord("bad-length:sig", f"sig must be {SIGNATURE_SIZE} bytes")
-        raw = b"".join((b"\x87", front, _SIG_ENTRY, sig, tail))
-        return raw, _sha256(raw).digest()
+        return _sealed(front, sign(_PREFIX + front + tail), tail)
 
     def _encode(
         self,
@@ -230,11 +226,8 @@ class Drafts:
         """The encoded record of ``draft`` with its author's signature ``sig``, and its id: the
         bytes :meth:`signed` gives, for a caller that needs no decoded record (a bulk import
         storing rows). ``sig`` is not verified: the caller signed with its own key."""
-        if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
-            raise InvalidRecord("bad-length:sig", f"sig must be {SIGNATURE_SIZE} bytes")
         text, cut = draft.signing_input, draft.cut
-        raw = b"".join((b"\x87", text[len(_PREFIX) : cut], _SIG_ENTRY, sig, text[cut:]))
-        return raw, _sha256(raw).digest()
+        return _sealed(text[len(_PREFIX) : cut], sig, text[cut:])
 
     def signed(self, draft: Draft, sig: bytes) -> Record:
         """The record of ``draft`` with its author's signature ``sig`` over its signing input
@@ -262,6 +255,15 @@ class Drafts:
         _RECORD_RAW(record, raw)
         _RECORD_ID(record, record_id)
         return record
+
+
+def _sealed(front: bytes, sig: bytes, tail: bytes) -> tuple[bytes, bytes]:
+    """The encoded record whose entries before and after ``sig`` are ``front`` and ``tail``
+    (the signing input's, without its domain), with ``sig`` between them, and its id."""
+    if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
+        raise InvalidRecord("bad-length:sig", f"sig must be {SIGNATURE_SIZE} bytes")
+    raw = b"".join((b"\x87", front, _SIG_ENTRY, sig, tail))
+    return raw, _sha256(raw).digest()
 
 
 def sign_drafts(key: SigningKey, inputs: Sequence[bytes]) -> list[bytes]:

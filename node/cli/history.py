@@ -334,10 +334,10 @@ def _workers(total: int | None, read: int = 0) -> int:
     spend more on starting them than they save: fewer than :data:`PARALLEL_FROM` commits,
     or fewer than :data:`UNCOUNTED_PARALLEL_FROM` read) or on one core, else one a core, up
     to :data:`MAX_WORKERS`. Measured per commit on the 2-core reference machine at a million
-    commits: the workers 43 microseconds of CPU (the signature 24 of it), ``git log`` 20-22
-    and the workers' ``git cat-file`` 5.5, this process (reading, storing) 27; with a worker
-    a core, they keep both cores busy, where one worker beside this process (then parsing
-    too) left a core idle a quarter of the time."""
+    commits: the workers 42 microseconds of CPU (the signature 23 of it), ``git log`` 21 and
+    the workers' ``git cat-file`` 5.4, this process (reading, storing) 18; with a worker a
+    core, they keep both cores busy, where one worker beside this process (then parsing too)
+    left a core idle a quarter of the time."""
     short = read < UNCOUNTED_PARALLEL_FROM if total is None else total < PARALLEL_FROM
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if short or (cores or 1) < 2:

@@ -254,7 +254,7 @@ def read_commits(
 ) -> Iterator[Commit]:
     """The commits of ``rev`` in ``git log`` order, streamed from one ``git log`` process
     (:func:`log_pieces`), with the key of each good SSH signature its author made
-    (``ssh_key``), read beside it by one ``git cat-file --batch`` process (:class:`Signatures`)."""
+    (``ssh_key``), read beside it by one ``git cat-file`` process (:class:`Signatures`)."""
     pieces = log_pieces(repo, rev, no_merges=no_merges, mailmap=mailmap)
     signatures: Signatures | None = None
     try:

@@ -163,9 +163,9 @@ class BulkMixin(StoreBase):
         held: set[bytes] = set()
         crowded: list[tuple[int, int]] = []
         query = "SELECT id FROM records WHERE scope = ? AND ts BETWEEN ? AND ? LIMIT ?"
+        limit = HELD_SCAN_ROWS * HELD_WINDOW
         for start in range(0, len(times), HELD_WINDOW):
             low, high = times[start], times[min(start + HELD_WINDOW, len(times)) - 1]
-            limit = HELD_SCAN_ROWS * HELD_WINDOW
             found = conn.execute(query, (scope, low, high, limit)).fetchall()
             if len(found) >= limit:
                 crowded.append((low, high))
